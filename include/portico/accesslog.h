@@ -1,0 +1,42 @@
+/* The access log: one line per request, formatted from a template compiled
+ * at load time, buffered per worker and written at least every `flush`. */
+#ifndef PORTICO_ACCESSLOG_H
+#define PORTICO_ACCESSLOG_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "portico/config-t.h"
+#include "portico/str.h"
+
+struct event_base;
+
+typedef struct pt_alog_entry {
+    struct timeval start;
+    int64_t request_us;
+    const struct sockaddr *peer;
+    pt_str_t method, target, protocol, host, user_agent, referer, request_id;
+    int status;
+    uint64_t bytes_in, bytes_out;
+    const char *route;
+    const char *upstream_addr;
+    int upstream_status;
+    int64_t upstream_us; /* -1: no upstream */
+} pt_alog_entry_t;
+
+/* In a worker: opens the file of `conf` (if any) and arms the flush timer.
+ * 0 or -errno. */
+int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf);
+/* Formats and buffers one line (no-op when the log is off). */
+void pt_accesslog_write(const pt_alog_entry_t *e);
+/* Writes out what is buffered. */
+void pt_accesslog_flush(void);
+/* Flushes, then reopens the file by its path (SIGUSR1). 0 or -errno. */
+int pt_accesslog_reopen(void);
+/* Flushes and closes. */
+void pt_accesslog_stop(void);
+/* Formats e with conf's format into buf; returns the length (for tests). */
+size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_t *e, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,141 @@
+/* The compiled configuration of one generation: immutable after load,
+ * allocated from one arena and freed in one go. */
+#ifndef PORTICO_CONFIG_T_H
+#define PORTICO_CONFIG_T_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "portico/arena.h"
+#include "portico/schema-t.h"
+#include "portico/value.h"
+
+typedef struct pt_route pt_route_t;
+
+enum pt_accesslog_format { PT_ALOG_COMBINED, PT_ALOG_COMMON, PT_ALOG_JSON, PT_ALOG_CUSTOM };
+enum pt_balancer_kind { PT_BAL_RR, PT_BAL_LEASTCONN, PT_BAL_HASH, PT_BAL_LATENCY, PT_BAL_RANDOM2 };
+enum pt_hash_on { PT_HASH_NONE, PT_HASH_HEADER, PT_HASH_COOKIE, PT_HASH_QUERY, PT_HASH_IP, PT_HASH_URI };
+
+typedef struct pt_log_conf {
+    const pt_node_t *node;
+    char *path; /* NULL: stderr in the foreground, the default file otherwise */
+    int level;
+} pt_log_conf_t;
+
+typedef struct pt_accesslog_conf {
+    const pt_node_t *node;
+    char *path; /* NULL: off */
+    char *format;
+    int64_t buffer;
+    int64_t flush;
+    /* compiled */
+    int kind;
+    void *compiled;
+} pt_accesslog_conf_t;
+
+typedef struct pt_listener_conf {
+    const pt_node_t *node;
+    char *name;
+    pt_addr_t address;
+    struct {
+        const pt_node_t *node;
+        int64_t header, body, idle, send;
+    } timeouts;
+    int64_t backlog;
+    int64_t max_connections;
+    int64_t max_request_line;
+    int64_t max_header_size;
+    int64_t max_headers;
+} pt_listener_conf_t;
+
+typedef struct pt_admin_conf {
+    const pt_node_t *node; /* NULL: no admin listener */
+    pt_addr_t address;
+    bool allow_remote;
+} pt_admin_conf_t;
+
+typedef struct pt_target_conf {
+    const pt_node_t *node;
+    char *address;
+    int64_t weight;
+    pt_addr_t addr; /* compiled when address is numeric */
+} pt_target_conf_t;
+
+typedef struct pt_upstream_conf {
+    const pt_node_t *node;
+    char *name;
+    int balancer;
+    struct {
+        const pt_node_t *node;
+        int on;
+        char *name;
+        int fallback;
+    } hash;
+    pt_list_t targets; /* pt_target_conf_t */
+    struct {
+        const pt_node_t *node;
+        int64_t size, idle_timeout, requests;
+    } keepalive;
+    struct {
+        const pt_node_t *node;
+        int64_t connect, send, read;
+    } timeouts;
+    int64_t retries;
+} pt_upstream_conf_t;
+
+typedef struct pt_route_conf {
+    const pt_node_t *node;
+    char *name;
+    struct {
+        const pt_node_t *node;
+        pt_strlist_t hosts, paths, methods;
+    } match;
+    int64_t priority;
+    char *upstream;
+    char *strip_prefix;
+    struct {
+        const pt_node_t *node; /* NULL: no respond action */
+        int64_t status;
+        pt_kvlist_t headers;
+        char *body;
+    } respond;
+    /* compiled */
+    unsigned methods_mask; /* 0: any */
+    const pt_upstream_conf_t *up;
+    char *resp_head; /* status line and fixed headers of a respond route */
+    size_t resp_head_len;
+    size_t index;
+} pt_route_conf_t;
+
+typedef struct pt_prov {
+    const void *field;
+    const char *orig;
+} pt_prov_t;
+
+typedef struct pt_config {
+    const pt_node_t *node;
+    int64_t version;
+    int64_t workers; /* 0: one per CPU */
+    char *user;
+    char *pid_file;
+    int64_t shutdown_timeout;
+    pt_log_conf_t error_log;
+    pt_accesslog_conf_t access_log;
+    pt_list_t listeners; /* pt_listener_conf_t */
+    pt_admin_conf_t admin;
+    pt_list_t upstreams; /* pt_upstream_conf_t */
+    pt_list_t routes;    /* pt_route_conf_t */
+
+    /* not from the file */
+    char *file;
+    unsigned char sha256[32];
+    char sha256_hex[65];
+    time_t loaded_at;
+    pt_list_t prov; /* pt_prov_t: fields whose value came from ${VAR} */
+    pt_arena_t arena;
+} pt_config_t;
+
+#define PT_LIST_AT(list, type, i) (&((type *)(list).v)[i])
+
+#endif

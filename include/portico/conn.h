@@ -1,0 +1,74 @@
+/* A client connection: our own input and output buffers, one persistent
+ * edge-triggered event for both directions (no epoll_ctl per request), a
+ * timer, and the HTTP/1.1 request loop. */
+#ifndef PORTICO_CONN_H
+#define PORTICO_CONN_H
+
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "portico/accesslog.h"
+#include "portico/arena.h"
+#include "portico/h1_parser.h"
+#include "portico/worker.h"
+
+#define PT_CONN_MAGIC 0x434f4e4eu
+
+enum pt_conn_state {
+    PT_CS_HEAD,   /* waiting for (more of) a request head */
+    PT_CS_BODY,   /* reading the body of the current request */
+    PT_CS_LINGER, /* response sent, write side shut, draining input */
+};
+
+struct pt_conn {
+    unsigned magic;
+    int fd;
+    pt_worker_t *w;
+    pt_acceptor_t *acc;
+    pt_conn_t *next, *prev;
+    struct event ev, timer;
+    struct sockaddr_storage peer;
+
+    char *ibuf;
+    size_t ipos, ilen, icap;
+    char *obuf;
+    size_t opos, olen, ocap;
+
+    int state;
+    bool readable, writable, eof;
+    bool closing;      /* close once the output is flushed */
+    bool dead;
+    bool in_request;   /* between the first byte of a head and the end of its body */
+    int timer_kind;
+    struct timeval head_start;
+
+    /* body of the current request, discarded by respond routes */
+    int64_t body_left;
+    bool body_chunked;
+    pt_h1_chunked_t chunked;
+
+    /* the current request, for the access log */
+    pt_arena_t arena;
+    pt_alog_entry_t ent;
+    const pt_route_conf_t *route;
+    char reqid[33];
+    uint64_t requests;
+};
+
+/* Takes over an accepted socket and starts reading from it. */
+void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer);
+/* Appends a complete response; keep_alive false closes afterwards.
+ * extra: more header lines ("Allow: GET\r\n"), or NULL. */
+void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                     const char *extra, bool head_only);
+/* Graceful stop: finish what is in flight, then close. */
+void pt_conn_drain(pt_conn_t *c);
+/* Closes now. */
+void pt_conn_close(pt_conn_t *c);
+/* Frees a closed connection (the worker does it one loop later). */
+void pt_conn_free(pt_conn_t *c);
+
+#endif

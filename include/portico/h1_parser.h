@@ -1,0 +1,73 @@
+/* HTTP/1.1 request parser (RFC 9112): pure, bytes in and results out; no
+ * sockets, no allocation.  The request head is parsed in one pass once the
+ * buffer holds all of it; names and values point into the caller's buffer.
+ * It is strict about everything that could let two parties read one
+ * request differently (request smuggling): see h1_parser.c. */
+#ifndef PORTICO_H1_PARSER_H
+#define PORTICO_H1_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "portico/str.h"
+
+typedef struct pt_h1_header {
+    pt_str_t name, value;
+} pt_h1_header_t;
+
+typedef struct pt_h1_limits {
+    size_t max_request_line; /* 414 past it */
+    size_t max_head;         /* 431 past it: request line and headers */
+    size_t max_headers;      /* 431 past it; also the size of headers[] */
+} pt_h1_limits_t;
+
+enum pt_h1_target_form { PT_H1_ORIGIN, PT_H1_ABSOLUTE, PT_H1_AUTHORITY, PT_H1_ASTERISK };
+
+typedef struct pt_h1_req {
+    pt_str_t method, target, path, query; /* path and query split from target */
+    unsigned method_bit;                  /* PT_M_*, 0 for other methods */
+    int minor;                            /* HTTP/1.minor */
+    int form;                             /* enum pt_h1_target_form */
+    pt_str_t abs_authority;               /* host[:port] of an absolute-form target */
+    pt_h1_header_t *headers;              /* caller's array of limits.max_headers */
+    size_t nheaders;
+    pt_str_t host; /* Host header, or the authority of an absolute target */
+    int64_t content_length; /* -1: none */
+    bool chunked;
+    bool keep_alive;      /* after this request, per version and Connection */
+    bool expect_continue;
+    bool upgrade; /* Connection: upgrade and an Upgrade header */
+    size_t head_len;
+    size_t leading_crlf; /* empty lines skipped before the request line */
+} pt_h1_req_t;
+
+/* Parses the head at buf[0..len).  Returns:
+ *   > 0       the head is complete: its length (req filled in);
+ *   PT_EAGAIN more bytes are needed (and none of the limits is passed yet);
+ *   PT_EINVAL the request is bad: *status is 400, 414, 417, 431, 501 or 505.
+ * req->headers must point to an array of lim->max_headers entries. */
+int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_req_t *req, int *status);
+
+/* Finds a header by name (case-insensitive); the first one, or NULL. */
+const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name);
+
+/* Incremental chunked body decoder. Zero it to start. */
+typedef struct pt_h1_chunked {
+    int state;
+    uint64_t remaining; /* bytes left in the current chunk */
+    size_t line;        /* bytes of the current size line or trailer section */
+    int digits;
+    bool done;
+} pt_h1_chunked_t;
+
+#define PT_H1_MAX_CHUNK_LINE 4096
+#define PT_H1_MAX_TRAILERS 16384
+
+/* Decodes from buf[0..len): returns the bytes consumed (>= 0) and, when
+ * *dlen > 0, the payload span *data..*data+*dlen inside them; call again
+ * with the rest.  c->done is set after the last chunk and the trailers.
+ * PT_EINVAL: malformed framing (400). */
+long pt_h1_chunked_decode(pt_h1_chunked_t *c, const char *buf, size_t len, const char **data, size_t *dlen);
+
+#endif

@@ -1,0 +1,48 @@
+/* The schema engine: loads a node tree into structs as the tables say,
+ * applies defaults, prints the effective configuration and the manual. */
+#ifndef PORTICO_SCHEMA_H
+#define PORTICO_SCHEMA_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "portico/arena.h"
+#include "portico/diag.h"
+#include "portico/schema-t.h"
+
+struct pt_conf_ctx {
+    pt_arena_t *arena;
+    pt_diag_t *diag;
+    const char *file;
+    char path[512]; /* key path of the value being loaded: routes[2].match */
+    size_t path_len;
+    pt_list_t *prov; /* pt_prov_t: fields whose value came from ${VAR} */
+};
+
+/* The top-level section (schema.c). */
+extern const pt_section_t pt_schema_root;
+extern const pt_section_t pt_schema_listener, pt_schema_upstream, pt_schema_route;
+
+/* Loads map node n (or a shorthand scalar) into obj as section s says.
+ * Returns 0, or -1 when errors were added to cc->diag. */
+int pt_schema_load(pt_conf_ctx_t *cc, const pt_section_t *s, const pt_node_t *n, void *obj);
+
+/* Adds an error at node n, prefixed with the current key path. */
+void pt_conf_error(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pt_conf_warn(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pt_conf_note(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Pushes ".key" or "[i]" onto the path; pop restores the previous length. */
+size_t pt_conf_path_push(pt_conf_ctx_t *cc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void pt_conf_path_pop(pt_conf_ctx_t *cc, size_t len);
+
+/* Prints obj as YAML, the way section s describes it, with secrets
+ * redacted and ${VAR} values shown as written. */
+void pt_schema_dump(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov);
+/* Prints the mdoc key reference of portico.yaml(5). */
+void pt_schema_man(FILE *f, const pt_section_t *s);
+
+#endif

@@ -1,0 +1,32 @@
+/* The status board: a small shared-memory page the master writes and the
+ * workers read, so the admin API of any worker can tell about all of them. */
+#ifndef PORTICO_STATUS_T_H
+#define PORTICO_STATUS_T_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PT_STATUS_MAX_WORKERS 512
+
+enum pt_wstate { PT_W_EMPTY, PT_W_STARTING, PT_W_RUNNING, PT_W_DRAINING };
+
+typedef struct pt_status_worker {
+    pid_t pid;
+    int slot;
+    uint32_t generation;
+    int state;
+    int64_t started_ms;
+} pt_status_worker_t;
+
+typedef struct pt_status {
+    pid_t master_pid;
+    uint32_t generation;
+    int64_t started_ms;
+    int64_t config_loaded_ms;
+    char config_file[512];
+    char config_sha256[65];
+    uint32_t reloads, reload_failures;
+    pt_status_worker_t workers[PT_STATUS_MAX_WORKERS];
+} pt_status_t;
+
+#endif

@@ -1,0 +1,59 @@
+/* pt_str_t: a pointer and a length into someone else's buffer; never
+ * NUL-terminated and never owned. */
+#ifndef PORTICO_STR_H
+#define PORTICO_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct pt_str {
+    const char *p;
+    size_t n;
+} pt_str_t;
+
+#define PT_STR(lit) ((pt_str_t){(lit), sizeof(lit) - 1})
+#define PT_STR_NULL ((pt_str_t){NULL, 0})
+/* printf("%.*s", PT_STR_FMT(s)) */
+#define PT_STR_FMT(s) (int)(s).n, (s).p
+
+static inline pt_str_t pt_str_from(const char *cs)
+{
+    return (pt_str_t){cs, cs ? strlen(cs) : 0};
+}
+
+static inline bool pt_str_eq(pt_str_t a, pt_str_t b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+static inline bool pt_str_caseeq(pt_str_t a, pt_str_t b)
+{
+    return a.n == b.n && (a.n == 0 || strncasecmp(a.p, b.p, a.n) == 0);
+}
+
+static inline bool pt_str_caseeq_cs(pt_str_t a, const char *cs)
+{
+    return pt_str_caseeq(a, pt_str_from(cs));
+}
+
+static inline bool pt_str_has_prefix(pt_str_t s, pt_str_t prefix)
+{
+    return s.n >= prefix.n && memcmp(s.p, prefix.p, prefix.n) == 0;
+}
+
+static inline char pt_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
+}
+
+/* Levenshtein distance, capped: returns max + 1 as soon as it is exceeded.
+ * Used for "did you mean" suggestions. */
+size_t pt_str_distance(const char *a, const char *b, size_t max);
+
+/* Case-insensitive search of token `tok` in a comma-separated header value
+ * such as "keep-alive, Upgrade". */
+bool pt_str_list_has_token(pt_str_t list, pt_str_t tok);
+
+#endif

@@ -1,0 +1,33 @@
+/* Parsers for the scalar value kinds of the configuration.  Each returns
+ * NULL on success or a short phrase saying what is wrong; the caller adds
+ * the key and the location. */
+#ifndef PORTICO_VALUE_H
+#define PORTICO_VALUE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct pt_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char *text;
+} pt_addr_t;
+
+/* "250ms", "10s", "5m", "2h", "1d", "1m30s": milliseconds.  Units required. */
+const char *pt_value_duration(const char *s, int64_t *ms);
+/* "512", "16k", "4KiB", "1m", "2g": bytes, binary multiples. */
+const char *pt_value_size(const char *s, int64_t *bytes);
+/* "10", "-3": a decimal integer. */
+const char *pt_value_int(const char *s, int64_t *v);
+/* "127.0.0.1:8080", "[::1]:80", "*:8080", ":8080", "8080": a numeric address
+ * and port (1-65535; 0 only when allow_port0). */
+const char *pt_value_addr(const char *s, pt_addr_t *a, int allow_port0);
+/* Writes the canonical form ("1m30s", "16k"). */
+void pt_value_format_duration(int64_t ms, char *buf, size_t size);
+void pt_value_format_size(int64_t bytes, char *buf, size_t size);
+/* Is this address in 127.0.0.0/8 or ::1? */
+int pt_addr_is_loopback(const pt_addr_t *a);
+/* "1.2.3.4:80" or "[::1]:80" */
+void pt_addr_format(const struct sockaddr *sa, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,68 @@
+/* A worker process: one libevent loop, no threads, no locks. */
+#ifndef PORTICO_WORKER_H
+#define PORTICO_WORKER_H
+
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "portico/config-t.h"
+#include "portico/listener.h"
+#include "portico/router.h"
+#include "portico/status-t.h"
+
+#define PT_WORKER_MAGIC 0x57524b52u
+
+typedef struct pt_conn pt_conn_t;
+typedef struct pt_worker pt_worker_t;
+
+typedef struct pt_acceptor {
+    pt_worker_t *w;
+    pt_lsock_t *ls;
+    int fd;
+    struct event ev;
+    size_t nconns;
+    bool paused;
+} pt_acceptor_t;
+
+struct pt_worker {
+    unsigned magic;
+    struct event_base *base;
+    const pt_config_t *conf;
+    pt_router_t *router;
+    pt_lset_t *lset;
+    int slot;
+    uint32_t generation;
+    int chan; /* to the master */
+    pt_status_t *status;
+    uid_t uid;
+    gid_t gid;
+    bool drop_privileges;
+
+    pt_acceptor_t *acceptors;
+    size_t nacceptors;
+    pt_conn_t *conns; /* every open connection, for drain and stop */
+    size_t nconns;
+    pt_conn_t *dead;  /* closed, freed on the next loop iteration */
+    struct event reaper;
+
+    bool draining;
+    int exit_code;
+    struct event sig_quit, sig_term, sig_int, sig_usr1, sig_hup, drain_timer;
+
+    /* "Date: Thu, 26 Nov 2026 00:34:41 GMT\r\n", refreshed once a second */
+    char date[48];
+    time_t date_sec;
+    uint64_t reqid_seed, reqid_seq;
+};
+
+/* Runs the worker until it is told to stop; returns the exit status.
+ * Called in the child right after fork. */
+int pt_worker_run(pt_worker_t *w);
+/* The Date header line for now. */
+const char *pt_worker_date(pt_worker_t *w);
+/* A connection closed: bookkeeping, accept resume, drain completion. */
+void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a);
+
+#endif

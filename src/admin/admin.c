@@ -1,0 +1,78 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portico/admin.h"
+#include "portico/conn.h"
+#include "portico/http.h"
+
+static const char *const state_names[] = {"empty", "starting", "running", "draining"};
+
+static void iso_time(int64_t ms, char *buf, size_t size)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static char *status_json(pt_worker_t *w, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    if (!f)
+        return NULL;
+    const pt_status_t *st = w->status;
+    char started[32], loaded[32];
+    iso_time(st->started_ms, started, sizeof(started));
+    iso_time(st->config_loaded_ms, loaded, sizeof(loaded));
+    fprintf(f,
+            "{\"version\":\"%s\",\"build\":\"%s\",\"master_pid\":%d,\"started\":\"%s\",\"generation\":%u,"
+            "\"reloads\":%u,\"reload_failures\":%u,\"config\":{\"file\":\"",
+            PACKAGE_VERSION, PT_BUILD_OPTIONS, (int)st->master_pid, started, st->generation, st->reloads,
+            st->reload_failures);
+    for (const char *p = st->config_file; *p; p++)
+        fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
+    fprintf(f, "\",\"sha256\":\"%s\",\"loaded\":\"%s\"},\"served_by\":%d,\"workers\":[", st->config_sha256, loaded,
+            (int)getpid());
+    int first = 1;
+    for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++) {
+        const pt_status_worker_t *sw = &st->workers[i];
+        if (sw->state == PT_W_EMPTY)
+            continue;
+        char ws[32];
+        iso_time(sw->started_ms, ws, sizeof(ws));
+        fprintf(f, "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\"}",
+                first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws);
+        first = 0;
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+    return buf;
+}
+
+void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req)
+{
+    bool head = req->method_bit == PT_M_HEAD;
+    if (!pt_str_eq(req->path, PT_STR("/status"))) {
+        pt_conn_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);
+        return;
+    }
+    if (req->method_bit != PT_M_GET && !head) {
+        pt_conn_respond(c, 405, "application/json", "{\"error\":\"method not allowed\"}\n", 31,
+                        "Allow: GET, HEAD\r\n", false);
+        return;
+    }
+    size_t len = 0;
+    char *body = status_json(c->w, &len);
+    if (!body) {
+        pt_conn_respond(c, 500, "application/json", "{\"error\":\"out of memory\"}\n", 26, NULL, head);
+        return;
+    }
+    pt_conn_respond(c, 200, "application/json", body, len, "Cache-Control: no-store\r\n", head);
+    free(body);
+}

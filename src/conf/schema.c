@@ -1,0 +1,369 @@
+/* THE configuration schema.  Every key Portico accepts is defined here and
+ * nowhere else: the loader, `portico -T` and portico.yaml(5) read these
+ * tables.  Cross-field checks of one section sit next to its table; checks
+ * across sections (names, references) are in config.c. */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "portico/accesslog_conf.h"
+#include "portico/conf.h"
+#include "portico/config-t.h"
+#include "portico/http.h"
+#include "portico/log.h"
+#include "portico/route_conf.h"
+#include "portico/schema.h"
+
+#define END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL}
+#define F(type, field) offsetof(type, field)
+
+static const char *const balancer_names[] = {"round-robin", "least-connections", "consistent-hashing",
+                                             "latency", "random-two", NULL};
+static const char *const hash_on_names[] = {"none", "header", "cookie", "query", "ip", "uri", NULL};
+
+/* ---- workers: "auto" or a number ---- */
+
+static int set_workers(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
+{
+    int64_t v;
+    if (n->type == PT_NODE_SCALAR && strcmp(n->s, "auto") == 0) {
+        *(int64_t *)field = 0;
+        return 0;
+    }
+    if (n->type != PT_NODE_SCALAR || pt_value_int(n->s, &v) || v < 1 || v > 256) {
+        pt_conf_error(cc, n, "expected \"auto\" or a number of workers from 1 to 256, not %s%s%s",
+                      n->type == PT_NODE_SCALAR ? "\"" : "", n->type == PT_NODE_SCALAR ? n->s : pt_node_type_name(n),
+                      n->type == PT_NODE_SCALAR ? "\"" : "");
+        return -1;
+    }
+    *(int64_t *)field = v;
+    return 0;
+}
+
+static void print_workers(FILE *f, const void *field)
+{
+    int64_t v = *(const int64_t *)field;
+    if (v)
+        fprintf(f, "%lld", (long long)v);
+    else
+        fputs("auto", f);
+}
+
+/* ---- log level ---- */
+
+static int set_level(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
+{
+    int lv = n->type == PT_NODE_SCALAR ? pt_log_level_parse(n->s) : -1;
+    if (lv < 0) {
+        pt_conf_error(cc, n, "expected a log level (crit, error, warn, notice, info, debug)");
+        return -1;
+    }
+    *(int *)field = lv;
+    return 0;
+}
+
+static void print_level(FILE *f, const void *field)
+{
+    fputs(pt_log_level_names[*(const int *)field], f);
+}
+
+/* ---- error_log, access_log ---- */
+
+static const pt_directive_t error_log_keys[] = {
+    {"path", PT_T_STR, F(pt_log_conf_t, path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
+     "Where the error log goes: a file, or stderr. When unset: stderr with -f, "
+     "/var/log/portico/error.log otherwise. Reopened on SIGUSR1."},
+    {"level", PT_T_CUSTOM, F(pt_log_conf_t, level), "notice", 0, 0, NULL, NULL, NULL, set_level, print_level, 0,
+     "level", "The least severe level written: crit, error, warn, notice, info or debug. -l overrides it."},
+    END,
+};
+static const pt_section_t error_log_section = {"error_log", sizeof(pt_log_conf_t), error_log_keys, NULL, "path", NULL};
+
+
+static const pt_directive_t access_log_keys[] = {
+    {"path", PT_T_STR, F(pt_accesslog_conf_t, path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
+     "The access log file. Unset: no access log. Reopened on SIGUSR1."},
+    {"format", PT_T_STR, F(pt_accesslog_conf_t, format), "combined", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
+     "format",
+     "combined, common, json, or a template in which $name stands for a field: "
+     "$time, $time_iso8601, $remote_addr, $method, $target, $protocol, $status, $bytes_in, "
+     "$bytes_out, $request_time, $route, $request_id, $host, $user_agent, $referer, "
+     "$upstream_addr, $upstream_status, $upstream_time."},
+    {"buffer", PT_T_SIZE, F(pt_accesslog_conf_t, buffer), "64k", 0, 16 << 20, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Lines are buffered per worker up to this size; 0 writes every line at once."},
+    {"flush", PT_T_DURATION, F(pt_accesslog_conf_t, flush), "1s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Buffered lines are written at least this often."},
+    END,
+};
+static const pt_section_t access_log_section = {"access_log", sizeof(pt_accesslog_conf_t), access_log_keys,
+                                                pt_accesslog_compile, "path", NULL};
+
+/* ---- listeners ---- */
+
+static const pt_directive_t timeout_keys[] = {
+    {"header", PT_T_DURATION, F(pt_listener_conf_t, timeouts.header) - F(pt_listener_conf_t, timeouts), "10s",
+     1, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Deadline for a request's whole head, from its first byte; then 408 and close."},
+    {"body", PT_T_DURATION, F(pt_listener_conf_t, timeouts.body) - F(pt_listener_conf_t, timeouts), "30s", 1,
+     3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL, "Longest gap between two reads of a request body."},
+    {"idle", PT_T_DURATION, F(pt_listener_conf_t, timeouts.idle) - F(pt_listener_conf_t, timeouts), "60s", 1,
+     86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long a keep-alive connection may wait for its next request."},
+    {"send", PT_T_DURATION, F(pt_listener_conf_t, timeouts.send) - F(pt_listener_conf_t, timeouts), "30s", 1,
+     3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Longest time without progress while writing to the client."},
+    END,
+};
+static const pt_section_t timeout_section = {"timeouts", sizeof(((pt_listener_conf_t *)0)->timeouts),
+                                             timeout_keys, NULL, NULL, NULL};
+
+static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    pt_listener_conf_t *l = obj;
+    if (!l->name)
+        l->name = l->address.text;
+    if (l->max_header_size < l->max_request_line) {
+        pt_conf_error(cc, pt_node_get(n, "max_header_size") ? pt_node_get(n, "max_header_size") : n,
+                      "max_header_size (%lld) is smaller than max_request_line (%lld)",
+                      (long long)l->max_header_size, (long long)l->max_request_line);
+        return -1;
+    }
+    return 0;
+}
+
+static const pt_directive_t listener_keys[] = {
+    {"name", PT_T_STR, F(pt_listener_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "A unique name for logs and metrics. Default: the address."},
+    {"address", PT_T_ADDR, F(pt_listener_conf_t, address), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL,
+     PT_F_REQUIRED | PT_F_PORT0, NULL,
+     "IP address and port to listen on: 0.0.0.0:8080, [::]:8080, 127.0.0.1:80, or :8080 for all IPv4 "
+     "addresses. Port 0 picks a free port (for tests)."},
+    {"timeouts", PT_T_SECTION, F(pt_listener_conf_t, timeouts), NULL, 0, 0, NULL, &timeout_section, NULL, NULL,
+     NULL, 0, NULL, "Client-side timeouts."},
+    {"backlog", PT_T_INT, F(pt_listener_conf_t, backlog), "4096", 1, 65535, NULL, NULL, NULL, NULL, NULL,
+     PT_F_RESTART, NULL, "Length of the kernel's accept queue of each socket."},
+    {"max_connections", PT_T_INT, F(pt_listener_conf_t, max_connections), "10000", 1, 1000000, NULL, NULL, NULL,
+     NULL, NULL, 0, NULL,
+     "Client connections one worker serves at once on this listener; past it, accepting pauses."},
+    {"max_request_line", PT_T_SIZE, F(pt_listener_conf_t, max_request_line), "8k", 64, 1 << 20, NULL, NULL, NULL,
+     NULL, NULL, 0, NULL, "Longest request line; longer gets 414."},
+    {"max_header_size", PT_T_SIZE, F(pt_listener_conf_t, max_header_size), "32k", 256, 1 << 20, NULL, NULL,
+     NULL, NULL, NULL, 0, NULL, "Largest request head (request line and headers); larger gets 431."},
+    {"max_headers", PT_T_INT, F(pt_listener_conf_t, max_headers), "100", 1, 1000, NULL, NULL, NULL, NULL, NULL,
+     0, NULL, "Most header fields in a request; more gets 431."},
+    END,
+};
+const pt_section_t pt_schema_listener = {"listener", sizeof(pt_listener_conf_t), listener_keys,
+                                              check_listener, NULL, NULL};
+
+/* ---- admin ---- */
+
+static int check_admin(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    pt_admin_conf_t *a = obj;
+    if (!pt_addr_is_loopback(&a->address) && !a->allow_remote) {
+        pt_conf_error(cc, pt_node_get(n, "address") ? pt_node_get(n, "address") : n,
+                      "%s is not a loopback address; set allow_remote: true to expose the admin API",
+                      a->address.text);
+        return -1;
+    }
+    return 0;
+}
+
+static const pt_directive_t admin_keys[] = {
+    {"address", PT_T_ADDR, F(pt_admin_conf_t, address), "127.0.0.1:9180", 0, 0, NULL, NULL, NULL, NULL, NULL,
+     PT_F_PORT0, NULL, "Address of the admin API (GET /status)."},
+    {"allow_remote", PT_T_BOOL, F(pt_admin_conf_t, allow_remote), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Must be true for an address outside 127.0.0.0/8 and ::1."},
+    END,
+};
+static const pt_section_t admin_section = {"admin", sizeof(pt_admin_conf_t), admin_keys, check_admin, NULL,
+                                           "Without an admin key there is no admin listener."};
+
+/* ---- upstreams ---- */
+
+static int check_target(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    pt_target_conf_t *t = obj;
+    const pt_node_t *an = pt_node_get(n, "address");
+    const char *colon = strrchr(t->address, ':');
+    if (!colon || colon[1] == '\0' || colon == t->address) {
+        pt_conf_error(cc, an, "expected host:port, not \"%s\"", t->address);
+        return -1;
+    }
+    int64_t port;
+    if (pt_value_int(colon + 1, &port) || port < 1 || port > 65535) {
+        pt_conf_error(cc, an, "port out of range 1-65535 in \"%s\"", t->address);
+        return -1;
+    }
+    if (pt_value_addr(t->address, &t->addr, 0) == NULL)
+        t->addr.text = t->address;
+    else
+        memset(&t->addr, 0, sizeof(t->addr)); /* a hostname, resolved at run time */
+    return 0;
+}
+
+static const pt_directive_t target_keys[] = {
+    {"address", PT_T_STR, F(pt_target_conf_t, address), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
+     "host:port", "The target's address and port."},
+    {"weight", PT_T_INT, F(pt_target_conf_t, weight), "100", 1, 10000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Relative share of requests."},
+    END,
+};
+static const pt_section_t target_section = {"target", sizeof(pt_target_conf_t), target_keys, check_target,
+                                            "address", NULL};
+
+#define UF(field) (F(pt_upstream_conf_t, field))
+static const pt_directive_t hash_keys[] = {
+    {"on", PT_T_ENUM, F(pt_upstream_conf_t, hash.on) - UF(hash), "ip", 0, 0, hash_on_names, NULL, NULL, NULL,
+     NULL, 0, NULL, "What the hash key is taken from."},
+    {"name", PT_T_STR, F(pt_upstream_conf_t, hash.name) - UF(hash), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "The header, cookie or query argument name, for on: header, cookie or query."},
+    {"fallback", PT_T_ENUM, F(pt_upstream_conf_t, hash.fallback) - UF(hash), "ip", 0, 0, hash_on_names, NULL,
+     NULL, NULL, NULL, 0, NULL, "Where the key comes from when the first source is absent."},
+    END,
+};
+static const pt_section_t hash_section = {"hash", sizeof(((pt_upstream_conf_t *)0)->hash), hash_keys, NULL,
+                                          NULL, NULL};
+
+static const pt_directive_t keepalive_keys[] = {
+    {"size", PT_T_INT, F(pt_upstream_conf_t, keepalive.size) - UF(keepalive), "256", 0, 100000, NULL, NULL,
+     NULL, NULL, NULL, 0, NULL, "Idle connections kept per target in each worker; 0 disables keep-alive."},
+    {"idle_timeout", PT_T_DURATION, F(pt_upstream_conf_t, keepalive.idle_timeout) - UF(keepalive), "60s", 1,
+     86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL, "An idle pooled connection is closed after this."},
+    {"requests", PT_T_INT, F(pt_upstream_conf_t, keepalive.requests) - UF(keepalive), "1000", 1, 100000000,
+     NULL, NULL, NULL, NULL, NULL, 0, NULL, "Requests sent on one upstream connection before it is closed."},
+    END,
+};
+static const pt_section_t keepalive_section = {"keepalive", sizeof(((pt_upstream_conf_t *)0)->keepalive),
+                                               keepalive_keys, NULL, NULL, NULL};
+
+static const pt_directive_t utimeout_keys[] = {
+    {"connect", PT_T_DURATION, F(pt_upstream_conf_t, timeouts.connect) - UF(timeouts), "2s", 1, 3600000, NULL,
+     NULL, NULL, NULL, NULL, 0, NULL, "Time to establish a connection to a target; then 502, or a retry."},
+    {"send", PT_T_DURATION, F(pt_upstream_conf_t, timeouts.send) - UF(timeouts), "10s", 1, 3600000, NULL, NULL,
+     NULL, NULL, NULL, 0, NULL, "Longest time without progress while writing to a target."},
+    {"read", PT_T_DURATION, F(pt_upstream_conf_t, timeouts.read) - UF(timeouts), "30s", 1, 3600000, NULL, NULL,
+     NULL, NULL, NULL, 0, NULL, "Longest wait for the response or the next part of it; then 504."},
+    END,
+};
+static const pt_section_t utimeout_section = {"timeouts", sizeof(((pt_upstream_conf_t *)0)->timeouts),
+                                              utimeout_keys, NULL, NULL, NULL};
+
+static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    pt_upstream_conf_t *u = obj;
+    if (u->targets.n == 0) {
+        pt_conf_error(cc, pt_node_get(n, "targets") ? pt_node_get(n, "targets") : n,
+                      "an upstream needs at least one target");
+        return -1;
+    }
+    if (pt_node_get(n, "hash") && u->balancer != PT_BAL_HASH)
+        pt_conf_warn(cc, pt_node_get(n, "hash"), "hash is used only with balancer: consistent-hashing");
+    if (u->balancer == PT_BAL_HASH && (u->hash.on == PT_HASH_HEADER || u->hash.on == PT_HASH_COOKIE ||
+                                       u->hash.on == PT_HASH_QUERY) && !u->hash.name) {
+        pt_conf_error(cc, pt_node_get(n, "hash"), "hash.on: %s needs hash.name", hash_on_names[u->hash.on]);
+        return -1;
+    }
+    return 0;
+}
+
+static const pt_directive_t upstream_keys[] = {
+    {"name", PT_T_STR, F(pt_upstream_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
+     NULL, "A unique name, used by routes."},
+    {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,
+     NULL, NULL, 0, NULL, "How a target is chosen."},
+    {"hash", PT_T_SECTION, F(pt_upstream_conf_t, hash), NULL, 0, 0, NULL, &hash_section, NULL, NULL, NULL, 0,
+     NULL, "The key of consistent-hashing."},
+    {"targets", PT_T_LIST, F(pt_upstream_conf_t, targets), NULL, 0, 0, NULL, &target_section, NULL, NULL, NULL,
+     PT_F_REQUIRED, NULL, "The servers behind this upstream."},
+    {"keepalive", PT_T_SECTION, F(pt_upstream_conf_t, keepalive), NULL, 0, 0, NULL, &keepalive_section, NULL,
+     NULL, NULL, 0, NULL, "Connection reuse to the targets."},
+    {"timeouts", PT_T_SECTION, F(pt_upstream_conf_t, timeouts), NULL, 0, 0, NULL, &utimeout_section, NULL, NULL,
+     NULL, 0, NULL, "Upstream-side timeouts (units are required)."},
+    {"retries", PT_T_INT, F(pt_upstream_conf_t, retries), "1", 0, 100, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How many times a failed attempt is tried again on another target."},
+    END,
+};
+const pt_section_t pt_schema_upstream = {"upstream", sizeof(pt_upstream_conf_t), upstream_keys,
+                                              check_upstream, NULL, NULL};
+
+/* ---- routes ---- */
+
+static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
+
+#define MF(field) (F(pt_route_conf_t, match.field) - F(pt_route_conf_t, match))
+static const pt_directive_t match_keys[] = {
+    {"hosts", PT_T_LIST, MF(hosts), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
+     "Host names (case-insensitive, port ignored) or *.example.com wildcards. Empty: any host."},
+    {"paths", PT_T_LIST, MF(paths), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
+     "Paths: /a exact, /a/* prefix, /a/:id one segment, /a/*rest the rest. Empty: any path."},
+    {"methods", PT_T_LIST, MF(methods), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
+     "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE. Empty: any method."},
+    END,
+};
+static const pt_section_t match_section = {"match", sizeof(((pt_route_conf_t *)0)->match), match_keys, NULL,
+                                           NULL, NULL};
+
+#define RF(field) (F(pt_route_conf_t, respond.field) - F(pt_route_conf_t, respond))
+static const pt_directive_t respond_keys[] = {
+    {"status", PT_T_INT, RF(status), "200", 200, 599, NULL, NULL, NULL, NULL, NULL, 0, NULL, "Status code."},
+    {"headers", PT_T_KVMAP, RF(headers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Response header fields. Content-Type defaults to text/plain."},
+    {"body", PT_T_STR, RF(body), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, "The response body."},
+    END,
+};
+static const pt_section_t respond_section = {"respond", sizeof(((pt_route_conf_t *)0)->respond), respond_keys,
+                                             NULL, NULL, NULL};
+
+
+static const pt_directive_t route_keys[] = {
+    {"name", PT_T_STR, F(pt_route_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "A unique name for logs. Default: routes[N]."},
+    {"match", PT_T_SECTION, F(pt_route_conf_t, match), NULL, 0, 0, NULL, &match_section, NULL, NULL, NULL, 0,
+     NULL, "What requests the route takes. Without it, every request."},
+    {"priority", PT_T_INT, F(pt_route_conf_t, priority), "0", -1000000, 1000000, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Among routes that match, the higher priority wins; then the more specific path; then file order."},
+    {"upstream", PT_T_STR, F(pt_route_conf_t, upstream), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The upstream that serves the route. Exactly one of upstream and respond is required."},
+    {"strip_prefix", PT_T_STR, F(pt_route_conf_t, strip_prefix), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Removed from the start of the path before it is sent upstream."},
+    {"respond", PT_T_SECTION, F(pt_route_conf_t, respond), NULL, 0, 0, NULL, &respond_section, NULL, NULL, NULL,
+     PT_F_OPTIONAL, NULL, "Portico answers the request itself."},
+    END,
+};
+const pt_section_t pt_schema_route = {"route", sizeof(pt_route_conf_t), route_keys, pt_route_compile,
+                                           NULL, NULL};
+
+/* ---- root ---- */
+
+static const pt_directive_t root_keys[] = {
+    {"version", PT_T_INT, F(pt_config_t, version), "1", 1, 1, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Version of the file format; 1."},
+    {"workers", PT_T_CUSTOM, F(pt_config_t, workers), "auto", 0, 0, NULL, NULL, NULL, set_workers,
+     print_workers, 0, "auto | integer", "Worker processes: auto (one per CPU) or 1 to 256. -w overrides it."},
+    {"user", PT_T_STR, F(pt_config_t, user), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "When started as root, workers run as this user (and its group) once the sockets are bound."},
+    {"pid_file", PT_T_STR, F(pt_config_t, pid_file), "/run/portico.pid", 0, 0, NULL, NULL, NULL, NULL, NULL,
+     PT_F_RESTART, "path", "Where the master writes its pid; -p overrides it."},
+    {"shutdown_timeout", PT_T_DURATION, F(pt_config_t, shutdown_timeout), "30s", 0, 86400000, NULL, NULL, NULL,
+     NULL, NULL, 0, NULL,
+     "On reload or graceful stop, how long old workers may take to finish in-flight requests."},
+    {"error_log", PT_T_SECTION, F(pt_config_t, error_log), NULL, 0, 0, NULL, &error_log_section, NULL, NULL, NULL,
+     0, NULL, "The error log. May be given as a path."},
+    {"access_log", PT_T_SECTION, F(pt_config_t, access_log), NULL, 0, 0, NULL, &access_log_section, NULL, NULL,
+     NULL, 0, NULL, "The access log. May be given as a path."},
+    {"listeners", PT_T_LIST, F(pt_config_t, listeners), NULL, 0, 0, NULL, &pt_schema_listener, NULL, NULL, NULL,
+     PT_F_REQUIRED, NULL, "Addresses Portico serves HTTP on."},
+    {"admin", PT_T_SECTION, F(pt_config_t, admin), NULL, 0, 0, NULL, &admin_section, NULL, NULL, NULL,
+     PT_F_OPTIONAL, NULL, "The admin API listener."},
+    {"upstreams", PT_T_LIST, F(pt_config_t, upstreams), NULL, 0, 0, NULL, &pt_schema_upstream, NULL, NULL, NULL, 0,
+     NULL, "Groups of servers that routes send requests to."},
+    {"routes", PT_T_LIST, F(pt_config_t, routes), NULL, 0, 0, NULL, &pt_schema_route, NULL, NULL, NULL, 0, NULL,
+     "Which requests go where, tried as described under ROUTING."},
+    END,
+};
+
+const pt_section_t pt_schema_root = {"portico.yaml", sizeof(pt_config_t), root_keys, NULL, NULL, NULL};

@@ -1,0 +1,99 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portico/log.h"
+
+int pt_log_level = PT_LOG_NOTICE;
+const char *const pt_log_level_names[] = {"crit", "error", "warn", "notice", "info", "debug", NULL};
+
+static int log_fd = STDERR_FILENO;
+static char log_path[4096] = "stderr";
+static char log_role[32] = "master";
+
+int pt_log_level_parse(const char *name)
+{
+    for (int i = 0; pt_log_level_names[i]; i++)
+        if (strcmp(pt_log_level_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+void pt_log_set_role(const char *role)
+{
+    snprintf(log_role, sizeof(log_role), "%s", role);
+}
+
+int pt_log_fd(void)
+{
+    return log_fd;
+}
+
+static int open_target(const char *path)
+{
+    if (strcmp(path, "stderr") == 0)
+        return STDERR_FILENO;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : fd;
+}
+
+int pt_log_open(const char *path)
+{
+    int fd = open_target(path);
+    if (fd < 0)
+        return fd;
+    if (log_fd != STDERR_FILENO && log_fd != fd)
+        close(log_fd);
+    log_fd = fd;
+    snprintf(log_path, sizeof(log_path), "%s", path);
+    return 0;
+}
+
+int pt_log_reopen(void)
+{
+    char path[sizeof(log_path)];
+    memcpy(path, log_path, sizeof(path));
+    return pt_log_open(path);
+}
+
+void pt_log_vwrite(int level, const char *fmt, va_list ap)
+{
+    char buf[2048];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%s] %s[%d]: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), pt_log_level_names[level], log_role,
+                     (int)getpid());
+    int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+    if (m < 0)
+        m = 0;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof(buf) - 2)
+        len = sizeof(buf) - 2;
+    /* One record per line: a message never smuggles a newline into the log. */
+    for (size_t i = (size_t)n; i < len; i++)
+        if (buf[i] == '\n' || buf[i] == '\r')
+            buf[i] = ' ';
+    buf[len++] = '\n';
+    ssize_t w;
+    do
+        w = write(log_fd, buf, len);
+    while (w < 0 && errno == EINTR);
+}
+
+void pt_log_write(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pt_log_vwrite(level, fmt, ap);
+    va_end(ap);
+}

@@ -1,0 +1,53 @@
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "portico/str.h"
+
+size_t pt_str_distance(const char *a, const char *b, size_t max)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if ((la > lb ? la - lb : lb - la) > max || lb > 63)
+        return max + 1;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0], best;
+        row[0] = best = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = pt_lower(a[i - 1]) == pt_lower(b[j - 1]) ? 0 : 1;
+            size_t v = diag + cost;
+            if (row[j - 1] + 1 < v)
+                v = row[j - 1] + 1;
+            if (up + 1 < v)
+                v = up + 1;
+            row[j] = v;
+            diag = up;
+            if (v < best)
+                best = v;
+        }
+        if (best > max)
+            return max + 1;
+    }
+    return row[lb];
+}
+
+bool pt_str_list_has_token(pt_str_t list, pt_str_t tok)
+{
+    const char *p = list.p, *end = list.p + list.n;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (pt_str_caseeq((pt_str_t){s, (size_t)(e - s)}, tok))
+            return true;
+    }
+    return false;
+}

@@ -1,0 +1,289 @@
+/* The access log writer: lines go into a per-worker buffer that is written
+ * with one write(2) when it fills or when the flush timer fires, so the hot
+ * path costs no system call per request. */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portico/accesslog.h"
+#include "portico/accesslog_conf.h"
+#include "portico/log.h"
+#include "portico/value.h"
+
+static struct {
+    const pt_accesslog_conf_t *conf;
+    int fd;
+    char *buf;
+    size_t len, cap;
+    struct event *timer;
+} alog = {.fd = -1};
+
+static void put(char **p, char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - *p) < n)
+        n = (size_t)(end - *p);
+    memcpy(*p, s, n);
+    *p += n;
+}
+
+/* Text formats escape quotes, backslashes and control bytes as \xHH, as
+ * nginx does, so a hostile header cannot forge a log line. */
+static void put_esc(char **p, char *end, pt_str_t s, int json)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!s.p || !s.n) {
+        if (!json)
+            put(p, end, "-", 1);
+        return;
+    }
+    for (size_t i = 0; i < s.n && *p < end - 6; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) {
+            if (json && c >= 0x80) {
+                *(*p)++ = (char)c; /* JSON carries UTF-8 as is */
+                continue;
+            }
+            if (json) {
+                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                if (c == '"' || c == '\\') {
+                    esc[1] = (char)c;
+                    put(p, end, esc, 2);
+                } else {
+                    put(p, end, esc, 6);
+                }
+            } else {
+                char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+                put(p, end, esc, 4);
+            }
+        } else {
+            *(*p)++ = (char)c;
+        }
+    }
+}
+
+static void put_fmt(char **p, char *end, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put_fmt(char **p, char *end, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(*p, (size_t)(end - *p), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *p += (size_t)n < (size_t)(end - *p) ? (size_t)n : (size_t)(end - *p) - 1;
+}
+
+static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int json)
+{
+    char tmp[64];
+    struct tm tm;
+    switch (var) {
+    case PT_AV_TIME:
+        gmtime_r(&e->start.tv_sec, &tm);
+        strftime(tmp, sizeof(tmp), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        put(p, end, tmp, strlen(tmp));
+        break;
+    case PT_AV_TIME_ISO:
+        gmtime_r(&e->start.tv_sec, &tm);
+        put_fmt(p, end, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(e->start.tv_usec / 1000));
+        break;
+    case PT_AV_REMOTE_ADDR:
+        if (e->peer) {
+            pt_addr_format(e->peer, tmp, sizeof(tmp));
+            char *colon = strrchr(tmp, ':'); /* the address without the port */
+            if (colon)
+                *colon = '\0';
+            char *s = tmp;
+            if (*s == '[') {
+                s++;
+                s[strlen(s) - 1] = '\0';
+            }
+            put(p, end, s, strlen(s));
+        } else {
+            put(p, end, "-", json ? 0 : 1);
+        }
+        break;
+    case PT_AV_METHOD:
+        put_esc(p, end, e->method, json);
+        break;
+    case PT_AV_TARGET:
+        put_esc(p, end, e->target, json);
+        break;
+    case PT_AV_PROTOCOL:
+        put_esc(p, end, e->protocol, json);
+        break;
+    case PT_AV_STATUS:
+        put_fmt(p, end, "%d", e->status);
+        break;
+    case PT_AV_BYTES_IN:
+        put_fmt(p, end, "%llu", (unsigned long long)e->bytes_in);
+        break;
+    case PT_AV_BYTES_OUT:
+        put_fmt(p, end, "%llu", (unsigned long long)e->bytes_out);
+        break;
+    case PT_AV_REQUEST_TIME:
+        put_fmt(p, end, "%.3f", (double)e->request_us / 1e6);
+        break;
+    case PT_AV_ROUTE:
+        put_esc(p, end, pt_str_from(e->route), json);
+        break;
+    case PT_AV_REQUEST_ID:
+        put_esc(p, end, e->request_id, json);
+        break;
+    case PT_AV_HOST:
+        put_esc(p, end, e->host, json);
+        break;
+    case PT_AV_USER_AGENT:
+        put_esc(p, end, e->user_agent, json);
+        break;
+    case PT_AV_REFERER:
+        put_esc(p, end, e->referer, json);
+        break;
+    case PT_AV_UPSTREAM_ADDR:
+        put_esc(p, end, pt_str_from(e->upstream_addr), json);
+        break;
+    case PT_AV_UPSTREAM_STATUS:
+        if (e->upstream_status)
+            put_fmt(p, end, "%d", e->upstream_status);
+        else
+            put(p, end, json ? "null" : "-", json ? 4 : 1);
+        break;
+    case PT_AV_UPSTREAM_TIME:
+        if (e->upstream_us >= 0)
+            put_fmt(p, end, "%.3f", (double)e->upstream_us / 1e6);
+        else
+            put(p, end, json ? "null" : "-", json ? 4 : 1);
+        break;
+    }
+}
+
+static int var_is_string(int v)
+{
+    return v != PT_AV_STATUS && v != PT_AV_BYTES_IN && v != PT_AV_BYTES_OUT && v != PT_AV_REQUEST_TIME &&
+           v != PT_AV_UPSTREAM_STATUS && v != PT_AV_UPSTREAM_TIME;
+}
+
+size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_t *e, char *buf, size_t size)
+{
+    char *p = buf, *end = buf + size - 1;
+    if (conf->kind == PT_ALOG_JSON) {
+        static const int order[] = {PT_AV_TIME_ISO, PT_AV_REMOTE_ADDR, PT_AV_METHOD, PT_AV_TARGET,
+                                    PT_AV_PROTOCOL, PT_AV_STATUS, PT_AV_BYTES_IN, PT_AV_BYTES_OUT,
+                                    PT_AV_REQUEST_TIME, PT_AV_ROUTE, PT_AV_REQUEST_ID, PT_AV_HOST,
+                                    PT_AV_USER_AGENT, PT_AV_REFERER, PT_AV_UPSTREAM_ADDR,
+                                    PT_AV_UPSTREAM_STATUS, PT_AV_UPSTREAM_TIME};
+        put(&p, end, "{", 1);
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+            int v = order[i];
+            const char *name = v == PT_AV_TIME_ISO ? "time" : pt_alog_var_names[v];
+            put_fmt(&p, end, "%s\"%s\":", i ? "," : "", name);
+            if (var_is_string(v))
+                put(&p, end, "\"", 1);
+            put_var(&p, end, v, e, 1);
+            if (var_is_string(v))
+                put(&p, end, "\"", 1);
+        }
+        put(&p, end, "}", 1);
+    } else {
+        for (const pt_alog_seg_t *s = conf->compiled; s && s->var != -2; s++) {
+            if (s->var == -1)
+                put(&p, end, s->lit, s->len);
+            else
+                put_var(&p, end, s->var, e, 0);
+        }
+    }
+    *p++ = '\n';
+    return (size_t)(p - buf);
+}
+
+void pt_accesslog_flush(void)
+{
+    size_t off = 0;
+    while (off < alog.len && alog.fd >= 0) {
+        ssize_t w = write(alog.fd, alog.buf + off, alog.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            pt_log_error("access log write failed: %s; %zu bytes dropped", strerror(errno), alog.len - off);
+            break;
+        }
+        off += (size_t)w;
+    }
+    alog.len = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    pt_accesslog_flush();
+}
+
+static int open_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : fd;
+}
+
+int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf)
+{
+    alog.conf = conf;
+    if (!conf->path)
+        return 0;
+    int fd = open_file(conf->path);
+    if (fd < 0)
+        return fd;
+    alog.fd = fd;
+    alog.cap = conf->buffer > 4096 ? (size_t)conf->buffer : 4096;
+    alog.buf = malloc(alog.cap);
+    alog.len = 0;
+    if (!alog.buf)
+        return -ENOMEM;
+    alog.timer = event_new(base, -1, EV_PERSIST, on_flush, NULL);
+    struct timeval tv = {conf->flush / 1000, (conf->flush % 1000) * 1000};
+    if (!alog.timer || event_add(alog.timer, &tv) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+void pt_accesslog_write(const pt_alog_entry_t *e)
+{
+    if (alog.fd < 0)
+        return;
+    if (alog.cap - alog.len < 8192)
+        pt_accesslog_flush();
+    alog.len += pt_accesslog_format(alog.conf, e, alog.buf + alog.len, alog.cap - alog.len);
+    if (alog.conf->buffer == 0)
+        pt_accesslog_flush();
+}
+
+int pt_accesslog_reopen(void)
+{
+    if (alog.fd < 0 || !alog.conf->path)
+        return 0;
+    pt_accesslog_flush();
+    int fd = open_file(alog.conf->path);
+    if (fd < 0)
+        return fd;
+    close(alog.fd);
+    alog.fd = fd;
+    return 0;
+}
+
+void pt_accesslog_stop(void)
+{
+    pt_accesslog_flush();
+    if (alog.timer)
+        event_free(alog.timer);
+    alog.timer = NULL;
+    if (alog.fd >= 0)
+        close(alog.fd);
+    alog.fd = -1;
+    free(alog.buf);
+    alog.buf = NULL;
+}

@@ -1,0 +1,454 @@
+/* A strict HTTP/1.1 request head parser.
+ *
+ * It answers 400 to everything that makes the framing or the target of a
+ * request ambiguous, because a proxy that reads a request differently from
+ * the server behind it can be used to smuggle a second request past it:
+ * Content-Length together with Transfer-Encoding, differing or non-numeric
+ * Content-Length, any Transfer-Encoding but a single "chunked", obs-fold,
+ * whitespace before a colon, non-token characters in names, bare CR or LF,
+ * NUL and other control bytes, HTTP versions other than 1.0 and 1.1, and a
+ * missing or repeated Host in HTTP/1.1.
+ *
+ * The head is parsed in one pass once its end (CRLF CRLF) is in the buffer,
+ * as picohttpparser and h2o do; before that we only look for the end and
+ * check the limits, so a slow client costs a memchr per read. */
+#include "config.h"
+
+#include <string.h>
+
+#include "portico/err-t.h"
+#include "portico/h1_parser.h"
+#include "portico/http.h"
+
+#define FAIL(code) \
+    do { \
+        *status = (code); \
+        return PT_EINVAL; \
+    } while (0)
+
+const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name)
+{
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (pt_str_caseeq(req->headers[i].name, name))
+            return &req->headers[i];
+    return NULL;
+}
+
+/* Where the head ends (index just past CRLF CRLF), or 0.  Also reports the
+ * length of the request line. */
+static size_t find_head_end(const char *buf, size_t len, size_t start, size_t *line_len)
+{
+    const char *p = buf + start, *end = buf + len;
+    *line_len = 0;
+    while (p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf)
+            return 0;
+        if (!*line_len)
+            *line_len = (size_t)(lf - (buf + start));
+        /* An empty line: "\r\n" right after the previous line's "\n". */
+        if (lf + 2 < end && lf[1] == '\r' && lf[2] == '\n')
+            return (size_t)(lf + 3 - buf);
+        if (lf + 1 < end && lf[1] == '\n')
+            return (size_t)(lf + 2 - buf); /* bare LF: the full parse rejects it */
+        p = lf + 1;
+    }
+    return 0;
+}
+
+static bool is_vchar_or_obs(unsigned char c)
+{
+    return (c > 0x20 && c != 0x7f);
+}
+
+static int parse_digits(pt_str_t v, int64_t *out)
+{
+    if (v.n == 0 || v.n > 18)
+        return -1;
+    int64_t n = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return -1;
+        n = n * 10 + (v.p[i] - '0');
+    }
+    *out = n;
+    return 0;
+}
+
+/* Content-Length: digits, or a list of identical digit strings
+ * ("5, 5", which RFC 9110 lets a recipient collapse). */
+static int parse_content_length(pt_str_t v, int64_t *out)
+{
+    int64_t first = -1;
+    const char *p = v.p, *end = v.p + v.n;
+    while (p <= end) {
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        int64_t n;
+        if (parse_digits((pt_str_t){s, (size_t)(e - s)}, &n) < 0)
+            return -1;
+        if (first >= 0 && n != first)
+            return -1;
+        first = n;
+        p++;
+    }
+    *out = first;
+    return 0;
+}
+
+static int parse_request_line(const char *p, const char *eol, pt_h1_req_t *req, int *status)
+{
+    const char *s = p;
+    while (p < eol && pt_http_is_tchar((unsigned char)*p))
+        p++;
+    if (p == s || p == eol || *p != ' ')
+        FAIL(400);
+    req->method = (pt_str_t){s, (size_t)(p - s)};
+    req->method_bit = pt_http_method(req->method);
+    s = ++p;
+    while (p < eol && is_vchar_or_obs((unsigned char)*p) && (unsigned char)*p < 0x80)
+        p++;
+    if (p == s || p == eol || *p != ' ')
+        FAIL(400);
+    req->target = (pt_str_t){s, (size_t)(p - s)};
+    p++;
+    if ((size_t)(eol - p) != 8 || memcmp(p, "HTTP/1.", 7) != 0) {
+        /* HTTP/2.0 or HTTP/3 on this port: say we do not speak it. */
+        if ((size_t)(eol - p) == 8 && memcmp(p, "HTTP/", 5) == 0 && p[5] >= '0' && p[5] <= '9' &&
+            p[6] == '.' && p[7] >= '0' && p[7] <= '9')
+            FAIL(505);
+        FAIL(400);
+    }
+    if (p[7] == '1')
+        req->minor = 1;
+    else if (p[7] == '0')
+        req->minor = 0;
+    else if (p[7] >= '2' && p[7] <= '9')
+        FAIL(505);
+    else
+        FAIL(400);
+    return 0;
+}
+
+static int split_target(pt_h1_req_t *req, int *status)
+{
+    pt_str_t t = req->target;
+    if (t.p[0] == '/') {
+        req->form = PT_H1_ORIGIN;
+    } else if (t.n == 1 && t.p[0] == '*') {
+        if (req->method_bit != PT_M_OPTIONS)
+            FAIL(400);
+        req->form = PT_H1_ASTERISK;
+        req->path = t;
+        return 0;
+    } else if (req->method_bit == PT_M_CONNECT) {
+        req->form = PT_H1_AUTHORITY;
+        req->abs_authority = t;
+        req->path = PT_STR_NULL;
+        return 0;
+    } else if ((t.n > 7 && strncasecmp(t.p, "http://", 7) == 0) ||
+               (t.n > 8 && strncasecmp(t.p, "https://", 8) == 0)) {
+        size_t skip = t.p[4] == ':' ? 7 : 8;
+        const char *a = t.p + skip, *end = t.p + t.n, *q = a;
+        while (q < end && *q != '/' && *q != '?' && *q != '#')
+            q++;
+        if (q == a || memchr(a, '@', (size_t)(q - a)))
+            FAIL(400); /* no host, or userinfo (deprecated and a spoofing aid) */
+        req->form = PT_H1_ABSOLUTE;
+        req->abs_authority = (pt_str_t){a, (size_t)(q - a)};
+        t = (pt_str_t){q, (size_t)(end - q)};
+        if (t.n == 0)
+            t = PT_STR("/");
+        else if (t.p[0] != '/')
+            FAIL(400);
+    } else {
+        FAIL(400);
+    }
+    if (memchr(t.p, '#', t.n))
+        FAIL(400); /* a fragment is never sent */
+    const char *qm = memchr(t.p, '?', t.n);
+    req->path = (pt_str_t){t.p, qm ? (size_t)(qm - t.p) : t.n};
+    req->query = qm ? (pt_str_t){qm + 1, (size_t)(t.p + t.n - qm - 1)} : PT_STR_NULL;
+    return 0;
+}
+
+static bool valid_host(pt_str_t h)
+{
+    if (h.n == 0 || h.n > 255)
+        return false;
+    for (size_t i = 0; i < h.n; i++) {
+        unsigned char c = (unsigned char)h.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == '_' || c == ':' || c == '[' || c == ']' || c == '~' || c == '%'))
+            return false;
+    }
+    return true;
+}
+
+/* Header semantics that decide framing and connection handling. */
+static int interpret(pt_h1_req_t *req, int *status)
+{
+    int host_count = 0, te_count = 0;
+    bool conn_close = false, conn_keep = false, conn_upgrade = false, has_upgrade = false;
+    pt_str_t te = PT_STR_NULL;
+    req->content_length = -1;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        pt_str_t n = req->headers[i].name, v = req->headers[i].value;
+        switch (n.n) {
+        case 4:
+            if (pt_str_caseeq_cs(n, "host")) {
+                host_count++;
+                req->host = v;
+            }
+            break;
+        case 6:
+            if (pt_str_caseeq_cs(n, "expect")) {
+                if (!pt_str_caseeq_cs(v, "100-continue"))
+                    FAIL(417);
+                req->expect_continue = req->minor == 1;
+            }
+            break;
+        case 7:
+            if (pt_str_caseeq_cs(n, "upgrade"))
+                has_upgrade = true;
+            break;
+        case 10:
+            if (pt_str_caseeq_cs(n, "connection")) {
+                conn_close |= pt_str_list_has_token(v, PT_STR("close"));
+                conn_keep |= pt_str_list_has_token(v, PT_STR("keep-alive"));
+                conn_upgrade |= pt_str_list_has_token(v, PT_STR("upgrade"));
+            }
+            break;
+        case 14:
+            if (pt_str_caseeq_cs(n, "content-length")) {
+                int64_t cl;
+                if (parse_content_length(v, &cl) < 0)
+                    FAIL(400);
+                if (req->content_length >= 0 && cl != req->content_length)
+                    FAIL(400);
+                req->content_length = cl;
+            }
+            break;
+        case 17:
+            if (pt_str_caseeq_cs(n, "transfer-encoding")) {
+                te_count++;
+                te = v;
+            }
+            break;
+        }
+    }
+    if (te_count) {
+        /* Only one coding, and it is chunked: anything else is either
+         * unsupported or a way to confuse a parser down the line. */
+        if (te_count > 1 || !pt_str_caseeq_cs(te, "chunked") || req->content_length >= 0 || req->minor == 0)
+            FAIL(400);
+        req->chunked = true;
+    }
+    if (host_count > 1 || (req->minor == 1 && host_count == 0))
+        FAIL(400);
+    if (host_count && !valid_host(req->host))
+        FAIL(400);
+    if (req->form == PT_H1_ABSOLUTE) {
+        if (!valid_host(req->abs_authority))
+            FAIL(400);
+        req->host = req->abs_authority; /* RFC 9112 3.2.2: the target wins */
+    }
+    req->keep_alive = req->minor == 1 ? !conn_close : (conn_keep && !conn_close);
+    req->upgrade = conn_upgrade && has_upgrade;
+    return 0;
+}
+
+int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_req_t *req, int *status)
+{
+    pt_h1_header_t *headers = req->headers;
+    memset(req, 0, sizeof(*req));
+    req->headers = headers;
+    /* RFC 9112 2.2: ignore empty lines before the request line. */
+    size_t start = 0;
+    while (start + 1 < len && buf[start] == '\r' && buf[start + 1] == '\n' && start < 8)
+        start += 2;
+    if (start < len && (buf[start] == '\r' || buf[start] == '\n') && start + 1 < len)
+        FAIL(400);
+    req->leading_crlf = start;
+    size_t line_len;
+    size_t end = find_head_end(buf, len, start, &line_len);
+    if (!end) {
+        if (!line_len && len - start > lim->max_request_line)
+            FAIL(414);
+        if (len - start >= lim->max_head)
+            FAIL(431);
+        return PT_EAGAIN;
+    }
+    if (line_len > lim->max_request_line + 1)
+        FAIL(414);
+    if (end - start > lim->max_head)
+        FAIL(431);
+
+    const char *p = buf + start, *stop = buf + end;
+    const char *eol = memchr(p, '\n', (size_t)(stop - p));
+    if (eol == p || eol[-1] != '\r')
+        FAIL(400);
+    if (parse_request_line(p, eol - 1, req, status) < 0)
+        return PT_EINVAL;
+    if (split_target(req, status) < 0)
+        return PT_EINVAL;
+    p = eol + 1;
+    for (;;) {
+        eol = memchr(p, '\n', (size_t)(stop - p));
+        if (eol == p || eol[-1] != '\r')
+            FAIL(400); /* bare LF */
+        if (eol == p + 1)
+            break; /* the empty line */
+        if (*p == ' ' || *p == '\t')
+            FAIL(400); /* obs-fold */
+        const char *s = p;
+        while (pt_http_is_tchar((unsigned char)*p))
+            p++;
+        if (p == s || *p != ':')
+            FAIL(400); /* empty name, bad character, or space before the colon */
+        pt_str_t name = {s, (size_t)(p - s)};
+        p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        s = p;
+        const char *ve = eol - 1;
+        for (const char *q = s; q < ve; q++) {
+            unsigned char c = (unsigned char)*q;
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                FAIL(400); /* NUL, bare CR and other controls */
+        }
+        while (ve > s && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (req->nheaders == lim->max_headers)
+            FAIL(431);
+        req->headers[req->nheaders++] = (pt_h1_header_t){name, {s, (size_t)(ve - s)}};
+        p = eol + 1;
+    }
+    if (interpret(req, status) < 0)
+        return PT_EINVAL;
+    req->head_len = end;
+    return (int)end;
+}
+
+/* ---- chunked ---- */
+
+enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER, CH_TRAILER_LF, CH_DONE };
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = pt_lower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+long pt_h1_chunked_decode(pt_h1_chunked_t *c, const char *buf, size_t len, const char **data, size_t *dlen)
+{
+    size_t i = 0;
+    *dlen = 0;
+    *data = NULL;
+    while (i < len && !c->done) {
+        char ch = buf[i];
+        switch (c->state) {
+        case CH_SIZE: {
+            int v = hexval(ch);
+            if (v >= 0) {
+                if (++c->digits > 15)
+                    return PT_EINVAL; /* would overflow, or absurd */
+                c->remaining = c->remaining * 16 + (uint64_t)v;
+                i++;
+            } else if (c->digits == 0) {
+                return PT_EINVAL;
+            } else if (ch == ';' || ch == ' ' || ch == '\t') {
+                c->state = CH_EXT;
+            } else if (ch == '\r') {
+                c->state = CH_SIZE_LF;
+                i++;
+            } else {
+                return PT_EINVAL;
+            }
+            break;
+        }
+        case CH_EXT:
+            /* chunk extensions are skipped, but only printable ones */
+            if (ch == '\r') {
+                c->state = CH_SIZE_LF;
+            } else if (((unsigned char)ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                return PT_EINVAL;
+            } else if (++c->line > PT_H1_MAX_CHUNK_LINE) {
+                return PT_EINVAL;
+            }
+            i++;
+            break;
+        case CH_SIZE_LF:
+            if (ch != '\n')
+                return PT_EINVAL;
+            i++;
+            c->line = 0;
+            c->digits = 0;
+            c->state = c->remaining ? CH_DATA : CH_TRAILER;
+            break;
+        case CH_DATA: {
+            size_t n = len - i;
+            if (n > c->remaining)
+                n = (size_t)c->remaining;
+            if (*dlen) /* one payload span per call keeps the API simple */
+                return (long)i;
+            *data = buf + i;
+            *dlen = n;
+            c->remaining -= n;
+            i += n;
+            if (!c->remaining)
+                c->state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+            if (ch != '\r')
+                return PT_EINVAL;
+            c->state = CH_DATA_LF;
+            i++;
+            break;
+        case CH_DATA_LF:
+            if (ch != '\n')
+                return PT_EINVAL;
+            c->state = CH_SIZE;
+            i++;
+            break;
+        case CH_TRAILER:
+            /* Trailer fields end with an empty line; c->line counts the
+             * bytes of the current field line. */
+            if (ch == '\r') {
+                c->state = CH_TRAILER_LF;
+            } else if (((unsigned char)ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                return PT_EINVAL;
+            } else {
+                c->line++;
+                if (c->remaining++ > PT_H1_MAX_TRAILERS)
+                    return PT_EINVAL;
+            }
+            i++;
+            break;
+        case CH_TRAILER_LF:
+            if (ch != '\n')
+                return PT_EINVAL;
+            i++;
+            if (c->line == 0) {
+                c->done = true;
+                c->state = CH_DONE;
+            } else {
+                c->line = 0;
+                c->state = CH_TRAILER;
+            }
+            break;
+        }
+    }
+    return (long)i;
+}

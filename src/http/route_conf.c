@@ -1,0 +1,184 @@
+/* Compiling one route at load time: validate its match, and prebuild the
+ * head of a respond route's answer so that serving it costs one writev. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "portico/conf.h"
+#include "portico/config-t.h"
+#include "portico/http.h"
+#include "portico/route_conf.h"
+#include "portico/schema.h"
+
+static const pt_node_t *item_node(const pt_node_t *match, const char *key, size_t i)
+{
+    const pt_node_t *l = pt_node_get(match, key);
+    return l && l->type == PT_NODE_SEQ && i < l->nitems ? l->items[i] : match;
+}
+
+static int check_host(pt_conf_ctx_t *cc, const pt_node_t *n, char *h)
+{
+    char *p = h;
+    if (p[0] == '*' && p[1] == '.')
+        p += 2;
+    if (!*p) {
+        pt_conf_error(cc, n, "empty host name");
+        return -1;
+    }
+    for (; *p; p++) {
+        *p = pt_lower(*p);
+        if (*p == ':') {
+            pt_conf_error(cc, n, "host \"%s\" has a port; hosts match without the port", h);
+            return -1;
+        }
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_')) {
+            pt_conf_error(cc, n, "invalid character '%c' in host \"%s\" (only *.name wildcards are allowed)",
+                          *p, h);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_path(pt_conf_ctx_t *cc, const pt_node_t *n, const char *p)
+{
+    if (p[0] == '~') {
+        pt_conf_error(cc, n, "regex paths (\"%s\") are not supported yet", p);
+        return -1;
+    }
+    if (p[0] != '/') {
+        pt_conf_error(cc, n, "a path starts with /, not \"%s\"", p);
+        return -1;
+    }
+    for (const char *s = p; *s; s++) {
+        if ((unsigned char)*s <= 0x20 || *s == '?' || *s == '#' || (unsigned char)*s >= 0x7f) {
+            pt_conf_error(cc, n, "invalid character in path \"%s\"", p);
+            return -1;
+        }
+        if (s[0] == '/' && (s[1] == ':' || s[1] == '*')) {
+            const char *name = s + 2, *e = name;
+            while (*e && *e != '/')
+                e++;
+            if (s[1] == ':' && e == name) {
+                pt_conf_error(cc, n, "a :parameter needs a name in \"%s\"", p);
+                return -1;
+            }
+            if (s[1] == '*' && *e) {
+                pt_conf_error(cc, n, "* must be the last segment of \"%s\"", p);
+                return -1;
+            }
+            s = e - 1;
+        } else if (*s == '*' || (*s == ':' && s[-1] == '/')) {
+            pt_conf_error(cc, n, "* and : start a whole segment in \"%s\"", p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_header(pt_conf_ctx_t *cc, const pt_node_t *hn, const pt_kv_t *kv)
+{
+    static const char *const reserved[] = {"content-length", "transfer-encoding", "connection", "date",
+                                           "keep-alive", "upgrade", NULL};
+    const pt_node_t *at = hn;
+    for (size_t i = 0; hn && i < hn->npairs; i++)
+        if (strcmp(hn->pairs[i].key->s, kv->key) == 0)
+            at = hn->pairs[i].key;
+    if (!*kv->key) {
+        pt_conf_error(cc, at, "empty header name");
+        return -1;
+    }
+    for (const char *p = kv->key; *p; p++)
+        if (!pt_http_is_tchar((unsigned char)*p)) {
+            pt_conf_error(cc, at, "invalid character in header name \"%s\"", kv->key);
+            return -1;
+        }
+    for (int i = 0; reserved[i]; i++)
+        if (strcasecmp(kv->key, reserved[i]) == 0) {
+            pt_conf_error(cc, at, "header \"%s\" is set by Portico and cannot be configured", kv->key);
+            return -1;
+        }
+    for (const char *p = kv->value; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t') {
+            pt_conf_error(cc, at, "header \"%s\": control characters are not allowed in a value", kv->key);
+            return -1;
+        }
+    return 0;
+}
+
+static int build_response(pt_conf_ctx_t *cc, pt_route_conf_t *r)
+{
+    const pt_node_t *hn = pt_node_get(r->respond.node, "headers");
+    bool has_ctype = false;
+    size_t len = 64 + 32;
+    for (size_t i = 0; i < r->respond.headers.n; i++) {
+        const pt_kv_t *kv = &r->respond.headers.v[i];
+        if (check_header(cc, hn, kv))
+            return -1;
+        has_ctype |= strcasecmp(kv->key, "content-type") == 0;
+        len += strlen(kv->key) + strlen(kv->value) + 4;
+    }
+    if (!r->respond.body)
+        r->respond.body = "";
+    char *head = pt_arena_alloc(cc->arena, len + 64);
+    if (!head)
+        return -1;
+    int st = (int)r->respond.status;
+    size_t off = (size_t)snprintf(head, len + 64, "HTTP/1.1 %d %s\r\nServer: portico\r\n", st,
+                                  pt_http_reason(st));
+    if (!has_ctype)
+        off += (size_t)snprintf(head + off, len + 64 - off, "Content-Type: text/plain\r\n");
+    for (size_t i = 0; i < r->respond.headers.n; i++)
+        off += (size_t)snprintf(head + off, len + 64 - off, "%s: %s\r\n", r->respond.headers.v[i].key,
+                                r->respond.headers.v[i].value);
+    off += (size_t)snprintf(head + off, len + 64 - off, "Content-Length: %zu\r\n", strlen(r->respond.body));
+    r->resp_head = head;
+    r->resp_head_len = off;
+    return 0;
+}
+
+int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    pt_route_conf_t *r = obj;
+    int rc = 0;
+    if (!r->name)
+        r->name = pt_arena_strndup(cc->arena, cc->path, cc->path_len);
+    if (r->upstream && r->respond.node) {
+        pt_conf_error(cc, pt_node_get(n, "respond"), "a route has either upstream or respond, not both");
+        rc = -1;
+    } else if (!r->upstream && !r->respond.node) {
+        pt_conf_error(cc, n, "a route needs upstream or respond");
+        rc = -1;
+    }
+    const pt_node_t *m = r->match.node;
+    for (size_t i = 0; i < r->match.methods.n; i++) {
+        const char *name = r->match.methods.v[i];
+        unsigned bit = pt_http_method(pt_str_from(name));
+        if (!bit) {
+            char up[32];
+            size_t k = 0;
+            for (; name[k] && k < sizeof(up) - 1; k++)
+                up[k] = (char)((name[k] >= 'a' && name[k] <= 'z') ? name[k] - 32 : name[k]);
+            up[k] = '\0';
+            if (pt_http_method(pt_str_from(up)))
+                pt_conf_error(cc, item_node(m, "methods", i), "unknown method \"%s\"; did you mean \"%s\"?", name,
+                              up);
+            else
+                pt_conf_error(cc, item_node(m, "methods", i), "unknown method \"%s\"", name);
+            rc = -1;
+        }
+        r->methods_mask |= bit;
+    }
+    for (size_t i = 0; i < r->match.hosts.n; i++)
+        rc |= check_host(cc, item_node(m, "hosts", i), r->match.hosts.v[i]);
+    for (size_t i = 0; i < r->match.paths.n; i++)
+        rc |= check_path(cc, item_node(m, "paths", i), r->match.paths.v[i]);
+    if (r->strip_prefix && r->strip_prefix[0] != '/') {
+        pt_conf_error(cc, pt_node_get(n, "strip_prefix"), "strip_prefix starts with /");
+        rc = -1;
+    }
+    if (rc == 0 && r->respond.node)
+        rc = build_response(cc, r);
+    return rc;
+}

@@ -1,0 +1,591 @@
+/* The client side of a connection.
+ *
+ * One persistent edge-triggered event covers reading and writing, so a
+ * keep-alive request costs no epoll_ctl: `readable` and `writable` remember
+ * what the kernel last told us, and the loop in run() reads until EAGAIN,
+ * answers every complete request in the buffer (pipelining), and writes
+ * all the answers with one write.  Closed connections are freed on the
+ * next loop iteration, because libevent may still hold events for them. */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "portico/accesslog.h"
+#include "portico/admin.h"
+#include "portico/assert.h"
+#include "portico/conn.h"
+#include "portico/err-t.h"
+#include "portico/http.h"
+#include "portico/log.h"
+#include "portico/router.h"
+
+#define IBUF_MIN 4096
+#define OBUF_MIN 4096
+#define OUT_HIGH (256 * 1024) /* stop answering pipelined requests above this */
+#define LINGER_MS 2000
+
+enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN };
+
+static void run(pt_conn_t *c);
+
+/* ---- output ---- */
+
+static bool reserve(pt_conn_t *c, size_t n)
+{
+    if (c->ocap - c->olen >= n)
+        return true;
+    if (c->opos && c->opos == c->olen) {
+        c->opos = c->olen = 0;
+        if (c->ocap >= n)
+            return true;
+    }
+    size_t cap = c->ocap ? c->ocap : OBUF_MIN;
+    while (cap - c->olen < n)
+        cap *= 2;
+    char *b = realloc(c->obuf, cap);
+    if (!b)
+        return false;
+    c->obuf = b;
+    c->ocap = cap;
+    return true;
+}
+
+static void out(pt_conn_t *c, const char *s, size_t n)
+{
+    if (!reserve(c, n)) {
+        c->closing = true;
+        return;
+    }
+    memcpy(c->obuf + c->olen, s, n);
+    c->olen += n;
+}
+
+#define OUT_LIT(c, lit) out((c), (lit), sizeof(lit) - 1)
+
+static size_t out_head_end(pt_conn_t *c, bool keep_alive, int minor)
+{
+    const char *d = pt_worker_date(c->w);
+    out(c, d, strlen(d));
+    if (!keep_alive)
+        OUT_LIT(c, "Connection: close\r\n\r\n");
+    else if (minor == 0)
+        OUT_LIT(c, "Connection: keep-alive\r\n\r\n");
+    else
+        OUT_LIT(c, "\r\n");
+    return 0;
+}
+
+void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                     const char *extra, bool head_only)
+{
+    char head[512];
+    size_t start = c->olen;
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nServer: portico\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
+                     pt_http_reason(status), ctype, len, extra ? extra : "");
+    out(c, head, (size_t)n);
+    out_head_end(c, !c->closing, c->ent.protocol.n == 8 && c->ent.protocol.p[7] == '0' ? 0 : 1);
+    if (!head_only)
+        out(c, body, len);
+    c->ent.status = status;
+    c->ent.bytes_out += c->olen - start;
+}
+
+static void respond_error(pt_conn_t *c, int status)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, pt_http_reason(status));
+    c->closing = true;
+    pt_conn_respond(c, status, "text/plain", body, (size_t)n, NULL, false);
+}
+
+/* Writes what is buffered: 1 if it wrote something, 0 if not. */
+static int flush(pt_conn_t *c)
+{
+    int progress = 0;
+    while (c->opos < c->olen) {
+        ssize_t w = send(c->fd, c->obuf + c->opos, c->olen - c->opos, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->opos += (size_t)w;
+            progress = 1;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->writable = false;
+            return progress;
+        }
+        pt_log_info("client write failed: %s", w < 0 ? strerror(errno) : "closed");
+        c->eof = true;
+        c->closing = true;
+        c->opos = c->olen; /* nothing more can be sent */
+        return 1;
+    }
+    c->opos = c->olen = 0;
+    if (c->ocap > 64 * 1024) { /* a big burst is over: give the memory back */
+        free(c->obuf);
+        c->obuf = NULL;
+        c->ocap = 0;
+    }
+    return progress;
+}
+
+/* ---- the request cycle ---- */
+
+static void make_reqid(pt_conn_t *c)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = c->w->reqid_seed, b = ++c->w->reqid_seq;
+    for (int i = 15; i >= 0; i--, a >>= 4)
+        c->reqid[i] = hex[a & 15];
+    for (int i = 31; i >= 16; i--, b >>= 4)
+        c->reqid[i] = hex[b & 15];
+    c->reqid[32] = '\0';
+}
+
+/* Copies the strings of the log entry out of the input buffer, which may
+ * move before the request ends. */
+static void stash(pt_conn_t *c)
+{
+    pt_str_t *fields[] = {&c->ent.method, &c->ent.target, &c->ent.protocol, &c->ent.host, &c->ent.user_agent,
+                          &c->ent.referer};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        pt_str_t *f = fields[i];
+        if (f->n && f->p >= c->ibuf && f->p < c->ibuf + c->icap) {
+            char *copy = pt_arena_strndup(&c->arena, f->p, f->n > 2048 ? 2048 : f->n);
+            *f = copy ? (pt_str_t){copy, f->n > 2048 ? 2048 : f->n} : PT_STR_NULL;
+        }
+    }
+}
+
+static void end_request(pt_conn_t *c)
+{
+    struct timeval now;
+    event_base_gettimeofday_cached(c->w->base, &now);
+    c->ent.request_us = (int64_t)(now.tv_sec - c->ent.start.tv_sec) * 1000000 + (now.tv_usec - c->ent.start.tv_usec);
+    c->ent.route = c->route ? c->route->name : NULL;
+    c->ent.request_id = (pt_str_t){c->reqid, 32};
+    pt_accesslog_write(&c->ent);
+    c->requests++;
+    c->in_request = false;
+    c->state = PT_CS_HEAD;
+    c->route = NULL;
+    pt_arena_reset(&c->arena);
+}
+
+static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
+{
+    memset(&c->ent, 0, sizeof(c->ent));
+    c->ent.start = c->head_start;
+    c->ent.peer = (const struct sockaddr *)&c->peer;
+    c->ent.upstream_us = -1;
+    if (req) {
+        c->ent.method = req->method;
+        c->ent.target = req->target;
+        c->ent.protocol = (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
+        c->ent.host = req->host;
+        const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
+        c->ent.user_agent = h ? h->value : PT_STR_NULL;
+        h = pt_h1_find(req, PT_STR("referer"));
+        c->ent.referer = h ? h->value : PT_STR_NULL;
+    }
+    make_reqid(c);
+}
+
+static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
+{
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    bool head_only = req->method_bit == PT_M_HEAD;
+    /* A final answer to "Expect: 100-continue" leaves the client free not
+     * to send the body, so we cannot tell what follows: close after it. */
+    if (!req->keep_alive || c->w->draining || req->expect_continue)
+        c->closing = true;
+    if (req->upgrade || req->method_bit == PT_M_CONNECT) {
+        /* nothing to upgrade to without an upstream */
+        c->closing = true;
+    }
+    if (c->acc->ls->kind == PT_LS_ADMIN) {
+        pt_admin_handle(c, req);
+        return;
+    }
+    (void)lc;
+    unsigned allowed;
+    const pt_route_conf_t *r = pt_router_match(c->w->router, req->host, req->path, req->method_bit, &allowed);
+    c->route = r;
+    if (!r) {
+        if (allowed) {
+            char extra[160] = "Allow: ";
+            pt_http_methods_format(allowed, extra + 7, sizeof(extra) - 10);
+            strcat(extra, "\r\n");
+            pt_conn_respond(c, 405, "text/plain", "405 Method Not Allowed\n", 23, extra, head_only);
+        } else {
+            pt_conn_respond(c, 404, "text/plain", "404 Not Found\n", 14, NULL, head_only);
+        }
+        return;
+    }
+    if (r->respond.node) {
+        size_t start = c->olen;
+        out(c, r->resp_head, r->resp_head_len);
+        out_head_end(c, !c->closing, req->minor);
+        if (!head_only)
+            out(c, r->respond.body, strlen(r->respond.body));
+        c->ent.status = (int)r->respond.status;
+        c->ent.bytes_out += c->olen - start;
+        return;
+    }
+    /* Proxying is not part of this build yet: say so rather than hang. */
+    pt_log_error("route \"%s\": upstream \"%s\" cannot be reached: proxying is not enabled, client=%s", r->name,
+                 r->upstream, "-");
+    pt_conn_respond(c, 502, "text/plain", "502 Bad Gateway\n", 16, NULL, head_only);
+}
+
+/* Discards the body of the current request from the input buffer.
+ * Returns false when more input is needed. */
+static bool consume_body(pt_conn_t *c)
+{
+    size_t avail = c->ilen - c->ipos;
+    if (!c->body_chunked) {
+        size_t n = (int64_t)avail < c->body_left ? avail : (size_t)c->body_left;
+        c->ipos += n;
+        c->body_left -= (int64_t)n;
+        c->ent.bytes_in += n;
+        if (c->body_left > 0)
+            return false;
+        end_request(c);
+        return true;
+    }
+    while (c->ipos < c->ilen && !c->chunked.done) {
+        const char *data;
+        size_t dlen;
+        long used = pt_h1_chunked_decode(&c->chunked, c->ibuf + c->ipos, c->ilen - c->ipos, &data, &dlen);
+        if (used < 0) {
+            c->ent.status = 400;
+            c->closing = true;
+            c->ipos = c->ilen;
+            end_request(c);
+            return false;
+        }
+        c->ipos += (size_t)used;
+        c->ent.bytes_in += (uint64_t)used;
+    }
+    if (!c->chunked.done)
+        return false;
+    end_request(c);
+    return true;
+}
+
+/* Answers every complete request in the input buffer. 1 on progress. */
+static int handle_input(pt_conn_t *c)
+{
+    int progress = 0;
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    pt_h1_limits_t lim = {lc ? (size_t)lc->max_request_line : 8192, lc ? (size_t)lc->max_header_size : 32768,
+                          lc ? (size_t)lc->max_headers : 100};
+    pt_h1_header_t headers[lim.max_headers];
+    while (!c->closing && c->state != PT_CS_LINGER) {
+        if (c->state == PT_CS_BODY) {
+            if (!consume_body(c))
+                break;
+            progress = 1;
+            continue;
+        }
+        if (c->olen - c->opos > OUT_HIGH || c->ipos == c->ilen)
+            break;
+        if (!c->in_request) {
+            c->in_request = true;
+            event_base_gettimeofday_cached(c->w->base, &c->head_start);
+        }
+        pt_h1_req_t req = {.headers = headers};
+        int status = 0;
+        int rc = pt_h1_parse_request(c->ibuf + c->ipos, c->ilen - c->ipos, &lim, &req, &status);
+        if (rc == PT_EAGAIN)
+            break;
+        progress = 1;
+        if (rc < 0) {
+            start_entry(c, NULL);
+            c->ent.bytes_in = c->ilen - c->ipos;
+            c->ipos = c->ilen;
+            respond_error(c, status);
+            end_request(c);
+            break;
+        }
+        start_entry(c, &req);
+        c->ipos += (size_t)rc;
+        c->ent.bytes_in = (uint64_t)rc;
+        handle_request(c, &req);
+        if (req.content_length > 0 || req.chunked) {
+            c->state = PT_CS_BODY;
+            c->body_chunked = req.chunked;
+            c->body_left = req.content_length;
+            memset(&c->chunked, 0, sizeof(c->chunked));
+            if (c->closing && req.expect_continue) {
+                /* the client may never send it: do not wait for it */
+                end_request(c);
+                break;
+            }
+            stash(c);
+            continue;
+        }
+        end_request(c);
+    }
+    return progress;
+}
+
+/* ---- reading ---- */
+
+static int do_read(pt_conn_t *c)
+{
+    if (c->ipos == c->ilen)
+        c->ipos = c->ilen = 0;
+    else if (c->ipos && (c->icap - c->ilen < 1024 || c->state == PT_CS_HEAD)) {
+        memmove(c->ibuf, c->ibuf + c->ipos, c->ilen - c->ipos);
+        c->ilen -= c->ipos;
+        c->ipos = 0;
+    }
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    size_t max = (lc ? (size_t)lc->max_header_size : 32768) + 1024;
+    if (c->icap - c->ilen < 512 && c->icap < max) {
+        size_t cap = c->icap * 2 > max ? max : c->icap * 2;
+        char *b = realloc(c->ibuf, cap);
+        if (!b) {
+            c->closing = true;
+            return 1;
+        }
+        c->ibuf = b;
+        c->icap = cap;
+    }
+    if (c->icap == c->ilen)
+        return 0; /* full: the parser will have said 431 */
+    ssize_t r = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+    if (r > 0) {
+        c->ilen += (size_t)r;
+        return 1;
+    }
+    if (r < 0 && errno == EINTR)
+        return 1;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->readable = false;
+        return 0;
+    }
+    c->readable = false;
+    c->eof = true;
+    return 1;
+}
+
+/* ---- timers ---- */
+
+static void arm_timer(pt_conn_t *c)
+{
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    int64_t ms;
+    int kind;
+    if (c->state == PT_CS_LINGER) {
+        kind = TM_LINGER;
+        ms = LINGER_MS;
+    } else if (c->olen > c->opos) {
+        kind = TM_SEND;
+        ms = lc ? lc->timeouts.send : 30000;
+    } else if (c->state == PT_CS_BODY) {
+        kind = TM_BODY;
+        ms = lc ? lc->timeouts.body : 30000;
+    } else if (c->in_request) {
+        kind = TM_HEAD;
+        struct timeval now;
+        event_base_gettimeofday_cached(c->w->base, &now);
+        int64_t spent = (now.tv_sec - c->head_start.tv_sec) * 1000 + (now.tv_usec - c->head_start.tv_usec) / 1000;
+        ms = (lc ? lc->timeouts.header : 10000) - spent;
+        if (ms < 1)
+            ms = 1;
+        if (c->timer_kind == TM_HEAD)
+            return; /* a deadline, not reset by reads */
+    } else if (c->w->draining) {
+        kind = TM_DRAIN;
+        ms = 1000;
+        if (c->timer_kind == TM_DRAIN)
+            return;
+    } else {
+        kind = TM_IDLE;
+        ms = lc ? lc->timeouts.idle : 60000;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    c->timer_kind = kind;
+    evtimer_add(&c->timer, &tv);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    pt_conn_t *c = arg;
+    PT_CHECK_MAGIC(c, PT_CONN_MAGIC);
+    switch (c->timer_kind) {
+    case TM_HEAD:
+    case TM_BODY:
+        pt_log_info("client timed out while sending the request %s", c->timer_kind == TM_HEAD ? "head" : "body");
+        c->opos = c->olen = 0;
+        if (c->state == PT_CS_BODY)
+            c->state = PT_CS_HEAD;
+        start_entry(c, NULL);
+        respond_error(c, 408);
+        end_request(c);
+        c->timer_kind = TM_NONE;
+        run(c);
+        return;
+    default:
+        pt_conn_close(c);
+    }
+}
+
+/* ---- the loop ---- */
+
+static void start_linger(pt_conn_t *c)
+{
+    /* Shut our side and read what the client still sends, so the kernel
+     * does not answer unread data with a reset that could destroy the
+     * response we just sent. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = PT_CS_LINGER;
+    c->timer_kind = TM_NONE;
+    c->ipos = c->ilen = 0;
+}
+
+static void run(pt_conn_t *c)
+{
+    for (int rounds = 0; rounds < 64; rounds++) {
+        int progress = 0;
+        if (c->state == PT_CS_LINGER) {
+            while (c->readable) {
+                char junk[4096];
+                ssize_t r = recv(c->fd, junk, sizeof(junk), 0);
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                    pt_conn_close(c);
+                    return;
+                }
+                if (r < 0 && errno == EAGAIN)
+                    c->readable = false;
+            }
+            break;
+        }
+        if (c->ipos < c->ilen || c->state == PT_CS_BODY)
+            progress |= handle_input(c);
+        if (c->olen > c->opos && c->writable)
+            progress |= flush(c);
+        if (c->olen == c->opos && (c->closing || (c->eof && c->state != PT_CS_LINGER))) {
+            if (c->eof) {
+                pt_conn_close(c);
+                return;
+            }
+            start_linger(c);
+            continue;
+        }
+        if (c->readable && !c->closing && c->olen - c->opos <= OUT_HIGH)
+            progress |= do_read(c);
+        if (c->eof && !c->closing) {
+            /* The client is done sending: answer what is complete, then go. */
+            if (c->in_request && c->ipos < c->ilen)
+                pt_log_info("client closed with an incomplete request");
+            c->closing = true;
+            progress = 1;
+        }
+        if (!progress)
+            break;
+    }
+    arm_timer(c);
+}
+
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+    pt_conn_t *c = arg;
+    PT_CHECK_MAGIC(c, PT_CONN_MAGIC);
+    if (c->dead)
+        return;
+    if (what & EV_READ)
+        c->readable = true;
+    if (what & EV_WRITE)
+        c->writable = true;
+    run(c);
+}
+
+void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer)
+{
+    pt_conn_t *c = calloc(1, sizeof(*c));
+    char *ibuf = malloc(IBUF_MIN);
+    if (!c || !ibuf) {
+        free(c);
+        free(ibuf);
+        close(fd);
+        pt_log_error("out of memory accepting a connection");
+        return;
+    }
+    c->magic = PT_CONN_MAGIC;
+    c->fd = fd;
+    c->w = w;
+    c->acc = a;
+    c->peer = *peer;
+    c->ibuf = ibuf;
+    c->icap = IBUF_MIN;
+    c->writable = true;
+    c->readable = true; /* try at once: the request often arrived with the connection */
+    pt_arena_init(&c->arena, 2048, 64 * 1024);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, on_event, c);
+    evtimer_assign(&c->timer, w->base, on_timer, c);
+    event_add(&c->ev, NULL);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    a->nconns++;
+    run(c);
+}
+
+void pt_conn_drain(pt_conn_t *c)
+{
+    if (c->dead)
+        return;
+    /* An idle connection gets a short grace (TM_DRAIN): a request already on
+     * its way is answered, with Connection: close, instead of meeting a
+     * closed socket.  Busy ones close after their current response. */
+    arm_timer(c);
+}
+
+void pt_conn_close(pt_conn_t *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    event_del(&c->ev);
+    evtimer_del(&c->timer);
+    close(c->fd);
+    c->fd = -1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->w->nconns--;
+    /* freed on the next loop iteration: see the note at the top */
+    c->next = c->w->dead;
+    c->w->dead = c;
+    pt_worker_conn_closed(c->w, c->acc);
+}
+
+void pt_conn_free(pt_conn_t *c)
+{
+    pt_arena_free(&c->arena);
+    free(c->ibuf);
+    free(c->obuf);
+    c->magic = 0;
+    free(c);
+}

@@ -1,0 +1,604 @@
+/* The master: owns the listening sockets, the shared status board and the
+ * configuration; forks a generation of workers and watches them.
+ *
+ * Its loop is poll(2) over a signalfd and the workers' channels, with no
+ * event library: a forked child must not inherit an epoll instance that
+ * its parent still uses.  Reload follows nginx: load and check the new
+ * file with no side effects, then bind what is new, fork the new
+ * generation on the same sockets, and ask the old one to drain.  "reload
+ * ok" and READY=1 are sent only once the new workers said they are ready
+ * and the old ones that they stopped accepting, so a client that waits
+ * for them is served by the new configuration. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portico/config.h"
+#include "portico/listener.h"
+#include "portico/log.h"
+#include "portico/master.h"
+#include "portico/pidfile.h"
+#include "portico/router.h"
+#include "portico/sdnotify.h"
+#include "portico/status-t.h"
+#include "portico/worker.h"
+
+#define MAX_PROCS 1024
+#define KILL_GRACE_MS 5000
+
+typedef struct proc {
+    pid_t pid;
+    int slot;
+    uint32_t gen;
+    int chan;
+    bool ready, draining;
+    int64_t started_ms;
+    int board; /* index in the status board */
+} proc_t;
+
+static struct master {
+    pt_opts_t o;
+    pt_config_t *conf;
+    const char *pid_file; /* fixed at start: points to pid_path, or NULL */
+    char pid_path[4096];
+    pt_lset_t lset;
+    int nworkers;
+    uint32_t gen;
+    proc_t procs[MAX_PROCS];
+    size_t nprocs;
+    int sigfd;
+    pt_status_t *status;
+    uid_t uid;
+    gid_t gid;
+    bool drop;
+    bool announced; /* READY sent for the current generation */
+    bool reloading;
+    bool stopping, terminating;
+    int64_t kill_at;
+    struct {
+        int64_t respawn_at; /* 0: nothing pending */
+        int64_t backoff;
+    } slots[256];
+} m;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *error_log_path(const pt_config_t *c, const pt_opts_t *o)
+{
+    if (c->error_log.path)
+        return c->error_log.path;
+    return o->foreground ? "stderr" : PT_ERROR_LOG_PATH;
+}
+
+static int resolve_user(const pt_config_t *c, uid_t *uid, gid_t *gid, bool *drop, char *err, size_t errlen)
+{
+    *drop = false;
+    if (!c->user)
+        return 0;
+    errno = 0;
+    struct passwd *pw = getpwnam(c->user);
+    if (!pw) {
+        snprintf(err, errlen, "unknown user \"%s\"%s%s", c->user, errno ? ": " : "", errno ? strerror(errno) : "");
+        return -1;
+    }
+    if (geteuid() != 0)
+        return 0; /* not root: nothing to drop; said once at start */
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    *drop = pw->pw_uid != 0;
+    return 0;
+}
+
+/* The access log is created by the master, owned by the workers' user,
+ * so that workers can reopen it after logrotate moved it. */
+static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (!c->access_log.path)
+        return 0;
+    int fd = open(c->access_log.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the access log %s: %s", c->access_log.path, strerror(errno));
+        return -1;
+    }
+    if (drop && fchown(fd, uid, gid) < 0)
+        pt_log_warn("cannot give %s to user %s: %s", c->access_log.path, c->user, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+/* ---- the status board ---- */
+
+static int board_slot(void)
+{
+    for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++)
+        if (m.status->workers[i].state == PT_W_EMPTY)
+            return i;
+    return -1;
+}
+
+static void board_config(void)
+{
+    m.status->generation = m.gen;
+    m.status->config_loaded_ms = wall_ms();
+    snprintf(m.status->config_file, sizeof(m.status->config_file), "%s", m.conf->file);
+    memcpy(m.status->config_sha256, m.conf->sha256_hex, sizeof(m.status->config_sha256));
+}
+
+/* ---- workers ---- */
+
+static proc_t *find_proc(pid_t pid)
+{
+    for (size_t i = 0; i < m.nprocs; i++)
+        if (m.procs[i].pid == pid)
+            return &m.procs[i];
+    return NULL;
+}
+
+static void remove_proc(proc_t *p)
+{
+    if (p->chan >= 0)
+        close(p->chan);
+    if (p->board >= 0)
+        m.status->workers[p->board] = (pt_status_worker_t){0};
+    *p = m.procs[--m.nprocs];
+}
+
+static int spawn(int slot)
+{
+    if (m.nprocs == MAX_PROCS)
+        return -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        pt_log_error("socketpair: %s", strerror(errno));
+        return -1;
+    }
+    int board = board_slot();
+    pid_t pid = fork();
+    if (pid < 0) {
+        pt_log_error("fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        close(m.sigfd);
+        for (size_t i = 0; i < m.nprocs; i++)
+            close(m.procs[i].chan);
+        pt_router_t *router = pt_router_build(m.conf);
+        pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .lset = &m.lset,
+                         .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status, .uid = m.uid,
+                         .gid = m.gid, .drop_privileges = m.drop};
+        int rc = router ? pt_worker_run(&w) : 2;
+        pt_router_free(router);
+        pt_lset_close(&m.lset);
+        pt_config_free(m.conf);
+        close(sv[1]);
+        exit(rc);
+    }
+    close(sv[1]);
+    proc_t *p = &m.procs[m.nprocs++];
+    *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(), .board = board};
+    if (board >= 0)
+        m.status->workers[board] = (pt_status_worker_t){pid, slot, m.gen, PT_W_STARTING, wall_ms()};
+    pt_log_info("started worker %d (pid %d, generation %u)", slot, (int)pid, m.gen);
+    return 0;
+}
+
+static void signal_gen(uint32_t gen, bool old, int sig)
+{
+    for (size_t i = 0; i < m.nprocs; i++)
+        if (old ? m.procs[i].gen < gen : m.procs[i].gen == gen)
+            kill(m.procs[i].pid, sig);
+}
+
+static void check_ready(void)
+{
+    if (m.announced || m.stopping)
+        return;
+    size_t ready = 0;
+    for (size_t i = 0; i < m.nprocs; i++) {
+        const proc_t *p = &m.procs[i];
+        if (p->gen == m.gen && p->ready)
+            ready++;
+        if (p->gen < m.gen && !p->draining)
+            return; /* an old worker may still accept */
+    }
+    if (ready < (size_t)m.nworkers)
+        return;
+    m.announced = true;
+    char status[256];
+    snprintf(status, sizeof(status), "generation %u, %d workers", m.gen, m.nworkers);
+    if (m.reloading) {
+        m.reloading = false;
+        pt_log_notice("reload ok: %s", status);
+    } else {
+        pt_log_notice("ready: %s", status);
+    }
+    pt_sdnotify("READY=1\nSTATUS=serving: %s\nMAINPID=%d", status, (int)getpid());
+}
+
+static void on_chan(proc_t *p)
+{
+    char msg[16];
+    ssize_t n = recv(p->chan, msg, sizeof(msg), MSG_DONTWAIT);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close(p->chan); /* the worker is gone; SIGCHLD tells the rest */
+            p->chan = -1;
+        }
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (msg[i] == 'R') {
+            p->ready = true;
+            if (p->board >= 0)
+                m.status->workers[p->board].state = PT_W_RUNNING;
+            m.slots[p->slot].backoff = p->gen == m.gen ? m.slots[p->slot].backoff : 0;
+        } else if (msg[i] == 'D') {
+            p->draining = true;
+            if (p->board >= 0)
+                m.status->workers[p->board].state = PT_W_DRAINING;
+        }
+    }
+    check_ready();
+}
+
+static void reap(void)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        proc_t *p = find_proc(pid);
+        if (!p)
+            continue;
+        char how[64];
+        if (WIFSIGNALED(st))
+            snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+        else
+            snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(st));
+        bool current = p->gen == m.gen && !m.stopping;
+        bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && (p->draining || m.stopping);
+        if (current && !p->draining) {
+            int slot = p->slot;
+            int64_t lived = now_ms() - p->started_ms;
+            /* Dying soon after start again and again: back off, up to 30s. */
+            int64_t *b = &m.slots[slot].backoff;
+            *b = lived < 2000 ? (*b ? (*b * 2 > 30000 ? 30000 : *b * 2) : 100) : 0;
+            m.slots[slot].respawn_at = now_ms() + *b;
+            pt_log_error("worker %d (pid %d) %s; respawning%s%lld ms", slot, (int)pid, how,
+                         *b ? " in " : "", (long long)*b);
+        } else if (clean) {
+            pt_log_info("worker %d (pid %d, generation %u) exited", p->slot, (int)pid, p->gen);
+        } else {
+            pt_log_warn("worker %d (pid %d, generation %u) %s", p->slot, (int)pid, p->gen, how);
+        }
+        remove_proc(p);
+    }
+    check_ready();
+}
+
+static void respawn_due(void)
+{
+    int64_t now = now_ms();
+    for (int s = 0; s < m.nworkers; s++) {
+        if (!m.slots[s].respawn_at || m.slots[s].respawn_at > now)
+            continue;
+        m.slots[s].respawn_at = 0;
+        if (spawn(s) < 0)
+            m.slots[s].respawn_at = now + 1000;
+    }
+}
+
+/* ---- reload ---- */
+
+static void reload(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    pt_sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+                (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    pt_log_notice("reloading %s", m.o.conf_path);
+    pt_diag_t d;
+    pt_diag_init(&d);
+    char err[512] = "";
+    pt_config_t *nc = pt_config_load(m.o.conf_path, &d);
+    pt_lset_t next = {0};
+    uid_t uid = m.uid;
+    gid_t gid = m.gid;
+    bool drop = m.drop;
+    int nworkers = 0;
+    if (!nc) {
+        pt_diag_log(&d);
+        snprintf(err, sizeof(err), "%zu error%s in %s", d.errors, d.errors == 1 ? "" : "s", m.o.conf_path);
+    } else {
+        if (d.warnings)
+            pt_diag_log(&d);
+        nworkers = m.o.workers ? m.o.workers : pt_config_workers(nc);
+        if (resolve_user(nc, &uid, &gid, &drop, err, sizeof(err)) == 0 &&
+            prepare_access_log(nc, drop, uid, gid, err, sizeof(err)) == 0)
+            pt_lset_prepare(&m.lset, nc, nworkers, &next, err, sizeof(err));
+    }
+    pt_diag_free(&d);
+    if (err[0]) {
+        pt_config_free(nc);
+        m.status->reload_failures++;
+        pt_log_error("reload failed: %s; still serving generation %u", err, m.gen);
+        pt_sdnotify("READY=1\nSTATUS=reload failed (%s); serving generation %u", err, m.gen);
+        return;
+    }
+    char changes[256];
+    pt_config_diff(m.conf, nc, changes, sizeof(changes));
+    if (!m.o.pid_file && nc->pid_file && strcmp(nc->pid_file, m.pid_path) != 0)
+        pt_log_warn("pid_file changed: takes effect after a restart, not on reload");
+    const char *new_log = error_log_path(nc, &m.o);
+    if (strcmp(new_log, error_log_path(m.conf, &m.o)) != 0 && pt_log_open(new_log) < 0)
+        pt_log_error("cannot open the new error log %s: %s; keeping the old one", new_log, strerror(errno));
+    if (m.o.log_level < 0)
+        pt_log_level = nc->error_log.level;
+
+    pt_lset_commit(&m.lset, &next);
+    pt_config_t *old = m.conf;
+    m.conf = nc;
+    m.uid = uid;
+    m.gid = gid;
+    m.drop = drop;
+    m.gen++;
+    m.nworkers = nworkers;
+    m.announced = false;
+    m.reloading = true;
+    m.status->reloads++;
+    board_config();
+    for (int s = 0; s < 256; s++)
+        m.slots[s] = (typeof(m.slots[s])){0};
+    pt_log_notice("reload: generation %u (%s)", m.gen, changes);
+    for (int s = 0; s < m.nworkers; s++)
+        spawn(s);
+    signal_gen(m.gen, true, SIGQUIT);
+    pt_config_free(old);
+    check_ready();
+}
+
+/* ---- start and stop ---- */
+
+static void stop(bool graceful)
+{
+    if (m.terminating || (m.stopping && graceful))
+        return;
+    m.stopping = true;
+    m.terminating = !graceful;
+    pt_sdnotify("STOPPING=1\nSTATUS=stopping");
+    pt_log_notice("%s stop: %zu workers", graceful ? "graceful" : "fast", m.nprocs);
+    for (int s = 0; s < 256; s++)
+        m.slots[s].respawn_at = 0;
+    for (size_t i = 0; i < m.nprocs; i++)
+        kill(m.procs[i].pid, graceful ? SIGQUIT : SIGTERM);
+    m.kill_at = now_ms() + (graceful ? m.conf->shutdown_timeout : 0) + KILL_GRACE_MS;
+}
+
+static void on_signal(int sig)
+{
+    switch (sig) {
+    case SIGCHLD:
+        reap();
+        break;
+    case SIGHUP:
+        if (!m.stopping)
+            reload();
+        break;
+    case SIGQUIT:
+        stop(true);
+        break;
+    case SIGTERM:
+    case SIGINT:
+        stop(false);
+        break;
+    case SIGUSR1: {
+        pt_log_notice("reopening logs");
+        if (pt_log_reopen() < 0)
+            pt_log_error("cannot reopen the error log: %s", strerror(errno));
+        char err[256];
+        if (prepare_access_log(m.conf, m.drop, m.uid, m.gid, err, sizeof(err)) < 0)
+            pt_log_error("%s", err);
+        for (size_t i = 0; i < m.nprocs; i++)
+            kill(m.procs[i].pid, SIGUSR1);
+        break;
+    }
+    }
+}
+
+static int loop(void)
+{
+    struct pollfd pfd[MAX_PROCS + 1];
+    proc_t *who[MAX_PROCS + 1];
+    for (;;) {
+        if (m.stopping && m.nprocs == 0)
+            return 0;
+        respawn_due();
+        int64_t now = now_ms(), timeout = 1000;
+        for (int s = 0; s < m.nworkers; s++)
+            if (m.slots[s].respawn_at && m.slots[s].respawn_at - now < timeout)
+                timeout = m.slots[s].respawn_at > now ? m.slots[s].respawn_at - now : 0;
+        if (m.stopping && now >= m.kill_at) {
+            pt_log_warn("%zu workers did not stop in time: killing them", m.nprocs);
+            for (size_t i = 0; i < m.nprocs; i++)
+                kill(m.procs[i].pid, SIGKILL);
+            m.kill_at = now + 1000;
+        }
+        nfds_t n = 0;
+        pfd[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
+        for (size_t i = 0; i < m.nprocs; i++) {
+            if (m.procs[i].chan < 0)
+                continue;
+            who[n] = &m.procs[i];
+            pfd[n++] = (struct pollfd){.fd = m.procs[i].chan, .events = POLLIN};
+        }
+        int r = poll(pfd, n, (int)timeout);
+        if (r < 0 && errno != EINTR) {
+            pt_log_crit("poll: %s", strerror(errno));
+            return 1;
+        }
+        if (r <= 0)
+            continue;
+        /* Channels first: procs[] may be reordered by a reap. */
+        pid_t ready_pids[MAX_PROCS + 1];
+        for (nfds_t i = 1; i < n; i++)
+            ready_pids[i] = (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) ? who[i]->pid : 0;
+        for (nfds_t i = 1; i < n; i++) {
+            proc_t *p = ready_pids[i] ? find_proc(ready_pids[i]) : NULL;
+            if (p && p->chan >= 0)
+                on_chan(p);
+        }
+        if (pfd[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(m.sigfd, &si, sizeof(si)) == sizeof(si))
+                on_signal((int)si.ssi_signo);
+        }
+    }
+}
+
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        /* The parent writes the pid file, so that when it exits 0 the
+         * file already names the running master. */
+        const char *pf = m.pid_file;
+        int rc = pf ? pt_pidfile_write(pf, pid) : 0;
+        if (rc < 0) {
+            fprintf(stderr, "portico: cannot write the pid file %s: %s\n", pf, strerror(-rc));
+            kill(pid, SIGKILL);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    setsid();
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        if (pt_log_fd() != STDERR_FILENO)
+            dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    return 0;
+}
+
+int pt_master_run(const pt_opts_t *o, pt_config_t *c)
+{
+    char err[512];
+    m.o = *o;
+    m.conf = c;
+    const char *pf = o->pid_file ? o->pid_file : c->pid_file;
+    if (pf && *pf) {
+        snprintf(m.pid_path, sizeof(m.pid_path), "%s", pf);
+        m.pid_file = m.pid_path;
+    }
+    pt_log_set_role("master");
+    if (o->log_level < 0)
+        pt_log_level = c->error_log.level;
+    const char *elog = error_log_path(c, o);
+    if (pt_log_open(elog) < 0) {
+        fprintf(stderr, "portico: cannot open the error log %s: %s\n", elog, strerror(errno));
+        return 1;
+    }
+    pid_t running = m.pid_file ? pt_pidfile_read(m.pid_file) : 0;
+    if (running > 0 && running != getpid() && kill(running, 0) == 0) {
+        pt_log_crit("already running as pid %d (pid file %s)", (int)running, m.pid_file);
+        return 1;
+    }
+    if (resolve_user(c, &m.uid, &m.gid, &m.drop, err, sizeof(err)) < 0) {
+        pt_log_crit("%s", err);
+        return 1;
+    }
+    if (c->user && geteuid() != 0)
+        pt_log_notice("user \"%s\" ignored: not started as root", c->user);
+    m.nworkers = o->workers ? o->workers : pt_config_workers(c);
+    pt_lset_t next = {0};
+    if (pt_lset_prepare(&m.lset, c, m.nworkers, &next, err, sizeof(err)) < 0 ||
+        prepare_access_log(c, m.drop, m.uid, m.gid, err, sizeof(err)) < 0) {
+        pt_log_crit("%s", err);
+        return 1;
+    }
+    pt_lset_commit(&m.lset, &next);
+    m.status = mmap(NULL, sizeof(pt_status_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m.status == MAP_FAILED) {
+        pt_log_crit("mmap of the status board: %s", strerror(errno));
+        return 1;
+    }
+    if (!o->foreground && daemonize() < 0) {
+        pt_log_crit("fork: %s", strerror(errno));
+        return 1;
+    }
+    if (o->foreground && m.pid_file) {
+        int rc = pt_pidfile_write(m.pid_file, getpid());
+        if (rc < 0) {
+            pt_log_crit("cannot write the pid file %s: %s", m.pid_file, strerror(-rc));
+            return 1;
+        }
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaddset(&set, sigs[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (m.sigfd < 0) {
+        pt_log_crit("signalfd: %s", strerror(errno));
+        return 1;
+    }
+    m.gen = 1;
+    m.status->master_pid = getpid();
+    m.status->started_ms = wall_ms();
+    board_config();
+    char where[1024] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < m.lset.n && off < sizeof(where); i++) {
+        char a[80];
+        pt_addr_format((struct sockaddr *)&m.lset.v[i].bound, a, sizeof(a));
+        off += (size_t)snprintf(where + off, sizeof(where) - off, "%s%s %s", i ? ", " : "", m.lset.v[i].name, a);
+    }
+    pt_log_notice("portico %s starting: %d workers, listening on %s", PACKAGE_VERSION, m.nworkers, where);
+    for (int s = 0; s < m.nworkers; s++)
+        spawn(s);
+    int rc = loop();
+    pt_log_notice("stopped");
+    if (m.pid_file)
+        pt_pidfile_remove(m.pid_file, getpid());
+    pt_lset_close(&m.lset);
+    pt_config_free(m.conf);
+    munmap(m.status, sizeof(pt_status_t));
+    close(m.sigfd);
+    return rc;
+}

@@ -1,0 +1,252 @@
+/* A worker: after fork it drops privileges, builds its own event loop over
+ * the sockets of its slot, and serves until told to stop.  Messages to the
+ * master are single bytes on the channel: 'R' ready, 'D' draining. */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portico/accesslog.h"
+#include "portico/assert.h"
+#include "portico/conn.h"
+#include "portico/log.h"
+#include "portico/worker.h"
+
+static void tell_master(pt_worker_t *w, char msg)
+{
+    if (w->chan >= 0 && send(w->chan, &msg, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        pt_log_warn("cannot tell the master '%c': %s", msg, strerror(errno));
+}
+
+const char *pt_worker_date(pt_worker_t *w)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    if (tv.tv_sec != w->date_sec) {
+        struct tm tm;
+        w->date_sec = tv.tv_sec;
+        gmtime_r(&w->date_sec, &tm);
+        strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    }
+    return w->date;
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    pt_acceptor_t *a = arg;
+    pt_worker_t *w = a->w;
+    PT_CHECK_MAGIC(w, PT_WORKER_MAGIC);
+    for (int i = 0; i < 64 && !w->draining; i++) {
+        if (a->ls->conf && a->nconns >= (size_t)a->ls->conf->max_connections) {
+            event_del(&a->ev);
+            a->paused = true;
+            pt_log_warn("listener %s: %zu connections, the per-worker limit: accepting paused", a->ls->name,
+                        a->nconns);
+            return;
+        }
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int cfd = accept4(fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                pt_log_error("accept on %s: %s", a->ls->name, strerror(errno));
+            return;
+        }
+        pt_conn_accept(w, a, cfd, &peer);
+    }
+}
+
+static void maybe_exit(pt_worker_t *w)
+{
+    if (w->draining && w->nconns == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a)
+{
+    a->nconns--;
+    if (a->paused && !w->draining) {
+        a->paused = false;
+        event_add(&a->ev, NULL);
+    }
+    if (!event_pending(&w->reaper, EV_TIMEOUT, NULL)) {
+        struct timeval zero = {0, 0};
+        evtimer_add(&w->reaper, &zero);
+    }
+    maybe_exit(w);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    pt_worker_t *w = arg;
+    while (w->dead) {
+        pt_conn_t *c = w->dead;
+        w->dead = c->next;
+        pt_conn_free(c);
+    }
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    pt_worker_t *w = arg;
+    if (w->nconns)
+        pt_log_warn("shutdown_timeout passed with %zu connections still open: closing them", w->nconns);
+    while (w->conns)
+        pt_conn_close(w->conns);
+    event_base_loopexit(w->base, NULL);
+}
+
+static void start_drain(pt_worker_t *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (size_t i = 0; i < w->nacceptors; i++)
+        if (!w->acceptors[i].paused)
+            event_del(&w->acceptors[i].ev);
+    tell_master(w, 'D');
+    pt_log_info("draining %zu connections", w->nconns);
+    for (pt_conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        pt_conn_drain(c);
+    }
+    int64_t ms = w->conf->shutdown_timeout;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_assign(&w->drain_timer, w->base, on_drain_timeout, w);
+    evtimer_add(&w->drain_timer, &tv);
+    maybe_exit(w);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    pt_worker_t *w = arg;
+    switch (sig) {
+    case SIGQUIT:
+        start_drain(w);
+        break;
+    case SIGTERM:
+    case SIGINT:
+        w->draining = true;
+        while (w->conns)
+            pt_conn_close(w->conns);
+        event_base_loopexit(w->base, NULL);
+        break;
+    case SIGUSR1:
+        if (pt_log_reopen() < 0)
+            pt_log_error("cannot reopen the error log: %s", strerror(errno));
+        int rc = pt_accesslog_reopen();
+        if (rc < 0)
+            pt_log_error("cannot reopen the access log %s: %s", w->conf->access_log.path, strerror(-rc));
+        break;
+    default:
+        break; /* SIGHUP goes to the master only */
+    }
+}
+
+static int drop_privileges(pt_worker_t *w)
+{
+    if (!w->drop_privileges)
+        return 0;
+    if (setgroups(0, NULL) < 0 && errno != EPERM)
+        return -1;
+    if (initgroups(w->conf->user, w->gid) < 0 || setgid(w->gid) < 0 || setuid(w->uid) < 0) {
+        pt_log_crit("cannot change to user \"%s\": %s", w->conf->user, strerror(errno));
+        return -1;
+    }
+    prctl(PR_SET_DUMPABLE, 1); /* keep core dumps possible after setuid */
+    return 0;
+}
+
+static int setup(pt_worker_t *w)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return -1;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!w->base)
+        return -1;
+    w->acceptors = calloc(w->lset->n ? w->lset->n : 1, sizeof(pt_acceptor_t));
+    if (!w->acceptors)
+        return -1;
+    for (size_t i = 0; i < w->lset->n; i++) {
+        pt_acceptor_t *a = &w->acceptors[w->nacceptors++];
+        a->w = w;
+        a->ls = &w->lset->v[i];
+        a->fd = a->ls->fds[w->slot];
+        event_assign(&a->ev, w->base, a->fd, EV_READ | EV_PERSIST, on_accept, a);
+        event_add(&a->ev, NULL);
+    }
+    evtimer_assign(&w->reaper, w->base, on_reap, w);
+    struct {
+        struct event *ev;
+        int sig;
+    } sigs[] = {{&w->sig_quit, SIGQUIT}, {&w->sig_term, SIGTERM}, {&w->sig_int, SIGINT},
+                {&w->sig_usr1, SIGUSR1}, {&w->sig_hup, SIGHUP}};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        evsignal_assign(sigs[i].ev, w->base, sigs[i].sig, on_signal, w);
+        evsignal_add(sigs[i].ev, NULL);
+    }
+    int rc = pt_accesslog_start(w->base, &w->conf->access_log);
+    if (rc < 0) {
+        pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
+        return -1;
+    }
+    if (RAND_bytes((unsigned char *)&w->reqid_seed, sizeof(w->reqid_seed)) != 1)
+        w->reqid_seed = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    return 0;
+}
+
+static void teardown(pt_worker_t *w)
+{
+    while (w->conns)
+        pt_conn_close(w->conns);
+    on_reap(-1, 0, w);
+    pt_accesslog_stop();
+    struct event *evs[] = {&w->sig_quit, &w->sig_term, &w->sig_int, &w->sig_usr1, &w->sig_hup};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        event_del(evs[i]);
+    for (size_t i = 0; i < w->nacceptors; i++)
+        event_del(&w->acceptors[i].ev);
+    if (event_initialized(&w->drain_timer))
+        evtimer_del(&w->drain_timer);
+    evtimer_del(&w->reaper);
+    free(w->acceptors);
+    event_base_free(w->base);
+}
+
+int pt_worker_run(pt_worker_t *w)
+{
+    char role[32];
+    snprintf(role, sizeof(role), "worker %d", w->slot);
+    pt_log_set_role(role);
+    /* If the master dies, stop gracefully rather than serve unsupervised. */
+    prctl(PR_SET_PDEATHSIG, SIGQUIT);
+    pt_lset_keep_slot(w->lset, w->slot);
+    if (drop_privileges(w) < 0 || setup(w) < 0) {
+        pt_log_crit("worker failed to start");
+        return 2;
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (getppid() == 1) /* the master died before we could ask for PDEATHSIG */
+        return 1;
+    tell_master(w, 'R');
+    event_base_dispatch(w->base);
+    teardown(w);
+    return w->exit_code;
+}
