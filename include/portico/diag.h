@@ -31,6 +31,8 @@ void pt_diag_add(pt_diag_t *d, int sev, const char *file, uint32_t line, uint32_
                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void pt_diag_vadd(pt_diag_t *d, int sev, const char *file, uint32_t line, uint32_t col,
                   const char *fmt, va_list ap);
+/* Orders the messages by line and column; notes stay after their error. */
+void pt_diag_sort(pt_diag_t *d);
 /* Writes every message, one per line, to `f`. */
 void pt_diag_print(const pt_diag_t *d, FILE *f);
 /* Sends every message to the error log at `level` (warnings one lower). */

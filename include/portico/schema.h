@@ -34,6 +34,10 @@ void pt_conf_warn(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void pt_conf_note(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An error about `key` of section node n: at the key's value when given,
+ * else at n, with the key in the path. */
+void pt_conf_error_key(pt_conf_ctx_t *cc, const pt_node_t *n, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Pushes ".key" or "[i]" onto the path; pop restores the previous length. */
 size_t pt_conf_path_push(pt_conf_ctx_t *cc, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

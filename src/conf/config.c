@@ -24,9 +24,11 @@ static void check_unique_names(pt_conf_ctx_t *cc, const pt_list_t *l, size_t siz
     for (size_t i = 0; i < l->n; i++) {
         const char *obj_i = (const char *)l->v + i * size;
         const char *name_i = *(char *const *)(obj_i + name_off);
-        for (size_t j = 0; j < i; j++) {
+        /* An item whose own keys failed to load may lack its name. */
+        for (size_t j = 0; name_i && j < i; j++) {
             const char *obj_j = (const char *)l->v + j * size;
-            if (strcmp(name_i, *(char *const *)(obj_j + name_off)) == 0) {
+            const char *name_j = *(char *const *)(obj_j + name_off);
+            if (name_j && strcmp(name_i, name_j) == 0) {
                 const pt_node_t *ni = *(const pt_node_t *const *)obj_i;
                 const pt_node_t *nj = *(const pt_node_t *const *)obj_j;
                 pt_conf_error(cc, key_node(ni, "name"), "duplicate %s name \"%s\"", what, name_i);
@@ -48,16 +50,18 @@ static void check_listeners(pt_conf_ctx_t *cc, pt_config_t *c)
                        "listener");
     for (size_t i = 0; i < c->listeners.n; i++) {
         pt_listener_conf_t *li = PT_LIST_AT(c->listeners, pt_listener_conf_t, i);
+        if (!li->address.len || !li->name)
+            continue; /* its own errors are reported already */
         bool port0 = ((struct sockaddr_in *)&li->address.ss)->sin_port == 0;
         for (size_t j = 0; j < i && !port0; j++) {
             pt_listener_conf_t *lj = PT_LIST_AT(c->listeners, pt_listener_conf_t, j);
-            if (same_addr(&li->address, &lj->address)) {
+            if (lj->address.len && lj->name && same_addr(&li->address, &lj->address)) {
                 pt_conf_error(cc, key_node(li->node, "address"), "listeners[%zu]: address %s is already used",
                               i, li->address.text);
                 pt_conf_note(cc, key_node(lj->node, "address"), "by listener \"%s\" here", lj->name);
             }
         }
-        if (c->admin.node && !port0 && same_addr(&li->address, &c->admin.address)) {
+        if (c->admin.node && c->admin.address.len && !port0 && same_addr(&li->address, &c->admin.address)) {
             pt_conf_error(cc, key_node(c->admin.node, "address"),
                           "admin.address: %s is also the address of listener \"%s\"", c->admin.address.text,
                           li->name);
@@ -78,7 +82,7 @@ static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
             continue;
         for (size_t j = 0; j < c->upstreams.n; j++) {
             pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, j);
-            if (strcmp(u->name, r->upstream) == 0)
+            if (u->name && strcmp(u->name, r->upstream) == 0)
                 r->up = u;
         }
         if (r->up)
@@ -89,6 +93,8 @@ static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
         size_t best_d = 3;
         for (size_t j = 0; j < c->upstreams.n && off < sizeof(known); j++) {
             const char *name = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, j)->name;
+            if (!name)
+                continue;
             off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", j ? ", " : "", name);
             size_t d = pt_str_distance(r->upstream, name, 2);
             if (d < best_d) {
@@ -120,6 +126,7 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
         check_listeners(&cc, c);
         check_routes(&cc, c);
     }
+    pt_diag_sort(d);
     if (!root || d->errors > errors_before) {
         pt_config_free(c);
         return NULL;

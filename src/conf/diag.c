@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,35 @@ int pt_diag_format(const pt_diag_t *d, size_t i, char *buf, size_t size)
         return snprintf(buf, size, "%s:%u:%u: %s: %s", m->file, m->line, m->col,
                         sev_names[m->sev], m->text);
     return snprintf(buf, size, "%s: %s: %s", m->file, sev_names[m->sev], m->text);
+}
+
+/* Orders the messages by position, each error or warning keeping the notes
+ * that follow it, so that a file's problems read top to bottom. */
+void pt_diag_sort(pt_diag_t *d)
+{
+    pt_diag_msg_t sorted[sizeof(d->msgs) / sizeof(d->msgs[0])];
+    size_t n = 0;
+    bool taken[sizeof(d->msgs) / sizeof(d->msgs[0])] = {false};
+    for (;;) {
+        size_t best = d->n;
+        for (size_t i = 0; i < d->n; i++) {
+            if (taken[i] || d->msgs[i].sev == PT_DIAG_NOTE)
+                continue;
+            if (best == d->n || d->msgs[i].line < d->msgs[best].line ||
+                (d->msgs[i].line == d->msgs[best].line && d->msgs[i].col < d->msgs[best].col))
+                best = i;
+        }
+        if (best == d->n)
+            break;
+        for (size_t i = best; i < d->n && (i == best || d->msgs[i].sev == PT_DIAG_NOTE); i++) {
+            taken[i] = true;
+            sorted[n++] = d->msgs[i];
+        }
+    }
+    for (size_t i = 0; i < d->n; i++) /* notes with no error before them */
+        if (!taken[i])
+            sorted[n++] = d->msgs[i];
+    memcpy(d->msgs, sorted, n * sizeof(sorted[0]));
 }
 
 void pt_diag_print(const pt_diag_t *d, FILE *f)

@@ -187,13 +187,26 @@ void pt_schema_dump(FILE *f, const pt_section_t *s, const void *obj, const pt_li
 
 /* ---- portico.yaml(5) ---- */
 
+/* Writes prose for mdoc: one sentence per line, as mandoc wants, and no
+ * line that starts with a control character. */
 static void man_escape(FILE *f, const char *s)
 {
+    bool bol = true;
     for (; *s; s++) {
-        if (*s == '\\')
+        if (bol && (*s == '.' || *s == '\''))
+            fputs("\\&", f);
+        bol = false;
+        if (*s == '\\') {
             fputs("\\e", f);
-        else
+        } else if ((*s == '.' || *s == '!' || *s == '?') && s[1] == ' ') {
             fputc(*s, f);
+            fputc('\n', f);
+            while (s[1] == ' ')
+                s++;
+            bol = true;
+        } else {
+            fputc(*s, f);
+        }
     }
 }
 
@@ -247,19 +260,29 @@ static void man_section(FILE *f, const pt_section_t *s)
         else if (d->def)
             fprintf(f, "Default:\n.Ql %s .\n", d->def);
         if ((d->type == PT_T_INT || d->type == PT_T_DURATION || d->type == PT_T_SIZE) && (d->min || d->max)) {
-            const char *unit = d->type == PT_T_INT ? "" : d->type == PT_T_SIZE ? " bytes" : " ms";
+            char lo[32], hi[32];
+            if (d->type == PT_T_DURATION) {
+                pt_value_format_duration(d->min, lo, sizeof(lo));
+                pt_value_format_duration(d->max, hi, sizeof(hi));
+            } else if (d->type == PT_T_SIZE) {
+                pt_value_format_size(d->min, lo, sizeof(lo));
+                pt_value_format_size(d->max, hi, sizeof(hi));
+            } else {
+                snprintf(lo, sizeof(lo), "%" PRId64, d->min);
+                snprintf(hi, sizeof(hi), "%" PRId64, d->max);
+            }
             if (d->max)
-                fprintf(f, "Range: %" PRId64 " to %" PRId64 "%s.\n", d->min, d->max, unit);
+                fprintf(f, "Range:\n.Li %s\nto\n.Li %s .\n", lo, hi);
             else
-                fprintf(f, "At least %" PRId64 "%s.\n", d->min, unit);
+                fprintf(f, "At least\n.Li %s .\n", lo);
         }
         if (d->flags & PT_F_RESTART)
             fputs("A change takes effect only after a restart, not on reload.\n", f);
         if (d->flags & PT_F_SECRET)
             fputs("Secret:\n.Fl T\nprints it redacted.\n", f);
         if (d->sub && d->sub->shorthand)
-            fprintf(f, "An item may be given as a plain string, which sets its\n.Ic %s .\n",
-                    d->sub->shorthand);
+            fprintf(f, "%s may also be a plain string, which sets its\n.Ic %s .\n",
+                    d->type == PT_T_LIST ? "An item" : "It", d->sub->shorthand);
         if (d->sub) {
             if (d->sub->doc) {
                 man_escape(f, d->sub->doc);

@@ -31,6 +31,17 @@ void pt_conf_error(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
     va_end(ap);
 }
 
+void pt_conf_error_key(pt_conf_ctx_t *cc, const pt_node_t *n, const char *key, const char *fmt, ...)
+{
+    const pt_node_t *at = pt_node_get(n, key);
+    size_t old = pt_conf_path_push(cc, cc->path_len ? ".%s" : "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vdiag(cc, PT_DIAG_ERROR, at ? at : n, fmt, ap);
+    va_end(ap);
+    pt_conf_path_pop(cc, old);
+}
+
 void pt_conf_warn(pt_conf_ctx_t *cc, const pt_node_t *n, const char *fmt, ...)
 {
     va_list ap;
@@ -371,6 +382,10 @@ int pt_schema_load(pt_conf_ctx_t *cc, const pt_section_t *s, const pt_node_t *n,
             rc = -1;
             continue;
         }
+        const pt_directive_t *d = &s->keys[j];
+        if (n->pairs[i].value->type == PT_NODE_NULL && !(d->flags & PT_F_REQUIRED) && d->type != PT_T_SECTION &&
+            d->type != PT_T_LIST && d->type != PT_T_KVMAP)
+            continue; /* "key: ~" is the same as leaving the key out */
         seen[j] = true;
         size_t old = push_key(cc, k->s);
         if (load_value(cc, &s->keys[j], n->pairs[i].value, (char *)obj + s->keys[j].offset))

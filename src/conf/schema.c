@@ -125,9 +125,8 @@ static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     if (!l->name)
         l->name = l->address.text;
     if (l->max_header_size < l->max_request_line) {
-        pt_conf_error(cc, pt_node_get(n, "max_header_size") ? pt_node_get(n, "max_header_size") : n,
-                      "max_header_size (%lld) is smaller than max_request_line (%lld)",
-                      (long long)l->max_header_size, (long long)l->max_request_line);
+        pt_conf_error_key(cc, n, "max_header_size", "%lld is smaller than max_request_line (%lld)",
+                          (long long)l->max_header_size, (long long)l->max_request_line);
         return -1;
     }
     return 0;
@@ -164,9 +163,9 @@ static int check_admin(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_admin_conf_t *a = obj;
     if (!pt_addr_is_loopback(&a->address) && !a->allow_remote) {
-        pt_conf_error(cc, pt_node_get(n, "address") ? pt_node_get(n, "address") : n,
-                      "%s is not a loopback address; set allow_remote: true to expose the admin API",
-                      a->address.text);
+        pt_conf_error_key(cc, n, "address",
+                          "%s is not a loopback address; set allow_remote: true to expose the admin API",
+                          a->address.text);
         return -1;
     }
     return 0;
@@ -187,15 +186,14 @@ static const pt_section_t admin_section = {"admin", sizeof(pt_admin_conf_t), adm
 static int check_target(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_target_conf_t *t = obj;
-    const pt_node_t *an = pt_node_get(n, "address");
     const char *colon = strrchr(t->address, ':');
     if (!colon || colon[1] == '\0' || colon == t->address) {
-        pt_conf_error(cc, an, "expected host:port, not \"%s\"", t->address);
+        pt_conf_error_key(cc, n, "address", "expected host:port, not \"%s\"", t->address);
         return -1;
     }
     int64_t port;
     if (pt_value_int(colon + 1, &port) || port < 1 || port > 65535) {
-        pt_conf_error(cc, an, "port out of range 1-65535 in \"%s\"", t->address);
+        pt_conf_error_key(cc, n, "address", "port out of range 1-65535 in \"%s\"", t->address);
         return -1;
     }
     if (pt_value_addr(t->address, &t->addr, 0) == NULL)
@@ -256,15 +254,14 @@ static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_upstream_conf_t *u = obj;
     if (u->targets.n == 0) {
-        pt_conf_error(cc, pt_node_get(n, "targets") ? pt_node_get(n, "targets") : n,
-                      "an upstream needs at least one target");
+        pt_conf_error_key(cc, n, "targets", "an upstream needs at least one target");
         return -1;
     }
     if (pt_node_get(n, "hash") && u->balancer != PT_BAL_HASH)
         pt_conf_warn(cc, pt_node_get(n, "hash"), "hash is used only with balancer: consistent-hashing");
     if (u->balancer == PT_BAL_HASH && (u->hash.on == PT_HASH_HEADER || u->hash.on == PT_HASH_COOKIE ||
                                        u->hash.on == PT_HASH_QUERY) && !u->hash.name) {
-        pt_conf_error(cc, pt_node_get(n, "hash"), "hash.on: %s needs hash.name", hash_on_names[u->hash.on]);
+        pt_conf_error_key(cc, n, "hash", "on: %s needs a name", hash_on_names[u->hash.on]);
         return -1;
     }
     return 0;
@@ -352,9 +349,9 @@ static const pt_directive_t root_keys[] = {
      NULL, NULL, 0, NULL,
      "On reload or graceful stop, how long old workers may take to finish in-flight requests."},
     {"error_log", PT_T_SECTION, F(pt_config_t, error_log), NULL, 0, 0, NULL, &error_log_section, NULL, NULL, NULL,
-     0, NULL, "The error log. May be given as a path."},
+     0, NULL, "The error log."},
     {"access_log", PT_T_SECTION, F(pt_config_t, access_log), NULL, 0, 0, NULL, &access_log_section, NULL, NULL,
-     NULL, 0, NULL, "The access log. May be given as a path."},
+     NULL, 0, NULL, "The access log."},
     {"listeners", PT_T_LIST, F(pt_config_t, listeners), NULL, 0, 0, NULL, &pt_schema_listener, NULL, NULL, NULL,
      PT_F_REQUIRED, NULL, "Addresses Portico serves HTTP on."},
     {"admin", PT_T_SECTION, F(pt_config_t, admin), NULL, 0, 0, NULL, &admin_section, NULL, NULL, NULL,

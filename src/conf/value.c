@@ -47,6 +47,8 @@ const char *pt_value_duration(const char *s, int64_t *ms)
                 return "duration out of range";
             n = n * 10 + (*p++ - '0');
         }
+        if (*p == '.')
+            return "a duration is a whole number of a unit: 1500ms, not 1.5s";
         const char *u = p;
         while (isalpha((unsigned char)*p))
             p++;
@@ -116,6 +118,9 @@ const char *pt_value_addr(const char *s, pt_addr_t *a, int allow_port0)
     } else {
         const char *colon = strrchr(s, ':');
         if (!colon) {
+            for (const char *q = s; *q; q++)
+                if (!isdigit((unsigned char)*q))
+                    return "expected a numeric IP address and port, such as 127.0.0.1:8080";
             strcpy(host, "*");
             port = s;
         } else {

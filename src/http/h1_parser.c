@@ -279,7 +279,7 @@ int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, 
     size_t line_len;
     size_t end = find_head_end(buf, len, start, &line_len);
     if (!end) {
-        if (!line_len && len - start > lim->max_request_line)
+        if ((line_len ? line_len : len - start) > lim->max_request_line)
             FAIL(414);
         if (len - start >= lim->max_head)
             FAIL(431);

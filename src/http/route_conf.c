@@ -145,7 +145,7 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     if (!r->name)
         r->name = pt_arena_strndup(cc->arena, cc->path, cc->path_len);
     if (r->upstream && r->respond.node) {
-        pt_conf_error(cc, pt_node_get(n, "respond"), "a route has either upstream or respond, not both");
+        pt_conf_error_key(cc, n, "respond", "a route has either upstream or respond, not both");
         rc = -1;
     } else if (!r->upstream && !r->respond.node) {
         pt_conf_error(cc, n, "a route needs upstream or respond");
@@ -175,7 +175,7 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     for (size_t i = 0; i < r->match.paths.n; i++)
         rc |= check_path(cc, item_node(m, "paths", i), r->match.paths.v[i]);
     if (r->strip_prefix && r->strip_prefix[0] != '/') {
-        pt_conf_error(cc, pt_node_get(n, "strip_prefix"), "strip_prefix starts with /");
+        pt_conf_error_key(cc, n, "strip_prefix", "must start with /");
         rc = -1;
     }
     if (rc == 0 && r->respond.node)

@@ -420,9 +420,9 @@ static void on_signal(int sig)
         stop(false);
         break;
     case SIGUSR1: {
-        pt_log_notice("reopening logs");
         if (pt_log_reopen() < 0)
             pt_log_error("cannot reopen the error log: %s", strerror(errno));
+        pt_log_notice("logs reopened");
         char err[256];
         if (prepare_access_log(m.conf, m.drop, m.uid, m.gid, err, sizeof(err)) < 0)
             pt_log_error("%s", err);

@@ -1,0 +1,12 @@
+#!/bin/sh
+# gen_yaml_man.sh SCHEMA_MAN TEMPLATE: prints portico.yaml(5), the template
+# with its @KEYS@ line replaced by the reference generated from the schema.
+set -e
+tool=$1 tpl=$2
+keys=$(mktemp)
+trap 'rm -f "$keys"' EXIT
+"$tool" > "$keys"
+sed -e "/^@KEYS@\$/{
+r $keys
+d
+}" "$tpl"

@@ -1,0 +1,194 @@
+/* Configuration errors: one case per kind, each asserting the exact
+ * file:line:col and message; then defaults, -T output and reload diffs. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "../unit/tap.h"
+#include "portico/config.h"
+
+static pt_diag_t diag;
+static char lines[PT_DIAG_MAX + 8][1024];
+
+static pt_config_t *load(const char *text)
+{
+    pt_diag_free(&diag);
+    pt_diag_init(&diag);
+    pt_config_t *c = pt_config_load_text("p.yaml", text, strlen(text), &diag);
+    memset(lines, 0, sizeof(lines));
+    for (size_t i = 0; i < diag.n; i++)
+        pt_diag_format(&diag, i, lines[i], sizeof(lines[i]));
+    return c;
+}
+
+/* The file must fail with `want` as its first diagnostic. */
+static void fails(const char *what, const char *text, const char *want)
+{
+    pt_config_t *c = load(text);
+    ok(c == NULL, "%s: refused", what);
+    is_str(lines[0], want, "%s: message", what);
+    pt_config_free(c);
+}
+
+#define L "listeners:\n  - address: 127.0.0.1:8080\n"
+
+int main(void)
+{
+    pt_config_t *c = load(L "routes:\n  - match: { paths: [/a] }\n    respond: { body: hi }\n");
+    ok(c != NULL, "a minimal configuration loads");
+    if (c) {
+        pt_listener_conf_t *l = PT_LIST_AT(c->listeners, pt_listener_conf_t, 0);
+        is_int(l->timeouts.header, 10000, "default header timeout 10s");
+        is_int(l->timeouts.idle, 60000, "default idle timeout 60s");
+        is_int(l->max_header_size, 32768, "default max_header_size 32k");
+        is_str(l->name, "127.0.0.1:8080", "a listener is named after its address by default");
+        is_int(c->workers, 0, "workers: auto");
+        is_int(c->shutdown_timeout, 30000, "default shutdown_timeout");
+        pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, 0);
+        is_str(r->name, "routes[0]", "a route is named after its index by default");
+        is_int(r->respond.status, 200, "respond status defaults to 200");
+        ok(r->resp_head && strstr(r->resp_head, "HTTP/1.1 200 OK\r\n") == r->resp_head &&
+               strstr(r->resp_head, "Content-Length: 2\r\n") && strstr(r->resp_head, "Content-Type: text/plain\r\n"),
+           "the response head is prebuilt");
+    }
+    pt_config_free(c);
+
+    fails("unknown key with a suggestion", L "upstream: []\n",
+          "p.yaml:3:1: error: unknown key \"upstream\"; did you mean \"upstreams\"?");
+    fails("unknown key without a suggestion", L "frobnicate: 1\n", "p.yaml:3:1: error: unknown key \"frobnicate\"");
+    fails("unknown nested key", "listeners:\n  - address: 127.0.0.1:8080\n    timeouts: { hedaer: 5s }\n",
+          "p.yaml:3:17: error: listeners[0].timeouts: unknown key \"hedaer\"; did you mean \"header\"?");
+    fails("wrong type: map for a scalar", L "user: { a: 1 }\n", "p.yaml:3:7: error: user: expected a string, not a map");
+    fails("wrong type: scalar for a list", "listeners: 127.0.0.1:80\n",
+          "p.yaml:1:12: error: listeners: expected a list, not a scalar (write [ value ] for a list of one)");
+    fails("wrong type: string for an integer", L "version: one\n",
+          "p.yaml:3:10: error: version: expected an integer, not \"one\"");
+    fails("out of range", L "version: 2\n", "p.yaml:3:10: error: version: 2 is out of range 1-1");
+    fails("workers out of range", L "workers: 0\n",
+          "p.yaml:3:10: error: workers: expected \"auto\" or a number of workers from 1 to 256, not \"0\"");
+    fails("bad duration", "listeners:\n  - address: 127.0.0.1:8080\n    timeouts: { idle: 10 }\n",
+          "p.yaml:3:23: error: listeners[0].timeouts.idle: a duration needs a unit: ms, s, m, h or d (10s, not 10), not \"10\"");
+    fails("duration out of range", "listeners:\n  - address: 127.0.0.1:8080\n    timeouts: { header: 2h }\n",
+          "p.yaml:3:25: error: listeners[0].timeouts.header: 2h is out of range (1 to 3600000 ms)");
+    fails("bad size", "listeners:\n  - address: 127.0.0.1:8080\n    max_header_size: 12q\n",
+          "p.yaml:3:22: error: listeners[0].max_header_size: unknown size unit (use k, m or g), not \"12q\"");
+    fails("bad address", "listeners:\n  - address: localhost:80\n",
+          "p.yaml:2:14: error: listeners[0].address: expected a numeric IP address and port, such as 127.0.0.1:8080, not \"localhost:80\"");
+    fails("port out of range", "listeners:\n  - address: 127.0.0.1:70000\n",
+          "p.yaml:2:14: error: listeners[0].address: port out of range 1-65535, not \"127.0.0.1:70000\"");
+    fails("bad boolean", L "admin: { allow_remote: yes }\n",
+          "p.yaml:3:24: error: admin.allow_remote: expected true or false, not \"yes\"");
+    fails("bad enum with a suggestion",
+          L "upstreams:\n  - name: u\n    balancer: round-robbin\n    targets: [127.0.0.1:1]\n",
+          "p.yaml:5:15: error: upstreams[0].balancer: unknown value \"round-robbin\"; did you mean \"round-robin\"?");
+    fails("missing required key", "listeners:\n  - name: x\n",
+          "p.yaml:2:5: error: listeners[0]: missing required key \"address\"");
+    fails("no listeners key", "routes: []\n", "p.yaml:1:1: error: missing required key \"listeners\"");
+    fails("empty listeners", "listeners: []\n", "p.yaml:1:12: error: listeners: at least one listener is needed");
+    fails("duplicate listener names",
+          "listeners:\n  - { name: a, address: 127.0.0.1:1 }\n  - { name: a, address: 127.0.0.1:2 }\n",
+          "p.yaml:3:13: error: duplicate listener name \"a\"");
+    is_str(lines[1], "p.yaml:2:13: note: \"a\" is first defined here", "the note points at the first one");
+    fails("duplicate listener addresses",
+          "listeners:\n  - { name: a, address: 127.0.0.1:1 }\n  - { name: b, address: 127.0.0.1:1 }\n",
+          "p.yaml:3:25: error: listeners[1]: address 127.0.0.1:1 is already used");
+    fails("duplicate route names",
+          L "routes:\n  - { name: r, respond: {} }\n  - { name: r, respond: {} }\n",
+          "p.yaml:5:13: error: duplicate route name \"r\"");
+    fails("dangling upstream reference",
+          L "upstreams:\n  - { name: api, targets: [127.0.0.1:1] }\n  - { name: web, targets: [127.0.0.1:2] }\n"
+            "routes:\n  - { upstream: billing }\n",
+          "p.yaml:7:17: error: routes[0].upstream: unknown upstream \"billing\" (known: api, web)");
+    fails("dangling reference with a suggestion",
+          L "upstreams:\n  - { name: orders, targets: [127.0.0.1:1] }\nroutes:\n  - { upstream: order }\n",
+          "p.yaml:6:17: error: routes[0].upstream: unknown upstream \"order\"; did you mean \"orders\"?");
+    unsetenv("PT_UNSET_FOR_TEST");
+    fails("unset ${VAR}", L "user: ${PT_UNSET_FOR_TEST}\n",
+          "p.yaml:3:7: error: environment variable PT_UNSET_FOR_TEST is not set");
+    fails("route without an action", L "routes:\n  - match: { paths: [/x] }\n",
+          "p.yaml:4:5: error: routes[0]: a route needs upstream or respond");
+    fails("lower-case method", L "routes:\n  - match: { methods: [get] }\n    respond: {}\n",
+          "p.yaml:4:24: error: routes[0]: unknown method \"get\"; did you mean \"GET\"?");
+    fails("path without a slash", L "routes:\n  - match: { paths: [api] }\n    respond: {}\n",
+          "p.yaml:4:22: error: routes[0]: a path starts with /, not \"api\"");
+    fails("reserved response header", L "routes:\n  - respond: { headers: { Content-Length: 5 } }\n",
+          "p.yaml:4:27: error: routes[0]: header \"Content-Length\" is set by Portico and cannot be configured");
+    fails("admin on a public address", L "admin: { address: 0.0.0.0:9180 }\n",
+          "p.yaml:3:19: error: admin.address: 0.0.0.0:9180 is not a loopback address; set allow_remote: true to "
+          "expose the admin API");
+    c = load(L "admin: { address: 0.0.0.0:9180, allow_remote: true }\n");
+    ok(c != NULL, "allow_remote: true permits a public admin address");
+    pt_config_free(c);
+    fails("unknown access log variable", L "access_log: { path: /tmp/x, format: \"$remote_addr $nope\" }\n",
+          "p.yaml:3:37: error: access_log: unknown variable $nope in the access log format");
+
+    /* every error at once, in file order */
+    c = load("listeners:\n  - address: nowhere\nworkers: lots\nbogus: 1\nroutes:\n  - { upstream: x }\n");
+    ok(c == NULL && diag.errors == 4, "four errors reported at once (got %zu)", diag.errors);
+    ok(strstr(lines[0], "p.yaml:2:14:") && strstr(lines[1], "p.yaml:3:10:") && strstr(lines[2], "p.yaml:4:1:") &&
+           strstr(lines[3], "p.yaml:6:17:"),
+       "each with its own location");
+
+    /* r2: a route whose own keys fail is still checked against the others
+     * without crashing, and the errors come out in file order */
+    c = load(L "routes:\n  - respond: { status: 999 }\n  - { upstream: nope }\nbogus: true\n");
+    ok(c == NULL && diag.errors == 3, "r2: three errors (got %zu)", diag.errors);
+    is_str(lines[0], "p.yaml:4:24: error: routes[0].respond.status: 999 is out of range 200-599", "r2: first");
+    is_str(lines[1], "p.yaml:5:17: error: routes[1].upstream: unknown upstream \"nope\" (no upstreams are defined)",
+           "r2: second");
+    is_str(lines[2], "p.yaml:6:1: error: unknown key \"bogus\"", "r2: third, in file order");
+
+    /* the cap */
+    char many[8192] = L;
+    for (int i = 0; i < 30; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "bad_key_%d: 1\n", i);
+        strcat(many, k);
+    }
+    c = load(many);
+    ok(c == NULL && diag.errors == 30 && diag.n == PT_DIAG_MAX && diag.dropped == 10,
+       "errors are capped at %d with the rest counted (kept %zu, dropped %zu)", PT_DIAG_MAX, diag.n, diag.dropped);
+
+    /* -T: defaults filled in, ${VAR} shown as written, never its value */
+    setenv("PT_TEST_TOKEN", "topsecret", 1);
+    c = load(L "routes:\n  - respond: { body: \"${PT_TEST_TOKEN}\", headers: { x-token: \"${PT_TEST_TOKEN}\" } }\n");
+    ok(c != NULL, "a configuration with ${VAR} loads");
+    if (c) {
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        pt_config_dump(f, c);
+        fclose(f);
+        ok(strstr(out, "body: \"${PT_TEST_TOKEN}\"") != NULL, "-T shows the reference, not the value");
+        ok(strstr(out, "\"x-token\": \"${PT_TEST_TOKEN}\"") != NULL, "also in header maps");
+        ok(strstr(out, "topsecret") == NULL, "-T never prints the secret");
+        ok(strstr(out, "max_headers: 100") != NULL, "-T prints defaults");
+        /* the dump is itself a valid configuration that loads to the same */
+        pt_diag_t d2;
+        pt_diag_init(&d2);
+        pt_config_t *again = pt_config_load_text("dump.yaml", out, len, &d2);
+        ok(again != NULL, "the -T output loads again");
+        char diff[256] = "";
+        if (again)
+            pt_config_diff(c, again, diff, sizeof(diff));
+        is_str(diff, "no changes", "and is the same configuration");
+        pt_config_free(again);
+        pt_diag_free(&d2);
+        free(out);
+    }
+    pt_config_free(c);
+
+    /* reload summaries */
+    pt_config_t *a = load(L "routes:\n  - { name: a, respond: {} }\n  - { name: b, respond: {} }\n");
+    pt_config_t *b = load(L "workers: 3\nroutes:\n  - { name: a, respond: { status: 204 } }\n"
+                            "  - { name: c, respond: {} }\n  - { name: d, respond: {} }\n");
+    char diff[256] = "";
+    if (a && b)
+        pt_config_diff(a, b, diff, sizeof(diff));
+    is_str(diff, "+2 routes, -1 route, ~1 route, ~global settings", "the diff summary");
+    pt_config_free(a);
+    pt_config_free(b);
+
+    pt_diag_free(&diag);
+    return done_testing();
+}
