@@ -54,7 +54,7 @@ static int send_signal(const char *name, const char *pid_file, const char *conf_
         pt_diag_init(&d);
         c = pt_config_load(conf_path, &d);
         pt_diag_free(&d);
-        pid_file = c && c->pid_file ? c->pid_file : "/run/portico.pid";
+        pid_file = c && c->pid_file ? c->pid_file : "/run/portico/portico.pid";
     }
     pid_t pid = pt_pidfile_read(pid_file);
     int rc = 0;
