@@ -30,7 +30,7 @@ void pt_diag_free(pt_diag_t *d);
 void pt_diag_add(pt_diag_t *d, int sev, const char *file, uint32_t line, uint32_t col,
                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void pt_diag_vadd(pt_diag_t *d, int sev, const char *file, uint32_t line, uint32_t col,
-                  const char *fmt, va_list ap);
+                  const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
 /* Orders the messages by line and column; notes stay after their error. */
 void pt_diag_sort(pt_diag_t *d);
 /* Writes every message, one per line, to `f`. */

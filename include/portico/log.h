@@ -32,7 +32,7 @@ void pt_log_set_role(const char *role);
 int pt_log_level_parse(const char *name);
 
 void pt_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pt_log_vwrite(int level, const char *fmt, va_list ap);
+void pt_log_vwrite(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #define pt_log(level, ...) \
     do { \

@@ -13,6 +13,8 @@
 #include "portico/schema.h"
 
 static void vdiag(pt_conf_ctx_t *cc, int sev, const pt_node_t *n, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void vdiag(pt_conf_ctx_t *cc, int sev, const pt_node_t *n, const char *fmt, va_list ap)
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
