@@ -1,0 +1,25 @@
+/* Loading, checking and printing the configuration file. */
+#ifndef PORTICO_CONFIG_H
+#define PORTICO_CONFIG_H
+
+#include <stdio.h>
+
+#include "portico/config-t.h"
+#include "portico/diag.h"
+
+/* Reads, parses and validates `path`.  Returns the configuration, or NULL
+ * with every problem found in `d` (which may also hold warnings on
+ * success).  No side effects: nothing is bound, opened or created. */
+pt_config_t *pt_config_load(const char *path, pt_diag_t *d);
+/* The same from a string in memory, for tests and the fuzzer. */
+pt_config_t *pt_config_load_text(const char *name, const char *text, size_t len, pt_diag_t *d);
+void pt_config_free(pt_config_t *c);
+/* Prints the effective configuration (-T), secrets redacted. */
+void pt_config_dump(FILE *f, const pt_config_t *c);
+/* Writes a one-line summary of what changed from old to new, such as
+ * "+2 routes, ~1 upstream, -1 listener", or "no changes". */
+void pt_config_diff(const pt_config_t *old, const pt_config_t *new, char *buf, size_t size);
+/* Effective worker count. */
+int pt_config_workers(const pt_config_t *c);
+
+#endif
