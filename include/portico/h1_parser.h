@@ -52,6 +52,23 @@ int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, 
 /* Finds a header by name (case-insensitive); the first one, or NULL. */
 const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name);
 
+typedef struct pt_h1_resp {
+    int status;
+    int minor;
+    pt_h1_header_t *headers; /* caller's array of limits.max_headers */
+    size_t nheaders;
+    int64_t content_length; /* -1: none */
+    bool chunked;
+    bool keep_alive; /* the upstream will keep the connection open */
+    size_t head_len;
+} pt_h1_resp_t;
+
+/* Parses a response head from an upstream.  Returns its length, PT_EAGAIN,
+ * PT_ETOOBIG (past lim->max_head) or PT_EINVAL (not a valid response, or
+ * framing that cannot be trusted: 502). */
+int pt_h1_parse_response(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_resp_t *r);
+const pt_h1_header_t *pt_h1_resp_find(const pt_h1_resp_t *r, pt_str_t name);
+
 /* Incremental chunked body decoder. Zero it to start. */
 typedef struct pt_h1_chunked {
     int state;

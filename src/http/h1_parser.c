@@ -264,6 +264,46 @@ static int interpret(pt_h1_req_t *req, int *status)
     return 0;
 }
 
+/* The header field lines from p up to and including the empty line that
+ * ends at stop.  Names are tokens with the colon right after them; values
+ * lose surrounding whitespace and may not hold control bytes. */
+static int parse_fields(const char *p, const char *stop, pt_h1_header_t *headers, size_t max, size_t *n,
+                        int *status)
+{
+    *n = 0;
+    for (;;) {
+        const char *eol = memchr(p, '\n', (size_t)(stop - p));
+        if (eol == p || eol[-1] != '\r')
+            FAIL(400); /* bare LF */
+        if (eol == p + 1)
+            return 0; /* the empty line */
+        if (*p == ' ' || *p == '\t')
+            FAIL(400); /* obs-fold */
+        const char *s = p;
+        while (pt_http_is_tchar((unsigned char)*p))
+            p++;
+        if (p == s || *p != ':')
+            FAIL(400); /* empty name, bad character, or space before the colon */
+        pt_str_t name = {s, (size_t)(p - s)};
+        p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        s = p;
+        const char *ve = eol - 1;
+        for (const char *q = s; q < ve; q++) {
+            unsigned char c = (unsigned char)*q;
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                FAIL(400); /* NUL, bare CR and other controls */
+        }
+        while (ve > s && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (*n == max)
+            FAIL(431);
+        headers[(*n)++] = (pt_h1_header_t){name, {s, (size_t)(ve - s)}};
+        p = eol + 1;
+    }
+}
+
 int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_req_t *req, int *status)
 {
     pt_h1_header_t *headers = req->headers;
@@ -298,41 +338,74 @@ int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, 
         return PT_EINVAL;
     if (split_target(req, status) < 0)
         return PT_EINVAL;
-    p = eol + 1;
-    for (;;) {
-        eol = memchr(p, '\n', (size_t)(stop - p));
-        if (eol == p || eol[-1] != '\r')
-            FAIL(400); /* bare LF */
-        if (eol == p + 1)
-            break; /* the empty line */
-        if (*p == ' ' || *p == '\t')
-            FAIL(400); /* obs-fold */
-        const char *s = p;
-        while (pt_http_is_tchar((unsigned char)*p))
-            p++;
-        if (p == s || *p != ':')
-            FAIL(400); /* empty name, bad character, or space before the colon */
-        pt_str_t name = {s, (size_t)(p - s)};
-        p++;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        s = p;
-        const char *ve = eol - 1;
-        for (const char *q = s; q < ve; q++) {
-            unsigned char c = (unsigned char)*q;
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                FAIL(400); /* NUL, bare CR and other controls */
-        }
-        while (ve > s && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        if (req->nheaders == lim->max_headers)
-            FAIL(431);
-        req->headers[req->nheaders++] = (pt_h1_header_t){name, {s, (size_t)(ve - s)}};
-        p = eol + 1;
-    }
+    if (parse_fields(eol + 1, stop, req->headers, lim->max_headers, &req->nheaders, status) < 0)
+        return PT_EINVAL;
     if (interpret(req, status) < 0)
         return PT_EINVAL;
     req->head_len = end;
+    return (int)end;
+}
+
+/* ---- responses ---- */
+
+const pt_h1_header_t *pt_h1_resp_find(const pt_h1_resp_t *r, pt_str_t name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (pt_str_caseeq(r->headers[i].name, name))
+            return &r->headers[i];
+    return NULL;
+}
+
+int pt_h1_parse_response(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_resp_t *r)
+{
+    pt_h1_header_t *headers = r->headers;
+    int st = 0, *status = &st;
+    memset(r, 0, sizeof(*r));
+    r->headers = headers;
+    size_t line_len;
+    size_t end = find_head_end(buf, len, 0, &line_len);
+    if (!end)
+        return len >= lim->max_head ? PT_ETOOBIG : PT_EAGAIN;
+    const char *p = buf, *eol = memchr(buf, '\n', end);
+    /* HTTP/1.x SP 3DIGIT SP reason CRLF */
+    if (eol - p < 13 || eol[-1] != '\r' || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
+        p[8] != ' ' || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' ||
+        (p[12] != ' ' && p + 12 != eol - 1))
+        return PT_EINVAL;
+    r->minor = p[7] - '0';
+    r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    for (const char *q = p + 13; q < eol - 1; q++)
+        if ((unsigned char)*q < 0x20 && *q != '\t')
+            return PT_EINVAL;
+    if (parse_fields(eol + 1, buf + end, r->headers, lim->max_headers, &r->nheaders, status) < 0)
+        return PT_EINVAL;
+    bool conn_close = false, conn_keep = false;
+    int te_count = 0;
+    pt_str_t te = PT_STR_NULL;
+    r->content_length = -1;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        pt_str_t n = r->headers[i].name, v = r->headers[i].value;
+        if (pt_str_caseeq_cs(n, "content-length")) {
+            int64_t cl;
+            if (parse_content_length(v, &cl) < 0 || (r->content_length >= 0 && cl != r->content_length))
+                return PT_EINVAL;
+            r->content_length = cl;
+        } else if (pt_str_caseeq_cs(n, "transfer-encoding")) {
+            te_count++;
+            te = v;
+        } else if (pt_str_caseeq_cs(n, "connection")) {
+            conn_close |= pt_str_list_has_token(v, PT_STR("close"));
+            conn_keep |= pt_str_list_has_token(v, PT_STR("keep-alive"));
+        }
+    }
+    if (te_count) {
+        if (te_count > 1 || !pt_str_caseeq_cs(te, "chunked") || r->minor == 0)
+            return PT_EINVAL;
+        r->chunked = true;
+        r->content_length = -1; /* RFC 9112 6.3: Transfer-Encoding wins; the length is not passed on */
+    }
+    r->keep_alive = r->minor == 1 ? !conn_close : (conn_keep && !conn_close);
+    r->head_len = end;
     return (int)end;
 }
 
