@@ -12,6 +12,7 @@
 #include "portico/value.h"
 
 typedef struct pt_route pt_route_t;
+struct pt_cidr;
 
 enum pt_accesslog_format { PT_ALOG_COMBINED, PT_ALOG_COMMON, PT_ALOG_JSON, PT_ALOG_CUSTOM };
 enum pt_balancer_kind { PT_BAL_RR, PT_BAL_LEASTCONN, PT_BAL_HASH, PT_BAL_LATENCY, PT_BAL_RANDOM2 };
@@ -47,6 +48,7 @@ typedef struct pt_listener_conf {
     int64_t max_request_line;
     int64_t max_header_size;
     int64_t max_headers;
+    int64_t min_body_rate; /* bytes per second */
 } pt_listener_conf_t;
 
 typedef struct pt_admin_conf {
@@ -94,6 +96,8 @@ typedef struct pt_route_conf {
     int64_t priority;
     char *upstream;
     char *strip_prefix;
+    char *upstream_host;
+    int64_t max_body_size; /* 0: no limit */
     struct {
         const pt_node_t *node; /* NULL: no respond action */
         int64_t status;
@@ -126,6 +130,9 @@ typedef struct pt_config {
     pt_admin_conf_t admin;
     pt_list_t upstreams; /* pt_upstream_conf_t */
     pt_list_t routes;    /* pt_route_conf_t */
+    pt_strlist_t trusted_proxies;
+    struct pt_cidr *trusted; /* compiled trusted_proxies */
+    size_t ntrusted;
 
     /* not from the file */
     char *file;

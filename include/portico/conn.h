@@ -13,6 +13,7 @@
 #include "portico/accesslog.h"
 #include "portico/arena.h"
 #include "portico/h1_parser.h"
+#include "portico/outq.h"
 #include "portico/worker.h"
 
 #define PT_CONN_MAGIC 0x434f4e4eu
@@ -21,6 +22,7 @@ enum pt_conn_state {
     PT_CS_HEAD,   /* waiting for (more of) a request head */
     PT_CS_BODY,   /* reading the body of the current request */
     PT_CS_LINGER, /* response sent, write side shut, draining input */
+    PT_CS_PROXY,  /* the proxy owns the connection until pt_conn_proxy_done */
 };
 
 struct pt_conn {
@@ -34,8 +36,7 @@ struct pt_conn {
 
     char *ibuf;
     size_t ipos, ilen, icap;
-    char *obuf;
-    size_t opos, olen, ocap;
+    pt_outq_t out;
 
     int state;
     bool readable, writable, eof;
@@ -49,6 +50,8 @@ struct pt_conn {
     int64_t body_left;
     bool body_chunked;
     pt_h1_chunked_t chunked;
+
+    struct pt_proxy *proxy; /* while in PT_CS_PROXY */
 
     /* the current request, for the access log */
     pt_arena_t arena;
@@ -64,6 +67,17 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
  * extra: more header lines ("Allow: GET\r\n"), or NULL. */
 void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                      const char *extra, bool head_only);
+/* For the proxy: read from the client (1 on progress, 0 when nothing was
+ * read), write what is queued (1 on progress; -1 when the client is gone),
+ * and hand the connection back when the request is over. */
+int pt_conn_read(pt_conn_t *c);
+int pt_conn_flush(pt_conn_t *c);
+void pt_conn_proxy_done(pt_conn_t *c);
+/* Copies the strings of the access log entry out of the input buffer. */
+void pt_conn_stash(pt_conn_t *c);
+/* Re-arms the client's timer for ms, or clears it (ms < 0). */
+void pt_conn_timer(pt_conn_t *c, int64_t ms);
+
 /* Graceful stop: finish what is in flight, then close. */
 void pt_conn_drain(pt_conn_t *c);
 /* Closes now. */

@@ -15,6 +15,7 @@
 #define PT_WORKER_MAGIC 0x57524b52u
 
 typedef struct pt_conn pt_conn_t;
+typedef struct pt_upconn pt_upconn_t;
 typedef struct pt_worker pt_worker_t;
 
 typedef struct pt_acceptor {
@@ -45,6 +46,9 @@ struct pt_worker {
     pt_conn_t *conns; /* every open connection, for drain and stop */
     size_t nconns;
     pt_conn_t *dead;  /* closed, freed on the next loop iteration */
+    pt_upconn_t *dead_up;
+    size_t nupconns;
+    struct pt_upstream *upstreams; /* one per configured upstream, same order */
     struct event reaper;
 
     bool draining;
@@ -62,6 +66,8 @@ struct pt_worker {
 int pt_worker_run(pt_worker_t *w);
 /* The Date header line for now. */
 const char *pt_worker_date(pt_worker_t *w);
+/* Frees closed connections on the next loop iteration. */
+void pt_worker_schedule_reap(pt_worker_t *w);
 /* A connection closed: bookkeeping, accept resume, drain completion. */
 void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a);
 

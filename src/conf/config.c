@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include "portico/cidr.h"
 #include "portico/conf.h"
 #include "portico/config.h"
 #include "portico/schema.h"
@@ -115,6 +116,24 @@ static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
     }
 }
 
+static void compile_trusted(pt_conf_ctx_t *cc, pt_config_t *c, const pt_node_t *root)
+{
+    if (!c->trusted_proxies.n)
+        return;
+    c->trusted = pt_arena_zalloc(&c->arena, c->trusted_proxies.n * sizeof(pt_cidr_t));
+    if (!c->trusted)
+        return;
+    const pt_node_t *list = pt_node_get(root, "trusted_proxies");
+    for (size_t i = 0; i < c->trusted_proxies.n; i++) {
+        const char *err = pt_cidr_parse(c->trusted_proxies.v[i], &c->trusted[c->ntrusted]);
+        if (err)
+            pt_conf_error(cc, list && list->type == PT_NODE_SEQ ? list->items[i] : root,
+                          "trusted_proxies[%zu]: %s, not \"%s\"", i, err, c->trusted_proxies.v[i]);
+        else
+            c->ntrusted++;
+    }
+}
+
 static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt_diag_t *d)
 {
     pt_conf_ctx_t cc = {.arena = &c->arena, .diag = d, .file = file, .prov = &c->prov};
@@ -125,6 +144,7 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
             pt_conf_error(&cc, pt_node_get(root, "listeners"), "listeners: at least one listener is needed");
         check_listeners(&cc, c);
         check_routes(&cc, c);
+        compile_trusted(&cc, c, root);
     }
     pt_diag_sort(d);
     if (!root || d->errors > errors_before) {

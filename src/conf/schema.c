@@ -152,6 +152,11 @@ static const pt_directive_t listener_keys[] = {
      NULL, NULL, NULL, 0, NULL, "Largest request head (request line and headers); larger gets 431."},
     {"max_headers", PT_T_INT, F(pt_listener_conf_t, max_headers), "100", 1, 1000, NULL, NULL, NULL, NULL, NULL,
      0, NULL, "Most header fields in a request; more gets 431."},
+    {"min_body_rate", PT_T_SIZE, F(pt_listener_conf_t, min_body_rate), "1k", 0, 1 << 30, NULL, NULL, NULL, NULL,
+     NULL, 0, "size per second",
+     "Slowest average upload speed, in bytes per second: the body deadline starts at timeouts.body and grows "
+     "by one second for each min_body_rate bytes received, so a client trickling bytes is cut with 408 while "
+     "a large upload at normal speed is not. 0 turns it off."},
     END,
 };
 const pt_section_t pt_schema_listener = {"listener", sizeof(pt_listener_conf_t), listener_keys,
@@ -327,6 +332,10 @@ static const pt_directive_t route_keys[] = {
      "The upstream that serves the route. Exactly one of upstream and respond is required."},
     {"strip_prefix", PT_T_STR, F(pt_route_conf_t, strip_prefix), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Removed from the start of the path before it is sent upstream."},
+    {"upstream_host", PT_T_STR, F(pt_route_conf_t, upstream_host), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "The Host header sent upstream. Unset: the client's Host is passed through."},
+    {"max_body_size", PT_T_SIZE, F(pt_route_conf_t, max_body_size), "0", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Largest request body; larger gets 413 before anything reaches the upstream. 0: no limit."},
     {"respond", PT_T_SECTION, F(pt_route_conf_t, respond), NULL, 0, 0, NULL, &respond_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "Portico answers the request itself."},
     END,
@@ -360,6 +369,11 @@ static const pt_directive_t root_keys[] = {
      NULL, "Groups of servers that routes send requests to."},
     {"routes", PT_T_LIST, F(pt_config_t, routes), NULL, 0, 0, NULL, &pt_schema_route, NULL, NULL, NULL, 0, NULL,
      "Which requests go where, tried as described under ROUTING."},
+    {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL,
+     0, "list of addresses",
+     "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "
+     "X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are believed and extended. From any other client those "
+     "headers are replaced."},
     END,
 };
 

@@ -26,6 +26,7 @@
 #include "portico/err-t.h"
 #include "portico/http.h"
 #include "portico/log.h"
+#include "portico/proxy.h"
 #include "portico/router.h"
 
 #define IBUF_MIN 4096
@@ -33,45 +34,21 @@
 #define OUT_HIGH (256 * 1024) /* stop answering pipelined requests above this */
 #define LINGER_MS 2000
 
-enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN };
+enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN, TM_PROXY };
 
 static void run(pt_conn_t *c);
 
 /* ---- output ---- */
 
-static bool reserve(pt_conn_t *c, size_t n)
-{
-    if (c->ocap - c->olen >= n)
-        return true;
-    if (c->opos && c->opos == c->olen) {
-        c->opos = c->olen = 0;
-        if (c->ocap >= n)
-            return true;
-    }
-    size_t cap = c->ocap ? c->ocap : OBUF_MIN;
-    while (cap - c->olen < n)
-        cap *= 2;
-    char *b = realloc(c->obuf, cap);
-    if (!b)
-        return false;
-    c->obuf = b;
-    c->ocap = cap;
-    return true;
-}
-
 static void out(pt_conn_t *c, const char *s, size_t n)
 {
-    if (!reserve(c, n)) {
+    if (!pt_outq_copy(&c->out, s, n))
         c->closing = true;
-        return;
-    }
-    memcpy(c->obuf + c->olen, s, n);
-    c->olen += n;
 }
 
 #define OUT_LIT(c, lit) out((c), (lit), sizeof(lit) - 1)
 
-static size_t out_head_end(pt_conn_t *c, bool keep_alive, int minor)
+static void out_head_end(pt_conn_t *c, bool keep_alive, int minor)
 {
     const char *d = pt_worker_date(c->w);
     out(c, d, strlen(d));
@@ -81,14 +58,13 @@ static size_t out_head_end(pt_conn_t *c, bool keep_alive, int minor)
         OUT_LIT(c, "Connection: keep-alive\r\n\r\n");
     else
         OUT_LIT(c, "\r\n");
-    return 0;
 }
 
 void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                      const char *extra, bool head_only)
 {
     char head[512];
-    size_t start = c->olen;
+    size_t start = c->out.pending;
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nServer: portico\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
                      pt_http_reason(status), ctype, len, extra ? extra : "");
@@ -97,7 +73,7 @@ void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *bo
     if (!head_only)
         out(c, body, len);
     c->ent.status = status;
-    c->ent.bytes_out += c->olen - start;
+    c->ent.bytes_out += c->out.pending - start;
 }
 
 static void respond_error(pt_conn_t *c, int status)
@@ -108,36 +84,21 @@ static void respond_error(pt_conn_t *c, int status)
     pt_conn_respond(c, status, "text/plain", body, (size_t)n, NULL, false);
 }
 
-/* Writes what is buffered: 1 if it wrote something, 0 if not. */
-static int flush(pt_conn_t *c)
+/* Writes what is queued: 1 if it wrote something, 0 if not, -1 when the
+ * client is gone (then nothing more will be sent). */
+int pt_conn_flush(pt_conn_t *c)
 {
-    int progress = 0;
-    while (c->opos < c->olen) {
-        ssize_t w = send(c->fd, c->obuf + c->opos, c->olen - c->opos, MSG_NOSIGNAL);
-        if (w > 0) {
-            c->opos += (size_t)w;
-            progress = 1;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->writable = false;
-            return progress;
-        }
-        pt_log_info("client write failed: %s", w < 0 ? strerror(errno) : "closed");
+    ssize_t w = pt_outq_flush(&c->out, c->fd);
+    if (w < 0) {
+        pt_log_info("client write failed: %s", strerror((int)-w));
         c->eof = true;
         c->closing = true;
-        c->opos = c->olen; /* nothing more can be sent */
-        return 1;
+        pt_outq_reset(&c->out);
+        return -1;
     }
-    c->opos = c->olen = 0;
-    if (c->ocap > 64 * 1024) { /* a big burst is over: give the memory back */
-        free(c->obuf);
-        c->obuf = NULL;
-        c->ocap = 0;
-    }
-    return progress;
+    if (!pt_outq_empty(&c->out))
+        c->writable = false;
+    return w > 0;
 }
 
 /* ---- the request cycle ---- */
@@ -155,7 +116,7 @@ static void make_reqid(pt_conn_t *c)
 
 /* Copies the strings of the log entry out of the input buffer, which may
  * move before the request ends. */
-static void stash(pt_conn_t *c)
+void pt_conn_stash(pt_conn_t *c)
 {
     pt_str_t *fields[] = {&c->ent.method, &c->ent.target, &c->ent.protocol, &c->ent.host, &c->ent.user_agent,
                           &c->ent.referer};
@@ -210,10 +171,8 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
      * to send the body, so we cannot tell what follows: close after it. */
     if (!req->keep_alive || c->w->draining || req->expect_continue)
         c->closing = true;
-    if (req->upgrade || req->method_bit == PT_M_CONNECT) {
-        /* nothing to upgrade to without an upstream */
-        c->closing = true;
-    }
+    if (req->method_bit == PT_M_CONNECT)
+        c->closing = true; /* no tunnels to arbitrary hosts */
     if (c->acc->ls->kind == PT_LS_ADMIN) {
         pt_admin_handle(c, req);
         return;
@@ -233,20 +192,21 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         }
         return;
     }
+    if (r->up) {
+        pt_proxy_start(c, req, r);
+        return;
+    }
+    if (req->upgrade)
+        c->closing = true; /* nothing to upgrade to without an upstream */
     if (r->respond.node) {
-        size_t start = c->olen;
+        size_t start = c->out.pending;
         out(c, r->resp_head, r->resp_head_len);
         out_head_end(c, !c->closing, req->minor);
         if (!head_only)
             out(c, r->respond.body, strlen(r->respond.body));
         c->ent.status = (int)r->respond.status;
-        c->ent.bytes_out += c->olen - start;
-        return;
+        c->ent.bytes_out += c->out.pending - start;
     }
-    /* Proxying is not part of this build yet: say so rather than hang. */
-    pt_log_error("route \"%s\": upstream \"%s\" cannot be reached: proxying is not enabled, client=%s", r->name,
-                 r->upstream, "-");
-    pt_conn_respond(c, 502, "text/plain", "502 Bad Gateway\n", 16, NULL, head_only);
 }
 
 /* Discards the body of the current request from the input buffer.
@@ -299,7 +259,7 @@ static int handle_input(pt_conn_t *c)
             progress = 1;
             continue;
         }
-        if (c->olen - c->opos > OUT_HIGH || c->ipos == c->ilen)
+        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY)
             break;
         if (!c->in_request) {
             c->in_request = true;
@@ -320,9 +280,11 @@ static int handle_input(pt_conn_t *c)
             break;
         }
         start_entry(c, &req);
-        c->ipos += (size_t)rc;
         c->ent.bytes_in = (uint64_t)rc;
         handle_request(c, &req);
+        if (c->state == PT_CS_PROXY)
+            break; /* the proxy took the head and owns the body */
+        c->ipos += (size_t)rc;
         if (req.content_length > 0 || req.chunked) {
             c->state = PT_CS_BODY;
             c->body_chunked = req.chunked;
@@ -333,7 +295,7 @@ static int handle_input(pt_conn_t *c)
                 end_request(c);
                 break;
             }
-            stash(c);
+            pt_conn_stash(c);
             continue;
         }
         end_request(c);
@@ -343,7 +305,7 @@ static int handle_input(pt_conn_t *c)
 
 /* ---- reading ---- */
 
-static int do_read(pt_conn_t *c)
+int pt_conn_read(pt_conn_t *c)
 {
     if (c->ipos == c->ilen)
         c->ipos = c->ilen = 0;
@@ -366,9 +328,15 @@ static int do_read(pt_conn_t *c)
     }
     if (c->icap == c->ilen)
         return 0; /* full: the parser will have said 431 */
-    ssize_t r = recv(c->fd, c->ibuf + c->ilen, c->icap - c->ilen, 0);
+    size_t want = c->icap - c->ilen;
+    ssize_t r = recv(c->fd, c->ibuf + c->ilen, want, 0);
     if (r > 0) {
         c->ilen += (size_t)r;
+        /* A short read drained the socket: with edge-triggered events the
+         * next byte brings a new event, so asking again would only cost an
+         * EAGAIN (nginx does the same). */
+        if ((size_t)r < want)
+            c->readable = false;
         return 1;
     }
     if (r < 0 && errno == EINTR)
@@ -392,7 +360,7 @@ static void arm_timer(pt_conn_t *c)
     if (c->state == PT_CS_LINGER) {
         kind = TM_LINGER;
         ms = LINGER_MS;
-    } else if (c->olen > c->opos) {
+    } else if (!pt_outq_empty(&c->out)) {
         kind = TM_SEND;
         ms = lc ? lc->timeouts.send : 30000;
     } else if (c->state == PT_CS_BODY) {
@@ -430,7 +398,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case TM_HEAD:
     case TM_BODY:
         pt_log_info("client timed out while sending the request %s", c->timer_kind == TM_HEAD ? "head" : "body");
-        c->opos = c->olen = 0;
+        pt_outq_reset(&c->out);
         if (c->state == PT_CS_BODY)
             c->state = PT_CS_HEAD;
         start_entry(c, NULL);
@@ -439,9 +407,25 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         c->timer_kind = TM_NONE;
         run(c);
         return;
+    case TM_PROXY:
+        pt_proxy_client_timeout(c->proxy);
+        return;
     default:
         pt_conn_close(c);
     }
+}
+
+void pt_conn_timer(pt_conn_t *c, int64_t ms)
+{
+    if (ms < 0) {
+        if (c->timer_kind != TM_NONE)
+            evtimer_del(&c->timer);
+        c->timer_kind = TM_NONE;
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    c->timer_kind = TM_PROXY;
+    evtimer_add(&c->timer, &tv);
 }
 
 /* ---- the loop ---- */
@@ -461,6 +445,10 @@ static void run(pt_conn_t *c)
 {
     for (int rounds = 0; rounds < 64; rounds++) {
         int progress = 0;
+        if (c->state == PT_CS_PROXY) {
+            pt_proxy_run(c->proxy); /* it hands back with pt_conn_proxy_done */
+            return;
+        }
         if (c->state == PT_CS_LINGER) {
             while (c->readable) {
                 char junk[4096];
@@ -476,9 +464,9 @@ static void run(pt_conn_t *c)
         }
         if (c->ipos < c->ilen || c->state == PT_CS_BODY)
             progress |= handle_input(c);
-        if (c->olen > c->opos && c->writable)
-            progress |= flush(c);
-        if (c->olen == c->opos && (c->closing || (c->eof && c->state != PT_CS_LINGER))) {
+        if (!pt_outq_empty(&c->out) && c->writable)
+            progress |= pt_conn_flush(c) != 0;
+        if (pt_outq_empty(&c->out) && (c->closing || (c->eof && c->state != PT_CS_LINGER))) {
             if (c->eof) {
                 pt_conn_close(c);
                 return;
@@ -486,8 +474,8 @@ static void run(pt_conn_t *c)
             start_linger(c);
             continue;
         }
-        if (c->readable && !c->closing && c->olen - c->opos <= OUT_HIGH)
-            progress |= do_read(c);
+        if (c->readable && !c->closing && c->out.pending <= OUT_HIGH)
+            progress |= pt_conn_read(c);
         if (c->eof && !c->closing) {
             /* The client is done sending: answer what is complete, then go. */
             if (c->in_request && c->ipos < c->ilen)
@@ -549,6 +537,16 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     run(c);
 }
 
+void pt_conn_proxy_done(pt_conn_t *c)
+{
+    c->proxy = NULL;
+    c->state = PT_CS_HEAD;
+    c->timer_kind = TM_NONE;
+    evtimer_del(&c->timer);
+    end_request(c);
+    run(c);
+}
+
 void pt_conn_drain(pt_conn_t *c)
 {
     if (c->dead)
@@ -564,6 +562,10 @@ void pt_conn_close(pt_conn_t *c)
     if (c->dead)
         return;
     c->dead = true;
+    if (c->proxy) {
+        pt_proxy_abort(c->proxy);
+        c->proxy = NULL;
+    }
     event_del(&c->ev);
     evtimer_del(&c->timer);
     close(c->fd);
@@ -585,7 +587,7 @@ void pt_conn_free(pt_conn_t *c)
 {
     pt_arena_free(&c->arena);
     free(c->ibuf);
-    free(c->obuf);
+    pt_outq_free(&c->out);
     c->magic = 0;
     free(c);
 }

@@ -35,6 +35,7 @@
 #include "portico/router.h"
 #include "portico/sdnotify.h"
 #include "portico/status-t.h"
+#include "portico/upstream.h"
 #include "portico/worker.h"
 
 #define MAX_PROCS 1024
@@ -192,10 +193,12 @@ static int spawn(int slot)
         for (size_t i = 0; i < m.nprocs; i++)
             close(m.procs[i].chan);
         pt_router_t *router = pt_router_build(m.conf);
-        pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .lset = &m.lset,
+        pt_upstream_t *ups = pt_upstreams_build(m.conf);
+        pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups, .lset = &m.lset,
                          .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status, .uid = m.uid,
                          .gid = m.gid, .drop_privileges = m.drop};
-        int rc = router ? pt_worker_run(&w) : 2;
+        int rc = router && ups ? pt_worker_run(&w) : 2;
+        pt_upstreams_free(ups, m.conf->upstreams.n);
         pt_router_free(router);
         pt_lset_close(&m.lset);
         pt_config_free(m.conf);
@@ -341,7 +344,7 @@ static void reload(void)
         if (d.warnings)
             pt_diag_log(&d);
         nworkers = m.o.workers ? m.o.workers : pt_config_workers(nc);
-        if (resolve_user(nc, &uid, &gid, &drop, err, sizeof(err)) == 0 &&
+        if (pt_upstreams_resolve(nc, err, sizeof(err)) == 0 && resolve_user(nc, &uid, &gid, &drop, err, sizeof(err)) == 0 &&
             prepare_access_log(nc, drop, uid, gid, err, sizeof(err)) == 0)
             pt_lset_prepare(&m.lset, nc, nworkers, &next, err, sizeof(err));
     }
@@ -536,7 +539,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_log_crit("already running as pid %d (pid file %s)", (int)running, m.pid_file);
         return 1;
     }
-    if (resolve_user(c, &m.uid, &m.gid, &m.drop, err, sizeof(err)) < 0) {
+    if (pt_upstreams_resolve(c, err, sizeof(err)) < 0 || resolve_user(c, &m.uid, &m.gid, &m.drop, err, sizeof(err)) < 0) {
         pt_log_crit("%s", err);
         return 1;
     }

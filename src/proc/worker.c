@@ -20,6 +20,7 @@
 #include "portico/assert.h"
 #include "portico/conn.h"
 #include "portico/log.h"
+#include "portico/upstream.h"
 #include "portico/worker.h"
 
 static void tell_master(pt_worker_t *w, char msg)
@@ -81,11 +82,16 @@ void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a)
         a->paused = false;
         event_add(&a->ev, NULL);
     }
+    pt_worker_schedule_reap(w);
+    maybe_exit(w);
+}
+
+void pt_worker_schedule_reap(pt_worker_t *w)
+{
     if (!event_pending(&w->reaper, EV_TIMEOUT, NULL)) {
         struct timeval zero = {0, 0};
         evtimer_add(&w->reaper, &zero);
     }
-    maybe_exit(w);
 }
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
@@ -95,6 +101,11 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         pt_conn_t *c = w->dead;
         w->dead = c->next;
         pt_conn_free(c);
+    }
+    while (w->dead_up) {
+        pt_upconn_t *uc = w->dead_up;
+        w->dead_up = uc->next;
+        pt_upconn_free(uc);
     }
 }
 
@@ -214,6 +225,10 @@ static void teardown(pt_worker_t *w)
 {
     while (w->conns)
         pt_conn_close(w->conns);
+    for (size_t i = 0; i < w->conf->upstreams.n; i++)
+        for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
+            while (w->upstreams[i].targets[k].idle)
+                pt_upconn_close(w->upstreams[i].targets[k].idle);
     on_reap(-1, 0, w);
     pt_accesslog_stop();
     struct event *evs[] = {&w->sig_quit, &w->sig_term, &w->sig_int, &w->sig_usr1, &w->sig_hup};

@@ -1,0 +1,47 @@
+/* An output queue: what a connection has to write, as a list of segments
+ * sent with one writev.  Small things (heads, chunk sizes) are copied into
+ * the queue's own buffer; bodies are referenced where they already are
+ * (the other side's input buffer), so a body is never copied.  A
+ * referenced span must stay put until the queue has sent it. */
+#ifndef PORTICO_OUTQ_H
+#define PORTICO_OUTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PT_OUTQ_SEGS 16
+
+typedef struct pt_outq {
+    char *buf; /* copied bytes */
+    size_t len, cap;
+    struct {
+        const char *ext; /* NULL: bytes at buf + off */
+        size_t off, n;
+    } seg[PT_OUTQ_SEGS];
+    int first, nseg;
+    size_t pending; /* bytes not yet sent */
+    size_t refs;    /* of them, bytes in referenced spans */
+} pt_outq_t;
+
+/* Appends a copy of p[0..n). Returns false when out of memory. */
+bool pt_outq_copy(pt_outq_t *q, const void *p, size_t n);
+/* Appends a reference to p[0..n). */
+bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n);
+static inline bool pt_outq_empty(const pt_outq_t *q)
+{
+    return q->pending == 0;
+}
+/* Room for another segment? (A full queue must be flushed first.) */
+static inline bool pt_outq_has_room(const pt_outq_t *q)
+{
+    return q->nseg < PT_OUTQ_SEGS - 2;
+}
+/* Writes as much as the socket takes.  Returns the bytes written (0 when
+ * the socket is full: EAGAIN), or -errno. */
+ssize_t pt_outq_flush(pt_outq_t *q, int fd);
+/* Drops everything queued. */
+void pt_outq_reset(pt_outq_t *q);
+void pt_outq_free(pt_outq_t *q);
+
+#endif

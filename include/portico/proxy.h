@@ -1,0 +1,48 @@
+/* Reverse proxying one request of a client connection to an upstream. */
+#ifndef PORTICO_PROXY_H
+#define PORTICO_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "portico/config-t.h"
+#include "portico/h1_parser.h"
+#include "portico/outq.h"
+
+typedef struct pt_conn pt_conn_t;
+typedef struct pt_proxy pt_proxy_t;
+
+/* Starts proxying req (whose head is at c->ibuf + c->ipos, req->head_len
+ * bytes) along route r.  The connection is in PT_CS_PROXY until the proxy
+ * calls pt_conn_proxy_done. */
+void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r);
+/* Drives the proxy after an event on the client side. */
+void pt_proxy_run(pt_proxy_t *p);
+/* The client timer fired while proxying. */
+void pt_proxy_client_timeout(pt_proxy_t *p);
+/* The client connection is closing: release the upstream side. */
+void pt_proxy_abort(pt_proxy_t *p);
+
+/* ---- header rewriting (proxy_headers.c) ---- */
+
+typedef struct pt_fwd_ctx {
+    const pt_h1_req_t *req;
+    const pt_route_conf_t *route;
+    const struct sockaddr *peer;
+    bool peer_trusted;    /* the client is one of trusted_proxies */
+    pt_str_t request_id;
+    bool body_chunked;    /* send Transfer-Encoding: chunked */
+    int64_t body_length;  /* else Content-Length, when >= 0 */
+    bool upgrade;
+} pt_fwd_ctx_t;
+
+/* Writes the request head to send upstream into buf (size bytes).
+ * Returns its length, or 0 when it does not fit. */
+size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size);
+/* Is this response header hop-by-hop (or one we set ourselves)? */
+bool pt_proxy_drop_response_header(pt_str_t name, pt_str_t connection_tokens, bool upgrade);
+/* The request id to use: the client's X-Request-Id when it is sane, else
+ * `generated`. */
+pt_str_t pt_proxy_request_id(const pt_h1_req_t *req, pt_str_t generated);
+
+#endif

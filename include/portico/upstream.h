@@ -1,0 +1,84 @@
+/* Upstreams at run time, per worker: targets with their balancer state
+ * and keep-alive pools, and the connections to them. */
+#ifndef PORTICO_UPSTREAM_H
+#define PORTICO_UPSTREAM_H
+
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "portico/config-t.h"
+#include "portico/outq.h"
+
+#define PT_UPCONN_MAGIC 0x5550434eu
+#define PT_UPCONN_IBUF (64 * 1024)
+
+typedef struct pt_worker pt_worker_t;
+typedef struct pt_upconn pt_upconn_t;
+
+typedef struct pt_target {
+    const pt_target_conf_t *conf;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char name[80]; /* "10.0.0.1:8080", for logs */
+    int64_t weight, current; /* smooth weighted round robin */
+    pt_upconn_t *idle;       /* the keep-alive pool, most recently used first */
+    size_t nidle;
+    uint64_t connects, reuses;
+} pt_target_t;
+
+typedef struct pt_upstream {
+    const pt_upstream_conf_t *conf;
+    pt_target_t *targets;
+    size_t ntargets;
+} pt_upstream_t;
+
+/* Called on an upstream connection's events while it serves a request. */
+typedef void (*pt_upconn_fn)(void *owner, pt_upconn_t *uc);
+
+struct pt_upconn {
+    unsigned magic;
+    int fd;
+    struct event ev, timer;
+    pt_worker_t *w;
+    pt_upstream_t *up;
+    pt_target_t *t;
+    void *owner; /* NULL while idle in the pool */
+    pt_upconn_fn on_io, on_timeout;
+    char *ibuf;
+    size_t ipos, ilen, icap;
+    pt_outq_t out;
+    bool readable, writable, eof;
+    bool connecting;
+    bool reused; /* taken from the pool */
+    bool dead;
+    uint32_t requests;
+    pt_upconn_t *next; /* in the pool, or in the worker's list of dead ones */
+};
+
+/* Builds the worker's upstreams from c (one per c->upstreams item, same
+ * order).  NULL when out of memory. */
+pt_upstream_t *pt_upstreams_build(const pt_config_t *c);
+void pt_upstreams_free(pt_upstream_t *u, size_t n);
+/* In the master, after loading: resolves targets given by host name
+ * (blocking, as nginx does at load).  0, or -1 with a message in err. */
+int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen);
+
+/* Chooses a target, avoiding those marked in tried[] when another exists.
+ * Returns its index. */
+size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried);
+
+/* An idle pooled connection to t, or a new one being connected.  NULL with
+ * errno set when a socket cannot even be started. */
+pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t);
+/* Done with a connection: back to the pool when `reusable` and the pool
+ * has room and it has served fewer than keepalive.requests; else closed. */
+void pt_pool_release(pt_upconn_t *uc, bool reusable);
+/* Closes now (freed one loop iteration later). */
+void pt_upconn_close(pt_upconn_t *uc);
+void pt_upconn_free(pt_upconn_t *uc);
+/* Arms the connection's timer for ms milliseconds. */
+void pt_upconn_timer(pt_upconn_t *uc, int64_t ms);
+
+#endif

@@ -1,0 +1,770 @@
+/* Proxying one request: the state machine between a client connection
+ * and an upstream connection.
+ *
+ * Bodies are never copied: a span of one side's input buffer is queued by
+ * reference on the other side's output queue, and neither side reads into
+ * a buffer while the other still references it (outq.refs != 0).  That is
+ * also the back-pressure: a slow reader stops the reads of the other side.
+ * Only the little framing of a re-chunked body is copied.
+ *
+ * Retries: a failed connect always goes to another target (within
+ * `retries`); a failure before any response byte is retried for
+ * idempotent requests whose body is still whole in the client buffer; a
+ * pooled connection that turns out closed is retried once on a fresh one
+ * as long as nothing of the response came back. */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "portico/cidr.h"
+#include "portico/conn.h"
+#include "portico/err-t.h"
+#include "portico/http.h"
+#include "portico/log.h"
+#include "portico/proxy.h"
+#include "portico/upstream.h"
+
+enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_RAW };
+enum fail_kind { F_CONNECT, F_CONNECT_TIMEOUT, F_SEND, F_READ_TIMEOUT, F_RESET, F_BAD_RESPONSE, F_CLIENT_BODY };
+
+struct pt_proxy {
+    pt_conn_t *c;
+    const pt_route_conf_t *route;
+    pt_upstream_t *up;
+    pt_upconn_t *uc;
+    bool *tried;
+    int attempts, stale_retries;
+    bool idempotent, head_method;
+    int client_minor;
+    bool client_keep_alive;
+
+    /* request */
+    char *head;
+    size_t head_len;
+    bool head_queued;
+    int req_mode;
+    int64_t req_length, req_left, req_received;
+    pt_h1_chunked_t req_chunk;
+    size_t bcur;      /* bytes of the body past c->ipos already taken */
+    bool body_done;
+    bool replayable;  /* the whole body is still in c->ibuf */
+    bool expect_continue;
+    bool upgrade;
+    struct timeval body_start;
+
+    /* response */
+    bool head_done;
+    int status;
+    int resp_mode;
+    bool resp_no_body, resp_keep_alive, client_chunked, close_client;
+    int64_t resp_left;
+    pt_h1_chunked_t resp_chunk;
+    size_t rcur; /* bytes past uc->ipos queued to the client */
+    bool resp_done;
+    bool tunnel;
+    struct timeval up_start;
+};
+
+static bool start_attempt(pt_proxy_t *p);
+static void finish(pt_proxy_t *p, bool upstream_reusable);
+
+static int64_t since_us(pt_conn_t *c, const struct timeval *t0)
+{
+    struct timeval now;
+    event_base_gettimeofday_cached(c->w->base, &now);
+    return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_usec - t0->tv_usec);
+}
+
+static const char *client_addr(pt_conn_t *c, char *buf, size_t size)
+{
+    pt_addr_format((const struct sockaddr *)&c->peer, buf, size);
+    return buf;
+}
+
+static void log_failure(pt_proxy_t *p, const char *what, int err)
+{
+    char ca[80];
+    pt_log_error("%s%s%s while %s, client=%s route=%s upstream=%s target=%s req=%s", what, err ? ": " : "",
+                 err ? strerror(err) : "",
+                 !p->uc || p->uc->connecting ? "connecting to upstream" : p->head_done ? "reading the response body"
+                                                                                      : "proxying the request",
+                 client_addr(p->c, ca, sizeof(ca)), p->route->name, p->up->conf->name,
+                 p->uc ? p->uc->t->name : "-", p->c->reqid);
+}
+
+/* ---- the request side ---- */
+
+static void reset_request(pt_proxy_t *p)
+{
+    p->head_queued = false;
+    p->bcur = 0;
+    p->req_left = p->req_length;
+    p->req_received = 0;
+    memset(&p->req_chunk, 0, sizeof(p->req_chunk));
+    p->body_done = p->req_mode == BODY_NONE;
+}
+
+/* Queues what the client has sent of the body on the upstream side. */
+static int pump_request(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    pt_upconn_t *uc = p->uc;
+    int progress = 0;
+    if (!p->head_queued) {
+        pt_outq_ref(&uc->out, p->head, p->head_len);
+        p->head_queued = true;
+        progress = 1;
+    }
+    while (!p->body_done && pt_outq_has_room(&uc->out)) {
+        const char *data = c->ibuf + c->ipos + p->bcur;
+        size_t avail = c->ilen - c->ipos - p->bcur;
+        if (!avail)
+            break;
+        if (p->req_mode == BODY_RAW) {
+            pt_outq_ref(&uc->out, data, avail);
+            p->bcur += avail;
+        } else if (p->req_mode == BODY_LENGTH) {
+            size_t n = (int64_t)avail < p->req_left ? avail : (size_t)p->req_left;
+            pt_outq_ref(&uc->out, data, n);
+            p->bcur += n;
+            p->req_left -= (int64_t)n;
+            p->req_received += (int64_t)n;
+            p->body_done = p->req_left == 0;
+        } else {
+            const char *d;
+            size_t dl;
+            long used = pt_h1_chunked_decode(&p->req_chunk, data, avail, &d, &dl);
+            if (used < 0)
+                return -1;
+            p->bcur += (size_t)used;
+            if (dl) {
+                char sz[24];
+                int n = snprintf(sz, sizeof(sz), "%zx\r\n", dl);
+                pt_outq_copy(&uc->out, sz, (size_t)n);
+                pt_outq_ref(&uc->out, d, dl);
+                pt_outq_copy(&uc->out, "\r\n", 2);
+                p->req_received += (int64_t)dl;
+                if (p->route->max_body_size && p->req_received > p->route->max_body_size)
+                    return -2;
+            }
+            if (p->req_chunk.done) {
+                pt_outq_copy(&uc->out, "0\r\n\r\n", 5);
+                p->body_done = true;
+            }
+        }
+        progress = 1;
+    }
+    return progress;
+}
+
+/* The client bytes queued upstream are sent: let the client buffer move. */
+static void release_client_bytes(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    if (!p->replayable && p->bcur) {
+        c->ipos += p->bcur;
+        c->ent.bytes_in += p->bcur;
+        p->bcur = 0;
+    }
+}
+
+/* ---- the response side ---- */
+
+static void out_copy(pt_proxy_t *p, const void *s, size_t n)
+{
+    if (!pt_outq_copy(&p->c->out, s, n))
+        p->close_client = true;
+    p->c->ent.bytes_out += n;
+}
+
+static void out_ref(pt_proxy_t *p, const void *s, size_t n)
+{
+    pt_outq_ref(&p->c->out, s, n);
+    p->c->ent.bytes_out += n;
+}
+
+static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char *base)
+{
+    pt_conn_t *c = p->c;
+    char line[64];
+    /* the status line keeps the upstream's reason phrase */
+    const char *eol = memchr(base, '\r', r->head_len);
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 ");
+    out_copy(p, line, (size_t)n);
+    out_copy(p, base + 9, (size_t)(eol - base - 9));
+    out_copy(p, "\r\n", 2);
+    pt_str_t tokens = PT_STR_NULL;
+    const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
+    if (ch)
+        tokens = ch->value;
+    bool has_date = false;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        pt_str_t nm = r->headers[i].name, v = r->headers[i].value;
+        if (pt_proxy_drop_response_header(nm, tokens, p->tunnel))
+            continue;
+        has_date |= pt_str_caseeq_cs(nm, "date");
+        out_copy(p, nm.p, nm.n);
+        out_copy(p, ": ", 2);
+        out_copy(p, v.p, v.n);
+        out_copy(p, "\r\n", 2);
+    }
+    if (!has_date) {
+        const char *d = pt_worker_date(c->w);
+        out_copy(p, d, strlen(d));
+    }
+    if (p->tunnel) {
+        out_copy(p, "\r\n", 2);
+        return;
+    }
+    if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body)) {
+        n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)r->content_length);
+        out_copy(p, line, (size_t)n);
+    } else if (!p->resp_no_body && p->client_chunked) {
+        out_copy(p, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (p->close_client)
+        out_copy(p, "Connection: close\r\n\r\n", 21);
+    else if (p->client_minor == 0)
+        out_copy(p, "Connection: keep-alive\r\n\r\n", 26);
+    else
+        out_copy(p, "\r\n", 2);
+}
+
+/* Parses the response head once it is all there, and decides the framing
+ * towards the client.  1 on progress, 0 waiting, -1 a bad response. */
+static int take_response_head(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    pt_upconn_t *uc = p->uc;
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    pt_h1_header_t headers[lc ? lc->max_headers : 100];
+    pt_h1_limits_t lim = {8192, PT_UPCONN_IBUF, lc ? (size_t)lc->max_headers : 100};
+    pt_h1_resp_t r = {.headers = headers};
+    for (;;) {
+        const char *base = uc->ibuf + uc->ipos;
+        int rc = pt_h1_parse_response(base, uc->ilen - uc->ipos, &lim, &r);
+        if (rc == PT_EAGAIN)
+            return 0;
+        if (rc < 0)
+            return -1;
+        if (r.status >= 100 && r.status < 200 && r.status != 101) {
+            uc->ipos += (size_t)rc; /* 100 Continue and friends: ours to swallow */
+            continue;
+        }
+        p->status = r.status;
+        c->ent.upstream_status = r.status;
+        c->ent.status = r.status;
+        if (r.status == 101) {
+            if (!p->upgrade)
+                return -1; /* switching protocols nobody asked for */
+            p->tunnel = true;
+            p->resp_no_body = true;
+        }
+        p->resp_no_body |= p->head_method || r.status == 204 || r.status == 304;
+        p->resp_keep_alive = r.keep_alive;
+        if (p->resp_no_body)
+            p->resp_mode = BODY_NONE;
+        else if (r.chunked)
+            p->resp_mode = BODY_CHUNKED;
+        else if (r.content_length >= 0)
+            p->resp_mode = BODY_LENGTH;
+        else
+            p->resp_mode = BODY_RAW; /* until the upstream closes */
+        p->resp_left = r.content_length;
+        if (p->resp_mode == BODY_RAW)
+            p->resp_keep_alive = false;
+        /* towards the client: chunked when the length is unknown and the
+         * client speaks 1.1; a 1.0 client learns the end by the close */
+        if (p->resp_mode == BODY_CHUNKED || p->resp_mode == BODY_RAW) {
+            if (p->client_minor == 1)
+                p->client_chunked = true;
+            else
+                p->close_client = true;
+        }
+        if (!p->client_keep_alive || c->w->draining || !p->body_done)
+            p->close_client = true;
+        queue_response_head(p, &r, base);
+        uc->ipos += (size_t)rc;
+        p->head_done = true;
+        c->ent.upstream_us = since_us(c, &p->up_start);
+        if (p->tunnel) {
+            p->req_mode = BODY_RAW;
+            p->body_done = false;
+            p->replayable = false;
+            p->resp_mode = BODY_RAW;
+            p->resp_no_body = false;
+            p->client_chunked = false;
+        }
+        return 1;
+    }
+}
+
+/* Queues what the upstream has sent of the body on the client side. */
+static int pump_response(pt_proxy_t *p)
+{
+    pt_upconn_t *uc = p->uc;
+    int progress = 0;
+    if (p->resp_mode == BODY_NONE) {
+        p->resp_done = true;
+        return 0;
+    }
+    while (!p->resp_done && pt_outq_has_room(&p->c->out)) {
+        const char *data = uc->ibuf + uc->ipos + p->rcur;
+        size_t avail = uc->ilen - uc->ipos - p->rcur;
+        if (!avail) {
+            if (uc->eof && p->resp_mode == BODY_RAW && !p->tunnel) {
+                if (p->client_chunked)
+                    out_copy(p, "0\r\n\r\n", 5);
+                p->resp_done = true;
+                progress = 1;
+            } else if (uc->eof && !p->tunnel) {
+                return -1; /* closed before the end of the body */
+            }
+            break;
+        }
+        if (p->resp_mode == BODY_LENGTH) {
+            size_t n = (int64_t)avail < p->resp_left ? avail : (size_t)p->resp_left;
+            out_ref(p, data, n);
+            p->rcur += n;
+            p->resp_left -= (int64_t)n;
+            p->resp_done = p->resp_left == 0;
+        } else if (p->resp_mode == BODY_RAW) {
+            if (p->client_chunked) {
+                char sz[24];
+                int n = snprintf(sz, sizeof(sz), "%zx\r\n", avail);
+                out_copy(p, sz, (size_t)n);
+                out_ref(p, data, avail);
+                out_copy(p, "\r\n", 2);
+            } else {
+                out_ref(p, data, avail);
+            }
+            p->rcur += avail;
+        } else {
+            const char *d;
+            size_t dl;
+            long used = pt_h1_chunked_decode(&p->resp_chunk, data, avail, &d, &dl);
+            if (used < 0)
+                return -1;
+            p->rcur += (size_t)used;
+            if (dl) {
+                if (p->client_chunked) {
+                    char sz[24];
+                    int n = snprintf(sz, sizeof(sz), "%zx\r\n", dl);
+                    out_copy(p, sz, (size_t)n);
+                    out_ref(p, d, dl);
+                    out_copy(p, "\r\n", 2);
+                } else {
+                    out_ref(p, d, dl);
+                }
+            }
+            if (p->resp_chunk.done) {
+                if (p->client_chunked)
+                    out_copy(p, "0\r\n\r\n", 5);
+                p->resp_done = true;
+            }
+        }
+        progress = 1;
+    }
+    return progress;
+}
+
+static void release_upstream_bytes(pt_proxy_t *p)
+{
+    pt_upconn_t *uc = p->uc;
+    uc->ipos += p->rcur;
+    p->rcur = 0;
+    if (uc->ipos == uc->ilen)
+        uc->ipos = uc->ilen = 0;
+}
+
+/* 1 when something was read, 0 when not; sets uc->eof. */
+static int read_upstream(pt_proxy_t *p)
+{
+    pt_upconn_t *uc = p->uc;
+    if (uc->ipos && uc->ipos + p->rcur == uc->ilen && !p->rcur) {
+        uc->ipos = uc->ilen = 0;
+    } else if (uc->ipos && uc->icap - uc->ilen < 4096 && p->c->out.refs == 0) {
+        memmove(uc->ibuf, uc->ibuf + uc->ipos, uc->ilen - uc->ipos);
+        uc->ilen -= uc->ipos;
+        uc->ipos = 0;
+    }
+    size_t want = uc->icap - uc->ilen;
+    if (!want)
+        return 0;
+    ssize_t r = recv(uc->fd, uc->ibuf + uc->ilen, want, 0);
+    if (r > 0) {
+        uc->ilen += (size_t)r;
+        if ((size_t)r < want)
+            uc->readable = false;
+        return 1;
+    }
+    if (r < 0 && errno == EINTR)
+        return 1;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        uc->readable = false;
+        return 0;
+    }
+    uc->readable = false;
+    uc->eof = true;
+    return 1;
+}
+
+/* ---- failures and retries ---- */
+
+static void fail(pt_proxy_t *p, int kind, int err)
+{
+    pt_conn_t *c = p->c;
+    pt_upconn_t *uc = p->uc;
+    bool reused = uc && uc->reused;
+    bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
+    static const char *const what[] = {"connect() failed", "upstream timed out connecting", "send() failed",
+                                       "upstream timed out", "upstream closed the connection",
+                                       "upstream sent an invalid response", "client sent an invalid body"};
+    if (kind == F_CLIENT_BODY) {
+        pt_log_info("client sent an invalid chunked body, req=%s", c->reqid);
+    } else if (!(reused && !got_bytes && (kind == F_RESET || kind == F_SEND))) {
+        log_failure(p, what[kind], err); /* a stale pooled connection is no news */
+    }
+    if (uc) {
+        pt_upconn_close(uc);
+        p->uc = NULL;
+    }
+    if (p->head_done) {
+        /* The client has the head: the only way left to say "broken" is to
+         * close without the end of the body. */
+        pt_outq_reset(&c->out);
+        pt_conn_close(c);
+        return;
+    }
+    bool may_retry = false;
+    if (kind == F_CONNECT || kind == F_CONNECT_TIMEOUT)
+        may_retry = p->attempts <= p->up->conf->retries;
+    else if ((kind == F_RESET || kind == F_SEND) && reused && !got_bytes && p->replayable && p->stale_retries < 1) {
+        p->stale_retries++;
+        p->attempts--; /* a stale keep-alive connection is not the target's fault */
+        may_retry = true;
+    } else if ((kind == F_READ_TIMEOUT || kind == F_RESET) && p->idempotent && p->replayable && !p->tunnel)
+        may_retry = p->attempts <= p->up->conf->retries;
+    if (may_retry && kind != F_CLIENT_BODY && !c->w->draining) {
+        reset_request(p);
+        if (start_attempt(p))
+            pt_proxy_run(p);
+        return;
+    }
+    int status = kind == F_CLIENT_BODY ? 400 : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? 504 : 502;
+    if (!p->body_done)
+        c->closing = true; /* the rest of the body is still coming: close after answering */
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, pt_http_reason(status));
+    pt_conn_respond(c, status, "text/plain", body, (size_t)n, NULL, p->head_method);
+    c->ent.upstream_us = since_us(c, &p->up_start);
+    finish(p, false);
+}
+
+/* ---- the driver ---- */
+
+static void arm_timers(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    pt_upconn_t *uc = p->uc;
+    const pt_upstream_conf_t *u = p->up->conf;
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    if (uc) {
+        if (uc->connecting)
+            ; /* armed once when the attempt started: a deadline */
+        else if (p->tunnel)
+            pt_upconn_timer(uc, lc ? lc->timeouts.idle : 60000);
+        else if (!pt_outq_empty(&uc->out) && !uc->writable)
+            pt_upconn_timer(uc, u->timeouts.send);
+        else
+            pt_upconn_timer(uc, u->timeouts.read);
+    }
+    if (!pt_outq_empty(&c->out) && !c->writable) {
+        pt_conn_timer(c, lc ? lc->timeouts.send : 30000);
+    } else if (!p->body_done && !p->tunnel && c->ipos + p->bcur == c->ilen) {
+        /* Waiting for body bytes: the gap may not pass timeouts.body, and
+         * the whole body must keep min_body_rate on average. */
+        int64_t body_ms = lc ? lc->timeouts.body : 30000, rate = lc ? lc->min_body_rate : 0;
+        int64_t ms = body_ms;
+        if (rate) {
+            int64_t elapsed = since_us(c, &p->body_start) / 1000;
+            int64_t allowed = body_ms + p->req_received * 1000 / rate;
+            if (allowed - elapsed < ms)
+                ms = allowed - elapsed < 1 ? 1 : allowed - elapsed;
+        }
+        pt_conn_timer(c, ms);
+    } else {
+        pt_conn_timer(c, -1);
+    }
+}
+
+static void on_upstream_io(void *owner, pt_upconn_t *uc)
+{
+    pt_proxy_run(owner);
+}
+
+static void on_upstream_timeout(void *owner, pt_upconn_t *uc)
+{
+    pt_proxy_t *p = owner;
+    if (p->tunnel) {
+        pt_conn_close(p->c); /* idle tunnel */
+        return;
+    }
+    fail(p, uc->connecting ? F_CONNECT_TIMEOUT : F_READ_TIMEOUT, 0);
+}
+
+void pt_proxy_client_timeout(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    if (p->tunnel || !pt_outq_empty(&c->out) || p->head_done) {
+        pt_conn_close(c);
+        return;
+    }
+    /* the client did not send its body in time */
+    pt_log_info("client timed out sending the request body (%lld bytes received), req=%s",
+                (long long)p->req_received, c->reqid);
+    if (p->uc) {
+        pt_upconn_close(p->uc);
+        p->uc = NULL;
+    }
+    c->closing = true;
+    pt_conn_respond(c, 408, "text/plain", "408 Request Timeout\n", 20, NULL, false);
+    finish(p, false);
+}
+
+void pt_proxy_abort(pt_proxy_t *p)
+{
+    if (p->uc) {
+        pt_upconn_close(p->uc);
+        p->uc = NULL;
+    }
+}
+
+static void finish(pt_proxy_t *p, bool reusable)
+{
+    pt_conn_t *c = p->c;
+    if (p->uc) {
+        if (!p->body_done)
+            reusable = false;
+        pt_pool_release(p->uc, reusable && p->resp_keep_alive && !p->tunnel);
+        p->uc = NULL;
+    }
+    /* what is left of the request is consumed */
+    c->ipos += p->bcur;
+    c->ent.bytes_in += p->bcur;
+    p->bcur = 0;
+    if (!p->body_done || p->close_client)
+        c->closing = true;
+    pt_conn_proxy_done(c); /* p is gone after this */
+}
+
+void pt_proxy_run(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    if (!p->uc && !p->head_done && !start_attempt(p))
+        return;
+    for (int rounds = 0; rounds < 64; rounds++) {
+        int progress = 0;
+        pt_upconn_t *uc = p->uc;
+        if (uc && uc->connecting) {
+            if (!uc->writable && !uc->eof)
+                break;
+            int err = 0;
+            socklen_t el = sizeof(err);
+            getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            if (err) {
+                fail(p, F_CONNECT, err);
+                return;
+            }
+            uc->connecting = false;
+            progress = 1;
+        }
+        if (uc) {
+            int rc = pump_request(p);
+            if (rc < 0) {
+                if (rc == -2) {
+                    /* over max_body_size while streaming */
+                    pt_upconn_close(uc);
+                    p->uc = NULL;
+                    c->closing = true;
+                    pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
+                    finish(p, false);
+                } else {
+                    fail(p, F_CLIENT_BODY, 0);
+                }
+                return;
+            }
+            progress |= rc;
+            if (!pt_outq_empty(&uc->out) && uc->writable) {
+                ssize_t w = pt_outq_flush(&uc->out, uc->fd);
+                if (w < 0) {
+                    fail(p, F_SEND, (int)-w);
+                    return;
+                }
+                if (!pt_outq_empty(&uc->out))
+                    uc->writable = false;
+                progress |= w > 0;
+            }
+            if (uc->out.refs == 0)
+                release_client_bytes(p);
+            if (uc->readable && p->c->out.refs == 0) {
+                int r = read_upstream(p);
+                progress |= r;
+            }
+            if (!p->head_done) {
+                int r = take_response_head(p);
+                if (r < 0) {
+                    fail(p, F_BAD_RESPONSE, 0);
+                    return;
+                }
+                if (r == 0 && uc->eof) {
+                    fail(p, F_RESET, 0);
+                    return;
+                }
+                progress |= r;
+            }
+            if (p->head_done) {
+                int r = pump_response(p);
+                if (r < 0) {
+                    fail(p, F_RESET, 0);
+                    return;
+                }
+                progress |= r;
+            }
+        }
+        if (!pt_outq_empty(&c->out) && c->writable) {
+            int r = pt_conn_flush(c);
+            if (r < 0) {
+                pt_conn_close(c); /* the client went away */
+                return;
+            }
+            progress |= r;
+        }
+        if (uc && c->out.refs == 0 && p->rcur)
+            release_upstream_bytes(p);
+        if (p->tunnel && uc && ((uc->eof && pt_outq_empty(&c->out)) || (c->eof && pt_outq_empty(&uc->out)))) {
+            pt_conn_close(c); /* one side of the tunnel closed and all it sent was delivered */
+            return;
+        }
+        if (p->resp_done && uc && c->out.refs == 0) {
+            finish(p, true);
+            return;
+        }
+        /* read more of the body (or the tunnel) from the client */
+        if ((!p->body_done || p->tunnel) && c->readable && (!uc || uc->out.refs == 0)) {
+            if (p->replayable && c->icap - c->ilen < 1024) {
+                p->replayable = false; /* no room to keep it all: it cannot be sent twice */
+                release_client_bytes(p);
+            }
+            int r = pt_conn_read(c);
+            if (c->eof && !p->tunnel && !p->body_done) {
+                pt_log_info("client closed before the end of the request body, req=%s", c->reqid);
+                pt_conn_close(c);
+                return;
+            }
+            progress |= r;
+        }
+        if (!progress)
+            break;
+    }
+    arm_timers(p);
+}
+
+/* Picks a target and takes a connection to it.  False when that failed
+ * and fail() took over (p may be gone). */
+static bool start_attempt(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    size_t idx = pt_balancer_pick(p->up, p->tried);
+    p->tried[idx] = true;
+    p->attempts++;
+    pt_target_t *t = &p->up->targets[idx];
+    c->ent.upstream_addr = t->name;
+    pt_upconn_t *uc = pt_pool_acquire(c->w, p->up, t);
+    if (!uc) {
+        int err = errno;
+        p->uc = NULL;
+        fail(p, F_CONNECT, err);
+        return false;
+    }
+    p->uc = uc;
+    uc->owner = p;
+    uc->on_io = on_upstream_io;
+    uc->on_timeout = on_upstream_timeout;
+    uc->eof = false;
+    if (uc->connecting)
+        pt_upconn_timer(uc, p->up->conf->timeouts.connect);
+    return true;
+}
+
+void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
+{
+    pt_worker_t *w = c->w;
+    const pt_config_t *conf = w->conf;
+    if (r->max_body_size && req->content_length > r->max_body_size) {
+        c->closing = true; /* the body is not read: nothing can follow it */
+        pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
+        return;
+    }
+    pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
+    pt_upstream_t *up = &w->upstreams[(const pt_upstream_conf_t *)r->up - (const pt_upstream_conf_t *)conf->upstreams.v];
+    bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
+    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0);
+    char *head = pt_arena_alloc(&c->arena, cap);
+    if (!p || !tried || !head) {
+        c->closing = true;
+        pt_conn_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, false);
+        return;
+    }
+    p->c = c;
+    p->route = r;
+    p->up = up;
+    p->tried = tried;
+    p->idempotent = (req->method_bit & (PT_M_GET | PT_M_HEAD | PT_M_PUT | PT_M_DELETE | PT_M_OPTIONS | PT_M_TRACE)) != 0;
+    p->head_method = req->method_bit == PT_M_HEAD;
+    p->client_minor = req->minor;
+    p->client_keep_alive = !c->closing;
+    p->upgrade = req->upgrade;
+    p->expect_continue = req->expect_continue;
+    p->replayable = true;
+    p->req_mode = req->chunked ? BODY_CHUNKED : req->content_length > 0 ? BODY_LENGTH : BODY_NONE;
+    p->req_length = req->content_length;
+    pt_fwd_ctx_t f = {
+        .req = req,
+        .route = r,
+        .peer = (const struct sockaddr *)&c->peer,
+        .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
+        .request_id = pt_proxy_request_id(req, (pt_str_t){c->reqid, 32}),
+        .body_chunked = req->chunked,
+        .body_length = req->content_length,
+        .upgrade = req->upgrade,
+    };
+    if (f.request_id.p != c->reqid) { /* the client's id is the one we log */
+        size_t n = f.request_id.n < sizeof(c->reqid) - 1 ? f.request_id.n : sizeof(c->reqid) - 1;
+        memcpy(c->reqid, f.request_id.p, n);
+        c->reqid[n] = '\0';
+    }
+    p->head_len = pt_proxy_request_head(&f, head, cap);
+    if (!p->head_len) {
+        c->closing = true;
+        pt_conn_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
+        return;
+    }
+    p->head = head;
+    pt_conn_stash(c);
+    c->ipos += req->head_len; /* the head is ours now; the body follows it */
+    c->ent.bytes_in = req->head_len;
+    reset_request(p);
+    event_base_gettimeofday_cached(w->base, &p->body_start);
+    p->up_start = p->body_start;
+    if (p->expect_continue && !p->body_done && c->ilen == c->ipos)
+        out_copy(p, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->proxy = p;
+    c->state = PT_CS_PROXY; /* run() starts the first attempt: never from inside the parser's loop */
+}

@@ -1,0 +1,218 @@
+/* What changes in the headers on the way through: hop-by-hop fields go
+ * (RFC 9110 7.6.1: Connection and every field it names, Keep-Alive, TE,
+ * Trailer, Transfer-Encoding, Upgrade, Proxy-Connection), framing is set
+ * by us, and the X-Forwarded-* family says who the client was.  Incoming
+ * X-Forwarded-* are believed only from trusted_proxies; from anyone else
+ * they are replaced, so a client cannot claim another address. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "portico/http.h"
+#include "portico/proxy.h"
+#include "portico/value.h"
+
+static bool in_list(pt_str_t name, const char *const *list)
+{
+    for (; *list; list++)
+        if (pt_str_caseeq_cs(name, *list))
+            return true;
+    return false;
+}
+
+static const char *const hop_by_hop[] = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                                         "transfer-encoding", "upgrade", NULL};
+
+/* Named by a Connection header (other than the usual tokens)? */
+static bool named_by_connection(pt_str_t name, pt_str_t tokens)
+{
+    return tokens.n && pt_str_list_has_token(tokens, name);
+}
+
+bool pt_proxy_drop_response_header(pt_str_t name, pt_str_t tokens, bool upgrade)
+{
+    if (upgrade && (pt_str_caseeq_cs(name, "upgrade") || pt_str_caseeq_cs(name, "connection")))
+        return false; /* a 101 keeps them: they say what the tunnel carries */
+    return in_list(name, hop_by_hop) || pt_str_caseeq_cs(name, "content-length") ||
+           named_by_connection(name, tokens);
+}
+
+pt_str_t pt_proxy_request_id(const pt_h1_req_t *req, pt_str_t generated)
+{
+    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("x-request-id"));
+    if (!h || h->value.n == 0 || h->value.n > 128)
+        return generated;
+    for (size_t i = 0; i < h->value.n; i++) {
+        char ch = h->value.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+              ch == '_' || ch == '.' || ch == ':'))
+            return generated;
+    }
+    return h->value;
+}
+
+typedef struct out {
+    char *p, *end;
+    bool overflow;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if ((size_t)(o->end - o->p) < n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
+}
+
+static void put_str(out_t *o, pt_str_t s)
+{
+    put(o, s.p, s.n);
+}
+
+static void put_cs(out_t *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_header(out_t *o, const char *name, pt_str_t value)
+{
+    put_cs(o, name);
+    put(o, ": ", 2);
+    put_str(o, value);
+    put(o, "\r\n", 2);
+}
+
+static void client_ip(const struct sockaddr *sa, char *buf, size_t size)
+{
+    char tmp[80];
+    pt_addr_format(sa, tmp, sizeof(tmp));
+    char *s = tmp, *colon = strrchr(tmp, ':');
+    if (colon)
+        *colon = '\0';
+    if (*s == '[') {
+        s++;
+        s[strlen(s) - 1] = '\0';
+    }
+    snprintf(buf, size, "%s", s);
+}
+
+size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
+{
+    const pt_h1_req_t *req = f->req;
+    const pt_route_conf_t *r = f->route;
+    out_t o = {buf, buf + size, false};
+    pt_str_t connection = PT_STR_NULL;
+    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("connection"));
+    if (h)
+        connection = h->value;
+
+    /* request line: the path, less strip_prefix, and the query */
+    put_str(&o, req->method);
+    put(&o, " ", 1);
+    pt_str_t path = req->form == PT_H1_ASTERISK ? PT_STR("*") : req->path;
+    if (r->strip_prefix) {
+        pt_str_t sp = pt_str_from(r->strip_prefix);
+        if (pt_str_has_prefix(path, sp) && (path.n == sp.n || path.p[sp.n] == '/' || sp.p[sp.n - 1] == '/')) {
+            path.p += sp.n;
+            path.n -= sp.n;
+            if (sp.p[sp.n - 1] == '/') { /* keep the slash that starts what is left */
+                path.p--;
+                path.n++;
+            }
+        }
+        if (path.n == 0)
+            path = PT_STR("/");
+    }
+    put_str(&o, path);
+    if (req->query.p) {
+        put(&o, "?", 1);
+        put_str(&o, req->query);
+    }
+    put_cs(&o, " HTTP/1.1\r\n");
+
+    /* Host: passed through unless the route says otherwise */
+    put_header(&o, "Host", r->upstream_host ? pt_str_from(r->upstream_host) : req->host);
+
+    pt_str_t xff = PT_STR_NULL, xproto = PT_STR_NULL, xhost = PT_STR_NULL, xreal = PT_STR_NULL;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        pt_str_t n = req->headers[i].name, v = req->headers[i].value;
+        if (in_list(n, hop_by_hop) || named_by_connection(n, connection))
+            continue;
+        switch (n.n) {
+        case 4:
+            if (pt_str_caseeq_cs(n, "host"))
+                continue;
+            break;
+        case 6:
+            if (pt_str_caseeq_cs(n, "expect"))
+                continue; /* we answered 100-continue ourselves */
+            break;
+        case 9:
+            if (pt_str_caseeq_cs(n, "x-real-ip")) {
+                xreal = v;
+                continue;
+            }
+            break;
+        case 12:
+            if (pt_str_caseeq_cs(n, "x-request-id"))
+                continue;
+            break;
+        case 14:
+            if (pt_str_caseeq_cs(n, "content-length"))
+                continue;
+            break;
+        case 15:
+            if (pt_str_caseeq_cs(n, "x-forwarded-for")) {
+                if (f->peer_trusted && !xff.p) /* several are joined by the sender: keep the first */
+                    xff = v;
+                continue;
+            }
+            break;
+        case 16:
+            if (pt_str_caseeq_cs(n, "x-forwarded-host")) {
+                xhost = v;
+                continue;
+            }
+            break;
+        case 17:
+            if (pt_str_caseeq_cs(n, "x-forwarded-proto")) {
+                xproto = v;
+                continue;
+            }
+            break;
+        }
+        put_str(&o, n);
+        put(&o, ": ", 2);
+        put_str(&o, v);
+        put(&o, "\r\n", 2);
+    }
+    char ip[80];
+    client_ip(f->peer, ip, sizeof(ip));
+    put_cs(&o, "X-Forwarded-For: ");
+    if (f->peer_trusted && xff.n) {
+        put_str(&o, xff);
+        put(&o, ", ", 2);
+    }
+    put_cs(&o, ip);
+    put(&o, "\r\n", 2);
+    put_header(&o, "X-Forwarded-Proto", f->peer_trusted && xproto.n ? xproto : PT_STR("http"));
+    put_header(&o, "X-Forwarded-Host", f->peer_trusted && xhost.n ? xhost : req->host);
+    put_header(&o, "X-Real-IP", f->peer_trusted && xreal.n ? xreal : pt_str_from(ip));
+    put_header(&o, "X-Request-Id", f->request_id);
+    if (f->upgrade) {
+        const pt_h1_header_t *up = pt_h1_find(req, PT_STR("upgrade"));
+        put_header(&o, "Connection", PT_STR("upgrade"));
+        put_header(&o, "Upgrade", up ? up->value : PT_STR("websocket"));
+    } else if (f->body_chunked) {
+        put_cs(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (f->body_length > 0 || (f->body_length == 0 && (req->method_bit & (PT_M_POST | PT_M_PUT | PT_M_PATCH)))) {
+        char cl[48];
+        int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)f->body_length);
+        put(&o, cl, (size_t)n);
+    }
+    put(&o, "\r\n", 2);
+    return o.overflow ? 0 : (size_t)(o.p - buf);
+}

@@ -1,0 +1,125 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "portico/outq.h"
+
+static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n)
+{
+    int last = q->first + q->nseg - 1;
+    /* copies that follow each other in buf share a segment */
+    if (q->nseg && !ext && !q->seg[last].ext && q->seg[last].off + q->seg[last].n == off) {
+        q->seg[last].n += n;
+    } else {
+        if (q->first + q->nseg == PT_OUTQ_SEGS) { /* slide to the front */
+            memmove(q->seg, q->seg + q->first, sizeof(q->seg[0]) * (size_t)q->nseg);
+            q->first = 0;
+        }
+        q->seg[q->first + q->nseg].ext = ext;
+        q->seg[q->first + q->nseg].off = off;
+        q->seg[q->first + q->nseg].n = n;
+        q->nseg++;
+    }
+    q->pending += n;
+    if (ext)
+        q->refs += n;
+}
+
+bool pt_outq_copy(pt_outq_t *q, const void *p, size_t n)
+{
+    if (!n)
+        return true;
+    if (q->nseg == PT_OUTQ_SEGS)
+        return false;
+    if (q->cap - q->len < n) {
+        size_t cap = q->cap ? q->cap : 2048;
+        while (cap - q->len < n)
+            cap *= 2;
+        char *b = realloc(q->buf, cap);
+        if (!b)
+            return false;
+        q->buf = b;
+        q->cap = cap;
+    }
+    memcpy(q->buf + q->len, p, n);
+    add_seg(q, NULL, q->len, n);
+    q->len += n;
+    return true;
+}
+
+bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n)
+{
+    if (!n)
+        return true;
+    if (q->nseg == PT_OUTQ_SEGS)
+        return false;
+    add_seg(q, p, 0, n);
+    return true;
+}
+
+void pt_outq_reset(pt_outq_t *q)
+{
+    q->len = 0;
+    q->first = q->nseg = 0;
+    q->pending = q->refs = 0;
+    if (q->cap > 64 * 1024) { /* a burst is over: give the memory back */
+        free(q->buf);
+        q->buf = NULL;
+        q->cap = 0;
+    }
+}
+
+ssize_t pt_outq_flush(pt_outq_t *q, int fd)
+{
+    size_t total = 0;
+    while (q->pending) {
+        struct iovec iov[PT_OUTQ_SEGS];
+        int n = 0;
+        for (int i = q->first; i < q->first + q->nseg; i++, n++) {
+            iov[n].iov_base = (void *)(q->seg[i].ext ? q->seg[i].ext : q->buf + q->seg[i].off);
+            iov[n].iov_len = q->seg[i].n;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return (ssize_t)total;
+            return -errno;
+        }
+        total += (size_t)w;
+        size_t left = (size_t)w;
+        while (left) {
+            int i = q->first;
+            size_t take = left < q->seg[i].n ? left : q->seg[i].n;
+            if (q->seg[i].ext) {
+                q->seg[i].ext += take;
+                q->refs -= take;
+            } else {
+                q->seg[i].off += take;
+            }
+            q->seg[i].n -= take;
+            q->pending -= take;
+            left -= take;
+            if (q->seg[i].n == 0) {
+                q->first++;
+                q->nseg--;
+            }
+        }
+        if (q->pending && (size_t)w < iov[0].iov_len + (n > 1 ? 1 : 0))
+            return (ssize_t)total; /* a short write: the socket is full */
+    }
+    pt_outq_reset(q);
+    return (ssize_t)total;
+}
+
+void pt_outq_free(pt_outq_t *q)
+{
+    free(q->buf);
+    memset(q, 0, sizeof(*q));
+}

@@ -1,0 +1,174 @@
+/* Keep-alive pools, per worker and per target, and the life of an
+ * upstream connection.  An idle pooled connection keeps its persistent
+ * edge-triggered event: if it becomes readable while idle, the upstream
+ * closed it (or sent garbage), and it is dropped from the pool before a
+ * request can be written into it.  The pool is LIFO, so the connection
+ * most likely to be alive is reused first, and the rest age out. */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "portico/assert.h"
+#include "portico/log.h"
+#include "portico/upstream.h"
+#include "portico/worker.h"
+
+static void pool_remove(pt_upconn_t *uc)
+{
+    pt_target_t *t = uc->t;
+    for (pt_upconn_t **pp = &t->idle; *pp; pp = &(*pp)->next)
+        if (*pp == uc) {
+            *pp = uc->next;
+            t->nidle--;
+            uc->next = NULL;
+            return;
+        }
+}
+
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+    pt_upconn_t *uc = arg;
+    PT_CHECK_MAGIC(uc, PT_UPCONN_MAGIC);
+    if (uc->dead)
+        return;
+    if (what & EV_READ)
+        uc->readable = true;
+    if (what & EV_WRITE)
+        uc->writable = true;
+    if (uc->owner) {
+        uc->on_io(uc->owner, uc);
+        return;
+    }
+    if (what & EV_READ) {
+        /* Idle and readable: closed by the upstream, or it spoke out of turn. */
+        char b[64];
+        ssize_t r = recv(fd, b, sizeof(b), MSG_PEEK);
+        if (r < 0 && errno == EAGAIN) {
+            uc->readable = false;
+            return;
+        }
+        pt_log_debug("pooled connection to %s closed by the upstream", uc->t->name);
+        pt_upconn_close(uc);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    pt_upconn_t *uc = arg;
+    PT_CHECK_MAGIC(uc, PT_UPCONN_MAGIC);
+    if (uc->dead)
+        return;
+    if (uc->owner)
+        uc->on_timeout(uc->owner, uc);
+    else
+        pt_upconn_close(uc); /* idle_timeout */
+}
+
+void pt_upconn_timer(pt_upconn_t *uc, int64_t ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(&uc->timer, &tv);
+}
+
+static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
+{
+    int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    pt_upconn_t *uc = calloc(1, sizeof(*uc));
+    char *ibuf = malloc(PT_UPCONN_IBUF);
+    if (!uc || !ibuf) {
+        free(uc);
+        free(ibuf);
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    uc->magic = PT_UPCONN_MAGIC;
+    uc->fd = fd;
+    uc->w = w;
+    uc->up = u;
+    uc->t = t;
+    uc->ibuf = ibuf;
+    uc->icap = PT_UPCONN_IBUF;
+    uc->connecting = true;
+    event_assign(&uc->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, on_event, uc);
+    evtimer_assign(&uc->timer, w->base, on_timer, uc);
+    event_add(&uc->ev, NULL);
+    t->connects++;
+    w->nupconns++;
+    return uc;
+}
+
+pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
+{
+    pt_upconn_t *uc = t->idle;
+    if (uc) {
+        pool_remove(uc);
+        evtimer_del(&uc->timer);
+        uc->reused = true;
+        t->reuses++;
+        return uc;
+    }
+    return connect_new(w, u, t);
+}
+
+void pt_pool_release(pt_upconn_t *uc, bool reusable)
+{
+    const pt_upstream_conf_t *conf = uc->up->conf;
+    uc->owner = NULL;
+    uc->requests++;
+    if (!reusable || uc->eof || uc->ipos != uc->ilen || !pt_outq_empty(&uc->out) ||
+        (int64_t)uc->t->nidle >= conf->keepalive.size || uc->requests >= (uint32_t)conf->keepalive.requests ||
+        uc->w->draining) {
+        pt_upconn_close(uc);
+        return;
+    }
+    uc->ipos = uc->ilen = 0;
+    uc->next = uc->t->idle;
+    uc->t->idle = uc;
+    uc->t->nidle++;
+    pt_upconn_timer(uc, conf->keepalive.idle_timeout);
+}
+
+void pt_upconn_close(pt_upconn_t *uc)
+{
+    if (uc->dead)
+        return;
+    if (!uc->owner)
+        pool_remove(uc);
+    uc->dead = true;
+    event_del(&uc->ev);
+    evtimer_del(&uc->timer);
+    close(uc->fd);
+    uc->fd = -1;
+    uc->owner = NULL;
+    uc->next = uc->w->dead_up;
+    uc->w->dead_up = uc;
+    uc->w->nupconns--;
+    pt_worker_schedule_reap(uc->w);
+}
+
+void pt_upconn_free(pt_upconn_t *uc)
+{
+    pt_outq_free(&uc->out);
+    free(uc->ibuf);
+    uc->magic = 0;
+    free(uc);
+}
