@@ -40,6 +40,7 @@ struct pt_conn {
 
     int state;
     bool readable, writable, eof;
+    bool rdhup; /* the client shut its side: read on to the EOF */
     bool closing;      /* close once the output is flushed */
     bool dead;
     bool in_request;   /* between the first byte of a head and the end of its body */
@@ -75,6 +76,9 @@ int pt_conn_flush(pt_conn_t *c);
 void pt_conn_proxy_done(pt_conn_t *c);
 /* Copies the strings of the access log entry out of the input buffer. */
 void pt_conn_stash(pt_conn_t *c);
+/* Runs the connection again on the next loop iteration (after a loop that
+ * stopped for fairness with work left). */
+void pt_conn_reschedule(pt_conn_t *c);
 /* Re-arms the client's timer for ms, or clears it (ms < 0). */
 void pt_conn_timer(pt_conn_t *c, int64_t ms);
 

@@ -50,6 +50,7 @@ struct pt_upconn {
     size_t ipos, ilen, icap;
     pt_outq_t out;
     bool readable, writable, eof;
+    bool rdhup; /* the peer shut its side: read on to the EOF */
     bool connecting;
     bool reused; /* taken from the pool */
     bool dead;

@@ -400,8 +400,8 @@ static int read_upstream(pt_proxy_t *p)
     ssize_t r = recv(uc->fd, uc->ibuf + uc->ilen, want, 0);
     if (r > 0) {
         uc->ilen += (size_t)r;
-        if ((size_t)r < want)
-            uc->readable = false;
+        if ((size_t)r < want && !uc->rdhup)
+            uc->readable = false; /* drained: the next byte brings an edge */
         return 1;
     }
     if (r < 0 && errno == EINTR)
@@ -573,8 +573,10 @@ void pt_proxy_run(pt_proxy_t *p)
         int progress = 0;
         pt_upconn_t *uc = p->uc;
         if (uc && uc->connecting) {
-            if (!uc->writable && !uc->eof)
-                break;
+            if (!uc->writable && !uc->eof) {
+                arm_timers(p); /* the connect is still under way */
+                return;
+            }
             int err = 0;
             socklen_t el = sizeof(err);
             getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &el);
@@ -670,9 +672,12 @@ void pt_proxy_run(pt_proxy_t *p)
             }
             progress |= r;
         }
-        if (!progress)
-            break;
+        if (!progress) {
+            arm_timers(p);
+            return;
+        }
     }
+    pt_conn_reschedule(c); /* fairness: the rest next iteration */
     arm_timers(p);
 }
 

@@ -316,8 +316,9 @@ int pt_conn_read(pt_conn_t *c)
     }
     const pt_listener_conf_t *lc = c->acc->ls->conf;
     size_t max = (lc ? (size_t)lc->max_header_size : 32768) + 1024;
-    if (c->icap - c->ilen < 512 && c->icap < max) {
-        size_t cap = c->icap * 2 > max ? max : c->icap * 2;
+    if ((c->icap - c->ilen < 512 || c->state == PT_CS_PROXY) && c->icap < max) {
+        /* a head that does not fit yet, or a body to stream: grow */
+        size_t cap = c->state == PT_CS_PROXY || c->icap * 2 > max ? max : c->icap * 2;
         char *b = realloc(c->ibuf, cap);
         if (!b) {
             c->closing = true;
@@ -335,7 +336,7 @@ int pt_conn_read(pt_conn_t *c)
         /* A short read drained the socket: with edge-triggered events the
          * next byte brings a new event, so asking again would only cost an
          * EAGAIN (nginx does the same). */
-        if ((size_t)r < want)
+        if ((size_t)r < want && !c->rdhup)
             c->readable = false;
         return 1;
     }
@@ -460,10 +461,13 @@ static void run(pt_conn_t *c)
                 if (r < 0 && errno == EAGAIN)
                     c->readable = false;
             }
-            break;
+            arm_timer(c);
+            return;
         }
         if (c->ipos < c->ilen || c->state == PT_CS_BODY)
             progress |= handle_input(c);
+        if (c->state == PT_CS_PROXY)
+            continue; /* the proxy decides when the connection ends */
         if (!pt_outq_empty(&c->out) && c->writable)
             progress |= pt_conn_flush(c) != 0;
         if (pt_outq_empty(&c->out) && (c->closing || (c->eof && c->state != PT_CS_LINGER))) {
@@ -483,10 +487,20 @@ static void run(pt_conn_t *c)
             c->closing = true;
             progress = 1;
         }
-        if (!progress)
-            break;
+        if (!progress) {
+            arm_timer(c);
+            return;
+        }
     }
+    /* Still busy after a fair share of the loop: come back next iteration.
+     * No new edge would come for what is already in the buffers. */
+    pt_conn_reschedule(c);
     arm_timer(c);
+}
+
+void pt_conn_reschedule(pt_conn_t *c)
+{
+    event_active(&c->ev, EV_TIMEOUT, 0);
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
@@ -496,9 +510,11 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     if (c->dead)
         return;
     if (what & EV_READ)
-        c->readable = true;
+        c->readable = true; /* EV_TIMEOUT alone: pt_conn_reschedule */
     if (what & EV_WRITE)
         c->writable = true;
+    if (what & EV_CLOSED)
+        c->rdhup = c->readable = true;
     run(c);
 }
 
@@ -525,7 +541,7 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     pt_arena_init(&c->arena, 2048, 64 * 1024);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, on_event, c);
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_event, c);
     evtimer_assign(&c->timer, w->base, on_timer, c);
     event_add(&c->ev, NULL);
     c->next = w->conns;

@@ -43,11 +43,13 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         uc->readable = true;
     if (what & EV_WRITE)
         uc->writable = true;
+    if (what & EV_CLOSED)
+        uc->rdhup = uc->readable = true;
     if (uc->owner) {
         uc->on_io(uc->owner, uc);
         return;
     }
-    if (what & EV_READ) {
+    if (what & (EV_READ | EV_CLOSED)) {
         /* Idle and readable: closed by the upstream, or it spoke out of turn. */
         char b[64];
         ssize_t r = recv(fd, b, sizeof(b), MSG_PEEK);
@@ -108,7 +110,7 @@ static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t
     uc->ibuf = ibuf;
     uc->icap = PT_UPCONN_IBUF;
     uc->connecting = true;
-    event_assign(&uc->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, on_event, uc);
+    event_assign(&uc->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_event, uc);
     evtimer_assign(&uc->timer, w->base, on_timer, uc);
     event_add(&uc->ev, NULL);
     t->connects++;

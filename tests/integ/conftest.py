@@ -193,3 +193,44 @@ def basic_config(port, admin_port=None, extra='', routes=None):
     lines.append('routes:')
     lines.append(textwrap.indent(textwrap.dedent(routes or DEFAULT_ROUTES).strip('\n'), '  '))
     return '\n'.join(lines) + '\n'
+
+
+@pytest.fixture
+def backends():
+    """Factory: backends() -> a started recording Backend; all stopped at the end."""
+    from backend import Backend
+    made = []
+
+    def make(**kw):
+        b = Backend(**kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def proxy_config(port, targets, upstream='', route='', extra='', routes_extra=''):
+    """One listener, one upstream `up` over `targets`, one catch-all route to it."""
+    tl = ', '.join(f'"{t}"' if isinstance(t, str) else f'"127.0.0.1:{t}"' for t in targets)
+    up = textwrap.indent(textwrap.dedent(upstream).strip('\n'), '    ')
+    rt = textwrap.indent(textwrap.dedent(route).strip('\n'), '    ')
+    text = f'''listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+upstreams:
+  - name: up
+    targets: [{tl}]
+{up}
+routes:
+  - name: main
+    match: {{ paths: ["/*"] }}
+    upstream: up
+{rt}
+'''
+    if routes_extra:
+        text += textwrap.indent(textwrap.dedent(routes_extra).strip('\n'), '  ') + '\n'
+    if extra:
+        text += textwrap.dedent(extra).strip('\n') + '\n'
+    return text
