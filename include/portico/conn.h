@@ -33,6 +33,8 @@ struct pt_conn {
     pt_conn_t *next, *prev;
     struct event ev, timer;
     struct sockaddr_storage peer;
+    char peer_ip[48]; /* the client's address as text, made once when needed */
+    uint8_t peer_ip_len;
 
     char *ibuf;
     size_t ipos, ilen, icap;
@@ -76,6 +78,8 @@ int pt_conn_flush(pt_conn_t *c);
 void pt_conn_proxy_done(pt_conn_t *c);
 /* Copies the strings of the access log entry out of the input buffer. */
 void pt_conn_stash(pt_conn_t *c);
+/* The client's IP address as text (formatted once per connection). */
+pt_str_t pt_conn_peer_ip(pt_conn_t *c);
 /* Runs the connection again on the next loop iteration (after a loop that
  * stopped for fairness with work left). */
 void pt_conn_reschedule(pt_conn_t *c);

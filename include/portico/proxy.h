@@ -29,6 +29,7 @@ typedef struct pt_fwd_ctx {
     const pt_h1_req_t *req;
     const pt_route_conf_t *route;
     const struct sockaddr *peer;
+    pt_str_t peer_ip; /* the same, as text */
     bool peer_trusted;    /* the client is one of trusted_proxies */
     pt_str_t request_id;
     bool body_chunked;    /* send Transfer-Encoding: chunked */
@@ -41,6 +42,8 @@ typedef struct pt_fwd_ctx {
 size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size);
 /* Is this response header hop-by-hop (or one we set ourselves)? */
 bool pt_proxy_drop_response_header(pt_str_t name, pt_str_t connection_tokens, bool upgrade);
+/* The Connection value if it names fields to drop, else an empty string. */
+pt_str_t pt_proxy_connection_names(pt_str_t connection);
 /* The request id to use: the client's X-Request-Id when it is sane, else
  * `generated`. */
 pt_str_t pt_proxy_request_id(const pt_h1_req_t *req, pt_str_t generated);

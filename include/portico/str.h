@@ -48,6 +48,33 @@ static inline char pt_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
 }
 
+/* Compares s with a lower-case literal, ignoring the case of s. */
+static inline bool pt_str_ieq_lower(pt_str_t s, const char *lower, size_t n)
+{
+    if (s.n != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((char)(s.p[i] | (char)((s.p[i] >= 'A' && s.p[i] <= 'Z') ? 0x20 : 0)) != lower[i])
+            return false;
+    return true;
+}
+#define PT_STR_IEQ(s, lit) pt_str_ieq_lower((s), (lit), sizeof(lit) - 1)
+
+/* Writes v in decimal (or hex) at p, returns the digits written (at most 20). */
+static inline size_t pt_fmt_u64(char *p, unsigned long long v, int hex)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned base = hex ? 16 : 10;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* Levenshtein distance, capped: returns max + 1 as soon as it is exceeded.
  * Used for "did you mean" suggestions. */
 size_t pt_str_distance(const char *a, const char *b, size_t max);

@@ -191,6 +191,26 @@ static bool valid_host(pt_str_t h)
     return true;
 }
 
+/* The usual tokens of a Connection value, in one pass. */
+static void connection_tokens(pt_str_t v, bool *close, bool *keep, bool *upgrade)
+{
+    const char *p = v.p, *end = v.p + v.n;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        pt_str_t t = {s, (size_t)(e - s)};
+        *close |= PT_STR_IEQ(t, "close");
+        *keep |= PT_STR_IEQ(t, "keep-alive");
+        *upgrade |= PT_STR_IEQ(t, "upgrade");
+    }
+}
+
 /* Header semantics that decide framing and connection handling. */
 static int interpret(pt_h1_req_t *req, int *status)
 {
@@ -202,31 +222,28 @@ static int interpret(pt_h1_req_t *req, int *status)
         pt_str_t n = req->headers[i].name, v = req->headers[i].value;
         switch (n.n) {
         case 4:
-            if (pt_str_caseeq_cs(n, "host")) {
+            if (PT_STR_IEQ(n, "host")) {
                 host_count++;
                 req->host = v;
             }
             break;
         case 6:
-            if (pt_str_caseeq_cs(n, "expect")) {
-                if (!pt_str_caseeq_cs(v, "100-continue"))
+            if (PT_STR_IEQ(n, "expect")) {
+                if (!PT_STR_IEQ(v, "100-continue"))
                     FAIL(417);
                 req->expect_continue = req->minor == 1;
             }
             break;
         case 7:
-            if (pt_str_caseeq_cs(n, "upgrade"))
+            if (PT_STR_IEQ(n, "upgrade"))
                 has_upgrade = true;
             break;
         case 10:
-            if (pt_str_caseeq_cs(n, "connection")) {
-                conn_close |= pt_str_list_has_token(v, PT_STR("close"));
-                conn_keep |= pt_str_list_has_token(v, PT_STR("keep-alive"));
-                conn_upgrade |= pt_str_list_has_token(v, PT_STR("upgrade"));
-            }
+            if (PT_STR_IEQ(n, "connection"))
+                connection_tokens(v, &conn_close, &conn_keep, &conn_upgrade);
             break;
         case 14:
-            if (pt_str_caseeq_cs(n, "content-length")) {
+            if (PT_STR_IEQ(n, "content-length")) {
                 int64_t cl;
                 if (parse_content_length(v, &cl) < 0)
                     FAIL(400);
@@ -236,7 +253,7 @@ static int interpret(pt_h1_req_t *req, int *status)
             }
             break;
         case 17:
-            if (pt_str_caseeq_cs(n, "transfer-encoding")) {
+            if (PT_STR_IEQ(n, "transfer-encoding")) {
                 te_count++;
                 te = v;
             }
@@ -246,7 +263,7 @@ static int interpret(pt_h1_req_t *req, int *status)
     if (te_count) {
         /* Only one coding, and it is chunked: anything else is either
          * unsupported or a way to confuse a parser down the line. */
-        if (te_count > 1 || !pt_str_caseeq_cs(te, "chunked") || req->content_length >= 0 || req->minor == 0)
+        if (te_count > 1 || !PT_STR_IEQ(te, "chunked") || req->content_length >= 0 || req->minor == 0)
             FAIL(400);
         req->chunked = true;
     }
@@ -383,23 +400,23 @@ int pt_h1_parse_response(const char *buf, size_t len, const pt_h1_limits_t *lim,
     int te_count = 0;
     pt_str_t te = PT_STR_NULL;
     r->content_length = -1;
+    bool conn_upgrade = false;
     for (size_t i = 0; i < r->nheaders; i++) {
         pt_str_t n = r->headers[i].name, v = r->headers[i].value;
-        if (pt_str_caseeq_cs(n, "content-length")) {
+        if (n.n == 14 && PT_STR_IEQ(n, "content-length")) {
             int64_t cl;
             if (parse_content_length(v, &cl) < 0 || (r->content_length >= 0 && cl != r->content_length))
                 return PT_EINVAL;
             r->content_length = cl;
-        } else if (pt_str_caseeq_cs(n, "transfer-encoding")) {
+        } else if (n.n == 17 && PT_STR_IEQ(n, "transfer-encoding")) {
             te_count++;
             te = v;
-        } else if (pt_str_caseeq_cs(n, "connection")) {
-            conn_close |= pt_str_list_has_token(v, PT_STR("close"));
-            conn_keep |= pt_str_list_has_token(v, PT_STR("keep-alive"));
+        } else if (n.n == 10 && PT_STR_IEQ(n, "connection")) {
+            connection_tokens(v, &conn_close, &conn_keep, &conn_upgrade);
         }
     }
     if (te_count) {
-        if (te_count > 1 || !pt_str_caseeq_cs(te, "chunked") || r->minor == 0)
+        if (te_count > 1 || !PT_STR_IEQ(te, "chunked") || r->minor == 0)
             return PT_EINVAL;
         r->chunked = true;
         r->content_length = -1; /* RFC 9112 6.3: Transfer-Encoding wins; the length is not passed on */

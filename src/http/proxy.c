@@ -145,8 +145,10 @@ static int pump_request(pt_proxy_t *p)
             p->bcur += (size_t)used;
             if (dl) {
                 char sz[24];
-                int n = snprintf(sz, sizeof(sz), "%zx\r\n", dl);
-                pt_outq_copy(&uc->out, sz, (size_t)n);
+                size_t n = pt_fmt_u64(sz, dl, 1);
+                sz[n++] = '\r';
+                sz[n++] = '\n';
+                pt_outq_copy(&uc->out, sz, n);
                 pt_outq_ref(&uc->out, d, dl);
                 pt_outq_copy(&uc->out, "\r\n", 2);
                 p->req_received += (int64_t)dl;
@@ -192,48 +194,58 @@ static void out_ref(pt_proxy_t *p, const void *s, size_t n)
 static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char *base)
 {
     pt_conn_t *c = p->c;
-    char line[64];
+    /* The head is built in one piece and queued with one copy: it is never
+     * longer than the upstream's head plus what we add. */
+    char stack[4096];
+    size_t cap = r->head_len + 160;
+    char *buf = cap <= sizeof(stack) ? stack : pt_arena_alloc(&c->arena, cap), *o = buf;
+    if (!buf) {
+        p->close_client = true;
+        return;
+    }
+#define PUT(s, n) (memcpy(o, (s), (n)), o += (n))
+#define PUT_LIT(lit) PUT(lit, sizeof(lit) - 1)
     /* the status line keeps the upstream's reason phrase */
     const char *eol = memchr(base, '\r', r->head_len);
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 ");
-    out_copy(p, line, (size_t)n);
-    out_copy(p, base + 9, (size_t)(eol - base - 9));
-    out_copy(p, "\r\n", 2);
+    PUT_LIT("HTTP/1.1 ");
+    PUT(base + 9, (size_t)(eol - base - 9));
+    PUT_LIT("\r\n");
     pt_str_t tokens = PT_STR_NULL;
     const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
     if (ch)
-        tokens = ch->value;
+        tokens = pt_proxy_connection_names(ch->value);
     bool has_date = false;
     for (size_t i = 0; i < r->nheaders; i++) {
         pt_str_t nm = r->headers[i].name, v = r->headers[i].value;
         if (pt_proxy_drop_response_header(nm, tokens, p->tunnel))
             continue;
-        has_date |= pt_str_caseeq_cs(nm, "date");
-        out_copy(p, nm.p, nm.n);
-        out_copy(p, ": ", 2);
-        out_copy(p, v.p, v.n);
-        out_copy(p, "\r\n", 2);
+        has_date |= PT_STR_IEQ(nm, "date");
+        PUT(nm.p, nm.n);
+        PUT_LIT(": ");
+        PUT(v.p, v.n);
+        PUT_LIT("\r\n");
     }
     if (!has_date) {
         const char *d = pt_worker_date(c->w);
-        out_copy(p, d, strlen(d));
+        PUT(d, strlen(d));
     }
-    if (p->tunnel) {
-        out_copy(p, "\r\n", 2);
-        return;
+    if (!p->tunnel) {
+        if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body)) {
+            PUT_LIT("Content-Length: ");
+            o += pt_fmt_u64(o, (unsigned long long)r->content_length, 0);
+            PUT_LIT("\r\n");
+        } else if (!p->resp_no_body && p->client_chunked) {
+            PUT_LIT("Transfer-Encoding: chunked\r\n");
+        }
+        if (p->close_client)
+            PUT_LIT("Connection: close\r\n");
+        else if (p->client_minor == 0)
+            PUT_LIT("Connection: keep-alive\r\n");
     }
-    if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body)) {
-        n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)r->content_length);
-        out_copy(p, line, (size_t)n);
-    } else if (!p->resp_no_body && p->client_chunked) {
-        out_copy(p, "Transfer-Encoding: chunked\r\n", 28);
-    }
-    if (p->close_client)
-        out_copy(p, "Connection: close\r\n\r\n", 21);
-    else if (p->client_minor == 0)
-        out_copy(p, "Connection: keep-alive\r\n\r\n", 26);
-    else
-        out_copy(p, "\r\n", 2);
+    PUT_LIT("\r\n");
+#undef PUT
+#undef PUT_LIT
+    out_copy(p, buf, (size_t)(o - buf));
 }
 
 /* Parses the response head once it is all there, and decides the framing
@@ -337,8 +349,10 @@ static int pump_response(pt_proxy_t *p)
         } else if (p->resp_mode == BODY_RAW) {
             if (p->client_chunked) {
                 char sz[24];
-                int n = snprintf(sz, sizeof(sz), "%zx\r\n", avail);
-                out_copy(p, sz, (size_t)n);
+                size_t n = pt_fmt_u64(sz, avail, 1);
+                sz[n++] = '\r';
+                sz[n++] = '\n';
+                out_copy(p, sz, n);
                 out_ref(p, data, avail);
                 out_copy(p, "\r\n", 2);
             } else {
@@ -355,8 +369,10 @@ static int pump_response(pt_proxy_t *p)
             if (dl) {
                 if (p->client_chunked) {
                     char sz[24];
-                    int n = snprintf(sz, sizeof(sz), "%zx\r\n", dl);
-                    out_copy(p, sz, (size_t)n);
+                    size_t n = pt_fmt_u64(sz, dl, 1);
+                    sz[n++] = '\r';
+                    sz[n++] = '\n';
+                    out_copy(p, sz, n);
                     out_ref(p, d, dl);
                     out_copy(p, "\r\n", 2);
                 } else {
@@ -744,6 +760,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .req = req,
         .route = r,
         .peer = (const struct sockaddr *)&c->peer,
+        .peer_ip = pt_conn_peer_ip(c),
         .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
         .request_id = pt_proxy_request_id(req, (pt_str_t){c->reqid, 32}),
         .body_chunked = req->chunked,

@@ -11,18 +11,45 @@
 
 #include "portico/http.h"
 #include "portico/proxy.h"
-#include "portico/value.h"
 
-static bool in_list(pt_str_t name, const char *const *list)
+/* Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+ * Transfer-Encoding, Upgrade: switched on the length first, as this runs
+ * for every header of every request and response. */
+static bool is_hop_by_hop(pt_str_t n)
 {
-    for (; *list; list++)
-        if (pt_str_caseeq_cs(name, *list))
-            return true;
-    return false;
+    switch (n.n) {
+    case 2:
+        return PT_STR_IEQ(n, "te");
+    case 7:
+        return PT_STR_IEQ(n, "trailer") || PT_STR_IEQ(n, "upgrade");
+    case 10:
+        return PT_STR_IEQ(n, "connection") || PT_STR_IEQ(n, "keep-alive");
+    case 16:
+        return PT_STR_IEQ(n, "proxy-connection");
+    case 17:
+        return PT_STR_IEQ(n, "transfer-encoding");
+    default:
+        return false;
+    }
 }
 
-static const char *const hop_by_hop[] = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-                                         "transfer-encoding", "upgrade", NULL};
+/* Does a Connection value name fields of its own (anything but close,
+ * keep-alive and upgrade)?  Almost never: then no field needs the check. */
+static bool names_fields(pt_str_t tokens)
+{
+    const char *p = tokens.p, *end = tokens.p + tokens.n;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        pt_str_t t = {s, (size_t)(p - s)};
+        if (t.n && !PT_STR_IEQ(t, "close") && !PT_STR_IEQ(t, "keep-alive") && !PT_STR_IEQ(t, "upgrade"))
+            return true;
+    }
+    return false;
+}
 
 /* Named by a Connection header (other than the usual tokens)? */
 static bool named_by_connection(pt_str_t name, pt_str_t tokens)
@@ -32,10 +59,14 @@ static bool named_by_connection(pt_str_t name, pt_str_t tokens)
 
 bool pt_proxy_drop_response_header(pt_str_t name, pt_str_t tokens, bool upgrade)
 {
-    if (upgrade && (pt_str_caseeq_cs(name, "upgrade") || pt_str_caseeq_cs(name, "connection")))
+    if (upgrade && (PT_STR_IEQ(name, "upgrade") || PT_STR_IEQ(name, "connection")))
         return false; /* a 101 keeps them: they say what the tunnel carries */
-    return in_list(name, hop_by_hop) || pt_str_caseeq_cs(name, "content-length") ||
-           named_by_connection(name, tokens);
+    return is_hop_by_hop(name) || PT_STR_IEQ(name, "content-length") || named_by_connection(name, tokens);
+}
+
+pt_str_t pt_proxy_connection_names(pt_str_t connection)
+{
+    return names_fields(connection) ? connection : PT_STR_NULL;
 }
 
 pt_str_t pt_proxy_request_id(const pt_h1_req_t *req, pt_str_t generated)
@@ -85,20 +116,6 @@ static void put_header(out_t *o, const char *name, pt_str_t value)
     put(o, "\r\n", 2);
 }
 
-static void client_ip(const struct sockaddr *sa, char *buf, size_t size)
-{
-    char tmp[80];
-    pt_addr_format(sa, tmp, sizeof(tmp));
-    char *s = tmp, *colon = strrchr(tmp, ':');
-    if (colon)
-        *colon = '\0';
-    if (*s == '[') {
-        s++;
-        s[strlen(s) - 1] = '\0';
-    }
-    snprintf(buf, size, "%s", s);
-}
-
 size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
 {
     const pt_h1_req_t *req = f->req;
@@ -107,7 +124,7 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
     pt_str_t connection = PT_STR_NULL;
     const pt_h1_header_t *h = pt_h1_find(req, PT_STR("connection"));
     if (h)
-        connection = h->value;
+        connection = pt_proxy_connection_names(h->value);
 
     /* request line: the path, less strip_prefix, and the query */
     put_str(&o, req->method);
@@ -139,46 +156,46 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
     pt_str_t xff = PT_STR_NULL, xproto = PT_STR_NULL, xhost = PT_STR_NULL, xreal = PT_STR_NULL;
     for (size_t i = 0; i < req->nheaders; i++) {
         pt_str_t n = req->headers[i].name, v = req->headers[i].value;
-        if (in_list(n, hop_by_hop) || named_by_connection(n, connection))
+        if (is_hop_by_hop(n) || named_by_connection(n, connection))
             continue;
         switch (n.n) {
         case 4:
-            if (pt_str_caseeq_cs(n, "host"))
+            if (PT_STR_IEQ(n, "host"))
                 continue;
             break;
         case 6:
-            if (pt_str_caseeq_cs(n, "expect"))
+            if (PT_STR_IEQ(n, "expect"))
                 continue; /* we answered 100-continue ourselves */
             break;
         case 9:
-            if (pt_str_caseeq_cs(n, "x-real-ip")) {
+            if (PT_STR_IEQ(n, "x-real-ip")) {
                 xreal = v;
                 continue;
             }
             break;
         case 12:
-            if (pt_str_caseeq_cs(n, "x-request-id"))
+            if (PT_STR_IEQ(n, "x-request-id"))
                 continue;
             break;
         case 14:
-            if (pt_str_caseeq_cs(n, "content-length"))
+            if (PT_STR_IEQ(n, "content-length"))
                 continue;
             break;
         case 15:
-            if (pt_str_caseeq_cs(n, "x-forwarded-for")) {
+            if (PT_STR_IEQ(n, "x-forwarded-for")) {
                 if (f->peer_trusted && !xff.p) /* several are joined by the sender: keep the first */
                     xff = v;
                 continue;
             }
             break;
         case 16:
-            if (pt_str_caseeq_cs(n, "x-forwarded-host")) {
+            if (PT_STR_IEQ(n, "x-forwarded-host")) {
                 xhost = v;
                 continue;
             }
             break;
         case 17:
-            if (pt_str_caseeq_cs(n, "x-forwarded-proto")) {
+            if (PT_STR_IEQ(n, "x-forwarded-proto")) {
                 xproto = v;
                 continue;
             }
@@ -189,18 +206,16 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
         put_str(&o, v);
         put(&o, "\r\n", 2);
     }
-    char ip[80];
-    client_ip(f->peer, ip, sizeof(ip));
     put_cs(&o, "X-Forwarded-For: ");
     if (f->peer_trusted && xff.n) {
         put_str(&o, xff);
         put(&o, ", ", 2);
     }
-    put_cs(&o, ip);
+    put_str(&o, f->peer_ip);
     put(&o, "\r\n", 2);
     put_header(&o, "X-Forwarded-Proto", f->peer_trusted && xproto.n ? xproto : PT_STR("http"));
     put_header(&o, "X-Forwarded-Host", f->peer_trusted && xhost.n ? xhost : req->host);
-    put_header(&o, "X-Real-IP", f->peer_trusted && xreal.n ? xreal : pt_str_from(ip));
+    put_header(&o, "X-Real-IP", f->peer_trusted && xreal.n ? xreal : f->peer_ip);
     put_header(&o, "X-Request-Id", f->request_id);
     if (f->upgrade) {
         const pt_h1_header_t *up = pt_h1_find(req, PT_STR("upgrade"));
@@ -209,9 +224,11 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
     } else if (f->body_chunked) {
         put_cs(&o, "Transfer-Encoding: chunked\r\n");
     } else if (f->body_length > 0 || (f->body_length == 0 && (req->method_bit & (PT_M_POST | PT_M_PUT | PT_M_PATCH)))) {
-        char cl[48];
-        int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)f->body_length);
-        put(&o, cl, (size_t)n);
+        char cl[48] = "Content-Length: ";
+        size_t n = 16 + pt_fmt_u64(cl + 16, (unsigned long long)f->body_length, 0);
+        cl[n++] = '\r';
+        cl[n++] = '\n';
+        put(&o, cl, n);
     }
     put(&o, "\r\n", 2);
     return o.overflow ? 0 : (size_t)(o.p - buf);

@@ -28,6 +28,7 @@
 #include "portico/log.h"
 #include "portico/proxy.h"
 #include "portico/router.h"
+#include "portico/value.h"
 
 #define IBUF_MIN 4096
 #define OBUF_MIN 4096
@@ -155,10 +156,12 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
         c->ent.target = req->target;
         c->ent.protocol = (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
         c->ent.host = req->host;
-        const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
-        c->ent.user_agent = h ? h->value : PT_STR_NULL;
-        h = pt_h1_find(req, PT_STR("referer"));
-        c->ent.referer = h ? h->value : PT_STR_NULL;
+        if (c->w->conf->access_log.path) { /* looked up only for the log */
+            const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
+            c->ent.user_agent = h ? h->value : PT_STR_NULL;
+            h = pt_h1_find(req, PT_STR("referer"));
+            c->ent.referer = h ? h->value : PT_STR_NULL;
+        }
     }
     make_reqid(c);
 }
@@ -496,6 +499,25 @@ static void run(pt_conn_t *c)
      * No new edge would come for what is already in the buffers. */
     pt_conn_reschedule(c);
     arm_timer(c);
+}
+
+pt_str_t pt_conn_peer_ip(pt_conn_t *c)
+{
+    if (!c->peer_ip_len) {
+        char tmp[80];
+        pt_addr_format((const struct sockaddr *)&c->peer, tmp, sizeof(tmp));
+        char *s = tmp, *colon = strrchr(tmp, ':'); /* without the port */
+        if (colon)
+            *colon = '\0';
+        if (*s == '[') { /* nor the brackets of IPv6 */
+            s++;
+            s[strlen(s) - 1] = '\0';
+        }
+        size_t n = strlen(s) < sizeof(c->peer_ip) ? strlen(s) : sizeof(c->peer_ip) - 1;
+        memcpy(c->peer_ip, s, n);
+        c->peer_ip_len = (uint8_t)n;
+    }
+    return (pt_str_t){c->peer_ip, c->peer_ip_len};
 }
 
 void pt_conn_reschedule(pt_conn_t *c)
