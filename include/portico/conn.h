@@ -43,6 +43,7 @@ struct pt_conn {
     int state;
     bool readable, writable, eof;
     bool rdhup; /* the client shut its side: read on to the EOF */
+    bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
     bool closing;      /* close once the output is flushed */
     bool dead;
     bool in_request;   /* between the first byte of a head and the end of its body */
@@ -90,7 +91,10 @@ void pt_conn_timer(pt_conn_t *c, int64_t ms);
 void pt_conn_drain(pt_conn_t *c);
 /* Closes now. */
 void pt_conn_close(pt_conn_t *c);
-/* Frees a closed connection (the worker does it one loop later). */
+/* Frees a closed connection (the worker does it after the callbacks of the
+ * loop iteration), or keeps it, buffers and all, for the next accept. */
 void pt_conn_free(pt_conn_t *c);
+/* Frees the kept ones (worker exit). */
+void pt_conn_pool_drain(pt_worker_t *w);
 
 #endif

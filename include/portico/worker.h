@@ -50,6 +50,9 @@ struct pt_worker {
     size_t nupconns;
     struct pt_upstream *upstreams; /* one per configured upstream, same order */
     struct event reaper;
+    bool reap_pending;
+    pt_conn_t *spare; /* closed connections kept for reuse, with their buffers */
+    size_t nspare;
 
     bool draining;
     int exit_code;

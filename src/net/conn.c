@@ -132,6 +132,13 @@ void pt_conn_stash(pt_conn_t *c)
 
 static void end_request(pt_conn_t *c)
 {
+    if (!c->nodelay && !c->closing) {
+        /* Kept alive: small answers must not wait for Nagle.  A one-shot
+         * connection never needs it, so the syscall is saved there. */
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
+    }
     struct timeval now;
     event_base_gettimeofday_cached(c->w->base, &now);
     c->ent.request_us = (int64_t)(now.tv_sec - c->ent.start.tv_sec) * 1000000 + (now.tv_usec - c->ent.start.tv_usec);
@@ -540,29 +547,46 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     run(c);
 }
 
+#define SPARE_MAX 256
+
 void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer)
 {
-    pt_conn_t *c = calloc(1, sizeof(*c));
-    char *ibuf = malloc(IBUF_MIN);
-    if (!c || !ibuf) {
-        free(c);
-        free(ibuf);
-        close(fd);
-        pt_log_error("out of memory accepting a connection");
-        return;
+    pt_conn_t *c = w->spare;
+    char *ibuf;
+    pt_arena_t arena;
+    pt_outq_t outq = {0};
+    size_t icap = IBUF_MIN;
+    if (c) { /* reuse a closed connection and its buffers: no malloc */
+        w->spare = c->next;
+        w->nspare--;
+        ibuf = c->ibuf;
+        icap = c->icap;
+        arena = c->arena;
+        outq = c->out;
+    } else {
+        c = malloc(sizeof(*c));
+        ibuf = malloc(IBUF_MIN);
+        pt_arena_init(&arena, 2048, 64 * 1024);
+        if (!c || !ibuf) {
+            free(c);
+            free(ibuf);
+            close(fd);
+            pt_log_error("out of memory accepting a connection");
+            return;
+        }
     }
+    memset(c, 0, sizeof(*c));
+    c->arena = arena;
+    c->out = outq;
+    c->icap = icap;
     c->magic = PT_CONN_MAGIC;
     c->fd = fd;
     c->w = w;
     c->acc = a;
     c->peer = *peer;
     c->ibuf = ibuf;
-    c->icap = IBUF_MIN;
     c->writable = true;
     c->readable = true; /* try at once: the request often arrived with the connection */
-    pt_arena_init(&c->arena, 2048, 64 * 1024);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_event, c);
     evtimer_assign(&c->timer, w->base, on_timer, c);
     event_add(&c->ev, NULL);
@@ -623,9 +647,31 @@ void pt_conn_close(pt_conn_t *c)
 
 void pt_conn_free(pt_conn_t *c)
 {
+    pt_worker_t *w = c->w;
+    c->magic = 0;
+    if (w->nspare < SPARE_MAX && !w->draining && c->icap <= 64 * 1024) {
+        pt_arena_reset(&c->arena);
+        pt_outq_reset(&c->out);
+        c->next = w->spare;
+        w->spare = c;
+        w->nspare++;
+        return;
+    }
     pt_arena_free(&c->arena);
     free(c->ibuf);
     pt_outq_free(&c->out);
-    c->magic = 0;
     free(c);
+}
+
+void pt_conn_pool_drain(pt_worker_t *w)
+{
+    while (w->spare) {
+        pt_conn_t *c = w->spare;
+        w->spare = c->next;
+        pt_arena_free(&c->arena);
+        free(c->ibuf);
+        pt_outq_free(&c->out);
+        free(c);
+    }
+    w->nspare = 0;
 }

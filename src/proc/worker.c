@@ -88,15 +88,18 @@ void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a)
 
 void pt_worker_schedule_reap(pt_worker_t *w)
 {
-    if (!event_pending(&w->reaper, EV_TIMEOUT, NULL)) {
-        struct timeval zero = {0, 0};
-        evtimer_add(&w->reaper, &zero);
+    /* Activated, not a zero timer: it runs after the current callbacks in
+     * this same loop iteration, without another epoll_wait. */
+    if (!w->reap_pending) {
+        w->reap_pending = true;
+        event_active(&w->reaper, EV_TIMEOUT, 0);
     }
 }
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     pt_worker_t *w = arg;
+    w->reap_pending = false;
     while (w->dead) {
         pt_conn_t *c = w->dead;
         w->dead = c->next;
@@ -201,7 +204,7 @@ static int setup(pt_worker_t *w)
         event_assign(&a->ev, w->base, a->fd, EV_READ | EV_PERSIST, on_accept, a);
         event_add(&a->ev, NULL);
     }
-    evtimer_assign(&w->reaper, w->base, on_reap, w);
+    event_assign(&w->reaper, w->base, -1, 0, on_reap, w);
     struct {
         struct event *ev;
         int sig;
@@ -238,7 +241,8 @@ static void teardown(pt_worker_t *w)
         event_del(&w->acceptors[i].ev);
     if (event_initialized(&w->drain_timer))
         evtimer_del(&w->drain_timer);
-    evtimer_del(&w->reaper);
+    event_del(&w->reaper);
+    pt_conn_pool_drain(w);
     free(w->acceptors);
     event_base_free(w->base);
 }

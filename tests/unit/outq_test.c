@@ -1,0 +1,79 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../unit/tap.h"
+#include "portico/outq.h"
+
+static size_t drain(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t r;
+    while (n < cap && (r = read(fd, buf + n, cap - n)) > 0)
+        n += (size_t)r;
+    return n;
+}
+
+int main(void)
+{
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    pt_outq_t q = {0};
+    static const char body[] = "BODY-BYTES";
+    ok(pt_outq_copy(&q, "HEAD ", 5) && pt_outq_copy(&q, "MORE ", 5), "copies");
+    is_int(q.nseg, 1, "adjacent copies share a segment");
+    ok(pt_outq_ref(&q, body, 10), "a reference");
+    pt_outq_copy(&q, " TAIL", 5);
+    is_int(q.nseg, 3, "copy, reference, copy: three segments");
+    is_int(q.pending, 25, "pending bytes");
+    is_int(q.refs, 10, "referenced bytes");
+    ssize_t w = pt_outq_flush(&q, sv[0]);
+    is_int(w, 25, "one flush writes everything");
+    ok(pt_outq_empty(&q) && q.refs == 0, "then the queue is empty");
+    char got[64] = {0};
+    drain(sv[1], got, sizeof(got) - 1);
+    is_str(got, "HEAD MORE BODY-BYTES TAIL", "in order");
+
+    /* a full socket: partial writes keep the rest, references included */
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    char *big = malloc(1 << 20);
+    for (int i = 0; i < 1 << 20; i++)
+        big[i] = (char)(i * 7);
+    pt_outq_copy(&q, "X", 1);
+    pt_outq_ref(&q, big, 1 << 20);
+    size_t total = 0;
+    char *recv_buf = malloc((1 << 20) + 16);
+    size_t got_n = 0;
+    bool failed = false;
+    for (int round = 0; round < 100000 && !pt_outq_empty(&q) && !failed; round++) {
+        w = pt_outq_flush(&q, sv[0]);
+        if (w < 0)
+            failed = true;
+        else
+            total += (size_t)w;
+        got_n += drain(sv[1], recv_buf + got_n, (1 << 20) + 16 - got_n);
+    }
+    ok(!failed, "no flush failed while the socket filled and drained");
+    got_n += drain(sv[1], recv_buf + got_n, (1 << 20) + 16 - got_n);
+    ok(pt_outq_empty(&q) && total == (1 << 20) + 1, "a megabyte through a small socket buffer (%zu)", total);
+    ok(got_n == (1 << 20) + 1 && recv_buf[0] == 'X' && memcmp(recv_buf + 1, big, 1 << 20) == 0,
+       "byte for byte");
+
+    for (int i = 0; i < PT_OUTQ_SEGS; i++)
+        pt_outq_ref(&q, body, 1);
+    ok(!pt_outq_ref(&q, body, 1) && !pt_outq_has_room(&q), "a full queue refuses more segments");
+    close(sv[1]);
+    w = pt_outq_flush(&q, sv[0]);
+    ok(w < 0, "a closed peer is an error (%zd)", w);
+    pt_outq_free(&q);
+    free(big);
+    free(recv_buf);
+    close(sv[0]);
+    return done_testing();
+}
