@@ -1,4 +1,5 @@
-/* libFuzzer target: the HTTP/1.1 head parser and the chunked decoder.
+/* libFuzzer target: the HTTP/1.1 request and response head parsers and the
+ * chunked decoder.
  * Invariants checked: no crash, a complete head never claims more bytes
  * than it was given, and a parse is the same whatever the buffer holds
  * after the head. */
@@ -43,6 +44,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     } else {
         PT_ASSERT(rc == PT_EAGAIN || (rc == PT_EINVAL && status >= 400 && status < 600));
+    }
+    /* the same bytes as an upstream's response */
+    pt_h1_resp_t resp = {.headers = headers};
+    int rr = pt_h1_parse_response((const char *)data, size, &lim, &resp);
+    if (rr > 0) {
+        PT_ASSERT((size_t)rr <= size && resp.status >= 100 && resp.status <= 599);
+        PT_ASSERT(!(resp.chunked && resp.content_length >= 0));
+    } else {
+        PT_ASSERT(rr == PT_EAGAIN || rr == PT_EINVAL || rr == PT_ETOOBIG);
     }
     return 0;
 }
