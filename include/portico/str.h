@@ -79,6 +79,11 @@ static inline size_t pt_fmt_u64(char *p, unsigned long long v, int hex)
  * Used for "did you mean" suggestions. */
 size_t pt_str_distance(const char *a, const char *b, size_t max);
 
+/* Steps through a comma-separated header value ("keep-alive, Upgrade"):
+ * puts the next element, without surrounding whitespace, in *tok.  False at
+ * the end.  Empty elements are skipped. */
+bool pt_str_next_token(const char **p, const char *end, pt_str_t *tok);
+
 /* Case-insensitive search of token `tok` in a comma-separated header value
  * such as "keep-alive, Upgrade". */
 bool pt_str_list_has_token(pt_str_t list, pt_str_t tok);

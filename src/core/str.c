@@ -34,20 +34,36 @@ size_t pt_str_distance(const char *a, const char *b, size_t max)
     return row[lb];
 }
 
-bool pt_str_list_has_token(pt_str_t list, pt_str_t tok)
+bool pt_str_next_token(const char **pp, const char *end, pt_str_t *tok)
 {
-    const char *p = list.p, *end = list.p + list.n;
-    while (p < end) {
+    const char *p = *pp;
+    for (;;) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
             p++;
+        if (p == end) {
+            *pp = p;
+            return false;
+        }
         const char *s = p;
         while (p < end && *p != ',')
             p++;
         const char *e = p;
         while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
-        if (pt_str_caseeq((pt_str_t){s, (size_t)(e - s)}, tok))
+        if (e > s) {
+            *tok = (pt_str_t){s, (size_t)(e - s)};
+            *pp = p;
             return true;
+        }
     }
+}
+
+bool pt_str_list_has_token(pt_str_t list, pt_str_t tok)
+{
+    const char *p = list.p;
+    pt_str_t t;
+    while (pt_str_next_token(&p, list.p + list.n, &t))
+        if (pt_str_caseeq(t, tok))
+            return true;
     return false;
 }

@@ -194,17 +194,9 @@ static bool valid_host(pt_str_t h)
 /* The usual tokens of a Connection value, in one pass. */
 static void connection_tokens(pt_str_t v, bool *close, bool *keep, bool *upgrade)
 {
-    const char *p = v.p, *end = v.p + v.n;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *e = p;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        pt_str_t t = {s, (size_t)(e - s)};
+    const char *p = v.p;
+    pt_str_t t;
+    while (pt_str_next_token(&p, v.p + v.n, &t)) {
         *close |= PT_STR_IEQ(t, "close");
         *keep |= PT_STR_IEQ(t, "keep-alive");
         *upgrade |= PT_STR_IEQ(t, "upgrade");

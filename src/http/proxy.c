@@ -98,6 +98,20 @@ static void log_failure(pt_proxy_t *p, const char *what, int err)
                  p->uc ? p->uc->t->name : "-", p->c->reqid);
 }
 
+/* Queues one chunk of a chunked body: its size line, a reference to the
+ * data, the CRLF.  Returns the bytes queued. */
+static size_t queue_chunk(pt_outq_t *q, const char *data, size_t n)
+{
+    char sz[24];
+    size_t k = pt_fmt_u64(sz, n, 1);
+    sz[k++] = '\r';
+    sz[k++] = '\n';
+    pt_outq_copy(q, sz, k);
+    pt_outq_ref(q, data, n);
+    pt_outq_copy(q, "\r\n", 2);
+    return k + n + 2;
+}
+
 /* ---- the request side ---- */
 
 static void reset_request(pt_proxy_t *p)
@@ -144,13 +158,7 @@ static int pump_request(pt_proxy_t *p)
                 return -1;
             p->bcur += (size_t)used;
             if (dl) {
-                char sz[24];
-                size_t n = pt_fmt_u64(sz, dl, 1);
-                sz[n++] = '\r';
-                sz[n++] = '\n';
-                pt_outq_copy(&uc->out, sz, n);
-                pt_outq_ref(&uc->out, d, dl);
-                pt_outq_copy(&uc->out, "\r\n", 2);
+                queue_chunk(&uc->out, d, dl);
                 p->req_received += (int64_t)dl;
                 if (p->route->max_body_size && p->req_received > p->route->max_body_size)
                     return -2;
@@ -317,6 +325,15 @@ static int take_response_head(pt_proxy_t *p)
     }
 }
 
+/* Body bytes for the client: as they are, or as one chunk. */
+static void out_body(pt_proxy_t *p, const char *data, size_t n)
+{
+    if (p->client_chunked)
+        p->c->ent.bytes_out += queue_chunk(&p->c->out, data, n);
+    else
+        out_ref(p, data, n);
+}
+
 /* Queues what the upstream has sent of the body on the client side. */
 static int pump_response(pt_proxy_t *p)
 {
@@ -347,17 +364,7 @@ static int pump_response(pt_proxy_t *p)
             p->resp_left -= (int64_t)n;
             p->resp_done = p->resp_left == 0;
         } else if (p->resp_mode == BODY_RAW) {
-            if (p->client_chunked) {
-                char sz[24];
-                size_t n = pt_fmt_u64(sz, avail, 1);
-                sz[n++] = '\r';
-                sz[n++] = '\n';
-                out_copy(p, sz, n);
-                out_ref(p, data, avail);
-                out_copy(p, "\r\n", 2);
-            } else {
-                out_ref(p, data, avail);
-            }
+            out_body(p, data, avail);
             p->rcur += avail;
         } else {
             const char *d;
@@ -366,19 +373,8 @@ static int pump_response(pt_proxy_t *p)
             if (used < 0)
                 return -1;
             p->rcur += (size_t)used;
-            if (dl) {
-                if (p->client_chunked) {
-                    char sz[24];
-                    size_t n = pt_fmt_u64(sz, dl, 1);
-                    sz[n++] = '\r';
-                    sz[n++] = '\n';
-                    out_copy(p, sz, n);
-                    out_ref(p, d, dl);
-                    out_copy(p, "\r\n", 2);
-                } else {
-                    out_ref(p, d, dl);
-                }
-            }
+            if (dl)
+                out_body(p, d, dl);
             if (p->resp_chunk.done) {
                 if (p->client_chunked)
                     out_copy(p, "0\r\n\r\n", 5);

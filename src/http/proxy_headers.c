@@ -37,17 +37,11 @@ static bool is_hop_by_hop(pt_str_t n)
  * keep-alive and upgrade)?  Almost never: then no field needs the check. */
 static bool names_fields(pt_str_t tokens)
 {
-    const char *p = tokens.p, *end = tokens.p + tokens.n;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        pt_str_t t = {s, (size_t)(p - s)};
-        if (t.n && !PT_STR_IEQ(t, "close") && !PT_STR_IEQ(t, "keep-alive") && !PT_STR_IEQ(t, "upgrade"))
+    const char *p = tokens.p;
+    pt_str_t t;
+    while (pt_str_next_token(&p, tokens.p + tokens.n, &t))
+        if (!PT_STR_IEQ(t, "close") && !PT_STR_IEQ(t, "keep-alive") && !PT_STR_IEQ(t, "upgrade"))
             return true;
-    }
     return false;
 }
 
