@@ -125,6 +125,8 @@ static void compile_trusted(pt_conf_ctx_t *cc, pt_config_t *c, const pt_node_t *
         return;
     const pt_node_t *list = pt_node_get(root, "trusted_proxies");
     for (size_t i = 0; i < c->trusted_proxies.n; i++) {
+        if (!c->trusted_proxies.v[i])
+            continue; /* not a string: reported already */
         const char *err = pt_cidr_parse(c->trusted_proxies.v[i], &c->trusted[c->ntrusted]);
         if (err)
             pt_conf_error(cc, list && list->type == PT_NODE_SEQ ? list->items[i] : root,

@@ -138,6 +138,13 @@ int main(void)
            "r2: second");
     is_str(lines[2], "p.yaml:6:1: error: unknown key \"bogus\"", "r2: third, in file order");
 
+    /* r3: a list element of the wrong type is reported, and the checks
+     * that run after the schema skip it (found by the config fuzzer) */
+    fails("a map inside trusted_proxies", L "trusted_proxies: [addresw: 1]\n",
+          "p.yaml:3:19: error: trusted_proxies[0]: expected a string, not a map");
+    fails("a bad range in trusted_proxies", L "trusted_proxies: [10.1.2.3/8]\n",
+          "p.yaml:3:19: error: trusted_proxies[0]: the address has bits set past the prefix length, not \"10.1.2.3/8\"");
+
     /* the cap */
     char many[8192] = L;
     for (int i = 0; i < 30; i++) {
