@@ -576,115 +576,132 @@ static void finish(pt_proxy_t *p, bool reusable)
     pt_conn_proxy_done(c); /* p is gone after this */
 }
 
+/* What a step of the driver left: some progress, none, or the proxy is
+ * over (finished or failed: p is gone and must not be touched). */
+enum { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_GONE = -1 };
+
+/* The upstream side: the connect, the request out, the response in. */
+static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
+{
+    pt_conn_t *c = p->c;
+    int progress = STEP_IDLE;
+    if (uc->connecting) {
+        if (!uc->writable && !uc->eof)
+            return STEP_IDLE; /* the connect is still under way */
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            fail(p, F_CONNECT, err);
+            return STEP_GONE;
+        }
+        uc->connecting = false;
+        progress = STEP_PROGRESS;
+    }
+    int rc = pump_request(p);
+    if (rc == -2) { /* over max_body_size while streaming */
+        pt_upconn_close(uc);
+        p->uc = NULL;
+        c->closing = true;
+        pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
+        finish(p, false);
+        return STEP_GONE;
+    }
+    if (rc < 0) {
+        fail(p, F_CLIENT_BODY, 0);
+        return STEP_GONE;
+    }
+    progress |= rc;
+    if (!pt_outq_empty(&uc->out) && uc->writable) {
+        ssize_t w = pt_outq_flush(&uc->out, uc->fd);
+        if (w < 0) {
+            fail(p, F_SEND, (int)-w);
+            return STEP_GONE;
+        }
+        if (!pt_outq_empty(&uc->out))
+            uc->writable = false;
+        progress |= w > 0;
+    }
+    if (uc->out.refs == 0)
+        release_client_bytes(p);
+    if (uc->readable && c->out.refs == 0)
+        progress |= read_upstream(p);
+    if (!p->head_done) {
+        int r = take_response_head(p);
+        if (r < 0 || (r == 0 && uc->eof)) {
+            fail(p, r < 0 ? F_BAD_RESPONSE : F_RESET, 0);
+            return STEP_GONE;
+        }
+        progress |= r;
+    }
+    if (p->head_done) {
+        int r = pump_response(p);
+        if (r < 0) {
+            fail(p, F_RESET, 0);
+            return STEP_GONE;
+        }
+        progress |= r;
+    }
+    return progress;
+}
+
+/* The client side: the response out, the end of the exchange, and more of
+ * the request body (or the tunnel) in. */
+static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
+{
+    pt_conn_t *c = p->c;
+    int progress = STEP_IDLE;
+    if (!pt_outq_empty(&c->out) && c->writable) {
+        int r = pt_conn_flush(c);
+        if (r < 0) {
+            pt_conn_close(c); /* the client went away */
+            return STEP_GONE;
+        }
+        progress |= r;
+    }
+    if (uc && c->out.refs == 0 && p->rcur)
+        release_upstream_bytes(p);
+    if (p->tunnel && uc && ((uc->eof && pt_outq_empty(&c->out)) || (c->eof && pt_outq_empty(&uc->out)))) {
+        pt_conn_close(c); /* one side of the tunnel closed and all it sent was delivered */
+        return STEP_GONE;
+    }
+    if (p->resp_done && uc && c->out.refs == 0) {
+        finish(p, true);
+        return STEP_GONE;
+    }
+    if ((!p->body_done || p->tunnel) && c->readable && (!uc || uc->out.refs == 0)) {
+        if (p->replayable && c->icap - c->ilen < 1024) {
+            p->replayable = false; /* no room to keep it all: it cannot be sent twice */
+            release_client_bytes(p);
+        }
+        progress |= pt_conn_read(c);
+        if (c->eof && !p->tunnel && !p->body_done) {
+            pt_log_info("client closed before the end of the request body, req=%s", c->reqid);
+            pt_conn_close(c);
+            return STEP_GONE;
+        }
+    }
+    return progress;
+}
+
 void pt_proxy_run(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
     if (!p->uc && !p->head_done && !start_attempt(p))
         return;
     for (int rounds = 0; rounds < 64; rounds++) {
-        int progress = 0;
         pt_upconn_t *uc = p->uc;
+        int up = uc ? upstream_step(p, uc) : STEP_IDLE;
+        if (up == STEP_GONE)
+            return;
         if (uc && uc->connecting) {
-            if (!uc->writable && !uc->eof) {
-                arm_timers(p); /* the connect is still under way */
-                return;
-            }
-            int err = 0;
-            socklen_t el = sizeof(err);
-            getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-            if (err) {
-                fail(p, F_CONNECT, err);
-                return;
-            }
-            uc->connecting = false;
-            progress = 1;
-        }
-        if (uc) {
-            int rc = pump_request(p);
-            if (rc < 0) {
-                if (rc == -2) {
-                    /* over max_body_size while streaming */
-                    pt_upconn_close(uc);
-                    p->uc = NULL;
-                    c->closing = true;
-                    pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
-                    finish(p, false);
-                } else {
-                    fail(p, F_CLIENT_BODY, 0);
-                }
-                return;
-            }
-            progress |= rc;
-            if (!pt_outq_empty(&uc->out) && uc->writable) {
-                ssize_t w = pt_outq_flush(&uc->out, uc->fd);
-                if (w < 0) {
-                    fail(p, F_SEND, (int)-w);
-                    return;
-                }
-                if (!pt_outq_empty(&uc->out))
-                    uc->writable = false;
-                progress |= w > 0;
-            }
-            if (uc->out.refs == 0)
-                release_client_bytes(p);
-            if (uc->readable && p->c->out.refs == 0) {
-                int r = read_upstream(p);
-                progress |= r;
-            }
-            if (!p->head_done) {
-                int r = take_response_head(p);
-                if (r < 0) {
-                    fail(p, F_BAD_RESPONSE, 0);
-                    return;
-                }
-                if (r == 0 && uc->eof) {
-                    fail(p, F_RESET, 0);
-                    return;
-                }
-                progress |= r;
-            }
-            if (p->head_done) {
-                int r = pump_response(p);
-                if (r < 0) {
-                    fail(p, F_RESET, 0);
-                    return;
-                }
-                progress |= r;
-            }
-        }
-        if (!pt_outq_empty(&c->out) && c->writable) {
-            int r = pt_conn_flush(c);
-            if (r < 0) {
-                pt_conn_close(c); /* the client went away */
-                return;
-            }
-            progress |= r;
-        }
-        if (uc && c->out.refs == 0 && p->rcur)
-            release_upstream_bytes(p);
-        if (p->tunnel && uc && ((uc->eof && pt_outq_empty(&c->out)) || (c->eof && pt_outq_empty(&uc->out)))) {
-            pt_conn_close(c); /* one side of the tunnel closed and all it sent was delivered */
+            arm_timers(p);
             return;
         }
-        if (p->resp_done && uc && c->out.refs == 0) {
-            finish(p, true);
+        int down = client_step(p, uc);
+        if (down == STEP_GONE)
             return;
-        }
-        /* read more of the body (or the tunnel) from the client */
-        if ((!p->body_done || p->tunnel) && c->readable && (!uc || uc->out.refs == 0)) {
-            if (p->replayable && c->icap - c->ilen < 1024) {
-                p->replayable = false; /* no room to keep it all: it cannot be sent twice */
-                release_client_bytes(p);
-            }
-            int r = pt_conn_read(c);
-            if (c->eof && !p->tunnel && !p->body_done) {
-                pt_log_info("client closed before the end of the request body, req=%s", c->reqid);
-                pt_conn_close(c);
-                return;
-            }
-            progress |= r;
-        }
-        if (!progress) {
+        if (!(up | down)) {
             arm_timers(p);
             return;
         }

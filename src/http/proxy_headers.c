@@ -110,19 +110,12 @@ static void put_header(out_t *o, const char *name, pt_str_t value)
     put(o, "\r\n", 2);
 }
 
-size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
+static void put_request_line(out_t *o, const pt_fwd_ctx_t *f)
 {
     const pt_h1_req_t *req = f->req;
     const pt_route_conf_t *r = f->route;
-    out_t o = {buf, buf + size, false};
-    pt_str_t connection = PT_STR_NULL;
-    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("connection"));
-    if (h)
-        connection = pt_proxy_connection_names(h->value);
-
-    /* request line: the path, less strip_prefix, and the query */
-    put_str(&o, req->method);
-    put(&o, " ", 1);
+    put_str(o, req->method);
+    put(o, " ", 1);
     pt_str_t path = req->form == PT_H1_ASTERISK ? PT_STR("*") : req->path;
     if (r->strip_prefix) {
         pt_str_t sp = pt_str_from(r->strip_prefix);
@@ -137,17 +130,29 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
         if (path.n == 0)
             path = PT_STR("/");
     }
-    put_str(&o, path);
+    put_str(o, path);
     if (req->query.p) {
-        put(&o, "?", 1);
-        put_str(&o, req->query);
+        put(o, "?", 1);
+        put_str(o, req->query);
     }
-    put_cs(&o, " HTTP/1.1\r\n");
-
+    put_cs(o, " HTTP/1.1\r\n");
     /* Host: passed through unless the route says otherwise */
-    put_header(&o, "Host", r->upstream_host ? pt_str_from(r->upstream_host) : req->host);
+    put_header(o, "Host", r->upstream_host ? pt_str_from(r->upstream_host) : req->host);
+}
 
-    pt_str_t xff = PT_STR_NULL, xproto = PT_STR_NULL, xhost = PT_STR_NULL, xreal = PT_STR_NULL;
+/* What the client said of forwarding, kept aside to be believed or not. */
+typedef struct forwarded {
+    pt_str_t xff, proto, host, real_ip;
+} forwarded_t;
+
+/* Copies the client's fields that go on as they are. */
+static void copy_fields(out_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
+{
+    const pt_h1_req_t *req = f->req;
+    pt_str_t connection = PT_STR_NULL;
+    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("connection"));
+    if (h)
+        connection = pt_proxy_connection_names(h->value);
     for (size_t i = 0; i < req->nheaders; i++) {
         pt_str_t n = req->headers[i].name, v = req->headers[i].value;
         if (is_hop_by_hop(n) || named_by_connection(n, connection))
@@ -163,7 +168,7 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
             break;
         case 9:
             if (PT_STR_IEQ(n, "x-real-ip")) {
-                xreal = v;
+                fw->real_ip = v;
                 continue;
             }
             break;
@@ -177,40 +182,57 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
             break;
         case 15:
             if (PT_STR_IEQ(n, "x-forwarded-for")) {
-                if (f->peer_trusted && !xff.p) /* several are joined by the sender: keep the first */
-                    xff = v;
+                if (!fw->xff.p) /* several are joined by the sender: keep the first */
+                    fw->xff = v;
                 continue;
             }
             break;
         case 16:
             if (PT_STR_IEQ(n, "x-forwarded-host")) {
-                xhost = v;
+                fw->host = v;
                 continue;
             }
             break;
         case 17:
             if (PT_STR_IEQ(n, "x-forwarded-proto")) {
-                xproto = v;
+                fw->proto = v;
                 continue;
             }
             break;
         }
-        put_str(&o, n);
-        put(&o, ": ", 2);
-        put_str(&o, v);
-        put(&o, "\r\n", 2);
+        put_str(o, n);
+        put(o, ": ", 2);
+        put_str(o, v);
+        put(o, "\r\n", 2);
     }
-    put_cs(&o, "X-Forwarded-For: ");
-    if (f->peer_trusted && xff.n) {
-        put_str(&o, xff);
-        put(&o, ", ", 2);
+}
+
+/* X-Forwarded-*, X-Real-IP and X-Request-Id: extended from a trusted
+ * proxy, replaced for anyone else. */
+static void put_forwarding(out_t *o, const pt_fwd_ctx_t *f, const forwarded_t *fw)
+{
+    bool trust = f->peer_trusted;
+    put_cs(o, "X-Forwarded-For: ");
+    if (trust && fw->xff.n) {
+        put_str(o, fw->xff);
+        put(o, ", ", 2);
     }
-    put_str(&o, f->peer_ip);
-    put(&o, "\r\n", 2);
-    put_header(&o, "X-Forwarded-Proto", f->peer_trusted && xproto.n ? xproto : PT_STR("http"));
-    put_header(&o, "X-Forwarded-Host", f->peer_trusted && xhost.n ? xhost : req->host);
-    put_header(&o, "X-Real-IP", f->peer_trusted && xreal.n ? xreal : f->peer_ip);
-    put_header(&o, "X-Request-Id", f->request_id);
+    put_str(o, f->peer_ip);
+    put(o, "\r\n", 2);
+    put_header(o, "X-Forwarded-Proto", trust && fw->proto.n ? fw->proto : PT_STR("http"));
+    put_header(o, "X-Forwarded-Host", trust && fw->host.n ? fw->host : f->req->host);
+    put_header(o, "X-Real-IP", trust && fw->real_ip.n ? fw->real_ip : f->peer_ip);
+    put_header(o, "X-Request-Id", f->request_id);
+}
+
+size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
+{
+    const pt_h1_req_t *req = f->req;
+    out_t o = {buf, buf + size, false};
+    forwarded_t fw = {PT_STR_NULL, PT_STR_NULL, PT_STR_NULL, PT_STR_NULL};
+    put_request_line(&o, f);
+    copy_fields(&o, f, &fw);
+    put_forwarding(&o, f, &fw);
     if (f->upgrade) {
         const pt_h1_header_t *up = pt_h1_find(req, PT_STR("upgrade"));
         put_header(&o, "Connection", PT_STR("upgrade"));

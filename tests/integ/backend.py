@@ -156,14 +156,14 @@ class Backend:
 
     # ---- answering ----
     @staticmethod
-    def _send(c, status, body=b'', headers=(), reason='OK'):
+    def _send(c, status, body=b'', headers=(), reason='OK', head_only=False):
         head = f'HTTP/1.1 {status} {reason}\r\n'
         for k, v in headers:
             head += f'{k}: {v}\r\n'
         if not any(k.lower() in ('content-length', 'transfer-encoding') for k, _ in headers):
             if status not in (204, 304):
                 head += f'Content-Length: {len(body)}\r\n'
-        c.sendall(head.encode() + b'\r\n' + body)
+        c.sendall(head.encode() + b'\r\n' + (b'' if head_only else body))
 
     def _respond(self, c, f, req):
         if self.delay:
@@ -191,6 +191,8 @@ class Backend:
             chunked = q.get('chunked') == '1'
             hdr = 'Transfer-Encoding: chunked' if chunked else f'Content-Length: {size}'
             c.sendall(f'HTTP/1.1 200 OK\r\n{hdr}\r\n\r\n'.encode())
+            if req.method == 'HEAD':
+                return True  # the head only, as RFC 9110 says
             left = size
             while left:
                 n = min(left, len(PATTERN))
