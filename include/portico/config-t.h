@@ -86,12 +86,24 @@ typedef struct pt_upstream_conf {
     int64_t retries;
 } pt_upstream_conf_t;
 
+enum pt_pred_kind { PT_PRED_HEADER, PT_PRED_QUERY, PT_PRED_COOKIE };
+
+/* One match predicate: a header, query argument or cookie equal to a
+ * value, or matching a regex (a value written "~re"). */
+typedef struct pt_predicate {
+    int kind;
+    char *name;
+    char *value;
+    void *re; /* pcre2_code *, or NULL for an exact value */
+} pt_predicate_t;
+
 typedef struct pt_route_conf {
     const pt_node_t *node;
     char *name;
     struct {
         const pt_node_t *node;
         pt_strlist_t hosts, paths, methods;
+        pt_kvlist_t headers, query, cookies;
     } match;
     int64_t priority;
     char *upstream;
@@ -106,6 +118,9 @@ typedef struct pt_route_conf {
     } respond;
     /* compiled */
     unsigned methods_mask; /* 0: any */
+    pt_predicate_t *preds;
+    size_t npreds;
+    void **path_re; /* per path: pcre2_code * for "~re" paths, else NULL */
     const pt_upstream_conf_t *up;
     char *resp_head; /* status line and fixed headers of a respond route */
     size_t resp_head_len;
@@ -140,6 +155,8 @@ typedef struct pt_config {
     char sha256_hex[65];
     time_t loaded_at;
     pt_list_t prov; /* pt_prov_t: fields whose value came from ${VAR} */
+    void **regexes; /* every pcre2_code compiled for this generation */
+    size_t nregexes, capregexes;
     pt_arena_t arena;
 } pt_config_t;
 

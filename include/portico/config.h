@@ -19,6 +19,11 @@ void pt_config_dump(FILE *f, const pt_config_t *c);
 /* Writes a one-line summary of what changed from old to new, such as
  * "+2 routes, ~1 upstream, -1 listener", or "no changes". */
 void pt_config_diff(const pt_config_t *old, const pt_config_t *new, char *buf, size_t size);
+/* Compiles a regex (PCRE2, JIT) owned by the configuration being loaded;
+ * NULL after reporting PCRE2's message at node n. */
+struct pt_conf_ctx;
+struct pt_node;
+void *pt_config_regex(struct pt_conf_ctx *cc, const struct pt_node *n, const char *pattern);
 /* Effective worker count. */
 int pt_config_workers(const pt_config_t *c);
 

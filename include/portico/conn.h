@@ -14,6 +14,7 @@
 #include "portico/arena.h"
 #include "portico/h1_parser.h"
 #include "portico/outq.h"
+#include "portico/router.h"
 #include "portico/worker.h"
 
 #define PT_CONN_MAGIC 0x434f4e4eu
@@ -61,6 +62,7 @@ struct pt_conn {
     pt_arena_t arena;
     pt_alog_entry_t ent;
     const pt_route_conf_t *route;
+    pt_route_match_t match; /* the route and its parameters */
     char reqid[33];
     uint64_t requests;
 };

@@ -17,6 +17,7 @@ struct pt_conf_ctx {
     char path[512]; /* key path of the value being loaded: routes[2].match */
     size_t path_len;
     pt_list_t *prov; /* pt_prov_t: fields whose value came from ${VAR} */
+    struct pt_config *config; /* the configuration being loaded */
 };
 
 /* The top-level section (schema.c). */

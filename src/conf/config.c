@@ -3,6 +3,8 @@
  * effects, so a reload can load and throw away as it likes. */
 #include "config.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -136,9 +138,84 @@ static void compile_trusted(pt_conf_ctx_t *cc, pt_config_t *c, const pt_node_t *
     }
 }
 
+/* Two routes with the same hosts, path, methods, predicates and priority
+ * can never be told apart: the second would never be chosen. */
+typedef struct sig {
+    char *text;
+    const pt_route_conf_t *route;
+    size_t path;
+} sig_t;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_sig(const void *a, const void *b)
+{
+    const sig_t *x = a, *y = b;
+    int c = strcmp(x->text, y->text);
+    return c ? c : x->route->index < y->route->index ? -1 : x->route->index > y->route->index;
+}
+
+static char *route_signature(pt_arena_t *a, const pt_route_conf_t *r, const char *path)
+{
+    char *parts[64];
+    size_t n = 0, len = 64 + strlen(path);
+    for (size_t i = 0; i < r->match.hosts.n && n < 32; i++)
+        parts[n++] = r->match.hosts.v[i];
+    qsort(parts, n, sizeof(char *), cmp_str);
+    size_t hosts = n;
+    for (size_t i = 0; i < r->npreds && n < 64; i++)
+        parts[n++] = pt_arena_printf(a, "%d:%s=%s", r->preds[i].kind, r->preds[i].name, r->preds[i].value);
+    qsort(parts + hosts, n - hosts, sizeof(char *), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        len += strlen(parts[i]) + 1;
+    char *sig = pt_arena_alloc(a, len), *p = sig;
+    p += sprintf(p, "%lld|%u|%s|", (long long)r->priority, r->methods_mask, path);
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%c", parts[i], i + 1 == hosts ? '|' : ',');
+    return sig;
+}
+
+static void check_indistinguishable(pt_conf_ctx_t *cc, pt_config_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->routes.n; i++) {
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
+        n += r->match.paths.n ? r->match.paths.n : 1;
+    }
+    sig_t *v = malloc((n ? n : 1) * sizeof(sig_t));
+    if (!v)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < c->routes.n; i++) {
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
+        if (!r->name || (r->match.paths.n && !r->path_re))
+            continue; /* its own errors are reported already */
+        for (size_t p = 0; p < (r->match.paths.n ? r->match.paths.n : 1); p++) {
+            const char *path = r->match.paths.n ? r->match.paths.v[p] : "/*";
+            if (!path)
+                continue;
+            v[k++] = (sig_t){route_signature(cc->arena, r, path), r, p};
+        }
+    }
+    qsort(v, k, sizeof(sig_t), cmp_sig);
+    for (size_t i = 1; i < k; i++) {
+        if (strcmp(v[i].text, v[i - 1].text) != 0 || v[i].route == v[i - 1].route)
+            continue;
+        const pt_node_t *at = key_node(v[i].route->node, "match");
+        pt_conf_error(cc, at, "routes[%zu] (\"%s\") can never be chosen: routes[%zu] (\"%s\") has the same hosts, "
+                      "path, methods, predicates and priority", v[i].route->index, v[i].route->name,
+                      v[i - 1].route->index, v[i - 1].route->name);
+        pt_conf_note(cc, key_node(v[i - 1].route->node, "match"), "\"%s\" is defined here", v[i - 1].route->name);
+    }
+    free(v);
+}
+
 static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt_diag_t *d)
 {
-    pt_conf_ctx_t cc = {.arena = &c->arena, .diag = d, .file = file, .prov = &c->prov};
+    pt_conf_ctx_t cc = {.arena = &c->arena, .diag = d, .file = file, .prov = &c->prov, .config = c};
     size_t errors_before = d->errors;
     if (root) {
         pt_schema_load(&cc, &pt_schema_root, root, c);
@@ -146,6 +223,7 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
             pt_conf_error(&cc, pt_node_get(root, "listeners"), "listeners: at least one listener is needed");
         check_listeners(&cc, c);
         check_routes(&cc, c);
+        check_indistinguishable(&cc, c);
         compile_trusted(&cc, c, root);
     }
     pt_diag_sort(d);
@@ -190,8 +268,39 @@ void pt_config_free(pt_config_t *c)
 {
     if (!c)
         return;
+    for (size_t i = 0; i < c->nregexes; i++)
+        pcre2_code_free(c->regexes[i]);
+    free(c->regexes);
     pt_arena_free(&c->arena);
     free(c);
+}
+
+void *pt_config_regex(pt_conf_ctx_t *cc, const pt_node_t *n, const char *pattern)
+{
+    pt_config_t *c = cc->config;
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0,
+                                   &err, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof(msg));
+        pt_conf_error(cc, n, "invalid regex \"%s\": %s at offset %zu", pattern, (char *)msg, (size_t)off);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without JIT it still works, slower */
+    if (c->nregexes == c->capregexes) {
+        size_t cap = c->capregexes ? c->capregexes * 2 : 16;
+        void **v = realloc(c->regexes, cap * sizeof(void *));
+        if (!v) {
+            pcre2_code_free(re);
+            return NULL;
+        }
+        c->regexes = v;
+        c->capregexes = cap;
+    }
+    c->regexes[c->nregexes++] = re;
+    return re;
 }
 
 void pt_config_dump(FILE *f, const pt_config_t *c)

@@ -301,9 +301,17 @@ static const pt_directive_t match_keys[] = {
     {"hosts", PT_T_LIST, MF(hosts), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
      "Host names (case-insensitive, port ignored) or *.example.com wildcards. Empty: any host."},
     {"paths", PT_T_LIST, MF(paths), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
-     "Paths: /a exact, /a/* prefix, /a/:id one segment, /a/*rest the rest. Empty: any path."},
+     "Paths: /a exact, /a/* prefix, /a/:id one segment, /a/*rest the rest, ~^/re$ a regex (PCRE2, tried last; "
+     "named groups become parameters). Empty: any path."},
     {"methods", PT_T_LIST, MF(methods), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
      "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE. Empty: any method."},
+    {"headers", PT_T_KVMAP, MF(headers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Request headers that must be present with these values (case-insensitive names); a value written ~re "
+     "is a regex (PCRE2) the value must match."},
+    {"query", PT_T_KVMAP, MF(query), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Query arguments that must be present with these values (or ~regex)."},
+    {"cookies", PT_T_KVMAP, MF(cookies), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Cookies that must be present with these values (or ~regex)."},
     END,
 };
 static const pt_section_t match_section = {"match", sizeof(((pt_route_conf_t *)0)->match), match_keys, NULL,

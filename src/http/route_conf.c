@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "portico/conf.h"
+#include "portico/config.h"
 #include "portico/config-t.h"
 #include "portico/http.h"
 #include "portico/route_conf.h"
@@ -41,11 +42,11 @@ static int check_host(pt_conf_ctx_t *cc, const pt_node_t *n, char *h)
     return 0;
 }
 
-static int check_path(pt_conf_ctx_t *cc, const pt_node_t *n, const char *p)
+static int check_path(pt_conf_ctx_t *cc, const pt_node_t *n, const char *p, void **re)
 {
     if (p[0] == '~') {
-        pt_conf_error(cc, n, "regex paths (\"%s\") are not supported yet", p);
-        return -1;
+        *re = pt_config_regex(cc, n, p + 1);
+        return *re ? 0 : -1;
     }
     if (p[0] != '/') {
         pt_conf_error(cc, n, "a path starts with /, not \"%s\"", p);
@@ -75,6 +76,40 @@ static int check_path(pt_conf_ctx_t *cc, const pt_node_t *n, const char *p)
         }
     }
     return 0;
+}
+
+/* match.headers, query and cookies: exact values, or "~re". */
+static int compile_predicates(pt_conf_ctx_t *cc, pt_route_conf_t *r)
+{
+    const pt_kvlist_t *lists[] = {&r->match.headers, &r->match.query, &r->match.cookies};
+    static const char *const keys[] = {"headers", "query", "cookies"};
+    size_t n = r->match.headers.n + r->match.query.n + r->match.cookies.n;
+    if (!n)
+        return 0;
+    r->preds = pt_arena_zalloc(cc->arena, n * sizeof(pt_predicate_t));
+    if (!r->preds)
+        return -1;
+    int rc = 0;
+    for (int k = 0; k < 3; k++) {
+        const pt_node_t *map = pt_node_get(r->match.node, keys[k]);
+        for (size_t i = 0; i < lists[k]->n; i++) {
+            const pt_kv_t *kv = &lists[k]->v[i];
+            pt_predicate_t *p = &r->preds[r->npreds++];
+            p->kind = k;
+            p->name = kv->key;
+            p->value = kv->value;
+            if (k == PT_PRED_HEADER)
+                for (char *c = p->name; *c; c++)
+                    *c = pt_lower(*c);
+            if (kv->value[0] == '~') {
+                const pt_node_t *at = map && map->type == PT_NODE_MAP && i < map->npairs ? map->pairs[i].value : map;
+                p->re = pt_config_regex(cc, at, kv->value + 1);
+                if (!p->re)
+                    rc = -1;
+            }
+        }
+    }
+    return rc;
 }
 
 static int check_header(pt_conf_ctx_t *cc, const pt_node_t *hn, const pt_kv_t *kv)
@@ -172,8 +207,10 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     }
     for (size_t i = 0; i < r->match.hosts.n; i++)
         rc |= check_host(cc, item_node(m, "hosts", i), r->match.hosts.v[i]);
-    for (size_t i = 0; i < r->match.paths.n; i++)
-        rc |= check_path(cc, item_node(m, "paths", i), r->match.paths.v[i]);
+    r->path_re = pt_arena_zalloc(cc->arena, (r->match.paths.n + 1) * sizeof(void *));
+    for (size_t i = 0; i < r->match.paths.n && r->path_re; i++)
+        rc |= check_path(cc, item_node(m, "paths", i), r->match.paths.v[i], &r->path_re[i]);
+    rc |= compile_predicates(cc, r);
     if (r->strip_prefix && r->strip_prefix[0] != '/') {
         pt_conf_error_key(cc, n, "strip_prefix", "must start with /");
         rc = -1;

@@ -26,6 +26,7 @@
 #include "portico/err-t.h"
 #include "portico/http.h"
 #include "portico/log.h"
+#include "portico/path.h"
 #include "portico/proxy.h"
 #include "portico/router.h"
 #include "portico/value.h"
@@ -188,8 +189,23 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         return;
     }
     (void)lc;
-    unsigned allowed;
-    const pt_route_conf_t *r = pt_router_match(c->w->router, req->host, req->path, req->method_bit, &allowed);
+    /* Route on the normal form of the path; what goes upstream is the
+     * original target. */
+    pt_str_t path = req->path;
+    if (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) {
+        char *norm = pt_arena_alloc(&c->arena, req->path.n + 2);
+        long nl = norm ? pt_path_normalize(req->path, norm) : -1;
+        if (nl < 0) {
+            c->closing = true;
+            pt_conn_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, head_only);
+            return;
+        }
+        path = (pt_str_t){norm, (size_t)nl};
+    }
+    pt_route_match_t *m = &c->match;
+    pt_router_lookup(c->w->router, req->host, path, req->method_bit, req, m);
+    const pt_route_conf_t *r = m->route;
+    unsigned allowed = m->allowed;
     c->route = r;
     if (!r) {
         if (allowed) {

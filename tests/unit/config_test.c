@@ -93,7 +93,7 @@ int main(void)
           "listeners:\n  - { name: a, address: 127.0.0.1:1 }\n  - { name: b, address: 127.0.0.1:1 }\n",
           "p.yaml:3:25: error: listeners[1]: address 127.0.0.1:1 is already used");
     fails("duplicate route names",
-          L "routes:\n  - { name: r, respond: {} }\n  - { name: r, respond: {} }\n",
+          L "routes:\n  - { name: r, respond: {} }\n  - { name: r, match: { paths: [/o] }, respond: {} }\n",
           "p.yaml:5:13: error: duplicate route name \"r\"");
     fails("dangling upstream reference",
           L "upstreams:\n  - { name: api, targets: [127.0.0.1:1] }\n  - { name: web, targets: [127.0.0.1:2] }\n"
@@ -145,6 +145,23 @@ int main(void)
     fails("a bad range in trusted_proxies", L "trusted_proxies: [10.1.2.3/8]\n",
           "p.yaml:3:19: error: trusted_proxies[0]: the address has bits set past the prefix length, not \"10.1.2.3/8\"");
 
+    fails("routes that can never be told apart",
+          L "routes:\n  - { name: a, match: { paths: [/x], hosts: [b.test, a.test] }, respond: {} }\n"
+            "  - { name: b, match: { paths: [/x], hosts: [a.test, b.test] }, respond: {} }\n",
+          "p.yaml:5:23: error: routes[1] (\"b\") can never be chosen: routes[0] (\"a\") has the same hosts, path, "
+          "methods, predicates and priority");
+    is_str(lines[1], "p.yaml:4:23: note: \"a\" is defined here", "the note names the first route");
+    c = load(L "routes:\n  - { name: a, match: { paths: [/x] }, respond: {} }\n"
+               "  - { name: b, match: { paths: [/x], methods: [GET] }, respond: {} }\n"
+               "  - { name: c, match: { paths: [/x], headers: { x: y } }, respond: {} }\n"
+               "  - { name: d, match: { paths: [/x] }, priority: 2, respond: {} }\n");
+    ok(c != NULL, "routes that differ in methods, predicates or priority are fine");
+    pt_config_free(c);
+    fails("an invalid regex path", L "routes:\n  - { match: { paths: [\"~^/a(b\"] }, respond: {} }\n",
+          "p.yaml:4:24: error: routes[0]: invalid regex \"^/a(b\": missing closing parenthesis at offset 5");
+    fails("an invalid regex predicate", L "routes:\n  - { match: { headers: { x: \"~[\" } }, respond: {} }\n",
+          "p.yaml:4:30: error: routes[0]: invalid regex \"[\": missing terminating ] for character class at offset 1");
+
     /* the cap */
     char many[8192] = L;
     for (int i = 0; i < 30; i++) {
@@ -186,9 +203,10 @@ int main(void)
     pt_config_free(c);
 
     /* reload summaries */
-    pt_config_t *a = load(L "routes:\n  - { name: a, respond: {} }\n  - { name: b, respond: {} }\n");
+    pt_config_t *a = load(L "routes:\n  - { name: a, respond: {} }\n  - { name: b, match: { paths: [/b] }, respond: {} }\n");
     pt_config_t *b = load(L "workers: 3\nroutes:\n  - { name: a, respond: { status: 204 } }\n"
-                            "  - { name: c, respond: {} }\n  - { name: d, respond: {} }\n");
+                            "  - { name: c, match: { paths: [/c] }, respond: {} }\n"
+                            "  - { name: d, match: { paths: [/d] }, respond: {} }\n");
     char diff[256] = "";
     if (a && b)
         pt_config_diff(a, b, diff, sizeof(diff));

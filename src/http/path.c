@@ -1,0 +1,78 @@
+#include "config.h"
+
+#include "portico/path.h"
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int unreserved(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
+}
+
+long pt_path_normalize(pt_str_t path, char *out)
+{
+    size_t o = 0;
+    /* Pass 1: decode unreserved escapes, checking every escape. */
+    for (size_t i = 0; i < path.n; i++) {
+        char c = path.p[i];
+        if (c == '%') {
+            if (i + 2 >= path.n)
+                return -1; /* a truncated escape */
+            int h = hexval(path.p[i + 1]), l = hexval(path.p[i + 2]);
+            if (h < 0 || l < 0)
+                return -1;
+            int v = h * 16 + l;
+            if (v == 0)
+                return -1;
+            if (unreserved(v)) {
+                out[o++] = (char)v;
+            } else {
+                out[o++] = '%';
+                out[o++] = "0123456789ABCDEF"[h];
+                out[o++] = "0123456789ABCDEF"[l];
+            }
+            i += 2;
+        } else {
+            out[o++] = c;
+        }
+    }
+    /* Pass 2: remove "." and ".." segments in place (out[0] is '/'). */
+    size_t r = 0, w = 0, n = o;
+    while (r < n) {
+        /* out[r] is '/': look at the segment after it */
+        size_t s = r + 1, e = s;
+        while (e < n && out[e] != '/')
+            e++;
+        size_t len = e - s;
+        if (len == 1 && out[s] == '.') {
+            if (e == n)
+                out[w++] = '/'; /* "/a/." is "/a/" */
+        } else if (len == 2 && out[s] == '.' && out[s + 1] == '.') {
+            if (w == 0)
+                return -1; /* above the root */
+            while (w > 0 && out[w - 1] != '/')
+                w--;
+            if (w > 0)
+                w--; /* drop the last segment and its slash */
+            if (e == n)
+                out[w++] = '/';
+        } else {
+            for (size_t k = r; k < e; k++)
+                out[w++] = out[k];
+        }
+        r = e;
+    }
+    if (w == 0)
+        out[w++] = '/';
+    return (long)w;
+}
