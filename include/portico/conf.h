@@ -14,7 +14,7 @@
 #include "portico/diag.h"
 
 #define PT_CONF_MAX_FILE (16u << 20) /* bytes */
-#define PT_CONF_MAX_NODES 200000     /* after alias expansion */
+#define PT_CONF_MAX_NODES 4000000    /* after alias expansion: 100,000 routes need ~1M */
 #define PT_CONF_MAX_DEPTH 64
 
 typedef enum { PT_NODE_NULL, PT_NODE_SCALAR, PT_NODE_MAP, PT_NODE_SEQ } pt_node_type_t;

@@ -15,6 +15,10 @@ enum { H_ANY, H_WILDCARD, H_EXACT };         /* host kinds, least specific first
 
 typedef struct entry {
     const pt_route_conf_t *route;
+    int64_t priority; /* copied from the route: comparing entries must not chase it */
+    size_t index;
+    unsigned methods_mask;
+    bool has_preds;
     uint32_t path_index;
     int kind, host_kind;
     uint32_t length; /* of the pattern: longer is more specific */
@@ -30,11 +34,17 @@ struct rnode {
     size_t nexact, nrest, capexact, caprest;
 };
 
+/* 32 bytes: the table of 100,000 routes stays small.  The hash is compared
+ * first, so a probe reads the segment only when it is (almost) certainly
+ * the one. */
 typedef struct edge {
     const rnode_t *parent;
-    pt_str_t seg;
+    uint64_t hash;
     rnode_t *child;
+    const char *seg; /* in the configuration, which outlives the router */
 } edge_t;
+
+#define SEG_LEN(h) ((size_t)((h) >> 48)) /* the top 16 bits of the hash hold the length */
 
 typedef struct hostent {
     pt_str_t name; /* "api.example.com", or ".example.com" for a wildcard */
@@ -73,19 +83,23 @@ static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
 static uint64_t edge_hash(const rnode_t *parent, pt_str_t seg)
 {
     uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ull);
-    return hash_bytes(h, seg.p, seg.n);
+    h = hash_bytes(h, seg.p, seg.n);
+    return (h & 0x0000ffffffffffffull) | ((uint64_t)(seg.n < 0xffff ? seg.n : 0xffff) << 48);
 }
 
 static rnode_t *edge_find(const pt_router_t *r, const rnode_t *parent, pt_str_t seg)
 {
     if (!r->capedges)
         return NULL;
-    size_t mask = r->capedges - 1, i = (size_t)edge_hash(parent, seg) & mask;
+    uint64_t h = edge_hash(parent, seg);
+    if (seg.n >= 0xffff)
+        return NULL; /* no route has such a segment */
+    size_t mask = r->capedges - 1, i = (size_t)h & mask;
     for (;; i = (i + 1) & mask) {
         const edge_t *e = &r->edges[i];
         if (!e->parent)
             return NULL;
-        if (e->parent == parent && pt_str_eq(e->seg, seg))
+        if (e->hash == h && e->parent == parent && memcmp(e->seg, seg.p, seg.n) == 0)
             return e->child;
     }
 }
@@ -100,7 +114,7 @@ static bool edge_grow(pt_router_t *r)
         edge_t *e = &r->edges[i];
         if (!e->parent)
             continue;
-        size_t k = (size_t)edge_hash(e->parent, e->seg) & (cap - 1);
+        size_t k = (size_t)e->hash & (cap - 1);
         while (v[k].parent)
             k = (k + 1) & (cap - 1);
         v[k] = *e;
@@ -136,10 +150,11 @@ static rnode_t *edge_child(pt_router_t *r, rnode_t *parent, pt_str_t seg)
         return NULL;
     if (!(c = new_node(r)))
         return NULL;
-    size_t mask = r->capedges - 1, i = (size_t)edge_hash(parent, seg) & mask;
+    uint64_t h = edge_hash(parent, seg);
+    size_t mask = r->capedges - 1, i = (size_t)h & mask;
     while (r->edges[i].parent)
         i = (i + 1) & mask;
-    r->edges[i] = (edge_t){parent, seg, c};
+    r->edges[i] = (edge_t){parent, h, c, seg.p};
     r->nedges++;
     return c;
 }
@@ -199,16 +214,16 @@ static bool better(const entry_t *a, const entry_t *b)
 {
     if (!b)
         return true;
-    if (a->route->priority != b->route->priority)
-        return a->route->priority > b->route->priority;
+    if (a->priority != b->priority)
+        return a->priority > b->priority;
     if (a->kind != b->kind)
         return a->kind > b->kind;
     if (a->length != b->length)
         return a->length > b->length;
     if (a->host_kind != b->host_kind)
         return a->host_kind > b->host_kind;
-    if (a->route->index != b->route->index)
-        return a->route->index < b->route->index;
+    if (a->index != b->index)
+        return a->index < b->index;
     return a->path_index < b->path_index;
 }
 
@@ -315,6 +330,10 @@ pt_router_t *pt_router_build(const pt_config_t *c)
             for (size_t h = 0; h < nh; h++) {
                 entry_t *e = &r->entries[r->nentries++];
                 e->route = rc;
+                e->priority = rc->priority;
+                e->index = rc->index;
+                e->methods_mask = rc->methods_mask;
+                e->has_preds = rc->npreds > 0;
                 e->path_index = (uint32_t)k;
                 describe(e, pat);
                 if (!rc->match.paths.n)
@@ -463,10 +482,10 @@ static void consider(walk_t *w, entry_t *const *v, size_t n, const char *rest)
         const entry_t *e = v[i];
         if (!better(e, w->best))
             return; /* sorted: nothing after it can win */
-        if (e->route->npreds && !predicates_hold(w->r, e->route, w->req))
+        if (e->has_preds && !predicates_hold(w->r, e->route, w->req))
             continue;
-        if (!method_ok(e->route, w->method)) {
-            unsigned mask = e->route->methods_mask;
+        unsigned mask = e->methods_mask;
+        if (mask && !(w->method & mask) && !(w->method == PT_M_HEAD && (mask & PT_M_GET))) {
             w->allowed |= mask | ((mask & PT_M_GET) ? PT_M_HEAD : 0);
             continue;
         }

@@ -82,7 +82,7 @@ int main(void)
         strcat(bomb, line);
     }
     n = parse(bomb);
-    ok(!n && strstr(first, "more than 200000 values once aliases are expanded"), "alias expansion is bounded: %s",
+    ok(!n && strstr(first, "values once aliases are expanded"), "alias expansion is bounded: %s",
        first);
 
     setenv("PT_TEST_SECRET", "s3cret", 1);
