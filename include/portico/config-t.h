@@ -97,6 +97,23 @@ typedef struct pt_predicate {
     void *re; /* pcre2_code *, or NULL for an exact value */
 } pt_predicate_t;
 
+#define PT_FILTER_SLOTS 8 /* >= PT_FILTER__COUNT (filter.h) */
+
+/* `filters:` of a route, of global_filters or of a consumer: one conf per
+ * filter of the pipeline, NULL when not mentioned, PT_FILTER_OFF for false. */
+typedef struct pt_filterset {
+    const pt_node_t *node;
+    const void *conf[PT_FILTER_SLOTS];
+} pt_filterset_t;
+extern const char pt_filter_off_marker;
+#define PT_FILTER_OFF ((const void *)&pt_filter_off_marker)
+
+typedef struct pt_consumer_conf {
+    const pt_node_t *node;
+    char *name;
+    pt_filterset_t filters;
+} pt_consumer_conf_t;
+
 typedef struct pt_route_conf {
     const pt_node_t *node;
     char *name;
@@ -110,6 +127,8 @@ typedef struct pt_route_conf {
     char *strip_prefix;
     char *upstream_host;
     int64_t max_body_size; /* 0: no limit */
+    pt_filterset_t filters;
+    const void *const *fconf; /* effective: route over global; NULL when no filter is on */
     struct {
         const pt_node_t *node; /* NULL: no respond action */
         int64_t status;
@@ -145,6 +164,8 @@ typedef struct pt_config {
     pt_admin_conf_t admin;
     pt_list_t upstreams; /* pt_upstream_conf_t */
     pt_list_t routes;    /* pt_route_conf_t */
+    pt_filterset_t global_filters;
+    pt_list_t consumers; /* pt_consumer_conf_t */
     pt_strlist_t trusted_proxies;
     struct pt_cidr *trusted; /* compiled trusted_proxies */
     size_t ntrusted;

@@ -63,6 +63,7 @@ struct pt_conn {
     pt_alog_entry_t ent;
     const pt_route_conf_t *route;
     pt_route_match_t match; /* the route and its parameters */
+    struct pt_fx *fx;       /* what the route's filters decided, or NULL */
     char reqid[33];
     uint64_t requests;
 };

@@ -35,6 +35,7 @@ typedef struct pt_fwd_ctx {
     bool body_chunked;    /* send Transfer-Encoding: chunked */
     int64_t body_length;  /* else Content-Length, when >= 0 */
     bool upgrade;
+    const struct pt_fx *fx; /* filter edits and a rewritten path, or NULL */
 } pt_fwd_ctx_t;
 
 /* Writes the request head to send upstream into buf (size bytes).

@@ -72,7 +72,7 @@ static bool substitute(build_t *b, pt_node_t *n)
     if (!out)
         return false;
     const char *p = n->s;
-    bool ok = true;
+    bool ok = true, changed = false;
     while (*p) {
         const char *add = p;
         size_t addn = 1;
@@ -80,32 +80,39 @@ static bool substitute(build_t *b, pt_node_t *n)
             add = "${";
             addn = 2;
             p += 3;
+            changed = true;
         } else if (p[0] == '$' && p[1] == '{') {
             const char *end = strchr(p + 2, '}');
             size_t nl = end ? (size_t)(end - p - 2) : 0;
-            bool valid = end && nl > 0;
-            for (size_t i = 0; valid && i < nl; i++) {
+            /* ${NAME} in capitals is the environment; anything else, such as
+             * ${route} or ${param.id}, is a run-time template left as it is */
+            bool env = end && nl > 0;
+            for (size_t i = 0; env && i < nl; i++) {
                 char c = p[2 + i];
-                valid = c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                        (i > 0 && c >= '0' && c <= '9');
+                env = c == '_' || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9');
             }
-            if (!valid) {
-                error_at(b, n->line, n->col, "malformed ${...} reference in \"%s\" (write $${ for a literal ${)",
-                         n->s);
+            if (!end) {
+                error_at(b, n->line, n->col, "unterminated ${ in \"%s\" (write $${ for a literal ${)", n->s);
                 ok = false;
                 break;
             }
-            char name[256];
-            snprintf(name, sizeof(name), "%.*s", (int)nl, p + 2);
-            const char *v = getenv(name);
-            if (!v) {
-                error_at(b, n->line, n->col, "environment variable %s is not set", name);
-                ok = false;
-                break;
+            if (!env) {
+                addn = (size_t)(end + 1 - p);
+                p = end + 1;
+            } else {
+                char name[256];
+                snprintf(name, sizeof(name), "%.*s", (int)nl, p + 2);
+                const char *v = getenv(name);
+                if (!v) {
+                    error_at(b, n->line, n->col, "environment variable %s is not set", name);
+                    ok = false;
+                    break;
+                }
+                add = v;
+                addn = strlen(v);
+                p = end + 1;
+                changed = true;
             }
-            add = v;
-            addn = strlen(v);
-            p = end + 1;
         } else {
             p++;
         }
@@ -121,7 +128,7 @@ static bool substitute(build_t *b, pt_node_t *n)
         memcpy(out + len, add, addn);
         len += addn;
     }
-    if (ok) {
+    if (ok && changed) {
         n->orig = n->s;
         n->s = pt_arena_strndup(b->a, out, len);
         n->len = len;

@@ -12,6 +12,7 @@
 
 #include "portico/cidr.h"
 #include "portico/conf.h"
+#include "portico/filter.h"
 #include "portico/config.h"
 #include "portico/schema.h"
 
@@ -244,6 +245,10 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
         check_routes(&cc, c);
         check_indistinguishable(&cc, c);
         compile_trusted(&cc, c, root);
+        check_unique_names(&cc, &c->consumers, sizeof(pt_consumer_conf_t), offsetof(pt_consumer_conf_t, name),
+                           "consumer");
+        if (d->errors == errors_before)
+            pt_filters_resolve(&cc, c);
     }
     pt_diag_sort(d);
     if (!root || d->errors > errors_before) {

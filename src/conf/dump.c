@@ -298,3 +298,47 @@ void pt_schema_man(FILE *f, const pt_section_t *s)
 {
     man_section(f, s);
 }
+
+/* One section on one line, in YAML flow style: { a: 1, b: [x, y] }. */
+void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj)
+{
+    fputc('{', f);
+    int first = 1;
+    for (const pt_directive_t *d = s->keys; d->key; d++) {
+        const void *field = (const char *)obj + d->offset;
+        if (d->type == PT_T_SECTION && (d->flags & PT_F_OPTIONAL) && !*(const pt_node_t *const *)field)
+            continue;
+        if ((d->type == PT_T_STR && !*(char *const *)field) || (d->type == PT_T_ADDR && !((const pt_addr_t *)field)->len))
+            continue;
+        fprintf(f, "%s %s: ", first ? "" : ",", d->key);
+        first = 0;
+        if (d->type == PT_T_SECTION) {
+            pt_schema_dump_flow(f, d->sub, field);
+        } else if (d->type == PT_T_LIST) {
+            const pt_list_t *l = field;
+            fputc('[', f);
+            for (size_t i = 0; i < l->n; i++) {
+                if (i)
+                    fputs(", ", f);
+                if (d->sub)
+                    pt_schema_dump_flow(f, d->sub, (const char *)l->v + i * d->sub->size);
+                else
+                    put_scalar(f, d->elem, (const char *)l->v + i * elem_size(d->elem), NULL);
+            }
+            fputc(']', f);
+        } else if (d->type == PT_T_KVMAP) {
+            const pt_kvlist_t *l = field;
+            fputc('{', f);
+            for (size_t i = 0; i < l->n; i++) {
+                fputs(i ? ", " : " ", f);
+                put_quoted(f, l->v[i].key);
+                fputs(": ", f);
+                put_quoted(f, l->v[i].value);
+            }
+            fputs(l->n ? " }" : "}", f);
+        } else {
+            put_scalar(f, d, field, NULL);
+        }
+    }
+    fputs(first ? "}" : " }", f);
+}

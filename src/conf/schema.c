@@ -10,6 +10,7 @@
 
 #include "portico/accesslog_conf.h"
 #include "portico/conf.h"
+#include "portico/filter.h"
 #include "portico/config-t.h"
 #include "portico/http.h"
 #include "portico/log.h"
@@ -346,10 +347,26 @@ static const pt_directive_t route_keys[] = {
      NULL, "Largest request body; larger gets 413 before anything reaches the upstream. 0: no limit."},
     {"respond", PT_T_SECTION, F(pt_route_conf_t, respond), NULL, 0, 0, NULL, &respond_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "Portico answers the request itself."},
+    {"filters", PT_T_CUSTOM, F(pt_route_conf_t, filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,
+     pt_filters_print, 0, "map of filters",
+     "Filters of this route, by name, each with its settings (see FILTERS); a filter named here replaces the "
+     "one in global_filters, and false turns that one off."},
     END,
 };
 const pt_section_t pt_schema_route = {"route", sizeof(pt_route_conf_t), route_keys, pt_route_compile,
                                            NULL, NULL};
+
+/* ---- consumers ---- */
+
+static const pt_directive_t consumer_keys[] = {
+    {"name", PT_T_STR, F(pt_consumer_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, NULL,
+     "A unique name."},
+    {"filters", PT_T_CUSTOM, F(pt_consumer_conf_t, filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,
+     pt_filters_print, 0, "map of filters", "Filter settings for this consumer, over the route's and the global ones."},
+    END,
+};
+static const pt_section_t consumer_section = {"consumer", sizeof(pt_consumer_conf_t), consumer_keys, NULL, NULL,
+                                              NULL};
 
 /* ---- root ---- */
 
@@ -377,6 +394,10 @@ static const pt_directive_t root_keys[] = {
      NULL, "Groups of servers that routes send requests to."},
     {"routes", PT_T_LIST, F(pt_config_t, routes), NULL, 0, 0, NULL, &pt_schema_route, NULL, NULL, NULL, 0, NULL,
      "Which requests go where, tried as described under ROUTING."},
+    {"global_filters", PT_T_CUSTOM, F(pt_config_t, global_filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,
+     pt_filters_print, 0, "map of filters", "Filters applied to every route that does not override them."},
+    {"consumers", PT_T_LIST, F(pt_config_t, consumers), NULL, 0, 0, NULL, &consumer_section, NULL, NULL, NULL, 0,
+     NULL, "Known API clients; authentication (a later filter) tells which one sent a request."},
     {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL,
      0, "list of addresses",
      "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "

@@ -25,6 +25,7 @@
 #include "portico/cidr.h"
 #include "portico/conn.h"
 #include "portico/err-t.h"
+#include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
@@ -56,6 +57,7 @@ struct pt_proxy {
     bool replayable;  /* the whole body is still in c->ibuf */
     bool expect_continue;
     bool upgrade;
+    int64_t max_body; /* 0: no limit */
     struct timeval body_start;
 
     /* response */
@@ -160,7 +162,7 @@ static int pump_request(pt_proxy_t *p)
             if (dl) {
                 queue_chunk(&uc->out, d, dl);
                 p->req_received += (int64_t)dl;
-                if (p->route->max_body_size && p->req_received > p->route->max_body_size)
+                if (p->max_body && p->req_received > p->max_body)
                     return -2;
             }
             if (p->req_chunk.done) {
@@ -206,6 +208,8 @@ static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
      * longer than the upstream's head plus what we add. */
     char stack[4096];
     size_t cap = r->head_len + 160;
+    for (size_t i = 0; c->fx && i < c->fx->nresp; i++)
+        cap += c->fx->resp[i].name.n + c->fx->resp[i].value.n + 4;
     char *buf = cap <= sizeof(stack) ? stack : pt_arena_alloc(&c->arena, cap), *o = buf;
     if (!buf) {
         p->close_client = true;
@@ -227,6 +231,8 @@ static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
         pt_str_t nm = r->headers[i].name, v = r->headers[i].value;
         if (pt_proxy_drop_response_header(nm, tokens, p->tunnel))
             continue;
+        if (c->fx && pt_fx_overrides(c->fx->resp, c->fx->nresp, nm))
+            continue; /* response-headers sets or removes it */
         has_date |= PT_STR_IEQ(nm, "date");
         PUT(nm.p, nm.n);
         PUT_LIT(": ");
@@ -236,6 +242,15 @@ static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
     if (!has_date) {
         const char *d = pt_worker_date(c->w);
         PUT(d, strlen(d));
+    }
+    for (size_t i = 0; c->fx && i < c->fx->nresp; i++) {
+        const pt_hdr_edit_t *e = &c->fx->resp[i];
+        if (e->op == PT_HDR_REMOVE)
+            continue;
+        PUT(e->name.p, e->name.n);
+        PUT_LIT(": ");
+        PUT(e->value.p, e->value.n);
+        PUT_LIT("\r\n");
     }
     if (!p->tunnel) {
         if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body)) {
@@ -741,7 +756,10 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
 {
     pt_worker_t *w = c->w;
     const pt_config_t *conf = w->conf;
-    if (r->max_body_size && req->content_length > r->max_body_size) {
+    int64_t limit = r->max_body_size;
+    if (c->fx && c->fx->max_body && (!limit || c->fx->max_body < limit))
+        limit = c->fx->max_body; /* request-size */
+    if (limit && req->content_length > limit) {
         c->closing = true; /* the body is not read: nothing can follow it */
         pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
         return;
@@ -758,6 +776,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     }
     p->c = c;
     p->route = r;
+    p->max_body = limit;
     p->up = up;
     p->tried = tried;
     p->idempotent = (req->method_bit & (PT_M_GET | PT_M_HEAD | PT_M_PUT | PT_M_DELETE | PT_M_OPTIONS | PT_M_TRACE)) != 0;
@@ -779,6 +798,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .body_chunked = req->chunked,
         .body_length = req->content_length,
         .upgrade = req->upgrade,
+        .fx = c->fx,
     };
     if (f.request_id.p != c->reqid) { /* the client's id is the one we log */
         size_t n = f.request_id.n < sizeof(c->reqid) - 1 ? f.request_id.n : sizeof(c->reqid) - 1;

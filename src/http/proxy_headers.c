@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/proxy.h"
 
@@ -117,7 +118,9 @@ static void put_request_line(out_t *o, const pt_fwd_ctx_t *f)
     put_str(o, req->method);
     put(o, " ", 1);
     pt_str_t path = req->form == PT_H1_ASTERISK ? PT_STR("*") : req->path;
-    if (r->strip_prefix) {
+    if (f->fx && f->fx->path.p) {
+        path = f->fx->path; /* path-rewrite: the whole path, strip_prefix does not apply */
+    } else if (r->strip_prefix) {
         pt_str_t sp = pt_str_from(r->strip_prefix);
         if (pt_str_has_prefix(path, sp) && (path.n == sp.n || path.p[sp.n] == '/' || sp.p[sp.n - 1] == '/')) {
             path.p += sp.n;
@@ -157,6 +160,8 @@ static void copy_fields(out_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
         pt_str_t n = req->headers[i].name, v = req->headers[i].value;
         if (is_hop_by_hop(n) || named_by_connection(n, connection))
             continue;
+        if (f->fx && pt_fx_overrides(f->fx->req, f->fx->nreq, n))
+            continue; /* request-headers sets or removes it */
         switch (n.n) {
         case 4:
             if (PT_STR_IEQ(n, "host"))
@@ -233,6 +238,15 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
     put_request_line(&o, f);
     copy_fields(&o, f, &fw);
     put_forwarding(&o, f, &fw);
+    for (size_t i = 0; f->fx && i < f->fx->nreq; i++) {
+        const pt_hdr_edit_t *e = &f->fx->req[i];
+        if (e->op == PT_HDR_REMOVE)
+            continue;
+        put_str(&o, e->name);
+        put(&o, ": ", 2);
+        put_str(&o, e->value);
+        put(&o, "\r\n", 2);
+    }
     if (f->upgrade) {
         const pt_h1_header_t *up = pt_h1_find(req, PT_STR("upgrade"));
         put_header(&o, "Connection", PT_STR("upgrade"));

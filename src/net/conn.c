@@ -24,6 +24,7 @@
 #include "portico/assert.h"
 #include "portico/conn.h"
 #include "portico/err-t.h"
+#include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/log.h"
 #include "portico/path.h"
@@ -174,6 +175,39 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
     make_reqid(c);
 }
 
+/* A respond route whose response headers filters change: the head is
+ * written field by field instead of the prebuilt one. */
+static void respond_with_edits(pt_conn_t *c, const pt_route_conf_t *r, const pt_fx_t *fx)
+{
+    char line[512];
+    int st = (int)r->respond.status;
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", st, pt_http_reason(st));
+    out(c, line, (size_t)n);
+    bool ctype = false;
+    for (size_t i = 0; i < r->respond.headers.n; i++) {
+        pt_str_t name = pt_str_from(r->respond.headers.v[i].key);
+        ctype |= PT_STR_IEQ(name, "content-type");
+        if (pt_fx_overrides(fx->resp, fx->nresp, name))
+            continue;
+        n = snprintf(line, sizeof(line), "%s: %s\r\n", r->respond.headers.v[i].key, r->respond.headers.v[i].value);
+        out(c, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    }
+    if (!pt_fx_overrides(fx->resp, fx->nresp, PT_STR("server")))
+        OUT_LIT(c, "Server: portico\r\n");
+    if (!ctype && !pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type")))
+        OUT_LIT(c, "Content-Type: text/plain\r\n");
+    for (size_t i = 0; i < fx->nresp; i++) {
+        if (fx->resp[i].op == PT_HDR_REMOVE)
+            continue;
+        out(c, fx->resp[i].name.p, fx->resp[i].name.n);
+        OUT_LIT(c, ": ");
+        out(c, fx->resp[i].value.p, fx->resp[i].value.n);
+        OUT_LIT(c, "\r\n");
+    }
+    n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", strlen(r->respond.body));
+    out(c, line, (size_t)n);
+}
+
 static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
 {
     const pt_listener_conf_t *lc = c->acc->ls->conf;
@@ -207,6 +241,26 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
     const pt_route_conf_t *r = m->route;
     unsigned allowed = m->allowed;
     c->route = r;
+    c->fx = NULL;
+    if (r && r->fconf) {
+        pt_fx_t *fx = pt_arena_zalloc(&c->arena, sizeof(*fx));
+        if (!fx) {
+            c->closing = true;
+            pt_conn_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, head_only);
+            return;
+        }
+        fx->confs = r->fconf;
+        c->fx = fx;
+        pt_verdict_t v = pt_filters_request(c, req, fx);
+        if (v == PT_RESPOND)
+            return;
+        if (v != PT_NEXT) {
+            pt_log_error("route \"%s\": a filter failed, req=%s", r->name, c->reqid);
+            c->closing = true;
+            pt_conn_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, head_only);
+            return;
+        }
+    }
     if (!r) {
         if (allowed) {
             char extra[160] = "Allow: ";
@@ -226,7 +280,10 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         c->closing = true; /* nothing to upgrade to without an upstream */
     if (r->respond.node) {
         size_t start = c->out.pending;
-        out(c, r->resp_head, r->resp_head_len);
+        if (c->fx && c->fx->nresp)
+            respond_with_edits(c, r, c->fx);
+        else
+            out(c, r->resp_head, r->resp_head_len);
         out_head_end(c, !c->closing, req->minor);
         if (!head_only)
             out(c, r->respond.body, strlen(r->respond.body));

@@ -94,8 +94,11 @@ int main(void)
     ok(n && strcmp(pt_node_get(n, "e")->s, "${NOT_A_VAR}") == 0, "$${ is a literal ${");
     n = parse("x: 1\nk: ${PT_TEST_UNSET}\n");
     is_str(first, "t.yaml:2:4: error: environment variable PT_TEST_UNSET is not set", "unset variable");
-    n = parse("k: ${bad-name}\n");
-    ok(!n && strstr(first, "malformed ${...} reference"), "malformed reference: %s", first);
+    n = parse("k: ${unclosed\n");
+    ok(!n && strstr(first, "unterminated ${"), "unterminated reference: %s", first);
+    n = parse("k: \"x-${route}-${param.id}\"\n");
+    ok(n && strcmp(pt_node_get(n, "k")->s, "x-${route}-${param.id}") == 0 && !pt_node_get(n, "k")->orig,
+       "lower-case ${...} are run-time templates, left alone");
 
     n = parse("k: ~\nj:\nq: \"\"\n");
     ok(n && pt_node_get(n, "k")->type == PT_NODE_NULL && pt_node_get(n, "j")->type == PT_NODE_NULL,

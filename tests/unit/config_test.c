@@ -6,6 +6,7 @@
 
 #include "../unit/tap.h"
 #include "portico/config.h"
+#include "portico/filter.h"
 
 static pt_diag_t diag;
 static char lines[PT_DIAG_MAX + 8][1024];
@@ -161,6 +162,50 @@ int main(void)
           "p.yaml:4:24: error: routes[0]: invalid regex \"^/a(b\": missing closing parenthesis at offset 5");
     fails("an invalid regex predicate", L "routes:\n  - { match: { headers: { x: \"~[\" } }, respond: {} }\n",
           "p.yaml:4:30: error: routes[0]: invalid regex \"[\": missing terminating ] for character class at offset 1");
+
+    /* filters */
+    fails("an unknown filter", L "routes:\n  - { respond: {}, filters: { cros: {} } }\n",
+          "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"?");
+    fails("a bad range in ip-restriction", L "routes:\n  - { respond: {}, filters: { ip-restriction: { allow: [10.0.0.1/8] } } }\n",
+          "p.yaml:4:57: error: routes[0].filters.ip-restriction: allow[0]: the address has bits set past the prefix length");
+    fails("ip-restriction with no list", L "global_filters: { ip-restriction: {} }\n",
+          "p.yaml:3:35: error: global_filters.ip-restriction: ip-restriction needs an allow or a deny list");
+    fails("redirect with both", L "routes:\n  - { respond: {}, filters: { redirect: { location: /a, https: true } } }\n",
+          "p.yaml:4:41: error: routes[0].filters.redirect: redirect needs either location or https: true");
+    fails("an unknown template variable",
+          L "routes:\n  - { respond: {}, filters: { request-headers: { set: { x-a: \"${nope}\" } } } }\n",
+          "p.yaml:4:57: error: routes[0].filters.request-headers: unknown variable ${nope} (use route, param.NAME, "
+          "client_ip, request_id, host, path)");
+    fails("setting Host with request-headers",
+          L "routes:\n  - { respond: {}, filters: { request-headers: { set: { host: x } } } }\n",
+          "p.yaml:4:57: error: routes[0].filters.request-headers: header \"host\" is set by Portico; use the route's "
+          "upstream_host");
+    fails("request-size without max", L "routes:\n  - { respond: {}, filters: { request-size: {} } }\n",
+          "p.yaml:4:45: error: routes[0].filters.request-size: missing required key \"max\"");
+    c = load(L "global_filters: { cors: { origins: [\"https://a.example\"] }, response-headers: { set: { x: \"${route}\" } } }\n"
+               "routes:\n  - { name: r, respond: {}, filters: { cors: false, request-size: { max: 1m } } }\n");
+    ok(c != NULL, "filters load");
+    if (c) {
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, 0);
+        ok(r->fconf && !r->fconf[PT_FILTER_CORS] && r->fconf[PT_FILTER_REQUEST_SIZE] &&
+               r->fconf[PT_FILTER_RESPONSE_HEADERS],
+           "false turns a global filter off; the route's own and the other global ones stay");
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        pt_config_dump(f, c);
+        fclose(f);
+        ok(strstr(out, "filters: { request-size: { max: 1m }, cors: false }") != NULL, "-T prints filters: %s",
+           strstr(out, "filters: {") ? strstr(out, "filters: {") : "(none)");
+        pt_diag_t d2;
+        pt_diag_init(&d2);
+        pt_config_t *again = pt_config_load_text("dump.yaml", out, len, &d2);
+        ok(again != NULL, "and loads them back");
+        pt_config_free(again);
+        pt_diag_free(&d2);
+        free(out);
+    }
+    pt_config_free(c);
 
     /* the cap */
     char many[8192] = L;

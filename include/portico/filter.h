@@ -1,0 +1,89 @@
+/* The filter pipeline: a fixed, ordered array of built-in filters.  Each
+ * filter has a schema section (its YAML config compiled at load into an
+ * immutable struct, with file:line:col errors) and optional hooks:
+ * on_request runs in array order after routing, on_response in reverse
+ * order while the response head is written.  A route's `filters:` override
+ * `global_filters:` by name, and `false` turns one off. */
+#ifndef PORTICO_FILTER_H
+#define PORTICO_FILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "portico/config-t.h"
+#include "portico/h1_parser.h"
+#include "portico/schema-t.h"
+
+typedef struct pt_conn pt_conn_t;
+
+/* NEXT: run the next filter.  RESPOND: the filter queued the answer (403,
+ * a redirect, a preflight); the request goes no further.  SUSPEND: the
+ * filter waits for I/O and calls pt_filters_resume (no filter here needs it
+ * yet).  FAIL: answer 500. */
+typedef enum { PT_NEXT, PT_RESPOND, PT_SUSPEND, PT_FAIL } pt_verdict_t;
+
+/* The order of the pipeline: this enum and the array in filter.c. */
+enum pt_filter_id {
+    PT_FILTER_IP_RESTRICTION,
+    PT_FILTER_REQUEST_SIZE,
+    PT_FILTER_CORS,
+    PT_FILTER_REDIRECT,
+    PT_FILTER_PATH_REWRITE,
+    PT_FILTER_REQUEST_HEADERS,
+    PT_FILTER_RESPONSE_HEADERS,
+    PT_FILTER__COUNT
+};
+
+/* A header to write: the response side collects these from filters. */
+typedef struct pt_hdr_edit {
+    int op; /* PT_HDR_SET, PT_HDR_ADD, PT_HDR_REMOVE */
+    pt_str_t name, value;
+} pt_hdr_edit_t;
+enum { PT_HDR_SET, PT_HDR_ADD, PT_HDR_REMOVE };
+
+#define PT_FX_MAX_EDITS 32
+
+/* What the filters decided for one request, read by the proxy and the
+ * response writer. */
+typedef struct pt_fx {
+    const void *const *confs; /* the route's effective filter confs */
+    pt_hdr_edit_t req[PT_FX_MAX_EDITS], resp[PT_FX_MAX_EDITS];
+    size_t nreq, nresp;
+    pt_str_t path; /* a rewritten path for the upstream, or NULL.p */
+    int64_t max_body; /* request-size: 0 = none */
+} pt_fx_t;
+
+typedef struct pt_filter {
+    const char *name;
+    const pt_section_t *schema;
+    pt_verdict_t (*on_request)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx);
+    void (*on_response)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, int status);
+} pt_filter_t;
+
+extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];
+
+/* The `filters:` setter for the schema (routes, global_filters, consumers):
+ * a map of filter name to its config, or false. */
+int pt_filters_set(pt_conf_ctx_t *cc, const pt_node_t *n, void *field);
+void pt_filters_print(FILE *f, const void *field);
+/* After load: each route's effective confs (route over global). */
+int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c);
+
+/* Runs the request hooks of the route's filters.  On PT_RESPOND the answer
+ * is queued on c. */
+pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx);
+/* Runs the response hooks: they add to fx->resp. */
+void pt_filters_response(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, int status);
+
+/* Does an edit list remove or replace the field `name`? */
+bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name);
+
+/* ---- templates: ${route} ${param.NAME} ${client_ip} ${request_id} ${host} ${path} ---- */
+
+typedef struct pt_tpl pt_tpl_t;
+/* Compiles a template at load; NULL after an error at node n. */
+pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text);
+/* Expands into the connection's request arena. */
+pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req);
+
+#endif

@@ -1,0 +1,247 @@
+/* THE pipeline: the order is this array and nothing else.  Request hooks
+ * run in array order, response hooks in reverse. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/conf.h"
+#include "portico/conn.h"
+#include "portico/filter.h"
+#include "portico/schema.h"
+
+extern const pt_filter_t pt_filter_ip_restriction, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
+    pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
+
+const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
+    [PT_FILTER_IP_RESTRICTION] = &pt_filter_ip_restriction,
+    [PT_FILTER_REQUEST_SIZE] = &pt_filter_request_size,
+    [PT_FILTER_CORS] = &pt_filter_cors,
+    [PT_FILTER_REDIRECT] = &pt_filter_redirect,
+    [PT_FILTER_PATH_REWRITE] = &pt_filter_path_rewrite,
+    [PT_FILTER_REQUEST_HEADERS] = &pt_filter_request_headers,
+    [PT_FILTER_RESPONSE_HEADERS] = &pt_filter_response_headers,
+};
+
+const char pt_filter_off_marker = 0;
+
+_Static_assert(PT_FILTER__COUNT <= PT_FILTER_SLOTS, "PT_FILTER_SLOTS is too small");
+
+int pt_filters_set(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
+{
+    pt_filterset_t *fs = field;
+    fs->node = n;
+    if (n->type == PT_NODE_NULL)
+        return 0;
+    if (n->type != PT_NODE_MAP) {
+        pt_conf_error(cc, n, "expected a map of filter names, not %s", pt_node_type_name(n));
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n->npairs; i++) {
+        const pt_node_t *k = n->pairs[i].key, *v = n->pairs[i].value;
+        int id = -1;
+        const char *best = NULL;
+        size_t best_d = 3;
+        for (int f = 0; f < PT_FILTER__COUNT; f++) {
+            if (strcmp(pt_filters[f]->name, k->s) == 0)
+                id = f;
+            size_t d = pt_str_distance(k->s, pt_filters[f]->name, 2);
+            if (d < best_d) {
+                best_d = d;
+                best = pt_filters[f]->name;
+            }
+        }
+        if (id < 0) {
+            if (best)
+                pt_conf_error(cc, k, "unknown filter \"%s\"; did you mean \"%s\"?", k->s, best);
+            else
+                pt_conf_error(cc, k, "unknown filter \"%s\"", k->s);
+            rc = -1;
+            continue;
+        }
+        size_t old = pt_conf_path_push(cc, ".%s", k->s);
+        if (v->type == PT_NODE_SCALAR && v->plain && strcmp(v->s, "false") == 0) {
+            fs->conf[id] = PT_FILTER_OFF;
+        } else {
+            void *conf = pt_arena_zalloc(cc->arena, pt_filters[id]->schema->size);
+            pt_node_t *empty = NULL;
+            if (v->type == PT_NODE_NULL) { /* "cors:" alone: the defaults */
+                empty = pt_arena_zalloc(cc->arena, sizeof(*empty));
+                if (empty)
+                    *empty = (pt_node_t){.type = PT_NODE_MAP, .line = v->line, .col = v->col, .file = v->file};
+            }
+            if (!conf || pt_schema_load(cc, pt_filters[id]->schema, empty ? empty : v, conf) < 0)
+                rc = -1;
+            else
+                fs->conf[id] = conf;
+        }
+        pt_conf_path_pop(cc, old);
+    }
+    return rc;
+}
+
+void pt_filters_print(FILE *f, const void *field)
+{
+    const pt_filterset_t *fs = field;
+    fputc('{', f);
+    int first = 1;
+    for (int i = 0; i < PT_FILTER__COUNT; i++) {
+        if (!fs->conf[i])
+            continue;
+        fprintf(f, "%s %s: ", first ? "" : ",", pt_filters[i]->name);
+        if (fs->conf[i] == PT_FILTER_OFF)
+            fputs("false", f);
+        else
+            pt_schema_dump_flow(f, pt_filters[i]->schema, fs->conf[i]);
+        first = 0;
+    }
+    fputs(first ? "}" : " }", f);
+}
+
+int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c)
+{
+    for (size_t i = 0; i < c->routes.n; i++) {
+        pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
+        const void **eff = NULL;
+        for (int f = 0; f < PT_FILTER__COUNT; f++) {
+            const void *conf = r->filters.conf[f] ? r->filters.conf[f] : c->global_filters.conf[f];
+            if (!conf || conf == PT_FILTER_OFF)
+                continue;
+            if (!eff && !(eff = pt_arena_zalloc(cc->arena, sizeof(void *) * PT_FILTER__COUNT)))
+                return -1;
+            eff[f] = conf;
+        }
+        r->fconf = (const void *const *)eff;
+    }
+    return 0;
+}
+
+pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx)
+{
+    for (int f = 0; f < PT_FILTER__COUNT; f++) {
+        const void *conf = fx->confs[f];
+        if (!conf || !pt_filters[f]->on_request)
+            continue;
+        pt_verdict_t v = pt_filters[f]->on_request(c, req, conf, fx);
+        if (v != PT_NEXT)
+            return v;
+    }
+    return PT_NEXT;
+}
+
+void pt_filters_response(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, int status)
+{
+    for (int f = PT_FILTER__COUNT - 1; f >= 0; f--) {
+        const void *conf = fx->confs[f];
+        if (conf && pt_filters[f]->on_response)
+            pt_filters[f]->on_response(c, req, conf, fx, status);
+    }
+}
+
+/* ---- templates ---- */
+
+enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH };
+
+typedef struct tseg {
+    int kind;
+    pt_str_t text; /* the literal, or the parameter's name */
+} tseg_t;
+
+struct pt_tpl {
+    size_t n;
+    tseg_t seg[];
+};
+
+pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text)
+{
+    size_t max = 1;
+    for (const char *p = text; *p; p++)
+        max += *p == '$' ? 2 : 0;
+    pt_tpl_t *t = pt_arena_zalloc(cc->arena, sizeof(*t) + max * sizeof(tseg_t));
+    if (!t)
+        return NULL;
+    const char *p = text;
+    while (*p) {
+        const char *lit = p;
+        while (*p && !(p[0] == '$' && p[1] == '{'))
+            p++;
+        if (p > lit)
+            t->seg[t->n++] = (tseg_t){TV_LIT, {lit, (size_t)(p - lit)}};
+        if (!*p)
+            break;
+        const char *end = strchr(p, '}');
+        pt_str_t name = {p + 2, (size_t)(end - p - 2)};
+        static const struct {
+            const char *name;
+            int kind;
+        } vars[] = {{"route", TV_ROUTE}, {"client_ip", TV_CLIENT_IP}, {"request_id", TV_REQUEST_ID},
+                    {"host", TV_HOST}, {"path", TV_PATH}};
+        int kind = -1;
+        for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+            if (pt_str_eq(name, pt_str_from(vars[i].name)))
+                kind = vars[i].kind;
+        if (kind < 0 && name.n > 6 && memcmp(name.p, "param.", 6) == 0) {
+            kind = TV_PARAM;
+            name.p += 6;
+            name.n -= 6;
+        }
+        if (kind < 0) {
+            pt_conf_error(cc, n, "unknown variable ${%.*s} (use route, param.NAME, client_ip, request_id, host, path)",
+                          (int)name.n, name.p);
+            return NULL;
+        }
+        t->seg[t->n++] = (tseg_t){kind, name};
+        p = end + 1;
+    }
+    return t;
+}
+
+pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req)
+{
+    pt_str_t parts[64];
+    size_t total = 0, np = 0;
+    for (size_t i = 0; i < t->n && np < 64; i++) {
+        const tseg_t *s = &t->seg[i];
+        pt_str_t v = PT_STR_NULL;
+        switch (s->kind) {
+        case TV_LIT:
+            v = s->text;
+            break;
+        case TV_ROUTE:
+            v = c->match.route ? pt_str_from(c->match.route->name) : PT_STR_NULL;
+            break;
+        case TV_CLIENT_IP:
+            v = pt_conn_peer_ip(c);
+            break;
+        case TV_REQUEST_ID:
+            v = pt_str_from(c->reqid);
+            break;
+        case TV_HOST:
+            v = req->host;
+            break;
+        case TV_PATH:
+            v = req->path;
+            break;
+        case TV_PARAM:
+            for (size_t k = 0; k < c->match.nparams; k++)
+                if (pt_str_eq(c->match.params[k].name, s->text))
+                    v = c->match.params[k].value;
+            break;
+        }
+        parts[np++] = v;
+        total += v.n;
+    }
+    char *out = pt_arena_alloc(&c->arena, total + 1);
+    if (!out)
+        return PT_STR_NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (parts[i].n)
+            memcpy(out + off, parts[i].p, parts[i].n);
+        off += parts[i].n;
+    }
+    out[off] = '\0';
+    return (pt_str_t){out, off};
+}

@@ -1,0 +1,115 @@
+/* request-headers and response-headers: set, add and remove header fields
+ * on the way to the upstream or back to the client.  Values are templates:
+ * ${route}, ${param.NAME}, ${client_ip}, ${request_id}, ${host}, ${path}. */
+#include "config.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/conf.h"
+#include "portico/conn.h"
+#include "portico/filter.h"
+#include "portico/http.h"
+#include "portico/schema.h"
+
+typedef struct conf {
+    const pt_node_t *node;
+    pt_kvlist_t set, add;
+    pt_strlist_t remove;
+    pt_tpl_t **set_tpl, **add_tpl;
+} conf_t;
+
+static int check_name(pt_conf_ctx_t *cc, const pt_node_t *n, const char *name)
+{
+    static const char *const ours[] = {"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                                       "keep-alive", "te", "trailer", NULL};
+    for (const char *p = name; *p; p++)
+        if (!pt_http_is_tchar((unsigned char)*p)) {
+            pt_conf_error(cc, n, "invalid character in header name \"%s\"", name);
+            return -1;
+        }
+    for (int i = 0; ours[i]; i++)
+        if (strcasecmp(name, ours[i]) == 0) {
+            pt_conf_error(cc, n, "header \"%s\" is set by Portico%s", name,
+                          i == 0 ? "; use the route's upstream_host" : "");
+            return -1;
+        }
+    return 0;
+}
+
+static int compile_map(pt_conf_ctx_t *cc, const pt_node_t *n, const char *key, const pt_kvlist_t *l, pt_tpl_t ***out)
+{
+    const pt_node_t *map = pt_node_get(n, key);
+    *out = pt_arena_zalloc(cc->arena, (l->n + 1) * sizeof(pt_tpl_t *));
+    if (!*out)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const pt_node_t *at = map && map->type == PT_NODE_MAP && i < map->npairs ? map->pairs[i].key : n;
+        if (check_name(cc, at, l->v[i].key) < 0 || !((*out)[i] = pt_tpl_compile(cc, at, l->v[i].value)))
+            rc = -1;
+    }
+    return rc;
+}
+
+static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    conf_t *c = obj;
+    int rc = compile_map(cc, n, "set", &c->set, &c->set_tpl) | compile_map(cc, n, "add", &c->add, &c->add_tpl);
+    const pt_node_t *rl = pt_node_get(n, "remove");
+    for (size_t i = 0; i < c->remove.n; i++)
+        if (!c->remove.v[i] || check_name(cc, rl && rl->type == PT_NODE_SEQ ? rl->items[i] : n, c->remove.v[i]) < 0)
+            rc = -1;
+    return rc;
+}
+
+static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
+
+static const pt_directive_t keys[] = {
+    {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Fields set to these values, replacing any of the same name."},
+    {"add", PT_T_KVMAP, offsetof(conf_t, add), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Fields added, next to any of the same name."},
+    {"remove", PT_T_LIST, offsetof(conf_t, remove), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+     "list of strings", "Fields removed."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
+};
+static const pt_section_t req_schema = {"request-headers", sizeof(conf_t), keys, check, NULL,
+                                        "Changes the request headers sent upstream."};
+static const pt_section_t resp_schema = {"response-headers", sizeof(conf_t), keys, check, NULL,
+                                         "Changes the response headers sent to the client."};
+
+static void edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_hdr_edit_t *v, size_t *n)
+{
+    for (size_t i = 0; i < conf->remove.n && *n < PT_FX_MAX_EDITS; i++)
+        v[(*n)++] = (pt_hdr_edit_t){PT_HDR_REMOVE, pt_str_from(conf->remove.v[i]), PT_STR_NULL};
+    for (size_t i = 0; i < conf->set.n && *n < PT_FX_MAX_EDITS; i++)
+        v[(*n)++] = (pt_hdr_edit_t){PT_HDR_SET, pt_str_from(conf->set.v[i].key), pt_tpl_expand(conf->set_tpl[i], c, req)};
+    for (size_t i = 0; i < conf->add.n && *n < PT_FX_MAX_EDITS; i++)
+        v[(*n)++] = (pt_hdr_edit_t){PT_HDR_ADD, pt_str_from(conf->add.v[i].key), pt_tpl_expand(conf->add_tpl[i], c, req)};
+}
+
+static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx)
+{
+    edits(c, req, conf, fx->req, &fx->nreq);
+    return PT_NEXT;
+}
+
+static pt_verdict_t on_response_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx)
+{
+    edits(c, req, conf, fx->resp, &fx->nresp); /* the variables are the request's: expand them now */
+    return PT_NEXT;
+}
+
+const pt_filter_t pt_filter_request_headers = {"request-headers", &req_schema, on_request_side, NULL};
+const pt_filter_t pt_filter_response_headers = {"response-headers", &resp_schema, on_response_side, NULL};
+
+/* Does an edit list drop or replace this field? */
+bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].op != PT_HDR_ADD && pt_str_caseeq(v[i].name, name))
+            return true;
+    return false;
+}

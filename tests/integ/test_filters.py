@@ -1,0 +1,181 @@
+"""The filter pipeline through the real binary: each filter, what the
+upstream received, global filters and per-route overrides."""
+import http.client
+import textwrap
+
+from conftest import free_port, http_get, raw
+
+
+def config(port, bport, routes, extra=''):
+    return f'''listeners: [{{ name: main, address: 127.0.0.1:{port} }}]
+upstreams: [{{ name: up, targets: ["127.0.0.1:{bport}"] }}]
+{textwrap.dedent(extra).strip()}
+routes:
+{textwrap.indent(textwrap.dedent(routes).strip(), '  ')}
+'''
+
+
+def request(port, method, path, headers=None, body=None):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def test_ip_restriction(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - { name: open, match: { paths: ["/open/*"] }, upstream: up,
+        filters: { ip-restriction: { allow: ["10.0.0.0/8", "::1"] } } }
+    - { name: local, match: { paths: ["/local/*"] }, upstream: up,
+        filters: { ip-restriction: { allow: [127.0.0.0/8], deny: [127.0.0.1] , status: 401, message: "go away" } } }
+    - { name: mine, match: { paths: ["/mine/*"] }, upstream: up,
+        filters: { ip-restriction: { allow: [127.0.0.1/32] } } }
+    '''))
+    assert request(port, 'GET', '/open/x')[0] == 403
+    status, _, body = request(port, 'GET', '/local/x')
+    assert (status, body) == (401, b'go away')
+    assert request(port, 'GET', '/mine/x')[0] == 200
+    assert [r.target for r in b.requests] == ['/mine/x']  # the refused ones never reached it
+
+
+def test_request_and_response_headers_with_templates(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - name: users
+      match: { paths: ["/users/:id"] }
+      upstream: up
+      filters:
+        request-headers:
+          set: { x-user: "${param.id}", x-route: "${route}", x-client: "${client_ip}" }
+          add: { x-trace: "${request_id}" }
+          remove: [x-secret, cookie]
+        response-headers:
+          set: { x-served-by: "portico/${route}", content-type: "text/x-test" }
+          remove: [x-body-md5]
+    '''))
+    status, h, body = request(port, 'GET', '/users/42', headers={'X-Secret': 's', 'Cookie': 'a=b', 'X-User': 'forged'})
+    assert status == 200
+    r = b.requests[-1]
+    assert r.header_all('x-user') == ['42']  # set replaces the client's
+    assert r.header('x-route') == 'users' and r.header('x-client') == '127.0.0.1'
+    assert r.header('x-trace') == r.header('x-request-id')
+    assert r.header('x-secret') is None and r.header('cookie') is None
+    assert h['x-served-by'] == 'portico/users' and h['content-type'] == 'text/x-test'
+
+
+def test_response_headers_on_a_respond_route(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - name: hello
+      match: { paths: [/hello] }
+      respond: { body: "hi", headers: { x-old: "1", content-type: "text/html" } }
+      filters:
+        response-headers: { set: { x-new: "${route}" }, remove: [x-old], add: { x-more: "a" } }
+    '''))
+    status, h, body = request(port, 'GET', '/hello')
+    assert status == 200 and body == b'hi' and h['content-length'] == '2'
+    assert h['x-new'] == 'hello' and h['x-more'] == 'a' and 'x-old' not in h and h['content-type'] == 'text/html'
+
+
+def test_redirects(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - { name: old, match: { paths: ["/old/:id"] }, upstream: up,
+        filters: { redirect: { status: 301, location: "/new/${param.id}?from=old" } } }
+    - { name: secure, match: { paths: ["/login"] }, upstream: up, filters: { redirect: { https: true } } }
+    - { name: secure8443, match: { paths: ["/pay"] }, upstream: up,
+        filters: { redirect: { https: true, https_port: 8443, status: 308 } } }
+    '''))
+    status, h, _ = request(port, 'GET', '/old/7')
+    assert status == 301 and h['location'] == '/new/7?from=old'
+    status, h, _ = request(port, 'GET', '/login?next=/a', headers={'Host': 'shop.example:8080'})
+    assert status == 302 and h['location'] == 'https://shop.example/login?next=/a'
+    status, h, _ = request(port, 'POST', '/pay', headers={'Host': 'shop.example'})
+    assert status == 308 and h['location'] == 'https://shop.example:8443/pay'
+    assert b.requests == []
+
+
+def test_cors_preflight_and_actual_requests(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - name: api
+      match: { paths: ["/api/*"] }
+      upstream: up
+      filters:
+        cors: { origins: ["https://app.example"], methods: [GET, POST], credentials: true, max_age: 10m,
+                expose_headers: [x-total] }
+    - { name: open, match: { paths: ["/open/*"] }, upstream: up, filters: { cors: {} } }
+    '''))
+    status, h, body = request(port, 'OPTIONS', '/api/items', headers={
+        'Origin': 'https://app.example', 'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'content-type, x-token'})
+    assert status == 204 and body == b''
+    assert h['access-control-allow-origin'] == 'https://app.example'
+    assert h['access-control-allow-methods'] == 'GET, POST'
+    assert h['access-control-allow-headers'] == 'content-type, x-token'
+    assert h['access-control-allow-credentials'] == 'true' and h['access-control-max-age'] == '600'
+    assert b.requests == []  # the preflight was answered by Portico
+    status, h, _ = request(port, 'GET', '/api/items', headers={'Origin': 'https://app.example'})
+    assert status == 200 and h['access-control-allow-origin'] == 'https://app.example'
+    assert h['access-control-expose-headers'] == 'x-total' and h['vary'] == 'Origin'
+    status, h, _ = request(port, 'GET', '/api/items', headers={'Origin': 'https://evil.example'})
+    assert status == 200 and 'access-control-allow-origin' not in h
+    status, h, _ = request(port, 'GET', '/open/x', headers={'Origin': 'https://any.example'})
+    assert h['access-control-allow-origin'] == '*'
+    assert len(b.requests) == 3
+
+
+def test_request_size(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - { name: small, match: { paths: ["/*"] }, upstream: up, filters: { request-size: { max: 1k } } }
+    '''))
+    out = raw(port, b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n' + b'x' * 2000)
+    assert out.startswith(b'HTTP/1.1 413 ')
+    chunked = b''.join(b'200\r\n' + b'y' * 512 + b'\r\n' for _ in range(4)) + b'0\r\n\r\n'
+    out = raw(port, b'POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' + chunked)
+    assert out.startswith(b'HTTP/1.1 413 ')
+    assert request(port, 'POST', '/echo', body=b'z' * 1000)[0] == 200
+    assert [r.body_len for r in b.requests] == [1000]
+
+
+def test_path_rewrite(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - { name: tpl, match: { paths: ["/v1/users/:id"] }, upstream: up,
+        filters: { path-rewrite: { template: "/internal/user/${param.id}" } } }
+    - { name: re, match: { paths: ["/old/*"] }, upstream: up,
+        filters: { path-rewrite: { regex: "^/old/(.*)$", replacement: "/new/$1" } } }
+    '''))
+    request(port, 'GET', '/v1/users/9?x=1')
+    assert b.requests[-1].target == '/internal/user/9?x=1'
+    request(port, 'GET', '/old/a/b')
+    assert b.requests[-1].target == '/new/a/b'
+
+
+def test_global_filters_and_overrides(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - { name: default, match: { paths: ["/d/*"] }, upstream: up }
+    - { name: custom, match: { paths: ["/c/*"] }, upstream: up,
+        filters: { response-headers: { set: { x-who: custom } } } }
+    - { name: off, match: { paths: ["/o/*"] }, upstream: up, filters: { response-headers: false } }
+    ''', extra='''
+    global_filters:
+      response-headers: { set: { x-who: global } }
+    '''))
+    assert request(port, 'GET', '/d/1')[1]['x-who'] == 'global'
+    assert request(port, 'GET', '/c/1')[1]['x-who'] == 'custom'
+    assert 'x-who' not in request(port, 'GET', '/o/1')[1]
