@@ -69,6 +69,11 @@ void pt_filters_print(FILE *f, const void *field);
 /* After load: each route's effective confs (route over global). */
 int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c);
 
+/* The conf of filter `id` for a request from `consumer` (may be NULL) on
+ * route r: the consumer's setting, else the route's, else the global one;
+ * NULL when off. */
+const void *pt_filters_conf_for(const pt_config_t *c, const pt_route_conf_t *r, const pt_consumer_conf_t *consumer,
+                                int id);
 /* Runs the request hooks of the route's filters.  On PT_RESPOND the answer
  * is queued on c. */
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx);

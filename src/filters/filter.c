@@ -118,6 +118,17 @@ int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c)
     return 0;
 }
 
+const void *pt_filters_conf_for(const pt_config_t *c, const pt_route_conf_t *r, const pt_consumer_conf_t *consumer,
+                                int id)
+{
+    const void *v = consumer ? consumer->filters.conf[id] : NULL;
+    if (!v && r)
+        v = r->filters.conf[id];
+    if (!v)
+        v = c->global_filters.conf[id];
+    return v == PT_FILTER_OFF ? NULL : v;
+}
+
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx)
 {
     for (int f = 0; f < PT_FILTER__COUNT; f++) {

@@ -4,9 +4,14 @@
 set -e
 tool=$1 tpl=$2
 keys=$(mktemp)
-trap 'rm -f "$keys"' EXIT
+filters=$(mktemp)
+trap 'rm -f "$keys" "$filters"' EXIT
 "$tool" > "$keys"
+"$tool" filters > "$filters"
 sed -e "/^@KEYS@\$/{
 r $keys
+d
+}" -e "/^@FILTERS@\$/{
+r $filters
 d
 }" "$tpl"

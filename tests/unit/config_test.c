@@ -207,6 +207,30 @@ int main(void)
     }
     pt_config_free(c);
 
+    c = load(L "global_filters: { request-size: { max: 1k } }\n"
+               "consumers:\n  - { name: big, filters: { request-size: { max: 1g } } }\n"
+               "  - { name: none, filters: { request-size: false } }\n  - { name: plain }\n"
+               "routes:\n  - { name: r, respond: {}, filters: { request-size: { max: 1m } } }\n"
+               "  - { name: s, match: { paths: [/s] }, respond: {} }\n");
+    ok(c != NULL, "consumers with filter settings load");
+    if (c) {
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, 0), *s2 = PT_LIST_AT(c->routes, pt_route_conf_t, 1);
+        const pt_consumer_conf_t *big = PT_LIST_AT(c->consumers, pt_consumer_conf_t, 0),
+                                 *none = PT_LIST_AT(c->consumers, pt_consumer_conf_t, 1),
+                                 *plain = PT_LIST_AT(c->consumers, pt_consumer_conf_t, 2);
+        const int64_t *max_of;
+#define MAX(cons, route) ((max_of = pt_filters_conf_for(c, route, cons, PT_FILTER_REQUEST_SIZE)) ? max_of[1] : -1)
+        is_int(MAX(big, r), 1LL << 30, "a consumer's setting wins over the route's");
+        is_int(MAX(none, r), -1, "a consumer can turn a filter off");
+        is_int(MAX(plain, r), 1 << 20, "a consumer without a setting gets the route's");
+        is_int(MAX(plain, s2), 1024, "and without the route's, the global one");
+        is_int(MAX(NULL, s2), 1024, "no consumer: route, then global");
+#undef MAX
+    }
+    pt_config_free(c);
+    fails("duplicate consumers", L "consumers: [{ name: a }, { name: a }]\n",
+          "p.yaml:3:34: error: duplicate consumer name \"a\"");
+
     /* the cap */
     char many[8192] = L;
     for (int i = 0; i < 30; i++) {
