@@ -24,6 +24,7 @@ enum pt_conn_state {
     PT_CS_BODY,   /* reading the body of the current request */
     PT_CS_LINGER, /* response sent, write side shut, draining input */
     PT_CS_PROXY,  /* the proxy owns the connection until pt_conn_proxy_done */
+    PT_CS_FILTER, /* a filter suspended the request until pt_conn_filters_resume */
 };
 
 struct pt_conn {
@@ -45,6 +46,7 @@ struct pt_conn {
     bool readable, writable, eof;
     bool rdhup; /* the client shut its side: read on to the EOF */
     bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
+    bool resuming; /* the head in ibuf is a suspended request's, parsed again */
     bool closing;      /* close once the output is flushed */
     bool dead;
     bool in_request;   /* between the first byte of a head and the end of its body */
@@ -84,6 +86,8 @@ void pt_conn_proxy_done(pt_conn_t *c);
 void pt_conn_stash(pt_conn_t *c);
 /* The client's IP address as text (formatted once per connection). */
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);
+/* A filter that suspended the request is ready: the pipeline goes on. */
+void pt_conn_filters_resume(pt_conn_t *c);
 /* Runs the connection again on the next loop iteration (after a loop that
  * stopped for fairness with work left). */
 void pt_conn_reschedule(pt_conn_t *c);

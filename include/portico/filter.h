@@ -1,8 +1,10 @@
 /* The filter pipeline: a fixed, ordered array of built-in filters.  Each
  * filter has a schema section (its YAML config compiled at load into an
  * immutable struct, with file:line:col errors) and optional hooks:
- * on_request runs in array order after routing, on_response in reverse
- * order while the response head is written.  A route's `filters:` override
+ * on_request runs in array order after routing (and may answer, or
+ * suspend for I/O and resume), on_body for each piece of request body,
+ * on_done in reverse order when the request is over.  Response headers are
+ * edits collected in pt_fx_t and applied by whoever writes the head.  A route's `filters:` override
  * `global_filters:` by name, and `false` turns one off. */
 #ifndef PORTICO_FILTER_H
 #define PORTICO_FILTER_H
@@ -25,6 +27,7 @@ typedef enum { PT_NEXT, PT_RESPOND, PT_SUSPEND, PT_FAIL } pt_verdict_t;
 /* The order of the pipeline: this enum and the array in filter.c. */
 enum pt_filter_id {
     PT_FILTER_IP_RESTRICTION,
+    PT_FILTER_FAULT_INJECTION,
     PT_FILTER_REQUEST_SIZE,
     PT_FILTER_CORS,
     PT_FILTER_REDIRECT,
@@ -50,14 +53,27 @@ typedef struct pt_fx {
     pt_hdr_edit_t req[PT_FX_MAX_EDITS], resp[PT_FX_MAX_EDITS];
     size_t nreq, nresp;
     pt_str_t path; /* a rewritten path for the upstream, or NULL.p */
-    int64_t max_body; /* request-size: 0 = none */
+    void *state[PT_FILTER__COUNT]; /* per filter, zeroed, from the request arena */
+    int next;         /* the next filter to run: where a suspended pipeline resumes */
+    bool done;        /* on_done hooks have run */
+    int reject;       /* the status an on_body hook asks for with PT_RESPOND */
 } pt_fx_t;
 
+/* A filter; every hook is optional.  st is its per-request state
+ * (state_size bytes, zeroed, freed with the request). */
 typedef struct pt_filter {
     const char *name;
     const pt_section_t *schema;
-    pt_verdict_t (*on_request)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx);
-    void (*on_response)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, int status);
+    size_t state_size;
+    /* after routing, in pipeline order; SUSPEND means "I will call
+     * pt_conn_filters_resume(c)", and then this hook runs again (its state
+     * tells it that it already waited) before the pipeline goes on */
+    pt_verdict_t (*on_request)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st);
+    /* each piece of request body on its way upstream (n bytes; last when it
+     * is over); PT_RESPOND with fx->reject set stops the request */
+    pt_verdict_t (*on_body)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, size_t n, bool last);
+    /* when the request is over, however it ended: release what st holds */
+    void (*on_done)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st);
 } pt_filter_t;
 
 extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];
@@ -77,8 +93,10 @@ const void *pt_filters_conf_for(const pt_config_t *c, const pt_route_conf_t *r, 
 /* Runs the request hooks of the route's filters.  On PT_RESPOND the answer
  * is queued on c. */
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx);
-/* Runs the response hooks: they add to fx->resp. */
-void pt_filters_response(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, int status);
+/* Runs the body hooks over n more bytes of request body. */
+pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last);
+/* Runs the done hooks, once, in reverse order. */
+void pt_filters_done(pt_conn_t *c, pt_fx_t *fx);
 
 /* Does an edit list remove or replace the field `name`? */
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name);

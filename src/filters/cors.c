@@ -85,7 +85,7 @@ static void edit(pt_fx_t *fx, const char *name, pt_str_t value)
         fx->resp[fx->nresp++] = (pt_hdr_edit_t){PT_HDR_SET, pt_str_from(name), value};
 }
 
-static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx)
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
     const pt_h1_header_t *oh = pt_h1_find(req, PT_STR("origin"));
@@ -122,4 +122,4 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return PT_NEXT;
 }
 
-const pt_filter_t pt_filter_cors = {"cors", &schema, on_request, NULL};
+const pt_filter_t pt_filter_cors = {.name = "cors", .schema = &schema, .on_request = on_request};

@@ -11,11 +11,12 @@
 #include "portico/filter.h"
 #include "portico/schema.h"
 
-extern const pt_filter_t pt_filter_ip_restriction, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
+extern const pt_filter_t pt_filter_ip_restriction, pt_filter_fault_injection, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
     pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_IP_RESTRICTION] = &pt_filter_ip_restriction,
+    [PT_FILTER_FAULT_INJECTION] = &pt_filter_fault_injection,
     [PT_FILTER_REQUEST_SIZE] = &pt_filter_request_size,
     [PT_FILTER_CORS] = &pt_filter_cors,
     [PT_FILTER_REDIRECT] = &pt_filter_redirect,
@@ -129,25 +130,58 @@ const void *pt_filters_conf_for(const pt_config_t *c, const pt_route_conf_t *r, 
     return v == PT_FILTER_OFF ? NULL : v;
 }
 
+static void *state_of(pt_conn_t *c, pt_fx_t *fx, int f)
+{
+    if (!pt_filters[f]->state_size)
+        return NULL;
+    if (!fx->state[f])
+        fx->state[f] = pt_arena_zalloc(&c->arena, pt_filters[f]->state_size);
+    return fx->state[f];
+}
+
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx)
 {
-    for (int f = 0; f < PT_FILTER__COUNT; f++) {
+    for (int f = fx->next; f < PT_FILTER__COUNT; f++) {
         const void *conf = fx->confs[f];
         if (!conf || !pt_filters[f]->on_request)
             continue;
-        pt_verdict_t v = pt_filters[f]->on_request(c, req, conf, fx);
+        void *st = state_of(c, fx, f);
+        if (pt_filters[f]->state_size && !st)
+            return PT_FAIL;
+        pt_verdict_t v = pt_filters[f]->on_request(c, req, conf, fx, st);
+        if (v == PT_SUSPEND) {
+            fx->next = f; /* on resume it runs again: its state says where it is */
+            return v;
+        }
+        if (v != PT_NEXT)
+            return v;
+    }
+    fx->next = PT_FILTER__COUNT;
+    return PT_NEXT;
+}
+
+pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last)
+{
+    for (int f = 0; f < PT_FILTER__COUNT; f++) {
+        const void *conf = fx->confs[f];
+        if (!conf || !pt_filters[f]->on_body)
+            continue;
+        pt_verdict_t v = pt_filters[f]->on_body(c, conf, fx, state_of(c, fx, f), n, last);
         if (v != PT_NEXT)
             return v;
     }
     return PT_NEXT;
 }
 
-void pt_filters_response(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, int status)
+void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)
 {
+    if (fx->done)
+        return;
+    fx->done = true;
     for (int f = PT_FILTER__COUNT - 1; f >= 0; f--) {
         const void *conf = fx->confs[f];
-        if (conf && pt_filters[f]->on_response)
-            pt_filters[f]->on_response(c, req, conf, fx, status);
+        if (conf && pt_filters[f]->on_done)
+            pt_filters[f]->on_done(c, conf, fx, fx->state[f]);
     }
 }
 

@@ -90,20 +90,22 @@ static void edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_h
         v[(*n)++] = (pt_hdr_edit_t){PT_HDR_ADD, pt_str_from(conf->add.v[i].key), pt_tpl_expand(conf->add_tpl[i], c, req)};
 }
 
-static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx)
+static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st)
 {
     edits(c, req, conf, fx->req, &fx->nreq);
     return PT_NEXT;
 }
 
-static pt_verdict_t on_response_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx)
+static pt_verdict_t on_response_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st)
 {
     edits(c, req, conf, fx->resp, &fx->nresp); /* the variables are the request's: expand them now */
     return PT_NEXT;
 }
 
-const pt_filter_t pt_filter_request_headers = {"request-headers", &req_schema, on_request_side, NULL};
-const pt_filter_t pt_filter_response_headers = {"response-headers", &resp_schema, on_response_side, NULL};
+const pt_filter_t pt_filter_request_headers = {.name = "request-headers", .schema = &req_schema,
+                                               .on_request = on_request_side};
+const pt_filter_t pt_filter_response_headers = {.name = "response-headers", .schema = &resp_schema,
+                                                .on_request = on_response_side};
 
 /* Does an edit list drop or replace this field? */
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name)

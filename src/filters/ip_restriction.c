@@ -69,7 +69,7 @@ static const pt_directive_t keys[] = {
 static const pt_section_t schema = {"ip-restriction", sizeof(conf_t), keys, check, NULL,
                                     "Allows or refuses clients by address (the connection's peer)."};
 
-static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx)
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
@@ -82,4 +82,4 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return PT_NEXT;
 }
 
-const pt_filter_t pt_filter_ip_restriction = {"ip-restriction", &schema, on_request, NULL};
+const pt_filter_t pt_filter_ip_restriction = {.name = "ip-restriction", .schema = &schema, .on_request = on_request};

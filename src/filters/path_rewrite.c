@@ -53,7 +53,7 @@ static const pt_directive_t keys[] = {
 static const pt_section_t schema = {"path-rewrite", sizeof(conf_t), keys, check, NULL,
                                     "Rewrites the path sent upstream."};
 
-static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx)
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
     if (conf->tpl) {
@@ -73,4 +73,4 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return PT_NEXT;
 }
 
-const pt_filter_t pt_filter_path_rewrite = {"path-rewrite", &schema, on_request, NULL};
+const pt_filter_t pt_filter_path_rewrite = {.name = "path-rewrite", .schema = &schema, .on_request = on_request};

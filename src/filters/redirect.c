@@ -51,7 +51,7 @@ static const pt_directive_t keys[] = {
 static const pt_section_t schema = {"redirect", sizeof(conf_t), keys, check, NULL,
                                     "Answers with a redirect."};
 
-static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx)
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
     pt_str_t loc;
@@ -77,4 +77,4 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return PT_RESPOND;
 }
 
-const pt_filter_t pt_filter_redirect = {"redirect", &schema, on_request, NULL};
+const pt_filter_t pt_filter_redirect = {.name = "redirect", .schema = &schema, .on_request = on_request};

@@ -23,7 +23,11 @@ static const pt_directive_t keys[] = {
 static const pt_section_t schema = {"request-size", sizeof(conf_t), keys, NULL, NULL,
                                     "Refuses request bodies over a size with 413."};
 
-static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx)
+typedef struct state {
+    int64_t seen;
+} state_t;
+
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
     if (req->content_length > conf->max) {
@@ -31,8 +35,21 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
         return PT_RESPOND;
     }
-    fx->max_body = conf->max;
     return PT_NEXT;
 }
 
-const pt_filter_t pt_filter_request_size = {"request-size", &schema, on_request, NULL};
+/* A chunked body has no length up front: it is counted as it streams. */
+static pt_verdict_t on_body(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst, size_t n, bool last)
+{
+    const conf_t *conf = vconf;
+    state_t *st = vst;
+    st->seen += (int64_t)n;
+    if (st->seen > conf->max) {
+        fx->reject = 413;
+        return PT_RESPOND;
+    }
+    return PT_NEXT;
+}
+
+const pt_filter_t pt_filter_request_size = {.name = "request-size", .schema = &schema, .state_size = sizeof(state_t),
+                                            .on_request = on_request, .on_body = on_body};

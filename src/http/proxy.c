@@ -152,6 +152,8 @@ static int pump_request(pt_proxy_t *p)
             p->req_left -= (int64_t)n;
             p->req_received += (int64_t)n;
             p->body_done = p->req_left == 0;
+            if (p->c->fx && pt_filters_body(p->c, p->c->fx, n, p->body_done) != PT_NEXT)
+                return -2;
         } else {
             const char *d;
             size_t dl;
@@ -163,6 +165,8 @@ static int pump_request(pt_proxy_t *p)
                 queue_chunk(&uc->out, d, dl);
                 p->req_received += (int64_t)dl;
                 if (p->max_body && p->req_received > p->max_body)
+                    return -2;
+                if (p->c->fx && pt_filters_body(p->c, p->c->fx, dl, false) != PT_NEXT)
                     return -2;
             }
             if (p->req_chunk.done) {
@@ -614,11 +618,14 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
         progress = STEP_PROGRESS;
     }
     int rc = pump_request(p);
-    if (rc == -2) { /* over max_body_size while streaming */
+    if (rc == -2) { /* over max_body_size, or a body filter said stop */
+        int st = c->fx && c->fx->reject ? c->fx->reject : 413;
+        char msg[64];
+        int ml = snprintf(msg, sizeof(msg), "%d %s\n", st, pt_http_reason(st));
         pt_upconn_close(uc);
         p->uc = NULL;
         c->closing = true;
-        pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
+        pt_conn_respond(c, st, "text/plain", msg, (size_t)ml, NULL, false);
         finish(p, false);
         return STEP_GONE;
     }
@@ -757,8 +764,6 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     pt_worker_t *w = c->w;
     const pt_config_t *conf = w->conf;
     int64_t limit = r->max_body_size;
-    if (c->fx && c->fx->max_body && (!limit || c->fx->max_body < limit))
-        limit = c->fx->max_body; /* request-size */
     if (limit && req->content_length > limit) {
         c->closing = true; /* the body is not read: nothing can follow it */
         pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);

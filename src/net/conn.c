@@ -144,6 +144,10 @@ static void end_request(pt_conn_t *c)
     struct timeval now;
     event_base_gettimeofday_cached(c->w->base, &now);
     c->ent.request_us = (int64_t)(now.tv_sec - c->ent.start.tv_sec) * 1000000 + (now.tv_usec - c->ent.start.tv_usec);
+    if (c->fx) {
+        pt_filters_done(c, c->fx); /* before the arena that holds their state is reset */
+        c->fx = NULL;
+    }
     c->ent.route = c->route ? c->route->name : NULL;
     c->ent.request_id = (pt_str_t){c->reqid, 32};
     pt_accesslog_write(&c->ent);
@@ -223,37 +227,52 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         return;
     }
     (void)lc;
-    /* Route on the normal form of the path; what goes upstream is the
-     * original target. */
-    pt_str_t path = req->path;
-    if (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) {
-        char *norm = pt_arena_alloc(&c->arena, req->path.n + 2);
-        long nl = norm ? pt_path_normalize(req->path, norm) : -1;
-        if (nl < 0) {
-            c->closing = true;
-            pt_conn_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, head_only);
-            return;
+    const pt_route_conf_t *r;
+    unsigned allowed = 0;
+    if (c->resuming) {
+        /* the same head again: routing and the filters that ran stand */
+        c->resuming = false;
+        r = c->match.route;
+    } else {
+        /* Route on the normal form of the path; what goes upstream is the
+         * original target. */
+        pt_str_t path = req->path;
+        if (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) {
+            char *norm = pt_arena_alloc(&c->arena, req->path.n + 2);
+            long nl = norm ? pt_path_normalize(req->path, norm) : -1;
+            if (nl < 0) {
+                c->closing = true;
+                pt_conn_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, head_only);
+                return;
+            }
+            path = (pt_str_t){norm, (size_t)nl};
         }
-        path = (pt_str_t){norm, (size_t)nl};
+        pt_route_match_t *m = &c->match;
+        pt_router_lookup(c->w->router, req->host, path, req->method_bit, req, m);
+        r = m->route;
+        allowed = m->allowed;
+        c->route = r;
+        c->fx = NULL;
+        if (r && r->fconf) {
+            pt_fx_t *fx = pt_arena_zalloc(&c->arena, sizeof(*fx));
+            if (!fx) {
+                c->closing = true;
+                pt_conn_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, head_only);
+                return;
+            }
+            fx->confs = r->fconf;
+            c->fx = fx;
+        }
     }
-    pt_route_match_t *m = &c->match;
-    pt_router_lookup(c->w->router, req->host, path, req->method_bit, req, m);
-    const pt_route_conf_t *r = m->route;
-    unsigned allowed = m->allowed;
-    c->route = r;
-    c->fx = NULL;
-    if (r && r->fconf) {
-        pt_fx_t *fx = pt_arena_zalloc(&c->arena, sizeof(*fx));
-        if (!fx) {
-            c->closing = true;
-            pt_conn_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, head_only);
-            return;
-        }
-        fx->confs = r->fconf;
-        c->fx = fx;
-        pt_verdict_t v = pt_filters_request(c, req, fx);
+    if (c->fx) {
+        pt_verdict_t v = pt_filters_request(c, req, c->fx);
         if (v == PT_RESPOND)
             return;
+        if (v == PT_SUSPEND) {
+            c->state = PT_CS_FILTER; /* the head stays in ibuf, to be parsed again */
+            pt_conn_timer(c, -1);     /* the filter's own timer governs now */
+            return;
+        }
         if (v != PT_NEXT) {
             pt_log_error("route \"%s\": a filter failed, req=%s", r->name, c->reqid);
             c->closing = true;
@@ -342,7 +361,7 @@ static int handle_input(pt_conn_t *c)
             progress = 1;
             continue;
         }
-        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY)
+        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY || c->state == PT_CS_FILTER)
             break;
         if (!c->in_request) {
             c->in_request = true;
@@ -362,11 +381,14 @@ static int handle_input(pt_conn_t *c)
             end_request(c);
             break;
         }
-        start_entry(c, &req);
+        if (!c->resuming)
+            start_entry(c, &req);
         c->ent.bytes_in = (uint64_t)rc;
         handle_request(c, &req);
         if (c->state == PT_CS_PROXY)
             break; /* the proxy took the head and owns the body */
+        if (c->state == PT_CS_FILTER)
+            break; /* a filter waits; the head stays where it is */
         c->ipos += (size_t)rc;
         if (req.content_length > 0 || req.chunked) {
             c->state = PT_CS_BODY;
@@ -533,6 +555,11 @@ static void run(pt_conn_t *c)
             pt_proxy_run(c->proxy); /* it hands back with pt_conn_proxy_done */
             return;
         }
+        if (c->state == PT_CS_FILTER) {
+            if (!pt_outq_empty(&c->out) && c->writable && pt_conn_flush(c) < 0)
+                pt_conn_close(c);
+            return; /* waiting for pt_conn_filters_resume */
+        }
         if (c->state == PT_CS_LINGER) {
             while (c->readable) {
                 char junk[4096];
@@ -672,6 +699,15 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     run(c);
 }
 
+void pt_conn_filters_resume(pt_conn_t *c)
+{
+    if (c->dead || c->state != PT_CS_FILTER)
+        return;
+    c->state = PT_CS_HEAD;
+    c->resuming = true;
+    run(c);
+}
+
 void pt_conn_proxy_done(pt_conn_t *c)
 {
     c->proxy = NULL;
@@ -700,6 +736,10 @@ void pt_conn_close(pt_conn_t *c)
     if (c->proxy) {
         pt_proxy_abort(c->proxy);
         c->proxy = NULL;
+    }
+    if (c->fx) {
+        pt_filters_done(c, c->fx);
+        c->fx = NULL;
     }
     event_del(&c->ev);
     evtimer_del(&c->timer);
