@@ -23,6 +23,7 @@ typedef struct pt_alog_entry {
     const char *upstream_addr;
     int upstream_status;
     int64_t upstream_us; /* -1: no upstream */
+    const struct pt_route_match *match; /* route parameters, or NULL */
 } pt_alog_entry_t;
 
 /* In a worker: opens the file of `conf` (if any) and arms the flush timer.

@@ -91,7 +91,7 @@ static const pt_directive_t access_log_keys[] = {
      "combined, common, json, or a template in which $name stands for a field: "
      "$time, $time_iso8601, $remote_addr, $method, $target, $protocol, $status, $bytes_in, "
      "$bytes_out, $request_time, $route, $request_id, $host, $user_agent, $referer, "
-     "$upstream_addr, $upstream_status, $upstream_time."},
+     "$upstream_addr, $upstream_status, $upstream_time, and $param_NAME for a route parameter."},
     {"buffer", PT_T_SIZE, F(pt_accesslog_conf_t, buffer), "64k", 0, 16 << 20, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Lines are buffered per worker up to this size; 0 writes every line at once."},
     {"flush", PT_T_DURATION, F(pt_accesslog_conf_t, flush), "1s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0,

@@ -15,6 +15,7 @@
 #include "portico/accesslog.h"
 #include "portico/accesslog_conf.h"
 #include "portico/log.h"
+#include "portico/router.h"
 #include "portico/value.h"
 
 static struct {
@@ -77,6 +78,15 @@ static void put_fmt(char **p, char *end, const char *fmt, ...)
     va_end(ap);
     if (n > 0)
         *p += (size_t)n < (size_t)(end - *p) ? (size_t)n : (size_t)(end - *p) - 1;
+}
+
+static void put_param(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_entry_t *e)
+{
+    pt_str_t v = PT_STR_NULL;
+    for (size_t i = 0; e->match && i < e->match->nparams; i++)
+        if (pt_str_eq(e->match->params[i].name, (pt_str_t){s->lit, s->len}))
+            v = e->match->params[i].value;
+    put_esc(p, end, v, 0);
 }
 
 static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int json)
@@ -195,6 +205,8 @@ size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_
         for (const pt_alog_seg_t *s = conf->compiled; s && s->var != -2; s++) {
             if (s->var == -1)
                 put(&p, end, s->lit, s->len);
+            else if (s->var == PT_AV_PARAM)
+                put_param(&p, end, s, e);
             else
                 put_var(&p, end, s->var, e, 0);
         }

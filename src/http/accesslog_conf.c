@@ -29,6 +29,7 @@ const char *const pt_alog_var_names[PT_AV__COUNT] = {
     [PT_AV_UPSTREAM_ADDR] = "upstream_addr",
     [PT_AV_UPSTREAM_STATUS] = "upstream_status",
     [PT_AV_UPSTREAM_TIME] = "upstream_time",
+    [PT_AV_PARAM] = "param_",
 };
 
 static const char *const named_formats[] = {
@@ -88,7 +89,11 @@ int pt_accesslog_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             if (strlen(pt_alog_var_names[v]) == (size_t)(p - name) &&
                 memcmp(pt_alog_var_names[v], name, (size_t)(p - name)) == 0)
                 var = v;
-        if (var < 0) {
+        if (var < 0 && p - name > 6 && memcmp(name, "param_", 6) == 0) {
+            segs[k++] = (pt_alog_seg_t){.var = PT_AV_PARAM, .lit = name + 6, .len = (size_t)(p - name - 6)};
+            continue; /* a route parameter */
+        }
+        if (var < 0 || var == PT_AV_PARAM) {
             pt_conf_error(cc, fn, "unknown variable $%.*s in the access log format", (int)(p - name), name);
             return -1;
         }

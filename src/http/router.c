@@ -294,12 +294,16 @@ static bool insert(pt_router_t *r, rnode_t *root, entry_t *e, const char *pat)
 
 static void sort_lists(pt_router_t *r)
 {
+    /* qsort must not see a NULL array, even of no elements */
     for (size_t i = 0; i < r->nnodes; i++) {
         rnode_t *n = r->nodes[i];
-        qsort(n->exact, n->nexact, sizeof(entry_t *), cmp_entries);
-        qsort(n->rest, n->nrest, sizeof(entry_t *), cmp_entries);
+        if (n->nexact > 1)
+            qsort(n->exact, n->nexact, sizeof(entry_t *), cmp_entries);
+        if (n->nrest > 1)
+            qsort(n->rest, n->nrest, sizeof(entry_t *), cmp_entries);
     }
-    qsort(r->regex, r->nregex, sizeof(entry_t *), cmp_entries);
+    if (r->nregex > 1)
+        qsort(r->regex, r->nregex, sizeof(entry_t *), cmp_entries);
 }
 
 pt_router_t *pt_router_build(const pt_config_t *c)

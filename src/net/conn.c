@@ -149,6 +149,7 @@ static void end_request(pt_conn_t *c)
         c->fx = NULL;
     }
     c->ent.route = c->route ? c->route->name : NULL;
+    c->ent.match = c->route ? &c->match : NULL;
     c->ent.request_id = (pt_str_t){c->reqid, 32};
     pt_accesslog_write(&c->ent);
     c->requests++;

@@ -213,8 +213,8 @@ def test_access_log_json(gateway, tmpdir_path):
 def test_access_log_custom_format(gateway, tmpdir_path):
     port = free_port()
     log = os.path.join(tmpdir_path, 'access.log')
-    gateway(basic_config(port, extra=f'access_log: {{ path: {log}, format: "$method $target $status $route" }}',
-                         routes=ROUTES))
+    gateway(basic_config(port, extra=f'access_log: {{ path: {log}, format: "$method $target $status $route '
+                                     f'id=$param_id" }}', routes=ROUTES))
     http_get(port, '/items/7', method='PUT')
     wait_for(lambda: os.path.exists(log) and open(log).read(), timeout=5, what='access log line')
-    assert open(log).read() == 'PUT /items/7 201 items\n'
+    assert open(log).read() == 'PUT /items/7 201 items id=7\n'
