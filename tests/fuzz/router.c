@@ -31,10 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 8192)
         return 0;
-    char *text = malloc(size + 1), *yaml = malloc(size * 4 + 256);
+    /* at most 64 routes, each at most ~200 bytes of YAML beyond its text */
+    size_t cap = size * 2 + 64 * 256 + 256;
+    char *text = malloc(size + 1), *yaml = malloc(cap);
     memcpy(text, data, size);
     text[size] = '\0';
-    size_t len = (size_t)sprintf(yaml, "listeners: [{ address: 127.0.0.1:1 }]\nroutes:\n");
+    size_t len = (size_t)snprintf(yaml, cap, "listeners: [{ address: 127.0.0.1:1 }]\nroutes:\n");
     int nroutes = 0;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -54,8 +56,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 ml += snprintf(match + ml, sizeof(match) - (size_t)ml, ", methods: [%s]", method);
             if (host[0] && strcmp(host, "-") != 0)
                 snprintf(match + ml, sizeof(match) - (size_t)ml, ", hosts: [\"%s\"]", host);
-            len += (size_t)sprintf(yaml + len, "  - { name: r%d, priority: %d, match: { %s }, respond: {} }\n",
-                                   nroutes++, prio % 5, match);
+            int w = snprintf(yaml + len, cap - len, "  - { name: r%d, priority: %d, match: { %s }, respond: {} }\n",
+                             nroutes++, prio % 5, match);
+            if (w < 0 || (size_t)w >= cap - len)
+                break;
+            len += (size_t)w;
         }
     }
     pt_diag_t d;
