@@ -56,6 +56,7 @@ typedef struct pt_fx {
     void *state[PT_FILTER__COUNT]; /* per filter, zeroed, from the request arena */
     int next;         /* the next filter to run: where a suspended pipeline resumes */
     bool done;        /* on_done hooks have run */
+    pt_str_t host, req_path; /* copies, for templates expanded after the head is gone */
     int reject;       /* the status an on_body hook asks for with PT_RESPOND */
 } pt_fx_t;
 
@@ -69,6 +70,9 @@ typedef struct pt_filter {
      * pt_conn_filters_resume(c)", and then this hook runs again (its state
      * tells it that it already waited) before the pipeline goes on */
     pt_verdict_t (*on_request)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st);
+    /* the response status is known and its head about to be written:
+     * add to fx->resp (reverse pipeline order) */
+    void (*on_response)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, int status);
     /* each piece of request body on its way upstream (n bytes; last when it
      * is over); PT_RESPOND with fx->reject set stops the request */
     pt_verdict_t (*on_body)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, size_t n, bool last);
@@ -93,6 +97,8 @@ const void *pt_filters_conf_for(const pt_config_t *c, const pt_route_conf_t *r, 
 /* Runs the request hooks of the route's filters.  On PT_RESPOND the answer
  * is queued on c. */
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx);
+/* Runs the response hooks (reverse order) for a response of `status`. */
+void pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status);
 /* Runs the body hooks over n more bytes of request body. */
 pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last);
 /* Runs the done hooks, once, in reverse order. */
@@ -106,7 +112,8 @@ bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name);
 typedef struct pt_tpl pt_tpl_t;
 /* Compiles a template at load; NULL after an error at node n. */
 pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text);
-/* Expands into the connection's request arena. */
+/* Expands into the connection's request arena; req may be NULL once the
+ * head is gone (host and path then come from the copies in c->fx). */
 pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req);
 
 #endif

@@ -141,6 +141,12 @@ static void *state_of(pt_conn_t *c, pt_fx_t *fx, int f)
 
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx)
 {
+    if (!fx->host.p) { /* response hooks may expand ${host} and ${path} after the head is gone */
+        char *h = pt_arena_strndup(&c->arena, req->host.p ? req->host.p : "", req->host.n);
+        char *p = pt_arena_strndup(&c->arena, req->path.p ? req->path.p : "", req->path.n);
+        fx->host = (pt_str_t){h ? h : "", h ? req->host.n : 0};
+        fx->req_path = (pt_str_t){p ? p : "", p ? req->path.n : 0};
+    }
     for (int f = fx->next; f < PT_FILTER__COUNT; f++) {
         const void *conf = fx->confs[f];
         if (!conf || !pt_filters[f]->on_request)
@@ -158,6 +164,15 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
     }
     fx->next = PT_FILTER__COUNT;
     return PT_NEXT;
+}
+
+void pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status)
+{
+    for (int f = PT_FILTER__COUNT - 1; f >= 0; f--) {
+        const void *conf = fx->confs[f];
+        if (conf && pt_filters[f]->on_response)
+            pt_filters[f]->on_response(c, conf, fx, state_of(c, fx, f), status);
+    }
 }
 
 pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last)
@@ -264,10 +279,10 @@ pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req)
             v = pt_str_from(c->reqid);
             break;
         case TV_HOST:
-            v = req->host;
+            v = req ? req->host : c->fx ? c->fx->host : PT_STR_NULL;
             break;
         case TV_PATH:
-            v = req->path;
+            v = req ? req->path : c->fx ? c->fx->req_path : PT_STR_NULL;
             break;
         case TV_PARAM:
             for (size_t k = 0; k < c->match.nparams; k++)

@@ -17,6 +17,7 @@ typedef struct conf {
     const pt_node_t *node;
     pt_kvlist_t set, add;
     pt_strlist_t remove;
+    pt_list_t statuses; /* int64_t: response-headers only */
     pt_tpl_t **set_tpl, **add_tpl;
 } conf_t;
 
@@ -66,6 +67,21 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 
 static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
 
+static const pt_directive_t status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+                                          NULL};
+
+static const pt_directive_t resp_keys[] = {
+    {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Fields set to these values, replacing any of the same name."},
+    {"add", PT_T_KVMAP, offsetof(conf_t, add), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Fields added, next to any of the same name."},
+    {"remove", PT_T_LIST, offsetof(conf_t, remove), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+     "list of strings", "Fields removed."},
+    {"statuses", PT_T_LIST, offsetof(conf_t, statuses), NULL, 0, 0, NULL, NULL, &status_elem, NULL, NULL, 0,
+     "list of integers", "Only for responses with one of these statuses. Empty: every response."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
+};
+
 static const pt_directive_t keys[] = {
     {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Fields set to these values, replacing any of the same name."},
@@ -77,7 +93,7 @@ static const pt_directive_t keys[] = {
 };
 static const pt_section_t req_schema = {"request-headers", sizeof(conf_t), keys, check, NULL,
                                         "Changes the request headers sent upstream."};
-static const pt_section_t resp_schema = {"response-headers", sizeof(conf_t), keys, check, NULL,
+static const pt_section_t resp_schema = {"response-headers", sizeof(conf_t), resp_keys, check, NULL,
                                          "Changes the response headers sent to the client."};
 
 static void edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_hdr_edit_t *v, size_t *n)
@@ -96,16 +112,23 @@ static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const 
     return PT_NEXT;
 }
 
-static pt_verdict_t on_response_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st)
+static void on_response_side(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *st, int status)
 {
-    edits(c, req, conf, fx->resp, &fx->nresp); /* the variables are the request's: expand them now */
-    return PT_NEXT;
+    const conf_t *conf = vconf;
+    if (conf->statuses.n) {
+        bool hit = false;
+        for (size_t i = 0; i < conf->statuses.n; i++)
+            hit |= ((const int64_t *)conf->statuses.v)[i] == status;
+        if (!hit)
+            return;
+    }
+    edits(c, NULL, conf, fx->resp, &fx->nresp);
 }
 
 const pt_filter_t pt_filter_request_headers = {.name = "request-headers", .schema = &req_schema,
                                                .on_request = on_request_side};
 const pt_filter_t pt_filter_response_headers = {.name = "response-headers", .schema = &resp_schema,
-                                                .on_request = on_response_side};
+                                                .on_response = on_response_side};
 
 /* Does an edit list drop or replace this field? */
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name)

@@ -328,6 +328,8 @@ static int take_response_head(pt_proxy_t *p)
         }
         if (!p->client_keep_alive || c->w->draining || !p->body_done)
             p->close_client = true;
+        if (c->fx)
+            pt_filters_response(c, c->fx, r.status);
         queue_response_head(p, &r, base);
         uc->ipos += (size_t)rc;
         p->head_done = true;

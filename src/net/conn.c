@@ -300,6 +300,8 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         c->closing = true; /* nothing to upgrade to without an upstream */
     if (r->respond.node) {
         size_t start = c->out.pending;
+        if (c->fx)
+            pt_filters_response(c, c->fx, (int)r->respond.status);
         if (c->fx && c->fx->nresp)
             respond_with_edits(c, r, c->fx);
         else

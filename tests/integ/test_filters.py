@@ -236,3 +236,44 @@ def test_request_size_counts_a_chunked_body_through_its_body_hook(gateway, backe
     out = raw(port, b'POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' + big)
     assert out.startswith(b'HTTP/1.1 413 ')
     assert [r.body_len for r in b.requests] == [1000]
+
+
+def test_response_headers_by_status_through_the_response_hook(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(config(port, b.port, '''
+    - name: api
+      match: { paths: ["/*"] }
+      upstream: up
+      filters:
+        response-headers: { set: { cache-control: "no-store", x-path: "${path}" }, statuses: [500, 503] }
+    '''))
+    status, h, _ = request(port, 'GET', '/status/503')
+    assert status == 503 and h['cache-control'] == 'no-store' and h['x-path'] == '/status/503'
+    status, h, _ = request(port, 'GET', '/status/200')
+    assert status == 200 and 'cache-control' not in h and 'x-path' not in h
+
+
+def test_ip_restriction_over_ipv6(gateway, backends):
+    import socket
+    b = backends()
+    port = free_port()
+    cfg = config(port, b.port, '''
+    - { name: v6only, match: { paths: ["/*"] }, upstream: up,
+        filters: { ip-restriction: { allow: ["::1/128"], deny: [127.0.0.0/8] } } }
+    ''').replace(f'listeners: [{{ name: main, address: 127.0.0.1:{port} }}]',
+                 f'listeners: [{{ name: main, address: 127.0.0.1:{port} }}, {{ name: v6, address: "[::1]:{port}" }}]')
+    gateway(cfg)
+    s = socket.create_connection(('::1', port), timeout=5)
+    s.sendall(b'GET /from-v6 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    out = b''
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    assert out.startswith(b'HTTP/1.1 200 ')
+    assert request(port, 'GET', '/from-v4')[0] == 403
+    assert [r.target for r in b.requests] == ['/from-v6']
+    assert b.requests[0].header('x-forwarded-for') == '::1'
