@@ -295,16 +295,16 @@ const pt_section_t pt_schema_upstream = {"upstream", sizeof(pt_upstream_conf_t),
 
 /* ---- routes ---- */
 
-static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
+const pt_directive_t pt_schema_str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
 
 #define MF(field) (F(pt_route_conf_t, match.field) - F(pt_route_conf_t, match))
 static const pt_directive_t match_keys[] = {
-    {"hosts", PT_T_LIST, MF(hosts), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
+    {"hosts", PT_T_LIST, MF(hosts), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, "list of strings",
      "Host names (case-insensitive, port ignored) or *.example.com wildcards. Empty: any host."},
-    {"paths", PT_T_LIST, MF(paths), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
+    {"paths", PT_T_LIST, MF(paths), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, "list of strings",
      "Paths: /a exact, /a/* prefix, /a/:id one segment, /a/*rest the rest, ~^/re$ a regex (PCRE2, tried last; "
      "named groups become parameters). Empty: any path."},
-    {"methods", PT_T_LIST, MF(methods), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0, "list of strings",
+    {"methods", PT_T_LIST, MF(methods), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, "list of strings",
      "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE. Empty: any method."},
     {"headers", PT_T_KVMAP, MF(headers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Request headers that must be present with these values (case-insensitive names); a value written ~re "
@@ -398,7 +398,7 @@ static const pt_directive_t root_keys[] = {
      pt_filters_print, 0, "map of filters", "Filters applied to every route that does not override them."},
     {"consumers", PT_T_LIST, F(pt_config_t, consumers), NULL, 0, 0, NULL, &consumer_section, NULL, NULL, NULL, 0,
      NULL, "Known API clients; authentication (a later filter) tells which one sent a request."},
-    {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL,
+    {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL,
      0, "list of addresses",
      "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "
      "X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are believed and extended. From any other client those "

@@ -49,16 +49,14 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return c->methods_text && c->headers_text && c->expose_text ? 0 : -1;
 }
 
-static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
-
 static const pt_directive_t keys[] = {
-    {"origins", PT_T_LIST, offsetof(conf_t, origins), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+    {"origins", PT_T_LIST, offsetof(conf_t, origins), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of strings", "Allowed origins (https://app.example.com), or * for any. Empty: any."},
-    {"methods", PT_T_LIST, offsetof(conf_t, methods), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+    {"methods", PT_T_LIST, offsetof(conf_t, methods), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of strings", "Methods a preflight allows. Empty: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS."},
-    {"headers", PT_T_LIST, offsetof(conf_t, headers), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+    {"headers", PT_T_LIST, offsetof(conf_t, headers), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of strings", "Request headers a preflight allows. Empty: those the preflight asks for."},
-    {"expose_headers", PT_T_LIST, offsetof(conf_t, expose_headers), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL,
+    {"expose_headers", PT_T_LIST, offsetof(conf_t, expose_headers), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL,
      0, "list of strings", "Response headers scripts may read."},
     {"credentials", PT_T_BOOL, offsetof(conf_t, credentials), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Allow credentials (the origin is then echoed, never *)."},

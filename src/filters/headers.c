@@ -65,30 +65,27 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return rc;
 }
 
-static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
-
 static const pt_directive_t status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL, NULL, NULL, NULL, NULL, 0, NULL,
                                           NULL};
 
+/* The keys both header filters have. */
+#define EDIT_KEYS \
+    {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
+     "Fields set to these values, replacing any of the same name."}, \
+    {"add", PT_T_KVMAP, offsetof(conf_t, add), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
+     "Fields added, next to any of the same name."}, \
+    {"remove", PT_T_LIST, offsetof(conf_t, remove), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, \
+     "list of strings", "Fields removed."}, \
+
 static const pt_directive_t resp_keys[] = {
-    {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "Fields set to these values, replacing any of the same name."},
-    {"add", PT_T_KVMAP, offsetof(conf_t, add), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "Fields added, next to any of the same name."},
-    {"remove", PT_T_LIST, offsetof(conf_t, remove), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
-     "list of strings", "Fields removed."},
+    EDIT_KEYS
     {"statuses", PT_T_LIST, offsetof(conf_t, statuses), NULL, 0, 0, NULL, NULL, &status_elem, NULL, NULL, 0,
      "list of integers", "Only for responses with one of these statuses. Empty: every response."},
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
 
 static const pt_directive_t keys[] = {
-    {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "Fields set to these values, replacing any of the same name."},
-    {"add", PT_T_KVMAP, offsetof(conf_t, add), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "Fields added, next to any of the same name."},
-    {"remove", PT_T_LIST, offsetof(conf_t, remove), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
-     "list of strings", "Fields removed."},
+    EDIT_KEYS
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
 static const pt_section_t req_schema = {"request-headers", sizeof(conf_t), keys, check, NULL,

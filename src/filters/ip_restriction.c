@@ -53,12 +53,10 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
            compile_list(cc, n, "deny", &c->deny, &c->cdeny, &c->ndeny);
 }
 
-static const pt_directive_t str_elem = {"", PT_T_STR, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL};
-
 static const pt_directive_t keys[] = {
-    {"allow", PT_T_LIST, offsetof(conf_t, allow), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+    {"allow", PT_T_LIST, offsetof(conf_t, allow), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of addresses", "Addresses and ranges (10.0.0.0/8, 2001:db8::/32) that may pass; empty: any."},
-    {"deny", PT_T_LIST, offsetof(conf_t, deny), NULL, 0, 0, NULL, NULL, &str_elem, NULL, NULL, 0,
+    {"deny", PT_T_LIST, offsetof(conf_t, deny), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of addresses", "Addresses and ranges refused, even when in allow."},
     {"status", PT_T_INT, offsetof(conf_t, status), "403", 400, 499, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The status of the refusal."},
