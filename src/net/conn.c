@@ -238,7 +238,10 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         /* Route on the normal form of the path; what goes upstream is the
          * original target. */
         pt_str_t path = req->path;
-        if (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) {
+        /* Most paths have no escape and no dot-segment: they are already in
+         * normal form, and need no copy. */
+        bool plain = !path.n || (!memchr(path.p, '%', path.n) && !memmem(path.p, path.n, "/.", 2));
+        if (!plain && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE)) {
             char *norm = pt_arena_alloc(&c->arena, req->path.n + 2);
             long nl = norm ? pt_path_normalize(req->path, norm) : -1;
             if (nl < 0) {
