@@ -52,3 +52,16 @@ def test_405_lists_the_methods_that_would_match(gateway):
     status, headers, _ = http_get(port, '/items/1', method='DELETE')
     assert status == 405 and headers['Allow'] == 'GET, HEAD, PUT, PATCH'
     assert http_get(port, '/other', method='DELETE')[0] == 404
+
+
+def test_connect_and_asterisk_forms_route_safely(gateway):
+    port = free_port()
+    g = gateway(basic_config(port, routes='''
+    - { name: hello, match: { paths: [/hello] }, respond: { body: "hi" } }
+    '''))
+    out = raw(port, b'CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n')
+    assert out.startswith(b'HTTP/1.1 404 ') and b'Connection: close' in out
+    out = raw(port, b'OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+    assert out.startswith(b'HTTP/1.1 404 ')
+    assert http_get(port, '/hello')[2] == b'hi'
+    assert g.proc.poll() is None
