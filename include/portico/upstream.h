@@ -10,6 +10,7 @@
 
 #include "portico/config-t.h"
 #include "portico/outq.h"
+#include "portico/str.h"
 
 #define PT_UPCONN_MAGIC 0x5550434eu
 #define PT_UPCONN_IBUF (64 * 1024)
@@ -23,16 +24,34 @@ typedef struct pt_target {
     socklen_t addrlen;
     char name[80]; /* "10.0.0.1:8080", for logs */
     int64_t weight, current; /* smooth weighted round robin */
+    int64_t inflight;        /* attempts under way, in this worker */
+    double ewma_us;          /* peak-EWMA of response times, for `latency` */
+    int64_t ewma_at_us;      /* when it was last updated */
     pt_upconn_t *idle;       /* the keep-alive pool, most recently used first */
     size_t nidle;
     uint64_t connects, reuses;
 } pt_target_t;
 
+typedef struct pt_ring_point {
+    uint64_t hash;
+    uint32_t target;
+} pt_ring_point_t;
+
 typedef struct pt_upstream {
     const pt_upstream_conf_t *conf;
     pt_target_t *targets;
     size_t ntargets;
+    int kind;               /* enum pt_balancer_kind */
+    pt_ring_point_t *ring;  /* consistent-hashing: sorted by hash */
+    size_t nring;
+    uint64_t rng;           /* xorshift state for the random choices */
 } pt_upstream_t;
+
+/* What a pick may look at: the hash key (consistent-hashing) and the time. */
+typedef struct pt_pick_ctx {
+    pt_str_t key;
+    int64_t now_us;
+} pt_pick_ctx_t;
 
 /* Called on an upstream connection's events while it serves a request. */
 typedef void (*pt_upconn_fn)(void *owner, pt_upconn_t *uc);
@@ -66,9 +85,14 @@ void pt_upstreams_free(pt_upstream_t *u, size_t n);
  * (blocking, as nginx does at load).  0, or -1 with a message in err. */
 int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen);
 
-/* Chooses a target, avoiding those marked in tried[] when another exists.
- * Returns its index. */
-size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried);
+/* Prepares the balancer of u (the consistent-hashing ring). 0 or -1. */
+int pt_balancer_init(pt_upstream_t *u);
+/* Chooses a target with u's balancer, avoiding those marked in tried[] when
+ * another exists.  ctx may be NULL.  Returns its index. */
+size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx);
+/* An attempt on target idx starts / ends (latency_us < 0: it failed). */
+void pt_balancer_start(pt_upstream_t *u, size_t idx);
+void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t now_us);
 
 /* An idle pooled connection to t, or a new one being connected.  NULL with
  * errno set when a socket cannot even be started. */

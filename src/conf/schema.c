@@ -277,7 +277,12 @@ static const pt_directive_t upstream_keys[] = {
     {"name", PT_T_STR, F(pt_upstream_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
      NULL, "A unique name, used by routes."},
     {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,
-     NULL, NULL, 0, NULL, "How a target is chosen."},
+     NULL, NULL, 0, NULL,
+     "How a target is chosen: round-robin (smooth, weighted); least-connections (fewest attempts under way "
+     "per unit of weight, counted in each worker); consistent-hashing (a ring of 160 points per 100 weight, "
+     "keyed as hash says, so a target that leaves moves only its own keys); random-two (two drawn by weight, "
+     "the one with fewer attempts under way); latency (two drawn by weight, the lower peak-EWMA of response "
+     "times times attempts under way). A retry skips targets already tried."},
     {"hash", PT_T_SECTION, F(pt_upstream_conf_t, hash), NULL, 0, 0, NULL, &hash_section, NULL, NULL, NULL, 0,
      NULL, "The key of consistent-hashing."},
     {"targets", PT_T_LIST, F(pt_upstream_conf_t, targets), NULL, 0, 0, NULL, &target_section, NULL, NULL, NULL,

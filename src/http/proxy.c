@@ -40,7 +40,10 @@ struct pt_proxy {
     pt_upstream_t *up;
     pt_upconn_t *uc;
     bool *tried;
+    size_t target; /* of the current attempt */
+    bool counted;  /* the balancer knows an attempt is under way */
     int attempts, stale_retries;
+    pt_str_t hash_key;
     bool idempotent, head_method;
     int client_minor;
     bool client_keep_alive;
@@ -75,6 +78,7 @@ struct pt_proxy {
 
 static bool start_attempt(pt_proxy_t *p);
 static void finish(pt_proxy_t *p, bool upstream_reusable);
+static void attempt_over(pt_proxy_t *p, int64_t latency_us);
 
 static int64_t since_us(pt_conn_t *c, const struct timeval *t0)
 {
@@ -464,6 +468,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
     } else if (!(reused && !got_bytes && (kind == F_RESET || kind == F_SEND))) {
         log_failure(p, what[kind], err); /* a stale pooled connection is no news */
     }
+    attempt_over(p, -1);
     if (uc) {
         pt_upconn_close(uc);
         p->uc = NULL;
@@ -573,6 +578,7 @@ void pt_proxy_client_timeout(pt_proxy_t *p)
 
 void pt_proxy_abort(pt_proxy_t *p)
 {
+    attempt_over(p, -1);
     if (p->uc) {
         pt_upconn_close(p->uc);
         p->uc = NULL;
@@ -582,6 +588,7 @@ void pt_proxy_abort(pt_proxy_t *p)
 static void finish(pt_proxy_t *p, bool reusable)
 {
     pt_conn_t *c = p->c;
+    attempt_over(p, p->head_done ? c->ent.upstream_us : -1);
     if (p->uc) {
         if (!p->body_done)
             reusable = false;
@@ -734,12 +741,32 @@ void pt_proxy_run(pt_proxy_t *p)
     arm_timers(p);
 }
 
+static int64_t now_us(pt_conn_t *c)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(c->w->base, &tv);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* The balancer learns how an attempt ended (latency < 0: it failed). */
+static void attempt_over(pt_proxy_t *p, int64_t latency_us)
+{
+    if (p->counted) {
+        pt_balancer_done(p->up, p->target, latency_us, now_us(p->c));
+        p->counted = false;
+    }
+}
+
 /* Picks a target and takes a connection to it.  False when that failed
  * and fail() took over (p may be gone). */
 static bool start_attempt(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
-    size_t idx = pt_balancer_pick(p->up, p->tried);
+    pt_pick_ctx_t ctx = {p->hash_key, now_us(c)};
+    size_t idx = pt_balancer_pick(p->up, p->tried, &ctx);
+    p->target = idx;
+    pt_balancer_start(p->up, idx);
+    p->counted = true;
     p->tried[idx] = true;
     p->attempts++;
     pt_target_t *t = &p->up->targets[idx];
@@ -759,6 +786,62 @@ static bool start_attempt(pt_proxy_t *p)
     if (uc->connecting)
         pt_upconn_timer(uc, p->up->conf->timeouts.connect);
     return true;
+}
+
+/* The consistent-hashing key of a request, copied into the request arena
+ * (the head does not outlive the start of the proxy). */
+static pt_str_t key_from(pt_conn_t *c, const pt_h1_req_t *req, int on, const char *name)
+{
+    pt_str_t v = PT_STR_NULL;
+    switch (on) {
+    case PT_HASH_HEADER: {
+        const pt_h1_header_t *h = name ? pt_h1_find(req, pt_str_from(name)) : NULL;
+        if (h)
+            v = h->value;
+        break;
+    }
+    case PT_HASH_COOKIE:
+    case PT_HASH_QUERY:
+        if (name) {
+            const char *src = on == PT_HASH_QUERY ? req->query.p : NULL;
+            size_t srcn = on == PT_HASH_QUERY ? req->query.n : 0, nl = strlen(name);
+            if (on == PT_HASH_COOKIE) {
+                const pt_h1_header_t *h = pt_h1_find(req, PT_STR("cookie"));
+                if (h)
+                    src = h->value.p, srcn = h->value.n;
+            }
+            char sep = on == PT_HASH_QUERY ? '&' : ';';
+            for (const char *p = src, *end = src + srcn; p && p < end;) {
+                while (p < end && *p == ' ')
+                    p++;
+                const char *e = memchr(p, sep, (size_t)(end - p));
+                e = e ? e : end;
+                const char *eq = memchr(p, '=', (size_t)(e - p));
+                if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
+                    v = (pt_str_t){eq + 1, (size_t)(e - eq - 1)};
+                    break;
+                }
+                p = e + 1;
+            }
+        }
+        break;
+    case PT_HASH_IP:
+        v = pt_conn_peer_ip(c);
+        break;
+    case PT_HASH_URI:
+        v = req->target;
+        break;
+    }
+    return v;
+}
+
+static pt_str_t hash_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_upstream_conf_t *u)
+{
+    pt_str_t v = key_from(c, req, u->hash.on, u->hash.name);
+    if (!v.n)
+        v = key_from(c, req, u->hash.fallback, u->hash.name);
+    char *copy = v.n ? pt_arena_strndup(&c->arena, v.p, v.n) : NULL;
+    return copy ? (pt_str_t){copy, v.n} : PT_STR_NULL;
 }
 
 void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
@@ -807,6 +890,8 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .upgrade = req->upgrade,
         .fx = c->fx,
     };
+    if (up->kind == PT_BAL_HASH)
+        p->hash_key = hash_key(c, req, r->up);
     if (f.request_id.p != c->reqid) { /* the client's id is the one we log */
         size_t n = f.request_id.n < sizeof(c->reqid) - 1 ? f.request_id.n : sizeof(c->reqid) - 1;
         memcpy(c->reqid, f.request_id.p, n);

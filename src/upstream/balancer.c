@@ -1,12 +1,88 @@
-/* Smooth weighted round robin, as nginx does it: every pick adds each
- * target's weight to its current value, takes the largest, and subtracts
- * the total from it.  Weights 5,1,1 give a a b a c a a, spread out rather
- * than in bursts. */
+/* The balancers, behind one pick():
+ *
+ *  round-robin         smooth weighted round robin, as nginx does it: every
+ *                      pick adds each weight to its current value, takes the
+ *                      largest and subtracts the total (5,1,1: a a b a c a a).
+ *  least-connections   the fewest attempts under way relative to the weight
+ *                      (counted in this worker; ties by round robin order).
+ *  consistent-hashing  a ring of 160 points per 100 weight, hashed from the
+ *                      target's address: a key goes to the first point at or
+ *                      after its hash, so a target that leaves moves only its
+ *                      own keys.
+ *  random-two          two targets drawn by weight; the one with fewer
+ *                      attempts under way.
+ *  latency             two targets drawn by weight; the lower peak-EWMA of
+ *                      response times times (attempts under way + 1), as
+ *                      Kong's and APISIX's ewma balancers do. */
 #include "config.h"
+
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "portico/upstream.h"
 
-size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried)
+#define EWMA_TAU_US 10e6   /* the EWMA forgets with a 10 s time constant */
+#define FAILURE_US 1e6     /* a failed attempt counts as a 1 s response */
+
+static uint64_t hash64(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ull;
+    }
+    /* finalizer (from MurmurHash3): FNV alone clusters similar strings */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static int cmp_point(const void *a, const void *b)
+{
+    const pt_ring_point_t *x = a, *y = b;
+    return x->hash < y->hash ? -1 : x->hash > y->hash ? 1 : (x->target > y->target) - (x->target < y->target);
+}
+
+int pt_balancer_init(pt_upstream_t *u)
+{
+    u->kind = u->conf ? u->conf->balancer : PT_BAL_RR;
+    if (RAND_bytes((unsigned char *)&u->rng, sizeof(u->rng)) != 1 || !u->rng)
+        u->rng = 0x9e3779b97f4a7c15ull;
+    if (u->kind != PT_BAL_HASH)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < u->ntargets; i++)
+        n += (size_t)(u->targets[i].weight * 160 / 100) + 1;
+    u->ring = malloc(n * sizeof(pt_ring_point_t));
+    if (!u->ring)
+        return -1;
+    for (size_t i = 0; i < u->ntargets; i++) {
+        size_t points = (size_t)(u->targets[i].weight * 160 / 100) + 1;
+        for (size_t k = 0; k < points; k++) {
+            char key[128];
+            int len = snprintf(key, sizeof(key), "%s#%zu", u->targets[i].name, k);
+            u->ring[u->nring++] = (pt_ring_point_t){hash64(key, (size_t)len), (uint32_t)i};
+        }
+    }
+    qsort(u->ring, u->nring, sizeof(pt_ring_point_t), cmp_point);
+    return 0;
+}
+
+static uint64_t next_rand(pt_upstream_t *u)
+{
+    uint64_t x = u->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return u->rng = x;
+}
+
+static size_t pick_rr(pt_upstream_t *u, const bool *tried)
 {
     size_t best = 0;
     int64_t total = 0;
@@ -27,4 +103,118 @@ size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried)
     }
     u->targets[best].current -= total;
     return best;
+}
+
+/* A target drawn at random by weight, among those not tried (all, if every
+ * one was). */
+static size_t draw(pt_upstream_t *u, const bool *tried, size_t not)
+{
+    int64_t total = 0;
+    bool any = false;
+    for (size_t i = 0; i < u->ntargets; i++)
+        if (i != not && !(tried && tried[i]))
+            total += u->targets[i].weight, any = true;
+    for (size_t i = 0; !any && i < u->ntargets; i++)
+        if (i != not)
+            total += u->targets[i].weight;
+    if (total <= 0)
+        return not == 0 && u->ntargets > 1 ? 1 : 0;
+    int64_t r = (int64_t)(next_rand(u) % (uint64_t)total);
+    for (size_t i = 0; i < u->ntargets; i++) {
+        if (i == not || (any && tried && tried[i]))
+            continue;
+        r -= u->targets[i].weight;
+        if (r < 0)
+            return i;
+    }
+    return 0;
+}
+
+/* Lower is better.  least-connections: in-flight per unit of weight, so
+ * idle targets tie and share by weight.  random-two: in-flight alone (the
+ * weights already decided the draw).  latency: the decayed peak-EWMA times
+ * the in-flight attempts. */
+static double load_of(const pt_target_t *t, int kind, int64_t now_us)
+{
+    if (kind == PT_BAL_LATENCY) {
+        double decay = t->ewma_at_us ? exp(-(double)(now_us - t->ewma_at_us) / EWMA_TAU_US) : 0;
+        return (t->ewma_us * decay + 1.0) * (double)(t->inflight + 1);
+    }
+    if (kind == PT_BAL_RANDOM2)
+        return (double)t->inflight;
+    return (double)t->inflight / (double)t->weight;
+}
+
+static size_t pick_hash(pt_upstream_t *u, const bool *tried, pt_str_t key)
+{
+    uint64_t h = hash64(key.p ? key.p : "", key.n);
+    size_t lo = 0, hi = u->nring;
+    while (lo < hi) { /* the first point at or after h */
+        size_t mid = (lo + hi) / 2;
+        if (u->ring[mid].hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = 0; k < u->nring; k++) {
+        uint32_t t = u->ring[(lo + k) % u->nring].target;
+        if (!tried || !tried[t])
+            return t; /* a retry walks on to the next target on the ring */
+    }
+    return u->ring[lo % u->nring].target;
+}
+
+size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
+{
+    if (u->ntargets == 1)
+        return 0;
+    switch (u->kind) {
+    case PT_BAL_HASH:
+        if (u->nring)
+            return pick_hash(u, tried, ctx ? ctx->key : PT_STR_NULL);
+        return pick_rr(u, tried);
+    case PT_BAL_LEASTCONN: {
+        /* the least loaded; among equals, take turns by weight */
+        double min = -1;
+        bool any_untried = false;
+        for (size_t i = 0; i < u->ntargets; i++)
+            any_untried |= !(tried && tried[i]);
+        for (size_t i = 0; i < u->ntargets; i++) {
+            if (any_untried && tried && tried[i])
+                continue;
+            double l = load_of(&u->targets[i], u->kind, 0);
+            if (min < 0 || l < min)
+                min = l;
+        }
+        bool skip[u->ntargets];
+        for (size_t i = 0; i < u->ntargets; i++)
+            skip[i] = (any_untried && tried && tried[i]) || load_of(&u->targets[i], u->kind, 0) > min;
+        return pick_rr(u, skip);
+    }
+    case PT_BAL_RANDOM2:
+    case PT_BAL_LATENCY: {
+        size_t a = draw(u, tried, u->ntargets), b = draw(u, tried, a);
+        int64_t now = ctx ? ctx->now_us : 0;
+        return load_of(&u->targets[b], u->kind, now) < load_of(&u->targets[a], u->kind, now) ? b : a;
+    }
+    default:
+        return pick_rr(u, tried);
+    }
+}
+
+void pt_balancer_start(pt_upstream_t *u, size_t idx)
+{
+    u->targets[idx].inflight++;
+}
+
+void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t now_us)
+{
+    pt_target_t *t = &u->targets[idx];
+    if (t->inflight > 0)
+        t->inflight--;
+    double sample = latency_us < 0 ? FAILURE_US : (double)latency_us;
+    double decay = t->ewma_at_us ? exp(-(double)(now_us - t->ewma_at_us) / EWMA_TAU_US) : 0;
+    /* peak-EWMA: a slower answer is taken at once, a faster one gradually */
+    t->ewma_us = sample > t->ewma_us ? sample : t->ewma_us * decay + sample * (1 - decay);
+    t->ewma_at_us = now_us;
 }

@@ -31,6 +31,10 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c)
             t->addrlen = tc->addr.len;
             pt_addr_format((const struct sockaddr *)&t->addr, t->name, sizeof(t->name));
         }
+        if (pt_balancer_init(u) < 0) {
+            pt_upstreams_free(v, i + 1);
+            return NULL;
+        }
     }
     return v;
 }
@@ -44,6 +48,7 @@ void pt_upstreams_free(pt_upstream_t *v, size_t n)
             while (v[i].targets[k].idle)
                 pt_upconn_close(v[i].targets[k].idle);
         free(v[i].targets);
+        free(v[i].ring);
     }
     free(v);
 }
