@@ -601,7 +601,10 @@ bool pt_router_lookup(pt_router_t *r, pt_str_t host, pt_str_t path, unsigned met
             walk_node(&w, he->root, path.p);
         /* wildcards by suffix, longest first: a.b.example.com tries
          * .b.example.com, then .example.com, then .com */
-        for (const char *dot = memchr(h.p, '.', h.n); dot && r->nwild; dot = memchr(dot + 1, '.', (size_t)(h.p + h.n - dot - 1))) {
+        /* the wildcard needs a label before its suffix: ".w.test" is not
+         * in *.w.test, hence the search from the second byte */
+        for (const char *dot = h.n > 1 ? memchr(h.p + 1, '.', h.n - 1) : NULL; dot && r->nwild;
+             dot = memchr(dot + 1, '.', (size_t)(h.p + h.n - dot - 1))) {
             hostent_t *we = host_find(r->wild, r->capwild, (pt_str_t){dot, (size_t)(h.p + h.n - dot)});
             if (we)
                 walk_node(&w, we->root, path.p);
