@@ -31,6 +31,8 @@ typedef struct pt_lset {
  * binding the others.  On failure returns -1 with a message in err and
  * leaves cur as it was.  No socket of cur is closed here. */
 int pt_lset_prepare(pt_lset_t *cur, const pt_config_t *c, int nslots, pt_lset_t *next, char *err, size_t errlen);
+/* Gives up a prepared set: closes the sockets prepare opened. */
+void pt_lset_discard(pt_lset_t *cur, pt_lset_t *next);
 /* After a successful prepare: closes what cur has and next does not take,
  * frees cur, and moves next into cur. */
 void pt_lset_commit(pt_lset_t *cur, pt_lset_t *next);

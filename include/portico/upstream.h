@@ -17,6 +17,18 @@
 
 typedef struct pt_worker pt_worker_t;
 typedef struct pt_upconn pt_upconn_t;
+typedef struct pt_zone pt_zone_t;
+
+/* Per-target state shared by every worker, in the "upstream-targets" zone,
+ * keyed by address so that it survives reloads and edits to target lists.
+ * `inflight` is the sum of the columns; each process adds to its own column
+ * too, so the master can take back the share of a worker that died. */
+#define PT_SHARED_COLUMNS 128
+typedef struct pt_target_shared {
+    char addr[80]; /* "" = a free slot */
+    _Atomic int64_t inflight;
+    _Atomic int64_t column[PT_SHARED_COLUMNS];
+} pt_target_shared_t;
 
 typedef struct pt_target {
     const pt_target_conf_t *conf;
@@ -25,6 +37,7 @@ typedef struct pt_target {
     char name[80]; /* "10.0.0.1:8080", for logs */
     int64_t weight, current; /* smooth weighted round robin */
     int64_t inflight;        /* attempts under way, in this worker */
+    pt_target_shared_t *shared; /* the same across workers, or NULL */
     double ewma_us;          /* peak-EWMA of response times, for `latency` */
     int64_t ewma_at_us;      /* when it was last updated */
     pt_upconn_t *idle;       /* the keep-alive pool, most recently used first */
@@ -45,6 +58,7 @@ typedef struct pt_upstream {
     pt_ring_point_t *ring;  /* consistent-hashing: sorted by hash */
     size_t nring;
     uint64_t rng;           /* xorshift state for the random choices */
+    int column;             /* this process's column in pt_target_shared_t */
 } pt_upstream_t;
 
 /* What a pick may look at: the hash key (consistent-hashing) and the time. */
@@ -78,8 +92,16 @@ struct pt_upconn {
 };
 
 /* Builds the worker's upstreams from c (one per c->upstreams item, same
- * order).  NULL when out of memory. */
-pt_upstream_t *pt_upstreams_build(const pt_config_t *c);
+ * order), their targets bound to the shared zone z (may be NULL) and this
+ * process's column.  NULL when out of memory. */
+pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column);
+/* In the master: the shared zone for c's targets, every target's slot
+ * claimed (kept from the last generation when its size is unchanged). */
+pt_zone_t *pt_upstreams_zone(const pt_config_t *c);
+/* In the master, when a worker died: take back what its column held. */
+void pt_upstreams_forget_column(pt_zone_t *z, int column);
+/* The shared slot of an address in z, or NULL. */
+pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim);
 void pt_upstreams_free(pt_upstream_t *u, size_t n);
 /* In the master, after loading: resolves targets given by host name
  * (blocking, as nginx does at load).  0, or -1 with a message in err. */

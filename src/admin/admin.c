@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,11 @@
 #include "portico/admin.h"
 #include "portico/conn.h"
 #include "portico/http.h"
+#include "portico/upstream.h"
 
 static const char *const state_names[] = {"empty", "starting", "running", "draining"};
+static const char *const balancer_names[] = {"round-robin", "least-connections", "consistent-hashing", "latency",
+                                             "random-two"};
 
 static void iso_time(int64_t ms, char *buf, size_t size)
 {
@@ -49,6 +53,22 @@ static char *status_json(pt_worker_t *w, size_t *len)
         fprintf(f, "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\"}",
                 first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws);
         first = 0;
+    }
+    fprintf(f, "],\"upstreams\":[");
+    for (size_t i = 0; i < w->conf->upstreams.n; i++) {
+        const pt_upstream_t *u = &w->upstreams[i];
+        fprintf(f, "%s{\"name\":\"%s\",\"balancer\":\"%s\",\"targets\":[", i ? "," : "", u->conf->name,
+                balancer_names[u->kind]);
+        for (size_t k = 0; k < u->ntargets; k++) {
+            const pt_target_t *t = &u->targets[k];
+            fprintf(f,
+                    "%s{\"address\":\"%s\",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
+                    "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu}",
+                    k ? "," : "", t->name, (long long)t->weight,
+                    (long long)(t->shared ? atomic_load(&t->shared->inflight) : t->inflight), (long long)t->inflight,
+                    t->ewma_us / 1000, (unsigned long long)t->connects, (unsigned long long)t->reuses, t->nidle);
+        }
+        fprintf(f, "]}");
     }
     fprintf(f, "]}\n");
     fclose(f);

@@ -134,6 +134,11 @@ int pt_lset_prepare(pt_lset_t *cur, const pt_config_t *c, int nslots, pt_lset_t 
     return rc;
 }
 
+void pt_lset_discard(pt_lset_t *cur, pt_lset_t *next)
+{
+    free_set(next, cur); /* closes only what prepare opened */
+}
+
 void pt_lset_commit(pt_lset_t *cur, pt_lset_t *next)
 {
     free_set(cur, next);

@@ -36,6 +36,7 @@
 #include "portico/sdnotify.h"
 #include "portico/status-t.h"
 #include "portico/upstream.h"
+#include "portico/zone.h"
 #include "portico/worker.h"
 
 #define MAX_PROCS 1024
@@ -48,7 +49,8 @@ typedef struct proc {
     int chan;
     bool ready, draining;
     int64_t started_ms;
-    int board; /* index in the status board */
+    int board; /* index in the status board, and the column in shared counters */
+    pt_zone_t *upzone; /* the shared target zone of its generation */
 } proc_t;
 
 static struct master {
@@ -68,6 +70,8 @@ static struct master {
     bool drop;
     bool announced; /* READY sent for the current generation */
     bool reloading;
+    bool sweep_due; /* zones of an old generation can go once it has exited */
+    pt_zone_t *upzone;
     bool stopping, terminating;
     int64_t kill_at;
     struct {
@@ -193,7 +197,7 @@ static int spawn(int slot)
         for (size_t i = 0; i < m.nprocs; i++)
             close(m.procs[i].chan);
         pt_router_t *router = pt_router_build(m.conf);
-        pt_upstream_t *ups = pt_upstreams_build(m.conf);
+        pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, board);
         pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups, .lset = &m.lset,
                          .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status, .uid = m.uid,
                          .gid = m.gid, .drop_privileges = m.drop};
@@ -207,7 +211,8 @@ static int spawn(int slot)
     }
     close(sv[1]);
     proc_t *p = &m.procs[m.nprocs++];
-    *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(), .board = board};
+    *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(), .board = board,
+                  .upzone = m.upzone};
     if (board >= 0)
         m.status->workers[board] = (pt_status_worker_t){pid, slot, m.gen, PT_W_STARTING, wall_ms()};
     pt_log_info("started worker %d (pid %d, generation %u)", slot, (int)pid, m.gen);
@@ -302,7 +307,18 @@ static void reap(void)
         } else {
             pt_log_warn("worker %d (pid %d, generation %u) %s", p->slot, (int)pid, p->gen, how);
         }
+        /* what it counted as under way is over now */
+        pt_upstreams_forget_column(p->upzone, p->board);
         remove_proc(p);
+    }
+    if (m.sweep_due) {
+        bool old_left = false;
+        for (size_t i = 0; i < m.nprocs; i++)
+            old_left |= m.procs[i].gen < m.gen;
+        if (!old_left) {
+            pt_zone_sweep();
+            m.sweep_due = false;
+        }
     }
     check_ready();
 }
@@ -356,6 +372,16 @@ static void reload(void)
         pt_sdnotify("READY=1\nSTATUS=reload failed (%s); serving generation %u", err, m.gen);
         return;
     }
+    pt_zone_t *upzone = pt_upstreams_zone(nc);
+    if (!upzone) {
+        pt_lset_discard(&m.lset, &next);
+        pt_config_free(nc);
+        m.status->reload_failures++;
+        pt_log_error("reload failed: cannot map shared memory: %s; still serving generation %u", strerror(errno),
+                     m.gen);
+        pt_sdnotify("READY=1\nSTATUS=reload failed (shared memory); serving generation %u", m.gen);
+        return;
+    }
     char changes[256];
     pt_config_diff(m.conf, nc, changes, sizeof(changes));
     if (!m.o.pid_file && nc->pid_file && strcmp(nc->pid_file, m.pid_path) != 0)
@@ -373,6 +399,8 @@ static void reload(void)
     m.gid = gid;
     m.drop = drop;
     m.gen++;
+    m.upzone = upzone;
+    m.sweep_due = true;
     m.nworkers = nworkers;
     m.announced = false;
     m.reloading = true;
@@ -553,6 +581,11 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         return 1;
     }
     pt_lset_commit(&m.lset, &next);
+    m.upzone = pt_upstreams_zone(c);
+    if (!m.upzone) {
+        pt_log_crit("cannot map shared memory: %s", strerror(errno));
+        return 1;
+    }
     m.status = mmap(NULL, sizeof(pt_status_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m.status == MAP_FAILED) {
         pt_log_crit("mmap of the status board: %s", strerror(errno));
@@ -601,6 +634,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_pidfile_remove(m.pid_file, getpid());
     pt_lset_close(&m.lset);
     pt_config_free(m.conf);
+    pt_zone_free_all();
     munmap(m.status, sizeof(pt_status_t));
     close(m.sigfd);
     return rc;

@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,15 +135,21 @@ static size_t draw(pt_upstream_t *u, const bool *tried, size_t not)
  * idle targets tie and share by weight.  random-two: in-flight alone (the
  * weights already decided the draw).  latency: the decayed peak-EWMA times
  * the in-flight attempts. */
+/* Attempts under way on t: in every worker when shared, else in this one. */
+static int64_t inflight(const pt_target_t *t)
+{
+    return t->shared ? atomic_load(&t->shared->inflight) : t->inflight;
+}
+
 static double load_of(const pt_target_t *t, int kind, int64_t now_us)
 {
     if (kind == PT_BAL_LATENCY) {
         double decay = t->ewma_at_us ? exp(-(double)(now_us - t->ewma_at_us) / EWMA_TAU_US) : 0;
-        return (t->ewma_us * decay + 1.0) * (double)(t->inflight + 1);
+        return (t->ewma_us * decay + 1.0) * (double)(inflight(t) + 1);
     }
     if (kind == PT_BAL_RANDOM2)
-        return (double)t->inflight;
-    return (double)t->inflight / (double)t->weight;
+        return (double)inflight(t);
+    return (double)inflight(t) / (double)t->weight;
 }
 
 static size_t pick_hash(pt_upstream_t *u, const bool *tried, pt_str_t key)
@@ -204,14 +211,24 @@ size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t
 
 void pt_balancer_start(pt_upstream_t *u, size_t idx)
 {
-    u->targets[idx].inflight++;
+    pt_target_t *t = &u->targets[idx];
+    t->inflight++;
+    if (t->shared) {
+        atomic_fetch_add(&t->shared->inflight, 1);
+        atomic_fetch_add(&t->shared->column[u->column], 1);
+    }
 }
 
 void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t now_us)
 {
     pt_target_t *t = &u->targets[idx];
-    if (t->inflight > 0)
+    if (t->inflight > 0) {
         t->inflight--;
+        if (t->shared) {
+            atomic_fetch_sub(&t->shared->inflight, 1);
+            atomic_fetch_sub(&t->shared->column[u->column], 1);
+        }
+    }
     double sample = latency_us < 0 ? FAILURE_US : (double)latency_us;
     double decay = t->ewma_at_us ? exp(-(double)(now_us - t->ewma_at_us) / EWMA_TAU_US) : 0;
     /* peak-EWMA: a slower answer is taken at once, a faster one gradually */

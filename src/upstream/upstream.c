@@ -1,13 +1,84 @@
 #include "config.h"
 
 #include <netdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "portico/upstream.h"
+#include "portico/zone.h"
 
-pt_upstream_t *pt_upstreams_build(const pt_config_t *c)
+static size_t zone_slots(pt_zone_t *z)
+{
+    return pt_zone_size(z) / sizeof(pt_target_shared_t);
+}
+
+static uint64_t addr_hash(const char *a)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 0x100000001b3ull;
+    return h;
+}
+
+pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim)
+{
+    if (!z)
+        return NULL;
+    pt_target_shared_t *v = pt_zone_data(z);
+    size_t n = zone_slots(z), i = (size_t)addr_hash(addr) & (n - 1);
+    for (size_t k = 0; k < n; k++, i = (i + 1) & (n - 1)) {
+        if (strcmp(v[i].addr, addr) == 0)
+            return &v[i];
+        if (!v[i].addr[0]) {
+            if (!claim)
+                return NULL;
+            snprintf(v[i].addr, sizeof(v[i].addr), "%s", addr); /* only the master claims */
+            return &v[i];
+        }
+    }
+    return NULL;
+}
+
+pt_zone_t *pt_upstreams_zone(const pt_config_t *c)
+{
+    size_t targets = 0;
+    for (size_t i = 0; i < c->upstreams.n; i++)
+        targets += PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i)->targets.n;
+    size_t slots = 64;
+    while (slots < targets * 2)
+        slots *= 2;
+    pt_zone_t *z = pt_zone_get("upstream-targets", slots * sizeof(pt_target_shared_t));
+    if (!z)
+        return NULL;
+    pt_zone_lock(z);
+    for (size_t i = 0; i < c->upstreams.n; i++) {
+        const pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
+        for (size_t k = 0; k < u->targets.n; k++) {
+            char name[80];
+            const pt_target_conf_t *t = PT_LIST_AT(u->targets, pt_target_conf_t, k);
+            pt_addr_format((const struct sockaddr *)&t->addr.ss, name, sizeof(name));
+            pt_upstreams_slot(z, name, true);
+        }
+    }
+    pt_zone_unlock(z);
+    return z;
+}
+
+void pt_upstreams_forget_column(pt_zone_t *z, int column)
+{
+    if (!z || column < 0)
+        return;
+    pt_target_shared_t *v = pt_zone_data(z);
+    for (size_t i = 0; i < zone_slots(z); i++) {
+        int64_t mine = atomic_exchange(&v[i].column[column % PT_SHARED_COLUMNS], 0);
+        if (mine)
+            atomic_fetch_sub(&v[i].inflight, mine);
+    }
+}
+
+pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column)
 {
     pt_upstream_t *v = calloc(c->upstreams.n ? c->upstreams.n : 1, sizeof(*v));
     if (!v)
@@ -30,7 +101,9 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c)
             memcpy(&t->addr, &tc->addr.ss, sizeof(t->addr));
             t->addrlen = tc->addr.len;
             pt_addr_format((const struct sockaddr *)&t->addr, t->name, sizeof(t->name));
+            t->shared = pt_upstreams_slot(z, t->name, false);
         }
+        u->column = column % PT_SHARED_COLUMNS;
         if (pt_balancer_init(u) < 0) {
             pt_upstreams_free(v, i + 1);
             return NULL;

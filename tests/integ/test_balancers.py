@@ -73,3 +73,54 @@ routes:
     c.close()
     share = len(a.requests) / 10000
     assert 0.7125 < share < 0.7875, share  # 75% within 5%
+
+
+def test_least_connections_counts_across_workers_and_survives_reload(gateway, backends):
+    import json
+    import os
+    import signal
+    import threading
+    import time
+    from conftest import wait_for
+    a, b = backends(delay_ms=2500), backends(delay_ms=2500)
+    port, admin = free_port(), free_port()
+    cfg = config(port, [a, b], 'balancer: least-connections') + f'admin: {{ address: 127.0.0.1:{admin} }}\n'
+    g = gateway(cfg, workers=2)
+
+    def inflight():
+        st = json.loads(http_get(admin, '/status')[2])
+        return [t['inflight'] for t in st['upstreams'][0]['targets']]
+
+    results = []
+    threads = []
+    for i in range(8):
+        t = threading.Thread(target=lambda i=i: results.append(http_get(port, f'/slow/{i}', timeout=20)[0]))
+        t.start()
+        threads.append(t)
+        time.sleep(0.06)  # each pick sees the ones before it, whichever worker made them
+    wait_for(lambda: sum(inflight()) == 8, timeout=5, what='8 requests under way')
+    assert inflight() == [4, 4]  # counted across both workers: an even split
+    # a reload keeps the zone and its counts; the old workers finish their requests
+    g.reload()
+    assert sum(inflight()) == 8
+    for t in threads:
+        t.join(20)
+    assert results == [200] * 8
+    wait_for(lambda: sum(inflight()) == 0, timeout=5, what='counts back to 0')
+    # a worker killed with requests under way: the master takes its share back
+    def doomed(i):
+        try:
+            http_get(port, f'/k/{i}', timeout=20)
+        except OSError:
+            pass  # the ones the killed worker served lose their connection
+
+    for i in range(6):
+        threading.Thread(target=doomed, args=(i,)).start()
+        time.sleep(0.06)
+    wait_for(lambda: sum(inflight()) == 6, timeout=5, what='6 requests under way')
+    victim = g.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    g.wait_log(rf'\(pid {victim}\) killed by signal 9')
+    wait_for(lambda: sum(inflight()) < 6, timeout=5, what="the dead worker's share taken back")
+    time.sleep(3)
+    wait_for(lambda: sum(inflight()) == 0, timeout=5, what='counts back to 0')
