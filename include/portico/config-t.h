@@ -84,6 +84,19 @@ typedef struct pt_upstream_conf {
         int64_t connect, send, read;
     } timeouts;
     int64_t retries;
+    int when_all_down; /* 0: fail (503 at once), 1: try them anyway */
+    struct {
+        const pt_node_t *node;
+        struct {
+            const pt_node_t *node;
+            struct {
+                const pt_node_t *node;
+                pt_list_t http_statuses; /* int64_t */
+                int64_t http_failures, tcp_failures, timeouts;
+            } unhealthy;
+            int64_t cooldown, slow_start;
+        } passive;
+    } healthchecks;
 } pt_upstream_conf_t;
 
 enum pt_pred_kind { PT_PRED_HEADER, PT_PRED_QUERY, PT_PRED_COOKIE };

@@ -27,6 +27,10 @@ typedef struct pt_zone pt_zone_t;
 typedef struct pt_target_shared {
     char addr[80]; /* "" = a free slot */
     _Atomic int64_t inflight;
+    /* passive health: failures in a row, and when a down target comes back */
+    _Atomic int32_t http_failures, tcp_failures, timeouts;
+    _Atomic int64_t down_until_ms; /* 0: up */
+    _Atomic int64_t up_since_ms;   /* for slow start */
     _Atomic int64_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
 
@@ -64,7 +68,7 @@ typedef struct pt_upstream {
 /* What a pick may look at: the hash key (consistent-hashing) and the time. */
 typedef struct pt_pick_ctx {
     pt_str_t key;
-    int64_t now_us;
+    int64_t now_us; /* 0: health is not looked at */
 } pt_pick_ctx_t;
 
 /* Called on an upstream connection's events while it serves a request. */
@@ -112,6 +116,18 @@ int pt_balancer_init(pt_upstream_t *u);
 /* Chooses a target with u's balancer, avoiding those marked in tried[] when
  * another exists.  ctx may be NULL.  Returns its index. */
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx);
+#define PT_PICK_NONE ((size_t)-1) /* every target is down and when_all_down is fail */
+
+/* What an attempt on a target came to, for passive health. */
+enum pt_outcome { PT_OUT_OK, PT_OUT_HTTP_FAIL, PT_OUT_TCP_FAIL, PT_OUT_TIMEOUT };
+/* Records it; marks the target down (and logs it, once across workers)
+ * when a threshold is reached, or clears the counts on success. */
+void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms);
+/* Is the target up (or back from its cool-down)?  Logs the return once. */
+bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms);
+/* Does this status count as a failure for u's passive checks? */
+bool pt_health_bad_status(const pt_upstream_t *u, int status);
+
 /* An attempt on target idx starts / ends (latency_us < 0: it failed). */
 void pt_balancer_start(pt_upstream_t *u, size_t idx);
 void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t now_us);

@@ -256,6 +256,46 @@ static const pt_directive_t utimeout_keys[] = {
 static const pt_section_t utimeout_section = {"timeouts", sizeof(((pt_upstream_conf_t *)0)->timeouts),
                                               utimeout_keys, NULL, NULL, NULL};
 
+/* healthchecks.passive: failures seen in real traffic */
+#define PU(f) (F(pt_upstream_conf_t, healthchecks.passive.unhealthy.f) - F(pt_upstream_conf_t, healthchecks.passive.unhealthy))
+static const pt_directive_t status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+                                          NULL};
+static const pt_directive_t unhealthy_keys[] = {
+    {"http_statuses", PT_T_LIST, PU(http_statuses), NULL, 0, 0, NULL, NULL, &status_elem, NULL, NULL, 0,
+     "list of integers", "Response statuses that count as failures. Empty: 502, 503 and 504."},
+    {"http_failures", PT_T_INT, PU(http_failures), "0", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Failing responses in a row that mark a target down; 0 (as in Kong and APISIX): never."},
+    {"tcp_failures", PT_T_INT, PU(tcp_failures), "0", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Failed connections in a row that mark a target down; 0: never."},
+    {"timeouts", PT_T_INT, PU(timeouts), "0", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Timeouts in a row that mark a target down; 0: never."},
+    END,
+};
+static const pt_section_t unhealthy_section = {"unhealthy",
+                                               sizeof(((pt_upstream_conf_t *)0)->healthchecks.passive.unhealthy),
+                                               unhealthy_keys, NULL, NULL, NULL};
+#define PP(f) (F(pt_upstream_conf_t, healthchecks.passive.f) - F(pt_upstream_conf_t, healthchecks.passive))
+static const pt_directive_t passive_keys[] = {
+    {"unhealthy", PT_T_SECTION, PP(unhealthy), NULL, 0, 0, NULL, &unhealthy_section, NULL, NULL, NULL, 0, NULL,
+     "What marks a target down."},
+    {"cooldown", PT_T_DURATION, PP(cooldown), "10s", 1, 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long a target marked down is left alone before it is tried again."},
+    {"slow_start", PT_T_DURATION, PP(slow_start), "0s", 0, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "After coming back, a target's weight ramps up from a tenth to all of it over this long; 0: at once."},
+    END,
+};
+static const pt_section_t passive_section = {"passive", sizeof(((pt_upstream_conf_t *)0)->healthchecks.passive),
+                                             passive_keys, NULL, NULL, NULL};
+static const pt_directive_t healthcheck_keys[] = {
+    {"passive", PT_T_SECTION, F(pt_upstream_conf_t, healthchecks.passive) - F(pt_upstream_conf_t, healthchecks), NULL,
+     0, 0, NULL, &passive_section, NULL, NULL, NULL, 0, NULL,
+     "Health learnt from real traffic, shared by every worker and kept across reloads."},
+    END,
+};
+static const pt_section_t healthcheck_section = {"healthchecks", sizeof(((pt_upstream_conf_t *)0)->healthchecks),
+                                                 healthcheck_keys, NULL, NULL, NULL};
+static const char *const all_down_names[] = {"fail", "try", NULL};
+
 static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_upstream_conf_t *u = obj;
@@ -291,6 +331,11 @@ static const pt_directive_t upstream_keys[] = {
      NULL, NULL, 0, NULL, "Connection reuse to the targets."},
     {"timeouts", PT_T_SECTION, F(pt_upstream_conf_t, timeouts), NULL, 0, 0, NULL, &utimeout_section, NULL, NULL,
      NULL, 0, NULL, "Upstream-side timeouts (units are required)."},
+    {"healthchecks", PT_T_SECTION, F(pt_upstream_conf_t, healthchecks), NULL, 0, 0, NULL, &healthcheck_section,
+     NULL, NULL, NULL, 0, NULL, "Health checking of the targets."},
+    {"when_all_down", PT_T_ENUM, F(pt_upstream_conf_t, when_all_down), "fail", 0, 0, all_down_names, NULL, NULL,
+     NULL, NULL, 0, NULL,
+     "When every target is marked down: fail answers 503 at once; try ignores health and tries them."},
     {"retries", PT_T_INT, F(pt_upstream_conf_t, retries), "1", 0, 100, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "How many times a failed attempt is tried again on another target."},
     END,

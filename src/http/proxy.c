@@ -79,6 +79,7 @@ struct pt_proxy {
 static bool start_attempt(pt_proxy_t *p);
 static void finish(pt_proxy_t *p, bool upstream_reusable);
 static void attempt_over(pt_proxy_t *p, int64_t latency_us);
+static int64_t now_us(pt_conn_t *c);
 
 static int64_t since_us(pt_conn_t *c, const struct timeval *t0)
 {
@@ -303,6 +304,8 @@ static int take_response_head(pt_proxy_t *p)
         p->status = r.status;
         c->ent.upstream_status = r.status;
         c->ent.status = r.status;
+        pt_health_report(p->up, p->target, pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
+                         now_us(c) / 1000);
         if (r.status == 101) {
             if (!p->upgrade)
                 return -1; /* switching protocols nobody asked for */
@@ -460,6 +463,13 @@ static void fail(pt_proxy_t *p, int kind, int err)
     pt_upconn_t *uc = p->uc;
     bool reused = uc && uc->reused;
     bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
+    if (p->counted && kind != F_CLIENT_BODY && !(reused && !got_bytes && (kind == F_RESET || kind == F_SEND))) {
+        int outcome = kind == F_CONNECT ? PT_OUT_TCP_FAIL
+                      : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? PT_OUT_TIMEOUT
+                      : kind == F_BAD_RESPONSE ? PT_OUT_HTTP_FAIL
+                                               : PT_OUT_TCP_FAIL;
+        pt_health_report(p->up, p->target, outcome, now_us(c) / 1000);
+    }
     static const char *const what[] = {"connect() failed", "upstream timed out connecting", "send() failed",
                                        "upstream timed out", "upstream closed the connection",
                                        "upstream sent an invalid response", "client sent an invalid body"};
@@ -764,6 +774,17 @@ static bool start_attempt(pt_proxy_t *p)
     pt_conn_t *c = p->c;
     pt_pick_ctx_t ctx = {p->hash_key, now_us(c)};
     size_t idx = pt_balancer_pick(p->up, p->tried, &ctx);
+    if (idx == PT_PICK_NONE) {
+        /* every target is marked down: say so now rather than time out */
+        char ca[80];
+        pt_log_error("no healthy target while connecting to upstream, client=%s route=%s upstream=%s req=%s",
+                     client_addr(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->reqid);
+        if (!p->body_done)
+            c->closing = true;
+        pt_conn_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
+        finish(p, false);
+        return false;
+    }
     p->target = idx;
     pt_balancer_start(p->up, idx);
     p->counted = true;

@@ -171,7 +171,48 @@ static size_t pick_hash(pt_upstream_t *u, const bool *tried, pt_str_t key)
     return u->ring[lo % u->nring].target;
 }
 
+static size_t pick_kind(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx);
+
+/* Slow start: a target back from a cool-down gets a growing share of its
+ * weight (from a tenth) for its first `slow_start`. */
+static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
+{
+    int64_t ramp = u->conf ? u->conf->healthchecks.passive.slow_start : 0;
+    for (size_t i = 0; i < u->ntargets; i++) {
+        pt_target_t *t = &u->targets[i];
+        int64_t full = t->conf ? t->conf->weight : t->weight, since = t->shared ? atomic_load(&t->shared->up_since_ms) : 0;
+        if (ramp && since && now_ms - since < ramp) {
+            int64_t w = full * (now_ms - since) / ramp;
+            t->weight = w < full / 10 ? (full / 10 ? full / 10 : 1) : w;
+        } else {
+            t->weight = full;
+        }
+    }
+}
+
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
+{
+    if (!ctx || !ctx->now_us || !u->conf)
+        return pick_kind(u, tried, ctx);
+    /* passive health: a target that is down counts as tried */
+    int64_t now_ms = ctx->now_us / 1000;
+    bool skip[u->ntargets];
+    size_t up = 0;
+    for (size_t i = 0; i < u->ntargets; i++) {
+        bool ok = pt_health_up(u, i, now_ms);
+        up += ok;
+        skip[i] = !ok || (tried && tried[i]);
+    }
+    if (!up) {
+        if (u->conf->when_all_down == 0)
+            return PT_PICK_NONE;
+        return pick_kind(u, tried, ctx); /* try them anyway */
+    }
+    apply_slow_start(u, now_ms);
+    return pick_kind(u, skip, ctx);
+}
+
+static size_t pick_kind(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
 {
     if (u->ntargets == 1)
         return 0;

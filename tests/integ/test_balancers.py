@@ -124,3 +124,38 @@ def test_least_connections_counts_across_workers_and_survives_reload(gateway, ba
     wait_for(lambda: sum(inflight()) < 6, timeout=5, what="the dead worker's share taken back")
     time.sleep(3)
     wait_for(lambda: sum(inflight()) == 0, timeout=5, what='counts back to 0')
+
+
+def test_passive_health_marks_a_dead_target_down(gateway, backends):
+    import time
+    from backend import dead_port
+    live = backends()
+    dead = dead_port()
+    port = free_port()
+    g = gateway(config(port, [type('T', (), {'port': dead})(), live],
+                       'retries: 0, healthchecks: { passive: { unhealthy: { tcp_failures: 2 }, cooldown: 1s } }'),
+                workers=1)
+    statuses = [http_get(port, f'/p{i}')[0] for i in range(12)]
+    # round robin sends every other request to the dead one until it has failed twice
+    assert statuses.count(502) == 2 and statuses[-6:] == [200] * 6, statuses
+    g.wait_log(rf'target 127\.0\.0\.1:{dead} marked down after 2 failed connections in a row')
+    assert g.count('marked down') == 1
+    time.sleep(1.2)  # the cool-down passes: it is tried again, fails, and is down again
+    statuses = [http_get(port, f'/q{i}')[0] for i in range(6)]
+    assert statuses.count(502) >= 1 and statuses.count(200) >= 4, statuses
+    g.wait_log('cool-down over, trying it again')
+
+
+def test_every_target_down_answers_503_at_once(gateway):
+    import time
+    from backend import dead_port
+    port, d1, d2 = free_port(), dead_port(), dead_port()
+    fake = [type('T', (), {'port': d})() for d in (d1, d2)]
+    g = gateway(config(port, fake, 'retries: 1, healthchecks: { passive: { unhealthy: { tcp_failures: 1 }, '
+                                   'cooldown: 30s } }'), workers=1)
+    first = http_get(port, '/a')[0]
+    assert first == 502  # both tried once: both marked down
+    t0 = time.time()
+    status, _, body = http_get(port, '/b')
+    assert status == 503 and body == b'503 Service Unavailable\n' and time.time() - t0 < 0.5
+    g.wait_log('no healthy target while connecting to upstream')
