@@ -258,10 +258,10 @@ static const pt_section_t utimeout_section = {"timeouts", sizeof(((pt_upstream_c
 
 /* healthchecks.passive: failures seen in real traffic */
 #define PU(f) (F(pt_upstream_conf_t, healthchecks.passive.unhealthy.f) - F(pt_upstream_conf_t, healthchecks.passive.unhealthy))
-static const pt_directive_t status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-                                          NULL};
+const pt_directive_t pt_schema_status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL, NULL, NULL, NULL, NULL, 0,
+                                             NULL, NULL};
 static const pt_directive_t unhealthy_keys[] = {
-    {"http_statuses", PT_T_LIST, PU(http_statuses), NULL, 0, 0, NULL, NULL, &status_elem, NULL, NULL, 0,
+    {"http_statuses", PT_T_LIST, PU(http_statuses), NULL, 0, 0, NULL, NULL, &pt_schema_status_elem, NULL, NULL, 0,
      "list of integers", "Response statuses that count as failures. Empty: 502, 503 and 504."},
     {"http_failures", PT_T_INT, PU(http_failures), "0", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Failing responses in a row that mark a target down; 0 (as in Kong and APISIX): never."},

@@ -65,9 +65,6 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return rc;
 }
 
-static const pt_directive_t status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-                                          NULL};
-
 /* The keys both header filters have. */
 #define EDIT_KEYS \
     {"set", PT_T_KVMAP, offsetof(conf_t, set), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
@@ -79,7 +76,7 @@ static const pt_directive_t status_elem = {"", PT_T_INT, 0, NULL, 100, 599, NULL
 
 static const pt_directive_t resp_keys[] = {
     EDIT_KEYS
-    {"statuses", PT_T_LIST, offsetof(conf_t, statuses), NULL, 0, 0, NULL, NULL, &status_elem, NULL, NULL, 0,
+    {"statuses", PT_T_LIST, offsetof(conf_t, statuses), NULL, 0, 0, NULL, NULL, &pt_schema_status_elem, NULL, NULL, 0,
      "list of integers", "Only for responses with one of these statuses. Empty: every response."},
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
