@@ -110,7 +110,7 @@ typedef struct pt_predicate {
     void *re; /* pcre2_code *, or NULL for an exact value */
 } pt_predicate_t;
 
-#define PT_FILTER_SLOTS 8 /* >= PT_FILTER__COUNT (filter.h) */
+#define PT_FILTER_SLOTS 16 /* >= PT_FILTER__COUNT (filter.h) */
 
 /* `filters:` of a route, of global_filters or of a consumer: one conf per
  * filter of the pipeline, NULL when not mentioned, PT_FILTER_OFF for false. */

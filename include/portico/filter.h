@@ -27,6 +27,7 @@ typedef enum { PT_NEXT, PT_RESPOND, PT_SUSPEND, PT_FAIL } pt_verdict_t;
 /* The order of the pipeline: this enum and the array in filter.c. */
 enum pt_filter_id {
     PT_FILTER_IP_RESTRICTION,
+    PT_FILTER_CIRCUIT_BREAKER,
     PT_FILTER_FAULT_INJECTION,
     PT_FILTER_REQUEST_SIZE,
     PT_FILTER_CORS,
@@ -106,6 +107,10 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx);
 
 /* Does an edit list remove or replace the field `name`? */
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name);
+
+/* In the master, before forking: the shared state of the filters that keep
+ * some (the circuit breakers, by route name).  0, or -1 with errno. */
+int pt_filters_prepare(const pt_config_t *c);
 
 /* ---- templates: ${route} ${param.NAME} ${client_ip} ${request_id} ${host} ${path} ---- */
 

@@ -11,11 +11,12 @@
 #include "portico/filter.h"
 #include "portico/schema.h"
 
-extern const pt_filter_t pt_filter_ip_restriction, pt_filter_fault_injection, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
+extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
     pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_IP_RESTRICTION] = &pt_filter_ip_restriction,
+    [PT_FILTER_CIRCUIT_BREAKER] = &pt_filter_circuit_breaker,
     [PT_FILTER_FAULT_INJECTION] = &pt_filter_fault_injection,
     [PT_FILTER_REQUEST_SIZE] = &pt_filter_request_size,
     [PT_FILTER_CORS] = &pt_filter_cors,

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "portico/config.h"
+#include "portico/filter.h"
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/master.h"
@@ -373,7 +374,7 @@ static void reload(void)
         return;
     }
     pt_zone_t *upzone = pt_upstreams_zone(nc);
-    if (!upzone) {
+    if (!upzone || pt_filters_prepare(nc) < 0) {
         pt_lset_discard(&m.lset, &next);
         pt_config_free(nc);
         m.status->reload_failures++;
@@ -582,7 +583,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     }
     pt_lset_commit(&m.lset, &next);
     m.upzone = pt_upstreams_zone(c);
-    if (!m.upzone) {
+    if (!m.upzone || pt_filters_prepare(c) < 0) {
         pt_log_crit("cannot map shared memory: %s", strerror(errno));
         return 1;
     }

@@ -277,3 +277,35 @@ def test_ip_restriction_over_ipv6(gateway, backends):
     assert request(port, 'GET', '/from-v4')[0] == 403
     assert [r.target for r in b.requests] == ['/from-v6']
     assert b.requests[0].header('x-forwarded-for') == '::1'
+
+
+def test_circuit_breaker_opens_half_opens_and_closes(gateway, backends):
+    import time
+    b = backends()
+    port = free_port()
+    g = gateway(config(port, b.port, '''
+    - { name: flaky, match: { paths: ["/*"] }, upstream: up,
+        filters: { circuit-breaker: { failures: 3, break_duration: 800ms, successes: 2 } } }
+    '''), workers=2)
+    for i in range(3):
+        assert request(port, 'GET', f'/status/500?n={i}')[0] == 500
+    g.wait_log(r'route "flaky": circuit open for 800 ms \(failures in a row\)')
+    reached = len(b.requests)
+    for i in range(6):  # open: answered at once, whichever worker, nothing upstream
+        status, _, body = request(port, 'GET', '/ok')
+        assert status == 503 and body == b'503 Service Unavailable (circuit open)'
+    assert len(b.requests) == reached
+    time.sleep(0.9)
+    assert request(port, 'GET', '/ok')[0] == 200  # half-open: let through
+    g.wait_log('circuit half-open')
+    assert request(port, 'GET', '/ok')[0] == 200
+    g.wait_log(r'route "flaky": circuit closed')
+    assert request(port, 'GET', '/ok')[0] == 200
+    # a failure while half-open opens it again at once
+    for i in range(3):
+        request(port, 'GET', f'/status/502?m={i}')
+    g.wait_log(r'circuit open for 800 ms', count=2)
+    time.sleep(0.9)
+    assert request(port, 'GET', '/status/503')[0] == 503
+    g.wait_log(r'circuit open for 800 ms \(a failure while half-open\)')
+    assert request(port, 'GET', '/ok')[0] == 503
