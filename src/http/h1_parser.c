@@ -34,6 +34,43 @@ const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name)
     return NULL;
 }
 
+/* The value of query argument `name` (raw, not decoded), or NULL.p. */
+pt_str_t pt_h1_query_arg(pt_str_t q, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = q.p, *end = q.p + q.n;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        const char *ke = eq ? eq : e;
+        if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0)
+            return eq ? (pt_str_t){eq + 1, (size_t)(e - eq - 1)} : (pt_str_t){e, 0};
+        p = amp ? amp + 1 : NULL;
+    }
+    return PT_STR_NULL;
+}
+
+pt_str_t pt_h1_cookie(const pt_h1_req_t *req, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!PT_STR_IEQ(req->headers[i].name, "cookie"))
+            continue;
+        pt_str_t v = req->headers[i].value;
+        const char *p = v.p, *end = v.p + v.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p)), *e = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(e - p));
+            if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0)
+                return (pt_str_t){eq + 1, (size_t)(e - eq - 1)};
+            p = e;
+        }
+    }
+    return PT_STR_NULL;
+}
+
 /* Where the head ends (index just past CRLF CRLF), or 0.  Also reports the
  * length of the request line. */
 static size_t find_head_end(const char *buf, size_t len, size_t start, size_t *line_len)

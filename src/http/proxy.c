@@ -809,8 +809,7 @@ static bool start_attempt(pt_proxy_t *p)
     return true;
 }
 
-/* The consistent-hashing key of a request, copied into the request arena
- * (the head does not outlive the start of the proxy). */
+/* The consistent-hashing key of a request, pointing into its head. */
 static pt_str_t key_from(pt_conn_t *c, const pt_h1_req_t *req, int on, const char *name)
 {
     pt_str_t v = PT_STR_NULL;
@@ -822,29 +821,12 @@ static pt_str_t key_from(pt_conn_t *c, const pt_h1_req_t *req, int on, const cha
         break;
     }
     case PT_HASH_COOKIE:
+        if (name)
+            v = pt_h1_cookie(req, name);
+        break;
     case PT_HASH_QUERY:
-        if (name) {
-            const char *src = on == PT_HASH_QUERY ? req->query.p : NULL;
-            size_t srcn = on == PT_HASH_QUERY ? req->query.n : 0, nl = strlen(name);
-            if (on == PT_HASH_COOKIE) {
-                const pt_h1_header_t *h = pt_h1_find(req, PT_STR("cookie"));
-                if (h)
-                    src = h->value.p, srcn = h->value.n;
-            }
-            char sep = on == PT_HASH_QUERY ? '&' : ';';
-            for (const char *p = src, *end = src + srcn; p && p < end;) {
-                while (p < end && *p == ' ')
-                    p++;
-                const char *e = memchr(p, sep, (size_t)(end - p));
-                e = e ? e : end;
-                const char *eq = memchr(p, '=', (size_t)(e - p));
-                if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
-                    v = (pt_str_t){eq + 1, (size_t)(e - eq - 1)};
-                    break;
-                }
-                p = e + 1;
-            }
-        }
+        if (name)
+            v = pt_h1_query_arg(req->query, name);
         break;
     case PT_HASH_IP:
         v = pt_conn_peer_ip(c);

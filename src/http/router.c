@@ -399,43 +399,6 @@ static bool value_matches(pt_router_t *r, const pt_predicate_t *p, pt_str_t v)
     return pcre2_match(p->re, (PCRE2_SPTR)v.p, v.n, 0, 0, r->md, NULL) >= 0;
 }
 
-/* The value of query argument `name` (raw, not decoded), or NULL.p. */
-static pt_str_t query_arg(pt_str_t q, const char *name)
-{
-    size_t nl = strlen(name);
-    const char *p = q.p, *end = q.p + q.n;
-    while (p && p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(e - p));
-        const char *ke = eq ? eq : e;
-        if ((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0)
-            return eq ? (pt_str_t){eq + 1, (size_t)(e - eq - 1)} : (pt_str_t){e, 0};
-        p = amp ? amp + 1 : NULL;
-    }
-    return PT_STR_NULL;
-}
-
-static pt_str_t cookie(const pt_h1_req_t *req, const char *name)
-{
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        if (!PT_STR_IEQ(req->headers[i].name, "cookie"))
-            continue;
-        pt_str_t v = req->headers[i].value;
-        const char *p = v.p, *end = v.p + v.n;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p)), *e = semi ? semi : end;
-            const char *eq = memchr(p, '=', (size_t)(e - p));
-            if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0)
-                return (pt_str_t){eq + 1, (size_t)(e - eq - 1)};
-            p = e;
-        }
-    }
-    return PT_STR_NULL;
-}
-
 static bool predicates_hold(pt_router_t *r, const pt_route_conf_t *rc, const pt_h1_req_t *req)
 {
     for (size_t i = 0; i < rc->npreds; i++) {
@@ -448,9 +411,9 @@ static bool predicates_hold(pt_router_t *r, const pt_route_conf_t *rc, const pt_
             if (h)
                 v = h->value;
         } else if (p->kind == PT_PRED_QUERY) {
-            v = query_arg(req->query, p->name);
+            v = pt_h1_query_arg(req->query, p->name);
         } else {
-            v = cookie(req, p->name);
+            v = pt_h1_cookie(req, p->name);
         }
         if (!v.p || !value_matches(r, p, v))
             return false;

@@ -215,7 +215,6 @@ static void respond_with_edits(pt_conn_t *c, const pt_route_conf_t *r, const pt_
 
 static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
 {
-    const pt_listener_conf_t *lc = c->acc->ls->conf;
     bool head_only = req->method_bit == PT_M_HEAD;
     /* A final answer to "Expect: 100-continue" leaves the client free not
      * to send the body, so we cannot tell what follows: close after it. */
@@ -227,7 +226,6 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         pt_admin_handle(c, req);
         return;
     }
-    (void)lc;
     const pt_route_conf_t *r;
     unsigned allowed = 0;
     if (c->resuming) {

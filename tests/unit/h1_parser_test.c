@@ -107,6 +107,14 @@ int main(void)
     ok(r.form == PT_H1_ASTERISK, "asterisk-form for OPTIONS");
     parse("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", &r, &status);
     ok(r.upgrade, "an upgrade request");
+    parse("GET /s?a=1&bb=2&flag&b=3 HTTP/1.1\r\nHost: a\r\nCookie: x=1; sid=ab\r\nCookie: uid=7\r\n\r\n", &r, &status);
+    ok(pt_str_eq(pt_h1_query_arg(r.query, "b"), PT_STR("3")) && pt_str_eq(pt_h1_query_arg(r.query, "bb"), PT_STR("2")),
+       "query arguments by exact name");
+    ok(pt_h1_query_arg(r.query, "flag").p && !pt_h1_query_arg(r.query, "flag").n && !pt_h1_query_arg(r.query, "c").p,
+       "a bare query argument is empty, a missing one absent");
+    ok(pt_str_eq(pt_h1_cookie(&r, "sid"), PT_STR("ab")) && pt_str_eq(pt_h1_cookie(&r, "uid"), PT_STR("7")) &&
+           !pt_h1_cookie(&r, "id").p,
+       "cookies from every Cookie header, by exact name");
     good("obs-text in a value", "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n");
 
     /* malformed: 400 */
