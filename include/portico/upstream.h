@@ -63,6 +63,8 @@ typedef struct pt_upstream {
     size_t nring;
     uint64_t rng;           /* xorshift state for the random choices */
     int column;             /* this process's column in pt_target_shared_t */
+    bool passive;           /* a passive-health threshold is set: picks and
+                             * responses consult the shared health state */
 } pt_upstream_t;
 
 /* What a pick may look at: the hash key (consistent-hashing) and the time. */

@@ -52,6 +52,10 @@ static int cmp_point(const void *a, const void *b)
 int pt_balancer_init(pt_upstream_t *u)
 {
     u->kind = u->conf ? u->conf->balancer : PT_BAL_RR;
+    if (u->conf) {
+        const typeof(u->conf->healthchecks.passive.unhealthy) *th = &u->conf->healthchecks.passive.unhealthy;
+        u->passive = th->http_failures || th->tcp_failures || th->timeouts;
+    }
     if (RAND_bytes((unsigned char *)&u->rng, sizeof(u->rng)) != 1 || !u->rng)
         u->rng = 0x9e3779b97f4a7c15ull;
     if (u->kind != PT_BAL_HASH)
@@ -177,11 +181,13 @@ static size_t pick_kind(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t
  * weight (from a tenth) for its first `slow_start`. */
 static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
 {
-    int64_t ramp = u->conf ? u->conf->healthchecks.passive.slow_start : 0;
+    int64_t ramp = u->conf->healthchecks.passive.slow_start;
+    if (!ramp)
+        return;
     for (size_t i = 0; i < u->ntargets; i++) {
         pt_target_t *t = &u->targets[i];
         int64_t full = t->conf ? t->conf->weight : t->weight, since = t->shared ? atomic_load(&t->shared->up_since_ms) : 0;
-        if (ramp && since && now_ms - since < ramp) {
+        if (since && now_ms - since < ramp) {
             int64_t w = full * (now_ms - since) / ramp;
             t->weight = w < full / 10 ? (full / 10 ? full / 10 : 1) : w;
         } else {
@@ -192,7 +198,7 @@ static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
 
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
 {
-    if (!ctx || !ctx->now_us || !u->conf)
+    if (!u->passive || !ctx || !ctx->now_us)
         return pick_kind(u, tried, ctx);
     /* passive health: a target that is down counts as tried */
     int64_t now_ms = ctx->now_us / 1000;
