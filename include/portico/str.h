@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -87,5 +88,16 @@ bool pt_str_next_token(const char **p, const char *end, pt_str_t *tok);
 /* Case-insensitive search of token `tok` in a comma-separated header value
  * such as "keep-alive, Upgrade". */
 bool pt_str_list_has_token(pt_str_t list, pt_str_t tok);
+
+/* FNV-1a over n bytes, going on from h (PT_HASH_INIT to begin).  Inline: the
+ * router hashes every path segment with it. */
+#define PT_HASH_INIT 0xcbf29ce484222325ull
+static inline uint64_t pt_hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
 
 #endif

@@ -71,19 +71,10 @@ struct pt_router {
 
 /* ---- hashing ---- */
 
-static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static uint64_t edge_hash(const rnode_t *parent, pt_str_t seg)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ull);
-    h = hash_bytes(h, seg.p, seg.n);
+    uint64_t h = PT_HASH_INIT ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ull);
+    h = pt_hash_bytes(h, seg.p, seg.n);
     return (h & 0x0000ffffffffffffull) | ((uint64_t)(seg.n < 0xffff ? seg.n : 0xffff) << 48);
 }
 
@@ -163,7 +154,7 @@ static hostent_t *host_find(hostent_t *v, size_t cap, pt_str_t name)
 {
     if (!cap)
         return NULL;
-    size_t mask = cap - 1, i = (size_t)hash_bytes(0xcbf29ce484222325ull, name.p, name.n) & mask;
+    size_t mask = cap - 1, i = (size_t)pt_hash_bytes(PT_HASH_INIT, name.p, name.n) & mask;
     for (;; i = (i + 1) & mask) {
         if (!v[i].root)
             return NULL;
@@ -187,7 +178,7 @@ static rnode_t *host_root(pt_router_t *r, bool wild, pt_str_t name)
         for (size_t i = 0; i < *cap; i++) {
             if (!(*v)[i].root)
                 continue;
-            size_t k = (size_t)hash_bytes(0xcbf29ce484222325ull, (*v)[i].name.p, (*v)[i].name.n) & (ncap - 1);
+            size_t k = (size_t)pt_hash_bytes(PT_HASH_INIT, (*v)[i].name.p, (*v)[i].name.n) & (ncap - 1);
             while (nv[k].root)
                 k = (k + 1) & (ncap - 1);
             nv[k] = (*v)[i];
@@ -199,7 +190,7 @@ static rnode_t *host_root(pt_router_t *r, bool wild, pt_str_t name)
     rnode_t *root = new_node(r);
     if (!root)
         return NULL;
-    size_t mask = *cap - 1, i = (size_t)hash_bytes(0xcbf29ce484222325ull, name.p, name.n) & mask;
+    size_t mask = *cap - 1, i = (size_t)pt_hash_bytes(PT_HASH_INIT, name.p, name.n) & mask;
     while ((*v)[i].root)
         i = (i + 1) & mask;
     (*v)[i] = (hostent_t){name, root};

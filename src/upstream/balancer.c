@@ -29,11 +29,7 @@
 
 static uint64_t hash64(const char *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ull;
-    }
+    uint64_t h = pt_hash_bytes(PT_HASH_INIT, p, n);
     /* finalizer (from MurmurHash3): FNV alone clusters similar strings */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
