@@ -5,6 +5,7 @@
 
 #include <event2/event_struct.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -33,6 +34,7 @@ typedef struct pt_target_shared {
     _Atomic int64_t up_since_ms;   /* for slow start */
     _Atomic int64_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
+_Static_assert(offsetof(pt_target_shared_t, addr) == 0, "pt_zone_slot keys come first");
 
 typedef struct pt_target {
     const pt_target_conf_t *conf;

@@ -36,4 +36,11 @@ bool pt_zone_reused(const pt_zone_t *z);
 int pt_zone_lock(pt_zone_t *z);
 void pt_zone_unlock(pt_zone_t *z);
 
+/* A zone used as an open-addressing table of slots of slot_size bytes (a
+ * power-of-two count of them), each starting with a NUL-terminated key in
+ * a char[key_size] ("" = free).  Returns the slot of `key` (cut to
+ * key_size - 1 bytes), claiming a free one when `claim` (in the master,
+ * under the lock), or NULL when absent or the table is full. */
+void *pt_zone_slot(pt_zone_t *z, size_t slot_size, size_t key_size, const char *key, bool claim);
+
 #endif

@@ -27,6 +27,7 @@ typedef struct breaker {
     _Atomic int32_t failures, successes;
     _Atomic int64_t open_until_ms;
 } breaker_t;
+_Static_assert(offsetof(breaker_t, route) == 0, "pt_zone_slot keys come first");
 
 typedef struct conf {
     const pt_node_t *node;
@@ -41,31 +42,9 @@ typedef struct state {
 
 static pt_zone_t *zone; /* made by the master, inherited by the workers */
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
-
 static breaker_t *slot(const char *route, bool claim)
 {
-    if (!zone)
-        return NULL;
-    breaker_t *v = pt_zone_data(zone);
-    size_t n = pt_zone_size(zone) / sizeof(breaker_t), i = (size_t)name_hash(route) & (n - 1);
-    for (size_t k = 0; k < n; k++, i = (i + 1) & (n - 1)) {
-        if (strncmp(v[i].route, route, sizeof(v[i].route) - 1) == 0 && v[i].route[0])
-            return &v[i];
-        if (!v[i].route[0]) {
-            if (!claim)
-                return NULL;
-            snprintf(v[i].route, sizeof(v[i].route), "%s", route);
-            return &v[i];
-        }
-    }
-    return NULL;
+    return pt_zone_slot(zone, sizeof(breaker_t), sizeof(((breaker_t *)0)->route), route, claim);
 }
 
 int pt_filters_prepare(const pt_config_t *c)

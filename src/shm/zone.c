@@ -10,6 +10,7 @@
 
 #include "portico/assert.h"
 #include "portico/log.h"
+#include "portico/str.h"
 #include "portico/zone.h"
 
 #define ZONE_MAGIC 0x5a4f4e45u
@@ -141,4 +142,25 @@ int pt_zone_lock(pt_zone_t *z)
 void pt_zone_unlock(pt_zone_t *z)
 {
     pthread_mutex_unlock(&z->lock);
+}
+
+void *pt_zone_slot(pt_zone_t *z, size_t slot_size, size_t key_size, const char *key, bool claim)
+{
+    if (!z || !key[0])
+        return NULL;
+    size_t kn = strnlen(key, key_size - 1), n = z->size / slot_size;
+    size_t i = (size_t)pt_hash_bytes(PT_HASH_INIT, key, kn) & (n - 1);
+    for (size_t k = 0; k < n; k++, i = (i + 1) & (n - 1)) {
+        char *s = (char *)pt_zone_data(z) + i * slot_size;
+        if (!s[0]) {
+            if (!claim)
+                return NULL;
+            memcpy(s, key, kn);
+            s[kn] = '\0';
+            return s;
+        }
+        if (strncmp(s, key, kn) == 0 && s[kn] == '\0')
+            return s;
+    }
+    return NULL;
 }

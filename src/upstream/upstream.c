@@ -14,31 +14,9 @@ static size_t zone_slots(pt_zone_t *z)
     return pt_zone_size(z) / sizeof(pt_target_shared_t);
 }
 
-static uint64_t addr_hash(const char *a)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *a; a++)
-        h = (h ^ (unsigned char)*a) * 0x100000001b3ull;
-    return h;
-}
-
 pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim)
 {
-    if (!z)
-        return NULL;
-    pt_target_shared_t *v = pt_zone_data(z);
-    size_t n = zone_slots(z), i = (size_t)addr_hash(addr) & (n - 1);
-    for (size_t k = 0; k < n; k++, i = (i + 1) & (n - 1)) {
-        if (strcmp(v[i].addr, addr) == 0)
-            return &v[i];
-        if (!v[i].addr[0]) {
-            if (!claim)
-                return NULL;
-            snprintf(v[i].addr, sizeof(v[i].addr), "%s", addr); /* only the master claims */
-            return &v[i];
-        }
-    }
-    return NULL;
+    return pt_zone_slot(z, sizeof(pt_target_shared_t), sizeof(((pt_target_shared_t *)0)->addr), addr, claim);
 }
 
 pt_zone_t *pt_upstreams_zone(const pt_config_t *c)

@@ -66,5 +66,15 @@ int main(void)
     is_int(pt_zone_lock(z3), 0, "and it works normally after");
     pt_zone_unlock(z3);
     pt_zone_free_all();
+    /* keyed slots: 4 slots of 32 bytes, keys of up to 15 bytes */
+    pt_zone_t *t = pt_zone_get("slots", 4 * 32);
+    char *s1 = pt_zone_slot(t, 32, 16, "10.0.0.1:80", true), *s2 = pt_zone_slot(t, 32, 16, "10.0.0.2:80", true);
+    ok(s1 && s2 && s1 != s2 && strcmp(s1, "10.0.0.1:80") == 0, "claiming gives each key its own slot");
+    ok(pt_zone_slot(t, 32, 16, "10.0.0.1:80", false) == s1 && !pt_zone_slot(t, 32, 16, "10.0.0.3:80", false),
+       "a lookup finds a claimed key and not an unclaimed one");
+    ok(pt_zone_slot(t, 32, 16, "10.0.0.1", false) == NULL, "a prefix of a key is another key");
+    pt_zone_slot(t, 32, 16, "c", true);
+    pt_zone_slot(t, 32, 16, "d", true);
+    ok(!pt_zone_slot(t, 32, 16, "e", true) && pt_zone_slot(t, 32, 16, "d", false), "a full table claims no more");
     return done_testing();
 }
