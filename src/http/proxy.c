@@ -83,9 +83,7 @@ static int64_t now_us(pt_conn_t *c);
 
 static int64_t since_us(pt_conn_t *c, const struct timeval *t0)
 {
-    struct timeval now;
-    event_base_gettimeofday_cached(c->w->base, &now);
-    return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_usec - t0->tv_usec);
+    return now_us(c) - ((int64_t)t0->tv_sec * 1000000 + t0->tv_usec);
 }
 
 static const char *client_addr(pt_conn_t *c, char *buf, size_t size)
@@ -463,7 +461,9 @@ static void fail(pt_proxy_t *p, int kind, int err)
     pt_upconn_t *uc = p->uc;
     bool reused = uc && uc->reused;
     bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
-    if (p->counted && kind != F_CLIENT_BODY && !(reused && !got_bytes && (kind == F_RESET || kind == F_SEND))) {
+    /* a pooled connection the upstream had closed before we wrote */
+    bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
+    if (p->counted && kind != F_CLIENT_BODY && !stale) {
         int outcome = kind == F_CONNECT ? PT_OUT_TCP_FAIL
                       : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? PT_OUT_TIMEOUT
                       : kind == F_BAD_RESPONSE ? PT_OUT_HTTP_FAIL
@@ -475,7 +475,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
                                        "upstream sent an invalid response", "client sent an invalid body"};
     if (kind == F_CLIENT_BODY) {
         pt_log_info("client sent an invalid chunked body, req=%s", c->reqid);
-    } else if (!(reused && !got_bytes && (kind == F_RESET || kind == F_SEND))) {
+    } else if (!stale) {
         log_failure(p, what[kind], err); /* a stale pooled connection is no news */
     }
     attempt_over(p, -1);
@@ -493,7 +493,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
     bool may_retry = false;
     if (kind == F_CONNECT || kind == F_CONNECT_TIMEOUT)
         may_retry = p->attempts <= p->up->conf->retries;
-    else if ((kind == F_RESET || kind == F_SEND) && reused && !got_bytes && p->replayable && p->stale_retries < 1) {
+    else if (stale && p->replayable && p->stale_retries < 1) {
         p->stale_retries++;
         p->attempts--; /* a stale keep-alive connection is not the target's fault */
         may_retry = true;
