@@ -154,6 +154,19 @@ def http_get(port, path='/', host='localhost', timeout=5, method='GET', headers=
         c.close()
 
 
+def request(port, method, path, body=None, headers=None, timeout=10):
+    """One request on its own connection: status, headers (names in lower
+    case), body."""
+    import http.client
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
 def raw(port, data, timeout=5, until_close=True):
     """Sends bytes, returns everything received until the server closes."""
     s = socket.create_connection(('127.0.0.1', port), timeout=timeout)

@@ -1,9 +1,8 @@
 """The filter pipeline through the real binary: each filter, what the
 upstream received, global filters and per-route overrides."""
-import http.client
 import textwrap
 
-from conftest import free_port, http_get, raw
+from conftest import free_port, http_get, raw, request
 
 
 def config(port, bport, routes, extra=''):
@@ -13,16 +12,6 @@ upstreams: [{{ name: up, targets: ["127.0.0.1:{bport}"] }}]
 routes:
 {textwrap.indent(textwrap.dedent(routes).strip(), '  ')}
 '''
-
-
-def request(port, method, path, headers=None, body=None):
-    c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        c.close()
 
 
 def test_ip_restriction(gateway, backends):

@@ -11,17 +11,7 @@ import time
 import pytest
 
 from backend import black_hole, dead_port, pattern_md5
-from conftest import free_port, http_get, proxy_config, raw, wait_for
-
-
-def request(port, method, path, body=None, headers=None, timeout=10):
-    c = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        c.close()
+from conftest import free_port, http_get, proxy_config, raw, request, wait_for
 
 
 def bodies_of(stream):
