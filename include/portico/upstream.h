@@ -125,7 +125,8 @@ size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t
 /* What an attempt on a target came to, for passive health. */
 enum pt_outcome { PT_OUT_OK, PT_OUT_HTTP_FAIL, PT_OUT_TCP_FAIL, PT_OUT_TIMEOUT };
 /* Records it; marks the target down (and logs it, once across workers)
- * when a threshold is reached, or clears the counts on success. */
+ * when a threshold is reached, or clears the counts on success.  Only for
+ * an upstream with u->passive set: callers skip it (and the clock) else. */
 void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms);
 /* Is the target up (or back from its cool-down)?  Logs the return once. */
 bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms);

@@ -302,8 +302,9 @@ static int take_response_head(pt_proxy_t *p)
         p->status = r.status;
         c->ent.upstream_status = r.status;
         c->ent.status = r.status;
-        pt_health_report(p->up, p->target, pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
-                         now_us(c) / 1000);
+        if (p->up->passive)
+            pt_health_report(p->up, p->target, pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
+                             now_us(c) / 1000);
         if (r.status == 101) {
             if (!p->upgrade)
                 return -1; /* switching protocols nobody asked for */
@@ -463,7 +464,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
     bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
     /* a pooled connection the upstream had closed before we wrote */
     bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
-    if (p->counted && kind != F_CLIENT_BODY && !stale) {
+    if (p->counted && p->up->passive && kind != F_CLIENT_BODY && !stale) {
         int outcome = kind == F_CONNECT ? PT_OUT_TCP_FAIL
                       : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? PT_OUT_TIMEOUT
                       : kind == F_BAD_RESPONSE ? PT_OUT_HTTP_FAIL

@@ -24,7 +24,7 @@ bool pt_health_bad_status(const pt_upstream_t *u, int status)
 void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms)
 {
     pt_target_shared_t *s = u->targets[idx].shared;
-    if (!s || !u->passive)
+    if (!s)
         return;
     const typeof(u->conf->healthchecks.passive.unhealthy) *th = &u->conf->healthchecks.passive.unhealthy;
     if (outcome == PT_OUT_OK) {
