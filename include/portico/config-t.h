@@ -64,6 +64,26 @@ typedef struct pt_target_conf {
     pt_addr_t addr; /* compiled when address is numeric */
 } pt_target_conf_t;
 
+enum pt_probe_type { PT_PROBE_HTTP, PT_PROBE_TCP };
+
+/* healthchecks.active: probes sent to every target by one process. */
+typedef struct pt_active_conf {
+    const pt_node_t *node;
+    int type;
+    char *http_path, *host;
+    int64_t timeout;
+    struct {
+        const pt_node_t *node;
+        int64_t interval, successes;
+        pt_list_t http_statuses; /* int64_t; empty: 200, 302 */
+    } healthy;
+    struct {
+        const pt_node_t *node;
+        int64_t interval, http_failures, tcp_failures, timeouts;
+        pt_list_t http_statuses; /* int64_t; empty: 404, 429, 500-505 */
+    } unhealthy;
+} pt_active_conf_t;
+
 typedef struct pt_upstream_conf {
     const pt_node_t *node;
     char *name;
@@ -96,6 +116,7 @@ typedef struct pt_upstream_conf {
             } unhealthy;
             int64_t cooldown, slow_start;
         } passive;
+        pt_active_conf_t active; /* node NULL: no active checks */
     } healthchecks;
 } pt_upstream_conf_t;
 

@@ -32,6 +32,13 @@ typedef struct pt_target_shared {
     _Atomic int32_t http_failures, tcp_failures, timeouts;
     _Atomic int64_t down_until_ms; /* 0: up */
     _Atomic int64_t up_since_ms;   /* for slow start */
+    /* active health: 1 while down (set by the prober, or by passive checks
+     * when the upstream has active ones: then only probes bring it back) */
+    _Atomic int32_t active_down;
+    _Atomic int32_t last_probe_status; /* 0: none yet; -1 connect failed; -2 timeout */
+    /* counters, for /status */
+    _Atomic uint64_t probes_ok, probes_failed, passive_failures, marked_down;
+    _Atomic int64_t ewma_us; /* the last worker's peak-EWMA of response times */
     _Atomic int64_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
 _Static_assert(offsetof(pt_target_shared_t, addr) == 0, "pt_zone_slot keys come first");
@@ -65,8 +72,9 @@ typedef struct pt_upstream {
     size_t nring;
     uint64_t rng;           /* xorshift state for the random choices */
     int column;             /* this process's column in pt_target_shared_t */
-    bool passive;           /* a passive-health threshold is set: picks and
-                             * responses consult the shared health state */
+    bool passive;           /* a passive-health threshold is set: responses
+                             * are reported to the shared health state */
+    bool active;            /* healthchecks.active is set */
 } pt_upstream_t;
 
 /* What a pick may look at: the hash key (consistent-hashing) and the time. */
@@ -132,6 +140,27 @@ void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms)
 bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms);
 /* Does this status count as a failure for u's passive checks? */
 bool pt_health_bad_status(const pt_upstream_t *u, int status);
+
+/* The prober, in the first worker only: probes every target of every
+ * upstream with healthchecks.active and writes the results to the shared
+ * zone.  start: 0 or -1; stop: when the worker starts to drain. */
+typedef struct pt_prober pt_prober_t;
+pt_prober_t *pt_prober_start(pt_worker_t *w);
+void pt_prober_stop(pt_prober_t *pr);
+/* The prober's memory of one target: results of one kind in a row, and
+ * the state it last saw (a change made elsewhere restarts the count). */
+typedef struct pt_streak {
+    int kind; /* enum pt_outcome, or -1 */
+    int n;
+    int seen_down;
+} pt_streak_t;
+#define PT_PROBE_FAILED (-1)
+#define PT_PROBE_TIMEOUT (-2)
+/* A probe's result reaches the shared state: status > 0 an HTTP status
+ * (any, for a tcp probe that connected), PT_PROBE_FAILED or
+ * PT_PROBE_TIMEOUT.  Marks the target down or up (and logs it) when a
+ * threshold is reached; returns true then. */
+bool pt_health_probed(pt_upstream_t *u, size_t idx, int status, pt_streak_t *st, int64_t now_ms);
 
 /* An attempt on target idx starts / ends (latency_us < 0: it failed). */
 void pt_balancer_start(pt_upstream_t *u, size_t idx);

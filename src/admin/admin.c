@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <event2/event.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,35 @@ static void iso_time(int64_t ms, char *buf, size_t size)
     struct tm tm;
     gmtime_r(&s, &tm);
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ,"health":"up"|"down"|"unknown", and the counters behind it. */
+static void target_health(FILE *f, const pt_target_t *t, int64_t now_ms)
+{
+    const pt_target_shared_t *s = t->shared;
+    if (!s) {
+        fputs(",\"health\":\"unknown\"", f);
+        return;
+    }
+    int64_t until = atomic_load(&s->down_until_ms);
+    bool down = atomic_load(&s->active_down) || (until && now_ms < until);
+    int last = atomic_load(&s->last_probe_status);
+    uint64_t ok = atomic_load(&s->probes_ok), failed = atomic_load(&s->probes_failed);
+    fprintf(f, ",\"health\":\"%s\",\"marked_down\":%llu,\"active\":{\"probes_ok\":%llu,\"probes_failed\":%llu,",
+            down ? "down" : "up", (unsigned long long)atomic_load(&s->marked_down), (unsigned long long)ok,
+            (unsigned long long)failed);
+    if (!ok && !failed)
+        fputs("\"last\":null}", f);
+    else if (last == PT_PROBE_FAILED || last == PT_PROBE_TIMEOUT)
+        fprintf(f, "\"last\":\"%s\"}", last == PT_PROBE_FAILED ? "connection failed" : "timeout");
+    else
+        fprintf(f, "\"last\":%d}", last);
+    fprintf(f,
+            ",\"passive\":{\"failures\":%llu,\"http_failures\":%d,\"tcp_failures\":%d,\"timeouts\":%d,"
+            "\"down_for_ms\":%lld}",
+            (unsigned long long)atomic_load(&s->passive_failures), (int)atomic_load(&s->http_failures),
+            (int)atomic_load(&s->tcp_failures), (int)atomic_load(&s->timeouts),
+            (long long)(until && now_ms < until ? until - now_ms : 0));
 }
 
 static char *status_json(pt_worker_t *w, size_t *len)
@@ -55,6 +85,9 @@ static char *status_json(pt_worker_t *w, size_t *len)
         first = 0;
     }
     fprintf(f, "],\"upstreams\":[");
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    int64_t now_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         const pt_upstream_t *u = &w->upstreams[i];
         fprintf(f, "%s{\"name\":\"%s\",\"balancer\":\"%s\",\"targets\":[", i ? "," : "", u->conf->name,
@@ -63,10 +96,13 @@ static char *status_json(pt_worker_t *w, size_t *len)
             const pt_target_t *t = &u->targets[k];
             fprintf(f,
                     "%s{\"address\":\"%s\",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
-                    "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu}",
+                    "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu",
                     k ? "," : "", t->name, (long long)t->weight,
                     (long long)(t->shared ? atomic_load(&t->shared->inflight) : t->inflight), (long long)t->inflight,
-                    t->ewma_us / 1000, (unsigned long long)t->connects, (unsigned long long)t->reuses, t->nidle);
+                    (t->shared ? (double)atomic_load(&t->shared->ewma_us) : t->ewma_us) / 1000,
+                    (unsigned long long)t->connects, (unsigned long long)t->reuses, t->nidle);
+            target_health(f, t, now_ms);
+            fputc('}', f);
         }
         fprintf(f, "]}");
     }

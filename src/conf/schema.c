@@ -279,14 +279,69 @@ static const pt_directive_t passive_keys[] = {
     {"unhealthy", PT_T_SECTION, PP(unhealthy), NULL, 0, 0, NULL, &unhealthy_section, NULL, NULL, NULL, 0, NULL,
      "What marks a target down."},
     {"cooldown", PT_T_DURATION, PP(cooldown), "10s", 1, 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "How long a target marked down is left alone before it is tried again."},
+     "Without active checks: how long a target marked down is left alone before it is tried again."},
     {"slow_start", PT_T_DURATION, PP(slow_start), "0s", 0, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "After coming back, a target's weight ramps up from a tenth to all of it over this long; 0: at once."},
     END,
 };
 static const pt_section_t passive_section = {"passive", sizeof(((pt_upstream_conf_t *)0)->healthchecks.passive),
                                              passive_keys, NULL, NULL, NULL};
+/* healthchecks.active: probes, with the defaults APISIX uses (Kong's are
+ * all zero, which turns them off) */
+#define AH(f) (F(pt_active_conf_t, healthy.f) - F(pt_active_conf_t, healthy))
+#define AU(f) (F(pt_active_conf_t, unhealthy.f) - F(pt_active_conf_t, unhealthy))
+static const pt_directive_t active_healthy_keys[] = {
+    {"interval", PT_T_DURATION, AH(interval), "1s", 0, 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How often a healthy target is probed; 0: not at all."},
+    {"successes", PT_T_INT, AH(successes), "2", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Successful probes in a row that bring a target marked down back; 0: never."},
+    {"http_statuses", PT_T_LIST, AH(http_statuses), NULL, 0, 0, NULL, NULL, &pt_schema_status_elem, NULL, NULL, 0,
+     "list of integers", "Probe statuses that count as successes. Empty: 200 and 302."},
+    END,
+};
+static const pt_section_t active_healthy_section = {"healthy", sizeof(((pt_active_conf_t *)0)->healthy),
+                                                    active_healthy_keys, NULL, NULL, NULL};
+static const pt_directive_t active_unhealthy_keys[] = {
+    {"interval", PT_T_DURATION, AU(interval), "1s", 0, 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How often a target marked down is probed; 0: not at all."},
+    {"http_failures", PT_T_INT, AU(http_failures), "5", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Probes answered with an unhealthy status, in a row, that mark a target down; 0: never."},
+    {"tcp_failures", PT_T_INT, AU(tcp_failures), "2", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Probes whose connection failed, in a row, that mark a target down; 0: never."},
+    {"timeouts", PT_T_INT, AU(timeouts), "3", 0, 1000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Probes that timed out, in a row, that mark a target down; 0: never."},
+    {"http_statuses", PT_T_LIST, AU(http_statuses), NULL, 0, 0, NULL, NULL, &pt_schema_status_elem, NULL, NULL, 0,
+     "list of integers",
+     "Probe statuses that count as failures. Empty: 404, 429 and 500 to 505. A status in neither list counts "
+     "for nothing."},
+    END,
+};
+static const pt_section_t active_unhealthy_section = {"unhealthy", sizeof(((pt_active_conf_t *)0)->unhealthy),
+                                                      active_unhealthy_keys, NULL, NULL, NULL};
+static const char *const probe_type_names[] = {"http", "tcp", NULL};
+static const pt_directive_t active_keys[] = {
+    {"type", PT_T_ENUM, F(pt_active_conf_t, type), "http", 0, 0, probe_type_names, NULL, NULL, NULL, NULL, 0, NULL,
+     "http sends a GET and looks at the status; tcp only connects."},
+    {"http_path", PT_T_STR, F(pt_active_conf_t, http_path), "/", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The path probed."},
+    {"host", PT_T_STR, F(pt_active_conf_t, host), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The Host header of a probe. Unset: the target's address."},
+    {"timeout", PT_T_DURATION, F(pt_active_conf_t, timeout), "1s", 1, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long a probe may take, from connect to the status line."},
+    {"healthy", PT_T_SECTION, F(pt_active_conf_t, healthy), NULL, 0, 0, NULL, &active_healthy_section, NULL, NULL,
+     NULL, 0, NULL, "What brings a target back."},
+    {"unhealthy", PT_T_SECTION, F(pt_active_conf_t, unhealthy), NULL, 0, 0, NULL, &active_unhealthy_section, NULL,
+     NULL, NULL, 0, NULL, "What marks a target down."},
+    END,
+};
+static const pt_section_t active_section = {"active", sizeof(pt_active_conf_t), active_keys, NULL, NULL,
+                                            NULL};
 static const pt_directive_t healthcheck_keys[] = {
+    {"active", PT_T_SECTION, F(pt_upstream_conf_t, healthchecks.active) - F(pt_upstream_conf_t, healthchecks), NULL,
+     0, 0, NULL, &active_section, NULL, NULL, NULL, PT_F_OPTIONAL, NULL,
+     "Probes sent to every target by one process (the first worker), their results shared by every worker "
+     "and kept across reloads. With active checks, a target marked down (by probes or by passive checks) "
+     "comes back only when probes succeed, not after a cool-down."},
     {"passive", PT_T_SECTION, F(pt_upstream_conf_t, healthchecks.passive) - F(pt_upstream_conf_t, healthchecks), NULL,
      0, 0, NULL, &passive_section, NULL, NULL, NULL, 0, NULL,
      "Health learnt from real traffic, shared by every worker and kept across reloads."},

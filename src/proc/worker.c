@@ -127,6 +127,8 @@ static void start_drain(pt_worker_t *w)
     if (w->draining)
         return;
     w->draining = true;
+    pt_prober_stop(w->prober); /* the next generation's first worker probes */
+    w->prober = NULL;
     for (size_t i = 0; i < w->nacceptors; i++)
         if (!w->acceptors[i].paused)
             event_del(&w->acceptors[i].ev);
@@ -219,6 +221,8 @@ static int setup(pt_worker_t *w)
         pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
         return -1;
     }
+    if (w->slot == 0)
+        w->prober = pt_prober_start(w);
     if (RAND_bytes((unsigned char *)&w->reqid_seed, sizeof(w->reqid_seed)) != 1)
         w->reqid_seed = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     return 0;
@@ -228,6 +232,8 @@ static void teardown(pt_worker_t *w)
 {
     while (w->conns)
         pt_conn_close(w->conns);
+    pt_prober_stop(w->prober);
+    w->prober = NULL;
     for (size_t i = 0; i < w->conf->upstreams.n; i++)
         for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
             while (w->upstreams[i].targets[k].idle)

@@ -51,6 +51,7 @@ int pt_balancer_init(pt_upstream_t *u)
     if (u->conf) {
         const typeof(u->conf->healthchecks.passive.unhealthy) *th = &u->conf->healthchecks.passive.unhealthy;
         u->passive = th->http_failures || th->tcp_failures || th->timeouts;
+        u->active = u->conf->healthchecks.active.node != NULL;
     }
     if (RAND_bytes((unsigned char *)&u->rng, sizeof(u->rng)) != 1 || !u->rng)
         u->rng = 0x9e3779b97f4a7c15ull;
@@ -194,9 +195,9 @@ static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
 
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
 {
-    if (!u->passive || !ctx || !ctx->now_us)
+    if (!(u->passive || u->active) || !ctx || !ctx->now_us)
         return pick_kind(u, tried, ctx);
-    /* passive health: a target that is down counts as tried */
+    /* health: a target that is down counts as tried */
     int64_t now_ms = ctx->now_us / 1000;
     bool skip[u->ntargets];
     size_t up = 0;
@@ -277,4 +278,6 @@ void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t 
     /* peak-EWMA: a slower answer is taken at once, a faster one gradually */
     t->ewma_us = sample > t->ewma_us ? sample : t->ewma_us * decay + sample * (1 - decay);
     t->ewma_at_us = now_us;
+    if (t->shared)
+        atomic_store_explicit(&t->shared->ewma_us, (int64_t)t->ewma_us, memory_order_relaxed);
 }

@@ -48,11 +48,12 @@ class Request:
 
 
 class Backend:
-    def __init__(self, keep_body=1 << 20, delay_ms=0):
+    def __init__(self, keep_body=1 << 20, delay_ms=0, port=0, host='127.0.0.1'):
         self.delay = delay_ms / 1000
+        self.health = 200  # what GET /healthz answers
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(('127.0.0.1', 0))
+        self.sock.bind((host, port))
         self.sock.listen(512)
         self.port = self.sock.getsockname()[1]
         self.requests = []
@@ -171,7 +172,9 @@ class Backend:
         u = urllib.parse.urlsplit(req.target)
         q = dict(urllib.parse.parse_qsl(u.query))
         path = u.path
-        if path == '/echo':
+        if path == '/healthz':
+            self._send(c, self.health, b'health')
+        elif path == '/echo':
             self._send(c, 200, req.body, [('x-body-md5', req.body_md5), ('x-body-len', str(req.body_len)),
                                           ('content-type', 'application/octet-stream')])
         elif path == '/sink':
