@@ -104,6 +104,12 @@ typedef struct pt_upstream_conf {
         int64_t connect, send, read;
     } timeouts;
     int64_t retries;
+    int64_t retry_timeout;      /* ms; 0: no limit */
+    pt_list_t retry_statuses;   /* int64_t */
+    struct {
+        const pt_node_t *node;
+        int64_t percent, min_per_second;
+    } retry_budget;
     int when_all_down; /* 0: fail (503 at once), 1: try them anyway */
     struct {
         const pt_node_t *node;

@@ -75,6 +75,11 @@ typedef struct pt_upstream {
     bool passive;           /* a passive-health threshold is set: responses
                              * are reported to the shared health state */
     bool active;            /* healthchecks.active is set */
+    struct pt_budget {      /* this worker's requests and retries, by second */
+        int64_t sec;
+        uint32_t requests[10], retries[10];
+        uint64_t retried, refused;
+    } budget;
 } pt_upstream_t;
 
 /* What a pick may look at: the hash key (consistent-hashing) and the time. */
@@ -140,6 +145,10 @@ void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms)
 bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms);
 /* Does this status count as a failure for u's passive checks? */
 bool pt_health_bad_status(const pt_upstream_t *u, int status);
+
+/* Retry budget: a request to u starts; may a retry start (counted when so)? */
+void pt_budget_request(pt_upstream_t *u, int64_t now_ms);
+bool pt_budget_retry(pt_upstream_t *u, int64_t now_ms);
 
 /* The prober, in the first worker only: probes every target of every
  * upstream with healthchecks.active and writes the results to the shared

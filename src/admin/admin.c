@@ -90,8 +90,11 @@ static char *status_json(pt_worker_t *w, size_t *len)
     int64_t now_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         const pt_upstream_t *u = &w->upstreams[i];
-        fprintf(f, "%s{\"name\":\"%s\",\"balancer\":\"%s\",\"targets\":[", i ? "," : "", u->conf->name,
-                balancer_names[u->kind]);
+        fprintf(f,
+                "%s{\"name\":\"%s\",\"balancer\":\"%s\",\"worker_retries\":%llu,\"worker_retries_refused\":%llu,"
+                "\"targets\":[",
+                i ? "," : "", u->conf->name, balancer_names[u->kind], (unsigned long long)u->budget.retried,
+                (unsigned long long)u->budget.refused);
         for (size_t k = 0; k < u->ntargets; k++) {
             const pt_target_t *t = &u->targets[k];
             fprintf(f,

@@ -350,6 +350,16 @@ static const pt_directive_t healthcheck_keys[] = {
 static const pt_section_t healthcheck_section = {"healthchecks", sizeof(((pt_upstream_conf_t *)0)->healthchecks),
                                                  healthcheck_keys, NULL, NULL, NULL};
 static const char *const all_down_names[] = {"fail", "try", NULL};
+#define RB(f) (F(pt_upstream_conf_t, retry_budget.f) - F(pt_upstream_conf_t, retry_budget))
+static const pt_directive_t budget_keys[] = {
+    {"percent", PT_T_INT, RB(percent), "20", 0, 100, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Retries allowed, as a percentage of the requests to the upstream."},
+    {"min_per_second", PT_T_INT, RB(min_per_second), "10", 0, 100000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Retries allowed per second whatever the traffic, so that a quiet upstream can still retry."},
+    END,
+};
+static const pt_section_t budget_section = {"retry_budget", sizeof(((pt_upstream_conf_t *)0)->retry_budget),
+                                            budget_keys, NULL, NULL, NULL};
 
 static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
@@ -392,7 +402,20 @@ static const pt_directive_t upstream_keys[] = {
      NULL, NULL, 0, NULL,
      "When every target is marked down: fail answers 503 at once; try ignores health and tries them."},
     {"retries", PT_T_INT, F(pt_upstream_conf_t, retries), "1", 0, 100, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "How many times a failed attempt is tried again on another target."},
+     "How many times a failed attempt is tried again on another target. A failed connect is retried for any "
+     "request; a timeout, a reset or a status in retry_statuses only for an idempotent request (GET, HEAD, PUT, "
+     "DELETE, OPTIONS, TRACE) whose body is still whole in the buffer. A retry never goes to the target just "
+     "tried while another is up."},
+    {"retry_timeout", PT_T_DURATION, F(pt_upstream_conf_t, retry_timeout), "0s", 0, 3600000, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL, "No retry starts this long after the first attempt did; 0: no limit."},
+    {"retry_statuses", PT_T_LIST, F(pt_upstream_conf_t, retry_statuses), NULL, 0, 0, NULL, NULL,
+     &pt_schema_status_elem, NULL, NULL, 0, "list of integers",
+     "Response statuses that are retried, as a failure would be (for example [502, 503, 504]). The last "
+     "attempt's response is passed on as it is. Empty: none."},
+    {"retry_budget", PT_T_SECTION, F(pt_upstream_conf_t, retry_budget), NULL, 0, 0, NULL, &budget_section, NULL,
+     NULL, NULL, 0, NULL,
+     "Caps retries to a share of the requests, so that a failing upstream does not get a storm of them. "
+     "Counted by each worker over the last 10 seconds."},
     END,
 };
 const pt_section_t pt_schema_upstream = {"upstream", sizeof(pt_upstream_conf_t), upstream_keys,

@@ -8,7 +8,8 @@
  * Only the little framing of a re-chunked body is copied.
  *
  * Retries: a failed connect always goes to another target (within
- * `retries`); a failure before any response byte is retried for
+ * `retries`, `retry_timeout` and the retry budget); a failure before any
+ * response byte, or a status in `retry_statuses`, is retried for
  * idempotent requests whose body is still whole in the client buffer; a
  * pooled connection that turns out closed is retried once on a fresh one
  * as long as nothing of the response came back. */
@@ -79,6 +80,7 @@ struct pt_proxy {
 static bool start_attempt(pt_proxy_t *p);
 static void finish(pt_proxy_t *p, bool upstream_reusable);
 static void attempt_over(pt_proxy_t *p, int64_t latency_us);
+static bool retry_status(pt_proxy_t *p, int status);
 static int64_t now_us(pt_conn_t *c);
 
 static int64_t since_us(pt_conn_t *c, const struct timeval *t0)
@@ -279,7 +281,8 @@ static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
 }
 
 /* Parses the response head once it is all there, and decides the framing
- * towards the client.  1 on progress, 0 waiting, -1 a bad response. */
+ * towards the client.  1 on progress, 0 waiting, -1 a bad response, 2 the
+ * response was dropped for a retry (p may be gone). */
 static int take_response_head(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
@@ -305,6 +308,8 @@ static int take_response_head(pt_proxy_t *p)
         if (p->up->passive)
             pt_health_report(p->up, p->target, pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
                              now_us(c) / 1000);
+        if (p->up->conf->retry_statuses.n && retry_status(p, r.status))
+            return 2; /* dropped, and retried */
         if (r.status == 101) {
             if (!p->upgrade)
                 return -1; /* switching protocols nobody asked for */
@@ -456,6 +461,48 @@ static int read_upstream(pt_proxy_t *p)
 
 /* ---- failures and retries ---- */
 
+/* May another attempt start: within `retries`, `retry_timeout` and the
+ * retry budget, and not while draining? */
+static bool retry_allowed(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    const pt_upstream_conf_t *u = p->up->conf;
+    if (p->attempts > u->retries || c->w->draining)
+        return false;
+    if (u->retry_timeout && since_us(c, &p->up_start) / 1000 >= u->retry_timeout) {
+        pt_log_notice("retry_timeout of upstream \"%s\" passed: no retry, req=%s", u->name, c->reqid);
+        return false;
+    }
+    return pt_budget_retry(p->up, now_us(c) / 1000);
+}
+
+/* The next attempt, after the last one was closed. */
+static void retry(pt_proxy_t *p)
+{
+    reset_request(p);
+    if (start_attempt(p))
+        pt_proxy_run(p);
+}
+
+/* A response head whose status is in retry_statuses: a retry when one is
+ * allowed (true: the response was dropped and p may be gone). */
+static bool retry_status(pt_proxy_t *p, int status)
+{
+    const pt_list_t *l = &p->up->conf->retry_statuses;
+    bool listed = false;
+    for (size_t i = 0; i < l->n && !listed; i++)
+        listed = ((const int64_t *)l->v)[i] == status;
+    if (!listed || !p->idempotent || !p->replayable || p->upgrade || !retry_allowed(p))
+        return false;
+    pt_log_info("upstream \"%s\" target %s answered %d: retrying, req=%s", p->up->conf->name, p->uc->t->name,
+                status, p->c->reqid);
+    attempt_over(p, since_us(p->c, &p->up_start));
+    pt_upconn_close(p->uc);
+    p->uc = NULL;
+    retry(p);
+    return true;
+}
+
 static void fail(pt_proxy_t *p, int kind, int err)
 {
     pt_conn_t *c = p->c;
@@ -493,17 +540,15 @@ static void fail(pt_proxy_t *p, int kind, int err)
     }
     bool may_retry = false;
     if (kind == F_CONNECT || kind == F_CONNECT_TIMEOUT)
-        may_retry = p->attempts <= p->up->conf->retries;
-    else if (stale && p->replayable && p->stale_retries < 1) {
+        may_retry = retry_allowed(p);
+    else if (stale && p->replayable && p->stale_retries < 1 && !c->w->draining) {
         p->stale_retries++;
         p->attempts--; /* a stale keep-alive connection is not the target's fault */
         may_retry = true;
     } else if ((kind == F_READ_TIMEOUT || kind == F_RESET) && p->idempotent && p->replayable && !p->tunnel)
-        may_retry = p->attempts <= p->up->conf->retries;
-    if (may_retry && kind != F_CLIENT_BODY && !c->w->draining) {
-        reset_request(p);
-        if (start_attempt(p))
-            pt_proxy_run(p);
+        may_retry = retry_allowed(p);
+    if (may_retry) {
+        retry(p);
         return;
     }
     int status = kind == F_CLIENT_BODY ? 400 : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? 504 : 502;
@@ -670,6 +715,8 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
         progress |= read_upstream(p);
     if (!p->head_done) {
         int r = take_response_head(p);
+        if (r == 2)
+            return STEP_GONE;
         if (r < 0 || (r == 0 && uc->eof)) {
             fail(p, r < 0 ? F_BAD_RESPONSE : F_RESET, 0);
             return STEP_GONE;
@@ -774,6 +821,19 @@ static bool start_attempt(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
     pt_pick_ctx_t ctx = {p->hash_key, now_us(c)};
+    if (p->attempts) {
+        /* every target tried: the round starts again, but never with the
+         * one that just failed while another is up */
+        bool all = true;
+        for (size_t i = 0; i < p->up->ntargets && all; i++)
+            all = p->tried[i];
+        if (all) {
+            memset(p->tried, 0, p->up->ntargets);
+            p->tried[p->target] = true;
+        }
+    } else {
+        pt_budget_request(p->up, ctx.now_us / 1000);
+    }
     size_t idx = pt_balancer_pick(p->up, p->tried, &ctx);
     if (idx == PT_PICK_NONE) {
         /* every target is marked down: say so now rather than time out */

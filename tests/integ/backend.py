@@ -51,6 +51,7 @@ class Backend:
     def __init__(self, keep_body=1 << 20, delay_ms=0, port=0, host='127.0.0.1'):
         self.delay = delay_ms / 1000
         self.health = 200  # what GET /healthz answers
+        self.fail_status = None  # when set, what every other request gets
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -97,6 +98,7 @@ class Backend:
                 req = self._read_request(f, cid)
                 if req is None:
                     return
+                req.t = time.monotonic()
                 with self.lock:
                     self.requests.append(req)
                 if not self._respond(c, f, req):
@@ -174,6 +176,8 @@ class Backend:
         path = u.path
         if path == '/healthz':
             self._send(c, self.health, b'health')
+        elif self.fail_status:
+            self._send(c, self.fail_status, f'failing with {self.fail_status}'.encode(), reason='X')
         elif path == '/echo':
             self._send(c, 200, req.body, [('x-body-md5', req.body_md5), ('x-body-len', str(req.body_len)),
                                           ('content-type', 'application/octet-stream')])
