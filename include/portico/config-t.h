@@ -203,6 +203,11 @@ typedef struct pt_config {
     pt_list_t listeners; /* pt_listener_conf_t */
     pt_admin_conf_t admin;
     pt_list_t upstreams; /* pt_upstream_conf_t */
+    struct {
+        const pt_node_t *node;
+        pt_list_t nameservers; /* char *: "ip" or "ip:port" */
+        int64_t valid, timeout;
+    } resolver;
     pt_list_t routes;    /* pt_route_conf_t */
     pt_filterset_t global_filters;
     pt_list_t consumers; /* pt_consumer_conf_t */

@@ -75,6 +75,8 @@ typedef struct pt_upstream {
     bool passive;           /* a passive-health threshold is set: responses
                              * are reported to the shared health state */
     bool active;            /* healthchecks.active is set */
+    size_t unresolved;      /* targets whose host name has no address yet */
+    pt_zone_t *zone;        /* where the shared target slots are, or NULL */
     struct pt_budget {      /* this worker's requests and retries, by second */
         int64_t sec;
         uint32_t requests[10], retries[10];
@@ -125,8 +127,17 @@ void pt_upstreams_forget_column(pt_zone_t *z, int column);
 pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim);
 void pt_upstreams_free(pt_upstream_t *u, size_t n);
 /* In the master, after loading: resolves targets given by host name
- * (blocking, as nginx does at load).  0, or -1 with a message in err. */
+ * (blocking, as nginx does at load) unless resolver.nameservers is set.
+ * 0, or -1 with a message in err. */
 int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen);
+/* Target t of u has a new address (from DNS): its shared slot, its pool. */
+void pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len);
+
+/* Asynchronous DNS (evdns) in each worker: every target given by host
+ * name is resolved at start and again when its answer expires. */
+typedef struct pt_resolver pt_resolver_t;
+pt_resolver_t *pt_resolver_start(pt_worker_t *w);
+void pt_resolver_stop(pt_resolver_t *r);
 
 /* Prepares the balancer of u (the consistent-hashing ring). 0 or -1. */
 int pt_balancer_init(pt_upstream_t *u);

@@ -50,6 +50,7 @@ struct pt_worker {
     size_t nupconns;
     struct pt_upstream *upstreams; /* one per configured upstream, same order */
     struct pt_prober *prober;      /* active health checks: slot 0 only */
+    struct pt_resolver *resolver;  /* targets given by host name */
     struct event reaper;
     bool reap_pending;
     pt_conn_t *spare; /* closed connections kept for reuse, with their buffers */

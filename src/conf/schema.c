@@ -4,6 +4,7 @@
  * across sections (names, references) are in config.c. */
 #include "config.h"
 
+#include <event2/util.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -496,6 +497,45 @@ static const pt_directive_t consumer_keys[] = {
 static const pt_section_t consumer_section = {"consumer", sizeof(pt_consumer_conf_t), consumer_keys, NULL, NULL,
                                               NULL};
 
+/* ---- resolver ---- */
+
+static int check_resolver(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    const pt_node_t *ns = pt_node_get(n, "nameservers");
+    if (!ns || ns->type != PT_NODE_SEQ)
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; i < ns->nitems; i++) {
+        const pt_node_t *it = ns->items[i];
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        if (it->type == PT_NODE_SCALAR && evutil_parse_sockaddr_port(it->s, (struct sockaddr *)&ss, &len) < 0) {
+            pt_conf_error(cc, it, "nameservers[%zu]: a name server is an IP address with an optional port, not \"%s\"",
+                          i, it->s);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+#define RS(f) (F(pt_config_t, resolver.f) - F(pt_config_t, resolver))
+static const pt_directive_t resolver_keys[] = {
+    {"nameservers", PT_T_LIST, RS(nameservers), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
+     "list of addresses",
+     "DNS servers (10.0.0.2, 10.0.0.2:53, [fd00::2]:53) that resolve targets given by host name. Empty: /etc/hosts, "
+     "then the servers of /etc/resolv.conf; the master also resolves each name once at load (blocking, as nginx "
+     "does), so that a name it cannot resolve is a configuration error. Given: only these servers are asked, by "
+     "the workers alone, and a target is left out until its name resolves."},
+    {"valid", PT_T_DURATION, RS(valid), "0s", 0, 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long an answer is used before the name is resolved again; 0: the TTL of the answer (at least 1s)."},
+    {"timeout", PT_T_DURATION, RS(timeout), "5s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long a DNS query may take. A name that does not resolve keeps its last address and is tried again "
+     "every 5s."},
+    END,
+};
+static const pt_section_t resolver_section = {"resolver", sizeof(((pt_config_t *)0)->resolver), resolver_keys,
+                                              check_resolver, NULL, NULL};
+
 /* ---- root ---- */
 
 static const pt_directive_t root_keys[] = {
@@ -520,6 +560,10 @@ static const pt_directive_t root_keys[] = {
      PT_F_OPTIONAL, NULL, "The admin API listener."},
     {"upstreams", PT_T_LIST, F(pt_config_t, upstreams), NULL, 0, 0, NULL, &pt_schema_upstream, NULL, NULL, NULL, 0,
      NULL, "Groups of servers that routes send requests to."},
+    {"resolver", PT_T_SECTION, F(pt_config_t, resolver), NULL, 0, 0, NULL, &resolver_section, NULL, NULL, NULL, 0,
+     NULL,
+     "How targets given by host name are resolved: asynchronously in each worker (evdns), again when the "
+     "answer's TTL runs out, never blocking a worker."},
     {"routes", PT_T_LIST, F(pt_config_t, routes), NULL, 0, 0, NULL, &pt_schema_route, NULL, NULL, NULL, 0, NULL,
      "Which requests go where, tried as described under ROUTING."},
     {"global_filters", PT_T_CUSTOM, F(pt_config_t, global_filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,

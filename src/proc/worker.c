@@ -221,6 +221,7 @@ static int setup(pt_worker_t *w)
         pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
         return -1;
     }
+    w->resolver = pt_resolver_start(w);
     if (w->slot == 0)
         w->prober = pt_prober_start(w);
     if (RAND_bytes((unsigned char *)&w->reqid_seed, sizeof(w->reqid_seed)) != 1)
@@ -234,6 +235,8 @@ static void teardown(pt_worker_t *w)
         pt_conn_close(w->conns);
     pt_prober_stop(w->prober);
     w->prober = NULL;
+    pt_resolver_stop(w->resolver);
+    w->resolver = NULL;
     for (size_t i = 0; i < w->conf->upstreams.n; i++)
         for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
             while (w->upstreams[i].targets[k].idle)

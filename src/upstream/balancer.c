@@ -67,7 +67,9 @@ int pt_balancer_init(pt_upstream_t *u)
         size_t points = (size_t)(u->targets[i].weight * 160 / 100) + 1;
         for (size_t k = 0; k < points; k++) {
             char key[128];
-            int len = snprintf(key, sizeof(key), "%s#%zu", u->targets[i].name, k);
+            /* the configured address: a host name keeps its points when it re-resolves */
+            const pt_target_t *t = &u->targets[i];
+            int len = snprintf(key, sizeof(key), "%s#%zu", t->conf ? t->conf->address : t->name, k);
             u->ring[u->nring++] = (pt_ring_point_t){hash64(key, (size_t)len), (uint32_t)i};
         }
     }
@@ -195,21 +197,23 @@ static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
 
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
 {
-    if (!(u->passive || u->active) || !ctx || !ctx->now_us)
+    if (!(u->passive || u->active || u->unresolved) || !ctx || !ctx->now_us)
         return pick_kind(u, tried, ctx);
-    /* health: a target that is down counts as tried */
+    /* a target that is down, or has no address yet, counts as tried */
     int64_t now_ms = ctx->now_us / 1000;
-    bool skip[u->ntargets];
-    size_t up = 0;
+    bool skip[u->ntargets], unresolved[u->ntargets];
+    size_t up = 0, resolved = 0;
     for (size_t i = 0; i < u->ntargets; i++) {
-        bool ok = pt_health_up(u, i, now_ms);
+        bool res = u->targets[i].addrlen != 0, ok = res && pt_health_up(u, i, now_ms);
+        resolved += res;
         up += ok;
         skip[i] = !ok || (tried && tried[i]);
+        unresolved[i] = !res || (tried && tried[i]);
     }
     if (!up) {
-        if (u->conf->when_all_down == 0)
+        if (u->conf->when_all_down == 0 || !resolved)
             return PT_PICK_NONE;
-        return pick_kind(u, tried, ctx); /* try them anyway */
+        return pick_kind(u, unresolved, ctx); /* try them anyway */
     }
     apply_slow_start(u, now_ms);
     return pick_kind(u, skip, ctx);

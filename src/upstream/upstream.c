@@ -36,6 +36,8 @@ pt_zone_t *pt_upstreams_zone(const pt_config_t *c)
         for (size_t k = 0; k < u->targets.n; k++) {
             char name[80];
             const pt_target_conf_t *t = PT_LIST_AT(u->targets, pt_target_conf_t, k);
+            if (!t->addr.len)
+                continue; /* resolved by the workers: they claim its slot */
             pt_addr_format((const struct sockaddr *)&t->addr.ss, name, sizeof(name));
             pt_upstreams_slot(z, name, true);
         }
@@ -78,16 +80,52 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
             t->weight = tc->weight;
             memcpy(&t->addr, &tc->addr.ss, sizeof(t->addr));
             t->addrlen = tc->addr.len;
-            pt_addr_format((const struct sockaddr *)&t->addr, t->name, sizeof(t->name));
-            t->shared = pt_upstreams_slot(z, t->name, false);
+            if (t->addrlen) {
+                pt_addr_format((const struct sockaddr *)&t->addr, t->name, sizeof(t->name));
+                t->shared = pt_upstreams_slot(z, t->name, false);
+            } else {
+                snprintf(t->name, sizeof(t->name), "%s", tc->address); /* until it resolves */
+                u->unresolved++;
+            }
         }
         u->column = column % PT_SHARED_COLUMNS;
+        u->zone = z;
         if (pt_balancer_init(u) < 0) {
             pt_upstreams_free(v, i + 1);
             return NULL;
         }
     }
     return v;
+}
+
+void pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len)
+{
+    char name[80];
+    pt_addr_format(sa, name, sizeof(name));
+    pt_target_shared_t *old = t->shared, *now = NULL;
+    if (u->zone) {
+        pt_zone_lock(u->zone);
+        now = pt_upstreams_slot(u->zone, name, true);
+        pt_zone_unlock(u->zone);
+    }
+    if (t->inflight && old != now) { /* this worker's attempts under way move with the target */
+        if (old) {
+            atomic_fetch_sub(&old->inflight, t->inflight);
+            atomic_fetch_sub(&old->column[u->column], t->inflight);
+        }
+        if (now) {
+            atomic_fetch_add(&now->inflight, t->inflight);
+            atomic_fetch_add(&now->column[u->column], t->inflight);
+        }
+    }
+    if (!t->addrlen && u->unresolved)
+        u->unresolved--;
+    t->shared = now;
+    memcpy(&t->addr, sa, len);
+    t->addrlen = len;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    while (t->idle) /* connections to the old address */
+        pt_upconn_close(t->idle);
 }
 
 void pt_upstreams_free(pt_upstream_t *v, size_t n)
@@ -106,6 +144,8 @@ void pt_upstreams_free(pt_upstream_t *v, size_t n)
 
 int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen)
 {
+    if (c->resolver.nameservers.n)
+        return 0; /* the workers resolve, with those servers */
     for (size_t i = 0; i < c->upstreams.n; i++) {
         pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
         for (size_t k = 0; k < u->targets.n; k++) {
