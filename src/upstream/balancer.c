@@ -5,7 +5,7 @@
  *                      largest and subtracts the total (5,1,1: a a b a c a a).
  *  least-connections   the fewest attempts under way relative to the weight
  *                      (counted in this worker; ties by round robin order).
- *  consistent-hashing  a ring of 160 points per 100 weight, hashed from the
+ *  consistent-hashing  a ring of 640 points per 100 weight, hashed from the
  *                      target's address: a key goes to the first point at or
  *                      after its hash, so a target that leaves moves only its
  *                      own keys.
@@ -26,6 +26,9 @@
 
 #define EWMA_TAU_US 10e6   /* the EWMA forgets with a 10 s time constant */
 #define FAILURE_US 1e6     /* a failed attempt counts as a 1 s response */
+/* ring points per 100 weight: 4x ketama's 160, so that shares stay within
+ * 2% of the weights (the spread of arc lengths falls as 1/sqrt(points)) */
+#define PT_RING_POINTS 640
 
 static uint64_t hash64(const char *p, size_t n)
 {
@@ -59,12 +62,12 @@ int pt_balancer_init(pt_upstream_t *u)
         return 0;
     size_t n = 0;
     for (size_t i = 0; i < u->ntargets; i++)
-        n += (size_t)(u->targets[i].weight * 160 / 100) + 1;
+        n += (size_t)(u->targets[i].weight * PT_RING_POINTS / 100) + 1;
     u->ring = malloc(n * sizeof(pt_ring_point_t));
     if (!u->ring)
         return -1;
     for (size_t i = 0; i < u->ntargets; i++) {
-        size_t points = (size_t)(u->targets[i].weight * 160 / 100) + 1;
+        size_t points = (size_t)(u->targets[i].weight * PT_RING_POINTS / 100) + 1;
         for (size_t k = 0; k < points; k++) {
             char key[128];
             /* the configured address: a host name keeps its points when it re-resolves */

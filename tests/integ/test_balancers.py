@@ -1,6 +1,8 @@
 """Balancers through the real binary, with several real backends."""
 import collections
 
+import pytest
+
 from conftest import free_port, http_get
 
 
@@ -55,20 +57,23 @@ def test_latency_balancer_moves_traffic_from_a_slow_backend(gateway, backends):
     assert len(fast1.requests) > 30 and len(fast2.requests) > 30
 
 
-def test_weights_over_10000_requests(gateway, backends):
+@pytest.mark.parametrize('balancer', ['round-robin', 'least-connections', 'random-two', 'consistent-hashing'])
+def test_weights_over_10000_requests(gateway, backends, balancer):
     import http.client
     a, b = backends(), backends()
     port = free_port()
+    hash_on = ', hash: { on: uri }' if balancer == 'consistent-hashing' else ''
     cfg = f'''listeners: [{{ name: main, address: 127.0.0.1:{port} }}]
 upstreams:
-  - {{ name: up, targets: [{{ address: "127.0.0.1:{a.port}", weight: 300 }}, {{ address: "127.0.0.1:{b.port}", weight: 100 }}] }}
+  - {{ name: up, balancer: {balancer}{hash_on}, targets: [{{ address: "127.0.0.1:{a.port}", weight: 300 }},
+                                            {{ address: "127.0.0.1:{b.port}", weight: 100 }}] }}
 routes:
   - {{ name: all, match: {{ paths: ["/*"] }}, upstream: up }}
 '''
     gateway(cfg, workers=1)
     c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
     for i in range(10000):
-        c.request('GET', '/w')
+        c.request('GET', f'/w/{i}')  # a key of its own for consistent-hashing
         c.getresponse().read()
     c.close()
     share = len(a.requests) / 10000
@@ -159,3 +164,34 @@ def test_every_target_down_answers_503_at_once(gateway):
     status, _, body = http_get(port, '/b')
     assert status == 503 and body == b'503 Service Unavailable\n' and time.time() - t0 < 0.5
     g.wait_log('no healthy target while connecting to upstream')
+
+
+def test_slow_start_ramps_a_returning_target_up(gateway, backends):
+    import time
+    from backend import Backend
+    a, b = backends(), backends()
+    port = free_port()
+    g = gateway(config(port, [a, b], 'retries: 1, healthchecks: { passive: { unhealthy: { tcp_failures: 1 }, '
+                                     'cooldown: 300ms, slow_start: 3s } }'), workers=1)
+    port_a = a.port
+    a.stop()
+    while not g.count('marked down'):
+        assert http_get(port, '/before')[0] == 200  # retried on b
+    revived = Backend(port=port_a)
+    try:
+        time.sleep(0.4)  # the cool-down passes
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.2:
+            assert http_get(port, '/ramp')[0] == 200
+        g.wait_log('cool-down over, trying it again')
+        start = min(r.t for r in revived.requests)
+
+        def share(lo, hi):
+            na = sum(1 for r in revived.requests if lo <= r.t - start < hi)
+            nb = sum(1 for r in b.requests if r.target == '/ramp' and lo <= r.t - start < hi)
+            return na / max(na + nb, 1)
+        early, late = share(0, 0.8), share(2.2, 3.0)
+        # weights 10% -> 100% of 100 over 3 s, against b's 100: ~15% early, ~45% late; 50% without slow start
+        assert early < 0.3 and late > 0.38 and late > early + 0.15, (early, late)
+    finally:
+        revived.stop()

@@ -59,8 +59,8 @@ int main(void)
     }
     pt_upstream_conf_t hc = {.balancer = PT_BAL_HASH};
     h.conf = h9.conf = &hc;
-    ok(pt_balancer_init(&h) == 0 && pt_balancer_init(&h9) == 0 && h.nring == 10 * 161 && h9.nring == 9 * 161,
-       "rings of 161 points per target of weight 100");
+    ok(pt_balancer_init(&h) == 0 && pt_balancer_init(&h9) == 0 && h.nring == 10 * 641 && h9.nring == 9 * 641,
+       "rings of 641 points per target of weight 100");
     int per[10] = {0}, moved = 0, was_on_removed = 0;
     for (int k = 0; k < 20000; k++) {
         char key[32];
