@@ -21,6 +21,7 @@ typedef struct pt_alog_entry {
     uint64_t bytes_in, bytes_out;
     const char *route;
     const char *upstream_addr;
+    const char *tls_protocol, *tls_cipher; /* NULL: plain HTTP */
     int upstream_status;
     int64_t upstream_us; /* -1: no upstream */
     const struct pt_route_match *match; /* route parameters, or NULL */

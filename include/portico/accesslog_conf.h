@@ -26,6 +26,8 @@ enum pt_alog_var {
     PT_AV_UPSTREAM_ADDR,
     PT_AV_UPSTREAM_STATUS,
     PT_AV_UPSTREAM_TIME,
+    PT_AV_TLS_PROTOCOL,
+    PT_AV_TLS_CIPHER,
     PT_AV_PARAM, /* $param_NAME: lit/len hold NAME */
     PT_AV__COUNT
 };

@@ -35,6 +35,27 @@ typedef struct pt_accesslog_conf {
     void *compiled;
 } pt_accesslog_conf_t;
 
+typedef struct pt_tls_cert_conf {
+    const pt_node_t *node;
+    char *cert, *key;
+} pt_tls_cert_conf_t;
+
+enum pt_tls_verify { PT_VERIFY_REQUIRED, PT_VERIFY_OPTIONAL };
+
+/* A listener's `tls:`, compiled at load into `server` (tls.h). */
+typedef struct pt_tls_conf {
+    const pt_node_t *node; /* NULL: plain HTTP */
+    pt_list_t certificates; /* pt_tls_cert_conf_t */
+    pt_list_t protocols;    /* char *: TLSv1.2, TLSv1.3 */
+    char *ciphers, *ciphersuites;
+    bool session_tickets;
+    int64_t ticket_key_rotation;
+    char *client_ca;
+    int verify;
+    int64_t handshake_timeout;
+    struct pt_tls_server *server;
+} pt_tls_conf_t;
+
 typedef struct pt_listener_conf {
     const pt_node_t *node;
     char *name;
@@ -49,6 +70,7 @@ typedef struct pt_listener_conf {
     int64_t max_header_size;
     int64_t max_headers;
     int64_t min_body_rate; /* bytes per second */
+    pt_tls_conf_t tls;
 } pt_listener_conf_t;
 
 typedef struct pt_admin_conf {
@@ -223,6 +245,7 @@ typedef struct pt_config {
     pt_list_t prov; /* pt_prov_t: fields whose value came from ${VAR} */
     void **regexes; /* every pcre2_code compiled for this generation */
     size_t nregexes, capregexes;
+    struct pt_owned *owned; /* other things made at load, freed with it */
     pt_arena_t arena;
 } pt_config_t;
 

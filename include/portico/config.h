@@ -24,6 +24,14 @@ void pt_config_diff(const pt_config_t *old, const pt_config_t *new, char *buf, s
 struct pt_conf_ctx;
 struct pt_node;
 void *pt_config_regex(struct pt_conf_ctx *cc, const struct pt_node *n, const char *pattern);
+/* Something made while loading (a TLS context) that the configuration owns:
+ * fn(p) when it is freed.  0, or -1 (then p is freed already). */
+struct pt_owned {
+    void *p;
+    void (*free)(void *);
+    struct pt_owned *next;
+};
+int pt_config_own(struct pt_conf_ctx *cc, void *p, void (*fn)(void *));
 /* Effective worker count. */
 int pt_config_workers(const pt_config_t *c);
 

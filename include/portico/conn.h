@@ -25,11 +25,13 @@ enum pt_conn_state {
     PT_CS_LINGER, /* response sent, write side shut, draining input */
     PT_CS_PROXY,  /* the proxy owns the connection until pt_conn_proxy_done */
     PT_CS_FILTER, /* a filter suspended the request until pt_conn_filters_resume */
+    PT_CS_TLS,    /* the TLS handshake */
 };
 
 struct pt_conn {
     unsigned magic;
     int fd;
+    struct ssl_st *ssl; /* NULL on a plain listener */
     pt_worker_t *w;
     pt_acceptor_t *acc;
     pt_conn_t *next, *prev;

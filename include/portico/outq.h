@@ -40,6 +40,11 @@ static inline bool pt_outq_has_room(const pt_outq_t *q)
 /* Writes as much as the socket takes.  Returns the bytes written (0 when
  * the socket is full: EAGAIN), or -errno. */
 ssize_t pt_outq_flush(pt_outq_t *q, int fd);
+/* The same through a writer (TLS) that takes one span at a time and
+ * returns the bytes it took, 0 when it cannot take more now, or -errno.
+ * A span it could not take is offered again, unchanged, next time. */
+typedef ssize_t (*pt_write_fn)(void *ctx, const void *p, size_t n);
+ssize_t pt_outq_flush_fn(pt_outq_t *q, pt_write_fn fn, void *ctx);
 /* Drops everything queued. */
 void pt_outq_reset(pt_outq_t *q);
 void pt_outq_free(pt_outq_t *q);

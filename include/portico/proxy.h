@@ -35,6 +35,7 @@ typedef struct pt_fwd_ctx {
     bool body_chunked;    /* send Transfer-Encoding: chunked */
     int64_t body_length;  /* else Content-Length, when >= 0 */
     bool upgrade;
+    bool tls;             /* the client came over TLS: X-Forwarded-Proto https */
     const struct pt_fx *fx; /* filter edits and a rewritten path, or NULL */
 } pt_fwd_ctx_t;
 

@@ -295,8 +295,26 @@ void pt_config_free(pt_config_t *c)
     for (size_t i = 0; i < c->nregexes; i++)
         pcre2_code_free(c->regexes[i]);
     free(c->regexes);
+    while (c->owned) {
+        struct pt_owned *o = c->owned;
+        c->owned = o->next;
+        o->free(o->p);
+        free(o);
+    }
     pt_arena_free(&c->arena);
     free(c);
+}
+
+int pt_config_own(pt_conf_ctx_t *cc, void *p, void (*fn)(void *))
+{
+    struct pt_owned *o = malloc(sizeof(*o));
+    if (!o) {
+        fn(p);
+        return -1;
+    }
+    *o = (struct pt_owned){p, fn, cc->config->owned};
+    cc->config->owned = o;
+    return 0;
 }
 
 void *pt_config_regex(pt_conf_ctx_t *cc, const pt_node_t *n, const char *pattern)

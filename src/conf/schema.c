@@ -17,6 +17,7 @@
 #include "portico/log.h"
 #include "portico/route_conf.h"
 #include "portico/schema.h"
+#include "portico/tls.h"
 
 #define END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL}
 #define F(type, field) offsetof(type, field)
@@ -92,7 +93,8 @@ static const pt_directive_t access_log_keys[] = {
      "combined, common, json, or a template in which $name stands for a field: "
      "$time, $time_iso8601, $remote_addr, $method, $target, $protocol, $status, $bytes_in, "
      "$bytes_out, $request_time, $route, $request_id, $host, $user_agent, $referer, "
-     "$upstream_addr, $upstream_status, $upstream_time, and $param_NAME for a route parameter."},
+     "$upstream_addr, $upstream_status, $upstream_time, $tls_protocol, $tls_cipher, and $param_NAME for a "
+     "route parameter."},
     {"buffer", PT_T_SIZE, F(pt_accesslog_conf_t, buffer), "64k", 0, 16 << 20, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Lines are buffered per worker up to this size; 0 writes every line at once."},
     {"flush", PT_T_DURATION, F(pt_accesslog_conf_t, flush), "1s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0,
@@ -120,6 +122,46 @@ static const pt_directive_t timeout_keys[] = {
 };
 static const pt_section_t timeout_section = {"timeouts", sizeof(((pt_listener_conf_t *)0)->timeouts),
                                              timeout_keys, NULL, NULL, NULL};
+
+static const pt_directive_t tls_cert_keys[] = {
+    {"cert", PT_T_STR, F(pt_tls_cert_conf_t, cert), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, "path",
+     "PEM file with the certificate, then its chain."},
+    {"key", PT_T_STR, F(pt_tls_cert_conf_t, key), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, "path",
+     "PEM file with its private key (RSA or ECDSA); read by the master before it drops privileges."},
+    END,
+};
+static const pt_section_t tls_cert_section = {"certificate", sizeof(pt_tls_cert_conf_t), tls_cert_keys, NULL, NULL,
+                                              NULL};
+static const char *const verify_names[] = {"required", "optional", NULL};
+#define TL(f) (F(pt_listener_conf_t, tls.f) - F(pt_listener_conf_t, tls))
+static const pt_directive_t tls_keys[] = {
+    {"certificates", PT_T_LIST, TL(certificates), NULL, 0, 0, NULL, &tls_cert_section, NULL, NULL, NULL,
+     PT_F_REQUIRED, NULL,
+     "Certificate and key pairs. A client's SNI name picks the certificate whose DNS names (or CN) match it "
+     "exactly, then one whose *.example.com wildcard does, else the first. An RSA and an ECDSA certificate for "
+     "the same names are both served, by what the client supports."},
+    {"protocols", PT_T_LIST, TL(protocols), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
+     "list of strings", "TLS versions accepted: TLSv1.2, TLSv1.3. Empty: both."},
+    {"ciphers", PT_T_STR, TL(ciphers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "OpenSSL cipher list for TLS 1.2. Unset: OpenSSL's default."},
+    {"ciphersuites", PT_T_STR, TL(ciphersuites), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "OpenSSL cipher suites for TLS 1.3. Unset: OpenSSL's default."},
+    {"session_tickets", PT_T_BOOL, TL(session_tickets), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Session resumption by ticket. The ticket keys are derived from a secret the master keeps in shared "
+     "memory, so every worker accepts every worker's tickets, and kept across reloads."},
+    {"ticket_key_rotation", PT_T_DURATION, TL(ticket_key_rotation), "1h", 1000, 604800000, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL,
+     "A new ticket key is used each period; tickets of the period before are still accepted (and renewed)."},
+    {"client_ca", PT_T_STR, TL(client_ca), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
+     "PEM file of the CAs that client certificates must chain to. Set: clients are asked for a certificate."},
+    {"verify", PT_T_ENUM, TL(verify), "required", 0, 0, verify_names, NULL, NULL, NULL, NULL, 0, NULL,
+     "With client_ca: required refuses a handshake without a valid client certificate; optional accepts one "
+     "without a certificate, and refuses one with an invalid certificate."},
+    {"handshake_timeout", PT_T_DURATION, TL(handshake_timeout), "10s", 1, 600000, NULL, NULL, NULL, NULL, NULL,
+     0, NULL, "How long a TLS handshake may take."},
+    END,
+};
+static const pt_section_t tls_section = {"tls", sizeof(pt_tls_conf_t), tls_keys, pt_tls_compile, NULL, NULL};
 
 static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
@@ -159,6 +201,8 @@ static const pt_directive_t listener_keys[] = {
      "Slowest average upload speed, in bytes per second: the body deadline starts at timeouts.body and grows "
      "by one second for each min_body_rate bytes received, so a client trickling bytes is cut with 408 while "
      "a large upload at normal speed is not. 0 turns it off."},
+    {"tls", PT_T_SECTION, F(pt_listener_conf_t, tls), NULL, 0, 0, NULL, &tls_section, NULL, NULL, NULL,
+     PT_F_OPTIONAL, NULL, "TLS termination. Without it the listener speaks plain HTTP."},
     END,
 };
 const pt_section_t pt_schema_listener = {"listener", sizeof(pt_listener_conf_t), listener_keys,

@@ -10,6 +10,7 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/schema.h"
+#include "portico/tls.h"
 
 extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
     pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
@@ -203,7 +204,8 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)
 
 /* ---- templates ---- */
 
-enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH };
+enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH, TV_TLS_PROTOCOL, TV_TLS_SUBJECT,
+       TV_TLS_SAN, TV_TLS_VERIFY };
 
 typedef struct tseg {
     int kind;
@@ -237,8 +239,15 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
         static const struct {
             const char *name;
             int kind;
-        } vars[] = {{"route", TV_ROUTE}, {"client_ip", TV_CLIENT_IP}, {"request_id", TV_REQUEST_ID},
-                    {"host", TV_HOST}, {"path", TV_PATH}};
+        } vars[] = {{"route", TV_ROUTE},
+                    {"client_ip", TV_CLIENT_IP},
+                    {"request_id", TV_REQUEST_ID},
+                    {"host", TV_HOST},
+                    {"path", TV_PATH},
+                    {"tls_protocol", TV_TLS_PROTOCOL},
+                    {"tls_client_subject", TV_TLS_SUBJECT},
+                    {"tls_client_san", TV_TLS_SAN},
+                    {"tls_client_verify", TV_TLS_VERIFY}};
         int kind = -1;
         for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
             if (pt_str_eq(name, pt_str_from(vars[i].name)))
@@ -249,7 +258,9 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
             name.n -= 6;
         }
         if (kind < 0) {
-            pt_conf_error(cc, n, "unknown variable ${%.*s} (use route, param.NAME, client_ip, request_id, host, path)",
+            pt_conf_error(cc, n,
+                          "unknown variable ${%.*s} (use route, param.NAME, client_ip, request_id, host, path, "
+                          "tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)",
                           (int)name.n, name.p);
             return NULL;
         }
@@ -257,6 +268,26 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
         p = end + 1;
     }
     return t;
+}
+
+/* The TLS variables: empty on plain HTTP; tls_client_verify is SUCCESS
+ * or NONE (a certificate that fails verification fails the handshake). */
+static pt_str_t tls_var(pt_conn_t *c, int kind)
+{
+    if (!c->ssl)
+        return kind == TV_TLS_VERIFY ? PT_STR("NONE") : PT_STR_NULL;
+    if (kind == TV_TLS_PROTOCOL)
+        return pt_str_from(pt_tls_protocol(c->ssl));
+    if (kind == TV_TLS_VERIFY)
+        return pt_tls_client_verified(c->ssl) ? PT_STR("SUCCESS") : PT_STR("NONE");
+    char *b = pt_arena_alloc(&c->arena, 1024);
+    if (!b)
+        return PT_STR_NULL;
+    if (kind == TV_TLS_SUBJECT)
+        pt_tls_client_subject(c->ssl, b, 1024);
+    else
+        pt_tls_client_san(c->ssl, b, 1024);
+    return pt_str_from(b);
 }
 
 pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req)
@@ -284,6 +315,12 @@ pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req)
             break;
         case TV_PATH:
             v = req ? req->path : c->fx ? c->fx->req_path : PT_STR_NULL;
+            break;
+        case TV_TLS_PROTOCOL:
+        case TV_TLS_SUBJECT:
+        case TV_TLS_SAN:
+        case TV_TLS_VERIFY:
+            v = tls_var(c, s->kind);
             break;
         case TV_PARAM:
             for (size_t k = 0; k < c->match.nparams; k++)

@@ -159,6 +159,12 @@ static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int 
     case PT_AV_UPSTREAM_ADDR:
         put_esc(p, end, pt_str_from(e->upstream_addr), json);
         break;
+    case PT_AV_TLS_PROTOCOL:
+        put_esc(p, end, pt_str_from(e->tls_protocol), json);
+        break;
+    case PT_AV_TLS_CIPHER:
+        put_esc(p, end, pt_str_from(e->tls_cipher), json);
+        break;
     case PT_AV_UPSTREAM_STATUS:
         if (e->upstream_status)
             put_fmt(p, end, "%d", e->upstream_status);
@@ -188,7 +194,8 @@ size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_
                                     PT_AV_PROTOCOL, PT_AV_STATUS, PT_AV_BYTES_IN, PT_AV_BYTES_OUT,
                                     PT_AV_REQUEST_TIME, PT_AV_ROUTE, PT_AV_REQUEST_ID, PT_AV_HOST,
                                     PT_AV_USER_AGENT, PT_AV_REFERER, PT_AV_UPSTREAM_ADDR,
-                                    PT_AV_UPSTREAM_STATUS, PT_AV_UPSTREAM_TIME};
+                                    PT_AV_UPSTREAM_STATUS, PT_AV_UPSTREAM_TIME, PT_AV_TLS_PROTOCOL,
+                                    PT_AV_TLS_CIPHER};
         put(&p, end, "{", 1);
         for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
             int v = order[i];

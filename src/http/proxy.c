@@ -952,6 +952,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .body_chunked = req->chunked,
         .body_length = req->content_length,
         .upgrade = req->upgrade,
+        .tls = c->ssl != NULL,
         .fx = c->fx,
     };
     if (up->kind == PT_BAL_HASH)

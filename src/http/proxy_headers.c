@@ -224,7 +224,7 @@ static void put_forwarding(out_t *o, const pt_fwd_ctx_t *f, const forwarded_t *f
     }
     put_str(o, f->peer_ip);
     put(o, "\r\n", 2);
-    put_header(o, "X-Forwarded-Proto", trust && fw->proto.n ? fw->proto : PT_STR("http"));
+    put_header(o, "X-Forwarded-Proto", trust && fw->proto.n ? fw->proto : f->tls ? PT_STR("https") : PT_STR("http"));
     put_header(o, "X-Forwarded-Host", trust && fw->host.n ? fw->host : f->req->host);
     put_header(o, "X-Real-IP", trust && fw->real_ip.n ? fw->real_ip : f->peer_ip);
     put_header(o, "X-Request-Id", f->request_id);

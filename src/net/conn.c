@@ -30,6 +30,7 @@
 #include "portico/path.h"
 #include "portico/proxy.h"
 #include "portico/router.h"
+#include "portico/tls.h"
 #include "portico/value.h"
 
 #define IBUF_MIN 4096
@@ -37,7 +38,7 @@
 #define OUT_HIGH (256 * 1024) /* stop answering pipelined requests above this */
 #define LINGER_MS 2000
 
-enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN, TM_PROXY };
+enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN, TM_PROXY, TM_TLS };
 
 static void run(pt_conn_t *c);
 
@@ -91,7 +92,7 @@ static void respond_error(pt_conn_t *c, int status)
  * client is gone (then nothing more will be sent). */
 int pt_conn_flush(pt_conn_t *c)
 {
-    ssize_t w = pt_outq_flush(&c->out, c->fd);
+    ssize_t w = c->ssl ? pt_outq_flush_fn(&c->out, pt_tls_write, c->ssl) : pt_outq_flush(&c->out, c->fd);
     if (w < 0) {
         pt_log_info("client write failed: %s", strerror((int)-w));
         c->eof = true;
@@ -165,6 +166,10 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
     c->ent.start = c->head_start;
     c->ent.peer = (const struct sockaddr *)&c->peer;
     c->ent.upstream_us = -1;
+    if (c->ssl) {
+        c->ent.tls_protocol = pt_tls_protocol(c->ssl);
+        c->ent.tls_cipher = pt_tls_cipher(c->ssl);
+    }
     if (req) {
         c->ent.method = req->method;
         c->ent.target = req->target;
@@ -414,6 +419,69 @@ static int handle_input(pt_conn_t *c)
 
 /* ---- reading ---- */
 
+/* TLS reads: a record at a time, so a short read does not mean the socket
+ * is drained; only WANT_READ does. */
+static int read_tls(pt_conn_t *c, size_t want)
+{
+    ssize_t r = pt_tls_read(c->ssl, c->ibuf + c->ilen, want);
+    if (r > 0) {
+        c->ilen += (size_t)r;
+        return 1;
+    }
+    c->readable = false;
+    if (r == PT_TLS_WANT_READ || r == PT_TLS_WANT_WRITE)
+        return 0;
+    c->eof = true;
+    return 1;
+}
+
+static void start_linger(pt_conn_t *c);
+
+/* One step of the handshake: true when the connection may go on. */
+static bool tls_step(pt_conn_t *c)
+{
+    char why[256];
+    int rc = pt_tls_handshake(c->ssl, why, sizeof(why));
+    if (rc == PT_TLS_OK) {
+        c->state = PT_CS_HEAD;
+        c->readable = true; /* the request may have come with the last flight */
+        c->timer_kind = TM_NONE;
+        evtimer_del(&c->timer);
+        return true;
+    }
+    if (rc == PT_TLS_WANT_READ || rc == PT_TLS_WANT_WRITE) {
+        if (rc == PT_TLS_WANT_READ)
+            c->readable = false;
+        else
+            c->writable = false;
+        if (c->timer_kind != TM_TLS) { /* a deadline for the whole handshake */
+            int64_t ms = c->acc->ls->conf->tls.handshake_timeout;
+            struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+            c->timer_kind = TM_TLS;
+            evtimer_add(&c->timer, &tv);
+        }
+        return false;
+    }
+    char peer[80];
+    pt_addr_format((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+    if (rc == PT_TLS_PLAIN_HTTP) {
+        static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
+                                  "Connection: close\r\n\r\nThis port speaks HTTPS: use https:// here\n";
+        ssize_t ignored = send(c->fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+        pt_log_info("plain HTTP on TLS listener %s from %s: answered 400", c->acc->ls->name, peer);
+        pt_tls_close(c->ssl);
+        c->ssl = NULL;
+        start_linger(c); /* read what the client still sends, so the 400 is not lost to a reset */
+        c->readable = true;
+        return true;
+    } else {
+        pt_log_info("TLS handshake with %s on %s failed: %s", peer, c->acc->ls->name, why);
+    }
+    pt_conn_close(c);
+    return false;
+}
+
 int pt_conn_read(pt_conn_t *c)
 {
     if (c->ipos == c->ilen)
@@ -439,6 +507,8 @@ int pt_conn_read(pt_conn_t *c)
     if (c->icap == c->ilen)
         return 0; /* full: the parser will have said 431 */
     size_t want = c->icap - c->ilen;
+    if (c->ssl)
+        return read_tls(c, want);
     ssize_t r = recv(c->fd, c->ibuf + c->ilen, want, 0);
     if (r > 0) {
         c->ilen += (size_t)r;
@@ -520,6 +590,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case TM_PROXY:
         pt_proxy_client_timeout(c->proxy);
         return;
+    case TM_TLS:
+        pt_log_info("TLS handshake timed out on %s", c->acc->ls->name);
+        pt_conn_close(c);
+        return;
     default:
         pt_conn_close(c);
     }
@@ -545,6 +619,10 @@ static void start_linger(pt_conn_t *c)
     /* Shut our side and read what the client still sends, so the kernel
      * does not answer unread data with a reset that could destroy the
      * response we just sent. */
+    if (c->ssl) {
+        pt_tls_close(c->ssl); /* close_notify first */
+        c->ssl = NULL;
+    }
     shutdown(c->fd, SHUT_WR);
     c->state = PT_CS_LINGER;
     c->timer_kind = TM_NONE;
@@ -553,6 +631,8 @@ static void start_linger(pt_conn_t *c)
 
 static void run(pt_conn_t *c)
 {
+    if (c->state == PT_CS_TLS && !tls_step(c))
+        return;
     for (int rounds = 0; rounds < 64; rounds++) {
         int progress = 0;
         if (c->state == PT_CS_PROXY) {
@@ -691,6 +771,20 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     c->ibuf = ibuf;
     c->writable = true;
     c->readable = true; /* try at once: the request often arrived with the connection */
+    const pt_tls_conf_t *tls = a->ls->conf ? &a->ls->conf->tls : NULL;
+    if (tls && tls->server) {
+        c->ssl = pt_tls_accept(tls->server, fd);
+        c->state = PT_CS_TLS;
+        if (!c->ssl) {
+            pt_log_error("out of memory starting a TLS connection");
+            close(fd);
+            pt_arena_free(&c->arena);
+            free(c->ibuf);
+            pt_outq_free(&c->out);
+            free(c);
+            return;
+        }
+    }
     event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_event, c);
     evtimer_assign(&c->timer, w->base, on_timer, c);
     event_add(&c->ev, NULL);
@@ -747,6 +841,8 @@ void pt_conn_close(pt_conn_t *c)
     }
     event_del(&c->ev);
     evtimer_del(&c->timer);
+    pt_tls_close(c->ssl);
+    c->ssl = NULL;
     close(c->fd);
     c->fd = -1;
     if (c->prev)

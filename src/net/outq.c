@@ -73,6 +73,28 @@ void pt_outq_reset(pt_outq_t *q)
     }
 }
 
+/* w bytes of the queue were written: drop them from the front. */
+static void consume(pt_outq_t *q, size_t w)
+{
+    while (w) {
+        int i = q->first;
+        size_t take = w < q->seg[i].n ? w : q->seg[i].n;
+        if (q->seg[i].ext) {
+            q->seg[i].ext += take;
+            q->refs -= take;
+        } else {
+            q->seg[i].off += take;
+        }
+        q->seg[i].n -= take;
+        q->pending -= take;
+        w -= take;
+        if (q->seg[i].n == 0) {
+            q->first++;
+            q->nseg--;
+        }
+    }
+}
+
 ssize_t pt_outq_flush(pt_outq_t *q, int fd)
 {
     size_t total = 0;
@@ -93,26 +115,27 @@ ssize_t pt_outq_flush(pt_outq_t *q, int fd)
             return -errno;
         }
         total += (size_t)w;
-        size_t left = (size_t)w;
-        while (left) {
-            int i = q->first;
-            size_t take = left < q->seg[i].n ? left : q->seg[i].n;
-            if (q->seg[i].ext) {
-                q->seg[i].ext += take;
-                q->refs -= take;
-            } else {
-                q->seg[i].off += take;
-            }
-            q->seg[i].n -= take;
-            q->pending -= take;
-            left -= take;
-            if (q->seg[i].n == 0) {
-                q->first++;
-                q->nseg--;
-            }
-        }
+        consume(q, (size_t)w);
         if (q->pending && (size_t)w < iov[0].iov_len + (n > 1 ? 1 : 0))
             return (ssize_t)total; /* a short write: the socket is full */
+    }
+    pt_outq_reset(q);
+    return (ssize_t)total;
+}
+
+ssize_t pt_outq_flush_fn(pt_outq_t *q, pt_write_fn fn, void *ctx)
+{
+    size_t total = 0;
+    while (q->pending) {
+        int i = q->first;
+        const char *p = q->seg[i].ext ? q->seg[i].ext : q->buf + q->seg[i].off;
+        ssize_t w = fn(ctx, p, q->seg[i].n);
+        if (w < 0)
+            return w;
+        if (w == 0)
+            return (ssize_t)total;
+        total += (size_t)w;
+        consume(q, (size_t)w);
     }
     pt_outq_reset(q);
     return (ssize_t)total;

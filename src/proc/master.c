@@ -37,6 +37,7 @@
 #include "portico/sdnotify.h"
 #include "portico/status-t.h"
 #include "portico/upstream.h"
+#include "portico/tls.h"
 #include "portico/zone.h"
 #include "portico/worker.h"
 
@@ -374,7 +375,7 @@ static void reload(void)
         return;
     }
     pt_zone_t *upzone = pt_upstreams_zone(nc);
-    if (!upzone || pt_filters_prepare(nc) < 0) {
+    if (!upzone || pt_filters_prepare(nc) < 0 || pt_tls_prepare(nc) < 0) {
         pt_lset_discard(&m.lset, &next);
         pt_config_free(nc);
         m.status->reload_failures++;
@@ -583,7 +584,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     }
     pt_lset_commit(&m.lset, &next);
     m.upzone = pt_upstreams_zone(c);
-    if (!m.upzone || pt_filters_prepare(c) < 0) {
+    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_tls_prepare(c) < 0) {
         pt_log_crit("cannot map shared memory: %s", strerror(errno));
         return 1;
     }

@@ -129,7 +129,11 @@ def gateway(tmpdir_path):
     made = []
 
     def make(yaml_text, start=True, **kw):
-        p = Portico(tmpdir_path, yaml_text, **kw)
+        d = tmpdir_path
+        if made:  # a second gateway in one test gets its own files
+            d = os.path.join(tmpdir_path, f'gateway{len(made)}')
+            os.makedirs(d, mode=0o755)
+        p = Portico(d, yaml_text, **kw)
         made.append(p)
         return p.start() if start else p
 
@@ -165,6 +169,16 @@ def request(port, method, path, body=None, headers=None, timeout=10):
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
         c.close()
+
+
+def read_all(s):
+    """Everything a socket (plain or TLS) receives until the peer closes."""
+    chunks = []
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return b''.join(chunks)
+        chunks.append(b)
 
 
 def raw(port, data, timeout=5, until_close=True):

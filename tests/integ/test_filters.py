@@ -2,7 +2,7 @@
 upstream received, global filters and per-route overrides."""
 import textwrap
 
-from conftest import free_port, http_get, raw, request
+from conftest import free_port, http_get, raw, read_all, request
 
 
 def config(port, bport, routes, extra=''):
@@ -255,12 +255,7 @@ def test_ip_restriction_over_ipv6(gateway, backends):
     gateway(cfg)
     s = socket.create_connection(('::1', port), timeout=5)
     s.sendall(b'GET /from-v6 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
-    out = b''
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
+    out = read_all(s)
     s.close()
     assert out.startswith(b'HTTP/1.1 200 ')
     assert request(port, 'GET', '/from-v4')[0] == 403

@@ -1,0 +1,59 @@
+/* TLS with OpenSSL 3: listeners' server contexts (certificates chosen by
+ * SNI, protocols, ciphers, ALPN, client certificates, session tickets whose
+ * keys every worker derives from one secret in shared memory), and the
+ * reads and writes of a TLS connection. */
+#ifndef PORTICO_TLS_H
+#define PORTICO_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "portico/config-t.h"
+#include "portico/outq.h"
+
+typedef struct pt_tls_server pt_tls_server_t;
+typedef struct pt_conf_ctx pt_conf_ctx_t;
+
+/* The schema check of a listener's `tls:`: loads the certificates and
+ * keys, builds the contexts into tls->server (owned by the configuration).
+ * Every problem is reported at its key's file:line:col.  0 or -1. */
+int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *tls);
+
+/* In the master, before forking: the shared secret the session-ticket keys
+ * are derived from (kept across reloads).  0, or -1 when no zone. */
+int pt_tls_prepare(const pt_config_t *c);
+
+/* A new server-side TLS connection on fd, or NULL. */
+SSL *pt_tls_accept(pt_tls_server_t *s, int fd);
+
+/* What an operation is waiting for. */
+enum {
+    PT_TLS_OK = 1,
+    PT_TLS_EOF = 0,
+    PT_TLS_ERROR = -1,
+    PT_TLS_WANT_READ = -2,
+    PT_TLS_WANT_WRITE = -3,
+    PT_TLS_PLAIN_HTTP = -4, /* the handshake got an HTTP request */
+};
+
+/* One step of the handshake: PT_TLS_OK when done, a WANT, PT_TLS_ERROR
+ * (why is in `why`, for the log) or PT_TLS_PLAIN_HTTP. */
+int pt_tls_handshake(SSL *ssl, char *why, size_t whylen);
+/* Reads: bytes > 0, PT_TLS_EOF, a WANT, or PT_TLS_ERROR. */
+ssize_t pt_tls_read(SSL *ssl, void *buf, size_t n);
+/* A pt_write_fn for outq: the queue's spans through SSL_write. */
+ssize_t pt_tls_write(void *ssl, const void *p, size_t n);
+/* Sends close_notify (best effort) and frees. */
+void pt_tls_close(SSL *ssl);
+
+/* After the handshake: "TLSv1.3", the cipher, the client certificate's
+ * subject and SANs ("" when none), and whether it was verified. */
+const char *pt_tls_protocol(SSL *ssl);
+const char *pt_tls_cipher(SSL *ssl);
+void pt_tls_client_subject(SSL *ssl, char *buf, size_t size);
+void pt_tls_client_san(SSL *ssl, char *buf, size_t size);
+bool pt_tls_client_verified(SSL *ssl);
+
+#endif
