@@ -106,9 +106,21 @@ typedef struct pt_active_conf {
     } unhealthy;
 } pt_active_conf_t;
 
+enum pt_scheme { PT_SCHEME_HTTP, PT_SCHEME_HTTPS };
+
+/* An upstream's `tls:` (with scheme: https), compiled into `client`. */
+typedef struct pt_upstream_tls {
+    const pt_node_t *node;
+    bool verify;
+    char *ca, *sni, *cert, *key;
+    struct pt_tls_client *client;
+} pt_upstream_tls_t;
+
 typedef struct pt_upstream_conf {
     const pt_node_t *node;
     char *name;
+    int scheme;
+    pt_upstream_tls_t tls;
     int balancer;
     struct {
         const pt_node_t *node;

@@ -25,6 +25,18 @@ int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *tls);
  * are derived from (kept across reloads).  0, or -1 when no zone. */
 int pt_tls_prepare(const pt_config_t *c);
 
+/* ---- upstreams (scheme: https) ---- */
+
+typedef struct pt_tls_client pt_tls_client_t;
+/* Builds u->tls.client for an upstream with scheme: https; errors at the
+ * keys of `tls` (tls_node may be NULL: defaults).  0 or -1. */
+int pt_tls_client_build(pt_conf_ctx_t *cc, const pt_node_t *tls_node, pt_upstream_tls_t *t);
+/* A new client-side TLS connection on fd (connected or not yet): SNI and
+ * the name verified are `name` (a host name; NULL: no SNI, and the
+ * certificate must name the address `ip`).  A session stored in *session
+ * is offered, and new ones are stored there.  NULL when out of memory. */
+SSL *pt_tls_connect(pt_tls_client_t *cl, int fd, const char *name, const char *ip, SSL_SESSION **session);
+
 /* A new server-side TLS connection on fd, or NULL. */
 SSL *pt_tls_accept(pt_tls_server_t *s, int fd);
 

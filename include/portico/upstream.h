@@ -55,6 +55,7 @@ typedef struct pt_target {
     int64_t ewma_at_us;      /* when it was last updated */
     pt_upconn_t *idle;       /* the keep-alive pool, most recently used first */
     size_t nidle;
+    struct ssl_session_st *tls_session; /* scheme https: offered on the next connect */
     uint64_t connects, reuses;
 } pt_target_t;
 
@@ -107,7 +108,9 @@ struct pt_upconn {
     pt_outq_t out;
     bool readable, writable, eof;
     bool rdhup; /* the peer shut its side: read on to the EOF */
-    bool connecting;
+    bool connecting; /* until connected, and for https until the handshake is done */
+    bool tcp_up;     /* connected (the TLS handshake may still be under way) */
+    struct ssl_st *ssl; /* scheme https */
     bool reused; /* taken from the pool */
     bool dead;
     uint32_t requests;
@@ -189,6 +192,8 @@ void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t 
 /* An idle pooled connection to t, or a new one being connected.  NULL with
  * errno set when a socket cannot even be started. */
 pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t);
+/* scheme https: a TLS client on fd for target t (SNI, verified name). */
+struct ssl_st *pt_upstream_tls_new(pt_upstream_t *u, pt_target_t *t, int fd);
 /* Done with a connection: back to the pool when `reusable` and the pool
  * has room and it has served fewer than keepalive.requests; else closed. */
 void pt_pool_release(pt_upconn_t *uc, bool reusable);

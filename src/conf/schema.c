@@ -406,6 +406,25 @@ static const pt_directive_t budget_keys[] = {
 static const pt_section_t budget_section = {"retry_budget", sizeof(((pt_upstream_conf_t *)0)->retry_budget),
                                             budget_keys, NULL, NULL, NULL};
 
+static const char *const scheme_names[] = {"http", "https", NULL};
+#define UT(f) (F(pt_upstream_conf_t, tls.f) - F(pt_upstream_conf_t, tls))
+static const pt_directive_t upstream_tls_keys[] = {
+    {"verify", PT_T_BOOL, UT(verify), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Verify the target's certificate: its chain against ca, its name against sni (or the target's host name, "
+     "or its IP address)."},
+    {"ca", PT_T_STR, UT(ca), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
+     "PEM file of the CAs to trust. Unset: the system's (/etc/ssl/certs)."},
+    {"sni", PT_T_STR, UT(sni), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The name sent as SNI and verified. Unset: the target's host name; none for a target given by IP "
+     "address (its certificate must then name that address)."},
+    {"cert", PT_T_STR, UT(cert), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
+     "A client certificate (PEM, with its chain) for targets that ask for one."},
+    {"key", PT_T_STR, UT(key), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path", "Its private key."},
+    END,
+};
+static const pt_section_t upstream_tls_section = {"tls", sizeof(pt_upstream_tls_t), upstream_tls_keys, NULL, NULL,
+                                                  NULL};
+
 static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_upstream_conf_t *u = obj;
@@ -413,6 +432,10 @@ static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         pt_conf_error_key(cc, n, "targets", "an upstream needs at least one target");
         return -1;
     }
+    if (u->scheme == PT_SCHEME_HTTPS && pt_tls_client_build(cc, pt_node_get(n, "tls"), &u->tls) < 0)
+        return -1;
+    if (u->scheme == PT_SCHEME_HTTP && pt_node_get(n, "tls"))
+        pt_conf_warn(cc, pt_node_get(n, "tls"), "tls is used only with scheme: https");
     if (pt_node_get(n, "hash") && u->balancer != PT_BAL_HASH)
         pt_conf_warn(cc, pt_node_get(n, "hash"), "hash is used only with balancer: consistent-hashing");
     if (u->balancer == PT_BAL_HASH && (u->hash.on == PT_HASH_HEADER || u->hash.on == PT_HASH_COOKIE ||
@@ -426,6 +449,10 @@ static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 static const pt_directive_t upstream_keys[] = {
     {"name", PT_T_STR, F(pt_upstream_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
      NULL, "A unique name, used by routes."},
+    {"scheme", PT_T_ENUM, F(pt_upstream_conf_t, scheme), "http", 0, 0, scheme_names, NULL, NULL, NULL, NULL, 0,
+     NULL, "How targets are spoken to: http, or https (TLS, pooled and reused like plain connections)."},
+    {"tls", PT_T_SECTION, F(pt_upstream_conf_t, tls), NULL, 0, 0, NULL, &upstream_tls_section, NULL, NULL, NULL, 0,
+     NULL, "TLS towards the targets, with scheme: https."},
     {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,
      NULL, NULL, 0, NULL,
      "How a target is chosen: round-robin (smooth, weighted); least-connections (fewest attempts under way "

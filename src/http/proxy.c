@@ -30,10 +30,11 @@
 #include "portico/http.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
+#include "portico/tls.h"
 #include "portico/upstream.h"
 
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_RAW };
-enum fail_kind { F_CONNECT, F_CONNECT_TIMEOUT, F_SEND, F_READ_TIMEOUT, F_RESET, F_BAD_RESPONSE, F_CLIENT_BODY };
+enum fail_kind { F_CONNECT, F_CONNECT_TIMEOUT, F_SEND, F_READ_TIMEOUT, F_RESET, F_BAD_RESPONSE, F_CLIENT_BODY, F_TLS };
 
 struct pt_proxy {
     pt_conn_t *c;
@@ -44,6 +45,7 @@ struct pt_proxy {
     size_t target; /* of the current attempt */
     bool counted;  /* the balancer knows an attempt is under way */
     int attempts, stale_retries;
+    char why[160]; /* a failed upstream TLS handshake: OpenSSL's reason */
     pt_str_t hash_key;
     bool idempotent, head_method;
     int client_minor;
@@ -97,8 +99,9 @@ static const char *client_addr(pt_conn_t *c, char *buf, size_t size)
 static void log_failure(pt_proxy_t *p, const char *what, int err)
 {
     char ca[80];
-    pt_log_error("%s%s%s while %s, client=%s route=%s upstream=%s target=%s req=%s", what, err ? ": " : "",
-                 err ? strerror(err) : "",
+    const char *detail = err ? strerror(err) : p->why[0] ? p->why : NULL;
+    pt_log_error("%s%s%s while %s, client=%s route=%s upstream=%s target=%s req=%s", what, detail ? ": " : "",
+                 detail ? detail : "",
                  !p->uc || p->uc->connecting ? "connecting to upstream" : p->head_done ? "reading the response body"
                                                                                       : "proxying the request",
                  client_addr(p->c, ca, sizeof(ca)), p->route->name, p->up->conf->name,
@@ -441,6 +444,18 @@ static int read_upstream(pt_proxy_t *p)
     size_t want = uc->icap - uc->ilen;
     if (!want)
         return 0;
+    if (uc->ssl) {
+        ssize_t t = pt_tls_read(uc->ssl, uc->ibuf + uc->ilen, want);
+        if (t > 0) {
+            uc->ilen += (size_t)t;
+            return 1; /* a record at a time: only WANT_READ says the socket is drained */
+        }
+        uc->readable = false;
+        if (t == PT_TLS_WANT_READ || t == PT_TLS_WANT_WRITE)
+            return 0;
+        uc->eof = true;
+        return 1;
+    }
     ssize_t r = recv(uc->fd, uc->ibuf + uc->ilen, want, 0);
     if (r > 0) {
         uc->ilen += (size_t)r;
@@ -512,7 +527,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
     /* a pooled connection the upstream had closed before we wrote */
     bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
     if (p->counted && p->up->passive && kind != F_CLIENT_BODY && !stale) {
-        int outcome = kind == F_CONNECT ? PT_OUT_TCP_FAIL
+        int outcome = kind == F_CONNECT || kind == F_TLS ? PT_OUT_TCP_FAIL
                       : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? PT_OUT_TIMEOUT
                       : kind == F_BAD_RESPONSE ? PT_OUT_HTTP_FAIL
                                                : PT_OUT_TCP_FAIL;
@@ -520,7 +535,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
     }
     static const char *const what[] = {"connect() failed", "upstream timed out connecting", "send() failed",
                                        "upstream timed out", "upstream closed the connection",
-                                       "upstream sent an invalid response", "client sent an invalid body"};
+                                       "upstream sent an invalid response", "client sent an invalid body",
+                                       "TLS handshake with the upstream failed"};
     if (kind == F_CLIENT_BODY) {
         pt_log_info("client sent an invalid chunked body, req=%s", c->reqid);
     } else if (!stale) {
@@ -539,7 +555,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
         return;
     }
     bool may_retry = false;
-    if (kind == F_CONNECT || kind == F_CONNECT_TIMEOUT)
+    p->why[0] = '\0';
+    if (kind == F_CONNECT || kind == F_CONNECT_TIMEOUT || kind == F_TLS)
         may_retry = retry_allowed(p);
     else if (stale && p->replayable && p->stale_retries < 1 && !c->w->draining) {
         p->stale_retries++;
@@ -664,12 +681,11 @@ static void finish(pt_proxy_t *p, bool reusable)
  * over (finished or failed: p is gone and must not be touched). */
 enum { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_GONE = -1 };
 
-/* The upstream side: the connect, the request out, the response in. */
-static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
+/* The connect, then for https the handshake.  STEP_PROGRESS when the
+ * connection is ready, STEP_IDLE while waiting, STEP_GONE after a failure. */
+static int connect_step(pt_proxy_t *p, pt_upconn_t *uc)
 {
-    pt_conn_t *c = p->c;
-    int progress = STEP_IDLE;
-    if (uc->connecting) {
+    if (!uc->tcp_up) {
         if (!uc->writable && !uc->eof)
             return STEP_IDLE; /* the connect is still under way */
         int err = 0;
@@ -679,7 +695,37 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
             fail(p, F_CONNECT, err);
             return STEP_GONE;
         }
-        uc->connecting = false;
+        uc->tcp_up = true;
+    }
+    if (uc->ssl) {
+        int rc = pt_tls_handshake(uc->ssl, p->why, sizeof(p->why));
+        if (rc == PT_TLS_WANT_READ || rc == PT_TLS_WANT_WRITE) {
+            if (rc == PT_TLS_WANT_READ)
+                uc->readable = false;
+            else
+                uc->writable = false;
+            return STEP_IDLE;
+        }
+        if (rc != PT_TLS_OK) {
+            if (rc == PT_TLS_PLAIN_HTTP || !p->why[0])
+                snprintf(p->why, sizeof(p->why), "the upstream closed the connection");
+            fail(p, F_TLS, 0);
+            return STEP_GONE;
+        }
+    }
+    uc->connecting = false;
+    return STEP_PROGRESS;
+}
+
+/* The upstream side: the connect, the request out, the response in. */
+static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
+{
+    pt_conn_t *c = p->c;
+    int progress = STEP_IDLE;
+    if (uc->connecting) {
+        int rc = connect_step(p, uc);
+        if (rc != STEP_PROGRESS)
+            return rc;
         progress = STEP_PROGRESS;
     }
     int rc = pump_request(p);
@@ -700,7 +746,7 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
     }
     progress |= rc;
     if (!pt_outq_empty(&uc->out) && uc->writable) {
-        ssize_t w = pt_outq_flush(&uc->out, uc->fd);
+        ssize_t w = uc->ssl ? pt_outq_flush_fn(&uc->out, pt_tls_write, uc->ssl) : pt_outq_flush(&uc->out, uc->fd);
         if (w < 0) {
             fail(p, F_SEND, (int)-w);
             return STEP_GONE;

@@ -431,6 +431,96 @@ int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return 0;
 }
 
+/* ---- the client side, towards upstreams ---- */
+
+struct pt_tls_client {
+    SSL_CTX *ctx;
+};
+
+static void free_client(void *p)
+{
+    pt_tls_client_t *cl = p;
+    SSL_CTX_free(cl->ctx);
+    free(cl);
+}
+
+/* A TLS 1.3 ticket arrives after the handshake: kept for the next
+ * connection to the same target. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_SESSION **slot = SSL_get_app_data(ssl);
+    if (!slot)
+        return 0;
+    if (*slot)
+        SSL_SESSION_free(*slot);
+    *slot = sess;
+    return 1; /* we keep the reference */
+}
+
+int pt_tls_client_build(pt_conf_ctx_t *cc, const pt_node_t *n, pt_upstream_tls_t *t)
+{
+    pt_tls_client_t *cl = calloc(1, sizeof(*cl));
+    if (!cl || !(cl->ctx = SSL_CTX_new(TLS_client_method()))) {
+        free(cl);
+        return -1;
+    }
+    if (pt_config_own(cc, cl, free_client) < 0)
+        return -1;
+    SSL_CTX *ctx = cl->ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    if (t->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if (t->ca) {
+            if (regular_file(cc, pt_node_get(n, "ca"), "CA file", t->ca) < 0)
+                return -1;
+            if (SSL_CTX_load_verify_file(ctx, t->ca) != 1) {
+                pt_conf_error(cc, pt_node_get(n, "ca"), "cannot load CA certificates from %s: %s", t->ca,
+                              ssl_reason());
+                return -1;
+            }
+        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            ERR_clear_error();
+        }
+    }
+    if (t->cert || t->key) {
+        if (!t->cert || !t->key) {
+            pt_conf_error(cc, n, "a client certificate needs both cert and key");
+            return -1;
+        }
+        pt_tls_cert_conf_t pc = {.cert = t->cert, .key = t->key};
+        if (load_pair(cc, n, &pc, ctx) < 0)
+            return -1;
+    }
+    t->client = cl;
+    return 0;
+}
+
+SSL *pt_tls_connect(pt_tls_client_t *cl, int fd, const char *name, const char *ip, SSL_SESSION **session)
+{
+    SSL *ssl = SSL_new(cl->ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    if (name) {
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set1_host(ssl, name);
+    } else if (ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip);
+    }
+    SSL_set_app_data(ssl, session);
+    if (session && *session)
+        SSL_set_session(ssl, *session);
+    return ssl;
+}
+
 /* ---- connections ---- */
 
 SSL *pt_tls_accept(pt_tls_server_t *s, int fd)

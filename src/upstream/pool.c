@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 
 #include "portico/assert.h"
 #include "portico/log.h"
+#include "portico/tls.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 
@@ -47,6 +49,18 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         uc->rdhup = uc->readable = true;
     if (uc->owner) {
         uc->on_io(uc->owner, uc);
+        return;
+    }
+    if ((what & (EV_READ | EV_CLOSED)) && uc->ssl) {
+        /* TLS: a session ticket or a key update is fine; data, an alert or
+         * the end is not */
+        char b[64];
+        if (pt_tls_read(uc->ssl, b, sizeof(b)) == PT_TLS_WANT_READ) {
+            uc->readable = false;
+            return;
+        }
+        pt_log_debug("pooled TLS connection to %s closed by the upstream", uc->t->name);
+        pt_upconn_close(uc);
         return;
     }
     if (what & (EV_READ | EV_CLOSED)) {
@@ -80,6 +94,32 @@ void pt_upconn_timer(pt_upconn_t *uc, int64_t ms)
     evtimer_add(&uc->timer, &tv);
 }
 
+/* The TLS side of a new connection: SNI and verification by the tls.sni
+ * name, else the target's host name, else its address. */
+SSL *pt_upstream_tls_new(pt_upstream_t *u, pt_target_t *t, int fd)
+{
+    const pt_upstream_tls_t *tc = &u->conf->tls;
+    char host[256], ip[80];
+    const char *name = tc->sni, *addr = NULL;
+    if (!name && t->conf && !t->conf->addr.text) { /* given by host name */
+        const char *a = t->conf->address, *colon = strrchr(a, ':');
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - a), a);
+        name = host;
+    }
+    if (!name) {
+        snprintf(ip, sizeof(ip), "%s", t->name);
+        char *colon = strrchr(ip, ':'), *s = ip;
+        if (colon)
+            *colon = '\0';
+        if (*s == '[') { /* [::1]:443 */
+            s++;
+            s[strlen(s) - 1] = '\0';
+        }
+        addr = s;
+    }
+    return pt_tls_connect(tc->client, fd, name, addr, &t->tls_session);
+}
+
 static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
 {
     int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -104,12 +144,20 @@ static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t
     }
     uc->magic = PT_UPCONN_MAGIC;
     uc->fd = fd;
+    uc->ssl = NULL;
     uc->w = w;
     uc->up = u;
     uc->t = t;
     uc->ibuf = ibuf;
     uc->icap = PT_UPCONN_IBUF;
     uc->connecting = true;
+    if (u->conf->scheme == PT_SCHEME_HTTPS && !(uc->ssl = pt_upstream_tls_new(u, t, fd))) {
+        free(uc);
+        free(ibuf);
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
     event_assign(&uc->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_event, uc);
     evtimer_assign(&uc->timer, w->base, on_timer, uc);
     event_add(&uc->ev, NULL);
@@ -158,6 +206,8 @@ void pt_upconn_close(pt_upconn_t *uc)
     uc->dead = true;
     event_del(&uc->ev);
     evtimer_del(&uc->timer);
+    pt_tls_close(uc->ssl);
+    uc->ssl = NULL;
     close(uc->fd);
     uc->fd = -1;
     uc->owner = NULL;

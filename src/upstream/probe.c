@@ -5,8 +5,9 @@
  * the next generation's first worker) starts again, and the health state
  * itself, kept in the zone by address, is not lost on the way.
  *
- * A probe is one connection: connect, send a GET (type http), read the
- * status line, close.  A failed connect, a reset or a reply that is not
+ * A probe is one connection: connect, for scheme: https the TLS handshake
+ * (verified like the proxy's), send a GET (type http), read the status
+ * line, close.  A failed handshake counts as a TCP failure.  A failed connect, a reset or a reply that is not
  * HTTP counts as a TCP failure; no status line within `timeout` as a
  * timeout.  The next probe of a target is `healthy.interval` or
  * `unhealthy.interval` after the last one ended, by its state then. */
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "portico/log.h"
+#include "portico/tls.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 
@@ -33,7 +35,8 @@ typedef struct probe {
     size_t idx;
     int fd; /* -1 between probes */
     struct event ev, timer;
-    bool connected;
+    SSL *ssl; /* scheme https */
+    bool connected, tls_done, sent;
     char buf[64];
     size_t len;
     pt_streak_t streak;
@@ -69,6 +72,8 @@ static void end_probe(probe_t *pb, int status)
 {
     if (pb->fd >= 0) {
         event_del(&pb->ev);
+        pt_tls_close(pb->ssl);
+        pb->ssl = NULL;
         close(pb->fd);
         pb->fd = -1;
     }
@@ -105,7 +110,40 @@ static int send_request(probe_t *pb)
     if (n < 0 || (size_t)n >= sizeof(req))
         return -1;
     /* small enough for any socket buffer: one send or a failure */
+    if (pb->ssl)
+        return pt_tls_write(pb->ssl, req, (size_t)n) == n ? 0 : -1;
     return send(pb->fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+/* Waits for what (EV_READ or EV_WRITE) on the probe's socket. */
+static void wait_for(probe_t *pb, short what);
+
+/* Connected: the TLS handshake (https), then the request.  false when the
+ * probe ended or waits. */
+static bool start_exchange(probe_t *pb)
+{
+    if (pb->ssl && !pb->tls_done) {
+        char why[160];
+        int rc = pt_tls_handshake(pb->ssl, why, sizeof(why));
+        if (rc == PT_TLS_WANT_READ || rc == PT_TLS_WANT_WRITE) {
+            wait_for(pb, rc == PT_TLS_WANT_READ ? EV_READ : EV_WRITE);
+            return false;
+        }
+        if (rc != PT_TLS_OK) {
+            end_probe(pb, PT_PROBE_FAILED);
+            return false;
+        }
+        pb->tls_done = true;
+    }
+    if (!pb->sent) {
+        if (send_request(pb) < 0) {
+            end_probe(pb, PT_PROBE_FAILED);
+            return false;
+        }
+        pb->sent = true;
+        wait_for(pb, EV_READ);
+    }
+    return true;
 }
 
 static void on_io(evutil_socket_t fd, short what, void *arg)
@@ -125,19 +163,29 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
             end_probe(pb, 0);
             return;
         }
-        if (send_request(pb) < 0) {
+        if (pb->u->conf->scheme == PT_SCHEME_HTTPS &&
+            !(pb->ssl = pt_upstream_tls_new(pb->u, &pb->u->targets[pb->idx], fd))) {
             end_probe(pb, PT_PROBE_FAILED);
             return;
         }
-        event_del(&pb->ev);
-        event_assign(&pb->ev, pb->pr->w->base, fd, EV_READ | EV_PERSIST, on_io, pb);
-        event_add(&pb->ev, NULL);
+    }
+    if (!pb->sent || (pb->ssl && !pb->tls_done)) {
+        start_exchange(pb);
         return;
     }
     for (;;) {
-        ssize_t r = recv(fd, pb->buf + pb->len, sizeof(pb->buf) - pb->len, 0);
-        if (r < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+        ssize_t r;
+        if (pb->ssl) {
+            r = pt_tls_read(pb->ssl, pb->buf + pb->len, sizeof(pb->buf) - pb->len);
+            if (r == PT_TLS_WANT_READ || r == PT_TLS_WANT_WRITE)
+                return;
+            if (r < 0)
+                r = 0; /* an error: the end, as far as the status line goes */
+        } else {
+            r = recv(fd, pb->buf + pb->len, sizeof(pb->buf) - pb->len, 0);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        }
         if (r > 0)
             pb->len += (size_t)r;
         if (r <= 0 || pb->len >= 12) {
@@ -147,10 +195,17 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void wait_for(probe_t *pb, short what)
+{
+    event_del(&pb->ev);
+    event_assign(&pb->ev, pb->pr->w->base, pb->fd, what | EV_PERSIST, on_io, pb);
+    event_add(&pb->ev, NULL);
+}
+
 static void start_probe(probe_t *pb)
 {
     const pt_target_t *t = &pb->u->targets[pb->idx];
-    pb->connected = false;
+    pb->connected = pb->tls_done = pb->sent = false;
     pb->len = 0;
     pb->fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (pb->fd < 0) {
@@ -221,6 +276,7 @@ void pt_prober_stop(pt_prober_t *pr)
         probe_t *pb = &pr->v[i];
         if (pb->fd >= 0) {
             event_del(&pb->ev);
+            pt_tls_close(pb->ssl);
             close(pb->fd);
         }
         evtimer_del(&pb->timer);

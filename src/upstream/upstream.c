@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <netdb.h>
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,9 +134,12 @@ void pt_upstreams_free(pt_upstream_t *v, size_t n)
     if (!v)
         return;
     for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < v[i].ntargets; k++)
+        for (size_t k = 0; k < v[i].ntargets; k++) {
             while (v[i].targets[k].idle)
                 pt_upconn_close(v[i].targets[k].idle);
+            if (v[i].targets[k].tls_session)
+                SSL_SESSION_free(v[i].targets[k].tls_session);
+        }
         free(v[i].targets);
         free(v[i].ring);
     }

@@ -48,7 +48,8 @@ class Request:
 
 
 class Backend:
-    def __init__(self, keep_body=1 << 20, delay_ms=0, port=0, host='127.0.0.1'):
+    def __init__(self, keep_body=1 << 20, delay_ms=0, port=0, host='127.0.0.1', tls=None):
+        self.tls = tls  # an ssl.SSLContext: serve HTTPS
         self.delay = delay_ms / 1000
         self.health = 200  # what GET /healthz answers
         self.fail_status = None  # when set, what every other request gets
@@ -92,6 +93,16 @@ class Backend:
 
     # ---- reading ----
     def _serve(self, c, cid):
+        tls_facts = {}
+        if self.tls:
+            try:
+                c = self.tls.wrap_socket(c, server_side=True)
+            except (OSError, ValueError):
+                c.close()
+                return
+            cert = c.getpeercert()
+            tls_facts = {'tls_reused': c.session_reused, 'tls_sni': getattr(c, 'sni', None),
+                         'peer_cn': dict(x[0] for x in cert['subject']).get('commonName') if cert else None}
         f = c.makefile('rb', buffering=65536)
         try:
             while not self.stopped:
@@ -99,6 +110,7 @@ class Backend:
                 if req is None:
                     return
                 req.t = time.monotonic()
+                req.__dict__.update(tls_facts)
                 with self.lock:
                     self.requests.append(req)
                 if not self._respond(c, f, req):
