@@ -71,6 +71,11 @@ typedef struct pt_listener_conf {
     int64_t max_headers;
     int64_t min_body_rate; /* bytes per second */
     pt_tls_conf_t tls;
+    bool http2;
+    struct {
+        const pt_node_t *node;
+        int64_t max_concurrent_streams, initial_window_size, reset_burst, reset_rate;
+    } http2_settings;
 } pt_listener_conf_t;
 
 typedef struct pt_admin_conf {

@@ -26,12 +26,15 @@ enum pt_conn_state {
     PT_CS_PROXY,  /* the proxy owns the connection until pt_conn_proxy_done */
     PT_CS_FILTER, /* a filter suspended the request until pt_conn_filters_resume */
     PT_CS_TLS,    /* the TLS handshake */
+    PT_CS_H2,     /* an HTTP/2 connection: its streams are stream connections */
 };
 
 struct pt_conn {
     unsigned magic;
     int fd;
-    struct ssl_st *ssl; /* NULL on a plain listener */
+    struct ssl_st *ssl; /* NULL on a plain listener; a stream connection's is its parent's */
+    struct pt_h2 *h2;   /* PT_CS_H2: the nghttp2 session */
+    struct pt_h2_stream *h2s; /* a stream connection: its stream (no socket of its own) */
     pt_worker_t *w;
     pt_acceptor_t *acc;
     pt_conn_t *next, *prev;
@@ -72,6 +75,13 @@ struct pt_conn {
     uint64_t requests;
 };
 
+/* Sends what it can of the output, shuts the write side and reads what
+ * the client still sends until it closes (or 2 s pass): used after a
+ * GOAWAY, so that a reset does not destroy it. */
+void pt_conn_linger(pt_conn_t *c);
+/* A stream connection for a stream of HTTP/2 connection parent: no socket,
+ * reads and writes go through the stream (h2.c).  NULL when out of memory. */
+pt_conn_t *pt_conn_stream(pt_conn_t *parent);
 /* Takes over an accepted socket and starts reading from it. */
 void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer);
 /* Appends a complete response; keep_alive false closes afterwards.

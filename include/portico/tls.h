@@ -21,6 +21,9 @@ typedef struct pt_conf_ctx pt_conf_ctx_t;
  * Every problem is reported at its key's file:line:col.  0 or -1. */
 int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *tls);
 
+/* Offer h2 by ALPN (a listener with http2: true). */
+void pt_tls_server_offer_h2(pt_tls_server_t *s, bool on);
+
 /* In the master, before forking: the shared secret the session-ticket keys
  * are derived from (kept across reloads).  0, or -1 when no zone. */
 int pt_tls_prepare(const pt_config_t *c);
@@ -63,6 +66,8 @@ void pt_tls_close(SSL *ssl);
 /* After the handshake: "TLSv1.3", the cipher, the client certificate's
  * subject and SANs ("" when none), and whether it was verified. */
 const char *pt_tls_protocol(SSL *ssl);
+/* Did ALPN choose h2? */
+bool pt_tls_alpn_h2(SSL *ssl);
 const char *pt_tls_cipher(SSL *ssl);
 void pt_tls_client_subject(SSL *ssl, char *buf, size_t size);
 void pt_tls_client_san(SSL *ssl, char *buf, size_t size);

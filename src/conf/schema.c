@@ -163,9 +163,27 @@ static const pt_directive_t tls_keys[] = {
 };
 static const pt_section_t tls_section = {"tls", sizeof(pt_tls_conf_t), tls_keys, pt_tls_compile, NULL, NULL};
 
+#define H2(f) (F(pt_listener_conf_t, http2_settings.f) - F(pt_listener_conf_t, http2_settings))
+static const pt_directive_t h2_keys[] = {
+    {"max_concurrent_streams", PT_T_INT, H2(max_concurrent_streams), "128", 1, 10000, NULL, NULL, NULL, NULL, NULL,
+     0, NULL, "Streams a client may have open at once; more are refused (RST_STREAM REFUSED_STREAM)."},
+    {"initial_window_size", PT_T_SIZE, H2(initial_window_size), "64k", 1024, 16 << 20, NULL, NULL, NULL, NULL, NULL,
+     0, NULL, "How much of a request body a client may send ahead of what the upstream has taken."},
+    {"reset_burst", PT_T_INT, H2(reset_burst), "1000", 1, 1000000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Streams a client may reset in a burst (the rapid-reset attack): past it and reset_rate, the connection "
+     "ends with GOAWAY ENHANCE_YOUR_CALM."},
+    {"reset_rate", PT_T_INT, H2(reset_rate), "33", 1, 1000000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Stream resets per second allowed after the burst."},
+    END,
+};
+static const pt_section_t h2_section = {"http2_settings", sizeof(((pt_listener_conf_t *)0)->http2_settings),
+                                        h2_keys, NULL, NULL, NULL};
+
 static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_listener_conf_t *l = obj;
+    if (l->tls.server)
+        pt_tls_server_offer_h2(l->tls.server, l->http2);
     if (!l->name)
         l->name = l->address.text;
     if (l->max_header_size < l->max_request_line) {
@@ -203,6 +221,12 @@ static const pt_directive_t listener_keys[] = {
      "a large upload at normal speed is not. 0 turns it off."},
     {"tls", PT_T_SECTION, F(pt_listener_conf_t, tls), NULL, 0, 0, NULL, &tls_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "TLS termination. Without it the listener speaks plain HTTP."},
+    {"http2", PT_T_BOOL, F(pt_listener_conf_t, http2), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "HTTP/2 as well as HTTP/1.1: offered by ALPN (h2) on a TLS listener, and spoken to clients that open with "
+     "the HTTP/2 preface (prior knowledge) on a plain one. Its requests go through the same routes, filters "
+     "and upstream pools."},
+    {"http2_settings", PT_T_SECTION, F(pt_listener_conf_t, http2_settings), NULL, 0, 0, NULL, &h2_section, NULL,
+     NULL, NULL, 0, NULL, "Limits of HTTP/2 connections."},
     END,
 };
 const pt_section_t pt_schema_listener = {"listener", sizeof(pt_listener_conf_t), listener_keys,

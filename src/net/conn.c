@@ -25,6 +25,7 @@
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/filter.h"
+#include "portico/h2.h"
 #include "portico/http.h"
 #include "portico/log.h"
 #include "portico/path.h"
@@ -92,6 +93,8 @@ static void respond_error(pt_conn_t *c, int status)
  * client is gone (then nothing more will be sent). */
 int pt_conn_flush(pt_conn_t *c)
 {
+    if (c->fd < 0) /* a stream connection */
+        return pt_h2_stream_flush(c);
     ssize_t w = c->ssl ? pt_outq_flush_fn(&c->out, pt_tls_write, c->ssl) : pt_outq_flush(&c->out, c->fd);
     if (w < 0) {
         pt_log_info("client write failed: %s", strerror((int)-w));
@@ -135,6 +138,8 @@ void pt_conn_stash(pt_conn_t *c)
 
 static void end_request(pt_conn_t *c)
 {
+    if (c->fd < 0)
+        c->closing = true; /* a stream connection serves one request */
     if (!c->nodelay && !c->closing) {
         /* Kept alive: small answers must not wait for Nagle.  A one-shot
          * connection never needs it, so the syscall is saved there. */
@@ -173,7 +178,7 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
     if (req) {
         c->ent.method = req->method;
         c->ent.target = req->target;
-        c->ent.protocol = (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
+        c->ent.protocol = c->fd < 0 ? PT_STR("HTTP/2.0") : (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
         c->ent.host = req->host;
         if (c->w->conf->access_log.path) { /* looked up only for the log */
             const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
@@ -372,6 +377,16 @@ static int handle_input(pt_conn_t *c)
         }
         if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY || c->state == PT_CS_FILTER)
             break;
+        if (!c->requests && !c->in_request && lc && lc->http2 && c->fd >= 0) {
+            size_t have = c->ilen - c->ipos, n = have < PT_H2_PREFACE_LEN ? have : PT_H2_PREFACE_LEN;
+            if (memcmp(c->ibuf + c->ipos, PT_H2_PREFACE, n) == 0) {
+                if (n < PT_H2_PREFACE_LEN)
+                    break; /* the rest of the preface is on its way */
+                if (pt_h2_start(c) < 0)
+                    c->closing = true;
+                return 1;
+            }
+        }
         if (!c->in_request) {
             c->in_request = true;
             event_base_gettimeofday_cached(c->w->base, &c->head_start);
@@ -447,6 +462,10 @@ static bool tls_step(pt_conn_t *c)
         c->readable = true; /* the request may have come with the last flight */
         c->timer_kind = TM_NONE;
         evtimer_del(&c->timer);
+        if (pt_tls_alpn_h2(c->ssl) && pt_h2_start(c) < 0) {
+            pt_conn_close(c);
+            return false;
+        }
         return true;
     }
     if (rc == PT_TLS_WANT_READ || rc == PT_TLS_WANT_WRITE) {
@@ -484,6 +503,8 @@ static bool tls_step(pt_conn_t *c)
 
 int pt_conn_read(pt_conn_t *c)
 {
+    if (c->fd < 0) /* a stream connection */
+        return pt_h2_stream_read(c);
     if (c->ipos == c->ilen)
         c->ipos = c->ilen = 0;
     else if (c->ipos && (c->icap - c->ilen < 1024 || c->state == PT_CS_HEAD)) {
@@ -540,6 +561,11 @@ static void arm_timer(pt_conn_t *c)
     if (c->state == PT_CS_LINGER) {
         kind = TM_LINGER;
         ms = LINGER_MS;
+    } else if (c->state == PT_CS_H2 && pt_outq_empty(&c->out) && pt_h2_streams(c)) {
+        if (c->timer_kind != TM_NONE) /* streams open: each has its own timers */
+            evtimer_del(&c->timer);
+        c->timer_kind = TM_NONE;
+        return;
     } else if (!pt_outq_empty(&c->out)) {
         kind = TM_SEND;
         ms = lc ? lc->timeouts.send : 30000;
@@ -635,6 +661,12 @@ static void run(pt_conn_t *c)
         return;
     for (int rounds = 0; rounds < 64; rounds++) {
         int progress = 0;
+        if (c->state == PT_CS_H2) {
+            pt_h2_run(c);
+            if (!c->dead)
+                arm_timer(c);
+            return;
+        }
         if (c->state == PT_CS_PROXY) {
             pt_proxy_run(c->proxy); /* it hands back with pt_conn_proxy_done */
             return;
@@ -665,7 +697,7 @@ static void run(pt_conn_t *c)
         if (!pt_outq_empty(&c->out) && c->writable)
             progress |= pt_conn_flush(c) != 0;
         if (pt_outq_empty(&c->out) && (c->closing || (c->eof && c->state != PT_CS_LINGER))) {
-            if (c->eof) {
+            if (c->eof || c->fd < 0) { /* a stream connection ends with its response */
                 pt_conn_close(c);
                 return;
             }
@@ -733,14 +765,16 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 
 #define SPARE_MAX 256
 
-void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer)
+/* A connection with its buffers, zeroed: a closed one reused (no malloc)
+ * or a new one.  NULL when out of memory. */
+static pt_conn_t *alloc_conn(pt_worker_t *w)
 {
     pt_conn_t *c = w->spare;
     char *ibuf;
     pt_arena_t arena;
     pt_outq_t outq = {0};
     size_t icap = IBUF_MIN;
-    if (c) { /* reuse a closed connection and its buffers: no malloc */
+    if (c) {
         w->spare = c->next;
         w->nspare--;
         ibuf = c->ibuf;
@@ -754,21 +788,31 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
         if (!c || !ibuf) {
             free(c);
             free(ibuf);
-            close(fd);
-            pt_log_error("out of memory accepting a connection");
-            return;
+            pt_arena_free(&arena);
+            return NULL;
         }
     }
     memset(c, 0, sizeof(*c));
     c->arena = arena;
     c->out = outq;
     c->icap = icap;
+    c->ibuf = ibuf;
     c->magic = PT_CONN_MAGIC;
+    return c;
+}
+
+void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer)
+{
+    pt_conn_t *c = alloc_conn(w);
+    if (!c) {
+        close(fd);
+        pt_log_error("out of memory accepting a connection");
+        return;
+    }
     c->fd = fd;
     c->w = w;
     c->acc = a;
     c->peer = *peer;
-    c->ibuf = ibuf;
     c->writable = true;
     c->readable = true; /* try at once: the request often arrived with the connection */
     const pt_tls_conf_t *tls = a->ls->conf ? &a->ls->conf->tls : NULL;
@@ -797,6 +841,35 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     run(c);
 }
 
+void pt_conn_linger(pt_conn_t *c)
+{
+    if (!pt_outq_empty(&c->out) && c->writable)
+        pt_conn_flush(c);
+    pt_h2_free(c);
+    pt_outq_reset(&c->out);
+    start_linger(c);
+    c->readable = true;
+    pt_conn_reschedule(c);
+}
+
+pt_conn_t *pt_conn_stream(pt_conn_t *parent)
+{
+    pt_worker_t *w = parent->w;
+    pt_conn_t *c = alloc_conn(w);
+    if (!c)
+        return NULL;
+    c->fd = -1;
+    c->ssl = parent->ssl; /* for the TLS variables and X-Forwarded-Proto; never read or written */
+    c->w = w;
+    c->acc = parent->acc;
+    c->peer = parent->peer;
+    c->nodelay = true;
+    c->writable = true;
+    event_assign(&c->ev, w->base, -1, 0, on_event, c);
+    evtimer_assign(&c->timer, w->base, on_timer, c);
+    return c;
+}
+
 void pt_conn_filters_resume(pt_conn_t *c)
 {
     if (c->dead || c->state != PT_CS_FILTER)
@@ -823,6 +896,10 @@ void pt_conn_drain(pt_conn_t *c)
     /* An idle connection gets a short grace (TM_DRAIN): a request already on
      * its way is answered, with Connection: close, instead of meeting a
      * closed socket.  Busy ones close after their current response. */
+    if (c->state == PT_CS_H2) {
+        pt_h2_drain(c); /* GOAWAY: open streams finish, new ones are refused */
+        return;
+    }
     arm_timer(c);
 }
 
@@ -841,6 +918,15 @@ void pt_conn_close(pt_conn_t *c)
     }
     event_del(&c->ev);
     evtimer_del(&c->timer);
+    if (c->fd < 0) { /* a stream connection */
+        pt_h2_stream_closed(c);
+        c->ssl = NULL;
+        c->next = c->w->dead;
+        c->w->dead = c;
+        pt_worker_schedule_reap(c->w);
+        return;
+    }
+    pt_h2_free(c);
     pt_tls_close(c->ssl);
     c->ssl = NULL;
     close(c->fd);

@@ -521,6 +521,19 @@ SSL *pt_tls_connect(pt_tls_client_t *cl, int fd, const char *name, const char *i
     return ssl;
 }
 
+void pt_tls_server_offer_h2(pt_tls_server_t *s, bool on)
+{
+    s->h2 = on;
+}
+
+bool pt_tls_alpn_h2(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
 /* ---- connections ---- */
 
 SSL *pt_tls_accept(pt_tls_server_t *s, int fd)

@@ -1,0 +1,736 @@
+/* HTTP/2 towards clients: nghttp2 server sessions, and the stream
+ * connections that serve their streams (see h2.h for the design).
+ *
+ * Defences, all from nghttp2 options and settings: at most
+ * `max_concurrent_streams` streams (a client that opens more gets
+ * RST_STREAM REFUSED_STREAM), a header list larger than the listener's
+ * max_header_size gets 431, CONTINUATION floods and SETTINGS/PING floods
+ * end the connection, and streams reset faster than `reset_rate` per
+ * second (after a burst of `reset_burst`) end it with GOAWAY
+ * ENHANCE_YOUR_CALM: the rapid-reset attack.  Connection-specific headers
+ * and malformed pseudo-headers are refused by nghttp2's HTTP checks (RFC
+ * 9113, section 8.2.2). */
+#include "config.h"
+
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/conn.h"
+#include "portico/err-t.h"
+#include "portico/h1_parser.h"
+#include "portico/h2.h"
+#include "portico/log.h"
+#include "portico/worker.h"
+
+#define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
+#define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
+
+typedef struct buf {
+    char *p;
+    size_t len, pos, cap;
+} buf_t;
+
+struct pt_h2_stream {
+    pt_h2_t *h2;
+    int32_t id;
+    pt_conn_t *sc; /* the stream connection, once the request head is complete */
+    pt_h2_stream_t *next;
+
+    /* the request */
+    buf_t head;      /* "METHOD PATH HTTP/1.1\r\n" ... built from the HEADERS */
+    buf_t fields;    /* the regular header fields */
+    buf_t cookie;    /* cookie crumbs, joined with "; " (RFC 9113, 8.2.3) */
+    char *method, *path, *authority;
+    size_t list_size;
+    bool too_big, has_length, chunked, ended;
+    buf_t in;        /* body bytes (chunk-framed when chunked) not yet taken */
+    size_t unacked;  /* DATA bytes received and not yet acknowledged */
+
+    /* the response, read back from the stream connection */
+    buf_t resp;      /* the head while it is incomplete */
+    bool head_done, submitted, no_body, body_chunked, body_done, deferred, sc_gone;
+    int64_t body_left; /* -1: until the stream connection closes */
+    pt_h1_chunked_t chunk;
+    buf_t body;      /* decoded body bytes for DATA frames */
+};
+
+struct pt_h2 {
+    nghttp2_session *s;
+    pt_conn_t *c;
+    pt_h2_stream_t *streams;
+    size_t nstreams;
+    bool goaway;
+    double reset_tokens; /* resets the client may still send (a token bucket) */
+    int64_t reset_at_ms;
+};
+
+/* The rapid-reset defence: RST_STREAM from the client spends a token; the
+ * bucket holds reset_burst and refills at reset_rate per second.  Empty:
+ * GOAWAY ENHANCE_YOUR_CALM, and the connection ends. */
+static bool reset_allowed(pt_h2_t *h)
+{
+    const pt_listener_conf_t *lc = h->c->acc->ls->conf;
+    struct timeval tv;
+    event_base_gettimeofday_cached(h->c->w->base, &tv);
+    int64_t now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    double burst = (double)lc->http2_settings.reset_burst;
+    h->reset_tokens += (double)(now - h->reset_at_ms) * (double)lc->http2_settings.reset_rate / 1000.0;
+    if (h->reset_tokens > burst)
+        h->reset_tokens = burst;
+    h->reset_at_ms = now;
+    if (h->reset_tokens < 1)
+        return false;
+    h->reset_tokens -= 1;
+    return true;
+}
+
+/* ---- buffers ---- */
+
+static bool buf_add(buf_t *b, const void *p, size_t n)
+{
+    if (!n)
+        return true;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return false;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return true;
+}
+
+#define BUF_LIT(b, lit) buf_add((b), (lit), sizeof(lit) - 1)
+
+static void buf_free(buf_t *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static void buf_compact(buf_t *b)
+{
+    if (b->pos == b->len)
+        b->pos = b->len = 0;
+}
+
+/* ---- streams ---- */
+
+static void stream_free(pt_h2_stream_t *st)
+{
+    buf_free(&st->head);
+    buf_free(&st->fields);
+    buf_free(&st->cookie);
+    buf_free(&st->in);
+    buf_free(&st->resp);
+    buf_free(&st->body);
+    free(st->method);
+    free(st->path);
+    free(st->authority);
+    free(st);
+}
+
+static void stream_unlink(pt_h2_t *h, pt_h2_stream_t *st)
+{
+    for (pt_h2_stream_t **pp = &h->streams; *pp; pp = &(*pp)->next)
+        if (*pp == st) {
+            *pp = st->next;
+            h->nstreams--;
+            return;
+        }
+}
+
+static void wake(pt_conn_t *c)
+{
+    if (c && !c->dead)
+        pt_conn_reschedule(c);
+}
+
+/* ---- the response, from HTTP/1.1 to HEADERS and DATA ---- */
+
+static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t length, uint32_t *flags,
+                         nghttp2_data_source *source, void *user)
+{
+    pt_h2_stream_t *st = source->ptr;
+    size_t avail = st->body.len - st->body.pos;
+    if (!avail && !st->body_done) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? avail : length;
+    memcpy(out, st->body.p + st->body.pos, n);
+    st->body.pos += n;
+    buf_compact(&st->body);
+    if (st->body_done && st->body.len == st->body.pos)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->sc && !st->sc->writable && st->body.len - st->body.pos < STREAM_BUFFER / 2) {
+        st->sc->writable = true; /* room again: the stream connection may go on */
+        wake(st->sc);
+    }
+    return (ssize_t)n;
+}
+
+static bool hop_by_hop(pt_str_t n)
+{
+    return PT_STR_IEQ(n, "connection") || PT_STR_IEQ(n, "keep-alive") || PT_STR_IEQ(n, "proxy-connection") ||
+           PT_STR_IEQ(n, "transfer-encoding") || PT_STR_IEQ(n, "upgrade");
+}
+
+/* The response head is complete in st->resp: HEADERS, and DATA to come. */
+static int submit_head(pt_h2_stream_t *st)
+{
+    pt_h1_header_t headers[128];
+    pt_h1_limits_t lim = {8192, STREAM_BUFFER, 128};
+    pt_h1_resp_t r = {.headers = headers};
+    int rc = pt_h1_parse_response(st->resp.p, st->resp.len, &lim, &r);
+    if (rc == PT_EAGAIN)
+        return 0;
+    if (rc < 0)
+        return -1;
+    if (r.status < 200) { /* 100 Continue: not forwarded */
+        memmove(st->resp.p, st->resp.p + rc, st->resp.len - (size_t)rc);
+        st->resp.len -= (size_t)rc;
+        return submit_head(st);
+    }
+    nghttp2_nv nv[130];
+    char status[4] = {(char)('0' + r.status / 100 % 10), (char)('0' + r.status / 10 % 10), (char)('0' + r.status % 10),
+                      0};
+    size_t n = 0;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    char lower[128][64];
+    for (size_t i = 0; i < r.nheaders && n < 130; i++) {
+        pt_str_t name = r.headers[i].name;
+        if (hop_by_hop(name) || name.n >= sizeof(lower[0]))
+            continue;
+        for (size_t k = 0; k < name.n; k++)
+            lower[i][k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)lower[i], (uint8_t *)r.headers[i].value.p, name.n, r.headers[i].value.n,
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    bool head_method = st->method && strcmp(st->method, "HEAD") == 0;
+    st->no_body = head_method || r.status == 204 || r.status == 304;
+    st->body_chunked = r.chunked;
+    st->body_left = r.chunked ? 0 : r.content_length;
+    st->head_done = true;
+    size_t rest = st->resp.len - (size_t)rc;
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
+    int sr = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp);
+    st->submitted = sr == 0;
+    /* body bytes that came with the head go through the body path */
+    if (rest) {
+        buf_t tail = {0};
+        buf_add(&tail, st->resp.p + rc, rest);
+        st->resp.len = 0;
+        free(st->resp.p);
+        st->resp = tail;
+    } else {
+        st->resp.len = 0;
+    }
+    if (st->no_body)
+        st->body_done = true;
+    return sr == 0 ? 1 : -1;
+}
+
+/* Body bytes of the HTTP/1.1 response: decoded into st->body. */
+static int take_body(pt_h2_stream_t *st, const char *p, size_t n)
+{
+    if (st->no_body || st->body_done)
+        return 0; /* nothing more is expected: ignore */
+    if (st->body_chunked) {
+        while (n && !st->chunk.done) {
+            const char *data;
+            size_t dlen;
+            long used = pt_h1_chunked_decode(&st->chunk, p, n, &data, &dlen);
+            if (used < 0)
+                return -1;
+            if (dlen && !buf_add(&st->body, data, dlen))
+                return -1;
+            p += used;
+            n -= (size_t)used;
+        }
+        st->body_done = st->chunk.done;
+        return 0;
+    }
+    if (st->body_left >= 0 && (int64_t)n > st->body_left)
+        n = (size_t)st->body_left;
+    if (n && !buf_add(&st->body, p, n))
+        return -1;
+    if (st->body_left >= 0) {
+        st->body_left -= (int64_t)n;
+        st->body_done = st->body_left == 0;
+    }
+    return 0;
+}
+
+static void resume(pt_h2_stream_t *st)
+{
+    if (st->submitted && st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->h2->s, st->id);
+    }
+    wake(st->h2->c);
+}
+
+/* The outq writer of a stream connection. */
+static ssize_t stream_write(void *ctx, const void *p, size_t n)
+{
+    pt_h2_stream_t *st = ctx;
+    if (st->body.len - st->body.pos >= STREAM_BUFFER)
+        return 0; /* the client is slow: back-pressure */
+    if (!st->head_done) {
+        if (!buf_add(&st->resp, p, n))
+            return -12;
+        int rc = submit_head(st);
+        if (rc < 0)
+            return -71; /* EPROTO: Portico itself wrote something that is not HTTP */
+        if (rc > 0 && st->resp.len) {
+            buf_t tail = st->resp;
+            memset(&st->resp, 0, sizeof(st->resp));
+            rc = take_body(st, tail.p, tail.len);
+            buf_free(&tail);
+            if (rc < 0)
+                return -71;
+        }
+        resume(st);
+        return (ssize_t)n;
+    }
+    if (take_body(st, p, n) < 0)
+        return -71;
+    resume(st);
+    return (ssize_t)n;
+}
+
+int pt_h2_stream_flush(pt_conn_t *sc)
+{
+    pt_h2_stream_t *st = sc->h2s;
+    if (!st)
+        return -1;
+    ssize_t w = pt_outq_flush_fn(&sc->out, stream_write, st);
+    if (w < 0) {
+        sc->eof = true;
+        sc->closing = true;
+        pt_outq_reset(&sc->out);
+        return -1;
+    }
+    if (!pt_outq_empty(&sc->out))
+        sc->writable = false;
+    return w > 0;
+}
+
+int pt_h2_stream_read(pt_conn_t *sc)
+{
+    pt_h2_stream_t *st = sc->h2s;
+    if (!st) {
+        sc->eof = true;
+        return 1;
+    }
+    size_t avail = st->in.len - st->in.pos;
+    if (!avail) {
+        sc->readable = false;
+        return 0;
+    }
+    if (sc->ipos == sc->ilen)
+        sc->ipos = sc->ilen = 0;
+    else if (sc->ipos && sc->icap - sc->ilen < avail && sc->out.refs == 0) {
+        memmove(sc->ibuf, sc->ibuf + sc->ipos, sc->ilen - sc->ipos);
+        sc->ilen -= sc->ipos;
+        sc->ipos = 0;
+    }
+    if (sc->icap - sc->ilen < avail && sc->icap < 256 * 1024) {
+        size_t cap = sc->icap * 2 < 256 * 1024 ? sc->icap * 2 : 256 * 1024;
+        while (cap < sc->ilen + avail && cap < 256 * 1024)
+            cap *= 2;
+        char *nb = realloc(sc->ibuf, cap);
+        if (nb) {
+            sc->ibuf = nb;
+            sc->icap = cap;
+        }
+    }
+    size_t room = sc->icap - sc->ilen, n = avail < room ? avail : room;
+    if (!n)
+        return 0;
+    memcpy(sc->ibuf + sc->ilen, st->in.p + st->in.pos, n);
+    sc->ilen += n;
+    st->in.pos += n;
+    if (st->in.pos == st->in.len) {
+        st->in.pos = st->in.len = 0;
+        if (st->unacked) { /* all of it taken: the client may send more */
+            nghttp2_session_consume(st->h2->s, st->id, st->unacked);
+            st->unacked = 0;
+            wake(st->h2->c);
+        }
+        sc->readable = false;
+    }
+    return 1;
+}
+
+void pt_h2_stream_closed(pt_conn_t *sc)
+{
+    pt_h2_stream_t *st = sc->h2s;
+    sc->h2s = NULL;
+    if (!st)
+        return;
+    st->sc = NULL;
+    st->sc_gone = true;
+    if (!st->head_done) {
+        /* closed without an answer: the stream is reset */
+        nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    } else if (!st->body_done) {
+        if (st->body_left < 0 && !st->body_chunked) {
+            st->body_done = true; /* a close-delimited body ends here */
+        } else {
+            nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        }
+    }
+    resume(st);
+}
+
+/* ---- the request, from HEADERS to HTTP/1.1 ---- */
+
+static pt_h2_stream_t *stream_of(pt_h2_t *h, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(h->s, id);
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    pt_h2_t *h = user;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    pt_h2_stream_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->h2 = h;
+    st->id = f->hd.stream_id;
+    st->body_left = -1;
+    st->next = h->streams;
+    h->streams = st;
+    h->nstreams++;
+    nghttp2_session_set_stream_user_data(s, st->id, st);
+    return 0;
+}
+
+static char *dup_n(const uint8_t *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+    pt_h2_t *h = user;
+    pt_h2_stream_t *st = stream_of(h, f->hd.stream_id);
+    if (!st || f->hd.type != NGHTTP2_HEADERS || st->sc)
+        return 0; /* trailers: not passed on */
+    const pt_listener_conf_t *lc = h->c->acc->ls->conf;
+    st->list_size += nlen + vlen + 32;
+    if (st->list_size > (size_t)(lc ? lc->max_header_size : 32768))
+        st->too_big = true;
+    if (st->too_big)
+        return 0;
+    pt_str_t n = {(const char *)name, nlen};
+    if (nlen && name[0] == ':') {
+        char **slot = pt_str_eq(n, PT_STR(":method")) ? &st->method
+                      : pt_str_eq(n, PT_STR(":path")) ? &st->path
+                      : pt_str_eq(n, PT_STR(":authority")) ? &st->authority
+                                                  : NULL;
+        if (slot && !*slot)
+            *slot = dup_n(value, vlen);
+        return 0;
+    }
+    if (pt_str_eq(n, PT_STR("cookie"))) {
+        if ((st->cookie.len && !BUF_LIT(&st->cookie, "; ")) || !buf_add(&st->cookie, value, vlen))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return 0;
+    }
+    if (pt_str_eq(n, PT_STR("host")) && st->authority)
+        return 0; /* :authority wins (RFC 9113, 8.3.1) */
+    if (pt_str_eq(n, PT_STR("content-length")))
+        st->has_length = true;
+    if (!buf_add(&st->fields, name, nlen) || !BUF_LIT(&st->fields, ": ") || !buf_add(&st->fields, value, vlen) ||
+        !BUF_LIT(&st->fields, "\r\n"))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static void respond_now(pt_h2_stream_t *st, const char *status, const char *body)
+{
+    static nghttp2_nv ct = {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE};
+    nghttp2_nv nv[2] = {{(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE}, ct};
+    buf_add(&st->body, body, strlen(body));
+    st->head_done = st->body_done = true;
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
+    st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, 2, &dp) == 0;
+}
+
+/* The request head is complete: the stream connection starts on it. */
+static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
+{
+    if (st->too_big) {
+        respond_now(st, "431", "431 Request Header Fields Too Large\n");
+        return 0;
+    }
+    if (!st->method || !st->path) /* CONNECT without :path, which we do not do */
+        return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
+    st->ended = end_stream;
+    st->chunked = !end_stream && !st->has_length;
+    bool ok = buf_add(&st->head, st->method, strlen(st->method)) && BUF_LIT(&st->head, " ") &&
+              buf_add(&st->head, st->path, strlen(st->path)) && BUF_LIT(&st->head, " HTTP/1.1\r\n");
+    if (st->authority)
+        ok = ok && BUF_LIT(&st->head, "Host: ") && buf_add(&st->head, st->authority, strlen(st->authority)) &&
+             BUF_LIT(&st->head, "\r\n");
+    ok = ok && buf_add(&st->head, st->fields.p, st->fields.len);
+    if (st->cookie.len)
+        ok = ok && BUF_LIT(&st->head, "Cookie: ") && buf_add(&st->head, st->cookie.p, st->cookie.len) &&
+             BUF_LIT(&st->head, "\r\n");
+    if (st->chunked)
+        ok = ok && BUF_LIT(&st->head, "Transfer-Encoding: chunked\r\n");
+    ok = ok && BUF_LIT(&st->head, "\r\n");
+    pt_conn_t *sc = ok ? pt_conn_stream(h->c) : NULL;
+    if (!sc)
+        return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    sc->h2s = st;
+    st->sc = sc;
+    /* the head goes first, then the body as it comes */
+    buf_t body = st->in;
+    st->in = st->head;
+    memset(&st->head, 0, sizeof(st->head));
+    if (body.len)
+        buf_add(&st->in, body.p + body.pos, body.len - body.pos);
+    buf_free(&body);
+    if (st->ended && st->chunked)
+        BUF_LIT(&st->in, "0\r\n\r\n");
+    sc->readable = true;
+    wake(sc);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    pt_h2_t *h = user;
+    if (f->hd.type == NGHTTP2_RST_STREAM && !reset_allowed(h)) {
+        char peer[80];
+        pt_addr_format((const struct sockaddr *)&h->c->peer, peer, sizeof(peer));
+        pt_log_warn("HTTP/2 client %s resets streams too fast: GOAWAY ENHANCE_YOUR_CALM", peer);
+        nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+        h->c->eof = true; /* read no more */
+        return 0;
+    }
+    pt_h2_stream_t *st = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
+    if (!st)
+        return 0;
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        return start_request(h, st, end);
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end && !st->ended) {
+        st->ended = true; /* the end of the body (or trailers) */
+        if (st->chunked)
+            BUF_LIT(&st->in, "0\r\n\r\n");
+        if (st->sc) {
+            st->sc->readable = true;
+            wake(st->sc);
+        }
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+{
+    pt_h2_t *h = user;
+    pt_h2_stream_t *st = stream_of(h, id);
+    if (!st || !st->sc) { /* nobody will read it (a 431, or a stream already answered) */
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    char size[24];
+    int sl = snprintf(size, sizeof(size), "%zx\r\n", len);
+    if ((st->chunked && !buf_add(&st->in, size, (size_t)sl)) || !buf_add(&st->in, data, len) ||
+        (st->chunked && !BUF_LIT(&st->in, "\r\n")))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    st->unacked += len;
+    if (st->sc) {
+        st->sc->readable = true;
+        wake(st->sc);
+    }
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void *user)
+{
+    pt_h2_t *h = user;
+    pt_h2_stream_t *st = stream_of(h, id);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    stream_unlink(h, st);
+    pt_conn_t *sc = st->sc;
+    if (sc) { /* reset by the client, or ended before its connection did */
+        sc->h2s = NULL;
+        pt_conn_close(sc);
+    }
+    stream_free(st);
+    return 0;
+}
+
+/* ---- the connection ---- */
+
+int pt_h2_start(pt_conn_t *c)
+{
+    const pt_listener_conf_t *lc = c->acc->ls->conf;
+    pt_h2_t *h = calloc(1, sizeof(*h));
+    nghttp2_session_callbacks *cb = NULL;
+    nghttp2_option *opt = NULL;
+    if (!h || nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt)) {
+        free(h);
+        nghttp2_session_callbacks_del(cb);
+        return -1;
+    }
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_continuations(opt, 8);
+    /* nghttp2's own limit, above ours (which says ENHANCE_YOUR_CALM) */
+    nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)lc->http2_settings.reset_burst,
+                                               2 * (uint64_t)lc->http2_settings.reset_rate);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_settings(opt, 32);
+    int rc = nghttp2_session_server_new2(&h->s, cb, h, opt);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
+    if (rc) {
+        free(h);
+        return -1;
+    }
+    h->c = c;
+    h->reset_tokens = (double)lc->http2_settings.reset_burst;
+    struct timeval tv;
+    event_base_gettimeofday_cached(c->w->base, &tv);
+    h->reset_at_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)lc->http2_settings.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)lc->http2_settings.initial_window_size},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)lc->max_header_size},
+    };
+    nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    c->h2 = h;
+    c->state = PT_CS_H2;
+    return 0;
+}
+
+size_t pt_h2_streams(const pt_conn_t *c)
+{
+    return c->h2 ? c->h2->nstreams : 0;
+}
+
+void pt_h2_run(pt_conn_t *c)
+{
+    pt_h2_t *h = c->h2;
+    for (int rounds = 0; rounds < 64 && !c->dead; rounds++) {
+        int progress = 0;
+        if (c->ipos < c->ilen) {
+            ssize_t n = nghttp2_session_mem_recv(h->s, (const uint8_t *)c->ibuf + c->ipos, c->ilen - c->ipos);
+            if (n < 0) {
+                /* a protocol error, or a flood of frames that need answers
+                 * (SETTINGS, PING) from a client that does not read them:
+                 * say GOAWAY if the socket takes it, and close */
+                char peer[80];
+                pt_addr_format((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+                if (n == NGHTTP2_ERR_FLOODED)
+                    pt_log_warn("HTTP/2 client %s sends frames that need answers (SETTINGS, PING) and does not "
+                                "read them: GOAWAY ENHANCE_YOUR_CALM, closing",
+                                peer);
+                else
+                    pt_log_info("HTTP/2 client %s: %s; closing", peer, nghttp2_strerror((int)n));
+                nghttp2_session_terminate_session(h->s, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                                 : NGHTTP2_PROTOCOL_ERROR);
+                const uint8_t *data;
+                ssize_t k;
+                while ((k = nghttp2_session_mem_send(h->s, &data)) > 0 && pt_outq_copy(&c->out, data, (size_t)k))
+                    ;
+                pt_conn_linger(c);
+                return;
+            } else {
+                c->ipos += (size_t)n;
+            }
+            progress = 1;
+        }
+        while (c->out.pending < SEND_HIGH) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(h->s, &data);
+            if (n <= 0)
+                break;
+            if (!pt_outq_copy(&c->out, data, (size_t)n)) {
+                pt_conn_close(c);
+                return;
+            }
+            progress = 1;
+        }
+        if (!pt_outq_empty(&c->out) && c->writable) {
+            int r = pt_conn_flush(c);
+            if (r < 0) {
+                pt_conn_close(c);
+                return;
+            }
+            progress |= r;
+        }
+        bool done = !nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s);
+        if ((done || c->eof) && pt_outq_empty(&c->out)) {
+            pt_conn_linger(c); /* GOAWAY is out: read what still comes, so it is not lost to a reset */
+            return;
+        }
+        /* read on even when the socket is full: nghttp2 bounds what it
+         * queues (flow control, max_outbound_ack) and spots floods */
+        if (c->readable && !c->eof)
+            progress |= pt_conn_read(c);
+        if (!progress)
+            return;
+    }
+    pt_conn_reschedule(c);
+}
+
+void pt_h2_drain(pt_conn_t *c)
+{
+    pt_h2_t *h = c->h2;
+    if (!h || h->goaway)
+        return;
+    h->goaway = true;
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    wake(c);
+}
+
+void pt_h2_free(pt_conn_t *c)
+{
+    pt_h2_t *h = c->h2;
+    if (!h)
+        return;
+    c->h2 = NULL;
+    while (h->streams) {
+        pt_h2_stream_t *st = h->streams;
+        h->streams = st->next;
+        if (st->sc) {
+            st->sc->h2s = NULL;
+            pt_conn_close(st->sc);
+        }
+        stream_free(st);
+    }
+    nghttp2_session_del(h->s);
+    free(h);
+}
