@@ -111,7 +111,7 @@ typedef struct pt_active_conf {
     } unhealthy;
 } pt_active_conf_t;
 
-enum pt_scheme { PT_SCHEME_HTTP, PT_SCHEME_HTTPS };
+enum pt_scheme { PT_SCHEME_HTTP, PT_SCHEME_HTTPS, PT_SCHEME_GRPC, PT_SCHEME_GRPCS };
 
 /* An upstream's `tls:` (with scheme: https), compiled into `client`. */
 typedef struct pt_upstream_tls {

@@ -27,6 +27,7 @@ enum pt_conn_state {
     PT_CS_FILTER, /* a filter suspended the request until pt_conn_filters_resume */
     PT_CS_TLS,    /* the TLS handshake */
     PT_CS_H2,     /* an HTTP/2 connection: its streams are stream connections */
+    PT_CS_GRPC,   /* a stream connection whose gRPC call is under way (grpc.c) */
 };
 
 struct pt_conn {
@@ -64,6 +65,8 @@ struct pt_conn {
     pt_h1_chunked_t chunked;
 
     struct pt_proxy *proxy; /* while in PT_CS_PROXY */
+    struct pt_grpc *grpc;   /* while in PT_CS_GRPC */
+    bool grpc_request;      /* content-type application/grpc: Portico's own errors are gRPC statuses */
 
     /* the current request, for the access log */
     pt_arena_t arena;

@@ -12,6 +12,7 @@
 #ifndef PORTICO_H2_H
 #define PORTICO_H2_H
 
+#include <nghttp2/nghttp2.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -40,6 +41,8 @@ size_t pt_h2_streams(const pt_conn_t *c);
 /* Stream connections: their reads and writes, and their end. */
 int pt_h2_stream_read(pt_conn_t *sc);
 int pt_h2_stream_flush(pt_conn_t *sc);
+/* Trailers to send after the stream's body (copied). */
+void pt_h2_stream_trailers(pt_conn_t *sc, const nghttp2_nv *nv, size_t n);
 /* The stream connection is done (answered, or closed): the stream ends. */
 void pt_h2_stream_closed(pt_conn_t *sc);
 

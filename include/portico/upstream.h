@@ -56,6 +56,7 @@ typedef struct pt_target {
     pt_upconn_t *idle;       /* the keep-alive pool, most recently used first */
     size_t nidle;
     struct ssl_session_st *tls_session; /* scheme https: offered on the next connect */
+    void *grpc_conns;        /* scheme grpc(s): this worker's HTTP/2 connections (grpc.c) */
     uint64_t connects, reuses;
 } pt_target_t;
 
@@ -192,6 +193,8 @@ void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t 
 /* An idle pooled connection to t, or a new one being connected.  NULL with
  * errno set when a socket cannot even be started. */
 pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t);
+/* A non-blocking socket connecting to t (TCP_NODELAY): fd, or -1 with errno. */
+int pt_upstream_socket(const pt_target_t *t);
 /* scheme https: a TLS client on fd for target t (SNI, verified name). */
 struct ssl_st *pt_upstream_tls_new(pt_upstream_t *u, pt_target_t *t, int fd);
 /* Done with a connection: back to the pool when `reusable` and the pool

@@ -430,7 +430,7 @@ static const pt_directive_t budget_keys[] = {
 static const pt_section_t budget_section = {"retry_budget", sizeof(((pt_upstream_conf_t *)0)->retry_budget),
                                             budget_keys, NULL, NULL, NULL};
 
-static const char *const scheme_names[] = {"http", "https", NULL};
+static const char *const scheme_names[] = {"http", "https", "grpc", "grpcs", NULL};
 #define UT(f) (F(pt_upstream_conf_t, tls.f) - F(pt_upstream_conf_t, tls))
 static const pt_directive_t upstream_tls_keys[] = {
     {"verify", PT_T_BOOL, UT(verify), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -456,10 +456,11 @@ static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         pt_conf_error_key(cc, n, "targets", "an upstream needs at least one target");
         return -1;
     }
-    if (u->scheme == PT_SCHEME_HTTPS && pt_tls_client_build(cc, pt_node_get(n, "tls"), &u->tls) < 0)
+    bool tls = u->scheme == PT_SCHEME_HTTPS || u->scheme == PT_SCHEME_GRPCS;
+    if (tls && pt_tls_client_build(cc, pt_node_get(n, "tls"), &u->tls) < 0)
         return -1;
-    if (u->scheme == PT_SCHEME_HTTP && pt_node_get(n, "tls"))
-        pt_conf_warn(cc, pt_node_get(n, "tls"), "tls is used only with scheme: https");
+    if (!tls && pt_node_get(n, "tls"))
+        pt_conf_warn(cc, pt_node_get(n, "tls"), "tls is used only with scheme: https or grpcs");
     if (pt_node_get(n, "hash") && u->balancer != PT_BAL_HASH)
         pt_conf_warn(cc, pt_node_get(n, "hash"), "hash is used only with balancer: consistent-hashing");
     if (u->balancer == PT_BAL_HASH && (u->hash.on == PT_HASH_HEADER || u->hash.on == PT_HASH_COOKIE ||
@@ -474,7 +475,11 @@ static const pt_directive_t upstream_keys[] = {
     {"name", PT_T_STR, F(pt_upstream_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
      NULL, "A unique name, used by routes."},
     {"scheme", PT_T_ENUM, F(pt_upstream_conf_t, scheme), "http", 0, 0, scheme_names, NULL, NULL, NULL, NULL, 0,
-     NULL, "How targets are spoken to: http, or https (TLS, pooled and reused like plain connections)."},
+     NULL,
+     "How targets are spoken to: http; https (TLS, pooled and reused like plain connections); grpc (HTTP/2 with "
+     "prior knowledge) or grpcs (HTTP/2 over TLS): many calls share one connection per target and worker, "
+     "trailers (grpc-status) reach the client, and Portico's own errors are gRPC statuses. Routes to a grpc "
+     "upstream serve HTTP/2 clients only."},
     {"tls", PT_T_SECTION, F(pt_upstream_conf_t, tls), NULL, 0, 0, NULL, &upstream_tls_section, NULL, NULL, NULL, 0,
      NULL, "TLS towards the targets, with scheme: https."},
     {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,

@@ -56,6 +56,9 @@ struct pt_h2_stream {
     int64_t body_left; /* -1: until the stream connection closes */
     pt_h1_chunked_t chunk;
     buf_t body;      /* decoded body bytes for DATA frames */
+    nghttp2_nv *trailers; /* sent after the body (gRPC's grpc-status) */
+    size_t ntrailers;
+    buf_t trailer_text;   /* the names and values they point into */
 };
 
 struct pt_h2 {
@@ -133,6 +136,8 @@ static void stream_free(pt_h2_stream_t *st)
     buf_free(&st->in);
     buf_free(&st->resp);
     buf_free(&st->body);
+    buf_free(&st->trailer_text);
+    free(st->trailers);
     free(st->method);
     free(st->path);
     free(st->authority);
@@ -170,8 +175,11 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     memcpy(out, st->body.p + st->body.pos, n);
     st->body.pos += n;
     buf_compact(&st->body);
-    if (st->body_done && st->body.len == st->body.pos)
+    if (st->body_done && st->body.len == st->body.pos) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->ntrailers && nghttp2_submit_trailer(s, id, st->trailers, st->ntrailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end the stream */
+    }
     if (st->sc && !st->sc->writable && st->body.len - st->body.pos < STREAM_BUFFER / 2) {
         st->sc->writable = true; /* room again: the stream connection may go on */
         wake(st->sc);
@@ -217,7 +225,9 @@ static int submit_head(pt_h2_stream_t *st)
                                NGHTTP2_NV_FLAG_NONE};
     }
     bool head_method = st->method && strcmp(st->method, "HEAD") == 0;
-    st->no_body = head_method || r.status == 204 || r.status == 304;
+    /* nothing to send after the head: HEADERS ends the stream (a gRPC
+     * trailers-only response must be one frame) */
+    st->no_body = head_method || r.status == 204 || r.status == 304 || (!r.chunked && r.content_length == 0);
     st->body_chunked = r.chunked;
     st->body_left = r.chunked ? 0 : r.content_length;
     st->head_done = true;
@@ -371,6 +381,29 @@ int pt_h2_stream_read(pt_conn_t *sc)
         sc->readable = false;
     }
     return 1;
+}
+
+void pt_h2_stream_trailers(pt_conn_t *sc, const nghttp2_nv *nv, size_t n)
+{
+    pt_h2_stream_t *st = sc->h2s;
+    if (!st || st->trailers || !n)
+        return;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += nv[i].namelen + nv[i].valuelen;
+    st->trailers = calloc(n, sizeof(nghttp2_nv));
+    st->trailer_text.p = malloc(total ? total : 1);
+    if (!st->trailers || !st->trailer_text.p)
+        return;
+    char *p = st->trailer_text.p;
+    for (size_t i = 0; i < n; i++) {
+        st->trailers[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)p + nv[i].namelen, nv[i].namelen, nv[i].valuelen,
+                                       NGHTTP2_NV_FLAG_NONE};
+        memcpy(p, nv[i].name, nv[i].namelen);
+        memcpy(p + nv[i].namelen, nv[i].value, nv[i].valuelen);
+        p += nv[i].namelen + nv[i].valuelen;
+    }
+    st->ntrailers = n;
 }
 
 void pt_h2_stream_closed(pt_conn_t *sc)

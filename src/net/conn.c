@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/filter.h"
+#include "portico/grpc.h"
 #include "portico/h2.h"
 #include "portico/http.h"
 #include "portico/log.h"
@@ -32,6 +34,7 @@
 #include "portico/proxy.h"
 #include "portico/router.h"
 #include "portico/tls.h"
+#include "portico/upstream.h"
 #include "portico/value.h"
 
 #define IBUF_MIN 4096
@@ -70,6 +73,18 @@ void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *bo
 {
     char head[512];
     size_t start = c->out.pending;
+    if (c->grpc_request && status >= 300) { /* a gRPC client reads statuses, not pages */
+        char msg[128];
+        size_t m = len < sizeof(msg) - 1 ? len : sizeof(msg) - 1;
+        memcpy(msg, body, m);
+        while (m && (msg[m - 1] == '\n' || msg[m - 1] == '\r'))
+            m--;
+        msg[m] = '\0';
+        pt_grpc_error(c, pt_grpc_status_of(status), msg);
+        c->ent.status = status;
+        c->ent.bytes_out += c->out.pending - start;
+        return;
+    }
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nServer: portico\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
                      pt_http_reason(status), ctype, len, extra ? extra : "");
@@ -232,6 +247,10 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         c->closing = true;
     if (req->method_bit == PT_M_CONNECT)
         c->closing = true; /* no tunnels to arbitrary hosts */
+    if (c->fd < 0) {
+        const pt_h1_header_t *ct = pt_h1_find(req, PT_STR("content-type"));
+        c->grpc_request = ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
+    }
     if (c->acc->ls->kind == PT_LS_ADMIN) {
         pt_admin_handle(c, req);
         return;
@@ -304,7 +323,11 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         return;
     }
     if (r->up) {
-        pt_proxy_start(c, req, r);
+        const pt_upstream_conf_t *uc = r->up;
+        if (uc->scheme == PT_SCHEME_GRPC || uc->scheme == PT_SCHEME_GRPCS)
+            pt_grpc_start(c, req, r, &c->w->upstreams[uc - (const pt_upstream_conf_t *)c->w->conf->upstreams.v]);
+        else
+            pt_proxy_start(c, req, r);
         return;
     }
     if (req->upgrade)
@@ -375,7 +398,8 @@ static int handle_input(pt_conn_t *c)
             progress = 1;
             continue;
         }
-        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY || c->state == PT_CS_FILTER)
+        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY || c->state == PT_CS_GRPC ||
+            c->state == PT_CS_FILTER)
             break;
         if (!c->requests && !c->in_request && lc && lc->http2 && c->fd >= 0) {
             size_t have = c->ilen - c->ipos, n = have < PT_H2_PREFACE_LEN ? have : PT_H2_PREFACE_LEN;
@@ -409,8 +433,8 @@ static int handle_input(pt_conn_t *c)
             start_entry(c, &req);
         c->ent.bytes_in = (uint64_t)rc;
         handle_request(c, &req);
-        if (c->state == PT_CS_PROXY)
-            break; /* the proxy took the head and owns the body */
+        if (c->state == PT_CS_PROXY || c->state == PT_CS_GRPC)
+            break; /* the proxy (or the gRPC call) took the head and owns the body */
         if (c->state == PT_CS_FILTER)
             break; /* a filter waits; the head stays where it is */
         c->ipos += (size_t)rc;
@@ -514,7 +538,7 @@ int pt_conn_read(pt_conn_t *c)
     }
     const pt_listener_conf_t *lc = c->acc->ls->conf;
     size_t max = (lc ? (size_t)lc->max_header_size : 32768) + 1024;
-    if ((c->icap - c->ilen < 512 || c->state == PT_CS_PROXY) && c->icap < max) {
+    if ((c->icap - c->ilen < 512 || (c->state == PT_CS_PROXY || c->state == PT_CS_GRPC)) && c->icap < max) {
         /* a head that does not fit yet, or a body to stream: grow */
         size_t cap = c->state == PT_CS_PROXY || c->icap * 2 > max ? max : c->icap * 2;
         char *b = realloc(c->ibuf, cap);
@@ -671,6 +695,12 @@ static void run(pt_conn_t *c)
             pt_proxy_run(c->proxy); /* it hands back with pt_conn_proxy_done */
             return;
         }
+        if (c->state == PT_CS_GRPC) {
+            pt_grpc_run(c->grpc); /* the same */
+            if (!c->dead && c->state == PT_CS_GRPC)
+                arm_timer(c);
+            return;
+        }
         if (c->state == PT_CS_FILTER) {
             if (!pt_outq_empty(&c->out) && c->writable && pt_conn_flush(c) < 0)
                 pt_conn_close(c);
@@ -692,7 +722,7 @@ static void run(pt_conn_t *c)
         }
         if (c->ipos < c->ilen || c->state == PT_CS_BODY)
             progress |= handle_input(c);
-        if (c->state == PT_CS_PROXY)
+        if (c->state == PT_CS_PROXY || c->state == PT_CS_GRPC)
             continue; /* the proxy decides when the connection ends */
         if (!pt_outq_empty(&c->out) && c->writable)
             progress |= pt_conn_flush(c) != 0;
@@ -911,6 +941,10 @@ void pt_conn_close(pt_conn_t *c)
     if (c->proxy) {
         pt_proxy_abort(c->proxy);
         c->proxy = NULL;
+    }
+    if (c->grpc) {
+        pt_grpc_abort(c->grpc);
+        c->grpc = NULL;
     }
     if (c->fx) {
         pt_filters_done(c, c->fx);

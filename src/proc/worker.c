@@ -19,6 +19,7 @@
 #include "portico/accesslog.h"
 #include "portico/assert.h"
 #include "portico/conn.h"
+#include "portico/grpc.h"
 #include "portico/log.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
@@ -238,9 +239,11 @@ static void teardown(pt_worker_t *w)
     pt_resolver_stop(w->resolver);
     w->resolver = NULL;
     for (size_t i = 0; i < w->conf->upstreams.n; i++)
-        for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
+        for (size_t k = 0; k < w->upstreams[i].ntargets; k++) {
             while (w->upstreams[i].targets[k].idle)
                 pt_upconn_close(w->upstreams[i].targets[k].idle);
+            pt_grpc_close_target(&w->upstreams[i].targets[k]);
+        }
     on_reap(-1, 0, w);
     pt_accesslog_stop();
     struct event *evs[] = {&w->sig_quit, &w->sig_term, &w->sig_int, &w->sig_usr1, &w->sig_hup};

@@ -120,19 +120,27 @@ SSL *pt_upstream_tls_new(pt_upstream_t *u, pt_target_t *t, int fd)
     return pt_tls_connect(tc->client, fd, name, addr, &t->tls_session);
 }
 
-static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
+int pt_upstream_socket(const pt_target_t *t)
 {
     int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return NULL;
+        return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, (struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         errno = e;
-        return NULL;
+        return -1;
     }
+    return fd;
+}
+
+static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
+{
+    int fd = pt_upstream_socket(t);
+    if (fd < 0)
+        return NULL;
     pt_upconn_t *uc = calloc(1, sizeof(*uc));
     char *ibuf = malloc(PT_UPCONN_IBUF);
     if (!uc || !ibuf) {

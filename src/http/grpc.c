@@ -1,0 +1,726 @@
+/* gRPC: routes whose upstream has scheme grpc (HTTP/2 with prior knowledge)
+ * or grpcs (HTTP/2 over TLS, ALPN h2).
+ *
+ * A call arrives on a stream connection (h2.c), its head already routed and
+ * filtered like any request.  It becomes a stream of an HTTP/2 client
+ * session to the chosen target: sessions are per worker and per target,
+ * carry many calls at once (up to the target's SETTINGS_MAX_CONCURRENT_
+ * STREAMS), and stay open for `keepalive.idle_timeout` when idle.  The
+ * request body (chunked in the stream connection) goes out as DATA as it
+ * comes; the response comes back into the stream connection as an
+ * HTTP/1.1 response with a chunked body, and its trailers (grpc-status,
+ * grpc-message and the rest) are handed to the client stream directly, so
+ * they reach the client as HTTP/2 trailers.  Upstream DATA is acknowledged
+ * only as the client side takes it.
+ *
+ * Errors of Portico's own (no target up, connect failure, timeout) are
+ * answered as gRPC statuses in a trailers-only response (pt_grpc_error). */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "portico/conn.h"
+#include "portico/grpc.h"
+#include "portico/h2.h"
+#include "portico/log.h"
+#include "portico/tls.h"
+#include "portico/upstream.h"
+
+#define CLIENT_HIGH (256 * 1024) /* response bytes queued for the client before upstream DATA waits */
+
+typedef struct h2up h2up_t;
+
+struct pt_grpc {
+    pt_conn_t *c;
+    pt_upstream_t *up;
+    size_t target;
+    h2up_t *h;
+    int32_t id;
+    nghttp2_nv *nv;
+    size_t nnv;
+    pt_h1_chunked_t chunk;
+    char *rq; /* decoded request body not yet sent */
+    size_t rq_len, rq_pos, rq_cap;
+    bool req_done, deferred, head_sent, resp_done, counted;
+    size_t unacked;
+    struct event timer;
+    pt_grpc_t *next; /* waiting for h, or on h */
+    /* the response head, as HTTP/1.1 */
+    char head[8192];
+    size_t head_len;
+    nghttp2_nv trailers[32];
+    size_t ntrailers;
+};
+
+struct h2up {
+    pt_worker_t *w;
+    pt_upstream_t *up;
+    pt_target_t *t;
+    int fd;
+    SSL *ssl;
+    struct event ev, timer;
+    nghttp2_session *s;
+    bool connected, ready, dead, readable, writable;
+    size_t nstreams;
+    pt_outq_t out;
+    pt_grpc_t *calls; /* on this connection, or waiting for it */
+    h2up_t *next;     /* the target's connections */
+};
+
+/* ---- answering with a gRPC status ---- */
+
+int pt_grpc_status_of(int http_status)
+{
+    switch (http_status) {
+    case 400: return 13; /* INTERNAL */
+    case 401: return 16; /* UNAUTHENTICATED */
+    case 403: return 7;  /* PERMISSION_DENIED */
+    case 404: return 12; /* UNIMPLEMENTED */
+    case 413: case 429: return 8; /* RESOURCE_EXHAUSTED */
+    case 504: return 4;  /* DEADLINE_EXCEEDED */
+    case 502: case 503: return 14; /* UNAVAILABLE */
+    default: return http_status >= 500 ? 13 : 2; /* INTERNAL, UNKNOWN */
+    }
+}
+
+void pt_grpc_error(pt_conn_t *c, int code, const char *message)
+{
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: %d\r\n"
+                     "grpc-message: %s\r\ncontent-length: 0\r\n\r\n",
+                     code, message);
+    if (n > 0 && (size_t)n < sizeof(head) && !pt_outq_copy(&c->out, head, (size_t)n))
+        c->closing = true;
+    c->ent.status = 200;
+}
+
+/* ---- the upstream connection ---- */
+
+static void h2up_run(h2up_t *h);
+static void call_fail(pt_grpc_t *g, int code, const char *message);
+
+static void h2up_close(h2up_t *h, const char *why)
+{
+    if (h->dead)
+        return;
+    h->dead = true;
+    for (h2up_t **pp = (h2up_t **)&h->t->grpc_conns; *pp; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    while (h->calls) {
+        pt_grpc_t *g = h->calls;
+        h->calls = g->next;
+        g->h = NULL;
+        call_fail(g, 14, why);
+    }
+    event_del(&h->ev);
+    evtimer_del(&h->timer);
+    if (h->s)
+        nghttp2_session_del(h->s);
+    pt_tls_close(h->ssl);
+    close(h->fd);
+    pt_outq_free(&h->out);
+    free(h);
+}
+
+static void on_h2up_timer(evutil_socket_t fd, short what, void *arg)
+{
+    h2up_t *h = arg;
+    h2up_close(h, h->ready ? "idle" : "upstream timed out connecting");
+}
+
+static void h2up_timer(h2up_t *h, int64_t ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(&h->timer, &tv);
+}
+
+static void on_h2up_event(evutil_socket_t fd, short what, void *arg)
+{
+    h2up_t *h = arg;
+    if (what & (EV_READ | EV_CLOSED))
+        h->readable = true;
+    if (what & EV_WRITE)
+        h->writable = true;
+    h2up_run(h);
+}
+
+static void unlink_call(h2up_t *h, pt_grpc_t *g)
+{
+    for (pt_grpc_t **pp = &h->calls; *pp; pp = &(*pp)->next)
+        if (*pp == g) {
+            *pp = g->next;
+            return;
+        }
+}
+
+/* ---- the response ---- */
+
+static void wake(pt_conn_t *c)
+{
+    if (c && !c->dead)
+        pt_conn_reschedule(c);
+}
+
+static void out(pt_grpc_t *g, const void *p, size_t n)
+{
+    if (!pt_outq_copy(&g->c->out, p, n))
+        g->c->closing = true;
+}
+
+static void head_add(pt_grpc_t *g, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
+{
+    if (g->head_len + nlen + vlen + 4 < sizeof(g->head)) {
+        memcpy(g->head + g->head_len, name, nlen);
+        g->head_len += nlen;
+        memcpy(g->head + g->head_len, ": ", 2);
+        memcpy(g->head + g->head_len + 2, value, vlen);
+        memcpy(g->head + g->head_len + 2 + vlen, "\r\n", 2);
+        g->head_len += vlen + 4;
+    }
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+    pt_grpc_t *g = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!g || f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (!g->head_sent) { /* the response head */
+        if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
+            g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s X\r\n", (int)vlen, value);
+            g->c->ent.upstream_status = atoi((const char *)value);
+        } else if (nlen && name[0] != ':') {
+            head_add(g, name, nlen, value, vlen);
+        }
+        return 0;
+    }
+    if (g->ntrailers < 32 && nlen && name[0] != ':') { /* trailers */
+        char *n = pt_arena_strndup(&g->c->arena, (const char *)name, nlen);
+        char *v = pt_arena_strndup(&g->c->arena, (const char *)value, vlen);
+        if (n && v)
+            g->trailers[g->ntrailers++] = (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+    }
+    return 0;
+}
+
+static void end_response(pt_grpc_t *g)
+{
+    if (g->ntrailers)
+        pt_h2_stream_trailers(g->c, g->trailers, g->ntrailers);
+    out(g, "0\r\n\r\n", 5);
+    g->resp_done = true;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    pt_grpc_t *g = f->hd.stream_id ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id) : NULL;
+    if (!g)
+        return 0;
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent) {
+        if (!g->head_len)
+            return 0;
+        out(g, g->head, g->head_len);
+        if (end) { /* trailers-only: the status is in the head */
+            out(g, "content-length: 0\r\n\r\n", 21);
+            g->resp_done = true;
+        } else {
+            out(g, "transfer-encoding: chunked\r\n\r\n", 30);
+        }
+        g->head_sent = true;
+        wake(g->c);
+    } else if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end && !g->resp_done) {
+        end_response(g);
+        wake(g->c);
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user)
+{
+    pt_grpc_t *g = nghttp2_session_get_stream_user_data(s, id);
+    if (!g) {
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    out(g, size, (size_t)n);
+    out(g, data, len);
+    out(g, "\r\n", 2);
+    g->c->ent.bytes_out += len;
+    g->unacked += len;
+    wake(g->c);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void *user)
+{
+    h2up_t *h = user;
+    pt_grpc_t *g = nghttp2_session_get_stream_user_data(s, id);
+    if (h->nstreams)
+        h->nstreams--;
+    if (!g)
+        return 0;
+    unlink_call(h, g);
+    g->h = NULL;
+    if (!g->resp_done) {
+        char why[64];
+        snprintf(why, sizeof(why), "upstream reset the stream (%s)", nghttp2_http2_strerror(error));
+        call_fail(g, 14, why);
+    }
+    if (!h->nstreams && h->ready)
+        h2up_timer(h, h->up->conf->keepalive.idle_timeout);
+    return 0;
+}
+
+/* ---- the request ---- */
+
+static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                            nghttp2_data_source *source, void *user)
+{
+    pt_grpc_t *g = source->ptr;
+    size_t avail = g->rq_len - g->rq_pos;
+    if (!avail && !g->req_done) {
+        g->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? avail : length;
+    memcpy(buf, g->rq + g->rq_pos, n);
+    g->rq_pos += n;
+    if (g->rq_pos == g->rq_len)
+        g->rq_pos = g->rq_len = 0;
+    if (g->req_done && !g->rq_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    wake(g->c); /* room: read more of the body */
+    return (ssize_t)n;
+}
+
+static void submit(pt_grpc_t *g)
+{
+    h2up_t *h = g->h;
+    nghttp2_data_provider dp = {.source.ptr = g, .read_callback = read_request};
+    g->id = nghttp2_submit_request(h->s, NULL, g->nv, g->nnv, &dp, g);
+    if (g->id < 0) {
+        unlink_call(h, g);
+        g->h = NULL;
+        call_fail(g, 14, "cannot open a stream to the upstream");
+        return;
+    }
+    h->nstreams++;
+    evtimer_del(&h->timer);
+}
+
+/* ---- driving the upstream connection ---- */
+
+static ssize_t send_raw(void *ctx, const void *p, size_t n)
+{
+    h2up_t *h = ctx;
+    ssize_t w = send(h->fd, p, n, MSG_NOSIGNAL);
+    if (w < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    return w;
+}
+
+static int session_start(h2up_t *h);
+
+/* Connect, then TLS (grpcs), then the session: true once ready. */
+static bool h2up_connect_step(h2up_t *h)
+{
+    if (!h->connected) {
+        if (!h->writable && !h->readable)
+            return false;
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            pt_log_error("connect() failed: %s while connecting to gRPC upstream \"%s\" target %s", strerror(err),
+                         h->up->conf->name, h->t->name);
+            h2up_close(h, "connect() to the upstream failed");
+            return false;
+        }
+        h->connected = true;
+    }
+    if (h->ssl) {
+        char why[160];
+        int rc = pt_tls_handshake(h->ssl, why, sizeof(why));
+        if (rc == PT_TLS_WANT_READ || rc == PT_TLS_WANT_WRITE) {
+            h->readable = h->writable = false;
+            return false;
+        }
+        if (rc != PT_TLS_OK || !pt_tls_alpn_h2(h->ssl)) {
+            pt_log_error("TLS handshake with gRPC upstream \"%s\" target %s failed: %s", h->up->conf->name,
+                         h->t->name, rc == PT_TLS_OK ? "h2 was not agreed by ALPN" : why);
+            h2up_close(h, "TLS handshake with the upstream failed");
+            return false;
+        }
+    }
+    if (session_start(h) < 0) {
+        h2up_close(h, "out of memory");
+        return false;
+    }
+    h->ready = true;
+    evtimer_del(&h->timer);
+    for (pt_grpc_t *g = h->calls; g; g = g->next)
+        if (g->id == 0)
+            submit(g);
+    return true;
+}
+
+static void h2up_run(h2up_t *h)
+{
+    if (!h->ready && !h2up_connect_step(h))
+        return;
+    for (int rounds = 0; rounds < 64 && !h->dead; rounds++) {
+        bool progress = false;
+        while (h->out.pending < 256 * 1024) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(h->s, &data);
+            if (n <= 0)
+                break;
+            pt_outq_copy(&h->out, data, (size_t)n);
+            progress = true;
+        }
+        if (!pt_outq_empty(&h->out) && h->writable) {
+            ssize_t w = h->ssl ? pt_outq_flush_fn(&h->out, pt_tls_write, h->ssl)
+                               : pt_outq_flush_fn(&h->out, send_raw, h);
+            if (w < 0) {
+                h2up_close(h, "the upstream connection failed");
+                return;
+            }
+            if (!pt_outq_empty(&h->out))
+                h->writable = false;
+            progress |= w > 0;
+        }
+        if (h->readable) {
+            char buf[16384];
+            ssize_t r = h->ssl ? pt_tls_read(h->ssl, buf, sizeof(buf)) : recv(h->fd, buf, sizeof(buf), 0);
+            if (r > 0) {
+                if (nghttp2_session_mem_recv(h->s, (const uint8_t *)buf, (size_t)r) < 0) {
+                    h2up_close(h, "the upstream broke the HTTP/2 protocol");
+                    return;
+                }
+                progress = true;
+            } else if ((h->ssl && (r == PT_TLS_WANT_READ || r == PT_TLS_WANT_WRITE)) ||
+                       (!h->ssl && r < 0 && (errno == EAGAIN || errno == EINTR))) {
+                h->readable = false;
+            } else {
+                h2up_close(h, "the upstream closed the connection");
+                return;
+            }
+        }
+        if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s) && pt_outq_empty(&h->out)) {
+            h2up_close(h, "the upstream ended the session");
+            return;
+        }
+        if (!progress)
+            return;
+    }
+    event_active(&h->ev, EV_TIMEOUT, 0);
+}
+
+static int session_start(h2up_t *h)
+{
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb))
+        return -1;
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt)) {
+        nghttp2_session_callbacks_del(cb);
+        return -1;
+    }
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    int rc = nghttp2_session_client_new2(&h->s, cb, h, opt);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
+    if (rc)
+        return -1;
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
+    nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, 2);
+    return 0;
+}
+
+static h2up_t *h2up_new(pt_worker_t *w, pt_upstream_t *up, pt_target_t *t)
+{
+    int fd = pt_upstream_socket(t);
+    if (fd < 0)
+        return NULL;
+    h2up_t *h = calloc(1, sizeof(*h));
+    if (!h) {
+        close(fd);
+        return NULL;
+    }
+    *h = (h2up_t){.w = w, .up = up, .t = t, .fd = fd};
+    if (up->conf->scheme == PT_SCHEME_GRPCS && !(h->ssl = pt_upstream_tls_new(up, t, fd))) {
+        close(fd);
+        free(h);
+        return NULL;
+    }
+    if (h->ssl)
+        SSL_set_alpn_protos(h->ssl, (const unsigned char *)"\x02h2", 3);
+    event_assign(&h->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_h2up_event, h);
+    evtimer_assign(&h->timer, w->base, on_h2up_timer, h);
+    event_add(&h->ev, NULL);
+    h2up_timer(h, up->conf->timeouts.connect);
+    h->next = t->grpc_conns;
+    t->grpc_conns = h;
+    return h;
+}
+
+/* A connection to t with room for one more stream, or a new one. */
+static h2up_t *h2up_for(pt_worker_t *w, pt_upstream_t *up, pt_target_t *t)
+{
+    for (h2up_t *h = t->grpc_conns; h; h = h->next) {
+        if (h->dead)
+            continue;
+        if (!h->s)
+            return h; /* still connecting: the call waits on it */
+        uint32_t max = nghttp2_session_get_remote_settings(h->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+        if (h->nstreams < max && nghttp2_session_want_read(h->s))
+            return h;
+    }
+    return h2up_new(w, up, t);
+}
+
+/* ---- the call ---- */
+
+static void call_free(pt_grpc_t *g)
+{
+    evtimer_del(&g->timer);
+    if (g->counted) {
+        struct timeval tv;
+        event_base_gettimeofday_cached(g->c->w->base, &tv);
+        pt_balancer_done(g->up, g->target, g->resp_done ? 0 : -1, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
+        g->counted = false;
+    }
+    free(g->rq);
+    g->rq = NULL;
+}
+
+/* Off the upstream connection: its stream (if it has one yet) is reset. */
+static void cancel_stream(pt_grpc_t *g)
+{
+    h2up_t *h = g->h;
+    if (!h)
+        return;
+    if (h->s && g->id > 0) {
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, g->id, NGHTTP2_CANCEL);
+        nghttp2_session_set_stream_user_data(h->s, g->id, NULL);
+    }
+    unlink_call(h, g);
+    event_active(&h->ev, EV_TIMEOUT, 0);
+    g->h = NULL;
+}
+
+/* The call cannot go on: a gRPC status when nothing was answered yet, else
+ * the client stream is cut. */
+static void call_fail(pt_grpc_t *g, int code, const char *message)
+{
+    pt_conn_t *c = g->c;
+    cancel_stream(g);
+    pt_log_error("gRPC call failed: %s, route=%s upstream=%s req=%s", message, c->route ? c->route->name : "-",
+                 g->up->conf->name, c->reqid);
+    if (g->head_sent) {
+        pt_conn_close(c);
+        return;
+    }
+    pt_outq_reset(&c->out);
+    pt_grpc_error(c, code, message);
+    g->head_sent = g->resp_done = true;
+    wake(c);
+}
+
+static void on_call_timer(evutil_socket_t fd, short what, void *arg)
+{
+    pt_grpc_t *g = arg;
+    call_fail(g, 4, "upstream timed out");
+}
+
+/* Decodes the chunked request body that has come into c->ibuf. */
+static void take_request_body(pt_grpc_t *g)
+{
+    pt_conn_t *c = g->c;
+    while (!g->req_done && c->ipos < c->ilen && g->rq_len < 1 << 20) {
+        const char *data;
+        size_t dlen;
+        long used = pt_h1_chunked_decode(&g->chunk, c->ibuf + c->ipos, c->ilen - c->ipos, &data, &dlen);
+        if (used < 0) {
+            call_fail(g, 13, "invalid request body");
+            return;
+        }
+        if (dlen) {
+            if (g->rq_len + dlen > g->rq_cap) {
+                size_t cap = g->rq_cap ? g->rq_cap * 2 : 16384;
+                while (cap < g->rq_len + dlen)
+                    cap *= 2;
+                char *p = realloc(g->rq, cap);
+                if (!p) {
+                    call_fail(g, 8, "out of memory");
+                    return;
+                }
+                g->rq = p;
+                g->rq_cap = cap;
+            }
+            memcpy(g->rq + g->rq_len, data, dlen);
+            g->rq_len += dlen;
+        }
+        c->ipos += (size_t)used;
+        c->ent.bytes_in += (uint64_t)used;
+        g->req_done = g->chunk.done;
+    }
+    if (g->h && g->deferred && (g->rq_len || g->req_done)) {
+        g->deferred = false;
+        nghttp2_session_resume_data(g->h->s, g->id);
+        event_active(&g->h->ev, EV_TIMEOUT, 0);
+    }
+}
+
+void pt_grpc_run(pt_grpc_t *g)
+{
+    pt_conn_t *c = g->c;
+    if (!pt_outq_empty(&c->out) && c->writable && pt_conn_flush(c) < 0) {
+        pt_conn_close(c);
+        return;
+    }
+    if (!g->resp_done) {
+        if (c->readable && c->ipos == c->ilen)
+            pt_conn_read(c);
+        take_request_body(g);
+        if (c->dead || g->resp_done)
+            goto done;
+        if (g->h && g->unacked && c->out.pending < CLIENT_HIGH) { /* the client took it: more may come */
+            nghttp2_session_consume(g->h->s, g->id, g->unacked);
+            g->unacked = 0;
+            event_active(&g->h->ev, EV_TIMEOUT, 0);
+        }
+        if (g->h) {
+            struct timeval tv = {g->up->conf->timeouts.read / 1000, (g->up->conf->timeouts.read % 1000) * 1000};
+            evtimer_add(&g->timer, &tv); /* a deadline of silence, renewed by every step */
+        }
+    }
+done:
+    if (!c->dead && g->resp_done && pt_outq_empty(&c->out)) {
+        c->ipos = c->ilen; /* what is left of the request is not needed */
+        call_free(g);
+        c->grpc = NULL;
+        pt_conn_proxy_done(c);
+    }
+}
+
+void pt_grpc_abort(pt_grpc_t *g)
+{
+    cancel_stream(g);
+    call_free(g);
+}
+
+static bool hop(pt_str_t n)
+{
+    return PT_STR_IEQ(n, "host") || PT_STR_IEQ(n, "connection") || PT_STR_IEQ(n, "keep-alive") ||
+           PT_STR_IEQ(n, "proxy-connection") || PT_STR_IEQ(n, "transfer-encoding") || PT_STR_IEQ(n, "upgrade") ||
+           PT_STR_IEQ(n, "te") || PT_STR_IEQ(n, "content-length");
+}
+
+static uint8_t *copy_lower(pt_arena_t *a, pt_str_t s)
+{
+    char *p = pt_arena_strndup(a, s.p, s.n);
+    for (size_t i = 0; p && i < s.n; i++)
+        if (p[i] >= 'A' && p[i] <= 'Z')
+            p[i] = (char)(p[i] + 32);
+    return (uint8_t *)p;
+}
+
+void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, pt_upstream_t *up)
+{
+    if (c->fd >= 0) { /* gRPC is HTTP/2 only */
+        c->closing = true;
+        pt_conn_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
+        return;
+    }
+    pt_grpc_t *g = pt_arena_zalloc(&c->arena, sizeof(*g));
+    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (req->nheaders + 6) * sizeof(nghttp2_nv));
+    if (!g || !nv) {
+        pt_grpc_error(c, 8, "out of memory");
+        return;
+    }
+    g->c = c;
+    g->up = up;
+    g->nv = nv;
+    const char *scheme = up->conf->scheme == PT_SCHEME_GRPCS ? "https" : "http";
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)pt_arena_strndup(&c->arena, req->method.p, req->method.n),
+                                7, req->method.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)pt_arena_strndup(&c->arena, req->host.p, req->host.n),
+                                10, req->host.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)pt_arena_strndup(&c->arena, req->target.p, req->target.n),
+                                5, req->target.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (hop(req->headers[i].name))
+            continue;
+        nv[g->nnv++] = (nghttp2_nv){copy_lower(&c->arena, req->headers[i].name),
+                                    (uint8_t *)pt_arena_strndup(&c->arena, req->headers[i].value.p,
+                                                                req->headers[i].value.n),
+                                    req->headers[i].name.n, req->headers[i].value.n, 0};
+    }
+    for (size_t i = 0; i < g->nnv; i++)
+        if (!nv[i].name || !nv[i].value) {
+            pt_grpc_error(c, 8, "out of memory");
+            return;
+        }
+    struct timeval tv;
+    event_base_gettimeofday_cached(c->w->base, &tv);
+    pt_pick_ctx_t ctx = {PT_STR_NULL, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec};
+    size_t idx = pt_balancer_pick(up, NULL, &ctx);
+    if (idx == PT_PICK_NONE) {
+        pt_grpc_error(c, 14, "no healthy upstream");
+        return;
+    }
+    pt_target_t *t = &up->targets[idx];
+    h2up_t *h = h2up_for(c->w, up, t);
+    if (!h) {
+        pt_grpc_error(c, 14, "cannot connect to the upstream");
+        return;
+    }
+    g->target = idx;
+    pt_balancer_start(up, idx);
+    g->counted = true;
+    c->ent.upstream_addr = t->name;
+    evtimer_assign(&g->timer, c->w->base, on_call_timer, g);
+    c->ipos += req->head_len; /* the body follows the head */
+    c->ent.bytes_in = req->head_len;
+    pt_conn_stash(c);
+    g->req_done = !req->chunked && req->content_length <= 0;
+    g->h = h;
+    g->next = h->calls;
+    h->calls = g;
+    c->grpc = g;
+    c->state = PT_CS_GRPC;
+    if (h->ready)
+        submit(g);
+    event_active(&h->ev, EV_TIMEOUT, 0);
+    pt_conn_reschedule(c);
+}
+
+void pt_grpc_close_target(pt_target_t *t)
+{
+    while (t->grpc_conns)
+        h2up_close(t->grpc_conns, "worker stopping");
+}

@@ -1,0 +1,134 @@
+"""gRPC through the real binary to a Python gRPC server (python3-grpcio):
+unary and streaming calls, trailers, deadlines, multiplexing, and Portico's
+own errors as gRPC statuses."""
+import threading
+import time
+from concurrent import futures
+
+import pytest
+
+grpc = pytest.importorskip('grpc')
+
+from backend import dead_port  # noqa: E402
+from conftest import free_port, http_get  # noqa: E402
+from grpc_server import GrpcServer  # noqa: E402
+
+
+@pytest.fixture
+def server():
+    s = GrpcServer()
+    yield s
+    s.stop()
+
+
+def config(port, targets, scheme='grpc', extra=''):
+    tl = ', '.join(f'"127.0.0.1:{t}"' for t in targets)
+    return f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true }}]
+upstreams: [{{ name: g, scheme: {scheme}, targets: [{tl}], timeouts: {{ read: 5s }} {extra} }}]
+routes:
+  - {{ name: echo, match: {{ paths: ["/test.Echo/*"] }}, upstream: g }}
+'''
+
+
+def channel(port):
+    return grpc.insecure_channel(f'127.0.0.1:{port}')
+
+
+def test_unary_calls_with_trailers_and_metadata(gateway, server):
+    port = free_port()
+    gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch:
+        call = ch.unary_unary('/test.Echo/Unary')
+        resp, info = call.with_call(b'hi', metadata=(('x-who', 'tester'),), timeout=5)
+        assert resp == b'echo:hi from tester'
+        assert info.code() == grpc.StatusCode.OK
+        assert ('x-trailer', 'yes') in info.trailing_metadata()
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary('/test.Echo/Fail')(b'x', timeout=5)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND and e.value.details() == 'no such thing'
+        big = ch.unary_unary('/test.Echo/Big')(b'', timeout=10)
+        assert big == bytes(range(256)) * (3 * 4096)
+    assert server.calls == 3
+
+
+def test_streaming_calls(gateway, server):
+    port = free_port()
+    gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch:
+        out = list(ch.stream_stream('/test.Echo/Chat')(iter([f'm{i}'.encode() for i in range(200)]), timeout=10))
+        assert out == [f'M{i}'.encode() for i in range(200)]
+        got = list(ch.unary_stream('/test.Echo/Count')(b'500', timeout=10))
+        assert got == [str(i).encode() for i in range(500)]
+
+
+def test_deadlines_pass_through(gateway, server):
+    port = free_port()
+    gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch:
+        t0 = time.time()
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary('/test.Echo/Slow')(b'', timeout=0.5)
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.time() - t0 < 1.5
+        # the connection and the gateway go on
+        assert ch.unary_unary('/test.Echo/Unary')(b'again', timeout=5) == b'echo:again from -'
+
+
+def test_calls_share_one_upstream_connection(gateway, server):
+    port = free_port()
+    gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch, futures.ThreadPoolExecutor(16) as ex:
+        call = ch.unary_unary('/test.Echo/Unary')
+        results = list(ex.map(lambda i: call(str(i).encode(), timeout=10), range(100)))
+    assert results == [f'echo:{i} from -'.encode() for i in range(100)]
+    assert len(set(server.peers)) == 1, set(server.peers)  # multiplexed on one HTTP/2 connection
+
+
+def test_portico_errors_are_grpc_statuses(gateway, server):
+    port = free_port()
+    dead = dead_port()
+    g = gateway(config(port, [dead], extra=', retries: 0'), workers=1)
+    with channel(port) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary('/test.Echo/Unary')(b'x', timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary('/other.Service/Call')(b'x', timeout=5)  # no route
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and '404' in e.value.details()
+    g.wait_log('gRPC call failed: connect')
+    # HTTP/1.1 to a gRPC route: refused plainly
+    assert http_get(port, '/test.Echo/Unary')[0] == 505
+
+
+def test_grpcs_upstream(gateway, tmp_path):
+    import pki
+    certs = pki.make(str(tmp_path))
+    s = GrpcServer(tls=(certs['a-rsa.crt'], certs['a-rsa.key']))
+    try:
+        port = free_port()
+        gateway(config(port, [s.port], scheme='grpcs',
+                       extra=f', tls: {{ ca: {certs["ca.crt"]}, sni: a.test }}'), workers=1)
+        with channel(port) as ch:
+            assert ch.unary_unary('/test.Echo/Unary')(b'tls', timeout=5) == b'echo:tls from -'
+    finally:
+        s.stop()
+
+
+def test_reload_lets_a_streaming_call_finish(gateway, server):
+    port = free_port()
+    g = gateway(config(port, [server.port]), workers=1)
+    done = []
+
+    def slow_stream():
+        def gen():
+            for i in range(10):
+                time.sleep(0.1)
+                yield f's{i}'.encode()
+        with channel(port) as ch:
+            done.append(list(ch.stream_stream('/test.Echo/Chat')(gen(), timeout=10)))
+
+    t = threading.Thread(target=slow_stream)
+    t.start()
+    time.sleep(0.3)
+    g.reload()
+    t.join(15)
+    assert done == [[f'S{i}'.encode() for i in range(10)]]
