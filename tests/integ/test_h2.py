@@ -141,6 +141,9 @@ def test_alpn_h2_over_tls(gateway, backends, tmp_path):
              ' %{http_version}', f'https://a.test:{port}/via-tls')
     assert r.stdout == b'ok /via-tls 2', r
     assert b.requests[-1].header('x-forwarded-proto') == 'https'
+    out = subprocess.run(['openssl', 's_client', '-connect', f'127.0.0.1:{port}', '-servername', 'a.test',
+                          '-alpn', 'h2,http/1.1'], input='', capture_output=True, text=True, timeout=10).stdout
+    assert 'ALPN protocol: h2' in out
     ctx = ssl.create_default_context(cafile=certs['ca.crt'])
     ctx.set_alpn_protocols(['http/1.1'])
     s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port)), server_hostname='a.test')
@@ -329,6 +332,21 @@ def test_reload_sends_goaway_and_open_streams_finish(gateway, backends):
     assert head[':status'] == '200' and body == b'ok /slow-through-reload' and rst is None
     assert goaway_code(got) == 0  # NO_ERROR: a graceful goodbye
     g.wait_log('reload ok')
+
+
+def test_graceful_stop_sends_goaway_and_open_streams_finish(gateway, backends):
+    import signal
+    b = backends(delay_ms=600)
+    port = free_port()
+    g = gateway(config(port, b), workers=1)
+    c = RawH2(port)
+    c.request(1, '/slow-through-stop')
+    time.sleep(0.2)
+    g.proc.send_signal(signal.SIGQUIT)
+    got = c.frames(ended(1), timeout=10)
+    head, body, rst = response(got, 1)
+    assert head[':status'] == '200' and body == b'ok /slow-through-stop' and goaway_code(got) == 0
+    assert g.proc.wait(10) == 0
 
 
 def test_idle_connections_are_closed(gateway, backends):

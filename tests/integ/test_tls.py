@@ -132,6 +132,25 @@ def test_session_tickets_work_across_workers_and_a_reload(gateway, certs):
     gateway(tls_listener(port2, certs, ', session_tickets: false') + ROUTES, workers=1)
     sess = get(port2, ctx)[2]['session']
     assert not get(port2, ctx, session=sess)[2]['reused']
+    # openssl s_client agrees (TLS 1.2: the ticket comes with the handshake)
+    sess_file = os.path.join(os.path.dirname(certs['ca.crt']), f'sess-{port}.pem')
+    first = s_client(port, '-servername', 'a.test', '-tls1_2', '-sess_out', sess_file)
+    again = s_client(port, '-servername', 'a.test', '-tls1_2', '-sess_in', sess_file)
+    assert 'New, TLSv1.2' in first and 'Reused, TLSv1.2' in again
+
+
+def test_ticket_keys_rotate(gateway, certs):
+    port = free_port()
+    gateway(tls_listener(port, certs, ', ticket_key_rotation: 1s') + ROUTES, workers=2)
+    ctx = client_ctx(certs, maximum_version=ssl.TLSVersion.TLSv1_2)
+    while time.time() % 1 > 0.1:  # periods start on whole seconds: begin early in one
+        time.sleep(0.01)
+    sess = get(port, ctx)[2]['session']
+    assert get(port, ctx, session=sess)[2]['reused']  # this period's key
+    time.sleep(1.3 - time.time() % 1)
+    assert get(port, ctx, session=sess)[2]['reused']  # the last period's key is still accepted
+    time.sleep(1.0)
+    assert not get(port, ctx, session=sess)[2]['reused']  # two periods on: a full handshake
 
 
 def test_client_certificates(gateway, certs, backends):
