@@ -33,6 +33,8 @@ int pt_h2_start(pt_conn_t *c);
 void pt_h2_run(pt_conn_t *c);
 /* Graceful GOAWAY: streams under way finish, new ones are refused. */
 void pt_h2_drain(pt_conn_t *c);
+/* An idle connection ends: GOAWAY (NO_ERROR), then close. */
+void pt_h2_goaway_close(pt_conn_t *c);
 /* The connection is closing: every stream connection is closed. */
 void pt_h2_free(pt_conn_t *c);
 /* For the idle timer: streams open on c. */

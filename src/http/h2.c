@@ -749,6 +749,22 @@ void pt_h2_drain(pt_conn_t *c)
     wake(c);
 }
 
+void pt_h2_goaway_close(pt_conn_t *c)
+{
+    pt_h2_t *h = c->h2;
+    if (!h) {
+        pt_conn_close(c);
+        return;
+    }
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+    const uint8_t *data;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(h->s, &data)) > 0 && pt_outq_copy(&c->out, data, (size_t)n))
+        ;
+    pt_conn_linger(c);
+}
+
 void pt_h2_free(pt_conn_t *c)
 {
     pt_h2_t *h = c->h2;

@@ -644,6 +644,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         pt_log_info("TLS handshake timed out on %s", c->acc->ls->name);
         pt_conn_close(c);
         return;
+    case TM_IDLE:
+    case TM_DRAIN:
+        if (c->state == PT_CS_H2) {
+            pt_h2_goaway_close(c); /* say goodbye (NO_ERROR) before closing */
+            return;
+        }
+        pt_conn_close(c);
+        return;
     default:
         pt_conn_close(c);
     }

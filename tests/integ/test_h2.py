@@ -237,6 +237,25 @@ def test_oversized_header_lists_get_431(gateway, backends):
     assert head[':status'] == '200'
 
 
+def test_an_hpack_bomb_gets_431(gateway, backends):
+    b = backends()
+    port = free_port()
+    g = gateway(config(port, b), workers=1)
+    c = RawH2(port)
+    # one 4 KiB header into the dynamic table, then referenced by index
+    # 2,000 times: a few KiB on the wire, 8 MiB once decoded
+    f = HeadersFrame(1)
+    f.data = c.enc.encode([(':method', 'GET'), (':scheme', 'http'), (':authority', 'x'), (':path', '/bomb')] +
+                          [('x-bomb', 'b' * 4000)] * 2000)
+    assert len(f.data) < 16384
+    f.flags.add('END_HEADERS')
+    f.flags.add('END_STREAM')
+    c.send(f)
+    head, _, _ = response(c.frames(ended(1)), 1)
+    assert head[':status'] == '431' and b.requests == []
+    assert http_get(port, '/hello')[0] == 200 and g.proc.poll() is None
+
+
 def test_connection_specific_headers_are_refused(gateway, backends):
     b = backends()
     port = free_port()
@@ -356,3 +375,4 @@ def test_idle_connections_are_closed(gateway, backends):
     t0 = time.time()
     got = c.frames(lambda f: f is None, timeout=5)
     assert got[-1] is None and time.time() - t0 < 2
+    assert goaway_code(got) == 0  # a GOAWAY (NO_ERROR) first
