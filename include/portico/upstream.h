@@ -38,7 +38,6 @@ typedef struct pt_target_shared {
     _Atomic int32_t last_probe_status; /* 0: none yet; -1 connect failed; -2 timeout */
     /* counters, for /status */
     _Atomic uint64_t probes_ok, probes_failed, passive_failures, marked_down;
-    _Atomic int64_t ewma_us; /* the last worker's peak-EWMA of response times */
     _Atomic int64_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
 _Static_assert(offsetof(pt_target_shared_t, addr) == 0, "pt_zone_slot keys come first");

@@ -102,7 +102,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
                     "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu",
                     k ? "," : "", t->name, (long long)t->weight,
                     (long long)(t->shared ? atomic_load(&t->shared->inflight) : t->inflight), (long long)t->inflight,
-                    (t->shared ? (double)atomic_load(&t->shared->ewma_us) : t->ewma_us) / 1000,
+                    t->ewma_us / 1000, /* this worker's: each one learns its own */
                     (unsigned long long)t->connects, (unsigned long long)t->reuses, t->nidle);
             target_health(f, t, now_ms);
             fputc('}', f);

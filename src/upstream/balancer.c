@@ -285,6 +285,4 @@ void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t 
     /* peak-EWMA: a slower answer is taken at once, a faster one gradually */
     t->ewma_us = sample > t->ewma_us ? sample : t->ewma_us * decay + sample * (1 - decay);
     t->ewma_at_us = now_us;
-    if (t->shared)
-        atomic_store_explicit(&t->shared->ewma_us, (int64_t)t->ewma_us, memory_order_relaxed);
 }
