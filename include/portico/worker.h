@@ -69,6 +69,8 @@ struct pt_worker {
 /* Runs the worker until it is told to stop; returns the exit status.
  * Called in the child right after fork. */
 int pt_worker_run(pt_worker_t *w);
+/* The loop's cached clock (read once per loop iteration), in microseconds. */
+int64_t pt_worker_now_us(pt_worker_t *w);
 /* The Date header line for now. */
 const char *pt_worker_date(pt_worker_t *w);
 /* Frees closed connections on the next loop iteration. */

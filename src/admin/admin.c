@@ -1,6 +1,5 @@
 #include "config.h"
 
-#include <event2/event.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,9 +84,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
         first = 0;
     }
     fprintf(f, "],\"upstreams\":[");
-    struct timeval tv;
-    event_base_gettimeofday_cached(w->base, &tv);
-    int64_t now_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    int64_t now_ms = pt_worker_now_us(w) / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         const pt_upstream_t *u = &w->upstreams[i];
         fprintf(f,

@@ -50,7 +50,8 @@ struct pt_grpc {
     pt_h1_chunked_t chunk;
     char *rq; /* decoded request body not yet sent */
     size_t rq_len, rq_pos, rq_cap;
-    bool req_done, deferred, head_sent, resp_done, counted;
+    bool req_done, deferred, head_sent, resp_done, counted, failed;
+    int64_t start_us;
     size_t unacked;
     struct event timer;
     pt_grpc_t *next; /* waiting for h, or on h */
@@ -505,10 +506,9 @@ static h2up_t *h2up_for(pt_worker_t *w, pt_upstream_t *up, pt_target_t *t)
 static void call_free(pt_grpc_t *g)
 {
     evtimer_del(&g->timer);
-    if (g->counted) {
-        struct timeval tv;
-        event_base_gettimeofday_cached(g->c->w->base, &tv);
-        pt_balancer_done(g->up, g->target, g->resp_done ? 0 : -1, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
+    if (g->counted) { /* the call's duration feeds the latency balancer; a failure counts as one */
+        int64_t now = pt_worker_now_us(g->c->w);
+        pt_balancer_done(g->up, g->target, g->resp_done && !g->failed ? now - g->start_us : -1, now);
         g->counted = false;
     }
     free(g->rq);
@@ -544,7 +544,7 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
     }
     pt_outq_reset(&c->out);
     pt_grpc_error(c, code, message);
-    g->head_sent = g->resp_done = true;
+    g->head_sent = g->resp_done = g->failed = true;
     wake(c);
 }
 
@@ -685,9 +685,8 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
             pt_grpc_error(c, 8, "out of memory");
             return;
         }
-    struct timeval tv;
-    event_base_gettimeofday_cached(c->w->base, &tv);
-    pt_pick_ctx_t ctx = {PT_STR_NULL, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec};
+    g->start_us = pt_worker_now_us(c->w);
+    pt_pick_ctx_t ctx = {PT_STR_NULL, g->start_us};
     size_t idx = pt_balancer_pick(up, NULL, &ctx);
     if (idx == PT_PICK_NONE) {
         pt_grpc_error(c, 14, "no healthy upstream");

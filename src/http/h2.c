@@ -12,7 +12,6 @@
  * 9113, section 8.2.2). */
 #include "config.h"
 
-#include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +76,7 @@ struct pt_h2 {
 static bool reset_allowed(pt_h2_t *h)
 {
     const pt_listener_conf_t *lc = h->c->acc->ls->conf;
-    struct timeval tv;
-    event_base_gettimeofday_cached(h->c->w->base, &tv);
-    int64_t now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    int64_t now = pt_worker_now_us(h->c->w) / 1000;
     double burst = (double)lc->http2_settings.reset_burst;
     h->reset_tokens += (double)(now - h->reset_at_ms) * (double)lc->http2_settings.reset_rate / 1000.0;
     if (h->reset_tokens > burst)
@@ -653,9 +650,7 @@ int pt_h2_start(pt_conn_t *c)
     }
     h->c = c;
     h->reset_tokens = (double)lc->http2_settings.reset_burst;
-    struct timeval tv;
-    event_base_gettimeofday_cached(c->w->base, &tv);
-    h->reset_at_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    h->reset_at_ms = pt_worker_now_us(c->w) / 1000;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)lc->http2_settings.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)lc->http2_settings.initial_window_size},

@@ -847,9 +847,7 @@ void pt_proxy_run(pt_proxy_t *p)
 
 static int64_t now_us(pt_conn_t *c)
 {
-    struct timeval tv;
-    event_base_gettimeofday_cached(c->w->base, &tv);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+    return pt_worker_now_us(c->w);
 }
 
 /* The balancer learns how an attempt ended (latency < 0: it failed). */

@@ -54,13 +54,6 @@ static void arm(probe_t *pb, int64_t ms)
     evtimer_add(&pb->timer, &tv);
 }
 
-static int64_t now_ms(probe_t *pb)
-{
-    struct timeval tv;
-    event_base_gettimeofday_cached(pb->pr->w->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static int64_t interval(const probe_t *pb)
 {
     const pt_active_conf_t *a = &pb->u->conf->healthchecks.active;
@@ -78,7 +71,7 @@ static void end_probe(probe_t *pb, int status)
         pb->fd = -1;
     }
     evtimer_del(&pb->timer);
-    pt_health_probed(pb->u, pb->idx, status, &pb->streak, now_ms(pb));
+    pt_health_probed(pb->u, pb->idx, status, &pb->streak, pt_worker_now_us(pb->pr->w) / 1000);
     int64_t ms = interval(pb);
     arm(pb, ms ? ms : LOOK_MS);
 }
