@@ -5,6 +5,7 @@
 #ifndef PORTICO_SCHEMA_T_H
 #define PORTICO_SCHEMA_T_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,15 @@ typedef struct pt_list {
     void *v;
     size_t n;
 } pt_list_t;
+
+/* Is v in a list of integers (statuses, for one)? */
+static inline bool pt_list_has_int(const pt_list_t *l, int64_t v)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (((const int64_t *)l->v)[i] == v)
+            return true;
+    return false;
+}
 
 typedef struct pt_kv {
     char *key, *value;

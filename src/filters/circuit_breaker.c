@@ -121,10 +121,7 @@ static bool failing(const conf_t *conf, int status)
 {
     if (!conf->statuses.n)
         return status == 500 || status == 502 || status == 503 || status == 504;
-    for (size_t i = 0; i < conf->statuses.n; i++)
-        if (((const int64_t *)conf->statuses.v)[i] == status)
-            return true;
-    return false;
+    return pt_list_has_int(&conf->statuses, status);
 }
 
 static void open_circuit(breaker_t *b, const conf_t *conf, int from, const char *why)

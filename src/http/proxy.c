@@ -503,11 +503,7 @@ static void retry(pt_proxy_t *p)
  * allowed (true: the response was dropped and p may be gone). */
 static bool retry_status(pt_proxy_t *p, int status)
 {
-    const pt_list_t *l = &p->up->conf->retry_statuses;
-    bool listed = false;
-    for (size_t i = 0; i < l->n && !listed; i++)
-        listed = ((const int64_t *)l->v)[i] == status;
-    if (!listed || !p->idempotent || !p->replayable || p->upgrade || !retry_allowed(p))
+    if (!pt_list_has_int(&p->up->conf->retry_statuses, status) || !p->idempotent || !p->replayable || p->upgrade || !retry_allowed(p))
         return false;
     pt_log_info("upstream \"%s\" target %s answered %d: retrying, req=%s", p->up->conf->name, p->uc->t->name,
                 status, p->c->reqid);

@@ -22,10 +22,7 @@ bool pt_health_bad_status(const pt_upstream_t *u, int status)
     const pt_list_t *l = &u->conf->healthchecks.passive.unhealthy.http_statuses;
     if (!l->n)
         return status == 502 || status == 503 || status == 504;
-    for (size_t i = 0; i < l->n; i++)
-        if (((const int64_t *)l->v)[i] == status)
-            return true;
-    return false;
+    return pt_list_has_int(l, status);
 }
 
 void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms)
@@ -93,14 +90,10 @@ bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms)
 
 static bool status_in(const pt_list_t *l, int status, const int *defaults, size_t ndefaults)
 {
-    if (!l->n) {
-        for (size_t i = 0; i < ndefaults; i++)
-            if (defaults[i] == status)
-                return true;
-        return false;
-    }
-    for (size_t i = 0; i < l->n; i++)
-        if (((const int64_t *)l->v)[i] == status)
+    if (l->n)
+        return pt_list_has_int(l, status);
+    for (size_t i = 0; i < ndefaults; i++)
+        if (defaults[i] == status)
             return true;
     return false;
 }
