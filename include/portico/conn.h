@@ -101,6 +101,8 @@ void pt_conn_proxy_done(pt_conn_t *c);
 void pt_conn_stash(pt_conn_t *c);
 /* The client's IP address as text (formatted once per connection). */
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);
+/* The client's address and port, for logs ("10.0.0.1:51234"), in buf. */
+const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size);
 /* A filter that suspended the request is ready: the pipeline goes on. */
 void pt_conn_filters_resume(pt_conn_t *c);
 /* Runs the connection again on the next loop iteration (after a loop that

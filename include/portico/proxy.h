@@ -42,6 +42,10 @@ typedef struct pt_fwd_ctx {
 /* Writes the request head to send upstream into buf (size bytes).
  * Returns its length, or 0 when it does not fit. */
 size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size);
+/* Is this header hop-by-hop (Connection, Keep-Alive, Proxy-Connection, TE,
+ * Trailer, Transfer-Encoding, Upgrade)?  None of them crosses a proxy, nor
+ * may any appear in HTTP/2 (RFC 9113, 8.2.2). */
+bool pt_proxy_hop_by_hop(pt_str_t name);
 /* Is this response header hop-by-hop (or one we set ourselves)? */
 bool pt_proxy_drop_response_header(pt_str_t name, pt_str_t connection_tokens, bool upgrade);
 /* The Connection value if it names fields to drop, else an empty string. */

@@ -29,5 +29,9 @@ void pt_value_format_size(int64_t bytes, char *buf, size_t size);
 int pt_addr_is_loopback(const pt_addr_t *a);
 /* "1.2.3.4:80" or "[::1]:80" */
 void pt_addr_format(const struct sockaddr *sa, char *buf, size_t size);
+/* The address alone, without port or brackets: "10.0.0.1", "::1". */
+void pt_addr_format_ip(const struct sockaddr *sa, char *buf, size_t size);
+/* "host:port" (checked at load): the host into buf, the port returned. */
+int pt_value_host_port(const char *hostport, char *host, size_t size);
 
 #endif

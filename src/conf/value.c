@@ -184,6 +184,26 @@ void pt_addr_format(const struct sockaddr *sa, char *buf, size_t size)
     }
 }
 
+void pt_addr_format_ip(const struct sockaddr *sa, char *buf, size_t size)
+{
+    const void *a = sa->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                    : sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                                : NULL;
+    if (!a || !inet_ntop(sa->sa_family, a, buf, (socklen_t)size))
+        snprintf(buf, size, "%s", a ? "?" : "unix");
+}
+
+int pt_value_host_port(const char *hostport, char *host, size_t size)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (!colon) {
+        snprintf(host, size, "%s", hostport);
+        return 0;
+    }
+    snprintf(host, size, "%.*s", (int)(colon - hostport), hostport);
+    return atoi(colon + 1);
+}
+
 void pt_value_format_duration(int64_t ms, char *buf, size_t size)
 {
     static const struct {

@@ -106,16 +106,8 @@ static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int 
         break;
     case PT_AV_REMOTE_ADDR:
         if (e->peer) {
-            pt_addr_format(e->peer, tmp, sizeof(tmp));
-            char *colon = strrchr(tmp, ':'); /* the address without the port */
-            if (colon)
-                *colon = '\0';
-            char *s = tmp;
-            if (*s == '[') {
-                s++;
-                s[strlen(s) - 1] = '\0';
-            }
-            put(p, end, s, strlen(s));
+            pt_addr_format_ip(e->peer, tmp, sizeof(tmp));
+            put(p, end, tmp, strlen(tmp));
         } else {
             put(p, end, "-", json ? 0 : 1);
         }

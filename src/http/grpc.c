@@ -32,6 +32,7 @@
 #include "portico/grpc.h"
 #include "portico/h2.h"
 #include "portico/log.h"
+#include "portico/proxy.h"
 #include "portico/tls.h"
 #include "portico/upstream.h"
 
@@ -631,11 +632,11 @@ void pt_grpc_abort(pt_grpc_t *g)
     call_free(g);
 }
 
+/* Not passed to the upstream as they are: the hop-by-hop ones (TE is
+ * added back as "trailers"), and what the pseudo-headers and DATA say. */
 static bool hop(pt_str_t n)
 {
-    return PT_STR_IEQ(n, "host") || PT_STR_IEQ(n, "connection") || PT_STR_IEQ(n, "keep-alive") ||
-           PT_STR_IEQ(n, "proxy-connection") || PT_STR_IEQ(n, "transfer-encoding") || PT_STR_IEQ(n, "upgrade") ||
-           PT_STR_IEQ(n, "te") || PT_STR_IEQ(n, "content-length");
+    return pt_proxy_hop_by_hop(n) || PT_STR_IEQ(n, "host") || PT_STR_IEQ(n, "content-length");
 }
 
 static uint8_t *copy_lower(pt_arena_t *a, pt_str_t s)

@@ -23,6 +23,7 @@
 #include "portico/h1_parser.h"
 #include "portico/h2.h"
 #include "portico/log.h"
+#include "portico/proxy.h"
 #include "portico/worker.h"
 
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
@@ -184,12 +185,6 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     return (ssize_t)n;
 }
 
-static bool hop_by_hop(pt_str_t n)
-{
-    return PT_STR_IEQ(n, "connection") || PT_STR_IEQ(n, "keep-alive") || PT_STR_IEQ(n, "proxy-connection") ||
-           PT_STR_IEQ(n, "transfer-encoding") || PT_STR_IEQ(n, "upgrade");
-}
-
 /* The response head is complete in st->resp: HEADERS, and DATA to come. */
 static int submit_head(pt_h2_stream_t *st)
 {
@@ -214,7 +209,7 @@ static int submit_head(pt_h2_stream_t *st)
     char lower[128][64];
     for (size_t i = 0; i < r.nheaders && n < 130; i++) {
         pt_str_t name = r.headers[i].name;
-        if (hop_by_hop(name) || name.n >= sizeof(lower[0]))
+        if (pt_proxy_hop_by_hop(name) || name.n >= sizeof(lower[0]))
             continue;
         for (size_t k = 0; k < name.n; k++)
             lower[i][k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
@@ -554,7 +549,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     pt_h2_t *h = user;
     if (f->hd.type == NGHTTP2_RST_STREAM && !reset_allowed(h)) {
         char peer[80];
-        pt_addr_format((const struct sockaddr *)&h->c->peer, peer, sizeof(peer));
+        pt_conn_peer_name(h->c, peer, sizeof(peer));
         pt_log_warn("HTTP/2 client %s resets streams too fast: GOAWAY ENHANCE_YOUR_CALM", peer);
         nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
         h->c->eof = true; /* read no more */
@@ -679,7 +674,7 @@ void pt_h2_run(pt_conn_t *c)
                  * (SETTINGS, PING) from a client that does not read them:
                  * say GOAWAY if the socket takes it, and close */
                 char peer[80];
-                pt_addr_format((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+                pt_conn_peer_name(c, peer, sizeof(peer));
                 if (n == NGHTTP2_ERR_FLOODED)
                     pt_log_warn("HTTP/2 client %s sends frames that need answers (SETTINGS, PING) and does not "
                                 "read them: GOAWAY ENHANCE_YOUR_CALM, closing",

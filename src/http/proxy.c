@@ -90,12 +90,6 @@ static int64_t since_us(pt_conn_t *c, const struct timeval *t0)
     return now_us(c) - ((int64_t)t0->tv_sec * 1000000 + t0->tv_usec);
 }
 
-static const char *client_addr(pt_conn_t *c, char *buf, size_t size)
-{
-    pt_addr_format((const struct sockaddr *)&c->peer, buf, size);
-    return buf;
-}
-
 static void log_failure(pt_proxy_t *p, const char *what, int err)
 {
     char ca[80];
@@ -104,7 +98,7 @@ static void log_failure(pt_proxy_t *p, const char *what, int err)
                  detail ? detail : "",
                  !p->uc || p->uc->connecting ? "connecting to upstream" : p->head_done ? "reading the response body"
                                                                                       : "proxying the request",
-                 client_addr(p->c, ca, sizeof(ca)), p->route->name, p->up->conf->name,
+                 pt_conn_peer_name(p->c, ca, sizeof(ca)), p->route->name, p->up->conf->name,
                  p->uc ? p->uc->t->name : "-", p->c->reqid);
 }
 
@@ -879,7 +873,7 @@ static bool start_attempt(pt_proxy_t *p)
         /* every target is marked down: say so now rather than time out */
         char ca[80];
         pt_log_error("no healthy target while connecting to upstream, client=%s route=%s upstream=%s req=%s",
-                     client_addr(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->reqid);
+                     pt_conn_peer_name(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->reqid);
         if (!p->body_done)
             c->closing = true;
         pt_conn_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);

@@ -16,7 +16,7 @@
 /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  * Transfer-Encoding, Upgrade: switched on the length first, as this runs
  * for every header of every request and response. */
-static bool is_hop_by_hop(pt_str_t n)
+bool pt_proxy_hop_by_hop(pt_str_t n)
 {
     switch (n.n) {
     case 2:
@@ -56,7 +56,7 @@ bool pt_proxy_drop_response_header(pt_str_t name, pt_str_t tokens, bool upgrade)
 {
     if (upgrade && (PT_STR_IEQ(name, "upgrade") || PT_STR_IEQ(name, "connection")))
         return false; /* a 101 keeps them: they say what the tunnel carries */
-    return is_hop_by_hop(name) || PT_STR_IEQ(name, "content-length") || named_by_connection(name, tokens);
+    return pt_proxy_hop_by_hop(name) || PT_STR_IEQ(name, "content-length") || named_by_connection(name, tokens);
 }
 
 pt_str_t pt_proxy_connection_names(pt_str_t connection)
@@ -158,7 +158,7 @@ static void copy_fields(out_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
         connection = pt_proxy_connection_names(h->value);
     for (size_t i = 0; i < req->nheaders; i++) {
         pt_str_t n = req->headers[i].name, v = req->headers[i].value;
-        if (is_hop_by_hop(n) || named_by_connection(n, connection))
+        if (pt_proxy_hop_by_hop(n) || named_by_connection(n, connection))
             continue;
         if (f->fx && pt_fx_overrides(f->fx->req, f->fx->nreq, n))
             continue; /* request-headers sets or removes it */

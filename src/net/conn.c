@@ -506,7 +506,7 @@ static bool tls_step(pt_conn_t *c)
         return false;
     }
     char peer[80];
-    pt_addr_format((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+    pt_conn_peer_name(c, peer, sizeof(peer));
     if (rc == PT_TLS_PLAIN_HTTP) {
         static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
                                   "Connection: close\r\n\r\nThis port speaks HTTPS: use https:// here\n";
@@ -762,21 +762,17 @@ static void run(pt_conn_t *c)
     arm_timer(c);
 }
 
+const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size)
+{
+    pt_addr_format((const struct sockaddr *)&c->peer, buf, size);
+    return buf;
+}
+
 pt_str_t pt_conn_peer_ip(pt_conn_t *c)
 {
     if (!c->peer_ip_len) {
-        char tmp[80];
-        pt_addr_format((const struct sockaddr *)&c->peer, tmp, sizeof(tmp));
-        char *s = tmp, *colon = strrchr(tmp, ':'); /* without the port */
-        if (colon)
-            *colon = '\0';
-        if (*s == '[') { /* nor the brackets of IPv6 */
-            s++;
-            s[strlen(s) - 1] = '\0';
-        }
-        size_t n = strlen(s) < sizeof(c->peer_ip) ? strlen(s) : sizeof(c->peer_ip) - 1;
-        memcpy(c->peer_ip, s, n);
-        c->peer_ip_len = (uint8_t)n;
+        pt_addr_format_ip((const struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_ip_len = (uint8_t)strlen(c->peer_ip);
     }
     return (pt_str_t){c->peer_ip, c->peer_ip_len};
 }

@@ -99,23 +99,15 @@ void pt_upconn_timer(pt_upconn_t *uc, int64_t ms)
 SSL *pt_upstream_tls_new(pt_upstream_t *u, pt_target_t *t, int fd)
 {
     const pt_upstream_tls_t *tc = &u->conf->tls;
-    char host[256], ip[80];
+    char host[256], ip[INET6_ADDRSTRLEN];
     const char *name = tc->sni, *addr = NULL;
     if (!name && t->conf && !t->conf->addr.text) { /* given by host name */
-        const char *a = t->conf->address, *colon = strrchr(a, ':');
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - a), a);
+        pt_value_host_port(t->conf->address, host, sizeof(host));
         name = host;
     }
     if (!name) {
-        snprintf(ip, sizeof(ip), "%s", t->name);
-        char *colon = strrchr(ip, ':'), *s = ip;
-        if (colon)
-            *colon = '\0';
-        if (*s == '[') { /* [::1]:443 */
-            s++;
-            s[strlen(s) - 1] = '\0';
-        }
-        addr = s;
+        pt_addr_format_ip((const struct sockaddr *)&t->addr, ip, sizeof(ip));
+        addr = ip;
     }
     return pt_tls_connect(tc->client, fd, name, addr, &t->tls_session);
 }

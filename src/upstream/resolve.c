@@ -205,12 +205,11 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         pt_upstream_t *u = &w->upstreams[i];
         for (size_t k = 0; k < u->ntargets; k++) {
-            const char *a = u->targets[k].conf->address, *colon = strrchr(a, ':');
             if (u->targets[k].conf->addr.text)
                 continue; /* numeric */
             name_t *nm = &v[r->n++];
-            *nm = (name_t){.r = r, .u = u, .idx = k, .port = (uint16_t)atoi(colon + 1)};
-            snprintf(nm->host, sizeof(nm->host), "%.*s", (int)(colon - a), a);
+            *nm = (name_t){.r = r, .u = u, .idx = k};
+            nm->port = (uint16_t)pt_value_host_port(u->targets[k].conf->address, nm->host, sizeof(nm->host));
             evtimer_assign(&nm->timer, w->base, on_timer, nm);
             struct sockaddr_storage ss;
             socklen_t len;

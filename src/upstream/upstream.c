@@ -156,11 +156,10 @@ int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen)
             pt_target_conf_t *t = PT_LIST_AT(u->targets, pt_target_conf_t, k);
             if (t->addr.len)
                 continue; /* numeric */
-            char host[256];
-            const char *colon = strrchr(t->address, ':');
-            snprintf(host, sizeof(host), "%.*s", (int)(colon - t->address), t->address);
+            char host[256], port[8];
+            snprintf(port, sizeof(port), "%d", pt_value_host_port(t->address, host, sizeof(host)));
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-            int rc = getaddrinfo(host, colon + 1, &hints, &res);
+            int rc = getaddrinfo(host, port, &hints, &res);
             if (rc != 0 || !res) {
                 snprintf(err, errlen, "upstream \"%s\": cannot resolve \"%s\": %s", u->name, t->address,
                          gai_strerror(rc));
