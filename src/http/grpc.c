@@ -31,6 +31,7 @@
 #include "portico/conn.h"
 #include "portico/grpc.h"
 #include "portico/h2.h"
+#include "portico/io.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
 #include "portico/tls.h"
@@ -328,15 +329,6 @@ static void submit(pt_grpc_t *g)
 
 /* ---- driving the upstream connection ---- */
 
-static ssize_t send_raw(void *ctx, const void *p, size_t n)
-{
-    h2up_t *h = ctx;
-    ssize_t w = send(h->fd, p, n, MSG_NOSIGNAL);
-    if (w < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-    return w;
-}
-
 static int session_start(h2up_t *h);
 
 /* Connect, then TLS (grpcs), then the session: true once ready. */
@@ -397,8 +389,7 @@ static void h2up_run(h2up_t *h)
             progress = true;
         }
         if (!pt_outq_empty(&h->out) && h->writable) {
-            ssize_t w = h->ssl ? pt_outq_flush_fn(&h->out, pt_tls_write, h->ssl)
-                               : pt_outq_flush_fn(&h->out, send_raw, h);
+            ssize_t w = pt_io_flush(&h->out, h->fd, h->ssl);
             if (w < 0) {
                 h2up_close(h, "the upstream connection failed");
                 return;
@@ -409,17 +400,14 @@ static void h2up_run(h2up_t *h)
         }
         if (h->readable) {
             char buf[16384];
-            ssize_t r = h->ssl ? pt_tls_read(h->ssl, buf, sizeof(buf)) : recv(h->fd, buf, sizeof(buf), 0);
-            if (r > 0) {
-                if (nghttp2_session_mem_recv(h->s, (const uint8_t *)buf, (size_t)r) < 0) {
-                    h2up_close(h, "the upstream broke the HTTP/2 protocol");
-                    return;
-                }
-                progress = true;
-            } else if ((h->ssl && (r == PT_TLS_WANT_READ || r == PT_TLS_WANT_WRITE)) ||
-                       (!h->ssl && r < 0 && (errno == EAGAIN || errno == EINTR))) {
-                h->readable = false;
-            } else {
+            size_t got;
+            bool eof = false;
+            progress |= pt_io_read(h->fd, h->ssl, buf, sizeof(buf), &got, false, &h->readable, &eof) != 0;
+            if (got && nghttp2_session_mem_recv(h->s, (const uint8_t *)buf, got) < 0) {
+                h2up_close(h, "the upstream broke the HTTP/2 protocol");
+                return;
+            }
+            if (eof) {
                 h2up_close(h, "the upstream closed the connection");
                 return;
             }

@@ -28,6 +28,7 @@
 #include "portico/err-t.h"
 #include "portico/filter.h"
 #include "portico/http.h"
+#include "portico/io.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
 #include "portico/tls.h"
@@ -435,37 +436,12 @@ static int read_upstream(pt_proxy_t *p)
         uc->ilen -= uc->ipos;
         uc->ipos = 0;
     }
-    size_t want = uc->icap - uc->ilen;
+    size_t want = uc->icap - uc->ilen, got;
     if (!want)
         return 0;
-    if (uc->ssl) {
-        ssize_t t = pt_tls_read(uc->ssl, uc->ibuf + uc->ilen, want);
-        if (t > 0) {
-            uc->ilen += (size_t)t;
-            return 1; /* a record at a time: only WANT_READ says the socket is drained */
-        }
-        uc->readable = false;
-        if (t == PT_TLS_WANT_READ || t == PT_TLS_WANT_WRITE)
-            return 0;
-        uc->eof = true;
-        return 1;
-    }
-    ssize_t r = recv(uc->fd, uc->ibuf + uc->ilen, want, 0);
-    if (r > 0) {
-        uc->ilen += (size_t)r;
-        if ((size_t)r < want && !uc->rdhup)
-            uc->readable = false; /* drained: the next byte brings an edge */
-        return 1;
-    }
-    if (r < 0 && errno == EINTR)
-        return 1;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        uc->readable = false;
-        return 0;
-    }
-    uc->readable = false;
-    uc->eof = true;
-    return 1;
+    int rc = pt_io_read(uc->fd, uc->ssl, uc->ibuf + uc->ilen, want, &got, uc->rdhup, &uc->readable, &uc->eof);
+    uc->ilen += got;
+    return rc;
 }
 
 /* ---- failures and retries ---- */
@@ -736,7 +712,7 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
     }
     progress |= rc;
     if (!pt_outq_empty(&uc->out) && uc->writable) {
-        ssize_t w = uc->ssl ? pt_outq_flush_fn(&uc->out, pt_tls_write, uc->ssl) : pt_outq_flush(&uc->out, uc->fd);
+        ssize_t w = pt_io_flush(&uc->out, uc->fd, uc->ssl);
         if (w < 0) {
             fail(p, F_SEND, (int)-w);
             return STEP_GONE;

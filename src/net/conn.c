@@ -29,6 +29,7 @@
 #include "portico/grpc.h"
 #include "portico/h2.h"
 #include "portico/http.h"
+#include "portico/io.h"
 #include "portico/log.h"
 #include "portico/path.h"
 #include "portico/proxy.h"
@@ -110,7 +111,7 @@ int pt_conn_flush(pt_conn_t *c)
 {
     if (c->fd < 0) /* a stream connection */
         return pt_h2_stream_flush(c);
-    ssize_t w = c->ssl ? pt_outq_flush_fn(&c->out, pt_tls_write, c->ssl) : pt_outq_flush(&c->out, c->fd);
+    ssize_t w = pt_io_flush(&c->out, c->fd, c->ssl);
     if (w < 0) {
         pt_log_info("client write failed: %s", strerror((int)-w));
         c->eof = true;
@@ -458,22 +459,6 @@ static int handle_input(pt_conn_t *c)
 
 /* ---- reading ---- */
 
-/* TLS reads: a record at a time, so a short read does not mean the socket
- * is drained; only WANT_READ does. */
-static int read_tls(pt_conn_t *c, size_t want)
-{
-    ssize_t r = pt_tls_read(c->ssl, c->ibuf + c->ilen, want);
-    if (r > 0) {
-        c->ilen += (size_t)r;
-        return 1;
-    }
-    c->readable = false;
-    if (r == PT_TLS_WANT_READ || r == PT_TLS_WANT_WRITE)
-        return 0;
-    c->eof = true;
-    return 1;
-}
-
 static void start_linger(pt_conn_t *c);
 
 /* One step of the handshake: true when the connection may go on. */
@@ -551,28 +536,10 @@ int pt_conn_read(pt_conn_t *c)
     }
     if (c->icap == c->ilen)
         return 0; /* full: the parser will have said 431 */
-    size_t want = c->icap - c->ilen;
-    if (c->ssl)
-        return read_tls(c, want);
-    ssize_t r = recv(c->fd, c->ibuf + c->ilen, want, 0);
-    if (r > 0) {
-        c->ilen += (size_t)r;
-        /* A short read drained the socket: with edge-triggered events the
-         * next byte brings a new event, so asking again would only cost an
-         * EAGAIN (nginx does the same). */
-        if ((size_t)r < want && !c->rdhup)
-            c->readable = false;
-        return 1;
-    }
-    if (r < 0 && errno == EINTR)
-        return 1;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        c->readable = false;
-        return 0;
-    }
-    c->readable = false;
-    c->eof = true;
-    return 1;
+    size_t got;
+    int rc = pt_io_read(c->fd, c->ssl, c->ibuf + c->ilen, c->icap - c->ilen, &got, c->rdhup, &c->readable, &c->eof);
+    c->ilen += got;
+    return rc;
 }
 
 /* ---- timers ---- */

@@ -275,6 +275,23 @@ static int regular_file(pt_conf_ctx_t *cc, const pt_node_t *n, const char *what,
     return 0;
 }
 
+/* The CAs of `path` (a key at node n) to verify peers against: 0 or -1. */
+static int load_verify(pt_conf_ctx_t *cc, const pt_node_t *n, SSL_CTX *ctx, const char *path)
+{
+    if (regular_file(cc, n, "CA file", path) < 0)
+        return -1;
+    errno = 0;
+    if (SSL_CTX_load_verify_file(ctx, path) != 1) {
+        pt_conf_error(cc, n, "cannot load CA certificates from %s: %s", path, errno ? strerror(errno) : ssl_reason());
+        return -1;
+    }
+    return 0;
+}
+
+/* What every context of ours does with writes: a partial SSL_write is
+ * fine, the queue's buffer may move between retries, idle buffers go. */
+#define IO_MODES (SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS)
+
 /* A context with the settings every certificate of the listener shares. */
 static SSL_CTX *new_ctx(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_tls_conf_t *t, pt_tls_server_t *srv,
                         int minv, int maxv)
@@ -286,8 +303,7 @@ static SSL_CTX *new_ctx(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_tls_conf
     SSL_CTX_set_max_proto_version(ctx, maxv);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  (t->session_tickets ? 0 : SSL_OP_NO_TICKET));
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, IO_MODES);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"portico", 7);
     SSL_CTX_set_timeout(ctx, (long)(2 * srv->rotation_s));
@@ -306,13 +322,11 @@ static SSL_CTX *new_ctx(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_tls_conf
         goto fail;
     }
     if (t->client_ca) {
-        if (regular_file(cc, pt_node_get(n, "client_ca"), "CA file", t->client_ca) < 0)
+        if (load_verify(cc, pt_node_get(n, "client_ca"), ctx, t->client_ca) < 0)
             goto fail;
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
-        if (!names || SSL_CTX_load_verify_file(ctx, t->client_ca) != 1) {
-            sk_X509_NAME_pop_free(names, X509_NAME_free);
-            pt_conf_error(cc, pt_node_get(n, "client_ca"), "cannot load CA certificates from %s: %s", t->client_ca,
-                          errno ? strerror(errno) : ssl_reason());
+        if (!names) {
+            pt_conf_error(cc, pt_node_get(n, "client_ca"), "no CA certificate in %s", t->client_ca);
             goto fail;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
@@ -431,6 +445,17 @@ int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return 0;
 }
 
+/* A connection of ctx on fd, or NULL. */
+static SSL *ssl_on(SSL_CTX *ctx, int fd)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl && SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    return ssl;
+}
+
 /* ---- the client side, towards upstreams ---- */
 
 struct pt_tls_client {
@@ -468,20 +493,14 @@ int pt_tls_client_build(pt_conf_ctx_t *cc, const pt_node_t *n, pt_upstream_tls_t
         return -1;
     SSL_CTX *ctx = cl->ctx;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, IO_MODES);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
     if (t->verify) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         if (t->ca) {
-            if (regular_file(cc, pt_node_get(n, "ca"), "CA file", t->ca) < 0)
+            if (load_verify(cc, pt_node_get(n, "ca"), ctx, t->ca) < 0)
                 return -1;
-            if (SSL_CTX_load_verify_file(ctx, t->ca) != 1) {
-                pt_conf_error(cc, pt_node_get(n, "ca"), "cannot load CA certificates from %s: %s", t->ca,
-                              ssl_reason());
-                return -1;
-            }
         } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
             ERR_clear_error();
         }
@@ -501,13 +520,9 @@ int pt_tls_client_build(pt_conf_ctx_t *cc, const pt_node_t *n, pt_upstream_tls_t
 
 SSL *pt_tls_connect(pt_tls_client_t *cl, int fd, const char *name, const char *ip, SSL_SESSION **session)
 {
-    SSL *ssl = SSL_new(cl->ctx);
+    SSL *ssl = ssl_on(cl->ctx, fd);
     if (!ssl)
         return NULL;
-    if (SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
-        return NULL;
-    }
     SSL_set_connect_state(ssl);
     if (name) {
         SSL_set_tlsext_host_name(ssl, name);
@@ -538,14 +553,9 @@ bool pt_tls_alpn_h2(SSL *ssl)
 
 SSL *pt_tls_accept(pt_tls_server_t *s, int fd)
 {
-    SSL *ssl = SSL_new(s->v[0].ctx);
-    if (!ssl)
-        return NULL;
-    if (SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    SSL_set_accept_state(ssl);
+    SSL *ssl = ssl_on(s->v[0].ctx, fd);
+    if (ssl)
+        SSL_set_accept_state(ssl);
     return ssl;
 }
 
