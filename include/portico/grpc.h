@@ -12,8 +12,8 @@ typedef struct pt_grpc pt_grpc_t;
 typedef struct pt_upstream pt_upstream_t;
 typedef struct pt_target pt_target_t;
 
-/* Starts a call for the request c has just routed to r (its upstream up). */
-void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, pt_upstream_t *up);
+/* Starts a call for the request c has just routed to r. */
+void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r);
 /* The connection's loop step while the call is under way. */
 void pt_grpc_run(pt_grpc_t *g);
 /* The client went away: the upstream stream is cancelled. */

@@ -129,6 +129,8 @@ void pt_upstreams_forget_column(pt_zone_t *z, int column);
 /* The shared slot of an address in z, or NULL. */
 pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim);
 void pt_upstreams_free(pt_upstream_t *u, size_t n);
+/* Worker w's run-time state of the configured upstream uc. */
+pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc);
 /* In the master, after loading: resolves targets given by host name
  * (blocking, as nginx does at load) unless resolver.nameservers is set.
  * 0, or -1 with a message in err. */

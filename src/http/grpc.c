@@ -171,12 +171,6 @@ static void unlink_call(h2up_t *h, pt_grpc_t *g)
 
 /* ---- the response ---- */
 
-static void wake(pt_conn_t *c)
-{
-    if (c && !c->dead)
-        pt_conn_reschedule(c);
-}
-
 static void out(pt_grpc_t *g, const void *p, size_t n)
 {
     if (!pt_outq_copy(&g->c->out, p, n))
@@ -244,10 +238,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
             out(g, "transfer-encoding: chunked\r\n\r\n", 30);
         }
         g->head_sent = true;
-        wake(g->c);
+        pt_conn_reschedule(g->c);
     } else if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end && !g->resp_done) {
         end_response(g);
-        wake(g->c);
+        pt_conn_reschedule(g->c);
     }
     return 0;
 }
@@ -266,7 +260,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     out(g, "\r\n", 2);
     g->c->ent.bytes_out += len;
     g->unacked += len;
-    wake(g->c);
+    pt_conn_reschedule(g->c);
     return 0;
 }
 
@@ -308,7 +302,7 @@ static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
         g->rq_pos = g->rq_len = 0;
     if (g->req_done && !g->rq_len)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-    wake(g->c); /* room: read more of the body */
+    pt_conn_reschedule(g->c); /* room: read more of the body */
     return (ssize_t)n;
 }
 
@@ -534,7 +528,7 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
     pt_outq_reset(&c->out);
     pt_grpc_error(c, code, message);
     g->head_sent = g->resp_done = g->failed = true;
-    wake(c);
+    pt_conn_reschedule(c);
 }
 
 static void on_call_timer(evutil_socket_t fd, short what, void *arg)
@@ -636,8 +630,9 @@ static uint8_t *copy_lower(pt_arena_t *a, pt_str_t s)
     return (uint8_t *)p;
 }
 
-void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, pt_upstream_t *up)
+void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
+    pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
     if (c->fd >= 0) { /* gRPC is HTTP/2 only */
         c->closing = true;
         pt_conn_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);

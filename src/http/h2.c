@@ -152,12 +152,6 @@ static void stream_unlink(pt_h2_t *h, pt_h2_stream_t *st)
         }
 }
 
-static void wake(pt_conn_t *c)
-{
-    if (c && !c->dead)
-        pt_conn_reschedule(c);
-}
-
 /* ---- the response, from HTTP/1.1 to HEADERS and DATA ---- */
 
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t length, uint32_t *flags,
@@ -180,7 +174,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     }
     if (st->sc && !st->sc->writable && st->body.len - st->body.pos < STREAM_BUFFER / 2) {
         st->sc->writable = true; /* room again: the stream connection may go on */
-        wake(st->sc);
+        pt_conn_reschedule(st->sc);
     }
     return (ssize_t)n;
 }
@@ -279,7 +273,7 @@ static void resume(pt_h2_stream_t *st)
         st->deferred = false;
         nghttp2_session_resume_data(st->h2->s, st->id);
     }
-    wake(st->h2->c);
+    pt_conn_reschedule(st->h2->c);
 }
 
 /* The outq writer of a stream connection. */
@@ -368,7 +362,7 @@ int pt_h2_stream_read(pt_conn_t *sc)
         if (st->unacked) { /* all of it taken: the client may send more */
             nghttp2_session_consume(st->h2->s, st->id, st->unacked);
             st->unacked = 0;
-            wake(st->h2->c);
+            pt_conn_reschedule(st->h2->c);
         }
         sc->readable = false;
     }
@@ -540,7 +534,7 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     if (st->ended && st->chunked)
         BUF_LIT(&st->in, "0\r\n\r\n");
     sc->readable = true;
-    wake(sc);
+    pt_conn_reschedule(sc);
     return 0;
 }
 
@@ -567,7 +561,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
             BUF_LIT(&st->in, "0\r\n\r\n");
         if (st->sc) {
             st->sc->readable = true;
-            wake(st->sc);
+            pt_conn_reschedule(st->sc);
         }
     }
     return 0;
@@ -589,7 +583,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     st->unacked += len;
     if (st->sc) {
         st->sc->readable = true;
-        wake(st->sc);
+        pt_conn_reschedule(st->sc);
     }
     return 0;
 }
@@ -736,7 +730,7 @@ void pt_h2_drain(pt_conn_t *c)
     h->goaway = true;
     nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
                           NGHTTP2_NO_ERROR, NULL, 0);
-    wake(c);
+    pt_conn_reschedule(c);
 }
 
 void pt_h2_goaway_close(pt_conn_t *c)

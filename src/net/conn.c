@@ -35,7 +35,6 @@
 #include "portico/proxy.h"
 #include "portico/router.h"
 #include "portico/tls.h"
-#include "portico/upstream.h"
 #include "portico/value.h"
 
 #define IBUF_MIN 4096
@@ -324,9 +323,8 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         return;
     }
     if (r->up) {
-        const pt_upstream_conf_t *uc = r->up;
-        if (uc->scheme == PT_SCHEME_GRPC || uc->scheme == PT_SCHEME_GRPCS)
-            pt_grpc_start(c, req, r, &c->w->upstreams[uc - (const pt_upstream_conf_t *)c->w->conf->upstreams.v]);
+        if (r->up->scheme == PT_SCHEME_GRPC || r->up->scheme == PT_SCHEME_GRPCS)
+            pt_grpc_start(c, req, r);
         else
             pt_proxy_start(c, req, r);
         return;
@@ -746,7 +744,8 @@ pt_str_t pt_conn_peer_ip(pt_conn_t *c)
 
 void pt_conn_reschedule(pt_conn_t *c)
 {
-    event_active(&c->ev, EV_TIMEOUT, 0);
+    if (!c->dead) /* a closed one may be freed before the event would run */
+        event_active(&c->ev, EV_TIMEOUT, 0);
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
@@ -765,6 +764,15 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 }
 
 #define SPARE_MAX 256
+
+/* A connection and its buffers, gone for good. */
+static void destroy(pt_conn_t *c)
+{
+    pt_arena_free(&c->arena);
+    free(c->ibuf);
+    pt_outq_free(&c->out);
+    free(c);
+}
 
 /* A connection with its buffers, zeroed: a closed one reused (no malloc)
  * or a new one.  NULL when out of memory. */
@@ -823,10 +831,7 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
         if (!c->ssl) {
             pt_log_error("out of memory starting a TLS connection");
             close(fd);
-            pt_arena_free(&c->arena);
-            free(c->ibuf);
-            pt_outq_free(&c->out);
-            free(c);
+            destroy(c);
             return;
         }
     }
@@ -961,10 +966,7 @@ void pt_conn_free(pt_conn_t *c)
         w->nspare++;
         return;
     }
-    pt_arena_free(&c->arena);
-    free(c->ibuf);
-    pt_outq_free(&c->out);
-    free(c);
+    destroy(c);
 }
 
 void pt_conn_pool_drain(pt_worker_t *w)
@@ -972,10 +974,7 @@ void pt_conn_pool_drain(pt_worker_t *w)
     while (w->spare) {
         pt_conn_t *c = w->spare;
         w->spare = c->next;
-        pt_arena_free(&c->arena);
-        free(c->ibuf);
-        pt_outq_free(&c->out);
-        free(c);
+        destroy(c);
     }
     w->nspare = 0;
 }

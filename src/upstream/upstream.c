@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "portico/upstream.h"
+#include "portico/worker.h"
 #include "portico/zone.h"
 
 static size_t zone_slots(pt_zone_t *z)
@@ -127,6 +128,11 @@ void pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct socka
     snprintf(t->name, sizeof(t->name), "%s", name);
     while (t->idle) /* connections to the old address */
         pt_upconn_close(t->idle);
+}
+
+pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc)
+{
+    return &w->upstreams[uc - (const pt_upstream_conf_t *)w->conf->upstreams.v];
 }
 
 void pt_upstreams_free(pt_upstream_t *v, size_t n)
