@@ -78,6 +78,11 @@ struct pt_conn {
     uint64_t requests;
 };
 
+/* A stream connection (one stream of an HTTP/2 connection) has no socket. */
+static inline bool pt_conn_is_stream(const pt_conn_t *c)
+{
+    return c->fd < 0;
+}
 /* Sends what it can of the output, shuts the write side and reads what
  * the client still sends until it closes (or 2 s pass): used after a
  * GOAWAY, so that a reset does not destroy it. */

@@ -633,7 +633,7 @@ static uint8_t *copy_lower(pt_arena_t *a, pt_str_t s)
 void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
-    if (c->fd >= 0) { /* gRPC is HTTP/2 only */
+    if (!pt_conn_is_stream(c)) { /* gRPC is HTTP/2 only */
         c->closing = true;
         pt_conn_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
         return;

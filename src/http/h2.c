@@ -12,7 +12,9 @@
  * 9113, section 8.2.2). */
 #include "config.h"
 
+#include <errno.h>
 #include <nghttp2/nghttp2.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +54,7 @@ struct pt_h2_stream {
 
     /* the response, read back from the stream connection */
     buf_t resp;      /* the head while it is incomplete */
-    bool head_done, submitted, no_body, body_chunked, body_done, deferred, sc_gone;
+    bool head_done, submitted, no_body, body_chunked, body_done, deferred;
     int64_t body_left; /* -1: until the stream connection closes */
     pt_h1_chunked_t chunk;
     buf_t body;      /* decoded body bytes for DATA frames */
@@ -179,7 +181,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     return (ssize_t)n;
 }
 
-/* The response head is complete in st->resp: HEADERS, and DATA to come. */
+/* The response head in st->resp: once it is complete, HEADERS (and DATA to
+ * come).  Returns its length, 0 while incomplete, -1 when it is not HTTP. */
 static int submit_head(pt_h2_stream_t *st)
 {
     pt_h1_header_t headers[128];
@@ -195,19 +198,19 @@ static int submit_head(pt_h2_stream_t *st)
         st->resp.len -= (size_t)rc;
         return submit_head(st);
     }
-    nghttp2_nv nv[130];
+    nghttp2_nv nv[1 + 128];
     char status[4] = {(char)('0' + r.status / 100 % 10), (char)('0' + r.status / 10 % 10), (char)('0' + r.status % 10),
                       0};
     size_t n = 0;
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    char lower[128][64];
-    for (size_t i = 0; i < r.nheaders && n < 130; i++) {
+    for (size_t i = 0; i < r.nheaders; i++) {
         pt_str_t name = r.headers[i].name;
-        if (pt_proxy_hop_by_hop(name) || name.n >= sizeof(lower[0]))
+        if (pt_proxy_hop_by_hop(name))
             continue;
+        char *lower = (char *)name.p; /* st->resp is our copy: lower-cased in place, as HTTP/2 wants */
         for (size_t k = 0; k < name.n; k++)
-            lower[i][k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)lower[i], (uint8_t *)r.headers[i].value.p, name.n, r.headers[i].value.n,
+            lower[k] = pt_lower(lower[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)lower, (uint8_t *)r.headers[i].value.p, name.n, r.headers[i].value.n,
                                NGHTTP2_NV_FLAG_NONE};
     }
     bool head_method = st->method && strcmp(st->method, "HEAD") == 0;
@@ -217,23 +220,10 @@ static int submit_head(pt_h2_stream_t *st)
     st->body_chunked = r.chunked;
     st->body_left = r.chunked ? 0 : r.content_length;
     st->head_done = true;
-    size_t rest = st->resp.len - (size_t)rc;
+    st->body_done = st->no_body;
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
-    int sr = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp);
-    st->submitted = sr == 0;
-    /* body bytes that came with the head go through the body path */
-    if (rest) {
-        buf_t tail = {0};
-        buf_add(&tail, st->resp.p + rc, rest);
-        st->resp.len = 0;
-        free(st->resp.p);
-        st->resp = tail;
-    } else {
-        st->resp.len = 0;
-    }
-    if (st->no_body)
-        st->body_done = true;
-    return sr == 0 ? 1 : -1;
+    st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp) == 0;
+    return st->submitted ? rc : -1;
 }
 
 /* Body bytes of the HTTP/1.1 response: decoded into st->body. */
@@ -282,25 +272,17 @@ static ssize_t stream_write(void *ctx, const void *p, size_t n)
     pt_h2_stream_t *st = ctx;
     if (st->body.len - st->body.pos >= STREAM_BUFFER)
         return 0; /* the client is slow: back-pressure */
-    if (!st->head_done) {
-        if (!buf_add(&st->resp, p, n))
-            return -12;
-        int rc = submit_head(st);
-        if (rc < 0)
-            return -71; /* EPROTO: Portico itself wrote something that is not HTTP */
-        if (rc > 0 && st->resp.len) {
-            buf_t tail = st->resp;
-            memset(&st->resp, 0, sizeof(st->resp));
-            rc = take_body(st, tail.p, tail.len);
-            buf_free(&tail);
-            if (rc < 0)
-                return -71;
-        }
-        resume(st);
-        return (ssize_t)n;
+    int rc = 0;
+    if (st->head_done) {
+        rc = take_body(st, p, n);
+    } else if (!buf_add(&st->resp, p, n)) {
+        return -ENOMEM;
+    } else if ((rc = submit_head(st)) > 0) { /* body bytes that came with the head */
+        rc = take_body(st, st->resp.p + rc, st->resp.len - (size_t)rc);
+        buf_free(&st->resp);
     }
-    if (take_body(st, p, n) < 0)
-        return -71;
+    if (rc < 0)
+        return -EPROTO; /* what the stream connection wrote is not HTTP */
     resume(st);
     return (ssize_t)n;
 }
@@ -399,7 +381,6 @@ void pt_h2_stream_closed(pt_conn_t *sc)
     if (!st)
         return;
     st->sc = NULL;
-    st->sc_gone = true;
     if (!st->head_done) {
         /* closed without an answer: the stream is reset */
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -656,6 +637,33 @@ size_t pt_h2_streams(const pt_conn_t *c)
     return c->h2 ? c->h2->nstreams : 0;
 }
 
+/* Moves what nghttp2 has to send onto the socket's queue, up to `high`
+ * bytes queued.  -1 when out of memory, else whether anything moved. */
+static int queue_frames(pt_h2_t *h, size_t high)
+{
+    int moved = 0;
+    while (h->c->out.pending < high) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(h->s, &data);
+        if (n <= 0)
+            break;
+        if (!pt_outq_copy(&h->c->out, data, (size_t)n))
+            return -1;
+        moved = 1;
+    }
+    return moved;
+}
+
+/* The end: GOAWAY with this code (and whatever else is queued) goes out if
+ * the socket takes it, then the connection lingers so a reset does not
+ * destroy it. */
+static void goodbye(pt_conn_t *c, uint32_t code)
+{
+    nghttp2_session_terminate_session(c->h2->s, code);
+    queue_frames(c->h2, SIZE_MAX);
+    pt_conn_linger(c);
+}
+
 void pt_h2_run(pt_conn_t *c)
 {
     pt_h2_t *h = c->h2;
@@ -675,30 +683,18 @@ void pt_h2_run(pt_conn_t *c)
                                 peer);
                 else
                     pt_log_info("HTTP/2 client %s: %s; closing", peer, nghttp2_strerror((int)n));
-                nghttp2_session_terminate_session(h->s, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                                 : NGHTTP2_PROTOCOL_ERROR);
-                const uint8_t *data;
-                ssize_t k;
-                while ((k = nghttp2_session_mem_send(h->s, &data)) > 0 && pt_outq_copy(&c->out, data, (size_t)k))
-                    ;
-                pt_conn_linger(c);
-                return;
-            } else {
-                c->ipos += (size_t)n;
-            }
-            progress = 1;
-        }
-        while (c->out.pending < SEND_HIGH) {
-            const uint8_t *data;
-            ssize_t n = nghttp2_session_mem_send(h->s, &data);
-            if (n <= 0)
-                break;
-            if (!pt_outq_copy(&c->out, data, (size_t)n)) {
-                pt_conn_close(c);
+                goodbye(c, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
                 return;
             }
+            c->ipos += (size_t)n;
             progress = 1;
         }
+        int moved = queue_frames(h, SEND_HIGH);
+        if (moved < 0) {
+            pt_conn_close(c);
+            return;
+        }
+        progress |= moved;
         if (!pt_outq_empty(&c->out) && c->writable) {
             int r = pt_conn_flush(c);
             if (r < 0) {
@@ -735,18 +731,10 @@ void pt_h2_drain(pt_conn_t *c)
 
 void pt_h2_goaway_close(pt_conn_t *c)
 {
-    pt_h2_t *h = c->h2;
-    if (!h) {
+    if (c->h2)
+        goodbye(c, NGHTTP2_NO_ERROR);
+    else
         pt_conn_close(c);
-        return;
-    }
-    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s), NGHTTP2_NO_ERROR,
-                          NULL, 0);
-    const uint8_t *data;
-    ssize_t n;
-    while ((n = nghttp2_session_mem_send(h->s, &data)) > 0 && pt_outq_copy(&c->out, data, (size_t)n))
-        ;
-    pt_conn_linger(c);
 }
 
 void pt_h2_free(pt_conn_t *c)

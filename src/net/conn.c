@@ -46,6 +46,12 @@ enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN, TM_PROX
 
 static void run(pt_conn_t *c);
 
+/* The proxy or a gRPC call owns the connection until its exchange ends. */
+static bool handed_over(const pt_conn_t *c)
+{
+    return c->state == PT_CS_PROXY || c->state == PT_CS_GRPC;
+}
+
 /* ---- output ---- */
 
 static void out(pt_conn_t *c, const char *s, size_t n)
@@ -108,7 +114,7 @@ static void respond_error(pt_conn_t *c, int status)
  * client is gone (then nothing more will be sent). */
 int pt_conn_flush(pt_conn_t *c)
 {
-    if (c->fd < 0) /* a stream connection */
+    if (pt_conn_is_stream(c))
         return pt_h2_stream_flush(c);
     ssize_t w = pt_io_flush(&c->out, c->fd, c->ssl);
     if (w < 0) {
@@ -153,8 +159,8 @@ void pt_conn_stash(pt_conn_t *c)
 
 static void end_request(pt_conn_t *c)
 {
-    if (c->fd < 0)
-        c->closing = true; /* a stream connection serves one request */
+    if (pt_conn_is_stream(c))
+        c->closing = true; /* it serves one request */
     if (!c->nodelay && !c->closing) {
         /* Kept alive: small answers must not wait for Nagle.  A one-shot
          * connection never needs it, so the syscall is saved there. */
@@ -193,7 +199,7 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
     if (req) {
         c->ent.method = req->method;
         c->ent.target = req->target;
-        c->ent.protocol = c->fd < 0 ? PT_STR("HTTP/2.0") : (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
+        c->ent.protocol = pt_conn_is_stream(c) ? PT_STR("HTTP/2.0") : (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
         c->ent.host = req->host;
         if (c->w->conf->access_log.path) { /* looked up only for the log */
             const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
@@ -247,7 +253,7 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         c->closing = true;
     if (req->method_bit == PT_M_CONNECT)
         c->closing = true; /* no tunnels to arbitrary hosts */
-    if (c->fd < 0) {
+    if (pt_conn_is_stream(c)) {
         const pt_h1_header_t *ct = pt_h1_find(req, PT_STR("content-type"));
         c->grpc_request = ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
     }
@@ -397,10 +403,9 @@ static int handle_input(pt_conn_t *c)
             progress = 1;
             continue;
         }
-        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || c->state == PT_CS_PROXY || c->state == PT_CS_GRPC ||
-            c->state == PT_CS_FILTER)
+        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || handed_over(c) || c->state == PT_CS_FILTER)
             break;
-        if (!c->requests && !c->in_request && lc && lc->http2 && c->fd >= 0) {
+        if (!c->requests && !c->in_request && lc && lc->http2 && !pt_conn_is_stream(c)) {
             size_t have = c->ilen - c->ipos, n = have < PT_H2_PREFACE_LEN ? have : PT_H2_PREFACE_LEN;
             if (memcmp(c->ibuf + c->ipos, PT_H2_PREFACE, n) == 0) {
                 if (n < PT_H2_PREFACE_LEN)
@@ -432,7 +437,7 @@ static int handle_input(pt_conn_t *c)
             start_entry(c, &req);
         c->ent.bytes_in = (uint64_t)rc;
         handle_request(c, &req);
-        if (c->state == PT_CS_PROXY || c->state == PT_CS_GRPC)
+        if (handed_over(c))
             break; /* the proxy (or the gRPC call) took the head and owns the body */
         if (c->state == PT_CS_FILTER)
             break; /* a filter waits; the head stays where it is */
@@ -510,7 +515,7 @@ static bool tls_step(pt_conn_t *c)
 
 int pt_conn_read(pt_conn_t *c)
 {
-    if (c->fd < 0) /* a stream connection */
+    if (pt_conn_is_stream(c))
         return pt_h2_stream_read(c);
     if (c->ipos == c->ilen)
         c->ipos = c->ilen = 0;
@@ -521,7 +526,7 @@ int pt_conn_read(pt_conn_t *c)
     }
     const pt_listener_conf_t *lc = c->acc->ls->conf;
     size_t max = (lc ? (size_t)lc->max_header_size : 32768) + 1024;
-    if ((c->icap - c->ilen < 512 || (c->state == PT_CS_PROXY || c->state == PT_CS_GRPC)) && c->icap < max) {
+    if ((c->icap - c->ilen < 512 || c->state == PT_CS_PROXY) && c->icap < max) {
         /* a head that does not fit yet, or a body to stream: grow */
         size_t cap = c->state == PT_CS_PROXY || c->icap * 2 > max ? max : c->icap * 2;
         char *b = realloc(c->ibuf, cap);
@@ -695,12 +700,12 @@ static void run(pt_conn_t *c)
         }
         if (c->ipos < c->ilen || c->state == PT_CS_BODY)
             progress |= handle_input(c);
-        if (c->state == PT_CS_PROXY || c->state == PT_CS_GRPC)
-            continue; /* the proxy decides when the connection ends */
+        if (handed_over(c))
+            continue; /* the proxy (or the gRPC call) decides when the exchange ends */
         if (!pt_outq_empty(&c->out) && c->writable)
             progress |= pt_conn_flush(c) != 0;
         if (pt_outq_empty(&c->out) && (c->closing || (c->eof && c->state != PT_CS_LINGER))) {
-            if (c->eof || c->fd < 0) { /* a stream connection ends with its response */
+            if (c->eof || pt_conn_is_stream(c)) { /* a stream connection ends with its response */
                 pt_conn_close(c);
                 return;
             }
@@ -928,7 +933,7 @@ void pt_conn_close(pt_conn_t *c)
     }
     event_del(&c->ev);
     evtimer_del(&c->timer);
-    if (c->fd < 0) { /* a stream connection */
+    if (pt_conn_is_stream(c)) {
         pt_h2_stream_closed(c);
         c->ssl = NULL;
         c->next = c->w->dead;
