@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "portico/io.h"
 #include "portico/log.h"
 #include "portico/tls.h"
 #include "portico/upstream.h"
@@ -166,22 +167,12 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
         start_exchange(pb);
         return;
     }
-    for (;;) {
-        ssize_t r;
-        if (pb->ssl) {
-            r = pt_tls_read(pb->ssl, pb->buf + pb->len, sizeof(pb->buf) - pb->len);
-            if (r == PT_TLS_WANT_READ || r == PT_TLS_WANT_WRITE)
-                return;
-            if (r < 0)
-                r = 0; /* an error: the end, as far as the status line goes */
-        } else {
-            r = recv(fd, pb->buf + pb->len, sizeof(pb->buf) - pb->len, 0);
-            if (r < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        }
-        if (r > 0)
-            pb->len += (size_t)r;
-        if (r <= 0 || pb->len >= 12) {
+    for (bool readable = true; readable;) { /* level-triggered: what is left comes with the next event */
+        size_t got;
+        bool eof = false;
+        pt_io_read(fd, pb->ssl, pb->buf + pb->len, sizeof(pb->buf) - pb->len, &got, true, &readable, &eof);
+        pb->len += got;
+        if (eof || pb->len >= 12) { /* the end (or an error) decides as much as a status line */
             end_probe(pb, status_of(pb->buf, pb->len));
             return;
         }
