@@ -135,8 +135,10 @@ pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc);
  * (blocking, as nginx does at load) unless resolver.nameservers is set.
  * 0, or -1 with a message in err. */
 int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen);
-/* Target t of u has a new address (from DNS): its shared slot, its pool. */
-void pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len);
+/* Target t of u resolves to sa: when that is a new address, the target
+ * moves to its shared slot and drops its idle connections; returns
+ * whether it moved. */
+bool pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len);
 
 /* Asynchronous DNS (evdns) in each worker: every target given by host
  * name is resolved at start and again when its answer expires. */

@@ -60,9 +60,7 @@ static void query(name_t *nm, bool v6);
 static void answered(name_t *nm, const struct sockaddr *sa, socklen_t len, int ttl)
 {
     pt_target_t *t = &nm->u->targets[nm->idx];
-    bool moved = t->addrlen != len || memcmp(&t->addr, sa, len) != 0;
-    if (moved) {
-        pt_upstreams_readdress(nm->u, t, sa, len);
+    if (pt_upstreams_readdress(nm->u, t, sa, len)) {
         pt_log_notice("upstream \"%s\" target %s:%u resolves to %s (ttl %d s)", nm->u->conf->name, nm->host,
                       nm->port, t->name, ttl);
     } else if (nm->failing) {
@@ -117,7 +115,7 @@ static void query(name_t *nm, bool v6)
     struct evdns_base *dns = nm->r->dns;
     nm->req = v6 ? evdns_base_resolve_ipv6(dns, nm->host, DNS_QUERY_NO_SEARCH, on_answer, nm)
                  : evdns_base_resolve_ipv4(dns, nm->host, DNS_QUERY_NO_SEARCH, on_answer, nm);
-    if (!nm->req && !v6) /* evdns could not even start: try again later */
+    if (!nm->req) /* evdns could not even start: try again later */
         arm(nm, RETRY_MS);
 }
 
@@ -214,8 +212,7 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
             struct sockaddr_storage ss;
             socklen_t len;
             if (!w->conf->resolver.nameservers.n && from_hosts(nm->host, nm->port, &ss, &len)) {
-                if (u->targets[k].addrlen != len || memcmp(&u->targets[k].addr, &ss, len) != 0)
-                    pt_upstreams_readdress(u, &u->targets[k], (struct sockaddr *)&ss, len);
+                pt_upstreams_readdress(u, &u->targets[k], (struct sockaddr *)&ss, len);
                 continue; /* not asked of DNS */
             }
             arm(nm, 0);

@@ -100,8 +100,10 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
     return v;
 }
 
-void pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len)
+bool pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len)
 {
+    if (t->addrlen == len && memcmp(&t->addr, sa, len) == 0)
+        return false;
     char name[80];
     pt_addr_format(sa, name, sizeof(name));
     pt_target_shared_t *old = t->shared, *now = NULL;
@@ -128,6 +130,7 @@ void pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct socka
     snprintf(t->name, sizeof(t->name), "%s", name);
     while (t->idle) /* connections to the old address */
         pt_upconn_close(t->idle);
+    return true;
 }
 
 pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc)
