@@ -159,6 +159,8 @@ enum pt_outcome { PT_OUT_OK, PT_OUT_HTTP_FAIL, PT_OUT_TCP_FAIL, PT_OUT_TIMEOUT }
  * when a threshold is reached, or clears the counts on success.  Only for
  * an upstream with u->passive set: callers skip it (and the clock) else. */
 void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms);
+/* Is the target marked down (by probes, or for a cool-down) right now? */
+bool pt_health_down(const pt_target_shared_t *s, int64_t now_ms);
 /* Is the target up (or back from its cool-down)?  Logs the return once. */
 bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms);
 /* Does this status count as a failure for u's passive checks? */

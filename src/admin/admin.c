@@ -33,7 +33,7 @@ static void target_health(FILE *f, const pt_target_t *t, int64_t now_ms)
         return;
     }
     int64_t until = atomic_load(&s->down_until_ms);
-    bool down = atomic_load(&s->active_down) || (until && now_ms < until);
+    bool down = pt_health_down(s, now_ms);
     int last = atomic_load(&s->last_probe_status);
     uint64_t ok = atomic_load(&s->probes_ok), failed = atomic_load(&s->probes_failed);
     fprintf(f, ",\"health\":\"%s\",\"marked_down\":%llu,\"active\":{\"probes_ok\":%llu,\"probes_failed\":%llu,",

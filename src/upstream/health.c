@@ -68,18 +68,24 @@ void pt_health_report(pt_upstream_t *u, size_t idx, int outcome, int64_t now_ms)
     atomic_store(counter, 0);
 }
 
+bool pt_health_down(const pt_target_shared_t *s, int64_t now_ms)
+{
+    if (atomic_load_explicit(&s->active_down, memory_order_relaxed))
+        return true;
+    int64_t until = atomic_load(&s->down_until_ms);
+    return until && now_ms < until;
+}
+
 bool pt_health_up(pt_upstream_t *u, size_t idx, int64_t now_ms)
 {
     pt_target_shared_t *s = u->targets[idx].shared;
     if (!s)
         return true;
-    if (atomic_load_explicit(&s->active_down, memory_order_relaxed))
+    if (pt_health_down(s, now_ms))
         return false;
     int64_t until = atomic_load(&s->down_until_ms);
     if (!until)
         return true;
-    if (now_ms < until)
-        return false;
     if (atomic_compare_exchange_strong(&s->down_until_ms, &until, 0)) {
         atomic_store(&s->up_since_ms, now_ms);
         pt_log_warn("upstream \"%s\" target %s: cool-down over, trying it again", u->conf->name,
