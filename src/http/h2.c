@@ -43,13 +43,13 @@ struct pt_h2_stream {
     pt_h2_stream_t *next;
 
     /* the request */
-    buf_t head;      /* "METHOD PATH HTTP/1.1\r\n" ... built from the HEADERS */
     buf_t fields;    /* the regular header fields */
     buf_t cookie;    /* cookie crumbs, joined with "; " (RFC 9113, 8.2.3) */
     char *method, *path, *authority;
     size_t list_size;
     bool too_big, has_length, chunked, ended;
-    buf_t in;        /* body bytes (chunk-framed when chunked) not yet taken */
+    buf_t in;        /* the HTTP/1.1 head built from the HEADERS, then the body
+                      * (chunk-framed when chunked): what sc has not taken yet */
     size_t unacked;  /* DATA bytes received and not yet acknowledged */
 
     /* the response, read back from the stream connection */
@@ -130,7 +130,6 @@ static void buf_compact(buf_t *b)
 
 static void stream_free(pt_h2_stream_t *st)
 {
-    buf_free(&st->head);
     buf_free(&st->fields);
     buf_free(&st->cookie);
     buf_free(&st->in);
@@ -488,32 +487,25 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
     st->ended = end_stream;
     st->chunked = !end_stream && !st->has_length;
-    bool ok = buf_add(&st->head, st->method, strlen(st->method)) && BUF_LIT(&st->head, " ") &&
-              buf_add(&st->head, st->path, strlen(st->path)) && BUF_LIT(&st->head, " HTTP/1.1\r\n");
+    bool ok = buf_add(&st->in, st->method, strlen(st->method)) && BUF_LIT(&st->in, " ") &&
+              buf_add(&st->in, st->path, strlen(st->path)) && BUF_LIT(&st->in, " HTTP/1.1\r\n");
     if (st->authority)
-        ok = ok && BUF_LIT(&st->head, "Host: ") && buf_add(&st->head, st->authority, strlen(st->authority)) &&
-             BUF_LIT(&st->head, "\r\n");
-    ok = ok && buf_add(&st->head, st->fields.p, st->fields.len);
+        ok = ok && BUF_LIT(&st->in, "Host: ") && buf_add(&st->in, st->authority, strlen(st->authority)) &&
+             BUF_LIT(&st->in, "\r\n");
+    ok = ok && buf_add(&st->in, st->fields.p, st->fields.len);
     if (st->cookie.len)
-        ok = ok && BUF_LIT(&st->head, "Cookie: ") && buf_add(&st->head, st->cookie.p, st->cookie.len) &&
-             BUF_LIT(&st->head, "\r\n");
+        ok = ok && BUF_LIT(&st->in, "Cookie: ") && buf_add(&st->in, st->cookie.p, st->cookie.len) &&
+             BUF_LIT(&st->in, "\r\n");
     if (st->chunked)
-        ok = ok && BUF_LIT(&st->head, "Transfer-Encoding: chunked\r\n");
-    ok = ok && BUF_LIT(&st->head, "\r\n");
+        ok = ok && BUF_LIT(&st->in, "Transfer-Encoding: chunked\r\n");
+    ok = ok && BUF_LIT(&st->in, "\r\n");
+    buf_free(&st->fields); /* in the head now */
+    buf_free(&st->cookie);
     pt_conn_t *sc = ok ? pt_conn_stream(h->c) : NULL;
     if (!sc)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     sc->h2s = st;
     st->sc = sc;
-    /* the head goes first, then the body as it comes */
-    buf_t body = st->in;
-    st->in = st->head;
-    memset(&st->head, 0, sizeof(st->head));
-    if (body.len)
-        buf_add(&st->in, body.p + body.pos, body.len - body.pos);
-    buf_free(&body);
-    if (st->ended && st->chunked)
-        BUF_LIT(&st->in, "0\r\n\r\n");
     sc->readable = true;
     pt_conn_reschedule(sc);
     return 0;
