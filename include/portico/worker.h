@@ -2,6 +2,7 @@
 #ifndef PORTICO_WORKER_H
 #define PORTICO_WORKER_H
 
+#include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -69,8 +70,14 @@ struct pt_worker {
 /* Runs the worker until it is told to stop; returns the exit status.
  * Called in the child right after fork. */
 int pt_worker_run(pt_worker_t *w);
-/* The loop's cached clock (read once per loop iteration), in microseconds. */
-int64_t pt_worker_now_us(pt_worker_t *w);
+/* The loop's cached clock (read once per loop iteration), in microseconds.
+ * Inline: the proxy reads it a few times per request. */
+static inline int64_t pt_worker_now_us(pt_worker_t *w)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
 /* The Date header line for now. */
 const char *pt_worker_date(pt_worker_t *w);
 /* Frees closed connections on the next loop iteration. */

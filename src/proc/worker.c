@@ -30,13 +30,6 @@ static void tell_master(pt_worker_t *w, char msg)
         pt_log_warn("cannot tell the master '%c': %s", msg, strerror(errno));
 }
 
-int64_t pt_worker_now_us(pt_worker_t *w)
-{
-    struct timeval tv;
-    event_base_gettimeofday_cached(w->base, &tv);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 const char *pt_worker_date(pt_worker_t *w)
 {
     struct timeval tv;
