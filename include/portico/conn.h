@@ -18,6 +18,7 @@
 #include "portico/worker.h"
 
 #define PT_CONN_MAGIC 0x434f4e4eu
+#define PT_REQID_MAX 128 /* the longest client X-Request-Id taken as it is */
 
 enum pt_conn_state {
     PT_CS_HEAD,   /* waiting for (more of) a request head */
@@ -74,7 +75,8 @@ struct pt_conn {
     const pt_route_conf_t *route;
     pt_route_match_t match; /* the route and its parameters */
     struct pt_fx *fx;       /* what the route's filters decided, or NULL */
-    char reqid[33];
+    char reqid[PT_REQID_MAX + 1]; /* the request id, NUL-terminated for logs */
+    uint8_t reqid_len;
     uint64_t requests;
 };
 
@@ -102,8 +104,17 @@ void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *bo
 int pt_conn_read(pt_conn_t *c);
 int pt_conn_flush(pt_conn_t *c);
 void pt_conn_proxy_done(pt_conn_t *c);
-/* Copies the strings of the access log entry out of the input buffer. */
+/* Copies every string of the request that later stages read (the log
+ * entry, route parameters, filter edits) out of the input buffer into the
+ * request arena: called when the head is handed over, after which the
+ * buffer may move.  Sets closing when the arena is full. */
 void pt_conn_stash(pt_conn_t *c);
+/* Debug builds: asserts that nothing of the request points into the input
+ * buffer (the rule pt_conn_stash establishes). */
+void pt_conn_assert_detached(const pt_conn_t *c);
+/* Takes the client's request id (at most PT_REQID_MAX bytes, checked by
+ * pt_proxy_request_id) as this request's id. */
+void pt_conn_set_reqid(pt_conn_t *c, pt_str_t id);
 /* The client's IP address as text (formatted once per connection). */
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);
 /* The client's address and port, for logs ("10.0.0.1:51234"), in buf. */

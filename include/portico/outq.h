@@ -26,6 +26,13 @@ typedef struct pt_outq {
 
 /* Appends a copy of p[0..n). Returns false when out of memory. */
 bool pt_outq_copy(pt_outq_t *q, const void *p, size_t n);
+/* Room for n more copied bytes, written in place and then queued with
+ * pt_outq_commit (the bounded head writer uses it: no stack copy).  NULL
+ * when out of memory or out of segments.  Nothing is queued until commit,
+ * and any other call on q in between invalidates the pointer. */
+char *pt_outq_reserve(pt_outq_t *q, size_t n);
+/* Queues the first n bytes written at the last pt_outq_reserve. */
+void pt_outq_commit(pt_outq_t *q, size_t n);
 /* Appends a reference to p[0..n). */
 bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n);
 static inline bool pt_outq_empty(const pt_outq_t *q)

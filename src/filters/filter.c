@@ -308,7 +308,7 @@ pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req)
             v = pt_conn_peer_ip(c);
             break;
         case TV_REQUEST_ID:
-            v = pt_str_from(c->reqid);
+            v = (pt_str_t){c->reqid, c->reqid_len};
             break;
         case TV_HOST:
             v = req ? req->host : c->fx ? c->fx->host : PT_STR_NULL;

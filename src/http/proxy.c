@@ -27,6 +27,7 @@
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/filter.h"
+#include "portico/head.h"
 #include "portico/http.h"
 #include "portico/io.h"
 #include "portico/log.h"
@@ -77,6 +78,7 @@ struct pt_proxy {
     size_t rcur; /* bytes past uc->ipos queued to the client */
     bool resp_done;
     bool tunnel;
+    bool broken; /* an output queue refused a segment: the exchange cannot go on whole */
     struct timeval up_start;
 };
 
@@ -105,16 +107,22 @@ static void log_failure(pt_proxy_t *p, const char *what, int err)
 
 /* Queues one chunk of a chunked body: its size line, a reference to the
  * data, the CRLF.  Returns the bytes queued. */
-static size_t queue_chunk(pt_outq_t *q, const char *data, size_t n)
+static size_t queue_chunk(pt_proxy_t *p, pt_outq_t *q, const char *data, size_t n)
 {
     char sz[24];
     size_t k = pt_fmt_u64(sz, n, 1);
     sz[k++] = '\r';
     sz[k++] = '\n';
-    pt_outq_copy(q, sz, k);
-    pt_outq_ref(q, data, n);
-    pt_outq_copy(q, "\r\n", 2);
+    if (!pt_outq_copy(q, sz, k) || !pt_outq_ref(q, data, n) || !pt_outq_copy(q, "\r\n", 2))
+        p->broken = true;
     return k + n + 2;
+}
+
+/* A body span referenced on an output queue; a refusal breaks the exchange. */
+static void ref(pt_proxy_t *p, pt_outq_t *q, const char *data, size_t n)
+{
+    if (!pt_outq_ref(q, data, n))
+        p->broken = true;
 }
 
 /* ---- the request side ---- */
@@ -136,7 +144,7 @@ static int pump_request(pt_proxy_t *p)
     pt_upconn_t *uc = p->uc;
     int progress = 0;
     if (!p->head_queued) {
-        pt_outq_ref(&uc->out, p->head, p->head_len);
+        ref(p, &uc->out, p->head, p->head_len);
         p->head_queued = true;
         progress = 1;
     }
@@ -146,11 +154,11 @@ static int pump_request(pt_proxy_t *p)
         if (!avail)
             break;
         if (p->req_mode == BODY_RAW) {
-            pt_outq_ref(&uc->out, data, avail);
+            ref(p, &uc->out, data, avail);
             p->bcur += avail;
         } else if (p->req_mode == BODY_LENGTH) {
             size_t n = (int64_t)avail < p->req_left ? avail : (size_t)p->req_left;
-            pt_outq_ref(&uc->out, data, n);
+            ref(p, &uc->out, data, n);
             p->bcur += n;
             p->req_left -= (int64_t)n;
             p->req_received += (int64_t)n;
@@ -165,7 +173,7 @@ static int pump_request(pt_proxy_t *p)
                 return -1;
             p->bcur += (size_t)used;
             if (dl) {
-                queue_chunk(&uc->out, d, dl);
+                queue_chunk(p, &uc->out, d, dl);
                 p->req_received += (int64_t)dl;
                 if (p->max_body && p->req_received > p->max_body)
                     return -2;
@@ -173,7 +181,8 @@ static int pump_request(pt_proxy_t *p)
                     return -2;
             }
             if (p->req_chunk.done) {
-                pt_outq_copy(&uc->out, "0\r\n\r\n", 5);
+                if (!pt_outq_copy(&uc->out, "0\r\n\r\n", 5))
+                    p->broken = true;
                 p->body_done = true;
             }
         }
@@ -198,84 +207,76 @@ static void release_client_bytes(pt_proxy_t *p)
 static void out_copy(pt_proxy_t *p, const void *s, size_t n)
 {
     if (!pt_outq_copy(&p->c->out, s, n))
-        p->close_client = true;
+        p->broken = true;
     p->c->ent.bytes_out += n;
 }
 
 static void out_ref(pt_proxy_t *p, const void *s, size_t n)
 {
-    pt_outq_ref(&p->c->out, s, n);
+    ref(p, &p->c->out, s, n);
     p->c->ent.bytes_out += n;
 }
 
-static void queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char *base)
+/* Writes the client's head straight into its output queue through the
+ * bounded writer.  The capacity is an upper bound (a field grows by at
+ * most one byte, "a:" becoming "a: "; the date, the edits and our framing
+ * come on top), and the writer checks it anyway: false when it does not
+ * fit or memory ran out, and then nothing was queued. */
+static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char *base)
 {
     pt_conn_t *c = p->c;
-    /* The head is built in one piece and queued with one copy: it is never
-     * longer than the upstream's head plus what we add. */
-    char stack[4096];
-    size_t cap = r->head_len + 160;
-    for (size_t i = 0; c->fx && i < c->fx->nresp; i++)
-        cap += c->fx->resp[i].name.n + c->fx->resp[i].value.n + 4;
-    char *buf = cap <= sizeof(stack) ? stack : pt_arena_alloc(&c->arena, cap), *o = buf;
-    if (!buf) {
-        p->close_client = true;
-        return;
-    }
-#define PUT(s, n) (memcpy(o, (s), (n)), o += (n))
-#define PUT_LIT(lit) PUT(lit, sizeof(lit) - 1)
+    const pt_fx_t *fx = c->fx;
+    const char *date = pt_worker_date(c->w);
+    size_t cap = r->head_len + r->nheaders + strlen(date) + 128;
+    for (size_t i = 0; fx && i < fx->nresp; i++)
+        cap += fx->resp[i].name.n + fx->resp[i].value.n + 4;
+    pt_head_t h;
+    if (!pt_head_begin(&h, &c->out, cap))
+        return false;
     /* the status line keeps the upstream's reason phrase */
     const char *eol = memchr(base, '\r', r->head_len);
-    PUT_LIT("HTTP/1.1 ");
-    PUT(base + 9, (size_t)(eol - base - 9));
-    PUT_LIT("\r\n");
+    PT_HEAD_LIT(&h, "HTTP/1.1 ");
+    pt_head_put(&h, base + 9, (size_t)(eol - base - 9));
+    PT_HEAD_LIT(&h, "\r\n");
     pt_str_t tokens = PT_STR_NULL;
     const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
     if (ch)
         tokens = pt_proxy_connection_names(ch->value);
     bool has_date = false;
     for (size_t i = 0; i < r->nheaders; i++) {
-        pt_str_t nm = r->headers[i].name, v = r->headers[i].value;
+        pt_str_t nm = r->headers[i].name;
         if (pt_proxy_drop_response_header(nm, tokens, p->tunnel))
             continue;
-        if (c->fx && pt_fx_overrides(c->fx->resp, c->fx->nresp, nm))
+        if (fx && pt_fx_overrides(fx->resp, fx->nresp, nm))
             continue; /* response-headers sets or removes it */
         has_date |= PT_STR_IEQ(nm, "date");
-        PUT(nm.p, nm.n);
-        PUT_LIT(": ");
-        PUT(v.p, v.n);
-        PUT_LIT("\r\n");
+        pt_head_field(&h, nm, r->headers[i].value);
     }
-    if (!has_date) {
-        const char *d = pt_worker_date(c->w);
-        PUT(d, strlen(d));
-    }
-    for (size_t i = 0; c->fx && i < c->fx->nresp; i++) {
-        const pt_hdr_edit_t *e = &c->fx->resp[i];
-        if (e->op == PT_HDR_REMOVE)
-            continue;
-        PUT(e->name.p, e->name.n);
-        PUT_LIT(": ");
-        PUT(e->value.p, e->value.n);
-        PUT_LIT("\r\n");
-    }
+    if (!has_date)
+        pt_head_cs(&h, date);
+    for (size_t i = 0; fx && i < fx->nresp; i++)
+        if (fx->resp[i].op != PT_HDR_REMOVE)
+            pt_head_field(&h, fx->resp[i].name, fx->resp[i].value);
     if (!p->tunnel) {
-        if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body)) {
-            PUT_LIT("Content-Length: ");
-            o += pt_fmt_u64(o, (unsigned long long)r->content_length, 0);
-            PUT_LIT("\r\n");
+        if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body) && r->status != 204) {
+            /* (never on a 204: RFC 9110 8.6) */
+            PT_HEAD_LIT(&h, "Content-Length: ");
+            pt_head_u64(&h, (unsigned long long)r->content_length);
+            PT_HEAD_LIT(&h, "\r\n");
         } else if (!p->resp_no_body && p->client_chunked) {
-            PUT_LIT("Transfer-Encoding: chunked\r\n");
+            PT_HEAD_LIT(&h, "Transfer-Encoding: chunked\r\n");
         }
         if (p->close_client)
-            PUT_LIT("Connection: close\r\n");
+            PT_HEAD_LIT(&h, "Connection: close\r\n");
         else if (p->client_minor == 0)
-            PUT_LIT("Connection: keep-alive\r\n");
+            PT_HEAD_LIT(&h, "Connection: keep-alive\r\n");
     }
-    PUT_LIT("\r\n");
-#undef PUT
-#undef PUT_LIT
-    out_copy(p, buf, (size_t)(o - buf));
+    PT_HEAD_LIT(&h, "\r\n");
+    size_t n = pt_head_len(&h);
+    if (!pt_head_commit(&h, &c->out))
+        return false;
+    c->ent.bytes_out += n;
+    return true;
 }
 
 /* Parses the response head once it is all there, and decides the framing
@@ -325,6 +326,8 @@ static int take_response_head(pt_proxy_t *p)
         else
             p->resp_mode = BODY_RAW; /* until the upstream closes */
         p->resp_left = r.content_length;
+        if (p->resp_mode == BODY_LENGTH && p->resp_left == 0)
+            p->resp_done = true; /* Content-Length: 0: the head is the whole answer */
         if (p->resp_mode == BODY_RAW)
             p->resp_keep_alive = false;
         /* towards the client: chunked when the length is unknown and the
@@ -339,7 +342,8 @@ static int take_response_head(pt_proxy_t *p)
             p->close_client = true;
         if (c->fx)
             pt_filters_response(c, c->fx, r.status);
-        queue_response_head(p, &r, base);
+        if (!queue_response_head(p, &r, base))
+            return -1;
         uc->ipos += (size_t)rc;
         p->head_done = true;
         c->ent.upstream_us = since_us(c, &p->up_start);
@@ -359,7 +363,7 @@ static int take_response_head(pt_proxy_t *p)
 static void out_body(pt_proxy_t *p, const char *data, size_t n)
 {
     if (p->client_chunked)
-        p->c->ent.bytes_out += queue_chunk(&p->c->out, data, n);
+        p->c->ent.bytes_out += queue_chunk(p, &p->c->out, data, n);
     else
         out_ref(p, data, n);
 }
@@ -785,6 +789,21 @@ static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
     return progress;
 }
 
+/* An output queue refused a piece (out of memory): what was queued is not
+ * the whole message, so neither side may take it as one. */
+static void give_up(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    pt_log_error("out of memory queueing output while proxying, route=%s req=%s", p->route->name, c->reqid);
+    attempt_over(p, -1);
+    if (p->uc) {
+        pt_upconn_close(p->uc);
+        p->uc = NULL;
+    }
+    pt_outq_reset(&c->out);
+    pt_conn_close(c);
+}
+
 void pt_proxy_run(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
@@ -795,6 +814,10 @@ void pt_proxy_run(pt_proxy_t *p)
         int up = uc ? upstream_step(p, uc) : STEP_IDLE;
         if (up == STEP_GONE)
             return;
+        if (p->broken) {
+            give_up(p);
+            return;
+        }
         if (uc && uc->connecting) {
             arm_timers(p);
             return;
@@ -958,7 +981,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .peer = (const struct sockaddr *)&c->peer,
         .peer_ip = pt_conn_peer_ip(c),
         .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
-        .request_id = pt_proxy_request_id(req, (pt_str_t){c->reqid, 32}),
+        .request_id = pt_proxy_request_id(req, (pt_str_t){c->reqid, c->reqid_len}),
         .body_chunked = req->chunked,
         .body_length = req->content_length,
         .upgrade = req->upgrade,
@@ -967,11 +990,8 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     };
     if (up->kind == PT_BAL_HASH)
         p->hash_key = hash_key(c, req, r->up);
-    if (f.request_id.p != c->reqid) { /* the client's id is the one we log */
-        size_t n = f.request_id.n < sizeof(c->reqid) - 1 ? f.request_id.n : sizeof(c->reqid) - 1;
-        memcpy(c->reqid, f.request_id.p, n);
-        c->reqid[n] = '\0';
-    }
+    if (f.request_id.p != c->reqid) /* the client's id is the one we log */
+        pt_conn_set_reqid(c, f.request_id);
     p->head_len = pt_proxy_request_head(&f, head, cap);
     if (!p->head_len) {
         c->closing = true;

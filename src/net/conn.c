@@ -28,6 +28,7 @@
 #include "portico/filter.h"
 #include "portico/grpc.h"
 #include "portico/h2.h"
+#include "portico/head.h"
 #include "portico/http.h"
 #include "portico/io.h"
 #include "portico/log.h"
@@ -62,6 +63,15 @@ static void out(pt_conn_t *c, const char *s, size_t n)
 
 #define OUT_LIT(c, lit) out((c), (lit), sizeof(lit) - 1)
 
+/* The Connection field a response needs, if any. */
+static void put_connection(pt_head_t *h, bool keep_alive, int minor)
+{
+    if (!keep_alive)
+        PT_HEAD_LIT(h, "Connection: close\r\n");
+    else if (minor == 0)
+        PT_HEAD_LIT(h, "Connection: keep-alive\r\n");
+}
+
 static void out_head_end(pt_conn_t *c, bool keep_alive, int minor)
 {
     const char *d = pt_worker_date(c->w);
@@ -77,7 +87,6 @@ static void out_head_end(pt_conn_t *c, bool keep_alive, int minor)
 void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                      const char *extra, bool head_only)
 {
-    char head[512];
     size_t start = c->out.pending;
     if (c->grpc_request && status >= 300) { /* a gRPC client reads statuses, not pages */
         char msg[128];
@@ -91,11 +100,29 @@ void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *bo
         c->ent.bytes_out += c->out.pending - start;
         return;
     }
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nServer: portico\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
-                     pt_http_reason(status), ctype, len, extra ? extra : "");
-    out(c, head, (size_t)n);
-    out_head_end(c, !c->closing, c->ent.protocol.n == 8 && c->ent.protocol.p[7] == '0' ? 0 : 1);
+    /* Sized from what goes in: the extra lines (a CORS preflight echoes the
+     * client's header list) can be as long as a request head. */
+    const char *reason = pt_http_reason(status), *date = pt_worker_date(c->w);
+    size_t xlen = extra ? strlen(extra) : 0;
+    size_t cap = 128 + strlen(reason) + strlen(ctype) + xlen + strlen(date);
+    pt_head_t h;
+    if (!pt_head_begin(&h, &c->out, cap)) {
+        c->closing = true;
+        return;
+    }
+    pt_head_status(&h, status, reason);
+    PT_HEAD_LIT(&h, "Server: portico\r\nContent-Type: ");
+    pt_head_cs(&h, ctype);
+    PT_HEAD_LIT(&h, "\r\nContent-Length: ");
+    pt_head_u64(&h, len);
+    PT_HEAD_LIT(&h, "\r\n");
+    pt_head_put(&h, extra, xlen);
+    pt_head_cs(&h, date);
+    put_connection(&h, !c->closing, c->ent.protocol.n == 8 && c->ent.protocol.p[7] == '0' ? 0 : 1);
+    PT_HEAD_LIT(&h, "\r\n");
+    if (!pt_head_commit(&h, &c->out)) {
+        PT_ASSERT(!"pt_conn_respond: head capacity"); /* cap covers every part */
+    }
     if (!head_only)
         out(c, body, len);
     c->ent.status = status;
@@ -140,21 +167,76 @@ static void make_reqid(pt_conn_t *c)
     for (int i = 31; i >= 16; i--, b >>= 4)
         c->reqid[i] = hex[b & 15];
     c->reqid[32] = '\0';
+    c->reqid_len = 32;
 }
 
-/* Copies the strings of the log entry out of the input buffer, which may
- * move before the request ends. */
+void pt_conn_set_reqid(pt_conn_t *c, pt_str_t id)
+{
+    size_t n = id.n < PT_REQID_MAX ? id.n : PT_REQID_MAX;
+    memmove(c->reqid, id.p, n);
+    c->reqid[n] = '\0';
+    c->reqid_len = (uint8_t)n;
+}
+
+static bool in_ibuf(const pt_conn_t *c, pt_str_t s)
+{
+    return s.n && s.p >= c->ibuf && s.p < c->ibuf + c->icap;
+}
+
+/* One string into the request arena if it points into the input buffer;
+ * `max` caps what is kept (0: all).  False when the arena is full. */
+static bool stash(pt_conn_t *c, pt_str_t *f, size_t max)
+{
+    if (!in_ibuf(c, *f))
+        return true;
+    size_t n = max && f->n > max ? max : f->n;
+    char *copy = pt_arena_strndup(&c->arena, f->p, n);
+    *f = copy ? (pt_str_t){copy, n} : PT_STR_NULL;
+    return copy != NULL;
+}
+
+/* Every string of the request that later stages read, out of the input
+ * buffer (which may move or be reused once the head is handed over): the
+ * log entry, the route parameters, the filters' edits and copies.  The
+ * pointers into the head itself (pt_h1_req_t) are not touched: nothing
+ * reads them after this. */
 void pt_conn_stash(pt_conn_t *c)
 {
+    bool ok = true;
     pt_str_t *fields[] = {&c->ent.method, &c->ent.target, &c->ent.protocol, &c->ent.host, &c->ent.user_agent,
                           &c->ent.referer};
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        pt_str_t *f = fields[i];
-        if (f->n && f->p >= c->ibuf && f->p < c->ibuf + c->icap) {
-            char *copy = pt_arena_strndup(&c->arena, f->p, f->n > 2048 ? 2048 : f->n);
-            *f = copy ? (pt_str_t){copy, f->n > 2048 ? 2048 : f->n} : PT_STR_NULL;
-        }
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        stash(c, fields[i], 2048); /* the log keeps a prefix of a long field */
+    for (size_t i = 0; i < c->match.nparams; i++) {
+        ok &= stash(c, &c->match.params[i].name, 0);
+        ok &= stash(c, &c->match.params[i].value, 0);
     }
+    pt_fx_t *fx = c->fx;
+    if (fx) {
+        for (size_t i = 0; i < fx->nreq; i++)
+            ok &= stash(c, &fx->req[i].name, 0) & stash(c, &fx->req[i].value, 0);
+        for (size_t i = 0; i < fx->nresp; i++)
+            ok &= stash(c, &fx->resp[i].name, 0) & stash(c, &fx->resp[i].value, 0);
+        ok &= stash(c, &fx->path, 0) & stash(c, &fx->host, 0) & stash(c, &fx->req_path, 0);
+    }
+    if (!ok)
+        c->closing = true; /* the arena is full: this request cannot go on safely */
+    pt_conn_assert_detached(c);
+}
+
+void pt_conn_assert_detached(const pt_conn_t *c)
+{
+#ifdef PT_DEBUG
+    for (size_t i = 0; i < c->match.nparams; i++)
+        PT_ASSERT(!in_ibuf(c, c->match.params[i].name) && !in_ibuf(c, c->match.params[i].value));
+    PT_ASSERT(!in_ibuf(c, c->ent.target) && !in_ibuf(c, c->ent.host));
+    for (size_t i = 0; c->fx && i < c->fx->nresp; i++)
+        PT_ASSERT(!in_ibuf(c, c->fx->resp[i].name) && !in_ibuf(c, c->fx->resp[i].value));
+    for (size_t i = 0; c->fx && i < c->fx->nreq; i++)
+        PT_ASSERT(!in_ibuf(c, c->fx->req[i].name) && !in_ibuf(c, c->fx->req[i].value));
+#else
+    (void)c;
+#endif
 }
 
 static void end_request(pt_conn_t *c)
@@ -177,7 +259,7 @@ static void end_request(pt_conn_t *c)
     }
     c->ent.route = c->route ? c->route->name : NULL;
     c->ent.match = c->route ? &c->match : NULL;
-    c->ent.request_id = (pt_str_t){c->reqid, 32};
+    c->ent.request_id = (pt_str_t){c->reqid, c->reqid_len};
     pt_accesslog_write(&c->ent);
     c->requests++;
     c->in_request = false;
@@ -212,36 +294,41 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
 }
 
 /* A respond route whose response headers filters change: the head is
- * written field by field instead of the prebuilt one. */
+ * written field by field instead of the prebuilt one (all but its end). */
 static void respond_with_edits(pt_conn_t *c, const pt_route_conf_t *r, const pt_fx_t *fx)
 {
-    char line[512];
     int st = (int)r->respond.status;
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", st, pt_http_reason(st));
-    out(c, line, (size_t)n);
+    const char *reason = pt_http_reason(st);
+    size_t cap = 128 + strlen(reason);
+    for (size_t i = 0; i < r->respond.headers.n; i++)
+        cap += strlen(r->respond.headers.v[i].key) + strlen(r->respond.headers.v[i].value) + 4;
+    for (size_t i = 0; i < fx->nresp; i++)
+        cap += fx->resp[i].name.n + fx->resp[i].value.n + 4;
+    pt_head_t h;
+    if (!pt_head_begin(&h, &c->out, cap)) {
+        c->closing = true;
+        return;
+    }
+    pt_head_status(&h, st, reason);
     bool ctype = false;
     for (size_t i = 0; i < r->respond.headers.n; i++) {
         pt_str_t name = pt_str_from(r->respond.headers.v[i].key);
         ctype |= PT_STR_IEQ(name, "content-type");
-        if (pt_fx_overrides(fx->resp, fx->nresp, name))
-            continue;
-        n = snprintf(line, sizeof(line), "%s: %s\r\n", r->respond.headers.v[i].key, r->respond.headers.v[i].value);
-        out(c, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+        if (!pt_fx_overrides(fx->resp, fx->nresp, name))
+            pt_head_field(&h, name, pt_str_from(r->respond.headers.v[i].value));
     }
     if (!pt_fx_overrides(fx->resp, fx->nresp, PT_STR("server")))
-        OUT_LIT(c, "Server: portico\r\n");
+        PT_HEAD_LIT(&h, "Server: portico\r\n");
     if (!ctype && !pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type")))
-        OUT_LIT(c, "Content-Type: text/plain\r\n");
-    for (size_t i = 0; i < fx->nresp; i++) {
-        if (fx->resp[i].op == PT_HDR_REMOVE)
-            continue;
-        out(c, fx->resp[i].name.p, fx->resp[i].name.n);
-        OUT_LIT(c, ": ");
-        out(c, fx->resp[i].value.p, fx->resp[i].value.n);
-        OUT_LIT(c, "\r\n");
-    }
-    n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", strlen(r->respond.body));
-    out(c, line, (size_t)n);
+        PT_HEAD_LIT(&h, "Content-Type: text/plain\r\n");
+    for (size_t i = 0; i < fx->nresp; i++)
+        if (fx->resp[i].op != PT_HDR_REMOVE)
+            pt_head_field(&h, fx->resp[i].name, fx->resp[i].value);
+    PT_HEAD_LIT(&h, "Content-Length: ");
+    pt_head_u64(&h, strlen(r->respond.body));
+    PT_HEAD_LIT(&h, "\r\n");
+    if (!pt_head_commit(&h, &c->out))
+        PT_ASSERT(!"respond_with_edits: head capacity");
 }
 
 static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
@@ -253,6 +340,15 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         c->closing = true;
     if (req->method_bit == PT_M_CONNECT)
         c->closing = true; /* no tunnels to arbitrary hosts */
+    if (req->upgrade && (req->content_length > 0 || req->chunked)) {
+        /* An upgrade goes upstream without framing (the exchange may become
+         * a tunnel), so a body would reach the upstream as bytes it parses
+         * as another request that was never routed or filtered. */
+        c->closing = true;
+        pt_conn_respond(c, 400, "text/plain", "400 Bad Request: an upgrade request has no body\n", 48, NULL,
+                        head_only);
+        return;
+    }
     if (pt_conn_is_stream(c)) {
         const pt_h1_header_t *ct = pt_h1_find(req, PT_STR("content-type"));
         c->grpc_request = ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
@@ -442,19 +538,16 @@ static int handle_input(pt_conn_t *c)
         if (c->state == PT_CS_FILTER)
             break; /* a filter waits; the head stays where it is */
         c->ipos += (size_t)rc;
-        if (req.content_length > 0 || req.chunked) {
-            c->state = PT_CS_BODY;
+        if ((req.content_length > 0 || req.chunked) && !c->closing) {
+            c->state = PT_CS_BODY; /* discarded, to reach the next request */
             c->body_chunked = req.chunked;
             c->body_left = req.content_length;
             memset(&c->chunked, 0, sizeof(c->chunked));
-            if (c->closing && req.expect_continue) {
-                /* the client may never send it: do not wait for it */
-                end_request(c);
-                break;
-            }
             pt_conn_stash(c);
             continue;
         }
+        /* Closing: a body is not waited for (the linger reads it away), and
+         * the request is logged now. */
         end_request(c);
     }
     return progress;
@@ -595,12 +688,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     pt_conn_t *c = arg;
     PT_CHECK_MAGIC(c, PT_CONN_MAGIC);
     switch (c->timer_kind) {
-    case TM_HEAD:
     case TM_BODY:
-        pt_log_info("client timed out while sending the request %s", c->timer_kind == TM_HEAD ? "head" : "body");
+        /* The request was answered (a respond route, an error) and its body
+         * is being read away: it stopped coming.  Nothing may follow the
+         * answer that was sent: log the request and close. */
+        pt_log_info("client timed out while sending a request body after its answer, req=%s", c->reqid);
+        c->state = PT_CS_HEAD;
+        end_request(c);
+        c->closing = true;
+        c->timer_kind = TM_NONE;
+        run(c);
+        return;
+    case TM_HEAD:
+        pt_log_info("client timed out while sending the request head");
         pt_outq_reset(&c->out);
-        if (c->state == PT_CS_BODY)
-            c->state = PT_CS_HEAD;
         start_entry(c, NULL);
         respond_error(c, 408);
         end_request(c);

@@ -29,25 +29,40 @@ static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n)
         q->refs += n;
 }
 
-bool pt_outq_copy(pt_outq_t *q, const void *p, size_t n)
+char *pt_outq_reserve(pt_outq_t *q, size_t n)
 {
-    if (!n)
-        return true;
     if (q->nseg == PT_OUTQ_SEGS)
-        return false;
+        return NULL;
     if (q->cap - q->len < n) {
         size_t cap = q->cap ? q->cap : 2048;
         while (cap - q->len < n)
             cap *= 2;
         char *b = realloc(q->buf, cap);
         if (!b)
-            return false;
+            return NULL;
         q->buf = b;
         q->cap = cap;
     }
-    memcpy(q->buf + q->len, p, n);
+    return q->buf + q->len;
+}
+
+void pt_outq_commit(pt_outq_t *q, size_t n)
+{
+    if (!n)
+        return;
     add_seg(q, NULL, q->len, n);
     q->len += n;
+}
+
+bool pt_outq_copy(pt_outq_t *q, const void *p, size_t n)
+{
+    if (!n)
+        return true;
+    char *d = pt_outq_reserve(q, n);
+    if (!d)
+        return false;
+    memcpy(d, p, n);
+    pt_outq_commit(q, n);
     return true;
 }
 

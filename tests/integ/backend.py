@@ -13,6 +13,9 @@ is chosen by the request path:
   /status/NNN        answers NNN (no body for 204 and 304)
   /drop              closes the connection without answering
   /stale             answers keep-alive, then closes the connection 50 ms later
+  /shape?st=N&fr=F   status N framed as F: cl, cl0, chunked, chunked0, close
+                     (Connection: close, no length) or none (no framing
+                     header: close-delimited, or bodiless for 204/304/HEAD)
   anything else      200 "ok <path>"
 """
 import hashlib
@@ -233,6 +236,8 @@ class Backend:
             self._send(c, st, b'' if st in (204, 304) else f'status {st}'.encode(), reason='X')
         elif path == '/drop':
             return False
+        elif path == '/shape':
+            return self._shape(c, req, int(q['st']), q['fr'])
         elif path == '/stale':
             self._send(c, 200, b'stale-ok')
             time.sleep(0.05)
@@ -240,6 +245,34 @@ class Backend:
         else:
             self._send(c, 200, f'ok {path}'.encode())
         return True
+
+    @staticmethod
+    def shape_body(st, fr):
+        return f'body-{st}-{fr}'.encode() if fr in ('cl', 'chunked', 'close', 'none') else b''
+
+    def _shape(self, c, req, st, fr):
+        """One response of a given status and framing (see the module doc).
+        Returns whether the connection stays open."""
+        body = self.shape_body(st, fr)
+        bodiless = req.method == 'HEAD' or st in (204, 304)
+        head = f'HTTP/1.1 {st} Shape\r\nx-shape: {st}-{fr}\r\n'
+        if fr in ('cl', 'cl0'):
+            head += f'Content-Length: {len(body)}\r\n'
+        elif fr.startswith('chunked'):
+            head += 'Transfer-Encoding: chunked\r\n'
+        elif fr == 'close':
+            head += 'Connection: close\r\n'
+        data = head.encode() + b'\r\n'
+        if not bodiless:
+            if fr == 'chunked':
+                half = len(body) // 2
+                data += b'%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n' % (half, body[:half], len(body) - half, body[half:])
+            elif fr == 'chunked0':
+                data += b'0\r\n\r\n'
+            else:
+                data += body
+        c.sendall(data)
+        return fr != 'close' and (bodiless or fr != 'none')
 
 
 def black_hole():

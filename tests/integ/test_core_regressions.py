@@ -1,0 +1,241 @@
+"""Issue 10: regressions of the proxy core found by an outside review, each
+through the real binary.  Every test here failed at 9659fed."""
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import free_port, proxy_config, raw, read_all, request, wait_for
+from test_filters import config as filters_config
+
+
+def split_head(data):
+    head, sep, body = data.partition(b'\r\n\r\n')
+    assert sep, data[:300]
+    lines = head.split(b'\r\n')
+    fields = []
+    for ln in lines[1:]:
+        name, colon, value = ln.partition(b':')
+        assert colon, f'a broken header line: {ln[:100]!r}'
+        fields.append((name.decode('latin-1').lower(), value.strip()))
+    return lines[0], fields, body
+
+
+# ---- r10-2: request smuggling through Upgrade ----
+
+@pytest.mark.parametrize('framing', ['length', 'chunked'])
+def test_r10_2_an_upgrade_request_with_a_body_is_refused(gateway, backends, framing):
+    b = backends()
+    port = free_port()
+    gateway(proxy_config(port, [b.port]), workers=1)
+    smuggled = b'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'
+    head = b'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
+    if framing == 'length':
+        req = head + b'Content-Length: %d\r\n\r\n' % len(smuggled) + smuggled
+    else:
+        req = head + b'Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n' % (len(smuggled), smuggled)
+    out = raw(port, req)
+    assert out.startswith(b'HTTP/1.1 400 '), out[:200]
+    assert out.count(b'HTTP/1.1') == 1  # one answer, then the connection closes
+    time.sleep(0.2)
+    assert [r.target for r in b.requests] == []  # neither the upgrade nor what it carried went upstream
+
+
+def test_r10_2_an_upgrade_without_a_body_still_reaches_the_upstream(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(proxy_config(port, [b.port]), workers=1)
+    out = raw(port, b'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
+              b'Content-Length: 0\r\n\r\n', until_close=False)
+    assert out.startswith(b'HTTP/1.1 200')  # the backend does not switch: an ordinary answer
+    r = b.requests[-1]
+    assert r.target == '/ws' and r.header('upgrade') == 'websocket'
+
+
+# ---- r10-3: stack bytes in Portico's own answers ----
+
+@pytest.mark.parametrize('size', [400, 600, 4000, 20000])
+def test_r10_3_a_long_cors_preflight_is_answered_exactly(gateway, backends, size):
+    b = backends()
+    port = free_port()
+    gateway(filters_config(port, b.port, '''
+    - { name: api, match: { paths: ["/api/*"] }, upstream: up,
+        filters: { cors: { origins: ["https://app.example"], methods: [GET, POST], credentials: true } } }
+    '''), workers=1)
+    names = ','.join(f'x-h{i:05d}' for i in range(size // 9))[:size]
+    req = (f'OPTIONS /api/x HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n'
+           f'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: {names}\r\n'
+           f'Connection: close\r\n\r\n').encode()
+    status, fields, body = split_head(raw(port, req))
+    assert status == b'HTTP/1.1 204 No Content'
+    d = dict(fields)
+    assert d['access-control-allow-headers'] == names.encode()
+    assert d['access-control-allow-origin'] == b'https://app.example'
+    assert d['vary'] == b'Origin' and d['connection'] == b'close'
+    assert body == b''  # nothing after the head: no stray bytes
+    for name, value in fields:
+        assert all(32 <= c < 127 for c in value), (name, value[:80])
+
+
+@pytest.mark.parametrize('size', [500, 3000, 7000])
+def test_r10_3_a_long_https_redirect_is_answered_exactly(gateway, backends, size):
+    b = backends()
+    port = free_port()
+    gateway(filters_config(port, b.port, '''
+    - { name: secure, match: { paths: ["/login/*"] }, upstream: up, filters: { redirect: { https: true } } }
+    '''), workers=1)
+    target = '/login/' + 'a' * size + '?q=' + 'b' * 50
+    status, fields, body = split_head(raw(port, f'GET {target} HTTP/1.1\r\nHost: h.example\r\n'
+                                              f'Connection: close\r\n\r\n'.encode()))
+    assert status == b'HTTP/1.1 302 Found'
+    assert dict(fields)['location'] == f'https://h.example{target}'.encode()
+    assert body == b''
+
+
+# ---- r10-4: nothing points into the input buffer once a body streams ----
+
+def test_r10_4_route_params_origin_and_request_id_survive_a_streamed_body(gateway, backends, tmpdir_path):
+    b = backends(keep_body=0)
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    gateway(filters_config(port, b.port, '''
+    - { name: items, match: { paths: ["/items/:id/:part"] }, upstream: up,
+        filters: { response-headers: { set: { x-item: "${param.id}/${param.part}", x-rid: "${request_id}" } },
+                   cors: { origins: ["https://app.example"] } } }
+    ''', extra=f'access_log: {{ path: {log}, format: "$param_id $request_id $target", flush: 50ms }}'),
+        workers=1)
+    # several requests on one connection, each with a body big enough for the
+    # input buffer to move and grow while it streams
+    s = socket.create_connection(('127.0.0.1', port), timeout=20)
+    f = s.makefile('rb')
+    for i in range(4):
+        body = bytes([65 + i]) * (300000 + i * 70000)
+        rid = f'client-id-{i}'
+        s.sendall(f'POST /items/item{i}abc/p{i} HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n'
+                  f'X-Request-Id: {rid}\r\nContent-Length: {len(body)}\r\n\r\n'.encode())
+        for k in range(0, len(body), 32768):
+            s.sendall(body[k:k + 32768])
+        line = f.readline()
+        assert line.startswith(b'HTTP/1.1 200'), line
+        hdrs = {}
+        while True:
+            ln = f.readline()
+            if ln == b'\r\n':
+                break
+            k, _, v = ln.decode('latin-1').partition(':')
+            hdrs[k.lower()] = v.strip()
+        f.read(int(hdrs['content-length']))
+        assert hdrs['x-item'] == f'item{i}abc/p{i}'
+        assert hdrs['access-control-allow-origin'] == 'https://app.example'
+        assert hdrs['x-rid'] == rid
+        assert b.requests[-1].header('x-request-id') == rid and b.requests[-1].body_len == len(body)
+    s.close()
+    wait_for(lambda: os.path.exists(log) and len(open(log).read().splitlines()) >= 4, what='log lines')
+    lines = open(log).read().splitlines()
+    assert lines == [f'item{i}abc client-id-{i} /items/item{i}abc/p{i}' for i in range(4)]
+
+
+# ---- r10-5: the rewritten response head is bounded ----
+
+@pytest.mark.parametrize('nfields', [99, 100, 500])
+def test_r10_5_many_empty_response_fields(gateway, nfields):
+    """An upstream head of many empty fields ("a:"), each of which grows when
+    rewritten, close-delimited (Transfer-Encoding is added) to a client that
+    closes (Connection: close is added): the old head buffer (the upstream's
+    head + 160 bytes) overflowed, as the sanitizer build shows."""
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(8)
+    bport = srv.getsockname()[1]
+    port = free_port()
+    gateway(proxy_config(port, [bport]), workers=1)
+    import threading
+
+    def serve():
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall(b'HTTP/1.1 200 OK\r\n' + b''.join(b'field-with-a-rather-long-name-that-goes-on-%03d:\r\n' % i
+                                                    for i in range(nfields)) + b'\r\nuntil the end')
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        out = raw(port, b'GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+    finally:
+        t.join(5)
+        srv.close()
+    if nfields > 100:  # over the listener's max_headers (100): a bad response
+        assert out.startswith(b'HTTP/1.1 502'), out[:100]
+        return
+    status, fields, body = split_head(out)
+    assert status == b'HTTP/1.1 200 OK'
+    assert body == b'd\r\nuntil the end\r\n0\r\n\r\n'
+    assert [n for n, v in fields if n.startswith('field')] == [f'field-with-a-rather-long-name-that-goes-on-{i:03d}'
+                                                              for i in range(nfields)]
+    assert all(v == b'' for n, v in fields if n.startswith('field'))
+    assert dict(fields)['transfer-encoding'] == b'chunked' and dict(fields)['connection'] == b'close'
+
+
+# ---- r10-11: a short client request id is logged as it is ----
+
+def test_r10_11_client_request_ids_are_logged_exactly(gateway, backends, tmpdir_path):
+    b = backends()
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    gateway(proxy_config(port, [b.port], extra=f'access_log: {{ path: {log}, format: json, flush: 50ms }}'),
+            workers=1)
+    ids = ['a', 'short-id', 'x' * 40, 'y' * 128, 'z' * 129, 'bad id']
+    for rid in ids:
+        assert request(port, 'GET', '/x', headers={'X-Request-Id': rid})[0] == 200
+    wait_for(lambda: os.path.exists(log) and len(open(log).read().splitlines()) >= len(ids), what='log lines')
+    entries = [json.loads(x) for x in open(log).read().splitlines()]
+    upstream_ids = [r.header('x-request-id') for r in b.requests]
+    for rid, e, up in zip(ids, entries, upstream_ids):
+        if len(rid) <= 128 and ' ' not in rid:
+            assert e['request_id'] == rid and up == rid
+        else:  # not taken: a generated one, logged and sent alike
+            assert len(e['request_id']) == 32 and e['request_id'] == up
+
+
+# ---- r10-11: a body that stops coming after the answer gets no second answer ----
+
+def test_r10_11_a_respond_route_body_timeout_appends_nothing(gateway, tmpdir_path):
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    gateway(f'''listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+    timeouts: {{ body: 1s }}
+access_log: {{ path: {log}, format: "$status $method $target", flush: 50ms }}
+routes:
+  - {{ name: hello, match: {{ paths: [/hello] }}, respond: {{ status: 200, body: "hello\\n" }} }}
+''', workers=1)
+    s = socket.create_connection(('127.0.0.1', port), timeout=5)
+    s.sendall(b'POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789')
+    t0 = time.monotonic()
+    out = read_all(s)  # the gateway closes once the body stops coming
+    s.close()
+    assert time.monotonic() - t0 < 4
+    assert out.startswith(b'HTTP/1.1 200 OK') and out.endswith(b'\r\n\r\nhello\n'), out
+    assert out.count(b'HTTP/1.1') == 1  # no 408 after the 200
+    wait_for(lambda: os.path.exists(log) and open(log).read(), what='log line')
+    time.sleep(0.2)
+    assert open(log).read().splitlines() == ['200 POST /hello']
+
+
+def test_r10_11_a_closing_request_with_a_body_is_logged(gateway, tmpdir_path):
+    """Connection: close with a body on a respond route: the answer, then
+    the connection ends, and the request has its log line."""
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
+access_log: {{ path: {log}, format: "$status $method $target", flush: 50ms }}
+routes:
+  - {{ name: hello, match: {{ paths: [/hello] }}, respond: {{ status: 200, body: "hello\\n" }} }}
+''', workers=1)
+    out = raw(port, b'POST /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nabcde')
+    assert out.startswith(b'HTTP/1.1 200 OK') and out.count(b'HTTP/1.1') == 1
+    wait_for(lambda: os.path.exists(log) and open(log).read(), what='log line')
+    assert open(log).read().splitlines() == ['200 POST /hello']
