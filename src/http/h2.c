@@ -165,7 +165,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
         return NGHTTP2_ERR_DEFERRED;
     }
     size_t n = avail < length ? avail : length;
-    memcpy(out, st->body.p + st->body.pos, n);
+    if (n) /* an empty body has no buffer at all */
+        memcpy(out, st->body.p + st->body.pos, n);
     st->body.pos += n;
     buf_compact(&st->body);
     if (st->body_done && st->body.len == st->body.pos) {
