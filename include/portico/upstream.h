@@ -198,6 +198,9 @@ void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t 
 /* An idle pooled connection to t, or a new one being connected.  NULL with
  * errno set when a socket cannot even be started. */
 pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t);
+/* A new connection to t, never an idle one (health probes).  NULL with
+ * errno set as pt_pool_acquire. */
+pt_upconn_t *pt_pool_connect(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t);
 /* A non-blocking socket connecting to t (TCP_NODELAY): fd, or -1 with errno. */
 int pt_upstream_socket(const pt_target_t *t);
 /* scheme https: a TLS client on fd for target t (SNI, verified name). */

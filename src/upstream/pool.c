@@ -128,7 +128,7 @@ int pt_upstream_socket(const pt_target_t *t)
     return fd;
 }
 
-static pt_upconn_t *connect_new(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
+pt_upconn_t *pt_pool_connect(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
 {
     int fd = pt_upstream_socket(t);
     if (fd < 0)
@@ -176,7 +176,7 @@ pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
         t->reuses++;
         return uc;
     }
-    return connect_new(w, u, t);
+    return pt_pool_connect(w, u, t);
 }
 
 void pt_pool_release(pt_upconn_t *uc, bool reusable)
