@@ -62,7 +62,7 @@ typedef struct pt_listener_conf {
     pt_addr_t address;
     struct {
         const pt_node_t *node;
-        int64_t header, body, idle, send;
+        int64_t header, body, idle, send, filters;
     } timeouts;
     int64_t backlog;
     int64_t max_connections;

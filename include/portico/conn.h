@@ -54,6 +54,7 @@ struct pt_conn {
     bool rdhup; /* the client shut its side: read on to the EOF */
     bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
     bool resuming; /* the head in ibuf is a suspended request's, parsed again */
+    bool resume_pending; /* a filter said go on: the next run of the loop resumes */
     bool closing;      /* close once the output is flushed */
     bool dead;
     bool in_request;   /* between the first byte of a head and the end of its body */
@@ -119,7 +120,8 @@ void pt_conn_set_reqid(pt_conn_t *c, pt_str_t id);
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);
 /* The client's address and port, for logs ("10.0.0.1:51234"), in buf. */
 const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size);
-/* A filter that suspended the request is ready: the pipeline goes on. */
+/* A filter that suspended the request is ready: the pipeline goes on from
+ * the event loop (never from inside the caller's callback). */
 void pt_conn_filters_resume(pt_conn_t *c);
 /* Runs the connection again on the next loop iteration (after a loop that
  * stopped for fairness with work left). */

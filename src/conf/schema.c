@@ -118,6 +118,10 @@ static const pt_directive_t timeout_keys[] = {
     {"send", PT_T_DURATION, F(pt_listener_conf_t, timeouts.send) - F(pt_listener_conf_t, timeouts), "30s", 1,
      3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Longest time without progress while writing to the client."},
+    {"filters", PT_T_DURATION, F(pt_listener_conf_t, timeouts.filters) - F(pt_listener_conf_t, timeouts), "30s",
+     1, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Longest time a request may wait on its filters (a fault-injection delay; forward auth, key sets and "
+     "Redis to come); then 504 and close."},
     END,
 };
 static const pt_section_t timeout_section = {"timeouts", sizeof(((pt_listener_conf_t *)0)->timeouts),

@@ -43,7 +43,7 @@
 #define OUT_HIGH (256 * 1024) /* stop answering pipelined requests above this */
 #define LINGER_MS 2000
 
-enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN, TM_PROXY, TM_TLS };
+enum { TM_NONE, TM_IDLE, TM_HEAD, TM_BODY, TM_SEND, TM_LINGER, TM_DRAIN, TM_PROXY, TM_TLS, TM_FILTERS };
 
 static void run(pt_conn_t *c);
 
@@ -403,7 +403,12 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
             return;
         if (v == PT_SUSPEND) {
             c->state = PT_CS_FILTER; /* the head stays in ibuf, to be parsed again */
-            pt_conn_timer(c, -1);     /* the filter's own timer governs now */
+            if (c->timer_kind != TM_FILTERS) { /* one deadline for all the waits of a request */
+                int64_t ms = c->acc->ls->conf ? c->acc->ls->conf->timeouts.filters : 30000;
+                struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+                c->timer_kind = TM_FILTERS;
+                evtimer_add(&c->timer, &tv);
+            }
             return;
         }
         if (v != PT_NEXT) {
@@ -711,6 +716,17 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case TM_PROXY:
         pt_proxy_client_timeout(c->proxy);
         return;
+    case TM_FILTERS:
+        pt_log_error("the request waited on its filters longer than timeouts.filters, route=%s req=%s",
+                     c->route ? c->route->name : "-", c->reqid);
+        c->timer_kind = TM_NONE;
+        c->state = PT_CS_HEAD;
+        c->resume_pending = false;
+        c->closing = true; /* the head is left unread in the buffer */
+        pt_conn_respond(c, 504, "text/plain", "504 Gateway Timeout\n", 20, NULL, false);
+        end_request(c);
+        run(c);
+        return;
     case TM_TLS:
         pt_log_info("TLS handshake timed out on %s", c->acc->ls->name);
         pt_conn_close(c);
@@ -780,10 +796,26 @@ static void run(pt_conn_t *c)
                 arm_timer(c);
             return;
         }
-        if (c->state == PT_CS_FILTER) {
-            if (!pt_outq_empty(&c->out) && c->writable && pt_conn_flush(c) < 0)
+        if (c->state == PT_CS_FILTER && !c->resume_pending) {
+            if (!pt_outq_empty(&c->out) && c->writable && pt_conn_flush(c) < 0) {
                 pt_conn_close(c);
+                return;
+            }
+            if (c->rdhup || c->eof) {
+                /* The client left while its request waited: nothing will
+                 * read the answer.  Logged as nginx does (499). */
+                pt_log_info("client closed the connection while its request waited, req=%s", c->reqid);
+                c->ent.status = 499;
+                c->state = PT_CS_HEAD;
+                end_request(c); /* the filters' on_done drops what they wait for */
+                pt_conn_close(c);
+            }
             return; /* waiting for pt_conn_filters_resume */
+        }
+        if (c->state == PT_CS_FILTER) { /* resumed: the head is parsed again */
+            c->resume_pending = false;
+            c->state = PT_CS_HEAD;
+            c->resuming = true;
         }
         if (c->state == PT_CS_LINGER) {
             while (c->readable) {
@@ -986,9 +1018,8 @@ void pt_conn_filters_resume(pt_conn_t *c)
 {
     if (c->dead || c->state != PT_CS_FILTER)
         return;
-    c->state = PT_CS_HEAD;
-    c->resuming = true;
-    run(c);
+    c->resume_pending = true;
+    pt_conn_reschedule(c);
 }
 
 void pt_conn_proxy_done(pt_conn_t *c)

@@ -239,3 +239,58 @@ routes:
     assert out.startswith(b'HTTP/1.1 200 OK') and out.count(b'HTTP/1.1') == 1
     wait_for(lambda: os.path.exists(log) and open(log).read(), what='log line')
     assert open(log).read().splitlines() == ['200 POST /hello']
+
+
+# ---- suspended requests: a deadline, a client that leaves, a deferred resume ----
+
+def suspend_config(port, bport, log, filters_timeout='30s'):
+    return f'''listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+    timeouts: {{ filters: {filters_timeout} }}
+upstreams: [{{ name: up, targets: ["127.0.0.1:{bport}"] }}]
+access_log: {{ path: {log}, format: "$status $target", flush: 50ms }}
+routes:
+  - {{ name: slow, match: {{ paths: ["/slow/*"] }}, upstream: up,
+      filters: {{ fault-injection: {{ delay: {{ duration: 5s }} }} }} }}
+  - {{ name: brief, match: {{ paths: ["/brief/*"] }}, upstream: up,
+      filters: {{ fault-injection: {{ delay: {{ duration: 100ms }} }} }} }}
+  - {{ name: other, match: {{ paths: ["/*"] }}, upstream: up }}
+'''
+
+
+def test_a_suspended_request_has_a_deadline(gateway, backends, tmpdir_path):
+    b = backends()
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    g = gateway(suspend_config(port, b.port, log, filters_timeout='500ms'), workers=1)
+    t0 = time.monotonic()
+    out = raw(port, b'GET /slow/x HTTP/1.1\r\nHost: t\r\n\r\n')
+    assert out.startswith(b'HTTP/1.1 504 ') and b'Connection: close' in out
+    assert time.monotonic() - t0 < 4  # well before the 5 s delay
+    assert b.requests == []
+    # a wait shorter than the deadline goes on as before
+    assert request(port, 'GET', '/brief/y')[0] == 200
+    wait_for(lambda: os.path.exists(log) and len(open(log).read().splitlines()) >= 2, what='log lines')
+    assert open(log).read().splitlines() == ['504 /slow/x', '200 /brief/y']
+    assert g.count(r'waited on its filters longer than timeouts.filters.*route=slow') == 1
+
+
+def test_a_client_that_leaves_while_its_request_waits_is_noticed(gateway, backends, tmpdir_path):
+    b = backends()
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    g = gateway(suspend_config(port, b.port, log), workers=1)
+    for i in range(5):
+        s = socket.create_connection(('127.0.0.1', port))
+        s.sendall(f'GET /slow/gone{i} HTTP/1.1\r\nHost: t\r\n\r\n'.encode())
+        time.sleep(0.05)
+        s.close()
+    # noticed at once, not after the 5 s delay: logged as 499, never sent upstream
+    wait_for(lambda: os.path.exists(log) and len(open(log).read().splitlines()) >= 5, timeout=3,
+             what='five 499 lines')
+    assert sorted(open(log).read().splitlines()) == [f'499 /slow/gone{i}' for i in range(5)]
+    time.sleep(5.5)  # past the delay: the dropped timers never fire into freed requests
+    assert b.requests == []
+    assert request(port, 'GET', '/other')[0] == 200
+    assert g.proc.poll() is None
