@@ -57,6 +57,7 @@ typedef struct pt_fx {
     void *state[PT_FILTER__COUNT]; /* per filter, zeroed, from the request arena */
     int next;         /* the next filter to run: where a suspended pipeline resumes */
     bool done;        /* on_done hooks have run */
+    bool responded;   /* on_response hooks have run */
     pt_str_t host, req_path; /* copies, for templates expanded after the head is gone */
     int reject;       /* the status an on_body hook asks for with PT_RESPOND */
 } pt_fx_t;

@@ -170,6 +170,9 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
 
 void pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status)
 {
+    if (fx->responded) /* one answer, one run: a failure after it adds nothing */
+        return;
+    fx->responded = true;
     for (int f = PT_FILTER__COUNT - 1; f >= 0; f--) {
         const void *conf = fx->confs[f];
         if (conf && pt_filters[f]->on_response)

@@ -28,6 +28,7 @@
 #include "portico/err-t.h"
 #include "portico/filter.h"
 #include "portico/head.h"
+#include "portico/response.h"
 #include "portico/http.h"
 #include "portico/io.h"
 #include "portico/log.h"
@@ -217,66 +218,49 @@ static void out_ref(pt_proxy_t *p, const void *s, size_t n)
     p->c->ent.bytes_out += n;
 }
 
-/* Writes the client's head straight into its output queue through the
- * bounded writer.  The capacity is an upper bound (a field grows by at
- * most one byte, "a:" becoming "a: "; the date, the edits and our framing
- * come on top), and the writer checks it anyway: false when it does not
- * fit or memory ran out, and then nothing was queued. */
+/* What of the upstream's head does not go on: hop-by-hop fields, those
+ * its Connection names, and the framing we set ourselves. */
+typedef struct skip_ctx {
+    pt_str_t tokens;
+    bool tunnel;
+} skip_ctx_t;
+
+static bool skip_upstream_field(const pt_h1_header_t *f, const void *arg)
+{
+    const skip_ctx_t *k = arg;
+    return pt_proxy_drop_response_header(f->name, k->tokens, k->tunnel);
+}
+
+/* The client's head, through the one response path: the upstream's status
+ * line and fields, the filters' edits, our framing.  False when memory ran
+ * out (nothing was queued). */
 static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char *base)
 {
     pt_conn_t *c = p->c;
-    const pt_fx_t *fx = c->fx;
-    const char *date = pt_worker_date(c->w);
-    size_t cap = r->head_len + r->nheaders + strlen(date) + 128;
-    for (size_t i = 0; fx && i < fx->nresp; i++)
-        cap += fx->resp[i].name.n + fx->resp[i].value.n + 4;
-    pt_head_t h;
-    if (!pt_head_begin(&h, &c->out, cap))
-        return false;
-    /* the status line keeps the upstream's reason phrase */
-    const char *eol = memchr(base, '\r', r->head_len);
-    PT_HEAD_LIT(&h, "HTTP/1.1 ");
-    pt_head_put(&h, base + 9, (size_t)(eol - base - 9));
-    PT_HEAD_LIT(&h, "\r\n");
-    pt_str_t tokens = PT_STR_NULL;
+    skip_ctx_t k = {PT_STR_NULL, p->tunnel};
     const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
     if (ch)
-        tokens = pt_proxy_connection_names(ch->value);
-    bool has_date = false;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        pt_str_t nm = r->headers[i].name;
-        if (pt_proxy_drop_response_header(nm, tokens, p->tunnel))
-            continue;
-        if (fx && pt_fx_overrides(fx->resp, fx->nresp, nm))
-            continue; /* response-headers sets or removes it */
-        has_date |= PT_STR_IEQ(nm, "date");
-        pt_head_field(&h, nm, r->headers[i].value);
-    }
-    if (!has_date)
-        pt_head_cs(&h, date);
-    for (size_t i = 0; fx && i < fx->nresp; i++)
-        if (fx->resp[i].op != PT_HDR_REMOVE)
-            pt_head_field(&h, fx->resp[i].name, fx->resp[i].value);
-    if (!p->tunnel) {
-        if (r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body) && r->status != 204) {
-            /* (never on a 204: RFC 9110 8.6) */
-            PT_HEAD_LIT(&h, "Content-Length: ");
-            pt_head_u64(&h, (unsigned long long)r->content_length);
-            PT_HEAD_LIT(&h, "\r\n");
-        } else if (!p->resp_no_body && p->client_chunked) {
-            PT_HEAD_LIT(&h, "Transfer-Encoding: chunked\r\n");
-        }
-        if (p->close_client)
-            PT_HEAD_LIT(&h, "Connection: close\r\n");
-        else if (p->client_minor == 0)
-            PT_HEAD_LIT(&h, "Connection: keep-alive\r\n");
-    }
-    PT_HEAD_LIT(&h, "\r\n");
-    size_t n = pt_head_len(&h);
-    if (!pt_head_commit(&h, &c->out))
-        return false;
+        k.tokens = pt_proxy_connection_names(ch->value);
+    /* the status line keeps the upstream's reason phrase ("HTTP/1.1 200 OK") */
+    const char *eol = memchr(base, '\r', r->head_len);
+    pt_str_t reason = eol && eol - base > 13 ? (pt_str_t){base + 13, (size_t)(eol - base - 13)} : PT_STR_NULL;
+    bool length = r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body);
+    pt_resp_head_t h = {
+        .status = r->status,
+        .reason = reason,
+        .fields = r->headers,
+        .nfields = r->nheaders,
+        .skip = skip_upstream_field,
+        .skip_arg = &k,
+        .date = true,
+        .content_length = !p->tunnel && length ? r->content_length : -1,
+        .chunked = !p->tunnel && !p->resp_no_body && p->client_chunked,
+        .close = !p->tunnel && p->close_client,
+        .keep_alive_1_0 = !p->tunnel && !p->close_client && p->client_minor == 0,
+    };
+    size_t n = pt_resp_write_head(&c->out, &h, c->fx, pt_worker_date(c->w));
     c->ent.bytes_out += n;
-    return true;
+    return n > 0;
 }
 
 /* Parses the response head once it is all there, and decides the framing

@@ -29,6 +29,7 @@
 #include "portico/grpc.h"
 #include "portico/h2.h"
 #include "portico/head.h"
+#include "portico/response.h"
 #include "portico/http.h"
 #include "portico/io.h"
 #include "portico/log.h"
@@ -63,15 +64,6 @@ static void out(pt_conn_t *c, const char *s, size_t n)
 
 #define OUT_LIT(c, lit) out((c), (lit), sizeof(lit) - 1)
 
-/* The Connection field a response needs, if any. */
-static void put_connection(pt_head_t *h, bool keep_alive, int minor)
-{
-    if (!keep_alive)
-        PT_HEAD_LIT(h, "Connection: close\r\n");
-    else if (minor == 0)
-        PT_HEAD_LIT(h, "Connection: keep-alive\r\n");
-}
-
 static void out_head_end(pt_conn_t *c, bool keep_alive, int minor)
 {
     const char *d = pt_worker_date(c->w);
@@ -100,28 +92,24 @@ void pt_conn_respond(pt_conn_t *c, int status, const char *ctype, const char *bo
         c->ent.bytes_out += c->out.pending - start;
         return;
     }
-    /* Sized from what goes in: the extra lines (a CORS preflight echoes the
-     * client's header list) can be as long as a request head. */
-    const char *reason = pt_http_reason(status), *date = pt_worker_date(c->w);
-    size_t xlen = extra ? strlen(extra) : 0;
-    size_t cap = 128 + strlen(reason) + strlen(ctype) + xlen + strlen(date);
-    pt_head_t h;
-    if (!pt_head_begin(&h, &c->out, cap)) {
+    if (c->fx)
+        pt_filters_response(c, c->fx, status); /* the same edits as any other answer */
+    pt_h1_header_t ct = {PT_STR("Content-Type"), pt_str_from(ctype)};
+    int minor = c->ent.protocol.n == 8 && c->ent.protocol.p[7] == '0' ? 0 : 1;
+    pt_resp_head_t h = {
+        .status = status,
+        .fields = &ct,
+        .nfields = 1,
+        .extra = extra ? pt_str_from(extra) : PT_STR_NULL,
+        .server = true,
+        .date = true,
+        .content_length = (int64_t)len,
+        .close = c->closing,
+        .keep_alive_1_0 = !c->closing && minor == 0,
+    };
+    if (!pt_resp_write_head(&c->out, &h, c->fx, pt_worker_date(c->w))) {
         c->closing = true;
         return;
-    }
-    pt_head_status(&h, status, reason);
-    PT_HEAD_LIT(&h, "Server: portico\r\nContent-Type: ");
-    pt_head_cs(&h, ctype);
-    PT_HEAD_LIT(&h, "\r\nContent-Length: ");
-    pt_head_u64(&h, len);
-    PT_HEAD_LIT(&h, "\r\n");
-    pt_head_put(&h, extra, xlen);
-    pt_head_cs(&h, date);
-    put_connection(&h, !c->closing, c->ent.protocol.n == 8 && c->ent.protocol.p[7] == '0' ? 0 : 1);
-    PT_HEAD_LIT(&h, "\r\n");
-    if (!pt_head_commit(&h, &c->out)) {
-        PT_ASSERT(!"pt_conn_respond: head capacity"); /* cap covers every part */
     }
     if (!head_only)
         out(c, body, len);
@@ -293,42 +281,33 @@ static void start_entry(pt_conn_t *c, const pt_h1_req_t *req)
     make_reqid(c);
 }
 
-/* A respond route whose response headers filters change: the head is
- * written field by field instead of the prebuilt one (all but its end). */
-static void respond_with_edits(pt_conn_t *c, const pt_route_conf_t *r, const pt_fx_t *fx)
+/* A respond route whose response headers filters change: the head goes
+ * the common way instead of the one prebuilt at load. */
+static void respond_with_edits(pt_conn_t *c, const pt_route_conf_t *r, const pt_fx_t *fx, int minor)
 {
-    int st = (int)r->respond.status;
-    const char *reason = pt_http_reason(st);
-    size_t cap = 128 + strlen(reason);
-    for (size_t i = 0; i < r->respond.headers.n; i++)
-        cap += strlen(r->respond.headers.v[i].key) + strlen(r->respond.headers.v[i].value) + 4;
-    for (size_t i = 0; i < fx->nresp; i++)
-        cap += fx->resp[i].name.n + fx->resp[i].value.n + 4;
-    pt_head_t h;
-    if (!pt_head_begin(&h, &c->out, cap)) {
-        c->closing = true;
-        return;
-    }
-    pt_head_status(&h, st, reason);
+    size_t n = r->respond.headers.n;
+    pt_h1_header_t fields[n ? n : 1];
     bool ctype = false;
-    for (size_t i = 0; i < r->respond.headers.n; i++) {
-        pt_str_t name = pt_str_from(r->respond.headers.v[i].key);
-        ctype |= PT_STR_IEQ(name, "content-type");
-        if (!pt_fx_overrides(fx->resp, fx->nresp, name))
-            pt_head_field(&h, name, pt_str_from(r->respond.headers.v[i].value));
+    for (size_t i = 0; i < n; i++) {
+        fields[i] = (pt_h1_header_t){pt_str_from(r->respond.headers.v[i].key),
+                                     pt_str_from(r->respond.headers.v[i].value)};
+        ctype |= PT_STR_IEQ(fields[i].name, "content-type");
     }
-    if (!pt_fx_overrides(fx->resp, fx->nresp, PT_STR("server")))
-        PT_HEAD_LIT(&h, "Server: portico\r\n");
-    if (!ctype && !pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type")))
-        PT_HEAD_LIT(&h, "Content-Type: text/plain\r\n");
-    for (size_t i = 0; i < fx->nresp; i++)
-        if (fx->resp[i].op != PT_HDR_REMOVE)
-            pt_head_field(&h, fx->resp[i].name, fx->resp[i].value);
-    PT_HEAD_LIT(&h, "Content-Length: ");
-    pt_head_u64(&h, strlen(r->respond.body));
-    PT_HEAD_LIT(&h, "\r\n");
-    if (!pt_head_commit(&h, &c->out))
-        PT_ASSERT(!"respond_with_edits: head capacity");
+    pt_resp_head_t h = {
+        .status = (int)r->respond.status,
+        .fields = fields,
+        .nfields = n,
+        .extra = ctype || pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type"))
+                     ? PT_STR_NULL
+                     : PT_STR("Content-Type: text/plain\r\n"),
+        .server = true,
+        .date = true,
+        .content_length = (int64_t)strlen(r->respond.body),
+        .close = c->closing,
+        .keep_alive_1_0 = !c->closing && minor == 0,
+    };
+    if (!pt_resp_write_head(&c->out, &h, fx, pt_worker_date(c->w)))
+        c->closing = true;
 }
 
 static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
@@ -442,11 +421,12 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         size_t start = c->out.pending;
         if (c->fx)
             pt_filters_response(c, c->fx, (int)r->respond.status);
-        if (c->fx && c->fx->nresp)
-            respond_with_edits(c, r, c->fx);
-        else
+        if (c->fx && c->fx->nresp) {
+            respond_with_edits(c, r, c->fx, req->minor);
+        } else {
             out(c, r->resp_head, r->resp_head_len);
-        out_head_end(c, !c->closing, req->minor);
+            out_head_end(c, !c->closing, req->minor);
+        }
         if (!head_only)
             out(c, r->respond.body, strlen(r->respond.body));
         c->ent.status = (int)r->respond.status;

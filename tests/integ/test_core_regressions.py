@@ -294,3 +294,26 @@ def test_a_client_that_leaves_while_its_request_waits_is_noticed(gateway, backen
     assert b.requests == []
     assert request(port, 'GET', '/other')[0] == 200
     assert g.proc.poll() is None
+
+
+# ---- one response path: Portico's own answers get the filters' edits too ----
+
+def test_portico_own_answers_carry_the_filters_edits(gateway):
+    from backend import dead_port
+    port = free_port()
+    gateway(filters_config(port, dead_port(), '''
+    - { name: api, match: { paths: ["/api/*"] }, upstream: up,
+        filters: { cors: { origins: ["https://app.example"] },
+                   response-headers: { set: { x-route: "${route}" } } } }
+    - { name: fixed, match: { paths: ["/fixed"] },
+        respond: { status: 201, body: "made\\n", headers: { x-fixed: "1" } },
+        filters: { response-headers: { set: { x-route: "${route}" }, remove: [server] } } }
+    '''), workers=1)
+    status, hdrs, body = request(port, 'GET', '/api/x', headers={'Origin': 'https://app.example'})
+    assert status == 502  # the upstream is down: Portico answers
+    assert hdrs['access-control-allow-origin'] == 'https://app.example'  # a browser can read the error
+    assert hdrs['x-route'] == 'api'
+    status, hdrs, body = request(port, 'GET', '/fixed')
+    assert (status, body) == (201, b'made\n')
+    assert hdrs['x-fixed'] == '1' and hdrs['x-route'] == 'fixed' and 'server' not in hdrs
+    assert hdrs['content-type'] == 'text/plain' and hdrs['content-length'] == '5'
