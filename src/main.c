@@ -15,6 +15,7 @@
 #include "portico/log.h"
 #include "portico/master.h"
 #include "portico/pidfile.h"
+#include "portico/tls.h"
 
 static void usage(FILE *f)
 {
@@ -147,6 +148,10 @@ int main(int argc, char **argv)
     pt_diag_t d;
     pt_diag_init(&d);
     pt_config_t *c = pt_config_load(o.conf_path, &d);
+    if (c && pt_tls_build(c, &d) < 0) {
+        pt_config_free(c);
+        c = NULL;
+    }
     pt_diag_print(&d, stderr);
     pt_diag_free(&d);
     if (!c) {

@@ -11,18 +11,20 @@
 #include <sys/types.h>
 
 #include "portico/config-t.h"
+#include "portico/diag.h"
 #include "portico/outq.h"
 
 typedef struct pt_tls_server pt_tls_server_t;
 typedef struct pt_conf_ctx pt_conf_ctx_t;
 
-/* The schema check of a listener's `tls:`: loads the certificates and
- * keys, builds the contexts into tls->server (owned by the configuration).
- * Every problem is reported at its key's file:line:col.  0 or -1. */
-int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *tls);
-
-/* Offer h2 by ALPN (a listener with http2: true). */
-void pt_tls_server_offer_h2(pt_tls_server_t *s, bool on);
+/* Builds the TLS contexts of a loaded configuration, where sockets live
+ * (the loader only describes them): every listener's `tls:` (certificates
+ * and keys loaded, names for SNI, h2 offered by ALPN with http2: true) and
+ * every https/grpcs upstream's client context, owned by c.  Every problem
+ * is reported in d at its key's file:line:col, as the loader's are.  The
+ * master does it after each load, `-t` too.  0, or -1 on an error (then c
+ * is to be freed, and a running gateway keeps its configuration). */
+int pt_tls_build(pt_config_t *c, pt_diag_t *d);
 
 /* In the master, before forking: the shared secret the session-ticket keys
  * are derived from (kept across reloads).  0, or -1 when no zone. */
@@ -31,9 +33,6 @@ int pt_tls_prepare(const pt_config_t *c);
 /* ---- upstreams (scheme: https) ---- */
 
 typedef struct pt_tls_client pt_tls_client_t;
-/* Builds u->tls.client for an upstream with scheme: https; errors at the
- * keys of `tls` (tls_node may be NULL: defaults).  0 or -1. */
-int pt_tls_client_build(pt_conf_ctx_t *cc, const pt_node_t *tls_node, pt_upstream_tls_t *t);
 /* A new client-side TLS connection on fd (connected or not yet): SNI and
  * the name verified are `name` (a host name; NULL: no SNI, and the
  * certificate must name the address `ip`).  A session stored in *session

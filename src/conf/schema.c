@@ -17,7 +17,6 @@
 #include "portico/log.h"
 #include "portico/route_conf.h"
 #include "portico/schema.h"
-#include "portico/tls.h"
 
 #define END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL}
 #define F(type, field) offsetof(type, field)
@@ -165,7 +164,17 @@ static const pt_directive_t tls_keys[] = {
      0, NULL, "How long a TLS handshake may take."},
     END,
 };
-static const pt_section_t tls_section = {"tls", sizeof(pt_tls_conf_t), tls_keys, pt_tls_compile, NULL, NULL};
+/* Described here; the contexts are built by the master (pt_tls_build). */
+static int check_tls(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    const pt_tls_conf_t *t = obj;
+    if (!t->certificates.n) {
+        pt_conf_error_key(cc, n, "certificates", "a TLS listener needs at least one certificate");
+        return -1;
+    }
+    return 0;
+}
+static const pt_section_t tls_section = {"tls", sizeof(pt_tls_conf_t), tls_keys, check_tls, NULL, NULL};
 
 #define H2(f) (F(pt_listener_conf_t, http2_settings.f) - F(pt_listener_conf_t, http2_settings))
 static const pt_directive_t h2_keys[] = {
@@ -186,8 +195,6 @@ static const pt_section_t h2_section = {"http2_settings", sizeof(((pt_listener_c
 static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_listener_conf_t *l = obj;
-    if (l->tls.server)
-        pt_tls_server_offer_h2(l->tls.server, l->http2);
     if (!l->name)
         l->name = l->address.text;
     if (l->max_header_size < l->max_request_line) {
@@ -461,8 +468,6 @@ static int check_upstream(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         return -1;
     }
     bool tls = u->scheme == PT_SCHEME_HTTPS || u->scheme == PT_SCHEME_GRPCS;
-    if (tls && pt_tls_client_build(cc, pt_node_get(n, "tls"), &u->tls) < 0)
-        return -1;
     if (!tls && pt_node_get(n, "tls"))
         pt_conf_warn(cc, pt_node_get(n, "tls"), "tls is used only with scheme: https or grpcs");
     if (pt_node_get(n, "hash") && u->balancer != PT_BAL_HASH)

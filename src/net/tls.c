@@ -398,13 +398,9 @@ static int proto_range(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_tls_conf_
     return 0;
 }
 
-int pt_tls_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+static int build_server(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_tls_conf_t *t = obj;
-    if (!t->certificates.n) {
-        pt_conf_error_key(cc, n, "certificates", "a TLS listener needs at least one certificate");
-        return -1;
-    }
     int minv, maxv;
     if (proto_range(cc, n, t, &minv, &maxv) < 0)
         return -1;
@@ -482,7 +478,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 1; /* we keep the reference */
 }
 
-int pt_tls_client_build(pt_conf_ctx_t *cc, const pt_node_t *n, pt_upstream_tls_t *t)
+static int build_client(pt_conf_ctx_t *cc, const pt_node_t *n, pt_upstream_tls_t *t)
 {
     pt_tls_client_t *cl = calloc(1, sizeof(*cl));
     if (!cl || !(cl->ctx = SSL_CTX_new(TLS_client_method()))) {
@@ -536,9 +532,22 @@ SSL *pt_tls_connect(pt_tls_client_t *cl, int fd, const char *name, const char *i
     return ssl;
 }
 
-void pt_tls_server_offer_h2(pt_tls_server_t *s, bool on)
+int pt_tls_build(pt_config_t *c, pt_diag_t *d)
 {
-    s->h2 = on;
+    pt_conf_ctx_t cc = {.arena = &c->arena, .diag = d, .file = c->file, .prov = &c->prov, .config = c};
+    size_t before = d->errors;
+    for (size_t i = 0; i < c->listeners.n; i++) {
+        pt_listener_conf_t *l = PT_LIST_AT(c->listeners, pt_listener_conf_t, i);
+        if (l->tls.node && build_server(&cc, l->tls.node, &l->tls) == 0)
+            l->tls.server->h2 = l->http2; /* offered by ALPN */
+    }
+    for (size_t i = 0; i < c->upstreams.n; i++) {
+        pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
+        if (u->scheme == PT_SCHEME_HTTPS || u->scheme == PT_SCHEME_GRPCS)
+            build_client(&cc, pt_node_get(u->node, "tls"), &u->tls);
+    }
+    pt_diag_sort(d);
+    return d->errors > before ? -1 : 0;
 }
 
 bool pt_tls_alpn_h2(SSL *ssl)

@@ -350,6 +350,10 @@ static void reload(void)
     pt_diag_init(&d);
     char err[512] = "";
     pt_config_t *nc = pt_config_load(m.o.conf_path, &d);
+    if (nc && pt_tls_build(nc, &d) < 0) {
+        pt_config_free(nc);
+        nc = NULL;
+    }
     pt_lset_t next = {0};
     uid_t uid = m.uid;
     gid_t gid = m.gid;
