@@ -931,7 +931,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
     bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
-    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0);
+    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) + pt_fx_request_bytes(c->fx);
     char *head = pt_arena_alloc(&c->arena, cap);
     if (!p || !tried || !head) {
         c->closing = true;
