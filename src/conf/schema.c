@@ -133,6 +133,7 @@ static const pt_directive_t tls_cert_keys[] = {
 static const pt_section_t tls_cert_section = {"certificate", sizeof(pt_tls_cert_conf_t), tls_cert_keys, NULL, NULL,
                                               NULL};
 static const char *const verify_names[] = {"required", "optional", NULL};
+static const char *const slashes_names[] = {"reject", "decode", "keep", NULL};
 /* Mozilla's "intermediate" TLS 1.2 list without the DHE suites (we set
  * no DH parameters): forward secrecy and AEAD only. */
 #define PT_TLS12_CIPHERS                                                                                      \
@@ -225,6 +226,12 @@ static const pt_directive_t listener_keys[] = {
      "Slowest average upload speed, in bytes per second: the body deadline starts at timeouts.body and grows "
      "by one second for each min_body_rate bytes received, so a client trickling bytes is cut with 408 while "
      "a large upload at normal speed is not. 0 turns it off."},
+    {"escaped_slashes", PT_T_ENUM, F(pt_listener_conf_t, escaped_slashes), "reject", 0, 0, slashes_names, NULL,
+     NULL, NULL, NULL, 0, NULL,
+     "What an encoded slash or backslash (%2F, %5C) in a request path does: reject answers 400; decode "
+     "makes it a / before the path is normalised, routed and forwarded; keep leaves it encoded, so it "
+     "separates nothing here but may at the upstream (unsafe: /api/..%2Fadmin is routed under /api/). "
+     "The path sent upstream is always the normalised one that was routed on."},
     {"tls", PT_T_SECTION, F(pt_listener_conf_t, tls), NULL, 0, 0, NULL, &tls_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "TLS termination. Without it the listener speaks plain HTTP."},
     {"http2", PT_T_BOOL, F(pt_listener_conf_t, http2), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,

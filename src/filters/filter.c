@@ -12,6 +12,7 @@
 #include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/log.h"
+#include "portico/path.h"
 #include "portico/schema.h"
 #include "portico/tls.h"
 
@@ -148,9 +149,22 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
 {
     if (!fx->host.p) { /* response hooks may expand ${host} and ${path} after the head is gone */
         char *h = pt_arena_strndup(&c->arena, req->host.p ? req->host.p : "", req->host.n);
-        char *p = pt_arena_strndup(&c->arena, req->path.p ? req->path.p : "", req->path.n);
         fx->host = (pt_str_t){h ? h : "", h ? req->host.n : 0};
-        fx->req_path = (pt_str_t){p ? p : "", p ? req->path.n : 0};
+        /* ${path} and path-rewrite see the path routed on: its normal form
+         * (as nginx's $uri), which cannot fail where routing did not */
+        char *p = pt_arena_alloc(&c->arena, req->path.n + 2);
+        long n = -1;
+        if (p && req->path.n && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) &&
+            !pt_path_is_plain(req->path))
+            n = pt_path_normalize(req->path, p, pt_path_slashes(c->acc->ls->conf));
+        if (p && n < 0) {
+            n = (long)req->path.n;
+            if (n)
+                memcpy(p, req->path.p, req->path.n);
+        }
+        if (p)
+            p[n] = '\0';
+        fx->req_path = (pt_str_t){p ? p : "", p ? (size_t)n : 0};
     }
     for (int f = fx->next; f < PT_FILTER__COUNT; f++) {
         const void *conf = fx->confs[f];
@@ -334,7 +348,7 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
     case TV_HOST:
         return req ? req->host : c->fx ? c->fx->host : PT_STR_NULL;
     case TV_PATH:
-        return req ? req->path : c->fx ? c->fx->req_path : PT_STR_NULL;
+        return c->fx ? c->fx->req_path : req ? req->path : PT_STR_NULL;
     case TV_TLS_PROTOCOL:
     case TV_TLS_SUBJECT:
     case TV_TLS_SAN:

@@ -60,11 +60,12 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         int rc = pt_tpl_expand(conf->tpl, c, req, &fx->path);
         return rc < 0 ? pt_tpl_refuse(c, req, rc) : PT_NEXT;
     }
-    PCRE2_SIZE outlen = req->path.n * 2 + strlen(conf->replacement) + 64;
+    pt_str_t path = fx->req_path; /* the normal form, as routed */
+    PCRE2_SIZE outlen = path.n * 2 + strlen(conf->replacement) + 64;
     char *out = pt_arena_alloc(&c->arena, outlen);
     if (!out)
         return PT_FAIL;
-    int rc = pcre2_substitute(conf->re, (PCRE2_SPTR)req->path.p, req->path.n, 0, 0, NULL, NULL,
+    int rc = pcre2_substitute(conf->re, (PCRE2_SPTR)path.p, path.n, 0, 0, NULL, NULL,
                               (PCRE2_SPTR)conf->replacement, PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)out, &outlen);
     if (rc < 0)
         return PT_FAIL;

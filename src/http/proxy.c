@@ -964,6 +964,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .upgrade = req->upgrade,
         .tls = c->ssl != NULL,
         .fx = c->fx,
+        .slashes = pt_path_slashes(c->acc->ls->conf),
     };
     if (up->kind == PT_BAL_HASH)
         p->hash_key = hash_key(c, req, r->up);
