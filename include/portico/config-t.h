@@ -41,6 +41,9 @@ typedef struct pt_tls_cert_conf {
 } pt_tls_cert_conf_t;
 
 enum pt_tls_verify { PT_VERIFY_REQUIRED, PT_VERIFY_OPTIONAL };
+/* escaped_slashes: what %2F and %5C in a request path do (Envoy's
+ * path_with_escaped_slashes_action). */
+typedef enum { PT_SLASHES_REJECT, PT_SLASHES_DECODE, PT_SLASHES_KEEP } pt_slashes_t;
 
 /* A listener's `tls:`, compiled at load into `server` (tls.h). */
 typedef struct pt_tls_conf {
@@ -70,6 +73,7 @@ typedef struct pt_listener_conf {
     int64_t max_header_size;
     int64_t max_headers;
     int64_t min_body_rate; /* bytes per second */
+    int escaped_slashes;   /* pt_slashes_t */
     pt_tls_conf_t tls;
     bool http2;
     struct {

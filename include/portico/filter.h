@@ -108,6 +108,9 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx);
 
 /* Does an edit list remove or replace the field `name`? */
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name);
+/* At most how many bytes the request edits and a rewritten path add to
+ * the head sent upstream (0 for NULL): its buffer is sized with it. */
+size_t pt_fx_request_bytes(const pt_fx_t *fx);
 
 /* In the master, before forking: the shared state of the filters that keep
  * some (the circuit breakers, by route name).  0, or -1 with errno. */
@@ -116,10 +119,22 @@ int pt_filters_prepare(const pt_config_t *c);
 /* ---- templates: ${route} ${param.NAME} ${client_ip} ${request_id} ${host} ${path} ---- */
 
 typedef struct pt_tpl pt_tpl_t;
-/* Compiles a template at load; NULL after an error at node n. */
-pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text);
-/* Expands into the connection's request arena; req may be NULL once the
- * head is gone (host and path then come from the copies in c->fx). */
-pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req);
+/* Where an expansion goes, which decides the bytes its values may have: a
+ * header field value (no control character but HTAB), or a path in the
+ * request line (visible ASCII only, no '#'). */
+typedef enum { PT_TPL_FIELD, PT_TPL_PATH } pt_tpl_use_t;
+/* Compiles a template at load; NULL after an error at node n (also for a
+ * literal part with a byte that `use` does not allow). */
+pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text, pt_tpl_use_t use);
+/* Expands into the connection's request arena (*out, NUL-terminated); req
+ * may be NULL once the head is gone (host and path then come from the
+ * copies in c->fx).  Returns 0; PT_ENOMEM when the arena is spent; or
+ * PT_EINVAL when a variable's value has a byte its use does not allow (a
+ * CR or LF from a client certificate, say): nothing is expanded then, and
+ * the first such refusal of each worker is logged. */
+int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out);
+/* What a request hook answers when an expansion failed with rc: 400 for
+ * PT_EINVAL (the value came from the client), else PT_FAIL. */
+pt_verdict_t pt_tpl_refuse(pt_conn_t *c, const pt_h1_req_t *req, int rc);
 
 #endif

@@ -8,6 +8,7 @@
 #include "portico/config-t.h"
 #include "portico/h1_parser.h"
 #include "portico/outq.h"
+#include "portico/path.h"
 
 typedef struct pt_conn pt_conn_t;
 typedef struct pt_proxy pt_proxy_t;
@@ -37,6 +38,7 @@ typedef struct pt_fwd_ctx {
     bool upgrade;
     bool tls;             /* the client came over TLS: X-Forwarded-Proto https */
     const struct pt_fx *fx; /* filter edits and a rewritten path, or NULL */
+    int slashes;            /* the listener's escaped_slashes: the path sent is normalised as routed */
 } pt_fwd_ctx_t;
 
 /* Writes the request head to send upstream into buf (size bytes).

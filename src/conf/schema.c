@@ -136,6 +136,12 @@ static const pt_directive_t tls_cert_keys[] = {
 static const pt_section_t tls_cert_section = {"certificate", sizeof(pt_tls_cert_conf_t), tls_cert_keys, NULL, NULL,
                                               NULL};
 static const char *const verify_names[] = {"required", "optional", NULL};
+static const char *const slashes_names[] = {"reject", "decode", "keep", NULL};
+/* Mozilla's "intermediate" TLS 1.2 list without the DHE suites (we set
+ * no DH parameters): forward secrecy and AEAD only. */
+#define PT_TLS12_CIPHERS                                                                                      \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TL(f) (F(pt_listener_conf_t, tls.f) - F(pt_listener_conf_t, tls))
 static const pt_directive_t tls_keys[] = {
     {"certificates", PT_T_LIST, TL(certificates), NULL, 0, 0, NULL, &tls_cert_section, NULL, NULL, NULL,
@@ -145,8 +151,9 @@ static const pt_directive_t tls_keys[] = {
      "the same names are both served, by what the client supports."},
     {"protocols", PT_T_LIST, TL(protocols), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of strings", "TLS versions accepted: TLSv1.2, TLSv1.3. Empty: both."},
-    {"ciphers", PT_T_STR, TL(ciphers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "OpenSSL cipher list for TLS 1.2. Unset: OpenSSL's default."},
+    {"ciphers", PT_T_STR, TL(ciphers), PT_TLS12_CIPHERS, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "OpenSSL cipher list for TLS 1.2. The default is Mozilla's intermediate profile without DHE: ECDHE key "
+     "exchange with AEAD ciphers only (no CBC, no static RSA)."},
     {"ciphersuites", PT_T_STR, TL(ciphersuites), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "OpenSSL cipher suites for TLS 1.3. Unset: OpenSSL's default."},
     {"session_tickets", PT_T_BOOL, TL(session_tickets), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -230,6 +237,12 @@ static const pt_directive_t listener_keys[] = {
      "Slowest average upload speed, in bytes per second: the body deadline starts at timeouts.body and grows "
      "by one second for each min_body_rate bytes received, so a client trickling bytes is cut with 408 while "
      "a large upload at normal speed is not. 0 turns it off."},
+    {"escaped_slashes", PT_T_ENUM, F(pt_listener_conf_t, escaped_slashes), "reject", 0, 0, slashes_names, NULL,
+     NULL, NULL, NULL, 0, NULL,
+     "What an encoded slash or backslash (%2F, %5C) in a request path does: reject answers 400; decode "
+     "makes it a / before the path is normalised, routed and forwarded; keep leaves it encoded, so it "
+     "separates nothing here but may at the upstream (unsafe: /api/..%2Fadmin is routed under /api/). "
+     "The path sent upstream is always the normalised one that was routed on."},
     {"tls", PT_T_SECTION, F(pt_listener_conf_t, tls), NULL, 0, 0, NULL, &tls_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "TLS termination. Without it the listener speaks plain HTTP."},
     {"http2", PT_T_BOOL, F(pt_listener_conf_t, http2), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,

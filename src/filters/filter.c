@@ -8,7 +8,11 @@
 
 #include "portico/conf.h"
 #include "portico/conn.h"
+#include "portico/err-t.h"
 #include "portico/filter.h"
+#include "portico/http.h"
+#include "portico/log.h"
+#include "portico/path.h"
 #include "portico/schema.h"
 #include "portico/tls.h"
 
@@ -145,9 +149,22 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
 {
     if (!fx->host.p) { /* response hooks may expand ${host} and ${path} after the head is gone */
         char *h = pt_arena_strndup(&c->arena, req->host.p ? req->host.p : "", req->host.n);
-        char *p = pt_arena_strndup(&c->arena, req->path.p ? req->path.p : "", req->path.n);
         fx->host = (pt_str_t){h ? h : "", h ? req->host.n : 0};
-        fx->req_path = (pt_str_t){p ? p : "", p ? req->path.n : 0};
+        /* ${path} and path-rewrite see the path routed on: its normal form
+         * (as nginx's $uri), which cannot fail where routing did not */
+        char *p = pt_arena_alloc(&c->arena, req->path.n + 2);
+        long n = -1;
+        if (p && req->path.n && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) &&
+            !pt_path_is_plain(req->path))
+            n = pt_path_normalize(req->path, p, pt_path_slashes(c->acc->ls->conf));
+        if (p && n < 0) {
+            n = (long)req->path.n;
+            if (n)
+                memcpy(p, req->path.p, req->path.n);
+        }
+        if (p)
+            p[n] = '\0';
+        fx->req_path = (pt_str_t){p ? p : "", p ? (size_t)n : 0};
     }
     for (int f = fx->next; f < PT_FILTER__COUNT; f++) {
         const void *conf = fx->confs[f];
@@ -212,15 +229,34 @@ enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH
 
 typedef struct tseg {
     int kind;
-    pt_str_t text; /* the literal, or the parameter's name */
+    pt_str_t text; /* the literal, or the variable's name (for a parameter without "param.") */
+    pt_str_t var;  /* the variable as written, for the log */
 } tseg_t;
 
 struct pt_tpl {
+    pt_tpl_use_t use;
     size_t n;
     tseg_t seg[];
 };
 
-pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text)
+/* The first byte of v that may not go where `use` puts it, or -1.  A
+ * header field value may hold HTAB, SP, VCHAR and obs-text (RFC 9110
+ * 5.5), never CR, LF, NUL or another control character: those would end
+ * the field and start another one (header injection).  A path goes into
+ * the request line, where a space ends the target too. */
+static long bad_byte(pt_str_t v, pt_tpl_use_t use)
+{
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char b = (unsigned char)v.p[i];
+        if (b == 0x7f || (b < 0x20 && b != '\t'))
+            return (long)i;
+        if (use == PT_TPL_PATH && (b <= ' ' || b >= 0x80 || b == '#'))
+            return (long)i;
+    }
+    return -1;
+}
+
+pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text, pt_tpl_use_t use)
 {
     size_t max = 1;
     for (const char *p = text; *p; p++)
@@ -228,17 +264,25 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
     pt_tpl_t *t = pt_arena_zalloc(cc->arena, sizeof(*t) + max * sizeof(tseg_t));
     if (!t)
         return NULL;
+    t->use = use;
     const char *p = text;
     while (*p) {
         const char *lit = p;
         while (*p && !(p[0] == '$' && p[1] == '{'))
             p++;
-        if (p > lit)
-            t->seg[t->n++] = (tseg_t){TV_LIT, {lit, (size_t)(p - lit)}};
+        if (p > lit) {
+            pt_str_t l = {lit, (size_t)(p - lit)};
+            if (bad_byte(l, use) >= 0) {
+                pt_conf_error(cc, n, "a template for a %s cannot have the byte 0x%02x",
+                              use == PT_TPL_PATH ? "path" : "header field", (unsigned char)l.p[bad_byte(l, use)]);
+                return NULL;
+            }
+            t->seg[t->n++] = (tseg_t){TV_LIT, l, PT_STR_NULL};
+        }
         if (!*p)
             break;
         const char *end = strchr(p, '}');
-        pt_str_t name = {p + 2, (size_t)(end - p - 2)};
+        pt_str_t name = {p + 2, (size_t)(end - p - 2)}, var = name;
         static const struct {
             const char *name;
             int kind;
@@ -267,7 +311,7 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
                           (int)name.n, name.p);
             return NULL;
         }
-        t->seg[t->n++] = (tseg_t){kind, name};
+        t->seg[t->n++] = (tseg_t){kind, name, var};
         p = end + 1;
     }
     return t;
@@ -293,56 +337,80 @@ static pt_str_t tls_var(pt_conn_t *c, int kind)
     return pt_str_from(b);
 }
 
-pt_str_t pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req)
+static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
 {
-    pt_str_t parts[64];
-    size_t total = 0, np = 0;
-    for (size_t i = 0; i < t->n && np < 64; i++) {
+    switch (s->kind) {
+    case TV_LIT:
+        return s->text;
+    case TV_ROUTE:
+        return c->match.route ? pt_str_from(c->match.route->name) : PT_STR_NULL;
+    case TV_CLIENT_IP:
+        return pt_conn_peer_ip(c);
+    case TV_REQUEST_ID:
+        return (pt_str_t){c->reqid, c->reqid_len};
+    case TV_HOST:
+        return req ? req->host : c->fx ? c->fx->host : PT_STR_NULL;
+    case TV_PATH:
+        return c->fx ? c->fx->req_path : req ? req->path : PT_STR_NULL;
+    case TV_TLS_PROTOCOL:
+    case TV_TLS_SUBJECT:
+    case TV_TLS_SAN:
+    case TV_TLS_VERIFY:
+        return tls_var(c, s->kind);
+    case TV_PARAM:
+        for (size_t k = 0; k < c->match.nparams; k++)
+            if (pt_str_eq(c->match.params[k].name, s->text))
+                return c->match.params[k].value;
+        break;
+    }
+    return PT_STR_NULL;
+}
+
+int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out)
+{
+    /* Every value is checked here, the one place all of them pass, so no
+     * filter can forget to (literals were checked at load). */
+    pt_str_t stack[16], *parts = t->n <= 16 ? stack : pt_arena_alloc(&c->arena, t->n * sizeof(pt_str_t));
+    *out = PT_STR_NULL;
+    if (!parts)
+        return PT_ENOMEM;
+    size_t total = 0;
+    for (size_t i = 0; i < t->n; i++) {
         const tseg_t *s = &t->seg[i];
-        pt_str_t v = PT_STR_NULL;
-        switch (s->kind) {
-        case TV_LIT:
-            v = s->text;
-            break;
-        case TV_ROUTE:
-            v = c->match.route ? pt_str_from(c->match.route->name) : PT_STR_NULL;
-            break;
-        case TV_CLIENT_IP:
-            v = pt_conn_peer_ip(c);
-            break;
-        case TV_REQUEST_ID:
-            v = (pt_str_t){c->reqid, c->reqid_len};
-            break;
-        case TV_HOST:
-            v = req ? req->host : c->fx ? c->fx->host : PT_STR_NULL;
-            break;
-        case TV_PATH:
-            v = req ? req->path : c->fx ? c->fx->req_path : PT_STR_NULL;
-            break;
-        case TV_TLS_PROTOCOL:
-        case TV_TLS_SUBJECT:
-        case TV_TLS_SAN:
-        case TV_TLS_VERIFY:
-            v = tls_var(c, s->kind);
-            break;
-        case TV_PARAM:
-            for (size_t k = 0; k < c->match.nparams; k++)
-                if (pt_str_eq(c->match.params[k].name, s->text))
-                    v = c->match.params[k].value;
-            break;
+        pt_str_t v = var_value(s, c, req);
+        long bad = s->kind == TV_LIT ? -1 : bad_byte(v, t->use);
+        if (bad >= 0) {
+            static bool logged; /* once per worker: the client chooses how often */
+            if (!logged) {
+                logged = true;
+                pt_log_warn("route \"%s\": ${%.*s} has the byte 0x%02x, not allowed in a %s; the value is not "
+                            "used (logged once per worker), req=%s",
+                            c->match.route ? c->match.route->name : "", PT_STR_FMT(s->var),
+                            (unsigned char)v.p[bad], t->use == PT_TPL_PATH ? "path" : "header field", c->reqid);
+            }
+            return PT_EINVAL;
         }
-        parts[np++] = v;
+        parts[i] = v;
         total += v.n;
     }
-    char *out = pt_arena_alloc(&c->arena, total + 1);
-    if (!out)
-        return PT_STR_NULL;
+    char *o = pt_arena_alloc(&c->arena, total + 1);
+    if (!o)
+        return PT_ENOMEM;
     size_t off = 0;
-    for (size_t i = 0; i < np; i++) {
+    for (size_t i = 0; i < t->n; i++) {
         if (parts[i].n)
-            memcpy(out + off, parts[i].p, parts[i].n);
+            memcpy(o + off, parts[i].p, parts[i].n);
         off += parts[i].n;
     }
-    out[off] = '\0';
-    return (pt_str_t){out, off};
+    o[off] = '\0';
+    *out = (pt_str_t){o, off};
+    return 0;
+}
+
+pt_verdict_t pt_tpl_refuse(pt_conn_t *c, const pt_h1_req_t *req, int rc)
+{
+    if (rc != PT_EINVAL)
+        return PT_FAIL;
+    pt_conn_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, req->method_bit == PT_M_HEAD);
+    return PT_RESPOND;
 }

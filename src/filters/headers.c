@@ -49,7 +49,7 @@ static int compile_map(pt_conf_ctx_t *cc, const pt_node_t *n, const char *key, c
     int rc = 0;
     for (size_t i = 0; i < l->n; i++) {
         const pt_node_t *at = map && map->type == PT_NODE_MAP && i < map->npairs ? map->pairs[i].key : n;
-        if (check_name(cc, at, l->v[i].key) < 0 || !((*out)[i] = pt_tpl_compile(cc, at, l->v[i].value)))
+        if (check_name(cc, at, l->v[i].key) < 0 || !((*out)[i] = pt_tpl_compile(cc, at, l->v[i].value, PT_TPL_FIELD)))
             rc = -1;
     }
     return rc;
@@ -91,20 +91,33 @@ static const pt_section_t req_schema = {"request-headers", sizeof(conf_t), keys,
 static const pt_section_t resp_schema = {"response-headers", sizeof(conf_t), resp_keys, check, NULL,
                                          "Changes the response headers sent to the client."};
 
-static void edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_hdr_edit_t *v, size_t *n)
+/* Appends the edits of conf to v.  0, or the first failed expansion's
+ * code; on the response side a value that cannot be used is no edit but a
+ * removal, so neither it nor the upstream's field of that name is sent. */
+static int edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_hdr_edit_t *v, size_t *n)
 {
+    int rc = 0;
     for (size_t i = 0; i < conf->remove.n && *n < PT_FX_MAX_EDITS; i++)
         v[(*n)++] = (pt_hdr_edit_t){PT_HDR_REMOVE, pt_str_from(conf->remove.v[i]), PT_STR_NULL};
-    for (size_t i = 0; i < conf->set.n && *n < PT_FX_MAX_EDITS; i++)
-        v[(*n)++] = (pt_hdr_edit_t){PT_HDR_SET, pt_str_from(conf->set.v[i].key), pt_tpl_expand(conf->set_tpl[i], c, req)};
-    for (size_t i = 0; i < conf->add.n && *n < PT_FX_MAX_EDITS; i++)
-        v[(*n)++] = (pt_hdr_edit_t){PT_HDR_ADD, pt_str_from(conf->add.v[i].key), pt_tpl_expand(conf->add_tpl[i], c, req)};
+    for (size_t k = 0; k < 2; k++) {
+        const pt_kvlist_t *l = k ? &conf->add : &conf->set;
+        pt_tpl_t *const *tpl = k ? conf->add_tpl : conf->set_tpl;
+        for (size_t i = 0; i < l->n && *n < PT_FX_MAX_EDITS; i++) {
+            pt_str_t val;
+            int e = pt_tpl_expand(tpl[i], c, req, &val);
+            if (e < 0 && !rc)
+                rc = e;
+            v[(*n)++] = (pt_hdr_edit_t){e < 0 ? PT_HDR_REMOVE : k ? PT_HDR_ADD : PT_HDR_SET, pt_str_from(l->v[i].key),
+                                        val};
+        }
+    }
+    return rc;
 }
 
 static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st)
 {
-    edits(c, req, conf, fx->req, &fx->nreq);
-    return PT_NEXT;
+    int rc = edits(c, req, conf, fx->req, &fx->nreq);
+    return rc < 0 ? pt_tpl_refuse(c, req, rc) : PT_NEXT;
 }
 
 static void on_response_side(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *st, int status)
@@ -132,4 +145,12 @@ bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name)
         if (v[i].op != PT_HDR_ADD && pt_str_caseeq(v[i].name, name))
             return true;
     return false;
+}
+
+size_t pt_fx_request_bytes(const pt_fx_t *fx)
+{
+    size_t n = fx ? fx->path.n : 0;
+    for (size_t i = 0; fx && i < fx->nreq; i++)
+        n += fx->req[i].name.n + fx->req[i].value.n + 4;
+    return n;
 }

@@ -34,7 +34,7 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             pt_conf_error_key(cc, n, "template", "a path template starts with /");
             return -1;
         }
-        c->tpl = pt_tpl_compile(cc, pt_node_get(n, "template"), c->template_text);
+        c->tpl = pt_tpl_compile(cc, pt_node_get(n, "template"), c->template_text, PT_TPL_PATH);
         return c->tpl ? 0 : -1;
     }
     c->re = pt_config_regex(cc, pt_node_get(n, "regex"), c->regex);
@@ -57,14 +57,15 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
 {
     const conf_t *conf = vconf;
     if (conf->tpl) {
-        fx->path = pt_tpl_expand(conf->tpl, c, req);
-        return fx->path.p ? PT_NEXT : PT_FAIL;
+        int rc = pt_tpl_expand(conf->tpl, c, req, &fx->path);
+        return rc < 0 ? pt_tpl_refuse(c, req, rc) : PT_NEXT;
     }
-    PCRE2_SIZE outlen = req->path.n * 2 + strlen(conf->replacement) + 64;
+    pt_str_t path = fx->req_path; /* the normal form, as routed */
+    PCRE2_SIZE outlen = path.n * 2 + strlen(conf->replacement) + 64;
     char *out = pt_arena_alloc(&c->arena, outlen);
     if (!out)
         return PT_FAIL;
-    int rc = pcre2_substitute(conf->re, (PCRE2_SPTR)req->path.p, req->path.n, 0, 0, NULL, NULL,
+    int rc = pcre2_substitute(conf->re, (PCRE2_SPTR)path.p, path.n, 0, 0, NULL, NULL,
                               (PCRE2_SPTR)conf->replacement, PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)out, &outlen);
     if (rc < 0)
         return PT_FAIL;

@@ -32,7 +32,7 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
                           (long long)c->status);
         return -1;
     }
-    if (c->location && !(c->tpl = pt_tpl_compile(cc, pt_node_get(n, "location"), c->location)))
+    if (c->location && !(c->tpl = pt_tpl_compile(cc, pt_node_get(n, "location"), c->location, PT_TPL_FIELD)))
         return -1;
     return 0;
 }
@@ -56,7 +56,9 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     const conf_t *conf = vconf;
     pt_str_t loc;
     if (conf->tpl) {
-        loc = pt_tpl_expand(conf->tpl, c, req);
+        int rc = pt_tpl_expand(conf->tpl, c, req, &loc);
+        if (rc < 0)
+            return pt_tpl_refuse(c, req, rc);
     } else {
         pt_str_t host = req->host;
         const char *colon = host.n && host.p[0] != '[' ? memchr(host.p, ':', host.n) : NULL;

@@ -19,7 +19,7 @@ static int unreserved(int c)
            c == '_' || c == '~';
 }
 
-long pt_path_normalize(pt_str_t path, char *out)
+long pt_path_normalize(pt_str_t path, char *out, int slashes)
 {
     size_t o = 0;
     /* Pass 1: decode unreserved escapes, checking every escape. */
@@ -34,7 +34,11 @@ long pt_path_normalize(pt_str_t path, char *out)
             int v = h * 16 + l;
             if (v == 0)
                 return -1;
-            if (unreserved(v)) {
+            if ((v == '/' || v == '\\') && slashes != PT_SLASHES_KEEP) {
+                if (slashes == PT_SLASHES_REJECT)
+                    return -1;
+                out[o++] = '/'; /* decoded %5C too: an upstream may take a backslash for a slash */
+            } else if (unreserved(v)) {
                 out[o++] = (char)v;
             } else {
                 out[o++] = '%';

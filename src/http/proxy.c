@@ -938,7 +938,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
     bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
-    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0);
+    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) + pt_fx_request_bytes(c->fx);
     char *head = pt_arena_alloc(&c->arena, cap);
     if (!p || !tried || !head) {
         c->closing = true;
@@ -971,6 +971,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .upgrade = req->upgrade,
         .tls = c->ssl != NULL,
         .fx = c->fx,
+        .slashes = pt_path_slashes(c->acc->ls->conf),
     };
     if (up->kind == PT_BAL_HASH)
         p->hash_key = hash_key(c, req, r->up);

@@ -118,6 +118,20 @@ static void put_request_line(out_t *o, const pt_fwd_ctx_t *f)
     put_str(o, req->method);
     put(o, " ", 1);
     pt_str_t path = req->form == PT_H1_ASTERISK ? PT_STR("*") : req->path;
+    bool in_place = false; /* path is already where it goes, in o */
+    if (!(f->fx && f->fx->path.p) && req->form != PT_H1_ASTERISK && !pt_path_is_plain(path)) {
+        /* The normal form, as routed on (conn.c), is written in place:
+         * never longer than the path, and only for the rare path with an
+         * escape or a dot-segment.  The routing succeeded on the same
+         * input, so it cannot fail here. */
+        long n = (size_t)(o->end - o->p) > path.n ? pt_path_normalize(path, o->p, f->slashes) : -1;
+        if (n < 0) {
+            o->overflow = true;
+            return;
+        }
+        path = (pt_str_t){o->p, (size_t)n};
+        in_place = true;
+    }
     if (f->fx && f->fx->path.p) {
         path = f->fx->path; /* path-rewrite: the whole path, strip_prefix does not apply */
     } else if (r->strip_prefix) {
@@ -133,7 +147,14 @@ static void put_request_line(out_t *o, const pt_fwd_ctx_t *f)
         if (path.n == 0)
             path = PT_STR("/");
     }
-    put_str(o, path);
+    if (in_place && path.p != o->p) { /* strip_prefix cut its head, or left "/" */
+        memmove(o->p, path.p, path.n);
+        path.p = o->p;
+    }
+    if (in_place)
+        o->p += path.n;
+    else
+        put_str(o, path);
     if (req->query.p) {
         put(o, "?", 1);
         put_str(o, req->query);

@@ -343,15 +343,15 @@ static void handle_request(pt_conn_t *c, pt_h1_req_t *req)
         c->resuming = false;
         r = c->match.route;
     } else {
-        /* Route on the normal form of the path; what goes upstream is the
-         * original target. */
+        /* Route on the normal form of the path; it is what goes upstream
+         * too (proxy_headers.c). */
         pt_str_t path = req->path;
         /* Most paths have no escape and no dot-segment: they are already in
          * normal form, and need no copy. */
-        bool plain = !path.n || (!memchr(path.p, '%', path.n) && !memmem(path.p, path.n, "/.", 2));
+        bool plain = pt_path_is_plain(path);
         if (!plain && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE)) {
             char *norm = pt_arena_alloc(&c->arena, req->path.n + 2);
-            long nl = norm ? pt_path_normalize(req->path, norm) : -1;
+            long nl = norm ? pt_path_normalize(req->path, norm, pt_path_slashes(c->acc->ls->conf)) : -1;
             if (nl < 0) {
                 c->closing = true;
                 pt_conn_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, head_only);

@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (sscanf(line, "%c %15s %63s %255s", &kind, method, host, path) != 4 || kind != 'Q' || path[0] != '/')
                 continue;
             char norm[260];
-            long n = pt_path_normalize(pt_str_from(path), norm);
+            long n = pt_path_normalize(pt_str_from(path), norm, (int)(size % 3));
             if (n < 0)
                 continue;
             unsigned m = pt_http_method(pt_str_from(method));

@@ -26,6 +26,24 @@ def _signed(d, name, kind, cn, sans, ca='ca', usage='serverAuth'):
          '-days', '30', '-extfile', ext, '-out', f'{name}.crt', cwd=d)
 
 
+def der_dns_sans(*names):
+    """A subjectAltName value in openssl's raw form (DER:...) with these
+    dNSName entries, bytes as given: for names no CA should sign, such
+    as ones with CR or LF."""
+    def tlv(tag, body):
+        n = len(body)
+        ln = bytes([n]) if n < 128 else bytes([0x81, n]) if n < 256 else bytes([0x82, n >> 8, n & 255])
+        return bytes([tag]) + ln + body
+    return 'DER:' + tlv(0x30, b''.join(tlv(0x82, n) for n in names)).hex(':')
+
+
+def client_with_sans(d, name, *sans):
+    """A client certificate from the CA of make(d) whose DNS SANs are the
+    given bytes; returns (cert path, key path)."""
+    _signed(d, name, 'ec', name, der_dns_sans(*sans), usage='clientAuth')
+    return os.path.join(d, name + '.crt'), os.path.join(d, name + '.key')
+
+
 def make(d):
     """Writes everything into directory d; returns {name: path}."""
     _key(d, 'ca', 'rsa')

@@ -115,6 +115,26 @@ def test_protocols_ciphers_and_alpn(gateway, certs):
     assert 'Protocol  : TLSv1.2' in out and 'Cipher    : ECDHE-ECDSA-AES256-GCM-SHA384' in out, out
 
 
+def test_default_tls12_ciphers_are_ecdhe_with_aead_only(gateway, certs):
+    """Regression: the default TLS 1.2 list was OpenSSL's, which offers
+    static-RSA key exchange and CBC ciphers.  Mozilla's intermediate
+    profile (ECDHE + AEAD) is the default now."""
+    port = free_port()
+    gateway(tls_listener(port, certs) + ROUTES, workers=1)
+    for weak in ('AES128-SHA', 'AES128-GCM-SHA256', 'AES256-SHA256', 'ECDHE-RSA-AES128-SHA',
+                 'ECDHE-RSA-AES256-SHA384', 'ECDHE-ECDSA-AES128-SHA'):
+        out = s_client(port, '-servername', 'a.test', '-tls1_2', '-cipher', weak)
+        assert 'Cipher is (NONE)' in out, (weak, out)
+    for good in ('ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305'):
+        out = s_client(port, '-servername', 'a.test', '-tls1_2', '-cipher', good)
+        assert f'Cipher    : {good}' in out, (good, out)
+    # an explicit list still wins over the default
+    port2 = free_port()
+    gateway(tls_listener(port2, certs, ', protocols: [TLSv1.2], ciphers: "AES128-SHA"') + ROUTES, workers=1)
+    out = s_client(port2, '-servername', 'a.test', '-tls1_2', '-cipher', 'AES128-SHA')
+    assert 'Cipher    : AES128-SHA' in out, out
+
+
 def test_session_tickets_work_across_workers_and_a_reload(gateway, certs):
     port = free_port()
     g = gateway(tls_listener(port, certs) + ROUTES, workers=2)

@@ -21,7 +21,7 @@ static const char *match_req(pt_router_t *r, const char *raw, pt_route_match_t *
     if (pt_h1_parse_request(raw, strlen(raw), &lim, &req, &st) <= 0)
         return "(bad request)";
     char norm[1024];
-    long n = pt_path_normalize(req.path, norm);
+    long n = pt_path_normalize(req.path, norm, PT_SLASHES_KEEP);
     if (n < 0)
         return "(400)";
     pt_router_lookup(r, req.host, (pt_str_t){norm, (size_t)n}, req.method_bit, &req, m);
@@ -44,13 +44,18 @@ static pt_config_t *load(const char *yaml)
     return c;
 }
 
-static void normal(const char *in, const char *want)
+static void normal_with(int slashes, const char *in, const char *want)
 {
     char out[256];
-    long n = pt_path_normalize(pt_str_from(in), out);
+    long n = pt_path_normalize(pt_str_from(in), out, slashes);
     if (n >= 0)
         out[n] = '\0';
-    is_str(n < 0 ? "(400)" : out, want, "normalise %s", in);
+    is_str(n < 0 ? "(400)" : out, want, "normalise %s (escaped_slashes %d)", in, slashes);
+}
+
+static void normal(const char *in, const char *want)
+{
+    normal_with(PT_SLASHES_KEEP, in, want);
 }
 
 static uint64_t rng = 42;
@@ -77,6 +82,15 @@ int main(void)
     normal("/a%4", "(400)");
     normal("/a%00b", "(400)");
     normal("/a//b", "/a//b");
+    /* escaped_slashes: refused, or a separator before the dot-segments go */
+    normal_with(PT_SLASHES_REJECT, "/a%2Fb", "(400)");
+    normal_with(PT_SLASHES_REJECT, "/a%5cb", "(400)");
+    normal_with(PT_SLASHES_REJECT, "/a%2e%2e/b%25", "/a../b%25");
+    normal_with(PT_SLASHES_DECODE, "/api/..%2fsecret", "/secret");
+    normal_with(PT_SLASHES_DECODE, "/api/x/..%2F..%5Csecret", "/secret");
+    normal_with(PT_SLASHES_DECODE, "/a%2Fb", "/a/b");
+    normal_with(PT_SLASHES_DECODE, "/..%2f", "(400)");
+    normal_with(PT_SLASHES_KEEP, "/api/..%2fsecret", "/api/..%2Fsecret");
 
     ok(pt_router_path_match("/a/*", PT_STR("/a")), "prefix takes the bare prefix");
     ok(!pt_router_path_match("/a/*", PT_STR("/ab")), "prefix stops at a segment boundary");
