@@ -10,12 +10,13 @@
 
 #include "portico/config-t.h"
 #include "portico/listener.h"
-#include "portico/router.h"
 #include "portico/status-t.h"
 
 #define PT_WORKER_MAGIC 0x57524b52u
 
 typedef struct pt_conn pt_conn_t;
+typedef struct pt_conn_ops pt_conn_ops_t;
+typedef struct pt_router pt_router_t;
 typedef struct pt_upconn pt_upconn_t;
 typedef struct pt_worker pt_worker_t;
 
@@ -26,6 +27,7 @@ typedef struct pt_acceptor {
     struct event ev;
     size_t nconns;
     bool paused;
+    const pt_conn_ops_t *ops; /* the protocol its connections run */
 } pt_acceptor_t;
 
 struct pt_worker {

@@ -10,6 +10,7 @@
 #include "portico/admin.h"
 #include "portico/conn.h"
 #include "portico/http.h"
+#include "portico/request.h"
 #include "portico/upstream.h"
 
 static const char *const state_names[] = {"empty", "starting", "running", "draining"};
@@ -115,20 +116,20 @@ void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req)
 {
     bool head = req->method_bit == PT_M_HEAD;
     if (!pt_str_eq(req->path, PT_STR("/status"))) {
-        pt_conn_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);
+        pt_req_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);
         return;
     }
     if (req->method_bit != PT_M_GET && !head) {
-        pt_conn_respond(c, 405, "application/json", "{\"error\":\"method not allowed\"}\n", 31,
+        pt_req_respond(c, 405, "application/json", "{\"error\":\"method not allowed\"}\n", 31,
                         "Allow: GET, HEAD\r\n", false);
         return;
     }
     size_t len = 0;
     char *body = status_json(c->w, &len);
     if (!body) {
-        pt_conn_respond(c, 500, "application/json", "{\"error\":\"out of memory\"}\n", 26, NULL, head);
+        pt_req_respond(c, 500, "application/json", "{\"error\":\"out of memory\"}\n", 26, NULL, head);
         return;
     }
-    pt_conn_respond(c, 200, "application/json", body, len, "Cache-Control: no-store\r\n", head);
+    pt_req_respond(c, 200, "application/json", body, len, "Cache-Control: no-store\r\n", head);
     free(body);
 }

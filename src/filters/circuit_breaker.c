@@ -16,6 +16,7 @@
 #include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/log.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 #include "portico/zone.h"
 
@@ -100,12 +101,12 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
 {
     const conf_t *conf = vconf;
     state_t *st = vst;
-    breaker_t *b = c->match.route ? slot(c->match.route->name, false) : NULL;
+    breaker_t *b = c->req->match.route ? slot(c->req->match.route->name, false) : NULL;
     if (!b || atomic_load(&b->state) != OPEN)
         return PT_NEXT;
     if (now_ms() < atomic_load(&b->open_until_ms)) {
         st->refused = true;
-        pt_conn_respond(c, (int)conf->status, "text/plain", conf->message, strlen(conf->message), NULL,
+        pt_req_respond(c, (int)conf->status, "text/plain", conf->message, strlen(conf->message), NULL,
                         req->method_bit == PT_M_HEAD);
         return PT_RESPOND;
     }
@@ -138,11 +139,11 @@ static void on_done(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst)
 {
     const conf_t *conf = vconf;
     state_t *st = vst;
-    breaker_t *b = c->match.route ? slot(c->match.route->name, false) : NULL;
-    if (!b || (st && st->refused) || !c->ent.status)
+    breaker_t *b = c->req->match.route ? slot(c->req->match.route->name, false) : NULL;
+    if (!b || (st && st->refused) || !c->req->ent.status)
         return;
     int state = atomic_load(&b->state);
-    bool bad = failing(conf, c->ent.status);
+    bool bad = failing(conf, c->req->ent.status);
     if (state == HALF_OPEN) {
         if (bad) {
             open_circuit(b, conf, HALF_OPEN, "a failure while half-open");

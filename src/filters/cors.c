@@ -10,6 +10,7 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/http.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 
 typedef struct conf {
@@ -107,7 +108,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
                                       conf->credentials ? "Access-Control-Allow-Credentials: true\r\n" : "", age);
         if (!extra)
             return PT_FAIL;
-        pt_conn_respond(c, 204, "text/plain", "", 0, extra, true);
+        pt_req_respond(c, 204, "text/plain", "", 0, extra, true);
         return PT_RESPOND;
     }
     edit(fx, "Access-Control-Allow-Origin", acao);

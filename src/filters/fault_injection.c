@@ -12,6 +12,7 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/http.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 
 typedef struct conf {
@@ -89,7 +90,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     state_t *st = arg;
     st->armed = false;
-    pt_conn_filters_resume(st->c);
+    pt_req_resume(st->c);
 }
 
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
@@ -106,7 +107,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     }
     st->c = c;
     if (conf->abort.node && roll(conf->abort.percentage)) {
-        pt_conn_respond(c, (int)conf->abort.status, "text/plain", conf->abort.body, strlen(conf->abort.body), NULL,
+        pt_req_respond(c, (int)conf->abort.status, "text/plain", conf->abort.body, strlen(conf->abort.body), NULL,
                         req->method_bit == PT_M_HEAD);
         return PT_RESPOND;
     }

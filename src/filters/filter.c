@@ -13,6 +13,7 @@
 #include "portico/http.h"
 #include "portico/log.h"
 #include "portico/path.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 #include "portico/tls.h"
 
@@ -343,24 +344,24 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
     case TV_LIT:
         return s->text;
     case TV_ROUTE:
-        return c->match.route ? pt_str_from(c->match.route->name) : PT_STR_NULL;
+        return c->req->match.route ? pt_str_from(c->req->match.route->name) : PT_STR_NULL;
     case TV_CLIENT_IP:
         return pt_conn_peer_ip(c);
     case TV_REQUEST_ID:
-        return (pt_str_t){c->reqid, c->reqid_len};
+        return (pt_str_t){c->req->reqid, c->req->reqid_len};
     case TV_HOST:
-        return req ? req->host : c->fx ? c->fx->host : PT_STR_NULL;
+        return req ? req->host : c->req->fx ? c->req->fx->host : PT_STR_NULL;
     case TV_PATH:
-        return c->fx ? c->fx->req_path : req ? req->path : PT_STR_NULL;
+        return c->req->fx ? c->req->fx->req_path : req ? req->path : PT_STR_NULL;
     case TV_TLS_PROTOCOL:
     case TV_TLS_SUBJECT:
     case TV_TLS_SAN:
     case TV_TLS_VERIFY:
         return tls_var(c, s->kind);
     case TV_PARAM:
-        for (size_t k = 0; k < c->match.nparams; k++)
-            if (pt_str_eq(c->match.params[k].name, s->text))
-                return c->match.params[k].value;
+        for (size_t k = 0; k < c->req->match.nparams; k++)
+            if (pt_str_eq(c->req->match.params[k].name, s->text))
+                return c->req->match.params[k].value;
         break;
     }
     return PT_STR_NULL;
@@ -385,8 +386,8 @@ int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_st
                 logged = true;
                 pt_log_warn("route \"%s\": ${%.*s} has the byte 0x%02x, not allowed in a %s; the value is not "
                             "used (logged once per worker), req=%s",
-                            c->match.route ? c->match.route->name : "", PT_STR_FMT(s->var),
-                            (unsigned char)v.p[bad], t->use == PT_TPL_PATH ? "path" : "header field", c->reqid);
+                            c->req->match.route ? c->req->match.route->name : "", PT_STR_FMT(s->var),
+                            (unsigned char)v.p[bad], t->use == PT_TPL_PATH ? "path" : "header field", c->req->reqid);
             }
             return PT_EINVAL;
         }
@@ -411,6 +412,6 @@ pt_verdict_t pt_tpl_refuse(pt_conn_t *c, const pt_h1_req_t *req, int rc)
 {
     if (rc != PT_EINVAL)
         return PT_FAIL;
-    pt_conn_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, req->method_bit == PT_M_HEAD);
+    pt_req_respond(c, 400, "text/plain", "400 Bad Request\n", 16, NULL, req->method_bit == PT_M_HEAD);
     return PT_RESPOND;
 }

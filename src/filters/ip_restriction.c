@@ -11,6 +11,7 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/http.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 
 typedef struct conf {
@@ -73,7 +74,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
     if (pt_cidr_match(conf->cdeny, conf->ndeny, peer) ||
         (conf->nallow && !pt_cidr_match(conf->callow, conf->nallow, peer))) {
-        pt_conn_respond(c, (int)conf->status, "text/plain", conf->message, strlen(conf->message), NULL,
+        pt_req_respond(c, (int)conf->status, "text/plain", conf->message, strlen(conf->message), NULL,
                         req->method_bit == PT_M_HEAD);
         return PT_RESPOND;
     }

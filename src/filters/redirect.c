@@ -9,6 +9,7 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/http.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 
 typedef struct conf {
@@ -75,7 +76,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     char *extra = pt_arena_printf(&c->arena, "Location: %.*s\r\n", PT_STR_FMT(loc));
     if (!loc.p || !extra || memchr(loc.p, '\r', loc.n) || memchr(loc.p, '\n', loc.n))
         return PT_FAIL;
-    pt_conn_respond(c, (int)conf->status, "text/plain", "", 0, extra, req->method_bit == PT_M_HEAD);
+    pt_req_respond(c, (int)conf->status, "text/plain", "", 0, extra, req->method_bit == PT_M_HEAD);
     return PT_RESPOND;
 }
 

@@ -8,6 +8,7 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/http.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 
 typedef struct conf {
@@ -32,7 +33,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     const conf_t *conf = vconf;
     if (req->content_length > conf->max) {
         c->closing = true; /* the body is not read: nothing can follow it */
-        pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
+        pt_req_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
         return PT_RESPOND;
     }
     return PT_NEXT;

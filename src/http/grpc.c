@@ -29,11 +29,13 @@
 #include <unistd.h>
 
 #include "portico/conn.h"
+#include "portico/h1_server.h"
 #include "portico/grpc.h"
 #include "portico/h2.h"
 #include "portico/io.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
+#include "portico/request.h"
 #include "portico/tls.h"
 #include "portico/upstream.h"
 
@@ -104,7 +106,7 @@ void pt_grpc_error(pt_conn_t *c, int code, const char *message)
                      code, message);
     if (n > 0 && (size_t)n < sizeof(head) && !pt_outq_copy(&c->out, head, (size_t)n))
         c->closing = true;
-    c->ent.status = 200;
+    c->req->ent.status = 200;
 }
 
 /* ---- the upstream connection ---- */
@@ -198,7 +200,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (!g->head_sent) { /* the response head */
         if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
             g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s X\r\n", (int)vlen, value);
-            g->c->ent.upstream_status = atoi((const char *)value);
+            g->c->req->ent.upstream_status = atoi((const char *)value);
         } else if (nlen && name[0] != ':') {
             head_add(g, name, nlen, value, vlen);
         }
@@ -258,7 +260,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
     out(g, size, (size_t)n);
     out(g, data, len);
     out(g, "\r\n", 2);
-    g->c->ent.bytes_out += len;
+    g->c->req->ent.bytes_out += len;
     g->unacked += len;
     pt_conn_reschedule(g->c);
     return 0;
@@ -519,8 +521,8 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
 {
     pt_conn_t *c = g->c;
     cancel_stream(g);
-    pt_log_error("gRPC call failed: %s, route=%s upstream=%s req=%s", message, c->route ? c->route->name : "-",
-                 g->up->conf->name, c->reqid);
+    pt_log_error("gRPC call failed: %s, route=%s upstream=%s req=%s", message, c->req->route ? c->req->route->name : "-",
+                 g->up->conf->name, c->req->reqid);
     if (g->head_sent) {
         pt_conn_close(c);
         return;
@@ -566,7 +568,7 @@ static void take_request_body(pt_grpc_t *g)
             g->rq_len += dlen;
         }
         c->ipos += (size_t)used;
-        c->ent.bytes_in += (uint64_t)used;
+        c->req->ent.bytes_in += (uint64_t)used;
         g->req_done = g->chunk.done;
     }
     if (g->h && g->deferred && (g->rq_len || g->req_done)) {
@@ -603,8 +605,8 @@ done:
     if (!c->dead && g->resp_done && pt_outq_empty(&c->out)) {
         c->ipos = c->ilen; /* what is left of the request is not needed */
         call_free(g);
-        c->grpc = NULL;
-        pt_conn_proxy_done(c);
+        c->req->grpc_call = NULL;
+        pt_h1_source_done(c);
     }
 }
 
@@ -635,7 +637,7 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
     if (!pt_conn_is_stream(c)) { /* gRPC is HTTP/2 only */
         c->closing = true;
-        pt_conn_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
+        pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
         return;
     }
     pt_grpc_t *g = pt_arena_zalloc(&c->arena, sizeof(*g));
@@ -685,16 +687,16 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     g->target = idx;
     pt_balancer_start(up, idx);
     g->counted = true;
-    c->ent.upstream_addr = t->name;
+    c->req->ent.upstream_addr = t->name;
     evtimer_assign(&g->timer, c->w->base, on_call_timer, g);
     c->ipos += req->head_len; /* the body follows the head */
-    c->ent.bytes_in = req->head_len;
-    pt_conn_stash(c);
+    c->req->ent.bytes_in = req->head_len;
+    pt_req_detach(c);
     g->req_done = !req->chunked && req->content_length <= 0;
     g->h = h;
     g->next = h->calls;
     h->calls = g;
-    c->grpc = g;
+    c->req->grpc_call = g;
     c->state = PT_CS_GRPC;
     if (h->ready)
         submit(g);

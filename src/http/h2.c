@@ -23,6 +23,7 @@
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/h1_parser.h"
+#include "portico/h1_server.h"
 #include "portico/h2.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
@@ -502,7 +503,7 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     ok = ok && BUF_LIT(&st->in, "\r\n");
     buf_free(&st->fields); /* in the head now */
     buf_free(&st->cookie);
-    pt_conn_t *sc = ok ? pt_conn_stream(h->c) : NULL;
+    pt_conn_t *sc = ok ? pt_conn_stream(h->c, &pt_h1_stream_ops) : NULL;
     if (!sc)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     sc->h2s = st;

@@ -25,6 +25,7 @@
 
 #include "portico/cidr.h"
 #include "portico/conn.h"
+#include "portico/h1_server.h"
 #include "portico/err-t.h"
 #include "portico/filter.h"
 #include "portico/head.h"
@@ -33,6 +34,7 @@
 #include "portico/io.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
+#include "portico/request.h"
 #include "portico/tls.h"
 #include "portico/upstream.h"
 
@@ -103,7 +105,7 @@ static void log_failure(pt_proxy_t *p, const char *what, int err)
                  !p->uc || p->uc->connecting ? "connecting to upstream" : p->head_done ? "reading the response body"
                                                                                       : "proxying the request",
                  pt_conn_peer_name(p->c, ca, sizeof(ca)), p->route->name, p->up->conf->name,
-                 p->uc ? p->uc->t->name : "-", p->c->reqid);
+                 p->uc ? p->uc->t->name : "-", p->c->req->reqid);
 }
 
 /* Queues one chunk of a chunked body: its size line, a reference to the
@@ -164,7 +166,7 @@ static int pump_request(pt_proxy_t *p)
             p->req_left -= (int64_t)n;
             p->req_received += (int64_t)n;
             p->body_done = p->req_left == 0;
-            if (p->c->fx && pt_filters_body(p->c, p->c->fx, n, p->body_done) != PT_NEXT)
+            if (p->c->req->fx && pt_filters_body(p->c, p->c->req->fx, n, p->body_done) != PT_NEXT)
                 return -2;
         } else {
             const char *d;
@@ -178,7 +180,7 @@ static int pump_request(pt_proxy_t *p)
                 p->req_received += (int64_t)dl;
                 if (p->max_body && p->req_received > p->max_body)
                     return -2;
-                if (p->c->fx && pt_filters_body(p->c, p->c->fx, dl, false) != PT_NEXT)
+                if (p->c->req->fx && pt_filters_body(p->c, p->c->req->fx, dl, false) != PT_NEXT)
                     return -2;
             }
             if (p->req_chunk.done) {
@@ -198,7 +200,7 @@ static void release_client_bytes(pt_proxy_t *p)
     pt_conn_t *c = p->c;
     if (!p->replayable && p->bcur) {
         c->ipos += p->bcur;
-        c->ent.bytes_in += p->bcur;
+        c->req->ent.bytes_in += p->bcur;
         p->bcur = 0;
     }
 }
@@ -209,13 +211,13 @@ static void out_copy(pt_proxy_t *p, const void *s, size_t n)
 {
     if (!pt_outq_copy(&p->c->out, s, n))
         p->broken = true;
-    p->c->ent.bytes_out += n;
+    p->c->req->ent.bytes_out += n;
 }
 
 static void out_ref(pt_proxy_t *p, const void *s, size_t n)
 {
     ref(p, &p->c->out, s, n);
-    p->c->ent.bytes_out += n;
+    p->c->req->ent.bytes_out += n;
 }
 
 /* What of the upstream's head does not go on: hop-by-hop fields, those
@@ -258,8 +260,8 @@ static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
         .close = !p->tunnel && p->close_client,
         .keep_alive_1_0 = !p->tunnel && !p->close_client && p->client_minor == 0,
     };
-    size_t n = pt_resp_write_head(&c->out, &h, c->fx, pt_worker_date(c->w));
-    c->ent.bytes_out += n;
+    size_t n = pt_resp_write_head(&c->out, &h, c->req->fx, pt_worker_date(c->w));
+    c->req->ent.bytes_out += n;
     return n > 0;
 }
 
@@ -286,8 +288,8 @@ static int take_response_head(pt_proxy_t *p)
             continue;
         }
         p->status = r.status;
-        c->ent.upstream_status = r.status;
-        c->ent.status = r.status;
+        c->req->ent.upstream_status = r.status;
+        c->req->ent.status = r.status;
         if (p->up->passive)
             pt_health_report(p->up, p->target, pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
                              now_us(c) / 1000);
@@ -324,13 +326,13 @@ static int take_response_head(pt_proxy_t *p)
         }
         if (!p->client_keep_alive || c->w->draining || !p->body_done)
             p->close_client = true;
-        if (c->fx)
-            pt_filters_response(c, c->fx, r.status);
+        if (c->req->fx)
+            pt_filters_response(c, c->req->fx, r.status);
         if (!queue_response_head(p, &r, base))
             return -1;
         uc->ipos += (size_t)rc;
         p->head_done = true;
-        c->ent.upstream_us = since_us(c, &p->up_start);
+        c->req->ent.upstream_us = since_us(c, &p->up_start);
         if (p->tunnel) {
             p->req_mode = BODY_RAW;
             p->body_done = false;
@@ -347,7 +349,7 @@ static int take_response_head(pt_proxy_t *p)
 static void out_body(pt_proxy_t *p, const char *data, size_t n)
 {
     if (p->client_chunked)
-        p->c->ent.bytes_out += queue_chunk(p, &p->c->out, data, n);
+        p->c->req->ent.bytes_out += queue_chunk(p, &p->c->out, data, n);
     else
         out_ref(p, data, n);
 }
@@ -443,7 +445,7 @@ static bool retry_allowed(pt_proxy_t *p)
     if (p->attempts > u->retries || c->w->draining)
         return false;
     if (u->retry_timeout && since_us(c, &p->up_start) / 1000 >= u->retry_timeout) {
-        pt_log_notice("retry_timeout of upstream \"%s\" passed: no retry, req=%s", u->name, c->reqid);
+        pt_log_notice("retry_timeout of upstream \"%s\" passed: no retry, req=%s", u->name, c->req->reqid);
         return false;
     }
     return pt_budget_retry(p->up, now_us(c) / 1000);
@@ -464,7 +466,7 @@ static bool retry_status(pt_proxy_t *p, int status)
     if (!pt_list_has_int(&p->up->conf->retry_statuses, status) || !p->idempotent || !p->replayable || p->upgrade || !retry_allowed(p))
         return false;
     pt_log_info("upstream \"%s\" target %s answered %d: retrying, req=%s", p->up->conf->name, p->uc->t->name,
-                status, p->c->reqid);
+                status, p->c->req->reqid);
     attempt_over(p, since_us(p->c, &p->up_start));
     pt_upconn_close(p->uc);
     p->uc = NULL;
@@ -492,7 +494,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
                                        "upstream sent an invalid response", "client sent an invalid body",
                                        "TLS handshake with the upstream failed"};
     if (kind == F_CLIENT_BODY) {
-        pt_log_info("client sent an invalid chunked body, req=%s", c->reqid);
+        pt_log_info("client sent an invalid chunked body, req=%s", c->req->reqid);
     } else if (!stale) {
         log_failure(p, what[kind], err); /* a stale pooled connection is no news */
     }
@@ -527,8 +529,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
         c->closing = true; /* the rest of the body is still coming: close after answering */
     char body[64];
     int n = snprintf(body, sizeof(body), "%d %s\n", status, pt_http_reason(status));
-    pt_conn_respond(c, status, "text/plain", body, (size_t)n, NULL, p->head_method);
-    c->ent.upstream_us = since_us(c, &p->up_start);
+    pt_req_respond(c, status, "text/plain", body, (size_t)n, NULL, p->head_method);
+    c->req->ent.upstream_us = since_us(c, &p->up_start);
     finish(p, false);
 }
 
@@ -551,7 +553,7 @@ static void arm_timers(pt_proxy_t *p)
             pt_upconn_timer(uc, u->timeouts.read);
     }
     if (!pt_outq_empty(&c->out) && !c->writable) {
-        pt_conn_timer(c, lc ? lc->timeouts.send : 30000);
+        pt_conn_timer(c, PT_TM_SOURCE, lc ? lc->timeouts.send : 30000);
     } else if (!p->body_done && !p->tunnel && c->ipos + p->bcur == c->ilen) {
         /* Waiting for body bytes: the gap may not pass timeouts.body, and
          * the whole body must keep min_body_rate on average. */
@@ -563,9 +565,9 @@ static void arm_timers(pt_proxy_t *p)
             if (allowed - elapsed < ms)
                 ms = allowed - elapsed < 1 ? 1 : allowed - elapsed;
         }
-        pt_conn_timer(c, ms);
+        pt_conn_timer(c, PT_TM_SOURCE, ms);
     } else {
-        pt_conn_timer(c, -1);
+        pt_conn_timer(c, PT_TM_NONE, -1);
     }
 }
 
@@ -593,13 +595,13 @@ void pt_proxy_client_timeout(pt_proxy_t *p)
     }
     /* the client did not send its body in time */
     pt_log_info("client timed out sending the request body (%lld bytes received), req=%s",
-                (long long)p->req_received, c->reqid);
+                (long long)p->req_received, c->req->reqid);
     if (p->uc) {
         pt_upconn_close(p->uc);
         p->uc = NULL;
     }
     c->closing = true;
-    pt_conn_respond(c, 408, "text/plain", "408 Request Timeout\n", 20, NULL, false);
+    pt_req_respond(c, 408, "text/plain", "408 Request Timeout\n", 20, NULL, false);
     finish(p, false);
 }
 
@@ -615,7 +617,7 @@ void pt_proxy_abort(pt_proxy_t *p)
 static void finish(pt_proxy_t *p, bool reusable)
 {
     pt_conn_t *c = p->c;
-    attempt_over(p, p->head_done ? c->ent.upstream_us : -1);
+    attempt_over(p, p->head_done ? c->req->ent.upstream_us : -1);
     if (p->uc) {
         if (!p->body_done)
             reusable = false;
@@ -624,11 +626,11 @@ static void finish(pt_proxy_t *p, bool reusable)
     }
     /* what is left of the request is consumed */
     c->ipos += p->bcur;
-    c->ent.bytes_in += p->bcur;
+    c->req->ent.bytes_in += p->bcur;
     p->bcur = 0;
     if (!p->body_done || p->close_client)
         c->closing = true;
-    pt_conn_proxy_done(c); /* p is gone after this */
+    pt_h1_source_done(c); /* p is gone after this */
 }
 
 /* What a step of the driver left: some progress, none, or the proxy is
@@ -684,13 +686,13 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
     }
     int rc = pump_request(p);
     if (rc == -2) { /* over max_body_size, or a body filter said stop */
-        int st = c->fx && c->fx->reject ? c->fx->reject : 413;
+        int st = c->req->fx && c->req->fx->reject ? c->req->fx->reject : 413;
         char msg[64];
         int ml = snprintf(msg, sizeof(msg), "%d %s\n", st, pt_http_reason(st));
         pt_upconn_close(uc);
         p->uc = NULL;
         c->closing = true;
-        pt_conn_respond(c, st, "text/plain", msg, (size_t)ml, NULL, false);
+        pt_req_respond(c, st, "text/plain", msg, (size_t)ml, NULL, false);
         finish(p, false);
         return STEP_GONE;
     }
@@ -765,7 +767,7 @@ static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
         }
         progress |= pt_conn_read(c);
         if (c->eof && !p->tunnel && !p->body_done) {
-            pt_log_info("client closed before the end of the request body, req=%s", c->reqid);
+            pt_log_info("client closed before the end of the request body, req=%s", c->req->reqid);
             pt_conn_close(c);
             return STEP_GONE;
         }
@@ -778,7 +780,7 @@ static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
 static void give_up(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
-    pt_log_error("out of memory queueing output while proxying, route=%s req=%s", p->route->name, c->reqid);
+    pt_log_error("out of memory queueing output while proxying, route=%s req=%s", p->route->name, c->req->reqid);
     attempt_over(p, -1);
     if (p->uc) {
         pt_upconn_close(p->uc);
@@ -856,10 +858,10 @@ static bool start_attempt(pt_proxy_t *p)
         /* every target is marked down: say so now rather than time out */
         char ca[80];
         pt_log_error("no healthy target while connecting to upstream, client=%s route=%s upstream=%s req=%s",
-                     pt_conn_peer_name(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->reqid);
+                     pt_conn_peer_name(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->req->reqid);
         if (!p->body_done)
             c->closing = true;
-        pt_conn_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
+        pt_req_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
         finish(p, false);
         return false;
     }
@@ -869,7 +871,7 @@ static bool start_attempt(pt_proxy_t *p)
     p->tried[idx] = true;
     p->attempts++;
     pt_target_t *t = &p->up->targets[idx];
-    c->ent.upstream_addr = t->name;
+    c->req->ent.upstream_addr = t->name;
     pt_upconn_t *uc = pt_pool_acquire(c->w, p->up, t);
     if (!uc) {
         int err = errno;
@@ -932,17 +934,17 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     int64_t limit = r->max_body_size;
     if (limit && req->content_length > limit) {
         c->closing = true; /* the body is not read: nothing can follow it */
-        pt_conn_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
+        pt_req_respond(c, 413, "text/plain", "413 Content Too Large\n", 22, NULL, false);
         return;
     }
     pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
     bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
-    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) + pt_fx_request_bytes(c->fx);
+    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) + pt_fx_request_bytes(c->req->fx);
     char *head = pt_arena_alloc(&c->arena, cap);
     if (!p || !tried || !head) {
         c->closing = true;
-        pt_conn_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, false);
+        pt_req_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, false);
         return;
     }
     p->c = c;
@@ -965,33 +967,33 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         .peer = (const struct sockaddr *)&c->peer,
         .peer_ip = pt_conn_peer_ip(c),
         .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
-        .request_id = pt_proxy_request_id(req, (pt_str_t){c->reqid, c->reqid_len}),
+        .request_id = pt_proxy_request_id(req, (pt_str_t){c->req->reqid, c->req->reqid_len}),
         .body_chunked = req->chunked,
         .body_length = req->content_length,
         .upgrade = req->upgrade,
         .tls = c->ssl != NULL,
-        .fx = c->fx,
+        .fx = c->req->fx,
         .slashes = pt_path_slashes(c->acc->ls->conf),
     };
     if (up->kind == PT_BAL_HASH)
         p->hash_key = hash_key(c, req, r->up);
-    if (f.request_id.p != c->reqid) /* the client's id is the one we log */
-        pt_conn_set_reqid(c, f.request_id);
+    if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
+        pt_req_set_id(c->req, f.request_id);
     p->head_len = pt_proxy_request_head(&f, head, cap);
     if (!p->head_len) {
         c->closing = true;
-        pt_conn_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
+        pt_req_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
         return;
     }
     p->head = head;
-    pt_conn_stash(c);
+    pt_req_detach(c);
     c->ipos += req->head_len; /* the head is ours now; the body follows it */
-    c->ent.bytes_in = req->head_len;
+    c->req->ent.bytes_in = req->head_len;
     reset_request(p);
     event_base_gettimeofday_cached(w->base, &p->body_start);
     p->up_start = p->body_start;
     if (p->expect_continue && !p->body_done && c->ilen == c->ipos)
         out_copy(p, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    c->proxy = p;
+    c->req->proxy = p;
     c->state = PT_CS_PROXY; /* run() starts the first attempt: never from inside the parser's loop */
 }

@@ -19,6 +19,7 @@
 #include "portico/accesslog.h"
 #include "portico/assert.h"
 #include "portico/conn.h"
+#include "portico/h1_server.h"
 #include "portico/grpc.h"
 #include "portico/log.h"
 #include "portico/upstream.h"
@@ -203,6 +204,7 @@ static int setup(pt_worker_t *w)
         pt_acceptor_t *a = &w->acceptors[w->nacceptors++];
         a->w = w;
         a->ls = &w->lset->v[i];
+        a->ops = &pt_h1_server_ops; /* every listener speaks HTTP (HTTP/2 by ALPN or preface) */
         a->fd = a->ls->fds[w->slot];
         event_assign(&a->ev, w->base, a->fd, EV_READ | EV_PERSIST, on_accept, a);
         event_add(&a->ev, NULL);
