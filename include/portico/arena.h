@@ -3,7 +3,13 @@
  * A growable arena (pt_arena_init with budget 0) chains new chunks as
  * needed: the configuration of one generation lives in one.  A bounded arena
  * (budget > 0) never grows past its budget: allocation past it returns NULL
- * and sets `overflow`, so a request cannot take more memory than its budget. */
+ * and sets `overflow`, so a request cannot take more memory than its budget.
+ *
+ * In an AddressSanitizer build the arena poisons every byte it has not handed
+ * out: the slack of a chunk, a redzone after each allocation (so reading one
+ * byte past an allocation is reported) and, after pt_arena_reset, everything
+ * (so a pointer kept across a reset is reported as a use after free).  The
+ * redzones use chunk room but no budget. */
 #ifndef PORTICO_ARENA_H
 #define PORTICO_ARENA_H
 

@@ -7,6 +7,31 @@
 
 #include "portico/arena.h"
 
+/* Under AddressSanitizer the arena poisons what it has not handed out, as
+ * varnish's workspace emulator does: a chunk's slack is poisoned, each
+ * allocation is unpoisoned to its exact size and followed by a poisoned
+ * redzone, and a reset poisons the whole kept chunk.  So reading past an
+ * allocation, or through a pointer kept across a reset, is reported as
+ * any heap overflow or use after free is. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define REDZONE _Alignof(max_align_t)
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define REDZONE 0
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct pt_arena_chunk {
     pt_arena_chunk_t *next;
     size_t size, off;
@@ -30,6 +55,7 @@ static pt_arena_chunk_t *add_chunk(pt_arena_t *a, size_t need)
     pt_arena_chunk_t *c = malloc(sizeof(*c) + size);
     if (!c)
         return NULL;
+    POISON(c->data, size);
     c->size = size;
     c->off = 0;
     c->next = a->head;
@@ -39,34 +65,41 @@ static pt_arena_chunk_t *add_chunk(pt_arena_t *a, size_t need)
 
 void *pt_arena_alloc(pt_arena_t *a, size_t n)
 {
+    size_t want = n; /* what the caller may touch; the rest stays poisoned */
     n = ALIGN(n ? n : 1);
     if (a->budget && a->used + n > a->budget) {
         a->overflow = true;
         return NULL;
     }
+    /* The redzone takes room in the chunk but not in the budget, so that a
+     * request overflows at the same point with and without ASan. */
+    size_t take = n + REDZONE;
     pt_arena_chunk_t *c = a->head;
-    if (!c || c->size - c->off < n) {
+    if (!c || c->size - c->off < take) {
         /* A big allocation gets its own chunk behind the current one, so the
          * free space left in the current chunk is not wasted. */
-        if (c && n > a->chunk_size / 4) {
-            pt_arena_chunk_t *big = malloc(sizeof(*big) + n);
+        if (c && take > a->chunk_size / 4) {
+            pt_arena_chunk_t *big = malloc(sizeof(*big) + take);
             if (!big) {
                 a->overflow = true;
                 return NULL;
             }
-            big->size = big->off = n;
+            POISON(big->data, take);
+            UNPOISON(big->data, want);
+            big->size = big->off = take;
             big->next = c->next;
             c->next = big;
             a->used += n;
             return big->data;
         }
-        if (!(c = add_chunk(a, n))) {
+        if (!(c = add_chunk(a, take))) {
             a->overflow = true;
             return NULL;
         }
     }
     void *p = c->data + c->off;
-    c->off += n;
+    UNPOISON(p, want);
+    c->off += take;
     a->used += n;
     return p;
 }
@@ -112,19 +145,35 @@ char *pt_arena_printf(pt_arena_t *a, const char *fmt, ...)
     return p;
 }
 
+/* Hands a chunk back to malloc clean: the allocator poisons freed memory
+ * its own way and should not find ours on memory it gives out again. */
+static void free_chunk(pt_arena_chunk_t *c)
+{
+    UNPOISON(c->data, c->size);
+    free(c);
+}
+
 void pt_arena_reset(pt_arena_t *a)
 {
-    pt_arena_chunk_t *c = a->head;
-    if (!c)
-        return;
-    /* Keep the oldest chunk (the last in the list): it is the usual size. */
-    while (c->next) {
-        pt_arena_chunk_t *next = c->next;
-        free(c);
-        c = next;
+    /* Keep one chunk of the usual size, the oldest.  Not simply the last in
+     * the list: a big allocation's own chunk is linked behind the head, so
+     * with one usual chunk the last is the big one, and keeping it would
+     * hold that much memory for the arena's life. */
+    pt_arena_chunk_t *keep = NULL;
+    for (pt_arena_chunk_t *c = a->head; c; c = c->next)
+        if (c->size == a->chunk_size)
+            keep = c;
+    for (pt_arena_chunk_t *c = a->head, *next; c; c = next) {
+        next = c->next;
+        if (c != keep)
+            free_chunk(c);
     }
-    c->off = 0;
-    a->head = c;
+    if (keep) {
+        POISON(keep->data, keep->size);
+        keep->off = 0;
+        keep->next = NULL;
+    }
+    a->head = keep;
     a->used = 0;
     a->overflow = false;
 }
@@ -134,7 +183,7 @@ void pt_arena_free(pt_arena_t *a)
     pt_arena_chunk_t *c = a->head;
     while (c) {
         pt_arena_chunk_t *next = c->next;
-        free(c);
+        free_chunk(c);
         c = next;
     }
     a->head = NULL;

@@ -350,6 +350,17 @@ static int parse_fields(const char *p, const char *stop, pt_h1_header_t *headers
     }
 }
 
+/* The request line of `line_len` bytes (up to, not including, its LF) on its
+ * own, before the rest of the head has come: 0, or PT_EINVAL with *status. */
+static int check_request_line(const char *p, size_t line_len, pt_h1_req_t *req, int *status)
+{
+    if (line_len == 0 || p[line_len - 1] != '\r')
+        FAIL(400); /* bare LF */
+    if (parse_request_line(p, p + line_len - 1, req, status) < 0)
+        return PT_EINVAL;
+    return split_target(req, status);
+}
+
 int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_req_t *req, int *status)
 {
     pt_h1_header_t *headers = req->headers;
@@ -369,6 +380,12 @@ int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, 
             FAIL(414);
         if (len - start >= lim->max_head)
             FAIL(431);
+        /* The request line is complete: judge it now.  A bad one ("GET /x"
+         * with no version, "HTTP/2.0", a double space) gets its 400 or 505
+         * at once instead of waiting for an empty line that an HTTP/0.9
+         * client never sends. */
+        if (line_len && check_request_line(buf + start, line_len, req, status) < 0)
+            return PT_EINVAL;
         return PT_EAGAIN;
     }
     if (line_len > lim->max_request_line + 1)

@@ -8,7 +8,7 @@ import re
 import socket
 import time
 
-from conftest import basic_config, free_port, http_get, raw, wait_for
+from conftest import basic_config, free_port, http_get, raw, read_all, wait_for
 
 ROUTES = '''
 - name: hello
@@ -138,6 +138,58 @@ def test_bad_requests_get_4xx_and_close(gateway):
         assert out.startswith(b'HTTP/1.1 %d ' % want), (req[:60], out[:80])
         assert b'Connection: close\r\n' in out
         assert out.count(b'HTTP/1.1 ') == 1  # the request after it was not answered: closed
+
+
+def test_bad_request_line_is_answered_before_the_head_ends(gateway):
+    """A request line that cannot be good (no version, HTTP/0.9 style, an
+    unsupported version, a double space) gets its answer as soon as its CRLF
+    arrives, with the socket left open by the client: it must not wait for
+    an empty line an HTTP/0.9 client never sends, nor for the header timeout
+    (an hour here, far past the socket's 10 s)."""
+    port = free_port()
+    gateway(basic_config(port, routes=ROUTES).replace('    address: 127.0.0.1:%d\n' % port,
+                                                      '    address: 127.0.0.1:%d\n    timeouts: { header: 1h }\n'
+                                                      % port))
+    cases = [
+        (b'GET /x\r\n', 400),
+        (b'GET /hello\r\n', 400),  # HTTP/0.9 style
+        (b'GET /x HTTP/2.0\r\n', 505),
+        (b'GET  /x HTTP/1.1\r\n', 400),
+    ]
+    for req, want in cases:
+        s = socket.create_connection(('127.0.0.1', port), timeout=10)
+        try:
+            s.sendall(req)
+            out = b''
+            while b'\r\n\r\n' not in out:
+                b = s.recv(65536)  # socket.timeout here: the gateway waited
+                assert b, (req, out)
+                out += b
+            assert out.startswith(b'HTTP/1.1 %d ' % want), (req, out[:80])
+            assert b'Connection: close\r\n' in out
+        finally:
+            s.close()
+
+
+def test_good_request_line_waits_for_the_rest_of_the_head(gateway):
+    port = free_port()
+    gateway(basic_config(port, routes=ROUTES))
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    try:
+        s.sendall(b'GET /hello HTTP/1.1\r\n')  # one CRLF: the head is not over
+        s.setblocking(False)
+        try:
+            early = s.recv(100)
+        except BlockingIOError:
+            early = None
+        s.setblocking(True)
+        s.settimeout(10)
+        assert early is None, early
+        s.sendall(b'Host: a\r\nConnection: close\r\n\r\n')
+        out = read_all(s)
+        assert out.startswith(b'HTTP/1.1 200 ') and out.endswith(b'hello\n'), out[:80]
+    finally:
+        s.close()
 
 
 def test_header_timeout_gives_408(gateway):

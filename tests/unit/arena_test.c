@@ -5,6 +5,58 @@
 #include "../unit/tap.h"
 #include "portico/arena.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_TEST_ASAN 1
+#endif
+#endif
+#ifdef ARENA_TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* Under ASan: what the arena has not handed out is poisoned. */
+static void poisoning(void)
+{
+#ifdef ARENA_TEST_ASAN
+    pt_arena_t a;
+    pt_arena_init(&a, 1024, 0);
+    char *p = pt_arena_alloc(&a, 10);
+    ok(p && !__asan_region_is_poisoned(p, 10), "an allocation is not poisoned");
+    ok(__asan_address_is_poisoned(p + 10), "the byte after an allocation is poisoned");
+    char *q = pt_arena_alloc(&a, 32);
+    ok(q && !__asan_region_is_poisoned(q, 32), "an allocation of a multiple of the alignment is not poisoned");
+    ok(__asan_address_is_poisoned(q + 32), "the byte after it is poisoned: a redzone before the next");
+    char *r = pt_arena_alloc(&a, 16);
+    ok(r > q + 32 && __asan_address_is_poisoned(r - 1), "the next allocation starts after a poisoned redzone");
+    ok(__asan_address_is_poisoned(r + 16) && __asan_address_is_poisoned(r + 200),
+       "the chunk's slack is poisoned");
+    char *big = pt_arena_alloc(&a, 5000);
+    ok(big && !__asan_region_is_poisoned(big, 5000) && __asan_address_is_poisoned(big + 5000),
+       "a big allocation in its own chunk: exact, then poisoned");
+    char *z = pt_arena_zalloc(&a, 3);
+    ok(z && !__asan_region_is_poisoned(z, 3) && __asan_address_is_poisoned(z + 3), "zalloc: exact size");
+    char *s = pt_arena_strndup(&a, "hello", 5);
+    ok(s && !__asan_region_is_poisoned(s, 6) && __asan_address_is_poisoned(s + 6), "strndup: the string and its NUL");
+    pt_arena_reset(&a);
+    ok(__asan_address_is_poisoned(p) && __asan_region_is_poisoned(p, 1024) == p,
+       "after a reset the whole kept chunk is poisoned");
+    char *p2 = pt_arena_alloc(&a, 8);
+    ok(p2 == p && !__asan_region_is_poisoned(p2, 8) && __asan_address_is_poisoned(q),
+       "after a reset a new allocation is unpoisoned and an old pointer past it is not");
+    pt_arena_free(&a);
+
+    pt_arena_t b;
+    pt_arena_init(&b, 256, 256);
+    ok(pt_arena_alloc(&b, 128) && pt_arena_alloc(&b, 128) && !b.overflow,
+       "the redzones take no budget: the budget is usable whole");
+    pt_arena_free(&b);
+#else
+    skip(12, "not an AddressSanitizer build");
+#endif
+}
+
 int main(void)
 {
     pt_arena_t a;
@@ -21,6 +73,7 @@ int main(void)
     is_str(pt_arena_strndup(&a, "hello", 3), "hel", "strndup");
     pt_arena_reset(&a);
     ok(a.used == 0 && !a.overflow, "reset rewinds");
+    ok(pt_arena_alloc(&a, 10) == p, "reset keeps the chunk of the usual size, not the big allocation's");
     pt_arena_free(&a);
 
     pt_arena_t b;
@@ -30,5 +83,7 @@ int main(void)
     pt_arena_reset(&b);
     ok(!b.overflow && pt_arena_alloc(&b, 500) != NULL, "reset clears overflow");
     pt_arena_free(&b);
+
+    poisoning();
     return done_testing();
 }

@@ -173,6 +173,26 @@ int main(void)
     bad("an unknown expectation", "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417);
     bad("too many empty lines first", "\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
 
+    /* A bad request line is answered as soon as it is complete, without
+     * waiting for the empty line that ends the head. */
+    bad("no version, head incomplete", "GET /x\r\n", 400);
+    bad("HTTP/0.9 style, head incomplete", "GET /\r\n", 400);
+    bad("HTTP/2.0, head incomplete", "GET /x HTTP/2.0\r\n", 505);
+    bad("HTTP/1.2, head incomplete", "GET /x HTTP/1.2\r\nHost: a\r\n", 505);
+    bad("a double space, head incomplete", "GET  /x HTTP/1.1\r\n", 400);
+    bad("a bare LF after the request line, head incomplete", "GET /x HTTP/1.1\n", 400);
+    bad("a relative target, head incomplete", "GET x HTTP/1.1\r\n", 400);
+    {
+        const char *waits[] = {"GET /x HTTP/1.1\r\n", "GET /x HTTP/1.1\r\nHost: a\r\n", "GET /x HTTP/1.1\r",
+                               "GET /x", "\r\nGET /x HTTP/1.0\r\n"};
+        for (size_t i = 0; i < sizeof(waits) / sizeof(waits[0]); i++) {
+            pt_h1_req_t rw;
+            int stw;
+            int rc = parse(waits[i], &rw, &stw);
+            ok(rc == PT_EAGAIN, "a good request line with the head incomplete waits (case %zu, rc %d)", i, rc);
+        }
+    }
+
     /* limits */
     pt_h1_limits_t small = {64, 256, 3};
     char longline[200];
