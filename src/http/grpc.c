@@ -486,18 +486,6 @@ static h2up_t *h2up_for(pt_worker_t *w, pt_upstream_t *up, pt_target_t *t)
 
 /* ---- the call ---- */
 
-static void call_free(pt_grpc_t *g)
-{
-    evtimer_del(&g->timer);
-    if (g->counted) { /* the call's duration feeds the latency balancer; a failure counts as one */
-        int64_t now = pt_worker_now_us(g->c->w);
-        pt_balancer_done(g->up, g->target, g->resp_done && !g->failed ? now - g->start_us : -1, now);
-        g->counted = false;
-    }
-    free(g->rq);
-    g->rq = NULL;
-}
-
 /* Off the upstream connection: its stream (if it has one yet) is reset. */
 static void cancel_stream(pt_grpc_t *g)
 {
@@ -511,6 +499,24 @@ static void cancel_stream(pt_grpc_t *g)
     unlink_call(h, g);
     event_active(&h->ev, EV_TIMEOUT, 0);
     g->h = NULL;
+}
+
+/* The call's memory is the client stream's arena, reset once the call is
+ * done: nghttp2 must not hold it any more.  An upstream that answered in
+ * full while the request stream is still open (a server that ends the call
+ * before the client half-closes) leaves that stream half-closed, still
+ * pointing at g; it is reset here, and its user data cleared. */
+static void call_free(pt_grpc_t *g)
+{
+    cancel_stream(g);
+    evtimer_del(&g->timer);
+    if (g->counted) { /* the call's duration feeds the latency balancer; a failure counts as one */
+        int64_t now = pt_worker_now_us(g->c->w);
+        pt_balancer_done(g->up, g->target, g->resp_done && !g->failed ? now - g->start_us : -1, now);
+        g->counted = false;
+    }
+    free(g->rq);
+    g->rq = NULL;
 }
 
 /* The call cannot go on: a gRPC status when nothing was answered yet, else
@@ -610,7 +616,6 @@ done:
 
 void pt_grpc_abort(pt_grpc_t *g)
 {
-    cancel_stream(g);
     call_free(g);
 }
 

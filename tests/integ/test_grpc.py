@@ -11,7 +11,7 @@ grpc = pytest.importorskip('grpc')
 
 from backend import dead_port  # noqa: E402
 from conftest import free_port, http_get  # noqa: E402
-from grpc_server import GrpcServer  # noqa: E402
+from grpc_server import GrpcServer, RawEarlyUpstream  # noqa: E402
 
 
 @pytest.fixture
@@ -132,3 +132,54 @@ def test_reload_lets_a_streaming_call_finish(gateway, server):
     g.reload()
     t.join(15)
     assert done == [[f'S{i}'.encode() for i in range(10)]]
+
+
+def slow(n):
+    """A client stream that goes on for a while."""
+    for i in range(n):
+        yield f'm{i}'.encode()
+        time.sleep(0.05)
+
+
+def chat_early(ch, n, reply):
+    """A bidi call that the server ends after the first of n messages."""
+    call = ch.stream_stream('/test.Echo/ChatEarly')(slow(n), timeout=10)
+    assert list(call) == [reply]
+    assert call.code() == grpc.StatusCode.OK and ('x-early', 'yes') in call.trailing_metadata()
+
+
+def test_upstream_ending_before_the_client_half_closes(gateway, server):
+    """The server ends the call (trailers) while the client still streams:
+    the call is freed only once nghttp2 no longer refers to it (under ASan a
+    use after free showed here, on the stream's close or at worker exit)."""
+    port = free_port()
+    g = gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch:
+        for _ in range(3):
+            chat_early(ch, 20, b'M0')
+            resp, info = ch.stream_unary('/test.Echo/SumEarly').with_call(slow(20), timeout=10)
+            assert resp == b'got m0' and info.code() == grpc.StatusCode.OK
+        # the upstream connection and the gateway go on
+        assert ch.unary_unary('/test.Echo/Unary')(b'after', timeout=5) == b'echo:after from -'
+    assert len(set(server.peers)) == 1
+    assert g.stop() == 0  # the worker closes its upstream connections, with the calls they still list
+
+
+@pytest.mark.parametrize('reset_after', [0.3, None])
+def test_upstream_answering_while_the_request_stream_is_open(gateway, reset_after):
+    """An upstream that ends its response (END_STREAM) and resets the
+    request stream only later, or never: the call is long gone from the
+    client side by then, and nghttp2 must not hand it back to us."""
+    up = RawEarlyUpstream(reset_after)
+    try:
+        port = free_port()
+        g = gateway(config(port, [up.port]), workers=1)
+        with channel(port) as ch:
+            for _ in range(3):
+                chat_early(ch, 10, b'early')
+            time.sleep(0.6)  # the late resets arrive
+            chat_early(ch, 3, b'early')
+        assert up.calls == 4 and len(up.conns) == 1
+        assert g.stop() == 0
+    finally:
+        up.stop()
