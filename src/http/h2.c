@@ -30,6 +30,7 @@
 
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
 #define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
+#define RECENT_IDS 64              /* stream ids remembered for trailers that race a reset */
 
 typedef struct buf {
     char *p;
@@ -71,6 +72,9 @@ struct pt_h2 {
     bool goaway;
     double reset_tokens; /* resets the client may still send (a token bucket) */
     int64_t reset_at_ms;
+    int32_t last_id;            /* the highest stream the client opened */
+    int32_t opened[RECENT_IDS]; /* the last streams it opened (a ring) */
+    unsigned nopened;
 };
 
 /* The rapid-reset defence: RST_STREAM from the client spends a token; the
@@ -511,6 +515,41 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     return 0;
 }
 
+/* RFC 9113, 5.1.1: a new stream's id is above every id the client used
+ * before; a HEADERS frame below that is a connection error PROTOCOL_ERROR.
+ * libnghttp2 ignores such a frame unless it still holds the stream, so it
+ * is checked here: a lower id is accepted only for a stream nghttp2 knows
+ * (trailers) or one of the last RECENT_IDS opened (trailers sent before
+ * our RST_STREAM reached the client). */
+static bool stream_id_allowed(pt_h2_t *h, int32_t id)
+{
+    if (id > h->last_id) {
+        h->last_id = id;
+        h->opened[h->nopened++ % RECENT_IDS] = id;
+        return true;
+    }
+    if (nghttp2_session_find_stream(h->s, id))
+        return true;
+    for (unsigned i = 0; i < RECENT_IDS && i < h->nopened; i++)
+        if (h->opened[i] == id)
+            return true;
+    return false;
+}
+
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *user)
+{
+    pt_h2_t *h = user;
+    if (hd->type != NGHTTP2_HEADERS || !(hd->stream_id & 1) || h->c->eof || stream_id_allowed(h, hd->stream_id))
+        return 0;
+    char peer[80];
+    pt_conn_peer_name(h->c, peer, sizeof(peer));
+    pt_log_info("HTTP/2 client %s opens stream %d after stream %d: GOAWAY PROTOCOL_ERROR, closing", peer,
+                (int)hd->stream_id, (int)h->last_id);
+    nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+    h->c->eof = true; /* read no more */
+    return 0;
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     pt_h2_t *h = user;
@@ -591,6 +630,7 @@ int pt_h2_start(pt_conn_t *c)
         nghttp2_session_callbacks_del(cb);
         return -1;
     }
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);

@@ -376,3 +376,29 @@ def test_idle_connections_are_closed(gateway, backends):
     got = c.frames(lambda f: f is None, timeout=5)
     assert got[-1] is None and time.time() - t0 < 2
     assert goaway_code(got) == 0  # a GOAWAY (NO_ERROR) first
+
+
+def test_headers_on_a_lower_stream_id_end_the_connection(gateway, backends):
+    """RFC 9113, 5.1.1 (h2spec http2/5.1.1/2): a stream id lower than one the
+    client already opened is a connection error PROTOCOL_ERROR; libnghttp2
+    only ignores it.  Trailers on a lower stream still open are fine."""
+    b = backends()
+    port = free_port()
+    g = gateway(config(port, b), workers=1)
+    c = RawH2(port)
+    c.request(1, '/upload', method='POST', end_stream=False)
+    c.request(5, '/five')
+    got = c.frames(ended(5))
+    assert response(got, 5)[0][':status'] == '200'
+    trailers = HeadersFrame(1)  # stream 1 is open: its trailers end it
+    trailers.data = c.enc.encode([('x-trailer', 'yes')])
+    trailers.flags.add('END_HEADERS')
+    trailers.flags.add('END_STREAM')
+    c.send(trailers)
+    got = c.frames(ended(1))
+    assert response(got, 1)[0][':status'] == '200' and goaway_code(got) is None
+    c.request(3, '/three')  # 3 < 5, never opened
+    got = c.frames(lambda f: isinstance(f, GoAwayFrame) or f is None)
+    assert goaway_code(got) == 1 and not [f for f in got if f and f.stream_id == 3]
+    assert [r.target for r in b.requests] == ['/five', '/upload']
+    assert http_get(port, '/hello')[0] == 200 and g.proc.poll() is None
