@@ -185,23 +185,38 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
 }
 
 /* The response head in st->resp: once it is complete, HEADERS (and DATA to
- * come).  Returns its length, 0 while incomplete, -1 when it is not HTTP. */
+ * come).  Returns its length, 0 while incomplete, -1 when it is not HTTP.
+ * The head may hold as many fields as the proxy let through (the
+ * listener's max_headers, and what filters added): the field arrays are
+ * sized by its line count. */
 static int submit_head(pt_h2_stream_t *st)
 {
-    pt_h1_header_t headers[128];
-    pt_h1_limits_t lim = {8192, STREAM_BUFFER, 128};
+    size_t lines = 0;
+    bool complete = false;
+    const char *stop = st->resp.p + st->resp.len;
+    for (const char *p = st->resp.p; !complete && (p = memchr(p, '\n', (size_t)(stop - p))) != NULL; p++) {
+        lines++;
+        complete = (p + 1 < stop && p[1] == '\n') || (p + 2 < stop && p[1] == '\r' && p[2] == '\n');
+    }
+    if (!complete)
+        return st->resp.len >= STREAM_BUFFER ? -1 : 0;
+    pt_h1_header_t *headers = malloc(lines * (sizeof(pt_h1_header_t) + sizeof(nghttp2_nv)) + sizeof(nghttp2_nv));
+    if (!headers)
+        return -1;
+    nghttp2_nv *nv = (nghttp2_nv *)(headers + lines);
+    pt_h1_limits_t lim = {8192, STREAM_BUFFER, lines};
     pt_h1_resp_t r = {.headers = headers};
     int rc = pt_h1_parse_response(st->resp.p, st->resp.len, &lim, &r);
-    if (rc == PT_EAGAIN)
-        return 0;
-    if (rc < 0)
-        return -1;
+    if (rc < 0 || rc == PT_EAGAIN) {
+        free(headers);
+        return rc == PT_EAGAIN ? 0 : -1;
+    }
     if (r.status < 200) { /* 100 Continue: not forwarded */
+        free(headers);
         memmove(st->resp.p, st->resp.p + rc, st->resp.len - (size_t)rc);
         st->resp.len -= (size_t)rc;
         return submit_head(st);
     }
-    nghttp2_nv nv[1 + 128];
     char status[4] = {(char)('0' + r.status / 100 % 10), (char)('0' + r.status / 10 % 10), (char)('0' + r.status % 10),
                       0};
     size_t n = 0;
@@ -225,7 +240,8 @@ static int submit_head(pt_h2_stream_t *st)
     st->head_done = true;
     st->body_done = st->no_body;
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
-    st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp) == 0;
+    st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp) == 0; /* nv copied */
+    free(headers);
     return st->submitted ? rc : -1;
 }
 
@@ -643,6 +659,7 @@ int pt_h2_start(pt_conn_t *c)
                                                2 * (uint64_t)lc->http2_settings.reset_rate);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_send_header_block_length(opt, STREAM_BUFFER); /* max_headers fields (64 KiB by default) */
     int rc = nghttp2_session_server_new2(&h->s, cb, h, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);

@@ -402,3 +402,17 @@ def test_headers_on_a_lower_stream_id_end_the_connection(gateway, backends):
     assert goaway_code(got) == 1 and not [f for f in got if f and f.stream_id == 3]
     assert [r.target for r in b.requests] == ['/five', '/upload']
     assert http_get(port, '/hello')[0] == 200 and g.proc.poll() is None
+
+
+@pytest.mark.parametrize('n', [500, 999])  # 999 and content-length: the limit
+def test_responses_with_many_header_fields_reach_the_client_whole(gateway, backends, n):
+    """As many response header fields as the listener allows (max_headers,
+    up to 1,000) reach an HTTP/2 client, not the first 128."""
+    b = backends()
+    port = free_port()
+    gateway(config(port, b, listener=', max_headers: 1000'), workers=1)
+    c = RawH2(port)
+    c.request(1, f'/many-headers?n={n}')
+    head, body, rst = response(c.frames(ended(1)), 1)
+    assert rst is None and head[':status'] == '200' and body == b'many'
+    assert [head.get(f'x-h-{i}') for i in range(n)] == [f'v-{i}' for i in range(n)]
