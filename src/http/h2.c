@@ -31,6 +31,7 @@
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
 #define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
 #define RECENT_IDS 64              /* stream ids remembered for trailers that race a reset */
+#define DRAIN_PING ((const uint8_t *)"ptdrain!") /* the PING that times the final GOAWAY */
 
 typedef struct buf {
     char *p;
@@ -69,7 +70,8 @@ struct pt_h2 {
     pt_conn_t *c;
     pt_h2_stream_t *streams;
     size_t nstreams;
-    bool goaway;
+    bool goaway;      /* draining: the shutdown notice went out */
+    bool goaway_last; /* and the final GOAWAY, after a PING round trip */
     double reset_tokens; /* resets the client may still send (a token bucket) */
     int64_t reset_at_ms;
     int32_t last_id;            /* the highest stream the client opened */
@@ -577,6 +579,14 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
         h->c->eof = true; /* read no more */
         return 0;
     }
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK) && h->goaway && !h->goaway_last &&
+        memcmp(f->ping.opaque_data, DRAIN_PING, 8) == 0) {
+        /* every stream the client opened before it saw the notice is in */
+        h->goaway_last = true;
+        nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        return 0;
+    }
     pt_h2_stream_t *st = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
     if (!st)
         return 0;
@@ -773,8 +783,13 @@ void pt_h2_drain(pt_conn_t *c)
     if (!h || h->goaway)
         return;
     h->goaway = true;
-    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    /* RFC 9113, 6.8: GOAWAY with the highest stream id first, so that
+     * streams the client sent before it reads it (in flight, or still in
+     * our socket buffer) are served, not refused; the final GOAWAY, with
+     * the last stream we took, follows the PING's answer.  A client that
+     * does not answer gets it when its last stream ends (TM_DRAIN). */
+    nghttp2_submit_shutdown_notice(h->s);
+    nghttp2_submit_ping(h->s, NGHTTP2_FLAG_NONE, DRAIN_PING);
     pt_conn_reschedule(c);
 }
 

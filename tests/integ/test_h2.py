@@ -34,6 +34,7 @@ class RawH2:
         self.pending = b''
 
     pending = b''
+    answer_pings = True
 
     def send(self, *frames, flush=False):
         self.pending += b''.join(f.serialize() for f in frames)
@@ -72,6 +73,11 @@ class RawH2:
                 if isinstance(f, SettingsFrame) and 'ACK' not in f.flags:
                     ack = SettingsFrame(0)
                     ack.flags.add('ACK')
+                    self.s.sendall(ack.serialize())
+                if isinstance(f, PingFrame) and 'ACK' not in f.flags and self.answer_pings:
+                    ack = PingFrame(0)
+                    ack.flags.add('ACK')
+                    ack.opaque_data = f.opaque_data
                     self.s.sendall(ack.serialize())
                 got.append(f)
                 if until(f):
@@ -353,18 +359,29 @@ def test_reload_sends_goaway_and_open_streams_finish(gateway, backends):
     g.wait_log('reload ok')
 
 
-def test_graceful_stop_sends_goaway_and_open_streams_finish(gateway, backends):
+@pytest.mark.parametrize('pings', [True, False])
+def test_graceful_stop_sends_goaway_and_open_streams_finish(gateway, backends, pings):
+    """SIGQUIT: a stream the client sent before it read the GOAWAY is
+    served, however late the worker reads it (the request below goes out
+    only after the signal, as a loaded machine may order it).  The first
+    GOAWAY is a notice (last stream 2^31-1), the final one names stream 1:
+    after the client answers the PING, or, when it does not, once its
+    streams are done."""
     import signal
     b = backends(delay_ms=600)
     port = free_port()
     g = gateway(config(port, b), workers=1)
     c = RawH2(port)
+    c.answer_pings = pings
+    c.frames(lambda f: isinstance(f, SettingsFrame), timeout=2)
     c.request(1, '/slow-through-stop')
-    time.sleep(0.2)
     g.proc.send_signal(signal.SIGQUIT)
-    got = c.frames(ended(1), timeout=10)
+    time.sleep(0.2)
+    got = c.frames(lambda f: f is None, timeout=10)
     head, body, rst = response(got, 1)
-    assert head[':status'] == '200' and body == b'ok /slow-through-stop' and goaway_code(got) == 0
+    assert head[':status'] == '200' and body == b'ok /slow-through-stop' and rst is None
+    goaways = [(f.last_stream_id, f.error_code) for f in got if isinstance(f, GoAwayFrame)]
+    assert goaways == [(2 ** 31 - 1, 0), (1, 0)]
     assert g.proc.wait(10) == 0
 
 
