@@ -29,6 +29,9 @@
 #include "portico/worker.h"
 
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
+#define STREAM_MIN (16 * 1024)     /* ... of which it may always hold this much */
+#define CONN_BUDGET (2 * 1024 * 1024) /* response memory of a connection: see pt_h2_t.used */
+#define UPSTREAM_RESERVE (64 * 1024)  /* counted for each stream under way: its upstream buffer */
 #define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
 #define RECENT_IDS 64              /* stream ids remembered for trailers that race a reset */
 #define DRAIN_PING ((const uint8_t *)"ptdrain!") /* the PING that times the final GOAWAY */
@@ -57,6 +60,7 @@ struct pt_h2_stream {
     /* the response, read back from the stream connection */
     buf_t resp;      /* the head while it is incomplete */
     bool head_done, submitted, no_body, body_chunked, body_done, deferred;
+    bool waiting; /* the head is complete; the connection's budget holds the stream back */
     int64_t body_left; /* -1: until the stream connection closes */
     pt_h1_chunked_t chunk;
     buf_t body;      /* decoded body bytes for DATA frames */
@@ -70,6 +74,15 @@ struct pt_h2 {
     pt_conn_t *c;
     pt_h2_stream_t *streams;
     size_t nstreams;
+    /* The response memory budget: decoded body bytes waiting for the
+     * client's window, plus UPSTREAM_RESERVE for each stream connection
+     * under way (what its upstream connection may buffer).  A stream starts
+     * only within CONN_BUDGET, and takes body bytes past STREAM_MIN only
+     * while the total is under it; so a client that never opens its
+     * windows pins at most CONN_BUDGET + STREAM_MIN per stream under way
+     * (CONN_BUDGET / UPSTREAM_RESERVE of them). */
+    size_t body_bytes, running;
+    bool squeezed; /* a stream waits for the budget */
     bool goaway;      /* draining: the shutdown notice went out */
     bool goaway_last; /* and the final GOAWAY, after a PING round trip */
     double reset_tokens; /* resets the client may still send (a token bucket) */
@@ -134,8 +147,27 @@ static void buf_compact(buf_t *b)
 
 /* ---- streams ---- */
 
+static size_t used(const pt_h2_t *h)
+{
+    return h->body_bytes + h->running * UPSTREAM_RESERVE;
+}
+
+static size_t body_held(const pt_h2_stream_t *st)
+{
+    return st->body.len - st->body.pos;
+}
+
+static bool body_add(pt_h2_stream_t *st, const void *p, size_t n)
+{
+    if (!buf_add(&st->body, p, n))
+        return false;
+    st->h2->body_bytes += n;
+    return true;
+}
+
 static void stream_free(pt_h2_stream_t *st)
 {
+    st->h2->body_bytes -= body_held(st);
     buf_free(&st->fields);
     buf_free(&st->cookie);
     buf_free(&st->in);
@@ -159,6 +191,50 @@ static void stream_unlink(pt_h2_t *h, pt_h2_stream_t *st)
         }
 }
 
+/* The stream connection starts on the request head built in st->in. */
+static int launch(pt_h2_t *h, pt_h2_stream_t *st)
+{
+    pt_conn_t *sc = pt_conn_stream(h->c);
+    st->waiting = false;
+    if (!sc)
+        return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    sc->h2s = st;
+    st->sc = sc;
+    h->running++;
+    sc->readable = true;
+    pt_conn_reschedule(sc);
+    return 0;
+}
+
+/* Room in the connection's budget again: streams held back by it go on,
+ * and waiting ones start, while it lasts. */
+static void relieve(pt_h2_t *h)
+{
+    if (!h->squeezed || used(h) >= CONN_BUDGET)
+        return;
+    h->squeezed = false;
+    for (pt_h2_stream_t *st = h->streams; st; st = st->next) {
+        if (st->sc && !st->sc->writable && body_held(st) < STREAM_BUFFER / 2) {
+            st->sc->writable = true;
+            pt_conn_reschedule(st->sc);
+        } else if (st->waiting) {
+            if (h->running && used(h) + UPSTREAM_RESERVE > CONN_BUDGET)
+                h->squeezed = true;
+            else
+                launch(h, st);
+        }
+    }
+    pt_conn_reschedule(h->c);
+}
+
+/* The stream connection is gone: its reserve returns to the budget. */
+static void detach(pt_h2_stream_t *st)
+{
+    st->sc = NULL;
+    st->h2->running--;
+    relieve(st->h2);
+}
+
 /* ---- the response, from HTTP/1.1 to HEADERS and DATA ---- */
 
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t length, uint32_t *flags,
@@ -173,6 +249,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     size_t n = avail < length ? avail : length;
     memcpy(out, st->body.p + st->body.pos, n);
     st->body.pos += n;
+    st->h2->body_bytes -= n;
     buf_compact(&st->body);
     if (st->body_done && st->body.len == st->body.pos) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -183,6 +260,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
         st->sc->writable = true; /* room again: the stream connection may go on */
         pt_conn_reschedule(st->sc);
     }
+    relieve(st->h2);
     return (ssize_t)n;
 }
 
@@ -259,7 +337,7 @@ static int take_body(pt_h2_stream_t *st, const char *p, size_t n)
             long used = pt_h1_chunked_decode(&st->chunk, p, n, &data, &dlen);
             if (used < 0)
                 return -1;
-            if (dlen && !buf_add(&st->body, data, dlen))
+            if (dlen && !body_add(st, data, dlen))
                 return -1;
             p += used;
             n -= (size_t)used;
@@ -269,7 +347,7 @@ static int take_body(pt_h2_stream_t *st, const char *p, size_t n)
     }
     if (st->body_left >= 0 && (int64_t)n > st->body_left)
         n = (size_t)st->body_left;
-    if (n && !buf_add(&st->body, p, n))
+    if (n && !body_add(st, p, n))
         return -1;
     if (st->body_left >= 0) {
         st->body_left -= (int64_t)n;
@@ -291,8 +369,19 @@ static void resume(pt_h2_stream_t *st)
 static ssize_t stream_write(void *ctx, const void *p, size_t n)
 {
     pt_h2_stream_t *st = ctx;
-    if (st->body.len - st->body.pos >= STREAM_BUFFER)
-        return 0; /* the client is slow: back-pressure */
+    pt_h2_t *h = st->h2;
+    if (st->head_done) { /* back-pressure: the client is slow, or the connection holds its budget */
+        size_t held = body_held(st), room = held < STREAM_MIN ? STREAM_MIN - held : 0;
+        if (used(h) < CONN_BUDGET && held < STREAM_BUFFER) {
+            size_t shared = CONN_BUDGET - used(h) < STREAM_BUFFER - held ? CONN_BUDGET - used(h) : STREAM_BUFFER - held;
+            room = shared > room ? shared : room;
+        }
+        if (!room) {
+            h->squeezed = h->squeezed || held < STREAM_BUFFER;
+            return 0;
+        }
+        n = n < room ? n : room;
+    }
     int rc = 0;
     if (st->head_done) {
         rc = take_body(st, p, n);
@@ -401,7 +490,7 @@ void pt_h2_stream_closed(pt_conn_t *sc)
     sc->h2s = NULL;
     if (!st)
         return;
-    st->sc = NULL;
+    detach(st);
     if (!st->head_done) {
         /* closed without an answer: the stream is reset */
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -492,7 +581,7 @@ static void respond_now(pt_h2_stream_t *st, const char *status, const char *body
 {
     static nghttp2_nv ct = {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE};
     nghttp2_nv nv[2] = {{(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE}, ct};
-    buf_add(&st->body, body, strlen(body));
+    body_add(st, body, strlen(body));
     st->head_done = st->body_done = true;
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
     st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, 2, &dp) == 0;
@@ -523,14 +612,13 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     ok = ok && BUF_LIT(&st->in, "\r\n");
     buf_free(&st->fields); /* in the head now */
     buf_free(&st->cookie);
-    pt_conn_t *sc = ok ? pt_conn_stream(h->c) : NULL;
-    if (!sc)
+    if (!ok)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    sc->h2s = st;
-    st->sc = sc;
-    sc->readable = true;
-    pt_conn_reschedule(sc);
-    return 0;
+    if (h->running && used(h) + UPSTREAM_RESERVE > CONN_BUDGET) {
+        st->waiting = h->squeezed = true; /* started by relieve() once the client reads */
+        return 0;
+    }
+    return launch(h, st);
 }
 
 /* RFC 9113, 5.1.1: a new stream's id is above every id the client used
@@ -609,7 +697,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 {
     pt_h2_t *h = user;
     pt_h2_stream_t *st = stream_of(h, id);
-    if (!st || !st->sc) { /* nobody will read it (a 431, or a stream already answered) */
+    if (!st || (!st->sc && !st->waiting)) { /* nobody will read it (a 431, or a stream already answered) */
         nghttp2_session_consume(s, id, len);
         return 0;
     }
@@ -637,9 +725,12 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
     pt_conn_t *sc = st->sc;
     if (sc) { /* reset by the client, or ended before its connection did */
         sc->h2s = NULL;
+        st->sc = NULL;
+        h->running--;
         pt_conn_close(sc);
     }
     stream_free(st);
+    relieve(h);
     return 0;
 }
 
