@@ -483,7 +483,10 @@ static const pt_directive_t upstream_keys[] = {
      "How targets are spoken to: http; https (TLS, pooled and reused like plain connections); grpc (HTTP/2 with "
      "prior knowledge) or grpcs (HTTP/2 over TLS): many calls share one connection per target and worker, "
      "trailers (grpc-status) reach the client, and Portico's own errors are gRPC statuses. Routes to a grpc "
-     "upstream serve HTTP/2 clients only."},
+     "upstream serve HTTP/2 clients only; what such a route says applies to its calls as to any request: "
+     "strip_prefix and path-rewrite (on the method path), upstream_host (as :authority), request-headers, "
+     "X-Forwarded-* and X-Request-Id, response-headers and CORS on the response head, and passive health "
+     "checks by the response's :status."},
     {"tls", PT_T_SECTION, F(pt_upstream_conf_t, tls), NULL, 0, 0, NULL, &upstream_tls_section, NULL, NULL, NULL, 0,
      NULL, "TLS towards the targets, with scheme: https."},
     {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,

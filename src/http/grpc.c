@@ -2,7 +2,11 @@
  * or grpcs (HTTP/2 over TLS, ALPN h2).
  *
  * A call arrives on a stream connection (h2.c), its head already routed and
- * filtered like any request.  It becomes a stream of an HTTP/2 client
+ * filtered like any request.  Its HEADERS are the head the HTTP/1.1 proxy
+ * would send (pt_proxy_request_head: strip_prefix and path-rewrite,
+ * upstream_host as :authority, request-headers, X-Forwarded-* and
+ * X-Request-Id), and the response head gets what the proxy gives one
+ * (response-headers and CORS edits; passive health by its :status).  It becomes a stream of an HTTP/2 client
  * session to the chosen target: sessions are per worker and per target,
  * carry many calls at once (up to the target's SETTINGS_MAX_CONCURRENT_
  * STREAMS), and stay open for `keepalive.idle_timeout` when idle.  The
@@ -28,7 +32,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "portico/cidr.h"
 #include "portico/conn.h"
+#include "portico/filter.h"
 #include "portico/grpc.h"
 #include "portico/h2.h"
 #include "portico/io.h"
@@ -196,10 +202,19 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (!g || f->hd.type != NGHTTP2_HEADERS)
         return 0;
     if (!g->head_sent) { /* the response head */
+        pt_conn_t *c = g->c;
         if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
+            int status = atoi((const char *)value);
             g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s X\r\n", (int)vlen, value);
-            g->c->ent.upstream_status = atoi((const char *)value);
-        } else if (nlen && name[0] != ':') {
+            c->ent.upstream_status = status;
+            if (g->up->passive)
+                pt_health_report(g->up, g->target,
+                                 pt_health_bad_status(g->up, status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
+                                 pt_worker_now_us(c->w) / 1000);
+            if (c->fx)
+                pt_filters_response(c, c->fx, status); /* response-headers, CORS */
+        } else if (nlen && name[0] != ':' &&
+                   !(c->fx && pt_fx_overrides(c->fx->resp, c->fx->nresp, (pt_str_t){(const char *)name, nlen}))) {
             head_add(g, name, nlen, value, vlen);
         }
         return 0;
@@ -230,6 +245,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent) {
         if (!g->head_len)
             return 0;
+        for (size_t i = 0; g->c->fx && i < g->c->fx->nresp; i++) {
+            const pt_hdr_edit_t *e = &g->c->fx->resp[i];
+            if (e->op != PT_HDR_REMOVE)
+                head_add(g, (const uint8_t *)e->name.p, e->name.n, (const uint8_t *)e->value.p, e->value.n);
+        }
         out(g, g->head, g->head_len);
         if (end) { /* trailers-only: the status is in the head */
             out(g, "content-length: 0\r\n\r\n", 21);
@@ -635,6 +655,54 @@ static uint8_t *copy_lower(pt_arena_t *a, pt_str_t s)
     return (uint8_t *)p;
 }
 
+/* The call's HEADERS: the head the HTTP/1.1 proxy would send (the route's
+ * and the filters' rewrites, forwarding fields), as HTTP/2 fields. */
+static bool upstream_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, pt_h1_header_t *fields,
+                          size_t nfields, pt_grpc_t *g, nghttp2_nv *nv)
+{
+    const pt_config_t *conf = c->w->conf;
+    pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
+    pt_fwd_ctx_t f = {
+        .req = req,
+        .route = r,
+        .peer = (const struct sockaddr *)&c->peer,
+        .peer_ip = pt_conn_peer_ip(c),
+        .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
+        .request_id = pt_proxy_request_id(req, (pt_str_t){c->reqid, 32}),
+        .body_length = -1, /* the body is DATA */
+        .tls = c->ssl != NULL,
+        .fx = c->fx,
+    };
+    if (f.request_id.p != c->reqid) { /* the client's id is the one we log */
+        size_t n = f.request_id.n < sizeof(c->reqid) - 1 ? f.request_id.n : sizeof(c->reqid) - 1;
+        memcpy(c->reqid, f.request_id.p, n);
+        c->reqid[n] = '\0';
+    }
+    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0);
+    for (size_t i = 0; c->fx && i < c->fx->nreq; i++)
+        cap += c->fx->req[i].name.n + c->fx->req[i].value.n + 4;
+    char *head = pt_arena_alloc(&c->arena, cap);
+    size_t len = head ? pt_proxy_request_head(&f, head, cap) : 0;
+    pt_h1_limits_t lim = {len, len, nfields};
+    pt_h1_req_t out = {.headers = fields};
+    int status = 0;
+    if (!len || pt_h1_parse_request(head, len, &lim, &out, &status) <= 0)
+        return false;
+    const char *scheme = up->conf->scheme == PT_SCHEME_GRPCS ? "https" : "http";
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)out.method.p, 7, out.method.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)out.host.p, 10, out.host.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)out.target.p, 5, out.target.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
+    for (size_t i = 0; i < out.nheaders; i++) {
+        if (hop(out.headers[i].name))
+            continue;
+        nv[g->nnv++] = (nghttp2_nv){copy_lower(&c->arena, out.headers[i].name), (uint8_t *)out.headers[i].value.p,
+                                    out.headers[i].name.n, out.headers[i].value.n, 0};
+    }
+    return true;
+}
+
 void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
@@ -644,36 +712,21 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
         return;
     }
     pt_grpc_t *g = pt_arena_zalloc(&c->arena, sizeof(*g));
-    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (req->nheaders + 6) * sizeof(nghttp2_nv));
-    if (!g || !nv) {
+    size_t nfields = req->nheaders + (c->fx ? c->fx->nreq : 0) + 8;
+    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (nfields + 4) * sizeof(nghttp2_nv));
+    pt_h1_header_t *fields = pt_arena_alloc(&c->arena, nfields * sizeof(pt_h1_header_t));
+    if (!g || !nv || !fields || !upstream_head(c, req, r, fields, nfields, g, nv)) {
         pt_grpc_error(c, 8, "out of memory");
         return;
-    }
-    g->c = c;
-    g->up = up;
-    g->nv = nv;
-    const char *scheme = up->conf->scheme == PT_SCHEME_GRPCS ? "https" : "http";
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)pt_arena_strndup(&c->arena, req->method.p, req->method.n),
-                                7, req->method.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)pt_arena_strndup(&c->arena, req->host.p, req->host.n),
-                                10, req->host.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)pt_arena_strndup(&c->arena, req->target.p, req->target.n),
-                                5, req->target.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
-    for (size_t i = 0; i < req->nheaders; i++) {
-        if (hop(req->headers[i].name))
-            continue;
-        nv[g->nnv++] = (nghttp2_nv){copy_lower(&c->arena, req->headers[i].name),
-                                    (uint8_t *)pt_arena_strndup(&c->arena, req->headers[i].value.p,
-                                                                req->headers[i].value.n),
-                                    req->headers[i].name.n, req->headers[i].value.n, 0};
     }
     for (size_t i = 0; i < g->nnv; i++)
         if (!nv[i].name || !nv[i].value) {
             pt_grpc_error(c, 8, "out of memory");
             return;
         }
+    g->c = c;
+    g->up = up;
+    g->nv = nv;
     g->start_us = pt_worker_now_us(c->w);
     pt_pick_ctx_t ctx = {PT_STR_NULL, g->start_us};
     size_t idx = pt_balancer_pick(up, NULL, &ctx);

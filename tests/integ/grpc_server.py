@@ -85,12 +85,16 @@ class RawEarlyUpstream:
     """An HTTP/2 gRPC upstream written frame by frame: every call is
     answered at once (HEADERS, one message, trailers with END_STREAM) while
     the request stream is still open, and the stream is reset (NO_ERROR)
-    only `reset_after` seconds later, or never (None)."""
+    only `reset_after` seconds later, or never (None).  With `status` other
+    than 200, the answer is that :status alone.  The request heads it got
+    are in .heads (dicts)."""
 
-    def __init__(self, reset_after=None):
+    def __init__(self, reset_after=None, status='200'):
         import socket
         import threading
         self.reset_after = reset_after
+        self.status = status
+        self.heads = []
         self.calls = 0
         self.ls = socket.socket()
         self.ls.bind(('127.0.0.1', 0))
@@ -121,7 +125,7 @@ class RawEarlyUpstream:
         import hpack
         from hyperframe.frame import (DataFrame, Frame, HeadersFrame, RstStreamFrame, SettingsFrame,
                                       WindowUpdateFrame)
-        enc = hpack.Encoder()
+        enc, dec = hpack.Encoder(), hpack.Decoder()
         lock = threading.Lock()
 
         def send(*frames):
@@ -134,7 +138,7 @@ class RawEarlyUpstream:
         wu = WindowUpdateFrame(0)
         wu.window_increment = 1 << 24
         send(SettingsFrame(0), wu)
-        buf = b''
+        buf, seen = b'', set()
         try:
             while len(buf) < 24:
                 buf += s.recv(65536) or b'x' * 24
@@ -150,9 +154,18 @@ class RawEarlyUpstream:
                         ack = SettingsFrame(0)
                         ack.flags.add('ACK')
                         send(ack)
-                    elif isinstance(f, HeadersFrame) and 'END_STREAM' not in f.flags:
+                    elif isinstance(f, HeadersFrame) and f.stream_id not in seen:
+                        seen.add(f.stream_id)
+                        self.heads.append(dict(dec.decode(f.data)))
                         self.calls += 1
                         sid = f.stream_id
+                        if self.status != '200':
+                            head = HeadersFrame(sid)
+                            head.data = enc.encode([(':status', self.status)])
+                            head.flags.add('END_HEADERS')
+                            head.flags.add('END_STREAM')
+                            send(head)
+                            continue
                         head = HeadersFrame(sid)
                         head.data = enc.encode([(':status', '200'), ('content-type', 'application/grpc')])
                         head.flags.add('END_HEADERS')

@@ -183,3 +183,66 @@ def test_upstream_answering_while_the_request_stream_is_open(gateway, reset_afte
         assert g.stop() == 0
     finally:
         up.stop()
+
+
+def test_routes_rewrite_forward_and_filter_grpc_calls(gateway):
+    """What a route says applies to gRPC calls as to any request:
+    strip_prefix, upstream_host (as :authority), path-rewrite,
+    request-headers, X-Forwarded-*, and on the way back response-headers
+    and CORS."""
+    up = RawEarlyUpstream()
+    try:
+        port = free_port()
+        gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true }}]
+upstreams: [{{ name: g, scheme: grpc, targets: ["127.0.0.1:{up.port}"], timeouts: {{ read: 5s }} }}]
+routes:
+  - name: rw
+    match: {{ paths: ["/api/*"] }}
+    upstream: g
+    strip_prefix: /api
+    upstream_host: grpc.internal
+    filters:
+      request-headers: {{ set: {{ x-who: gateway }}, remove: [x-drop] }}
+      response-headers: {{ set: {{ x-resp: "yes" }} }}
+      cors: {{}}
+  - name: alias
+    match: {{ paths: ["/alias/*"] }}
+    upstream: g
+    filters: {{ path-rewrite: {{ template: "/test.Echo/Unary" }} }}
+''', workers=1)
+        with channel(port) as ch:
+            resp, info = ch.unary_unary('/api/test.Echo/Unary').with_call(
+                b'x', metadata=(('x-drop', '1'), ('x-keep', 'k'), ('origin', 'https://app.example')), timeout=5)
+            assert resp == b'early' and info.code() == grpc.StatusCode.OK
+            meta = dict(info.initial_metadata())
+            assert meta.get('x-resp') == 'yes' and meta.get('access-control-allow-origin') == '*', meta
+            assert ch.unary_unary('/alias/Anything')(b'y', timeout=5) == b'early'
+        first, second = up.heads
+        assert first[':path'] == '/test.Echo/Unary' and first[':authority'] == 'grpc.internal', first
+        assert first['x-who'] == 'gateway' and 'x-drop' not in first and first['x-keep'] == 'k'
+        assert first['x-forwarded-for'] == '127.0.0.1' and first['x-forwarded-proto'] == 'http'
+        assert first['x-forwarded-host'] == f'127.0.0.1:{port}' and len(first['x-request-id']) == 32
+        assert first['te'] == 'trailers' and first['content-type'] == 'application/grpc'
+        assert second[':path'] == '/test.Echo/Unary' and second[':authority'] == f'127.0.0.1:{port}'
+    finally:
+        up.stop()
+
+
+def test_passive_health_counts_grpc_response_statuses(gateway):
+    up = RawEarlyUpstream(status='503')
+    try:
+        port = free_port()
+        g = gateway(config(port, [up.port], extra=', retries: 0, healthchecks: { passive: { unhealthy: '
+                                                  '{ http_statuses: [503], http_failures: 1 }, cooldown: 30s } }'),
+                    workers=1)
+        with channel(port) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary('/test.Echo/Unary')(b'x', timeout=5)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # the upstream's 503
+            g.wait_log(rf'target 127\.0\.0\.1:{up.port} marked down')
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary('/test.Echo/Unary')(b'x', timeout=5)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE and e.value.details() == 'no healthy upstream'
+        assert up.calls == 1
+    finally:
+        up.stop()
