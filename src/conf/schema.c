@@ -166,11 +166,16 @@ static const pt_section_t tls_section = {"tls", sizeof(pt_tls_conf_t), tls_keys,
 #define H2(f) (F(pt_listener_conf_t, http2_settings.f) - F(pt_listener_conf_t, http2_settings))
 static const pt_directive_t h2_keys[] = {
     {"max_concurrent_streams", PT_T_INT, H2(max_concurrent_streams), "128", 1, 10000, NULL, NULL, NULL, NULL, NULL,
-     0, NULL, "Streams a client may have open at once; more are refused (RST_STREAM REFUSED_STREAM). Whatever the "
-     "number, the response memory of one connection is bounded: 2 MiB, of which each stream under way counts "
-     "64 KiB (its upstream buffer) and the rest holds body bytes waiting for the client's window, plus 16 KiB "
-     "that each stream may always hold; so at most 2.5 MiB per connection. Streams past that wait, unstarted, "
-     "until the client reads."},
+     0, NULL, "Streams a client may have open at once; more are refused (RST_STREAM REFUSED_STREAM)."},
+    {"connection_buffer", PT_T_SIZE, H2(connection_buffer), "2m", 256 << 10, 1 << 30, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL,
+     "Response memory one HTTP/2 connection may hold, whatever max_concurrent_streams says: each stream under "
+     "way counts 64 KiB (what its upstream connection may buffer), the rest holds body bytes waiting for the "
+     "client's flow-control window; each stream may also always hold 16 KiB. So a client that never opens its "
+     "windows pins at most connection_buffer + 16 KiB x connection_buffer / 64 KiB (2.5 MiB by default), and "
+     "at most connection_buffer / 64 KiB streams of one connection (32 by default) are under way at once: "
+     "others wait, unstarted, for one to end. Raise it for clients with many long-lived streams (gRPC "
+     "streaming calls, long polls) on one connection."},
     {"initial_window_size", PT_T_SIZE, H2(initial_window_size), "64k", 1024, 16 << 20, NULL, NULL, NULL, NULL, NULL,
      0, NULL, "How much of a request body a client may send ahead of what the upstream has taken."},
     {"reset_burst", PT_T_INT, H2(reset_burst), "1000", 1, 1000000, NULL, NULL, NULL, NULL, NULL, 0, NULL,

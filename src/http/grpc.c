@@ -43,7 +43,8 @@
 #include "portico/tls.h"
 #include "portico/upstream.h"
 
-#define CLIENT_HIGH (256 * 1024) /* response bytes queued for the client before upstream DATA waits */
+#define CLIENT_HIGH (64 * 1024) /* response bytes queued for the client before upstream DATA waits (h2.c counts
+                                 * 64 KiB per stream for it) */
 
 typedef struct h2up h2up_t;
 

@@ -30,7 +30,6 @@
 
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
 #define STREAM_MIN (16 * 1024)     /* ... of which it may always hold this much */
-#define CONN_BUDGET (2 * 1024 * 1024) /* response memory of a connection: see pt_h2_t.used */
 #define UPSTREAM_RESERVE (64 * 1024)  /* counted for each stream under way: its upstream buffer */
 #define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
 #define RECENT_IDS 64              /* stream ids remembered for trailers that race a reset */
@@ -77,11 +76,11 @@ struct pt_h2 {
     /* The response memory budget: decoded body bytes waiting for the
      * client's window, plus UPSTREAM_RESERVE for each stream connection
      * under way (what its upstream connection may buffer).  A stream starts
-     * only within CONN_BUDGET, and takes body bytes past STREAM_MIN only
-     * while the total is under it; so a client that never opens its
-     * windows pins at most CONN_BUDGET + STREAM_MIN per stream under way
-     * (CONN_BUDGET / UPSTREAM_RESERVE of them). */
-    size_t body_bytes, running;
+     * only within the budget (http2_settings.connection_buffer), and takes
+     * body bytes past STREAM_MIN only while the total is under it; so a
+     * client that never opens its windows pins at most the budget +
+     * STREAM_MIN per stream under way (budget / UPSTREAM_RESERVE of them). */
+    size_t budget, body_bytes, running;
     bool squeezed; /* a stream waits for the budget */
     bool goaway;      /* draining: the shutdown notice went out */
     bool goaway_last; /* and the final GOAWAY, after a PING round trip */
@@ -210,7 +209,7 @@ static int launch(pt_h2_t *h, pt_h2_stream_t *st)
  * and waiting ones start, while it lasts. */
 static void relieve(pt_h2_t *h)
 {
-    if (!h->squeezed || used(h) >= CONN_BUDGET)
+    if (!h->squeezed || used(h) >= h->budget)
         return;
     h->squeezed = false;
     for (pt_h2_stream_t *st = h->streams; st; st = st->next) {
@@ -218,7 +217,7 @@ static void relieve(pt_h2_t *h)
             st->sc->writable = true;
             pt_conn_reschedule(st->sc);
         } else if (st->waiting) {
-            if (h->running && used(h) + UPSTREAM_RESERVE > CONN_BUDGET)
+            if (h->running && used(h) + UPSTREAM_RESERVE > h->budget)
                 h->squeezed = true;
             else
                 launch(h, st);
@@ -372,8 +371,8 @@ static ssize_t stream_write(void *ctx, const void *p, size_t n)
     pt_h2_t *h = st->h2;
     if (st->head_done) { /* back-pressure: the client is slow, or the connection holds its budget */
         size_t held = body_held(st), room = held < STREAM_MIN ? STREAM_MIN - held : 0;
-        if (used(h) < CONN_BUDGET && held < STREAM_BUFFER) {
-            size_t shared = CONN_BUDGET - used(h) < STREAM_BUFFER - held ? CONN_BUDGET - used(h) : STREAM_BUFFER - held;
+        if (used(h) < h->budget && held < STREAM_BUFFER) {
+            size_t shared = h->budget - used(h) < STREAM_BUFFER - held ? h->budget - used(h) : STREAM_BUFFER - held;
             room = shared > room ? shared : room;
         }
         if (!room) {
@@ -614,7 +613,7 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     buf_free(&st->cookie);
     if (!ok)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    if (h->running && used(h) + UPSTREAM_RESERVE > CONN_BUDGET) {
+    if (h->running && used(h) + UPSTREAM_RESERVE > h->budget) {
         st->waiting = h->squeezed = true; /* started by relieve() once the client reads */
         return 0;
     }
@@ -769,6 +768,7 @@ int pt_h2_start(pt_conn_t *c)
         return -1;
     }
     h->c = c;
+    h->budget = (size_t)lc->http2_settings.connection_buffer;
     h->reset_tokens = (double)lc->http2_settings.reset_burst;
     h->reset_at_ms = pt_worker_now_us(c->w) / 1000;
     nghttp2_settings_entry iv[] = {

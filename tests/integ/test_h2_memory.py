@@ -120,3 +120,41 @@ routes:
         assert http_get(port, '/after')[0] == 200
     finally:
         b.stop()
+
+
+def test_streams_past_the_budget_wait_and_then_finish(gateway):
+    """connection_buffer: 256k leaves room for 4 streams under way; the
+    others wait unstarted while the client holds its windows, and all are
+    served once it opens them."""
+    from hyperframe.frame import DataFrame, WindowUpdateFrame
+    from test_h2 import RawH2, response
+    b = BigBackend()
+    try:
+        port = free_port()
+        gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true,
+               http2_settings: {{ connection_buffer: 256k }} }}]
+upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
+routes:
+  - {{ name: all, match: {{ paths: ["/*"] }}, upstream: up }}
+''', workers=1)
+        c = RawH2(port)
+        c.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1024}))
+        for k in range(16):
+            c.request(1 + 2 * k, f'/big/{k}')
+        got = c.frames(lambda f: False, timeout=1.5)
+        assert b.requests == 4
+        inc = WindowUpdateFrame(0)
+        inc.window_increment = 64 << 20
+        c.send(inc, SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 8 << 20}))
+        total = [sum(len(f.data) for f in got if isinstance(f, DataFrame))]
+
+        def all_in(f):
+            total[0] += len(f.data) if isinstance(f, DataFrame) else 0
+            return total[0] >= 16 * BODY
+        got += c.frames(all_in, timeout=20)
+        for k in range(16):
+            head, body, rst = response(got, 1 + 2 * k)
+            assert head[':status'] == '200' and len(body) == BODY and rst is None, (k, len(body))
+        assert b.requests == 16
+    finally:
+        b.stop()
