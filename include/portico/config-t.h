@@ -79,6 +79,7 @@ typedef struct pt_listener_conf {
     struct {
         const pt_node_t *node;
         int64_t max_concurrent_streams, initial_window_size, reset_burst, reset_rate;
+        int64_t connection_buffer; /* response memory budget of one connection */
     } http2_settings;
 } pt_listener_conf_t;
 

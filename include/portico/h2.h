@@ -31,7 +31,9 @@ typedef struct pt_h2_stream pt_h2_stream_t;
 int pt_h2_start(pt_conn_t *c);
 /* The connection's loop step: reads, feeds nghttp2, writes. */
 void pt_h2_run(pt_conn_t *c);
-/* Graceful GOAWAY: streams under way finish, new ones are refused. */
+/* Graceful GOAWAY (RFC 9113, 6.8): a shutdown notice, then after a PING
+ * round trip the final GOAWAY; streams the client opened before it saw the
+ * notice are served, later ones refused. */
 void pt_h2_drain(pt_conn_t *c);
 /* An idle connection ends: GOAWAY (NO_ERROR), then close. */
 void pt_h2_goaway_close(pt_conn_t *c);

@@ -17,6 +17,13 @@ typedef struct pt_proxy pt_proxy_t;
  * bytes) along route r.  The connection is in PT_CS_PROXY until the proxy
  * calls pt_conn_proxy_done. */
 void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r);
+/* The head to send upstream for req along route r: the route's and the
+ * filters' rewrites and the forwarding fields, with the client's request
+ * id adopted as this request's; grpc: no framing fields (the body is
+ * HTTP/2 DATA).  Written into the request arena (*head).  Returns its
+ * length; 0 when it does not fit (431), or, with *head NULL, when memory
+ * ran out.  The proxy and gRPC calls both send this head. */
+size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head);
 /* Drives the proxy after an event on the client side. */
 void pt_proxy_run(pt_proxy_t *p);
 /* The client timer fired while proxying. */

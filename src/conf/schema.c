@@ -187,6 +187,15 @@ static const pt_section_t tls_section = {"tls", sizeof(pt_tls_conf_t), tls_keys,
 static const pt_directive_t h2_keys[] = {
     {"max_concurrent_streams", PT_T_INT, H2(max_concurrent_streams), "128", 1, 10000, NULL, NULL, NULL, NULL, NULL,
      0, NULL, "Streams a client may have open at once; more are refused (RST_STREAM REFUSED_STREAM)."},
+    {"connection_buffer", PT_T_SIZE, H2(connection_buffer), "2m", 256 << 10, 1 << 30, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL,
+     "Response memory one HTTP/2 connection may hold, whatever max_concurrent_streams says: each stream under "
+     "way counts 64 KiB (what its upstream connection may buffer), the rest holds body bytes waiting for the "
+     "client's flow-control window; each stream may also always hold 16 KiB. So a client that never opens its "
+     "windows pins at most connection_buffer + 16 KiB x connection_buffer / 64 KiB (2.5 MiB by default), and "
+     "at most connection_buffer / 64 KiB streams of one connection (32 by default) are under way at once: "
+     "others wait, unstarted, for one to end. Raise it for clients with many long-lived streams (gRPC "
+     "streaming calls, long polls) on one connection."},
     {"initial_window_size", PT_T_SIZE, H2(initial_window_size), "64k", 1024, 16 << 20, NULL, NULL, NULL, NULL, NULL,
      0, NULL, "How much of a request body a client may send ahead of what the upstream has taken."},
     {"reset_burst", PT_T_INT, H2(reset_burst), "1000", 1, 1000000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -501,7 +510,10 @@ static const pt_directive_t upstream_keys[] = {
      "How targets are spoken to: http; https (TLS, pooled and reused like plain connections); grpc (HTTP/2 with "
      "prior knowledge) or grpcs (HTTP/2 over TLS): many calls share one connection per target and worker, "
      "trailers (grpc-status) reach the client, and Portico's own errors are gRPC statuses. Routes to a grpc "
-     "upstream serve HTTP/2 clients only."},
+     "upstream serve HTTP/2 clients only; what such a route says applies to its calls as to any request: "
+     "strip_prefix and path-rewrite (on the method path), upstream_host (as :authority), request-headers, "
+     "X-Forwarded-* and X-Request-Id, response-headers and CORS on the response head, and passive health "
+     "checks by the response's :status."},
     {"tls", PT_T_SECTION, F(pt_upstream_conf_t, tls), NULL, 0, 0, NULL, &upstream_tls_section, NULL, NULL, NULL, 0,
      NULL, "TLS towards the targets, with scheme: https."},
     {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,

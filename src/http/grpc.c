@@ -2,7 +2,11 @@
  * or grpcs (HTTP/2 over TLS, ALPN h2).
  *
  * A call arrives on a stream connection (h2.c), its head already routed and
- * filtered like any request.  It becomes a stream of an HTTP/2 client
+ * filtered like any request.  Its HEADERS are the head the HTTP/1.1 proxy
+ * would send (pt_proxy_request_head: strip_prefix and path-rewrite,
+ * upstream_host as :authority, request-headers, X-Forwarded-* and
+ * X-Request-Id), and the response head gets what the proxy gives one
+ * (response-headers and CORS edits; passive health by its :status).  It becomes a stream of an HTTP/2 client
  * session to the chosen target: sessions are per worker and per target,
  * carry many calls at once (up to the target's SETTINGS_MAX_CONCURRENT_
  * STREAMS), and stay open for `keepalive.idle_timeout` when idle.  The
@@ -29,8 +33,9 @@
 #include <unistd.h>
 
 #include "portico/conn.h"
-#include "portico/h1_server.h"
+#include "portico/filter.h"
 #include "portico/grpc.h"
+#include "portico/h1_server.h"
 #include "portico/h2.h"
 #include "portico/io.h"
 #include "portico/log.h"
@@ -39,7 +44,8 @@
 #include "portico/tls.h"
 #include "portico/upstream.h"
 
-#define CLIENT_HIGH (256 * 1024) /* response bytes queued for the client before upstream DATA waits */
+#define CLIENT_HIGH (64 * 1024) /* response bytes queued for the client before upstream DATA waits (h2.c counts
+                                 * 64 KiB per stream for it) */
 
 typedef struct h2up h2up_t;
 
@@ -198,10 +204,19 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (!g || f->hd.type != NGHTTP2_HEADERS)
         return 0;
     if (!g->head_sent) { /* the response head */
+        pt_conn_t *c = g->c;
         if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
+            int status = atoi((const char *)value);
             g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s X\r\n", (int)vlen, value);
-            g->c->req->ent.upstream_status = atoi((const char *)value);
-        } else if (nlen && name[0] != ':') {
+            c->req->ent.upstream_status = status;
+            if (g->up->passive)
+                pt_health_report(g->up, g->target,
+                                 pt_health_bad_status(g->up, status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
+                                 pt_worker_now_us(c->w) / 1000);
+            if (c->req->fx)
+                pt_filters_response(c, c->req->fx, status); /* response-headers, CORS */
+        } else if (nlen && name[0] != ':' &&
+                   !(c->req->fx && pt_fx_overrides(c->req->fx->resp, c->req->fx->nresp, (pt_str_t){(const char *)name, nlen}))) {
             head_add(g, name, nlen, value, vlen);
         }
         return 0;
@@ -232,6 +247,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent) {
         if (!g->head_len)
             return 0;
+        for (size_t i = 0; g->c->req->fx && i < g->c->req->fx->nresp; i++) {
+            const pt_hdr_edit_t *e = &g->c->req->fx->resp[i];
+            if (e->op != PT_HDR_REMOVE)
+                head_add(g, (const uint8_t *)e->name.p, e->name.n, (const uint8_t *)e->value.p, e->value.n);
+        }
         out(g, g->head, g->head_len);
         if (end) { /* trailers-only: the status is in the head */
             out(g, "content-length: 0\r\n\r\n", 21);
@@ -488,18 +508,6 @@ static h2up_t *h2up_for(pt_worker_t *w, pt_upstream_t *up, pt_target_t *t)
 
 /* ---- the call ---- */
 
-static void call_free(pt_grpc_t *g)
-{
-    evtimer_del(&g->timer);
-    if (g->counted) { /* the call's duration feeds the latency balancer; a failure counts as one */
-        int64_t now = pt_worker_now_us(g->c->w);
-        pt_balancer_done(g->up, g->target, g->resp_done && !g->failed ? now - g->start_us : -1, now);
-        g->counted = false;
-    }
-    free(g->rq);
-    g->rq = NULL;
-}
-
 /* Off the upstream connection: its stream (if it has one yet) is reset. */
 static void cancel_stream(pt_grpc_t *g)
 {
@@ -513,6 +521,24 @@ static void cancel_stream(pt_grpc_t *g)
     unlink_call(h, g);
     event_active(&h->ev, EV_TIMEOUT, 0);
     g->h = NULL;
+}
+
+/* The call's memory is the client stream's arena, reset once the call is
+ * done: nghttp2 must not hold it any more.  An upstream that answered in
+ * full while the request stream is still open (a server that ends the call
+ * before the client half-closes) leaves that stream half-closed, still
+ * pointing at g; it is reset here, and its user data cleared. */
+static void call_free(pt_grpc_t *g)
+{
+    cancel_stream(g);
+    evtimer_del(&g->timer);
+    if (g->counted) { /* the call's duration feeds the latency balancer; a failure counts as one */
+        int64_t now = pt_worker_now_us(g->c->w);
+        pt_balancer_done(g->up, g->target, g->resp_done && !g->failed ? now - g->start_us : -1, now);
+        g->counted = false;
+    }
+    free(g->rq);
+    g->rq = NULL;
 }
 
 /* The call cannot go on: a gRPC status when nothing was answered yet, else
@@ -612,7 +638,6 @@ done:
 
 void pt_grpc_abort(pt_grpc_t *g)
 {
-    cancel_stream(g);
     call_free(g);
 }
 
@@ -632,6 +657,34 @@ static uint8_t *copy_lower(pt_arena_t *a, pt_str_t s)
     return (uint8_t *)p;
 }
 
+/* The call's HEADERS: the head the HTTP/1.1 proxy would send (the route's
+ * and the filters' rewrites, forwarding fields), as HTTP/2 fields. */
+static bool upstream_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, pt_h1_header_t *fields,
+                          size_t nfields, pt_grpc_t *g, nghttp2_nv *nv)
+{
+    pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
+    char *head;
+    size_t len = pt_proxy_forward_head(c, req, r, true, &head);
+    pt_h1_limits_t lim = {len, len, nfields};
+    pt_h1_req_t out = {.headers = fields};
+    int status = 0;
+    if (!len || pt_h1_parse_request(head, len, &lim, &out, &status) <= 0)
+        return false;
+    const char *scheme = up->conf->scheme == PT_SCHEME_GRPCS ? "https" : "http";
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)out.method.p, 7, out.method.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)out.host.p, 10, out.host.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)out.target.p, 5, out.target.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
+    for (size_t i = 0; i < out.nheaders; i++) {
+        if (hop(out.headers[i].name))
+            continue;
+        nv[g->nnv++] = (nghttp2_nv){copy_lower(&c->arena, out.headers[i].name), (uint8_t *)out.headers[i].value.p,
+                                    out.headers[i].name.n, out.headers[i].value.n, 0};
+    }
+    return true;
+}
+
 void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
@@ -641,36 +694,21 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
         return;
     }
     pt_grpc_t *g = pt_arena_zalloc(&c->arena, sizeof(*g));
-    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (req->nheaders + 6) * sizeof(nghttp2_nv));
-    if (!g || !nv) {
+    size_t nfields = req->nheaders + (c->req->fx ? c->req->fx->nreq : 0) + 8;
+    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (nfields + 4) * sizeof(nghttp2_nv));
+    pt_h1_header_t *fields = pt_arena_alloc(&c->arena, nfields * sizeof(pt_h1_header_t));
+    if (!g || !nv || !fields || !upstream_head(c, req, r, fields, nfields, g, nv)) {
         pt_grpc_error(c, 8, "out of memory");
         return;
-    }
-    g->c = c;
-    g->up = up;
-    g->nv = nv;
-    const char *scheme = up->conf->scheme == PT_SCHEME_GRPCS ? "https" : "http";
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)pt_arena_strndup(&c->arena, req->method.p, req->method.n),
-                                7, req->method.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)pt_arena_strndup(&c->arena, req->host.p, req->host.n),
-                                10, req->host.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)pt_arena_strndup(&c->arena, req->target.p, req->target.n),
-                                5, req->target.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
-    for (size_t i = 0; i < req->nheaders; i++) {
-        if (hop(req->headers[i].name))
-            continue;
-        nv[g->nnv++] = (nghttp2_nv){copy_lower(&c->arena, req->headers[i].name),
-                                    (uint8_t *)pt_arena_strndup(&c->arena, req->headers[i].value.p,
-                                                                req->headers[i].value.n),
-                                    req->headers[i].name.n, req->headers[i].value.n, 0};
     }
     for (size_t i = 0; i < g->nnv; i++)
         if (!nv[i].name || !nv[i].value) {
             pt_grpc_error(c, 8, "out of memory");
             return;
         }
+    g->c = c;
+    g->up = up;
+    g->nv = nv;
     g->start_us = pt_worker_now_us(c->w);
     pt_pick_ctx_t ctx = {PT_STR_NULL, g->start_us};
     size_t idx = pt_balancer_pick(up, NULL, &ctx);

@@ -30,7 +30,11 @@
 #include "portico/worker.h"
 
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
+#define STREAM_MIN (16 * 1024)     /* ... of which it may always hold this much */
+#define UPSTREAM_RESERVE (64 * 1024)  /* counted for each stream under way: its upstream buffer */
 #define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
+#define RECENT_IDS 64              /* stream ids remembered for trailers that race a reset */
+#define DRAIN_PING ((const uint8_t *)"ptdrain!") /* the PING that times the final GOAWAY */
 
 typedef struct buf {
     char *p;
@@ -56,6 +60,7 @@ struct pt_h2_stream {
     /* the response, read back from the stream connection */
     buf_t resp;      /* the head while it is incomplete */
     bool head_done, submitted, no_body, body_chunked, body_done, deferred;
+    bool waiting; /* the head is complete; the connection's budget holds the stream back */
     int64_t body_left; /* -1: until the stream connection closes */
     pt_h1_chunked_t chunk;
     buf_t body;      /* decoded body bytes for DATA frames */
@@ -69,9 +74,22 @@ struct pt_h2 {
     pt_conn_t *c;
     pt_h2_stream_t *streams;
     size_t nstreams;
-    bool goaway;
+    /* The response memory budget: decoded body bytes waiting for the
+     * client's window, plus UPSTREAM_RESERVE for each stream connection
+     * under way (what its upstream connection may buffer).  A stream starts
+     * only within the budget (http2_settings.connection_buffer), and takes
+     * body bytes past STREAM_MIN only while the total is under it; so a
+     * client that never opens its windows pins at most the budget +
+     * STREAM_MIN per stream under way (budget / UPSTREAM_RESERVE of them). */
+    size_t budget, body_bytes, running;
+    bool squeezed; /* a stream waits for the budget */
+    bool goaway;      /* draining: the shutdown notice went out */
+    bool goaway_last; /* and the final GOAWAY, after a PING round trip */
     double reset_tokens; /* resets the client may still send (a token bucket) */
     int64_t reset_at_ms;
+    int32_t last_id;            /* the highest stream the client opened */
+    int32_t opened[RECENT_IDS]; /* the last streams it opened (a ring) */
+    unsigned nopened;
 };
 
 /* The rapid-reset defence: RST_STREAM from the client spends a token; the
@@ -129,8 +147,27 @@ static void buf_compact(buf_t *b)
 
 /* ---- streams ---- */
 
+static size_t used(const pt_h2_t *h)
+{
+    return h->body_bytes + h->running * UPSTREAM_RESERVE;
+}
+
+static size_t body_held(const pt_h2_stream_t *st)
+{
+    return st->body.len - st->body.pos;
+}
+
+static bool body_add(pt_h2_stream_t *st, const void *p, size_t n)
+{
+    if (!buf_add(&st->body, p, n))
+        return false;
+    st->h2->body_bytes += n;
+    return true;
+}
+
 static void stream_free(pt_h2_stream_t *st)
 {
+    st->h2->body_bytes -= body_held(st);
     buf_free(&st->fields);
     buf_free(&st->cookie);
     buf_free(&st->in);
@@ -154,6 +191,50 @@ static void stream_unlink(pt_h2_t *h, pt_h2_stream_t *st)
         }
 }
 
+/* The stream connection starts on the request head built in st->in. */
+static int launch(pt_h2_t *h, pt_h2_stream_t *st)
+{
+    pt_conn_t *sc = pt_conn_stream(h->c, &pt_h1_stream_ops);
+    st->waiting = false;
+    if (!sc)
+        return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    sc->h2s = st;
+    st->sc = sc;
+    h->running++;
+    sc->readable = true;
+    pt_conn_reschedule(sc);
+    return 0;
+}
+
+/* Room in the connection's budget again: streams held back by it go on,
+ * and waiting ones start, while it lasts. */
+static void relieve(pt_h2_t *h)
+{
+    if (!h->squeezed || used(h) >= h->budget)
+        return;
+    h->squeezed = false;
+    for (pt_h2_stream_t *st = h->streams; st; st = st->next) {
+        if (st->sc && !st->sc->writable && body_held(st) < STREAM_BUFFER / 2) {
+            st->sc->writable = true;
+            pt_conn_reschedule(st->sc);
+        } else if (st->waiting) {
+            if (h->running && used(h) + UPSTREAM_RESERVE > h->budget)
+                h->squeezed = true;
+            else
+                launch(h, st);
+        }
+    }
+    pt_conn_reschedule(h->c);
+}
+
+/* The stream connection is gone: its reserve returns to the budget. */
+static void detach(pt_h2_stream_t *st)
+{
+    st->sc = NULL;
+    st->h2->running--;
+    relieve(st->h2);
+}
+
 /* ---- the response, from HTTP/1.1 to HEADERS and DATA ---- */
 
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t length, uint32_t *flags,
@@ -169,6 +250,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     if (n) /* an empty body has no buffer at all */
         memcpy(out, st->body.p + st->body.pos, n);
     st->body.pos += n;
+    st->h2->body_bytes -= n;
     buf_compact(&st->body);
     if (st->body_done && st->body.len == st->body.pos) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -179,27 +261,43 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
         st->sc->writable = true; /* room again: the stream connection may go on */
         pt_conn_reschedule(st->sc);
     }
+    relieve(st->h2);
     return (ssize_t)n;
 }
 
 /* The response head in st->resp: once it is complete, HEADERS (and DATA to
- * come).  Returns its length, 0 while incomplete, -1 when it is not HTTP. */
+ * come).  Returns its length, 0 while incomplete, -1 when it is not HTTP.
+ * The head may hold as many fields as the proxy let through (the
+ * listener's max_headers, and what filters added): the field arrays are
+ * sized by its line count. */
 static int submit_head(pt_h2_stream_t *st)
 {
-    pt_h1_header_t headers[128];
-    pt_h1_limits_t lim = {8192, STREAM_BUFFER, 128};
+    size_t lines = 0;
+    bool complete = false;
+    const char *stop = st->resp.p + st->resp.len;
+    for (const char *p = st->resp.p; !complete && (p = memchr(p, '\n', (size_t)(stop - p))) != NULL; p++) {
+        lines++;
+        complete = (p + 1 < stop && p[1] == '\n') || (p + 2 < stop && p[1] == '\r' && p[2] == '\n');
+    }
+    if (!complete)
+        return st->resp.len >= STREAM_BUFFER ? -1 : 0;
+    pt_h1_header_t *headers = malloc(lines * (sizeof(pt_h1_header_t) + sizeof(nghttp2_nv)) + sizeof(nghttp2_nv));
+    if (!headers)
+        return -1;
+    nghttp2_nv *nv = (nghttp2_nv *)(headers + lines);
+    pt_h1_limits_t lim = {8192, STREAM_BUFFER, lines};
     pt_h1_resp_t r = {.headers = headers};
     int rc = pt_h1_parse_response(st->resp.p, st->resp.len, &lim, &r);
-    if (rc == PT_EAGAIN)
-        return 0;
-    if (rc < 0)
-        return -1;
+    if (rc < 0 || rc == PT_EAGAIN) {
+        free(headers);
+        return rc == PT_EAGAIN ? 0 : -1;
+    }
     if (r.status < 200) { /* 100 Continue: not forwarded */
+        free(headers);
         memmove(st->resp.p, st->resp.p + rc, st->resp.len - (size_t)rc);
         st->resp.len -= (size_t)rc;
         return submit_head(st);
     }
-    nghttp2_nv nv[1 + 128];
     char status[4] = {(char)('0' + r.status / 100 % 10), (char)('0' + r.status / 10 % 10), (char)('0' + r.status % 10),
                       0};
     size_t n = 0;
@@ -223,7 +321,8 @@ static int submit_head(pt_h2_stream_t *st)
     st->head_done = true;
     st->body_done = st->no_body;
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
-    st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp) == 0;
+    st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, n, st->no_body ? NULL : &dp) == 0; /* nv copied */
+    free(headers);
     return st->submitted ? rc : -1;
 }
 
@@ -239,7 +338,7 @@ static int take_body(pt_h2_stream_t *st, const char *p, size_t n)
             long used = pt_h1_chunked_decode(&st->chunk, p, n, &data, &dlen);
             if (used < 0)
                 return -1;
-            if (dlen && !buf_add(&st->body, data, dlen))
+            if (dlen && !body_add(st, data, dlen))
                 return -1;
             p += used;
             n -= (size_t)used;
@@ -249,7 +348,7 @@ static int take_body(pt_h2_stream_t *st, const char *p, size_t n)
     }
     if (st->body_left >= 0 && (int64_t)n > st->body_left)
         n = (size_t)st->body_left;
-    if (n && !buf_add(&st->body, p, n))
+    if (n && !body_add(st, p, n))
         return -1;
     if (st->body_left >= 0) {
         st->body_left -= (int64_t)n;
@@ -271,8 +370,19 @@ static void resume(pt_h2_stream_t *st)
 static ssize_t stream_write(void *ctx, const void *p, size_t n)
 {
     pt_h2_stream_t *st = ctx;
-    if (st->body.len - st->body.pos >= STREAM_BUFFER)
-        return 0; /* the client is slow: back-pressure */
+    pt_h2_t *h = st->h2;
+    if (st->head_done) { /* back-pressure: the client is slow, or the connection holds its budget */
+        size_t held = body_held(st), room = held < STREAM_MIN ? STREAM_MIN - held : 0;
+        if (used(h) < h->budget && held < STREAM_BUFFER) {
+            size_t shared = h->budget - used(h) < STREAM_BUFFER - held ? h->budget - used(h) : STREAM_BUFFER - held;
+            room = shared > room ? shared : room;
+        }
+        if (!room) {
+            h->squeezed = h->squeezed || held < STREAM_BUFFER;
+            return 0;
+        }
+        n = n < room ? n : room;
+    }
     int rc = 0;
     if (st->head_done) {
         rc = take_body(st, p, n);
@@ -381,7 +491,7 @@ void pt_h2_stream_closed(pt_conn_t *sc)
     sc->h2s = NULL;
     if (!st)
         return;
-    st->sc = NULL;
+    detach(st);
     if (!st->head_done) {
         /* closed without an answer: the stream is reset */
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -472,7 +582,7 @@ static void respond_now(pt_h2_stream_t *st, const char *status, const char *body
 {
     static nghttp2_nv ct = {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE};
     nghttp2_nv nv[2] = {{(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE}, ct};
-    buf_add(&st->body, body, strlen(body));
+    body_add(st, body, strlen(body));
     st->head_done = st->body_done = true;
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
     st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, 2, &dp) == 0;
@@ -503,13 +613,47 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     ok = ok && BUF_LIT(&st->in, "\r\n");
     buf_free(&st->fields); /* in the head now */
     buf_free(&st->cookie);
-    pt_conn_t *sc = ok ? pt_conn_stream(h->c, &pt_h1_stream_ops) : NULL;
-    if (!sc)
+    if (!ok)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    sc->h2s = st;
-    st->sc = sc;
-    sc->readable = true;
-    pt_conn_reschedule(sc);
+    if (h->running && used(h) + UPSTREAM_RESERVE > h->budget) {
+        st->waiting = h->squeezed = true; /* started by relieve() once the client reads */
+        return 0;
+    }
+    return launch(h, st);
+}
+
+/* RFC 9113, 5.1.1: a new stream's id is above every id the client used
+ * before; a HEADERS frame below that is a connection error PROTOCOL_ERROR.
+ * libnghttp2 ignores such a frame unless it still holds the stream, so it
+ * is checked here: a lower id is accepted only for a stream nghttp2 knows
+ * (trailers) or one of the last RECENT_IDS opened (trailers sent before
+ * our RST_STREAM reached the client). */
+static bool stream_id_allowed(pt_h2_t *h, int32_t id)
+{
+    if (id > h->last_id) {
+        h->last_id = id;
+        h->opened[h->nopened++ % RECENT_IDS] = id;
+        return true;
+    }
+    if (nghttp2_session_find_stream(h->s, id))
+        return true;
+    for (unsigned i = 0; i < RECENT_IDS && i < h->nopened; i++)
+        if (h->opened[i] == id)
+            return true;
+    return false;
+}
+
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *user)
+{
+    pt_h2_t *h = user;
+    if (hd->type != NGHTTP2_HEADERS || !(hd->stream_id & 1) || h->c->eof || stream_id_allowed(h, hd->stream_id))
+        return 0;
+    char peer[80];
+    pt_conn_peer_name(h->c, peer, sizeof(peer));
+    pt_log_info("HTTP/2 client %s opens stream %d after stream %d: GOAWAY PROTOCOL_ERROR, closing", peer,
+                (int)hd->stream_id, (int)h->last_id);
+    nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+    h->c->eof = true; /* read no more */
     return 0;
 }
 
@@ -522,6 +666,14 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
         pt_log_warn("HTTP/2 client %s resets streams too fast: GOAWAY ENHANCE_YOUR_CALM", peer);
         nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
         h->c->eof = true; /* read no more */
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK) && h->goaway && !h->goaway_last &&
+        memcmp(f->ping.opaque_data, DRAIN_PING, 8) == 0) {
+        /* every stream the client opened before it saw the notice is in */
+        h->goaway_last = true;
+        nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s), NGHTTP2_NO_ERROR,
+                              NULL, 0);
         return 0;
     }
     pt_h2_stream_t *st = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
@@ -546,7 +698,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 {
     pt_h2_t *h = user;
     pt_h2_stream_t *st = stream_of(h, id);
-    if (!st || !st->sc) { /* nobody will read it (a 431, or a stream already answered) */
+    if (!st || (!st->sc && !st->waiting)) { /* nobody will read it (a 431, or a stream already answered) */
         nghttp2_session_consume(s, id, len);
         return 0;
     }
@@ -574,9 +726,12 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
     pt_conn_t *sc = st->sc;
     if (sc) { /* reset by the client, or ended before its connection did */
         sc->h2s = NULL;
+        st->sc = NULL;
+        h->running--;
         pt_conn_close(sc);
     }
     stream_free(st);
+    relieve(h);
     return 0;
 }
 
@@ -593,6 +748,7 @@ int pt_h2_start(pt_conn_t *c)
         nghttp2_session_callbacks_del(cb);
         return -1;
     }
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
@@ -605,6 +761,7 @@ int pt_h2_start(pt_conn_t *c)
                                                2 * (uint64_t)lc->http2_settings.reset_rate);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_send_header_block_length(opt, STREAM_BUFFER); /* max_headers fields (64 KiB by default) */
     int rc = nghttp2_session_server_new2(&h->s, cb, h, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
@@ -613,6 +770,7 @@ int pt_h2_start(pt_conn_t *c)
         return -1;
     }
     h->c = c;
+    h->budget = (size_t)lc->http2_settings.connection_buffer;
     h->reset_tokens = (double)lc->http2_settings.reset_burst;
     h->reset_at_ms = pt_worker_now_us(c->w) / 1000;
     nghttp2_settings_entry iv[] = {
@@ -718,8 +876,13 @@ void pt_h2_drain(pt_conn_t *c)
     if (!h || h->goaway)
         return;
     h->goaway = true;
-    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    /* RFC 9113, 6.8: GOAWAY with the highest stream id first, so that
+     * streams the client sent before it reads it (in flight, or still in
+     * our socket buffer) are served, not refused; the final GOAWAY, with
+     * the last stream we took, follows the PING's answer.  A client that
+     * does not answer gets it when its last stream ends (TM_DRAIN). */
+    nghttp2_submit_shutdown_notice(h->s);
+    nghttp2_submit_ping(h->s, NGHTTP2_FLAG_NONE, DRAIN_PING);
     pt_conn_reschedule(c);
 }
 

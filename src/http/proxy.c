@@ -927,10 +927,36 @@ static pt_str_t hash_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_upstream
     return copy ? (pt_str_t){copy, v.n} : PT_STR_NULL;
 }
 
+size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head)
+{
+    const pt_config_t *conf = c->w->conf;
+    pt_fwd_ctx_t f = {
+        .req = req,
+        .route = r,
+        .peer = (const struct sockaddr *)&c->peer,
+        .peer_ip = pt_conn_peer_ip(c),
+        .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
+        .request_id = pt_proxy_request_id(req, (pt_str_t){c->req->reqid, c->req->reqid_len}),
+        .body_chunked = !grpc && req->chunked,
+        .body_length = grpc ? -1 : req->content_length, /* gRPC: the body is DATA */
+        .upgrade = !grpc && req->upgrade,
+        .tls = c->ssl != NULL,
+        .fx = c->req->fx,
+        .slashes = pt_path_slashes(c->acc->ls->conf),
+    };
+    if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
+        pt_req_set_id(c->req, f.request_id);
+    /* Each field may grow by a byte ("a:" becomes "a: "); the forwarding
+     * fields, the route's Host and the filters' edits come on top. */
+    size_t cap = req->head_len + req->nheaders + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) +
+                 pt_fx_request_bytes(c->req->fx);
+    *head = pt_arena_alloc(&c->arena, cap);
+    return *head ? pt_proxy_request_head(&f, *head, cap) : 0;
+}
+
 void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
     pt_worker_t *w = c->w;
-    const pt_config_t *conf = w->conf;
     int64_t limit = r->max_body_size;
     if (limit && req->content_length > limit) {
         c->closing = true; /* the body is not read: nothing can follow it */
@@ -940,11 +966,14 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
     bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
-    size_t cap = req->head_len + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) + pt_fx_request_bytes(c->req->fx);
-    char *head = pt_arena_alloc(&c->arena, cap);
-    if (!p || !tried || !head) {
+    char *head = NULL;
+    size_t head_len = p && tried ? pt_proxy_forward_head(c, req, r, false, &head) : 0;
+    if (!head_len) {
         c->closing = true;
-        pt_req_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, false);
+        if (head)
+            pt_req_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
+        else
+            pt_req_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, false);
         return;
     }
     p->c = c;
@@ -961,31 +990,10 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     p->replayable = true;
     p->req_mode = req->chunked ? BODY_CHUNKED : req->content_length > 0 ? BODY_LENGTH : BODY_NONE;
     p->req_length = req->content_length;
-    pt_fwd_ctx_t f = {
-        .req = req,
-        .route = r,
-        .peer = (const struct sockaddr *)&c->peer,
-        .peer_ip = pt_conn_peer_ip(c),
-        .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
-        .request_id = pt_proxy_request_id(req, (pt_str_t){c->req->reqid, c->req->reqid_len}),
-        .body_chunked = req->chunked,
-        .body_length = req->content_length,
-        .upgrade = req->upgrade,
-        .tls = c->ssl != NULL,
-        .fx = c->req->fx,
-        .slashes = pt_path_slashes(c->acc->ls->conf),
-    };
     if (up->kind == PT_BAL_HASH)
         p->hash_key = hash_key(c, req, r->up);
-    if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
-        pt_req_set_id(c->req, f.request_id);
-    p->head_len = pt_proxy_request_head(&f, head, cap);
-    if (!p->head_len) {
-        c->closing = true;
-        pt_req_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
-        return;
-    }
     p->head = head;
+    p->head_len = head_len;
     pt_req_detach(c);
     c->ipos += req->head_len; /* the head is ours now; the body follows it */
     c->req->ent.bytes_in = req->head_len;

@@ -9,6 +9,7 @@ is chosen by the request path:
   /close-delimited   no length: the body ends when the connection closes
   /big?size=N[&chunked=1]  N bytes of a repeating pattern
   /slow?ms=N         waits N ms first
+  /many-headers?n=N  N header fields x-h-0..x-h-(N-1)
   /hang              never answers
   /status/NNN        answers NNN (no body for 204 and 304)
   /drop              closes the connection without answering
@@ -225,6 +226,8 @@ class Backend:
                 left -= n
             if chunked:
                 c.sendall(b'0\r\n\r\n')
+        elif path == '/many-headers':
+            self._send(c, 200, b'many', [(f'x-h-{i}', f'v-{i}') for i in range(int(q['n']))])
         elif path == '/slow':
             time.sleep(int(q.get('ms', 100)) / 1000)
             self._send(c, 200, f'slow {q.get("ms")}'.encode())

@@ -11,7 +11,7 @@ grpc = pytest.importorskip('grpc')
 
 from backend import dead_port  # noqa: E402
 from conftest import free_port, http_get  # noqa: E402
-from grpc_server import GrpcServer  # noqa: E402
+from grpc_server import GrpcServer, RawEarlyUpstream  # noqa: E402
 
 
 @pytest.fixture
@@ -132,3 +132,117 @@ def test_reload_lets_a_streaming_call_finish(gateway, server):
     g.reload()
     t.join(15)
     assert done == [[f'S{i}'.encode() for i in range(10)]]
+
+
+def slow(n):
+    """A client stream that goes on for a while."""
+    for i in range(n):
+        yield f'm{i}'.encode()
+        time.sleep(0.05)
+
+
+def chat_early(ch, n, reply):
+    """A bidi call that the server ends after the first of n messages."""
+    call = ch.stream_stream('/test.Echo/ChatEarly')(slow(n), timeout=10)
+    assert list(call) == [reply]
+    assert call.code() == grpc.StatusCode.OK and ('x-early', 'yes') in call.trailing_metadata()
+
+
+def test_upstream_ending_before_the_client_half_closes(gateway, server):
+    """The server ends the call (trailers) while the client still streams:
+    the call is freed only once nghttp2 no longer refers to it (under ASan a
+    use after free showed here, on the stream's close or at worker exit)."""
+    port = free_port()
+    g = gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch:
+        for _ in range(3):
+            chat_early(ch, 20, b'M0')
+            resp, info = ch.stream_unary('/test.Echo/SumEarly').with_call(slow(20), timeout=10)
+            assert resp == b'got m0' and info.code() == grpc.StatusCode.OK
+        # the upstream connection and the gateway go on
+        assert ch.unary_unary('/test.Echo/Unary')(b'after', timeout=5) == b'echo:after from -'
+    assert len(set(server.peers)) == 1
+    assert g.stop() == 0  # the worker closes its upstream connections, with the calls they still list
+
+
+@pytest.mark.parametrize('reset_after', [0.3, None])
+def test_upstream_answering_while_the_request_stream_is_open(gateway, reset_after):
+    """An upstream that ends its response (END_STREAM) and resets the
+    request stream only later, or never: the call is long gone from the
+    client side by then, and nghttp2 must not hand it back to us."""
+    up = RawEarlyUpstream(reset_after)
+    try:
+        port = free_port()
+        g = gateway(config(port, [up.port]), workers=1)
+        with channel(port) as ch:
+            for _ in range(3):
+                chat_early(ch, 10, b'early')
+            time.sleep(0.6)  # the late resets arrive
+            chat_early(ch, 3, b'early')
+        assert up.calls == 4 and len(up.conns) == 1
+        assert g.stop() == 0
+    finally:
+        up.stop()
+
+
+def test_routes_rewrite_forward_and_filter_grpc_calls(gateway):
+    """What a route says applies to gRPC calls as to any request:
+    strip_prefix, upstream_host (as :authority), path-rewrite,
+    request-headers, X-Forwarded-*, and on the way back response-headers
+    and CORS."""
+    up = RawEarlyUpstream()
+    try:
+        port = free_port()
+        gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true }}]
+upstreams: [{{ name: g, scheme: grpc, targets: ["127.0.0.1:{up.port}"], timeouts: {{ read: 5s }} }}]
+routes:
+  - name: rw
+    match: {{ paths: ["/api/*"] }}
+    upstream: g
+    strip_prefix: /api
+    upstream_host: grpc.internal
+    filters:
+      request-headers: {{ set: {{ x-who: gateway }}, remove: [x-drop] }}
+      response-headers: {{ set: {{ x-resp: "yes" }} }}
+      cors: {{}}
+  - name: alias
+    match: {{ paths: ["/alias/*"] }}
+    upstream: g
+    filters: {{ path-rewrite: {{ template: "/test.Echo/Unary" }} }}
+''', workers=1)
+        with channel(port) as ch:
+            resp, info = ch.unary_unary('/api/test.Echo/Unary').with_call(
+                b'x', metadata=(('x-drop', '1'), ('x-keep', 'k'), ('origin', 'https://app.example')), timeout=5)
+            assert resp == b'early' and info.code() == grpc.StatusCode.OK
+            meta = dict(info.initial_metadata())
+            assert meta.get('x-resp') == 'yes' and meta.get('access-control-allow-origin') == '*', meta
+            assert ch.unary_unary('/alias/Anything')(b'y', timeout=5) == b'early'
+        first, second = up.heads
+        assert first[':path'] == '/test.Echo/Unary' and first[':authority'] == 'grpc.internal', first
+        assert first['x-who'] == 'gateway' and 'x-drop' not in first and first['x-keep'] == 'k'
+        assert first['x-forwarded-for'] == '127.0.0.1' and first['x-forwarded-proto'] == 'http'
+        assert first['x-forwarded-host'] == f'127.0.0.1:{port}' and len(first['x-request-id']) == 32
+        assert first['te'] == 'trailers' and first['content-type'] == 'application/grpc'
+        assert second[':path'] == '/test.Echo/Unary' and second[':authority'] == f'127.0.0.1:{port}'
+    finally:
+        up.stop()
+
+
+def test_passive_health_counts_grpc_response_statuses(gateway):
+    up = RawEarlyUpstream(status='503')
+    try:
+        port = free_port()
+        g = gateway(config(port, [up.port], extra=', retries: 0, healthchecks: { passive: { unhealthy: '
+                                                  '{ http_statuses: [503], http_failures: 1 }, cooldown: 30s } }'),
+                    workers=1)
+        with channel(port) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary('/test.Echo/Unary')(b'x', timeout=5)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # the upstream's 503
+            g.wait_log(rf'target 127\.0\.0\.1:{up.port} marked down')
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary('/test.Echo/Unary')(b'x', timeout=5)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE and e.value.details() == 'no healthy upstream'
+        assert up.calls == 1
+    finally:
+        up.stop()

@@ -34,6 +34,7 @@ class RawH2:
         self.pending = b''
 
     pending = b''
+    answer_pings = True
 
     def send(self, *frames, flush=False):
         self.pending += b''.join(f.serialize() for f in frames)
@@ -72,6 +73,11 @@ class RawH2:
                 if isinstance(f, SettingsFrame) and 'ACK' not in f.flags:
                     ack = SettingsFrame(0)
                     ack.flags.add('ACK')
+                    self.s.sendall(ack.serialize())
+                if isinstance(f, PingFrame) and 'ACK' not in f.flags and self.answer_pings:
+                    ack = PingFrame(0)
+                    ack.flags.add('ACK')
+                    ack.opaque_data = f.opaque_data
                     self.s.sendall(ack.serialize())
                 got.append(f)
                 if until(f):
@@ -353,18 +359,29 @@ def test_reload_sends_goaway_and_open_streams_finish(gateway, backends):
     g.wait_log('reload ok')
 
 
-def test_graceful_stop_sends_goaway_and_open_streams_finish(gateway, backends):
+@pytest.mark.parametrize('pings', [True, False])
+def test_graceful_stop_sends_goaway_and_open_streams_finish(gateway, backends, pings):
+    """SIGQUIT: a stream the client sent before it read the GOAWAY is
+    served, however late the worker reads it (the request below goes out
+    only after the signal, as a loaded machine may order it).  The first
+    GOAWAY is a notice (last stream 2^31-1), the final one names stream 1:
+    after the client answers the PING, or, when it does not, once its
+    streams are done."""
     import signal
     b = backends(delay_ms=600)
     port = free_port()
     g = gateway(config(port, b), workers=1)
     c = RawH2(port)
+    c.answer_pings = pings
+    c.frames(lambda f: isinstance(f, SettingsFrame), timeout=2)
     c.request(1, '/slow-through-stop')
-    time.sleep(0.2)
     g.proc.send_signal(signal.SIGQUIT)
-    got = c.frames(ended(1), timeout=10)
+    time.sleep(0.2)
+    got = c.frames(lambda f: f is None, timeout=10)
     head, body, rst = response(got, 1)
-    assert head[':status'] == '200' and body == b'ok /slow-through-stop' and goaway_code(got) == 0
+    assert head[':status'] == '200' and body == b'ok /slow-through-stop' and rst is None
+    goaways = [(f.last_stream_id, f.error_code) for f in got if isinstance(f, GoAwayFrame)]
+    assert goaways == [(2 ** 31 - 1, 0), (1, 0)]
     assert g.proc.wait(10) == 0
 
 
@@ -376,3 +393,43 @@ def test_idle_connections_are_closed(gateway, backends):
     got = c.frames(lambda f: f is None, timeout=5)
     assert got[-1] is None and time.time() - t0 < 2
     assert goaway_code(got) == 0  # a GOAWAY (NO_ERROR) first
+
+
+def test_headers_on_a_lower_stream_id_end_the_connection(gateway, backends):
+    """RFC 9113, 5.1.1 (h2spec http2/5.1.1/2): a stream id lower than one the
+    client already opened is a connection error PROTOCOL_ERROR; libnghttp2
+    only ignores it.  Trailers on a lower stream still open are fine."""
+    b = backends()
+    port = free_port()
+    g = gateway(config(port, b), workers=1)
+    c = RawH2(port)
+    c.request(1, '/upload', method='POST', end_stream=False)
+    c.request(5, '/five')
+    got = c.frames(ended(5))
+    assert response(got, 5)[0][':status'] == '200'
+    trailers = HeadersFrame(1)  # stream 1 is open: its trailers end it
+    trailers.data = c.enc.encode([('x-trailer', 'yes')])
+    trailers.flags.add('END_HEADERS')
+    trailers.flags.add('END_STREAM')
+    c.send(trailers)
+    got = c.frames(ended(1))
+    assert response(got, 1)[0][':status'] == '200' and goaway_code(got) is None
+    c.request(3, '/three')  # 3 < 5, never opened
+    got = c.frames(lambda f: isinstance(f, GoAwayFrame) or f is None)
+    assert goaway_code(got) == 1 and not [f for f in got if f and f.stream_id == 3]
+    assert [r.target for r in b.requests] == ['/five', '/upload']
+    assert http_get(port, '/hello')[0] == 200 and g.proc.poll() is None
+
+
+@pytest.mark.parametrize('n', [500, 999])  # 999 and content-length: the limit
+def test_responses_with_many_header_fields_reach_the_client_whole(gateway, backends, n):
+    """As many response header fields as the listener allows (max_headers,
+    up to 1,000) reach an HTTP/2 client, not the first 128."""
+    b = backends()
+    port = free_port()
+    gateway(config(port, b, listener=', max_headers: 1000'), workers=1)
+    c = RawH2(port)
+    c.request(1, f'/many-headers?n={n}')
+    head, body, rst = response(c.frames(ended(1)), 1)
+    assert rst is None and head[':status'] == '200' and body == b'many'
+    assert [head.get(f'x-h-{i}') for i in range(n)] == [f'v-{i}' for i in range(n)]
