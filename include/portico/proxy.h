@@ -51,6 +51,20 @@ typedef struct pt_fwd_ctx {
 /* Writes the request head to send upstream into buf (size bytes).
  * Returns its length, or 0 when it does not fit. */
 size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size);
+/* What the proxy decided of a response's framing towards the client. */
+typedef struct pt_proxy_framing {
+    bool tunnel;  /* a 101: the head as it is, no framing of ours */
+    bool length;  /* the upstream's Content-Length goes on */
+    bool chunked; /* Transfer-Encoding: chunked (a length unknown to an HTTP/1.1 client) */
+    bool close;   /* Connection: close */
+    bool http10;  /* the client speaks HTTP/1.0 (kept alive: Connection: keep-alive) */
+} pt_proxy_framing_t;
+/* Queues the client's head for the upstream's response head r (parsed at
+ * base): its status line and reason, its fields less the hop-by-hop ones,
+ * the filters' edits (fx, may be NULL), Date, and the framing fr says.
+ * Returns its length, 0 when memory ran out (nothing queued). */
+size_t pt_proxy_response_head(pt_outq_t *q, const pt_h1_resp_t *r, const char *base, const pt_proxy_framing_t *fr,
+                              const struct pt_fx *fx, const char *date);
 /* Is this header hop-by-hop (Connection, Keep-Alive, Proxy-Connection, TE,
  * Trailer, Transfer-Encoding, Upgrade)?  None of them crosses a proxy, nor
  * may any appear in HTTP/2 (RFC 9113, 8.2.2). */

@@ -220,47 +220,20 @@ static void out_ref(pt_proxy_t *p, const void *s, size_t n)
     p->c->req->ent.bytes_out += n;
 }
 
-/* What of the upstream's head does not go on: hop-by-hop fields, those
- * its Connection names, and the framing we set ourselves. */
-typedef struct skip_ctx {
-    pt_str_t tokens;
-    bool tunnel;
-} skip_ctx_t;
-
-static bool skip_upstream_field(const pt_h1_header_t *f, const void *arg)
-{
-    const skip_ctx_t *k = arg;
-    return pt_proxy_drop_response_header(f->name, k->tokens, k->tunnel);
-}
-
-/* The client's head, through the one response path: the upstream's status
- * line and fields, the filters' edits, our framing.  False when memory ran
- * out (nothing was queued). */
+/* The client's head, through the one response path (proxy_headers.c):
+ * the upstream's status line and fields, the filters' edits, our framing.
+ * False when memory ran out (nothing was queued). */
 static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char *base)
 {
     pt_conn_t *c = p->c;
-    skip_ctx_t k = {PT_STR_NULL, p->tunnel};
-    const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
-    if (ch)
-        k.tokens = pt_proxy_connection_names(ch->value);
-    /* the status line keeps the upstream's reason phrase ("HTTP/1.1 200 OK") */
-    const char *eol = memchr(base, '\r', r->head_len);
-    pt_str_t reason = eol && eol - base > 13 ? (pt_str_t){base + 13, (size_t)(eol - base - 13)} : PT_STR_NULL;
-    bool length = r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body);
-    pt_resp_head_t h = {
-        .status = r->status,
-        .reason = reason,
-        .fields = r->headers,
-        .nfields = r->nheaders,
-        .skip = skip_upstream_field,
-        .skip_arg = &k,
-        .date = true,
-        .content_length = !p->tunnel && length ? r->content_length : -1,
-        .chunked = !p->tunnel && !p->resp_no_body && p->client_chunked,
-        .close = !p->tunnel && p->close_client,
-        .keep_alive_1_0 = !p->tunnel && !p->close_client && p->client_minor == 0,
+    pt_proxy_framing_t fr = {
+        .tunnel = p->tunnel,
+        .length = r->content_length >= 0 && (p->resp_mode == BODY_LENGTH || p->resp_no_body),
+        .chunked = !p->resp_no_body && p->client_chunked,
+        .close = p->close_client,
+        .http10 = p->client_minor == 0,
     };
-    size_t n = pt_resp_write_head(&c->out, &h, c->req->fx, pt_worker_date(c->w));
+    size_t n = pt_proxy_response_head(&c->out, r, base, &fr, c->req->fx, pt_worker_date(c->w));
     c->req->ent.bytes_out += n;
     return n > 0;
 }

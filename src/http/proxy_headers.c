@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "portico/filter.h"
+#include "portico/head.h"
 #include "portico/http.h"
 #include "portico/proxy.h"
+#include "portico/response.h"
 
 /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  * Transfer-Encoding, Upgrade: switched on the length first, as this runs
@@ -78,45 +80,18 @@ pt_str_t pt_proxy_request_id(const pt_h1_req_t *req, pt_str_t generated)
     return h->value;
 }
 
-typedef struct out {
-    char *p, *end;
-    bool overflow;
-} out_t;
-
-static void put(out_t *o, const char *s, size_t n)
+/* "Name: value\r\n" with a C-string name. */
+static void put_header(pt_head_t *o, const char *name, pt_str_t value)
 {
-    if ((size_t)(o->end - o->p) < n) {
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->p, s, n);
-    o->p += n;
+    pt_head_field(o, pt_str_from(name), value);
 }
 
-static void put_str(out_t *o, pt_str_t s)
-{
-    put(o, s.p, s.n);
-}
-
-static void put_cs(out_t *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_header(out_t *o, const char *name, pt_str_t value)
-{
-    put_cs(o, name);
-    put(o, ": ", 2);
-    put_str(o, value);
-    put(o, "\r\n", 2);
-}
-
-static void put_request_line(out_t *o, const pt_fwd_ctx_t *f)
+static void put_request_line(pt_head_t *o, const pt_fwd_ctx_t *f)
 {
     const pt_h1_req_t *req = f->req;
     const pt_route_conf_t *r = f->route;
-    put_str(o, req->method);
-    put(o, " ", 1);
+    pt_head_str(o, req->method);
+    pt_head_put(o, " ", 1);
     pt_str_t path = req->form == PT_H1_ASTERISK ? PT_STR("*") : req->path;
     bool in_place = false; /* path is already where it goes, in o */
     if (!(f->fx && f->fx->path.p) && req->form != PT_H1_ASTERISK && !pt_path_is_plain(path)) {
@@ -154,14 +129,17 @@ static void put_request_line(out_t *o, const pt_fwd_ctx_t *f)
     if (in_place)
         o->p += path.n;
     else
-        put_str(o, path);
+        pt_head_str(o, path);
     if (req->query.p) {
-        put(o, "?", 1);
-        put_str(o, req->query);
+        pt_head_put(o, "?", 1);
+        pt_head_str(o, req->query);
     }
-    put_cs(o, " HTTP/1.1\r\n");
-    /* Host: passed through unless the route says otherwise */
-    put_header(o, "Host", r->upstream_host ? pt_str_from(r->upstream_host) : req->host);
+    pt_head_cs(o, " HTTP/1.1\r\n");
+    /* Host: passed through unless the route says otherwise; an HTTP/1.0
+     * request may have none: then the upstream's name, as nginx sends */
+    put_header(o, "Host", r->upstream_host ? pt_str_from(r->upstream_host)
+                          : req->host.n    ? req->host
+                                           : pt_str_from(r->up ? r->up->name : "localhost"));
 }
 
 /* What the client said of forwarding, kept aside to be believed or not. */
@@ -170,7 +148,7 @@ typedef struct forwarded {
 } forwarded_t;
 
 /* Copies the client's fields that go on as they are. */
-static void copy_fields(out_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
+static void copy_fields(pt_head_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
 {
     const pt_h1_req_t *req = f->req;
     pt_str_t connection = PT_STR_NULL;
@@ -226,27 +204,25 @@ static void copy_fields(out_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
             }
             break;
         }
-        put_str(o, n);
-        put(o, ": ", 2);
-        put_str(o, v);
-        put(o, "\r\n", 2);
+        pt_head_field(o, n, v);
     }
 }
 
 /* X-Forwarded-*, X-Real-IP and X-Request-Id: extended from a trusted
  * proxy, replaced for anyone else. */
-static void put_forwarding(out_t *o, const pt_fwd_ctx_t *f, const forwarded_t *fw)
+static void put_forwarding(pt_head_t *o, const pt_fwd_ctx_t *f, const forwarded_t *fw)
 {
     bool trust = f->peer_trusted;
-    put_cs(o, "X-Forwarded-For: ");
+    pt_head_cs(o, "X-Forwarded-For: ");
     if (trust && fw->xff.n) {
-        put_str(o, fw->xff);
-        put(o, ", ", 2);
+        pt_head_str(o, fw->xff);
+        pt_head_put(o, ", ", 2);
     }
-    put_str(o, f->peer_ip);
-    put(o, "\r\n", 2);
+    pt_head_str(o, f->peer_ip);
+    pt_head_put(o, "\r\n", 2);
     put_header(o, "X-Forwarded-Proto", trust && fw->proto.n ? fw->proto : f->tls ? PT_STR("https") : PT_STR("http"));
-    put_header(o, "X-Forwarded-Host", trust && fw->host.n ? fw->host : f->req->host);
+    if ((trust && fw->host.n) || f->req->host.n) /* none for a request without a Host */
+        put_header(o, "X-Forwarded-Host", trust && fw->host.n ? fw->host : f->req->host);
     put_header(o, "X-Real-IP", trust && fw->real_ip.n ? fw->real_ip : f->peer_ip);
     put_header(o, "X-Request-Id", f->request_id);
 }
@@ -254,7 +230,8 @@ static void put_forwarding(out_t *o, const pt_fwd_ctx_t *f, const forwarded_t *f
 size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
 {
     const pt_h1_req_t *req = f->req;
-    out_t o = {buf, buf + size, false};
+    pt_head_t o;
+    pt_head_init(&o, buf, size);
     forwarded_t fw = {PT_STR_NULL, PT_STR_NULL, PT_STR_NULL, PT_STR_NULL};
     put_request_line(&o, f);
     copy_fields(&o, f, &fw);
@@ -263,24 +240,62 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
         const pt_hdr_edit_t *e = &f->fx->req[i];
         if (e->op == PT_HDR_REMOVE)
             continue;
-        put_str(&o, e->name);
-        put(&o, ": ", 2);
-        put_str(&o, e->value);
-        put(&o, "\r\n", 2);
+        pt_head_field(&o, e->name, e->value);
     }
     if (f->upgrade) {
         const pt_h1_header_t *up = pt_h1_find(req, PT_STR("upgrade"));
         put_header(&o, "Connection", PT_STR("upgrade"));
         put_header(&o, "Upgrade", up ? up->value : PT_STR("websocket"));
     } else if (f->body_chunked) {
-        put_cs(&o, "Transfer-Encoding: chunked\r\n");
+        pt_head_cs(&o, "Transfer-Encoding: chunked\r\n");
     } else if (f->body_length > 0 || (f->body_length == 0 && (req->method_bit & (PT_M_POST | PT_M_PUT | PT_M_PATCH)))) {
-        char cl[48] = "Content-Length: ";
-        size_t n = 16 + pt_fmt_u64(cl + 16, (unsigned long long)f->body_length, 0);
-        cl[n++] = '\r';
-        cl[n++] = '\n';
-        put(&o, cl, n);
+        PT_HEAD_LIT(&o, "Content-Length: ");
+        pt_head_u64(&o, (unsigned long long)f->body_length);
+        PT_HEAD_LIT(&o, "\r\n");
     }
-    put(&o, "\r\n", 2);
-    return o.overflow ? 0 : (size_t)(o.p - buf);
+    pt_head_put(&o, "\r\n", 2);
+    return pt_head_len(&o);
+}
+
+/* ---- the response head towards the client ---- */
+
+typedef struct skip_ctx {
+    pt_str_t tokens;
+    bool tunnel;
+} skip_ctx_t;
+
+/* What of the upstream's head does not go on: hop-by-hop fields, those
+ * its Connection names, and the framing we set ourselves. */
+static bool skip_upstream_field(const pt_h1_header_t *f, const void *arg)
+{
+    const skip_ctx_t *k = arg;
+    return pt_proxy_drop_response_header(f->name, k->tokens, k->tunnel);
+}
+
+size_t pt_proxy_response_head(pt_outq_t *q, const pt_h1_resp_t *r, const char *base, const pt_proxy_framing_t *fr,
+                              const pt_fx_t *fx, const char *date)
+{
+    skip_ctx_t k = {PT_STR_NULL, fr->tunnel};
+    const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
+    if (ch)
+        k.tokens = pt_proxy_connection_names(ch->value);
+    /* the status line keeps the upstream's reason phrase ("HTTP/1.1 200 OK") */
+    const char *eol = base;
+    while (eol < base + r->head_len && *eol != '\r' && *eol != '\n') /* CRLF, or a bare LF */
+        eol++;
+    pt_str_t reason = eol && eol - base > 13 ? (pt_str_t){base + 13, (size_t)(eol - base - 13)} : PT_STR_NULL;
+    pt_resp_head_t h = {
+        .status = r->status,
+        .reason = reason,
+        .fields = r->headers,
+        .nfields = r->nheaders,
+        .skip = skip_upstream_field,
+        .skip_arg = &k,
+        .date = true,
+        .content_length = !fr->tunnel && fr->length ? r->content_length : -1,
+        .chunked = !fr->tunnel && fr->chunked,
+        .close = !fr->tunnel && fr->close,
+        .keep_alive_1_0 = !fr->tunnel && !fr->close && fr->http10,
+    };
+    return pt_resp_write_head(q, &h, fx, date);
 }

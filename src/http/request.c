@@ -327,8 +327,14 @@ void pt_req_handle(pt_conn_t *c, pt_h1_req_t *req)
      * to send the body, so we cannot tell what follows: close after it. */
     if (!req->keep_alive || c->w->draining || req->expect_continue)
         c->closing = true;
-    if (req->method_bit == PT_M_CONNECT)
-        c->closing = true; /* no tunnels to arbitrary hosts */
+    if (req->method_bit == PT_M_CONNECT) {
+        /* No tunnels to arbitrary hosts, and a CONNECT has no path to route
+         * or forward: refused whatever the routes say.  501, not 405: no
+         * route allows it, so there is no Allow list to send. */
+        c->closing = true;
+        pt_req_respond(c, 501, "text/plain", "501 Not Implemented: no CONNECT tunnels\n", 40, NULL, false);
+        return;
+    }
     if (req->upgrade && (req->content_length > 0 || req->chunked)) {
         /* An upgrade goes upstream without framing (the exchange may become
          * a tunnel), so a body would reach the upstream as bytes it parses

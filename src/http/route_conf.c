@@ -173,6 +173,15 @@ static int build_response(pt_conf_ctx_t *cc, pt_route_conf_t *r)
     return 0;
 }
 
+/* Visible ASCII only (what a Host field or a path may hold here). */
+static bool visible(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
 int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_route_conf_t *r = obj;
@@ -213,6 +222,17 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     rc |= compile_predicates(cc, r);
     if (r->strip_prefix && r->strip_prefix[0] != '/') {
         pt_conf_error_key(cc, n, "strip_prefix", "must start with /");
+        rc = -1;
+    }
+    if (r->strip_prefix && !visible(r->strip_prefix)) {
+        pt_conf_error_key(cc, n, "strip_prefix", "only visible characters: no space or control character");
+        rc = -1;
+    }
+    if (r->upstream_host && (!*r->upstream_host || !visible(r->upstream_host))) {
+        /* it becomes the Host field of every request: a CR or LF would
+         * start a field of its own */
+        pt_conf_error_key(cc, n, "upstream_host", "a host name, [IPv6] or host:port: not empty, no space or "
+                                                  "control character");
         rc = -1;
     }
     if (rc == 0 && r->respond.node)

@@ -317,3 +317,53 @@ def test_portico_own_answers_carry_the_filters_edits(gateway):
     assert (status, body) == (201, b'made\n')
     assert hdrs['x-fixed'] == '1' and hdrs['x-route'] == 'fixed' and 'server' not in hdrs
     assert hdrs['content-type'] == 'text/plain' and hdrs['content-length'] == '5'
+
+
+# ---- found by the proxy fuzz targets ----
+
+def test_an_http10_request_without_host_gets_the_upstream_name(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(proxy_config(port, [b.port]), workers=1)
+    out = raw(port, b'GET /x HTTP/1.0\r\n\r\n')
+    assert out.startswith(b'HTTP/1.1 200 ')
+    r = b.requests[-1]
+    assert r.header('host') == 'up'  # the upstream's name, as nginx's $proxy_host
+    assert r.header('x-forwarded-host') is None  # nothing to forward
+
+
+def test_connect_is_refused_whatever_the_routes(gateway, backends):
+    b = backends()
+    port = free_port()
+    gateway(proxy_config(port, [b.port]), workers=1)
+    for target in (b'example.com:443', b''):
+        out = raw(port, b'CONNECT ' + target + b' HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
+        assert out.startswith(b'HTTP/1.1 501 ') or out.startswith(b'HTTP/1.1 400 '), out[:80]
+    assert b.requests == []
+
+
+@pytest.mark.parametrize('value', ['""', '"good\\r\\nX-Injected: 1"', '"a b"'])
+def test_upstream_host_is_checked_at_load(tmpdir_path, value):
+    from conftest import run_portico
+    conf = os.path.join(tmpdir_path, 'p.yaml')
+    with open(conf, 'w') as f:
+        f.write(proxy_config(free_port(), [free_port()], route=f'upstream_host: {value}'))
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode == 1
+    assert f'{conf}:' in r.stderr and 'upstream_host' in r.stderr, r.stderr
+
+
+def test_a_request_at_max_headers_is_forwarded(gateway, backends):
+    """999 empty fields and Host (max_headers: 1000): each grows by a byte
+    upstream ("a:" to "a: "), which the head's capacity must count."""
+    b = backends()
+    port = free_port()
+    gateway(proxy_config(port, [b.port]).replace(f'address: 127.0.0.1:{port}\n',
+                                                  f'address: 127.0.0.1:{port}\n    max_headers: 1000\n'
+                                                  f'    max_header_size: 64k\n', 1), workers=1)
+    head = b'GET /x HTTP/1.1\r\nHost: t\r\n' + b''.join(b'f%d:\r\n' % i for i in range(999)) + \
+        b'Connection: close\r\n\r\n'
+    head = head.replace(b'f998:\r\n', b'')  # 999 fields with Host and Connection
+    out = raw(port, head)
+    assert out.startswith(b'HTTP/1.1 200 '), out[:100]
+    assert len(b.requests[-1].headers) >= 997
