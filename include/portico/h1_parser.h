@@ -76,6 +76,11 @@ typedef struct pt_h1_resp {
 int pt_h1_parse_response(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_resp_t *r);
 const pt_h1_header_t *pt_h1_resp_find(const pt_h1_resp_t *r, pt_str_t name);
 
+/* Is h a Host value we take (reg-name, IPv4 or [IPv6], optional :port;
+ * 1 to 255 bytes)?  Clients' Host fields and the routes' upstream_host
+ * are held to it. */
+bool pt_h1_valid_host(pt_str_t h);
+
 /* Incremental chunked body decoder. Zero it to start. */
 typedef struct pt_h1_chunked {
     int state;

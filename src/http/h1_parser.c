@@ -215,7 +215,7 @@ static int split_target(pt_h1_req_t *req, int *status)
     return 0;
 }
 
-static bool valid_host(pt_str_t h)
+bool pt_h1_valid_host(pt_str_t h)
 {
     if (h.n == 0 || h.n > 255)
         return false;
@@ -298,10 +298,10 @@ static int interpret(pt_h1_req_t *req, int *status)
     }
     if (host_count > 1 || (req->minor == 1 && host_count == 0))
         FAIL(400);
-    if (host_count && !valid_host(req->host))
+    if (host_count && !pt_h1_valid_host(req->host))
         FAIL(400);
     if (req->form == PT_H1_ABSOLUTE) {
-        if (!valid_host(req->abs_authority))
+        if (!pt_h1_valid_host(req->abs_authority))
             FAIL(400);
         req->host = req->abs_authority; /* RFC 9112 3.2.2: the target wins */
     }

@@ -74,12 +74,18 @@ void pt_req_detach(pt_conn_t *c)
         ok &= stash(c, &r->match.params[i].value, 0);
     }
     pt_fx_t *fx = r->fx;
+    for (size_t i = 0; fx && i < fx->nreq; i++) {
+        ok &= stash(c, &fx->req[i].name, 0);
+        ok &= stash(c, &fx->req[i].value, 0);
+    }
+    for (size_t i = 0; fx && i < fx->nresp; i++) {
+        ok &= stash(c, &fx->resp[i].name, 0);
+        ok &= stash(c, &fx->resp[i].value, 0);
+    }
     if (fx) {
-        for (size_t i = 0; i < fx->nreq; i++)
-            ok &= stash(c, &fx->req[i].name, 0) & stash(c, &fx->req[i].value, 0);
-        for (size_t i = 0; i < fx->nresp; i++)
-            ok &= stash(c, &fx->resp[i].name, 0) & stash(c, &fx->resp[i].value, 0);
-        ok &= stash(c, &fx->path, 0) & stash(c, &fx->host, 0) & stash(c, &fx->req_path, 0);
+        ok &= stash(c, &fx->path, 0);
+        ok &= stash(c, &fx->host, 0);
+        ok &= stash(c, &fx->req_path, 0);
     }
     if (!ok)
         c->closing = true; /* the arena is full: this request cannot go on safely */

@@ -8,6 +8,7 @@
 #include "portico/conf.h"
 #include "portico/config.h"
 #include "portico/config-t.h"
+#include "portico/h1_parser.h"
 #include "portico/http.h"
 #include "portico/route_conf.h"
 #include "portico/schema.h"
@@ -228,11 +229,11 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         pt_conf_error_key(cc, n, "strip_prefix", "only visible characters: no space or control character");
         rc = -1;
     }
-    if (r->upstream_host && (!*r->upstream_host || !visible(r->upstream_host))) {
-        /* it becomes the Host field of every request: a CR or LF would
-         * start a field of its own */
-        pt_conf_error_key(cc, n, "upstream_host", "a host name, [IPv6] or host:port: not empty, no space or "
-                                                  "control character");
+    if (r->upstream_host && !pt_h1_valid_host(pt_str_from(r->upstream_host))) {
+        /* it becomes the Host field of every request: held to what a
+         * client's Host must be (a CR or LF would start a field of its own) */
+        pt_conf_error_key(cc, n, "upstream_host", "\"%s\" is not a host name, IPv4 or [IPv6] address with an "
+                                                  "optional :port", r->upstream_host);
         rc = -1;
     }
     if (rc == 0 && r->respond.node)

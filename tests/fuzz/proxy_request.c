@@ -28,6 +28,7 @@
 #include "portico/err-t.h"
 #include "portico/h1_parser.h"
 #include "portico/http.h"
+#include "portico/path.h"
 #include "portico/proxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -49,17 +50,6 @@ static char *take(const uint8_t **p, const uint8_t *end)
     memcpy(s, *p, n + 1);
     *p = z + 1;
     return s;
-}
-
-/* What route_conf.c lets through as upstream_host: visible ASCII, not empty. */
-static bool plain_host(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
-            return false;
-    return true;
 }
 
 static pt_str_t field(const pt_h1_req_t *r, const char *name)
@@ -117,9 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     /* What the configuration lets through (route_conf.c): strip_prefix
-     * starts with "/", upstream_host is not empty and has no space or
-     * control character. */
-    if (((flags & F_STRIP) && strip[0] != '/') || ((flags & F_HOST) && !plain_host(host)))
+     * starts with "/", upstream_host is a valid Host value. */
+    if (((flags & F_STRIP) && strip[0] != '/') || ((flags & F_HOST) && !pt_h1_valid_host(pt_str_from(host))))
         goto out;
     pt_route_conf_t route = {
         .strip_prefix = flags & F_STRIP ? strip : NULL,
@@ -134,6 +123,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc > 0 && (req.form == PT_H1_AUTHORITY || req.method_bit == PT_M_CONNECT ||
                    (req.upgrade && (req.chunked || req.content_length > 0))))
         rc = 0;
+    /* Nor a path that does not normalise (a bad escape, %2F with the
+     * default escaped_slashes: reject): routing answers it 400. */
+    int slashes = pt_path_slashes(NULL);
+    if (rc > 0 && req.form != PT_H1_ASTERISK && !pt_path_is_plain(req.path)) {
+        char *norm = malloc(req.path.n + 2);
+        PT_ASSERT(norm);
+        if (pt_path_normalize(req.path, norm, slashes) < 0)
+            rc = 0;
+        free(norm);
+    }
     if (rc > 0) {
         struct sockaddr_storage peer = {0};
         bool v6 = flags & F_IPV6;
@@ -159,6 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             .upgrade = req.upgrade,
             .tls = flags & F_TLS,
             .fx = NULL,
+            .slashes = slashes,
         };
         check(&req, &route, &f);
     } else if (rc < 0) {

@@ -342,7 +342,7 @@ def test_connect_is_refused_whatever_the_routes(gateway, backends):
     assert b.requests == []
 
 
-@pytest.mark.parametrize('value', ['""', '"good\\r\\nX-Injected: 1"', '"a b"'])
+@pytest.mark.parametrize('value', ['""', '"good\\r\\nX-Injected: 1"', '"a b"', '"backend&internal:8080"'])
 def test_upstream_host_is_checked_at_load(tmpdir_path, value):
     from conftest import run_portico
     conf = os.path.join(tmpdir_path, 'p.yaml')
