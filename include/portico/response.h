@@ -32,10 +32,15 @@ typedef struct pt_resp_head {
     bool chunked;                   /* Transfer-Encoding: chunked */
     bool close;                     /* Connection: close */
     bool keep_alive_1_0;            /* Connection: keep-alive (an HTTP/1.0 client kept) */
+    size_t fields_size;             /* the fields' size as the source had them (the upstream's head
+                                       length), or 0: counted here; each may grow by 1 byte */
 } pt_resp_head_t;
 
+/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n": the Date line's length. */
+#define PT_DATE_LEN 37
+
 /* Writes the head, with fx's response edits applied (fx may be NULL), into
- * q.  Returns its length, or 0 when memory ran out (nothing queued). */
+ * q; date is the Date line (PT_DATE_LEN bytes, pt_worker_date) or NULL.  Returns its length, or 0 when memory ran out (nothing queued). */
 size_t pt_resp_write_head(pt_outq_t *q, const pt_resp_head_t *h, const struct pt_fx *fx, const char *date);
 
 #endif
