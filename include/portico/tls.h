@@ -68,8 +68,12 @@ const char *pt_tls_protocol(SSL *ssl);
 /* Did ALPN choose h2? */
 bool pt_tls_alpn_h2(SSL *ssl);
 const char *pt_tls_cipher(SSL *ssl);
-void pt_tls_client_subject(SSL *ssl, char *buf, size_t size);
-void pt_tls_client_san(SSL *ssl, char *buf, size_t size);
+/* The client certificate's subject (RFC 2253) and its DNS, email and URI
+ * SANs joined by ",", their bytes as they are: at most size bytes are
+ * written (not NUL-terminated); returns the whole length, so a caller
+ * sizes its buffer with a first call of size 0 and never uses a cut copy. */
+size_t pt_tls_client_subject(SSL *ssl, char *buf, size_t size);
+size_t pt_tls_client_san(SSL *ssl, char *buf, size_t size);
 bool pt_tls_client_verified(SSL *ssl);
 
 #endif

@@ -320,22 +320,39 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
 
 /* The TLS variables: empty on plain HTTP; tls_client_verify is SUCCESS
  * or NONE (a certificate that fails verification fails the handshake). */
-static pt_str_t tls_var(pt_conn_t *c, int kind)
+#define TLS_VAR_MAX 16384 /* a certificate's subject or SAN list longer than this is refused */
+
+/* The TLS variables: empty on plain HTTP; tls_client_verify is SUCCESS
+ * or NONE (a certificate that fails verification fails the handshake).
+ * The subject and SANs are taken whole or not at all: a cut copy could
+ * name what the certificate does not.  PT_EINVAL when too long. */
+static int tls_var(pt_conn_t *c, int kind, pt_str_t *v)
 {
-    if (!c->ssl)
-        return kind == TV_TLS_VERIFY ? PT_STR("NONE") : PT_STR_NULL;
-    if (kind == TV_TLS_PROTOCOL)
-        return pt_str_from(pt_tls_protocol(c->ssl));
-    if (kind == TV_TLS_VERIFY)
-        return pt_tls_client_verified(c->ssl) ? PT_STR("SUCCESS") : PT_STR("NONE");
-    char *b = pt_arena_alloc(&c->arena, 1024);
-    if (!b)
-        return PT_STR_NULL;
-    if (kind == TV_TLS_SUBJECT)
-        pt_tls_client_subject(c->ssl, b, 1024);
-    else
-        pt_tls_client_san(c->ssl, b, 1024);
-    return pt_str_from(b);
+    *v = PT_STR_NULL;
+    if (!c->ssl) {
+        if (kind == TV_TLS_VERIFY)
+            *v = PT_STR("NONE");
+        return 0;
+    }
+    if (kind == TV_TLS_PROTOCOL) {
+        *v = pt_str_from(pt_tls_protocol(c->ssl));
+        return 0;
+    }
+    if (kind == TV_TLS_VERIFY) {
+        *v = pt_tls_client_verified(c->ssl) ? PT_STR("SUCCESS") : PT_STR("NONE");
+        return 0;
+    }
+    size_t (*get)(SSL *, char *, size_t) = kind == TV_TLS_SUBJECT ? pt_tls_client_subject : pt_tls_client_san;
+    size_t n = get(c->ssl, NULL, 0);
+    if (n > TLS_VAR_MAX)
+        return PT_EINVAL;
+    char *b = n ? pt_arena_alloc(&c->arena, n) : NULL;
+    if (n && !b)
+        return PT_ENOMEM;
+    if (n && get(c->ssl, b, n) != n)
+        return PT_EINVAL; /* it changed under us: never */
+    *v = (pt_str_t){b, n};
+    return 0;
 }
 
 static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
@@ -353,11 +370,6 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
         return req ? req->host : c->req->fx ? c->req->fx->host : PT_STR_NULL;
     case TV_PATH:
         return c->req->fx ? c->req->fx->req_path : req ? req->path : PT_STR_NULL;
-    case TV_TLS_PROTOCOL:
-    case TV_TLS_SUBJECT:
-    case TV_TLS_SAN:
-    case TV_TLS_VERIFY:
-        return tls_var(c, s->kind);
     case TV_PARAM:
         for (size_t k = 0; k < c->req->match.nparams; k++)
             if (pt_str_eq(c->req->match.params[k].name, s->text))
@@ -378,7 +390,16 @@ int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_st
     size_t total = 0;
     for (size_t i = 0; i < t->n; i++) {
         const tseg_t *s = &t->seg[i];
-        pt_str_t v = var_value(s, c, req);
+        pt_str_t v;
+        if (s->kind >= TV_TLS_PROTOCOL && s->kind <= TV_TLS_VERIFY) {
+            int rc = tls_var(c, s->kind, &v);
+            if (rc == PT_EINVAL)
+                pt_log_info("${%.*s} is too long to use whole, req=%s", PT_STR_FMT(s->var), c->req->reqid);
+            if (rc < 0)
+                return rc;
+        } else {
+            v = var_value(s, c, req);
+        }
         long bad = s->kind == TV_LIT ? -1 : bad_byte(v, t->use);
         if (bad >= 0) {
             static bool logged; /* once per worker: the client chooses how often */

@@ -340,6 +340,18 @@ fail:
     return NULL;
 }
 
+/* The password callback of key loading: no passphrase, and a note that
+ * one was asked for. */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    if (asked)
+        *(bool *)asked = true;
+    return -1;
+}
+
 /* Loads one certificate and key into ctx: 0, or -1 after an error at the
  * right key of item n. */
 static int load_pair(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_tls_cert_conf_t *pc, SSL_CTX *ctx)
@@ -355,9 +367,20 @@ static int load_pair(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_tls_cert_co
         return -1;
     }
     errno = 0;
-    if (SSL_CTX_use_PrivateKey_file(ctx, pc->key, SSL_FILETYPE_PEM) != 1) {
+    /* OpenSSL's default asks for a passphrase on the terminal and waits
+     * (a reload would hang in the master): keys are taken unencrypted. */
+    bool asked = false;
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
+    int used = SSL_CTX_use_PrivateKey_file(ctx, pc->key, SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    if (used != 1) {
         unsigned long e = ERR_peek_last_error();
-        if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)
+        if (asked)
+            pt_conf_error(cc, pt_node_get(n, "key"), "the key %s is encrypted: Portico takes unencrypted keys "
+                                                     "(decrypt it with `openssl pkey -in KEY -out KEY.plain`, "
+                                                     "mode 0600)", pc->key);
+        else if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH || ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)
             pt_conf_error(cc, pt_node_get(n, "key"), "the key %s does not match the certificate %s", pc->key,
                           pc->cert);
         else
@@ -652,22 +675,24 @@ const char *pt_tls_cipher(SSL *ssl)
     return SSL_get_cipher_name(ssl);
 }
 
-void pt_tls_client_subject(SSL *ssl, char *buf, size_t size)
+size_t pt_tls_client_subject(SSL *ssl, char *buf, size_t size)
 {
-    buf[0] = '\0';
     X509 *x = SSL_get0_peer_certificate(ssl);
     BIO *b = x ? BIO_new(BIO_s_mem()) : NULL;
     if (!b)
-        return;
+        return 0;
     X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
-    int n = BIO_read(b, buf, (int)size - 1);
-    buf[n > 0 ? n : 0] = '\0';
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    size_t len = n > 0 ? (size_t)n : 0;
+    if (len && size)
+        memcpy(buf, p, len < size ? len : size);
     BIO_free(b);
+    return len;
 }
 
-void pt_tls_client_san(SSL *ssl, char *buf, size_t size)
+size_t pt_tls_client_san(SSL *ssl, char *buf, size_t size)
 {
-    buf[0] = '\0';
     X509 *x = SSL_get0_peer_certificate(ssl);
     GENERAL_NAMES *sans = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
     size_t len = 0;
@@ -679,13 +704,18 @@ void pt_tls_client_san(SSL *ssl, char *buf, size_t size)
                                                         : NULL;
         if (!s)
             continue;
-        int n = snprintf(buf + len, size - len, "%s%.*s", len ? "," : "", ASN1_STRING_length(s),
-                         (const char *)ASN1_STRING_get0_data(s));
-        if (n < 0 || (size_t)n >= size - len)
-            break;
-        len += (size_t)n;
+        /* the name's bytes as they are, NULs and all: the caller refuses
+         * what a header cannot hold, rather than trusting a cut copy */
+        size_t n = (size_t)ASN1_STRING_length(s);
+        if (len && len < size)
+            buf[len] = ',';
+        len += len ? 1 : 0;
+        if (len < size)
+            memcpy(buf + len, ASN1_STRING_get0_data(s), n < size - len ? n : size - len);
+        len += n;
     }
     GENERAL_NAMES_free(sans);
+    return len;
 }
 
 bool pt_tls_client_verified(SSL *ssl)
