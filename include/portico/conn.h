@@ -72,6 +72,7 @@ struct pt_conn {
     bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
     bool closing;      /* close once the output is flushed */
     bool dead;
+    bool tls_peeked;   /* the first bytes were looked at: plain HTTP on a TLS port? */
     /* the protocol's loop */
     bool in_request;   /* between the first byte of a head and the end of its body */
     bool resuming;     /* the head in ibuf is a suspended request's, parsed again */

@@ -91,10 +91,32 @@ int pt_conn_read(pt_conn_t *c)
 
 /* ---- TLS ---- */
 
+/* Do the client's first bytes look like plain HTTP (a method and a space,
+ * or HTTP/2's preface) rather than a TLS record?  OpenSSL itself knows only
+ * GET, POST, HEAD and PUT. */
+static bool plain_http(pt_conn_t *c)
+{
+    char b[10];
+    ssize_t n = recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0)
+        return false; /* nothing yet: look again at the next step */
+    c->tls_peeked = true; /* the handshake reads from here on */
+    if (n < 4)
+        return false;
+    for (ssize_t i = 0; i < n; i++) {
+        if (b[i] == ' ')
+            return i > 0;
+        if (b[i] < 'A' || b[i] > 'Z')
+            return false;
+    }
+    return false;
+}
+
 int pt_conn_tls_step(pt_conn_t *c)
 {
     char why[256];
-    int rc = pt_tls_handshake(c->ssl, why, sizeof(why));
+    /* before the first step: a look at what came, without taking it */
+    int rc = !c->tls_peeked && plain_http(c) ? PT_TLS_PLAIN_HTTP : pt_tls_handshake(c->ssl, why, sizeof(why));
     if (rc == PT_TLS_OK) {
         c->state = PT_CS_HEAD;
         c->readable = true; /* the request may have come with the last flight */
