@@ -32,6 +32,11 @@
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
 #define STREAM_MIN (16 * 1024)     /* ... of which it may always hold this much */
 #define UPSTREAM_RESERVE (64 * 1024)  /* counted for each stream under way: its upstream buffer */
+#define HEAD_FREE (16 * 1024)         /* request head copies up to this are part of that reserve */
+/* A running stream's head lives three times (the stream's buffer, its
+ * connection's input, the upstream head): what of that the reserve does
+ * not cover. */
+#define HEAD_EXTRA(len) (3 * (len) > HEAD_FREE ? 3 * (len) - HEAD_FREE : 0)
 #define SEND_HIGH (256 * 1024)     /* frames queued on the socket before we stop making more */
 #define RECENT_IDS 64              /* stream ids remembered for trailers that race a reset */
 #define DRAIN_PING ((const uint8_t *)"ptdrain!") /* the PING that times the final GOAWAY */
@@ -56,6 +61,12 @@ struct pt_h2_stream {
     buf_t in;        /* the HTTP/1.1 head built from the HEADERS, then the body
                       * (chunk-framed when chunked): what sc has not taken yet */
     size_t unacked;  /* DATA bytes received and not yet acknowledged */
+    size_t early;    /* of them, bytes whose connection window was given back
+                      * while the stream waited (so one waiting stream cannot
+                      * hold the whole connection window) */
+    size_t head_len;  /* its request head's length */
+    size_t head_size; /* what of it is counted against the connection */
+    int counted;     /* where head_size is counted: 0 nowhere, 1 waiting, 2 running */
 
     /* the response, read back from the stream connection */
     buf_t resp;      /* the head while it is incomplete */
@@ -82,6 +93,10 @@ struct pt_h2 {
      * client that never opens its windows pins at most the budget +
      * STREAM_MIN per stream under way (budget / UPSTREAM_RESERVE of them). */
     size_t budget, body_bytes, running;
+    /* Request heads: those of running streams count in the budget; those
+     * of waiting streams may take a quarter of it more, then a new stream
+     * is refused (REFUSED_STREAM: the client may retry it). */
+    size_t running_heads, waiting_heads;
     bool squeezed; /* a stream waits for the budget */
     bool goaway;      /* draining: the shutdown notice went out */
     bool goaway_last; /* and the final GOAWAY, after a PING round trip */
@@ -149,7 +164,25 @@ static void buf_compact(buf_t *b)
 
 static size_t used(const pt_h2_t *h)
 {
-    return h->body_bytes + h->running * UPSTREAM_RESERVE;
+    return h->body_bytes + h->running * UPSTREAM_RESERVE + h->running_heads;
+}
+
+/* Counts a stream's head where it is now: 0 nowhere, 1 waiting (all of
+ * it), 2 running (what the stream's reserve does not cover). */
+static void count_head(pt_h2_stream_t *st, int where)
+{
+    pt_h2_t *h = st->h2;
+    if (st->counted == 1)
+        h->waiting_heads -= st->head_size;
+    else if (st->counted == 2)
+        h->running_heads -= st->head_size;
+    size_t head = st->head_len;
+    st->head_size = where == 1 ? head : where == 2 ? HEAD_EXTRA(head) : 0;
+    if (where == 1)
+        h->waiting_heads += st->head_size;
+    else if (where == 2)
+        h->running_heads += st->head_size;
+    st->counted = where;
 }
 
 static size_t body_held(const pt_h2_stream_t *st)
@@ -168,6 +201,7 @@ static bool body_add(pt_h2_stream_t *st, const void *p, size_t n)
 static void stream_free(pt_h2_stream_t *st)
 {
     st->h2->body_bytes -= body_held(st);
+    count_head(st, 0);
     buf_free(&st->fields);
     buf_free(&st->cookie);
     buf_free(&st->in);
@@ -201,6 +235,7 @@ static int launch(pt_h2_t *h, pt_h2_stream_t *st)
     sc->h2s = st;
     st->sc = sc;
     h->running++;
+    count_head(st, 2);
     sc->readable = true;
     pt_conn_reschedule(sc);
     return 0;
@@ -218,7 +253,7 @@ static void relieve(pt_h2_t *h)
             st->sc->writable = true;
             pt_conn_reschedule(st->sc);
         } else if (st->waiting) {
-            if (h->running && used(h) + UPSTREAM_RESERVE > h->budget)
+            if (h->running && used(h) + UPSTREAM_RESERVE + HEAD_EXTRA(st->head_len) > h->budget)
                 h->squeezed = true;
             else
                 launch(h, st);
@@ -232,6 +267,7 @@ static void detach(pt_h2_stream_t *st)
 {
     st->sc = NULL;
     st->h2->running--;
+    count_head(st, 0);
     relieve(st->h2);
 }
 
@@ -453,7 +489,12 @@ int pt_h2_stream_read(pt_conn_t *sc)
     if (st->in.pos == st->in.len) {
         st->in.pos = st->in.len = 0;
         if (st->unacked) { /* all of it taken: the client may send more */
-            nghttp2_session_consume(st->h2->s, st->id, st->unacked);
+            size_t early = st->early < st->unacked ? st->early : st->unacked;
+            if (early) /* the connection's share went back already */
+                nghttp2_session_consume_stream(st->h2->s, st->id, early);
+            if (st->unacked > early)
+                nghttp2_session_consume(st->h2->s, st->id, st->unacked - early);
+            st->early -= early;
             st->unacked = 0;
             pt_conn_reschedule(st->h2->c);
         }
@@ -615,8 +656,16 @@ static int start_request(pt_h2_t *h, pt_h2_stream_t *st, bool end_stream)
     buf_free(&st->cookie);
     if (!ok)
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    if (h->running && used(h) + UPSTREAM_RESERVE > h->budget) {
+    st->head_len = st->in.len;
+    if (h->running && used(h) + UPSTREAM_RESERVE + HEAD_EXTRA(st->head_len) > h->budget) {
+        if (h->waiting_heads + st->head_len > h->budget / 4) {
+            /* Waiting heads are the client's lever on our memory (a few
+             * bytes of HPACK each): past a quarter of the budget, refused,
+             * which RFC 9113 8.7 makes safe to retry. */
+            return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_REFUSED_STREAM);
+        }
         st->waiting = h->squeezed = true; /* started by relieve() once the client reads */
+        count_head(st, 1);
         return 0;
     }
     return launch(h, st);
@@ -708,6 +757,14 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
         (st->chunked && !BUF_LIT(&st->in, "\r\n")))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->unacked += len;
+    if (st->waiting) {
+        /* Held back by the budget, it must not hold the connection's window
+         * too, or the running streams' bodies could never arrive: the
+         * connection's share is given back now, the stream's (its window
+         * bounds what it buffers) once it runs and takes the bytes. */
+        nghttp2_session_consume_connection(s, len);
+        st->early += len;
+    }
     if (st->sc) {
         st->sc->readable = true;
         pt_conn_reschedule(st->sc);
@@ -723,6 +780,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
     stream_unlink(h, st);
+    if (st->unacked > st->early) /* bytes nobody will take: the connection's window gets them back */
+        nghttp2_session_consume_connection(s, st->unacked - st->early);
     pt_conn_t *sc = st->sc;
     if (sc) { /* reset by the client, or ended before its connection did */
         sc->h2s = NULL;
