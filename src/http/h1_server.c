@@ -399,7 +399,15 @@ static void closed(pt_conn_t *c)
         pt_grpc_abort(r->grpc_call);
         r->grpc_call = NULL;
     }
-    if (r && r->fx) {
+    if (r && r->ent.method.n) {
+        /* A request cut short (the client left, or a failure closed the
+         * connection) still gets its log line: 499 when nothing was
+         * answered, as nginx logs it.  pt_req_end runs the filters'
+         * on_done too. */
+        if (!r->ent.status)
+            r->ent.status = 499;
+        pt_req_end(c);
+    } else if (r && r->fx) {
         pt_filters_done(c, r->fx);
         r->fx = NULL;
     }

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "portico/accesslog.h"
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/h1_parser.h"
@@ -27,6 +29,7 @@
 #include "portico/h2.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
+#include "portico/tls.h"
 #include "portico/worker.h"
 
 #define STREAM_BUFFER (256 * 1024) /* response bytes a stream may hold for a slow client */
@@ -627,6 +630,21 @@ static void respond_now(pt_h2_stream_t *st, const char *status, const char *body
     st->head_done = st->body_done = true;
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_body};
     st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, 2, &dp) == 0;
+    /* no stream connection, so no request: its log line is written here */
+    pt_conn_t *c = st->h2->c;
+    pt_alog_entry_t e = {.peer = (const struct sockaddr *)&c->peer, .upstream_us = -1};
+    event_base_gettimeofday_cached(c->w->base, &e.start);
+    e.method = st->method ? pt_str_from(st->method) : PT_STR_NULL;
+    e.target = st->path ? pt_str_from(st->path) : PT_STR_NULL;
+    e.host = st->authority ? pt_str_from(st->authority) : PT_STR_NULL;
+    e.protocol = PT_STR("HTTP/2.0");
+    e.status = atoi(status);
+    e.bytes_out = strlen(body);
+    if (c->ssl) {
+        e.tls_protocol = pt_tls_protocol(c->ssl);
+        e.tls_cipher = pt_tls_cipher(c->ssl);
+    }
+    pt_accesslog_write(&e);
 }
 
 /* The request head is complete: the stream connection starts on it. */
