@@ -248,7 +248,8 @@ static const pt_directive_t listener_keys[] = {
      "a large upload at normal speed is not. 0 turns it off."},
     {"escaped_slashes", PT_T_ENUM, F(pt_listener_conf_t, escaped_slashes), "reject", 0, 0, slashes_names, NULL,
      NULL, NULL, NULL, 0, NULL,
-     "What an encoded slash or backslash (%2F, %5C) in a request path does: reject answers 400; decode "
+     "What an encoded slash or backslash (%2F, %5C, or a raw backslash) in a request path does: reject "
+     "answers 400; decode "
      "makes it a / before the path is normalised, routed and forwarded; keep leaves it encoded, so it "
      "separates nothing here but may at the upstream (unsafe: /api/..%2Fadmin is routed under /api/). "
      "The path sent upstream is always the normalised one that was routed on."},

@@ -34,9 +34,16 @@ static void put(char **p, char *end, const char *s, size_t n)
     *p += n;
 }
 
+#define FIELD_MAX 512   /* what one logged string may take of a line, escaped */
+#define TARGET_MAX 2048 /* the target may take more */
+
 /* Text formats escape quotes, backslashes and control bytes as \xHH, as
- * nginx does, so a hostile header cannot forge a log line. */
-static void put_esc(char **p, char *end, pt_str_t s, int json)
+ * nginx does, so a hostile header cannot forge a log line.  JSON escapes
+ * them as \u00HH, and bytes past 0x7e too (header bytes are not UTF-8:
+ * each is taken as Latin-1), so every line is valid UTF-8 and JSON.  A
+ * field stops at a whole escape once it has taken max bytes of the line,
+ * so the fields after it and the line's end always fit. */
+static void put_esc(char **p, char *end, pt_str_t s, int json, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
     if (!s.p || !s.n) {
@@ -44,13 +51,10 @@ static void put_esc(char **p, char *end, pt_str_t s, int json)
             put(p, end, "-", 1);
         return;
     }
-    for (size_t i = 0; i < s.n && *p < end - 6; i++) {
+    char *stop = (size_t)(end - *p) > max + 8 ? *p + max : end - 8;
+    for (size_t i = 0; i < s.n && *p + 6 <= stop; i++) {
         unsigned char c = (unsigned char)s.p[i];
         if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) {
-            if (json && c >= 0x80) {
-                *(*p)++ = (char)c; /* JSON carries UTF-8 as is */
-                continue;
-            }
             if (json) {
                 char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
                 if (c == '"' || c == '\\') {
@@ -86,7 +90,7 @@ static void put_param(char **p, char *end, const pt_alog_seg_t *s, const pt_alog
     for (size_t i = 0; e->match && i < e->match->nparams; i++)
         if (pt_str_eq(e->match->params[i].name, (pt_str_t){s->lit, s->len}))
             v = e->match->params[i].value;
-    put_esc(p, end, v, 0);
+    put_esc(p, end, v, 0, FIELD_MAX);
 }
 
 static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int json)
@@ -113,13 +117,13 @@ static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int 
         }
         break;
     case PT_AV_METHOD:
-        put_esc(p, end, e->method, json);
+        put_esc(p, end, e->method, json, FIELD_MAX);
         break;
     case PT_AV_TARGET:
-        put_esc(p, end, e->target, json);
+        put_esc(p, end, e->target, json, TARGET_MAX);
         break;
     case PT_AV_PROTOCOL:
-        put_esc(p, end, e->protocol, json);
+        put_esc(p, end, e->protocol, json, FIELD_MAX);
         break;
     case PT_AV_STATUS:
         put_fmt(p, end, "%d", e->status);
@@ -134,28 +138,28 @@ static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int 
         put_fmt(p, end, "%.3f", (double)e->request_us / 1e6);
         break;
     case PT_AV_ROUTE:
-        put_esc(p, end, pt_str_from(e->route), json);
+        put_esc(p, end, pt_str_from(e->route), json, FIELD_MAX);
         break;
     case PT_AV_REQUEST_ID:
-        put_esc(p, end, e->request_id, json);
+        put_esc(p, end, e->request_id, json, FIELD_MAX);
         break;
     case PT_AV_HOST:
-        put_esc(p, end, e->host, json);
+        put_esc(p, end, e->host, json, FIELD_MAX);
         break;
     case PT_AV_USER_AGENT:
-        put_esc(p, end, e->user_agent, json);
+        put_esc(p, end, e->user_agent, json, FIELD_MAX);
         break;
     case PT_AV_REFERER:
-        put_esc(p, end, e->referer, json);
+        put_esc(p, end, e->referer, json, FIELD_MAX);
         break;
     case PT_AV_UPSTREAM_ADDR:
-        put_esc(p, end, pt_str_from(e->upstream_addr), json);
+        put_esc(p, end, pt_str_from(e->upstream_addr), json, FIELD_MAX);
         break;
     case PT_AV_TLS_PROTOCOL:
-        put_esc(p, end, pt_str_from(e->tls_protocol), json);
+        put_esc(p, end, pt_str_from(e->tls_protocol), json, FIELD_MAX);
         break;
     case PT_AV_TLS_CIPHER:
-        put_esc(p, end, pt_str_from(e->tls_cipher), json);
+        put_esc(p, end, pt_str_from(e->tls_cipher), json, FIELD_MAX);
         break;
     case PT_AV_UPSTREAM_STATUS:
         if (e->upstream_status)

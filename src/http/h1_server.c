@@ -10,8 +10,10 @@
  * HTTP timeouts (head, body, idle, send, filters) are this loop's. */
 #include "config.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "portico/assert.h"
 #include "portico/err-t.h"
@@ -109,8 +111,11 @@ static void take_request(pt_conn_t *c, pt_h1_req_t *req, size_t head_len)
     if (handed_over(c))
         return; /* the proxy (or the gRPC call) took the head and owns the body */
     if (c->state == PT_CS_FILTER) {
-        /* A filter waits; the head stays where it is.  One deadline for
-         * all the waits of a request. */
+        /* A filter waits; the head stays where it is, and nothing is read
+         * meanwhile, so the buffer does not move under it.  The log entry
+         * and the filters' edits are copied out all the same.  One deadline
+         * for all the waits of a request. */
+        pt_req_detach(c);
         if (c->timer_kind != TM_FILTERS)
             pt_conn_timer(c, TM_FILTERS, c->acc->ls->conf ? c->acc->ls->conf->timeouts.filters : 30000);
         return;
@@ -137,7 +142,9 @@ static int handle_input(pt_conn_t *c)
     pt_h1_limits_t lim = {lc ? (size_t)lc->max_request_line : 8192, lc ? (size_t)lc->max_header_size : 32768,
                           lc ? (size_t)lc->max_headers : 100};
     pt_h1_header_t headers[lim.max_headers];
-    while (!c->closing && c->state != PT_CS_LINGER) {
+    /* closing: no more requests, but a suspended one resumed is still this
+     * connection's last, and is answered */
+    while ((!c->closing || c->resuming) && c->state != PT_CS_LINGER) {
         if (c->state == PT_CS_BODY) {
             if (!consume_body(c))
                 break;
@@ -286,6 +293,15 @@ static bool waiting(pt_conn_t *c)
         pt_conn_close(c);
         return true;
     }
+    if (!c->rdhup && !c->eof && c->readable && !pt_conn_is_stream(c)) {
+        /* Bytes, an end or a reset: a look without taking them (the body
+         * or the next request stay for later; the buffer must not move). */
+        char b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            c->eof = true;
+        c->readable = false; /* looked at: the next edge says more */
+    }
     if (c->rdhup || c->eof) {
         /* The client left while its request waited: nothing will read the
          * answer.  Logged as nginx does (499). */
@@ -337,6 +353,10 @@ static void run(pt_conn_t *c)
             continue; /* the proxy (or the gRPC call) decides when the exchange ends */
         if (!pt_outq_empty(&c->out) && c->writable)
             progress |= pt_conn_flush(c) != 0;
+        if (c->state == PT_CS_FILTER) {
+            arm_timer(c); /* a request waits: not closed, not read; waiting() watches the client */
+            return;
+        }
         if (pt_outq_empty(&c->out) && (c->closing || c->eof)) {
             if (c->eof || pt_conn_is_stream(c)) { /* a stream connection ends with its response */
                 pt_conn_close(c);

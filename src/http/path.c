@@ -46,6 +46,12 @@ long pt_path_normalize(pt_str_t path, char *out, int slashes)
                 out[o++] = "0123456789ABCDEF"[l];
             }
             i += 2;
+        } else if (c == '\\' && slashes != PT_SLASHES_KEEP) {
+            /* a raw backslash is no path character (RFC 3986), and some
+             * upstreams take it for a slash: treated as %5C */
+            if (slashes == PT_SLASHES_REJECT)
+                return -1;
+            out[o++] = '/';
         } else {
             out[o++] = c;
         }
