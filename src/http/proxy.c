@@ -957,6 +957,11 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     p->idempotent = (req->method_bit & (PT_M_GET | PT_M_HEAD | PT_M_PUT | PT_M_DELETE | PT_M_OPTIONS | PT_M_TRACE)) != 0;
     p->head_method = req->method_bit == PT_M_HEAD;
     p->client_minor = req->minor;
+    /* Expect: 100-continue closes a connection whose request Portico
+     * answers itself (the client may never send the body); the proxy reads
+     * the body it says Continue to, so the connection may go on. */
+    if (req->expect_continue && req->keep_alive && !w->draining)
+        c->closing = false;
     p->client_keep_alive = !c->closing;
     p->upgrade = req->upgrade;
     p->expect_continue = req->expect_continue;

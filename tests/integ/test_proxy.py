@@ -273,7 +273,10 @@ def test_expect_100_continue(gateway, backends):
     s.sendall(b'hello')
     out = s.recv(65536)
     assert out.startswith(b'HTTP/1.1 200 ') and out.endswith(b'hello')
+    assert b'Connection: close' not in out  # the body was read: the connection goes on
     assert b.requests[-1].header('expect') is None
+    s.sendall(b'GET /after HTTP/1.1\r\nHost: x\r\n\r\n')
+    assert s.recv(65536).startswith(b'HTTP/1.1 200 ')
     s.close()
 
 
