@@ -338,8 +338,8 @@ pt_client_t *pt_client_start(pt_worker_t *w, pt_upstream_t *u, size_t idx, const
     cl->max_body = rq->max_body;
     cl->head_method = rq->method && strcmp(rq->method, "HEAD") == 0;
     if (!rq->connect_only && !build(cl, rq)) {
-        free(cl->req);
-        free(cl);
+        release(cl);
+        errno = ENOMEM;
         return NULL;
     }
     pt_target_t *t = &u->targets[idx];
