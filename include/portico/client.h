@@ -41,8 +41,8 @@ typedef struct pt_client_resp {
     pt_str_t body;         /* the body, when max_body > 0 */
 } pt_client_resp_t;
 
-/* What the response (or the failure) came to.  head and body are valid
- * during the call only; the client is gone when it returns. */
+/* What the response (or the failure) came to.  head, body and error are
+ * valid during the call only; the client is gone when it returns. */
 typedef void (*pt_client_fn)(void *arg, const pt_client_resp_t *r);
 
 /* Starts a request to target idx of u.  The request's strings are copied.

@@ -112,6 +112,9 @@ void pt_conn_timer(pt_conn_t *c, int kind, int64_t ms);
 void pt_conn_start_linger(pt_conn_t *c);
 /* The same after sending what it can (used after a GOAWAY). */
 void pt_conn_linger(pt_conn_t *c);
+/* Has the client closed or reset its side?  Looks without reading (a peek)
+ * when there is something to read: what is there stays for later. */
+bool pt_conn_gone(pt_conn_t *c);
 /* The client's IP address as text (formatted once per connection). */
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);
 /* The client's address and port, for logs ("10.0.0.1:51234"), in buf. */

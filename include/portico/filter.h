@@ -58,6 +58,8 @@ typedef struct pt_fx {
     int next;         /* the next filter to run: where a suspended pipeline resumes */
     bool done;        /* on_done hooks have run */
     bool responded;   /* on_response hooks have run */
+    bool resp_started, can_wait; /* on_response hooks under way; a hook may return PT_SUSPEND now */
+    int next_resp, next_body;    /* where a suspended response or body resumes */
     pt_str_t host, req_path; /* copies, for templates expanded after the head is gone */
     int reject;       /* the status an on_body hook asks for with PT_RESPOND */
 } pt_fx_t;
@@ -73,10 +75,15 @@ typedef struct pt_filter {
      * tells it that it already waited) before the pipeline goes on */
     pt_verdict_t (*on_request)(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st);
     /* the response status is known and its head about to be written:
-     * add to fx->resp (reverse pipeline order) */
-    void (*on_response)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, int status);
-    /* each piece of request body on its way upstream (n bytes; last when it
-     * is over); PT_RESPOND with fx->reject set stops the request */
+     * add to fx->resp (reverse pipeline order).  PT_SUSPEND only when
+     * fx->can_wait (an upstream's response: the proxy holds its head until
+     * pt_req_resume, and then this hook runs again); else PT_NEXT */
+    pt_verdict_t (*on_response)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, int status);
+    /* each piece of request body before it goes upstream (n bytes at
+     * c->ibuf + ..., last when it is the end; a chunked body ends with a
+     * call of n = 0); PT_RESPOND with fx->reject set stops the request;
+     * PT_SUSPEND holds the body until pt_req_resume, and then this hook runs
+     * again on the same bytes (maybe more) */
     pt_verdict_t (*on_body)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, size_t n, bool last);
     /* when the request is over, however it ended: release what st holds */
     void (*on_done)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st);
@@ -99,9 +106,13 @@ const void *pt_filters_conf_for(const pt_config_t *c, const pt_route_conf_t *r, 
 /* Runs the request hooks of the route's filters.  On PT_RESPOND the answer
  * is queued on c. */
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx);
-/* Runs the response hooks (reverse order) for a response of `status`. */
-void pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status);
-/* Runs the body hooks over n more bytes of request body. */
+/* Runs the response hooks (reverse order) for a response of `status`,
+ * once per request.  can_wait: a hook may suspend (the proxy, for an
+ * upstream's head); then PT_SUSPEND, and the call is made again after
+ * pt_req_resume to go on from that hook.  Else PT_NEXT. */
+pt_verdict_t pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status, bool can_wait);
+/* Runs the body hooks over n more bytes of request body, before they go
+ * upstream; PT_SUSPEND holds them (called again after pt_req_resume). */
 pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last);
 /* Runs the done hooks, once, in reverse order. */
 void pt_filters_done(pt_conn_t *c, pt_fx_t *fx);

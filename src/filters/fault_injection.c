@@ -1,7 +1,11 @@
 /* fault-injection (as APISIX has it): delays a share of requests, and
  * aborts a share with a status, to test how clients cope.  The delay
  * suspends the pipeline on a timer and resumes it; a client that goes away
- * meanwhile ends the request, and on_done drops the timer. */
+ * meanwhile ends the request, and on_done drops the timer.  Where the
+ * delay falls (delay.on, as Chaos Mesh's HTTPChaos targets a request or a
+ * response): before the request goes on (its head), before the end of its
+ * body goes upstream, or before the upstream's response head reaches the
+ * client. */
 #include "config.h"
 
 #include <event2/event.h>
@@ -27,12 +31,18 @@ typedef struct conf {
         const pt_node_t *node;
         int64_t duration;
         int64_t percentage;
+        int on;
     } delay;
 } conf_t;
+
+enum { ON_REQUEST, ON_BODY, ON_RESPONSE };
+static const char *const on_names[] = {"request", "body", "response", NULL};
 
 typedef struct state {
     struct event timer;
     bool armed;
+    bool rolled, hit; /* the delay's percentage, rolled once per request */
+    bool waited;      /* the delay is over */
     pt_conn_t *c;
 } state_t;
 
@@ -61,6 +71,11 @@ static const pt_directive_t delay_keys[] = {
      "How long a request waits before it goes on."},
     {"percentage", PT_T_INT, DF(percentage), "100", 0, 100, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The share of requests delayed."},
+    {"on", PT_T_ENUM, DF(on), "request", 0, 0, on_names, NULL, NULL, NULL, NULL, 0, NULL,
+     "Where the delay falls: request (before the request goes on), body (before the end of a request body "
+     "goes upstream; a request without a body is not delayed), response (before the upstream's response "
+     "head reaches the client; not Portico's own answers). Each counts against the listener's "
+     "timeouts.filters."},
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
 static const pt_section_t abort_section = {"abort", sizeof(((conf_t *)0)->abort), abort_keys, NULL, NULL, NULL};
@@ -90,28 +105,53 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     state_t *st = arg;
     st->armed = false;
+    st->waited = true;
     pt_req_resume(st->c);
+}
+
+/* The delay, once, where the configuration says: true when it starts now
+ * (the hook then suspends). */
+static bool delay_now(pt_conn_t *c, const conf_t *conf, state_t *st, int where)
+{
+    if (!conf->delay.node || conf->delay.on != where || st->waited || st->armed)
+        return false;
+    if (!st->rolled) {
+        st->rolled = true;
+        st->hit = roll(conf->delay.percentage);
+    }
+    if (!st->hit)
+        return false;
+    st->c = c;
+    evtimer_assign(&st->timer, c->w->base, on_timer, st);
+    struct timeval tv = {conf->delay.duration / 1000, (conf->delay.duration % 1000) * 1000};
+    evtimer_add(&st->timer, &tv);
+    st->armed = true;
+    return true;
 }
 
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
 {
     const conf_t *conf = vconf;
     state_t *st = vst;
-    if (conf->delay.node && !st->c && roll(conf->delay.percentage)) {
-        st->c = c;
-        evtimer_assign(&st->timer, c->w->base, on_timer, st);
-        struct timeval tv = {conf->delay.duration / 1000, (conf->delay.duration % 1000) * 1000};
-        evtimer_add(&st->timer, &tv);
-        st->armed = true;
+    if (delay_now(c, conf, st, ON_REQUEST))
         return PT_SUSPEND; /* this hook runs again after the delay, for the abort part */
-    }
     st->c = c;
     if (conf->abort.node && roll(conf->abort.percentage)) {
         pt_req_respond(c, (int)conf->abort.status, "text/plain", conf->abort.body, strlen(conf->abort.body), NULL,
-                        req->method_bit == PT_M_HEAD);
+                       req->method_bit == PT_M_HEAD);
         return PT_RESPOND;
     }
     return PT_NEXT;
+}
+
+static pt_verdict_t on_body(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst, size_t n, bool last)
+{
+    return last && delay_now(c, vconf, vst, ON_BODY) ? PT_SUSPEND : PT_NEXT;
+}
+
+static pt_verdict_t on_response(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst, int status)
+{
+    return fx->can_wait && delay_now(c, vconf, vst, ON_RESPONSE) ? PT_SUSPEND : PT_NEXT;
 }
 
 static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *vst)
@@ -125,4 +165,4 @@ static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *vst)
 
 const pt_filter_t pt_filter_fault_injection = {.name = "fault-injection", .schema = &schema,
                                                .state_size = sizeof(state_t), .on_request = on_request,
-                                               .on_done = on_done};
+                                               .on_body = on_body, .on_response = on_response, .on_done = on_done};

@@ -186,28 +186,51 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
     return PT_NEXT;
 }
 
-void pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status)
+pt_verdict_t pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status, bool can_wait)
 {
     if (fx->responded) /* one answer, one run: a failure after it adds nothing */
-        return;
-    fx->responded = true;
-    for (int f = PT_FILTER__COUNT - 1; f >= 0; f--) {
-        const void *conf = fx->confs[f];
-        if (conf && pt_filters[f]->on_response)
-            pt_filters[f]->on_response(c, conf, fx, state_of(c, fx, f), status);
+        return PT_NEXT;
+    if (!fx->resp_started) {
+        fx->resp_started = true;
+        fx->next_resp = PT_FILTER__COUNT - 1;
     }
+    fx->can_wait = can_wait;
+    for (int f = fx->next_resp; f >= 0; f--) {
+        const void *conf = fx->confs[f];
+        if (!conf || !pt_filters[f]->on_response)
+            continue;
+        pt_verdict_t v = pt_filters[f]->on_response(c, conf, fx, state_of(c, fx, f), status);
+        if (v == PT_SUSPEND && can_wait) {
+            fx->next_resp = f; /* on resume it runs again: its state says where it is */
+            fx->can_wait = false;
+            return PT_SUSPEND;
+        }
+    }
+    fx->can_wait = false;
+    fx->responded = true;
+    return PT_NEXT;
 }
 
 pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last)
 {
-    for (int f = 0; f < PT_FILTER__COUNT; f++) {
+    fx->can_wait = true;
+    for (int f = fx->next_body; f < PT_FILTER__COUNT; f++) {
         const void *conf = fx->confs[f];
         if (!conf || !pt_filters[f]->on_body)
             continue;
         pt_verdict_t v = pt_filters[f]->on_body(c, conf, fx, state_of(c, fx, f), n, last);
-        if (v != PT_NEXT)
+        if (v == PT_SUSPEND) {
+            fx->next_body = f; /* on resume it runs again on the same bytes (maybe more) */
+            fx->can_wait = false;
             return v;
+        }
+        if (v != PT_NEXT) {
+            fx->can_wait = false;
+            return v;
+        }
     }
+    fx->next_body = 0;
+    fx->can_wait = false;
     return PT_NEXT;
 }
 

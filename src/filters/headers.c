@@ -120,7 +120,7 @@ static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const 
     return rc < 0 ? pt_tpl_refuse(c, req, rc) : PT_NEXT;
 }
 
-static void on_response_side(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *st, int status)
+static pt_verdict_t on_response_side(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *st, int status)
 {
     const conf_t *conf = vconf;
     if (conf->statuses.n) {
@@ -128,9 +128,10 @@ static void on_response_side(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void 
         for (size_t i = 0; i < conf->statuses.n; i++)
             hit |= ((const int64_t *)conf->statuses.v)[i] == status;
         if (!hit)
-            return;
+            return PT_NEXT;
     }
     edits(c, NULL, conf, fx->resp, &fx->nresp);
+    return PT_NEXT;
 }
 
 const pt_filter_t pt_filter_request_headers = {.name = "request-headers", .schema = &req_schema,

@@ -214,7 +214,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                                  pt_health_bad_status(g->up, status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
                                  pt_worker_now_us(c->w) / 1000);
             if (c->req->fx)
-                pt_filters_response(c, c->req->fx, status); /* response-headers, CORS */
+                pt_filters_response(c, c->req->fx, status, false); /* response-headers, CORS */
         } else if (nlen && name[0] != ':' &&
                    !(c->req->fx && pt_fx_overrides(c->req->fx->resp, c->req->fx->nresp, (pt_str_t){(const char *)name, nlen}))) {
             head_add(g, name, nlen, value, vlen);

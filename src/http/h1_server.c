@@ -10,10 +10,8 @@
  * HTTP timeouts (head, body, idle, send, filters) are this loop's. */
 #include "config.h"
 
-#include <errno.h>
 #include <event2/event.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "portico/assert.h"
 #include "portico/err-t.h"
@@ -293,16 +291,8 @@ static bool waiting(pt_conn_t *c)
         pt_conn_close(c);
         return true;
     }
-    if (!c->rdhup && !c->eof && c->readable && !pt_conn_is_stream(c)) {
-        /* Bytes, an end or a reset: a look without taking them (the body
-         * or the next request stay for later; the buffer must not move). */
-        char b;
-        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-            c->eof = true;
-        c->readable = false; /* looked at: the next edge says more */
-    }
-    if (c->rdhup || c->eof) {
+    /* an end or a reset, seen without reading (the buffer must not move) */
+    if (pt_conn_gone(c)) {
         /* The client left while its request waited: nothing will read the
          * answer.  Logged as nginx does (499). */
         pt_log_info("client closed the connection while its request waited, req=%s", c->req->reqid);

@@ -39,6 +39,7 @@
 #include "portico/upstream.h"
 
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_RAW };
+enum { W_NONE, W_BODY, W_RESPONSE };
 enum fail_kind { F_CONNECT, F_CONNECT_TIMEOUT, F_SEND, F_READ_TIMEOUT, F_RESET, F_BAD_RESPONSE, F_CLIENT_BODY, F_TLS };
 
 struct pt_proxy {
@@ -82,6 +83,9 @@ struct pt_proxy {
     bool resp_done;
     bool tunnel;
     bool broken; /* an output queue refused a segment: the exchange cannot go on whole */
+    int waiting;    /* a filter holds the body (W_BODY) or the response head (W_RESPONSE) */
+    int64_t wait_deadline_us; /* the request's timeouts.filters deadline, from its first wait */
+    bool head_seen; /* the response head's status was taken (health, retries): not again on resume */
     struct timeval up_start;
 };
 
@@ -140,12 +144,27 @@ static void reset_request(pt_proxy_t *p)
     p->body_done = p->req_mode == BODY_NONE;
 }
 
+/* The body hooks over the next n bytes (before they go upstream):
+ * PT_NEXT, PT_SUSPEND (a filter holds the body: p->waiting), or a refusal. */
+static int body_hooks(pt_proxy_t *p, size_t n, bool last)
+{
+    pt_fx_t *fx = p->c->req->fx;
+    if (!fx)
+        return PT_NEXT;
+    pt_verdict_t v = pt_filters_body(p->c, fx, n, last);
+    if (v == PT_SUSPEND)
+        p->waiting = W_BODY;
+    return v;
+}
+
 /* Queues what the client has sent of the body on the upstream side. */
 static int pump_request(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
     pt_upconn_t *uc = p->uc;
     int progress = 0;
+    if (p->waiting == W_BODY)
+        return 0; /* a filter holds the body */
     if (!p->head_queued) {
         ref(p, &uc->out, p->head, p->head_len);
         p->head_queued = true;
@@ -161,27 +180,32 @@ static int pump_request(pt_proxy_t *p)
             p->bcur += avail;
         } else if (p->req_mode == BODY_LENGTH) {
             size_t n = (int64_t)avail < p->req_left ? avail : (size_t)p->req_left;
+            int v = body_hooks(p, n, (int64_t)n == p->req_left);
+            if (v != PT_NEXT)
+                return v == PT_SUSPEND ? progress : -2;
             ref(p, &uc->out, data, n);
             p->bcur += n;
             p->req_left -= (int64_t)n;
             p->req_received += (int64_t)n;
             p->body_done = p->req_left == 0;
-            if (p->c->req->fx && pt_filters_body(p->c, p->c->req->fx, n, p->body_done) != PT_NEXT)
-                return -2;
         } else {
             const char *d;
             size_t dl;
+            pt_h1_chunked_t before = p->req_chunk; /* a hook that waits sees the same chunk again */
             long used = pt_h1_chunked_decode(&p->req_chunk, data, avail, &d, &dl);
             if (used < 0)
                 return -1;
+            if (dl && p->max_body && p->req_received + (int64_t)dl > p->max_body)
+                return -2;
+            int v = dl || p->req_chunk.done ? body_hooks(p, dl, p->req_chunk.done) : PT_NEXT;
+            if (v != PT_NEXT) {
+                p->req_chunk = before;
+                return v == PT_SUSPEND ? progress : -2;
+            }
             p->bcur += (size_t)used;
             if (dl) {
                 queue_chunk(p, &uc->out, d, dl);
                 p->req_received += (int64_t)dl;
-                if (p->max_body && p->req_received > p->max_body)
-                    return -2;
-                if (p->c->req->fx && pt_filters_body(p->c, p->c->req->fx, dl, false) != PT_NEXT)
-                    return -2;
             }
             if (p->req_chunk.done) {
                 if (!pt_outq_copy(&uc->out, "0\r\n\r\n", 5))
@@ -260,14 +284,16 @@ static int take_response_head(pt_proxy_t *p)
             uc->ipos += (size_t)rc; /* 100 Continue and friends: ours to swallow */
             continue;
         }
-        p->status = r.status;
-        c->req->ent.upstream_status = r.status;
-        c->req->ent.status = r.status;
-        if (p->up->passive)
-            pt_health_report(p->up, p->target, pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK,
-                             now_us(c) / 1000);
-        if (p->up->conf->retry_statuses.n && retry_status(p, r.status))
-            return 2; /* dropped, and retried */
+        if (!p->head_seen) { /* once, even when a filter holds the head and it is parsed again */
+            p->head_seen = true;
+            p->status = r.status;
+            c->req->ent.upstream_status = r.status;
+            if (p->up->passive)
+                pt_health_report(p->up, p->target,
+                                 pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK, now_us(c) / 1000);
+            if (p->up->conf->retry_statuses.n && retry_status(p, r.status))
+                return 2; /* dropped, and retried */
+        }
         if (r.status == 101) {
             if (!p->upgrade)
                 return -1; /* switching protocols nobody asked for */
@@ -299,8 +325,11 @@ static int take_response_head(pt_proxy_t *p)
         }
         if (!p->client_keep_alive || c->w->draining || !p->body_done)
             p->close_client = true;
-        if (c->req->fx)
-            pt_filters_response(c, c->req->fx, r.status);
+        if (c->req->fx && pt_filters_response(c, c->req->fx, r.status, !p->tunnel) == PT_SUSPEND) {
+            p->waiting = W_RESPONSE; /* the head stays in the upstream's buffer until the filter resumes */
+            return 0;
+        }
+        c->req->ent.status = r.status; /* the client's, once its head is on its way */
         if (!queue_response_head(p, &r, base))
             return -1;
         uc->ipos += (size_t)rc;
@@ -428,6 +457,7 @@ static bool retry_allowed(pt_proxy_t *p)
 static void retry(pt_proxy_t *p)
 {
     reset_request(p);
+    p->head_seen = false; /* a new attempt, a new response */
     if (start_attempt(p))
         pt_proxy_run(p);
 }
@@ -515,6 +545,18 @@ static void arm_timers(pt_proxy_t *p)
     pt_upconn_t *uc = p->uc;
     const pt_upstream_conf_t *u = p->up->conf;
     const pt_listener_conf_t *lc = c->acc->ls->conf;
+    if (p->waiting) {
+        /* A filter holds the exchange: its deadline on both sides, instead
+         * of the upstream's read timeout (it may well be done) */
+        if (!p->wait_deadline_us)
+            p->wait_deadline_us = now_us(c) + (lc ? lc->timeouts.filters : 30000) * 1000;
+        int64_t ms = (p->wait_deadline_us - now_us(c)) / 1000;
+        ms = ms < 1 ? 1 : ms;
+        pt_conn_timer(c, PT_TM_SOURCE, ms);
+        if (uc && !uc->connecting)
+            pt_upconn_timer(uc, ms + 1000);
+        return;
+    }
     if (uc) {
         if (uc->connecting)
             ; /* armed once when the attempt started: a deadline */
@@ -549,9 +591,34 @@ static void on_upstream_io(void *owner, pt_upconn_t *uc)
     pt_proxy_run(owner);
 }
 
+/* A filter held the body or the response past timeouts.filters. */
+static void waited_too_long(pt_proxy_t *p)
+{
+    pt_conn_t *c = p->c;
+    pt_log_error("the request waited on its filters longer than timeouts.filters, route=%s req=%s",
+                 p->route->name, c->req->reqid);
+    attempt_over(p, -1);
+    if (p->uc) { /* a body cut short, or a response not read: never reused */
+        pt_upconn_close(p->uc);
+        p->uc = NULL;
+    }
+    if (p->head_done) {
+        pt_outq_reset(&c->out);
+        pt_conn_close(c);
+        return;
+    }
+    c->closing = true;
+    pt_req_respond(c, 504, "text/plain", "504 Gateway Timeout\n", 20, NULL, p->head_method);
+    finish(p, false);
+}
+
 static void on_upstream_timeout(void *owner, pt_upconn_t *uc)
 {
     pt_proxy_t *p = owner;
+    if (p->waiting) {
+        waited_too_long(p);
+        return;
+    }
     if (p->tunnel) {
         pt_conn_close(p->c); /* idle tunnel */
         return;
@@ -562,6 +629,10 @@ static void on_upstream_timeout(void *owner, pt_upconn_t *uc)
 void pt_proxy_client_timeout(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
+    if (p->waiting) {
+        waited_too_long(p);
+        return;
+    }
     if (p->tunnel || !pt_outq_empty(&c->out) || p->head_done) {
         pt_conn_close(c);
         return;
@@ -688,10 +759,12 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
         release_client_bytes(p);
     if (uc->readable && c->out.refs == 0)
         progress |= read_upstream(p);
-    if (!p->head_done) {
+    if (!p->head_done && p->waiting != W_RESPONSE) {
         int r = take_response_head(p);
         if (r == 2)
             return STEP_GONE;
+        if (p->waiting == W_RESPONSE)
+            return progress | STEP_PROGRESS; /* a filter holds the head */
         if (r < 0 || (r == 0 && uc->eof)) {
             fail(p, r < 0 ? F_BAD_RESPONSE : F_RESET, 0);
             return STEP_GONE;
@@ -733,6 +806,11 @@ static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
         finish(p, true);
         return STEP_GONE;
     }
+    if (p->waiting && p->body_done && pt_conn_gone(c)) {
+        pt_log_info("client closed the connection while a filter held its request, req=%s", c->req->reqid);
+        pt_conn_close(c); /* logged 499 (or the status it had); the filters' on_done drop their waits */
+        return STEP_GONE;
+    }
     if ((!p->body_done || p->tunnel) && c->readable && (!uc || uc->out.refs == 0)) {
         if (p->replayable && c->icap - c->ilen < 1024) {
             p->replayable = false; /* no room to keep it all: it cannot be sent twice */
@@ -766,6 +844,10 @@ static void give_up(pt_proxy_t *p)
 void pt_proxy_run(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
+    if (c->resume_pending) { /* pt_req_resume: the filter that held the body or the head is done */
+        c->resume_pending = false;
+        p->waiting = W_NONE;
+    }
     if (!p->uc && !p->head_done && !start_attempt(p))
         return;
     for (int rounds = 0; rounds < 64; rounds++) {

@@ -198,7 +198,7 @@ void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *bod
         return;
     }
     if (r->fx)
-        pt_filters_response(c, r->fx, status); /* the same edits as any other answer */
+        pt_filters_response(c, r->fx, status, false); /* the same edits as any other answer */
     pt_h1_header_t ct = {PT_STR("Content-Type"), pt_str_from(ctype)};
     int minor = r->ent.protocol.n == 8 && r->ent.protocol.p[7] == '0' ? 0 : 1;
     pt_resp_head_t h = {
@@ -247,7 +247,7 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
     size_t start = c->out.pending;
     const pt_fx_t *fx = r->fx;
     if (fx)
-        pt_filters_response(c, r->fx, (int)rc->respond.status);
+        pt_filters_response(c, r->fx, (int)rc->respond.status, false);
     if (fx && fx->nresp) {
         /* response headers edited: the head goes the common way instead
          * of the one prebuilt at load */
@@ -407,7 +407,8 @@ void pt_req_handle(pt_conn_t *c, pt_h1_req_t *req)
 
 void pt_req_resume(pt_conn_t *c)
 {
-    if (c->dead || c->state != PT_CS_FILTER)
+    /* waiting in the pipeline of its head, or on its body or response in the proxy */
+    if (c->dead || !c->req || (c->state != PT_CS_FILTER && !(c->state == PT_CS_PROXY && c->req->proxy)))
         return;
     c->resume_pending = true;
     pt_conn_reschedule(c);

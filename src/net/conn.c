@@ -250,6 +250,18 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         c->ops->run(c);
 }
 
+bool pt_conn_gone(pt_conn_t *c)
+{
+    if (!c->rdhup && !c->eof && c->readable && !pt_conn_is_stream(c)) {
+        char b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            c->eof = true;
+        c->readable = false; /* looked at: the next edge says more */
+    }
+    return c->rdhup || c->eof;
+}
+
 const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size)
 {
     pt_addr_format((const struct sockaddr *)&c->peer, buf, size);

@@ -87,7 +87,7 @@ static void serve(int ls)
 
 static pt_worker_t w;
 static pt_client_resp_t got;
-static char got_body[8192];
+static char got_body[8192], got_error[256];
 static bool called;
 
 static void done(void *arg, const pt_client_resp_t *r)
@@ -96,6 +96,10 @@ static void done(void *arg, const pt_client_resp_t *r)
     memcpy(got_body, r->body.p ? r->body.p : "", r->body.n);
     got.body.p = got_body;
     got.head = NULL;
+    if (r->error) { /* valid during the call only, like the head and body */
+        snprintf(got_error, sizeof(got_error), "%s", r->error);
+        got.error = got_error;
+    }
     called = true;
     event_base_loopbreak(w.base);
 }
