@@ -30,6 +30,18 @@ routes:
 '''
 
 
+def read_head(f):
+    """The status line and the fields (names in lower case) of a response."""
+    status = f.readline()
+    hdrs = {}
+    while True:
+        ln = f.readline()
+        if ln == b'\r\n':
+            return status, hdrs
+        k, _, v = ln.decode().partition(':')
+        hdrs[k.lower()] = v.strip()
+
+
 def log_lines(log, n):
     wait_for(lambda: os.path.exists(log) and len(open(log).read().splitlines()) >= n, what=f'{n} log lines')
     return open(log).read().splitlines()
@@ -53,15 +65,8 @@ def test_a_response_held_by_a_filter(gateway, backends, tmpdir_path):
         wait_for(lambda: len(b.requests) == i + 1, what='the upstream got it')
         asked = time.monotonic()
         assert asked - t0 < 0.3  # the request went upstream at once: the response is what waits
-        status = f.readline()
+        status, hdrs = read_head(f)
         answered = time.monotonic()
-        hdrs = {}
-        while True:
-            ln = f.readline()
-            if ln == b'\r\n':
-                break
-            k, _, v = ln.decode().partition(':')
-            hdrs[k.lower()] = v.strip()
         body = f.read(int(hdrs['content-length']))
         assert status.startswith(b'HTTP/1.1 200') and body == f'ok {path}'.encode()
         assert hdrs['x-after'] == 'yes'  # the hooks before it in the reverse order ran after the wait
@@ -126,14 +131,7 @@ def test_the_end_of_a_body_held_by_a_filter(gateway, backends, tmpdir_path, fram
         s.sendall(head + b'Transfer-Encoding: chunked\r\n\r\n' +
                   b''.join(b'%x\r\n%s\r\n' % (len(body[i:i + 50000]), body[i:i + 50000])
                            for i in range(0, len(body), 50000)) + b'0\r\n\r\n')
-    status = f.readline()
-    hdrs = {}
-    while True:
-        ln = f.readline()
-        if ln == b'\r\n':
-            break
-        k, _, v = ln.decode().partition(':')
-        hdrs[k.lower()] = v.strip()
+    status, hdrs = read_head(f)
     if 'content-length' in hdrs:
         got = f.read(int(hdrs['content-length']))
     else:
