@@ -506,9 +506,21 @@ static void fail(pt_proxy_t *p, int kind, int err)
         pt_upconn_close(uc);
         p->uc = NULL;
     }
-    if (p->head_done) {
-        /* The client has the head: the only way left to say "broken" is to
-         * close without the end of the body. */
+    if (p->head_done && c->out.pending >= c->req->ent.bytes_out) {
+        /* Queued, but none of it reached the client yet (a filter held the
+         * head, or it all came in one read): still time for an answer of
+         * ours instead. */
+        pt_outq_reset(&c->out);
+        c->req->ent.bytes_out = 0;
+        p->head_done = false;
+    } else if (p->head_done) {
+        /* The client has part of it: the only way left to say "broken" is
+         * to close without the end of the body.  What is queued goes first
+         * if the socket takes it (it points into the upstream's buffer,
+         * which goes with it); the log counts what was sent. */
+        if (c->writable)
+            pt_conn_flush(c);
+        c->req->ent.bytes_out -= c->out.pending;
         pt_outq_reset(&c->out);
         pt_conn_close(c);
         return;

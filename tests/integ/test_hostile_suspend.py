@@ -61,7 +61,7 @@ def test_an_upstream_that_ends_while_its_response_is_held(gateway, tmpdir_path, 
         cfg = cfg.replace('format: "$status $method $target"', 'format: "$status $method $target $bytes_out"')
         gateway(cfg, workers=1)
         s = socket.create_connection(('127.0.0.1', port), timeout=5)
-        s.sendall(b'GET /held/cut HTTP/1.1\r\nHost: t\r\n\r\n')
+        s.sendall(b'GET /held/cut HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')  # read to the end
         got = b''
         try:
             while True:
