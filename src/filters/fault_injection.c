@@ -74,8 +74,8 @@ static const pt_directive_t delay_keys[] = {
     {"on", PT_T_ENUM, DF(on), "request", 0, 0, on_names, NULL, NULL, NULL, NULL, 0, NULL,
      "Where the delay falls: request (before the request goes on), body (before the end of a request body "
      "goes upstream; a request without a body is not delayed), response (before the upstream's response "
-     "head reaches the client; not Portico's own answers). Each counts against the listener's "
-     "timeouts.filters."},
+     "head reaches the client; not Portico's own answers, a 101 or a gRPC call). Each counts against "
+     "the listener's timeouts.filters."},
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
 static const pt_section_t abort_section = {"abort", sizeof(((conf_t *)0)->abort), abort_keys, NULL, NULL, NULL};
