@@ -45,6 +45,7 @@ typedef struct pt_fwd_ctx {
     bool upgrade;
     bool tls;             /* the client came over TLS: X-Forwarded-Proto https */
     const struct pt_fx *fx; /* filter edits and a rewritten path, or NULL */
+    bool path_plain;        /* the path is known to be in normal form (else it is normalised here) */
     int slashes;            /* the listener's escaped_slashes: the path sent is normalised as routed */
 } pt_fwd_ctx_t;
 

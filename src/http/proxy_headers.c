@@ -94,7 +94,7 @@ static void put_request_line(pt_head_t *o, const pt_fwd_ctx_t *f)
     pt_head_put(o, " ", 1);
     pt_str_t path = req->form == PT_H1_ASTERISK ? PT_STR("*") : req->path;
     bool in_place = false; /* path is already where it goes, in o */
-    if (!(f->fx && f->fx->path.p) && req->form != PT_H1_ASTERISK && !pt_path_is_plain(path)) {
+    if (!(f->fx && f->fx->path.p) && req->form != PT_H1_ASTERISK && !f->path_plain) {
         /* The normal form, as routed on (conn.c), is written in place:
          * never longer than the path, and only for the rare path with an
          * escape or a dot-segment.  The routing succeeded on the same

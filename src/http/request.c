@@ -314,7 +314,8 @@ static bool route(pt_conn_t *c, const pt_h1_req_t *req)
     pt_str_t path = req->path;
     /* Most paths have no escape and no dot-segment: they are already in
      * normal form, and need no copy. */
-    if (!pt_path_is_plain(path) && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE)) {
+    r->path_plain = pt_path_is_plain(path);
+    if (!r->path_plain && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE)) {
         char *norm = pt_arena_alloc(&c->arena, req->path.n + 2);
         long nl = norm ? pt_path_normalize(req->path, norm, pt_path_slashes(c->acc->ls->conf)) : -1;
         if (nl < 0) {
