@@ -16,10 +16,20 @@ BIN = os.environ.get('PORTICO_BIN', os.path.join(SRCDIR, 'portico'))
 SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'Sanitizer:DEADLYSIGNAL')
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before: the
+    kernel may give the port of a socket just closed again at once (two
+    calls in a row returned the same port under load)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what='condition'):
