@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../unit/tap.h"
+#include "portico/head.h"
 #include "portico/outq.h"
 
 static size_t drain(int fd, char *buf, size_t cap)
@@ -68,6 +69,22 @@ int main(void)
     for (int i = 0; i < PT_OUTQ_SEGS; i++)
         pt_outq_ref(&q, body, 1);
     ok(!pt_outq_ref(&q, body, 1) && !pt_outq_has_room(&q), "a full queue refuses more segments");
+    /* the bounded head writer, straight into a queue: all or nothing */
+    {
+        pt_outq_t hq = {0};
+        pt_head_t h;
+        ok(pt_head_begin(&h, &hq, 32), "a head of 32 bytes at most");
+        pt_head_status(&h, 200, "OK");
+        pt_head_field(&h, PT_STR("a"), PT_STR("b"));
+        size_t n = pt_head_len(&h);
+        ok(pt_head_commit(&h, &hq) && hq.pending == n && n == 22 && memcmp(hq.buf, "HTTP/1.1 200 OK\r\na: b\r\n", 22) == 0,
+           "written and queued whole");
+        ok(pt_head_begin(&h, &hq, 16), "another, of 16 bytes at most");
+        pt_head_field(&h, PT_STR("name"), PT_STR("a value too long"));
+        ok(h.overflow && pt_head_len(&h) == 0 && !pt_head_commit(&h, &hq) && hq.pending == n,
+           "past its capacity: nothing is queued, nothing is written past it");
+        pt_outq_free(&hq);
+    }
     close(sv[1]);
     w = pt_outq_flush(&q, sv[0]);
     ok(w < 0, "a closed peer is an error (%zd)", w);
