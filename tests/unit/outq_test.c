@@ -77,7 +77,7 @@ int main(void)
         pt_head_status(&h, 200, "OK");
         pt_head_field(&h, PT_STR("a"), PT_STR("b"));
         size_t n = pt_head_len(&h);
-        ok(pt_head_commit(&h, &hq) && hq.pending == n && n == 22 && memcmp(hq.buf, "HTTP/1.1 200 OK\r\na: b\r\n", 22) == 0,
+        ok(pt_head_commit(&h, &hq) && hq.pending == n && n == 23 && memcmp(hq.buf, "HTTP/1.1 200 OK\r\na: b\r\n", 23) == 0,
            "written and queued whole");
         ok(pt_head_begin(&h, &hq, 16), "another, of 16 bytes at most");
         pt_head_field(&h, PT_STR("name"), PT_STR("a value too long"));
