@@ -15,7 +15,6 @@
 
 #include "portico/assert.h"
 #include "portico/err-t.h"
-#include "portico/filter.h"
 #include "portico/grpc.h"
 #include "portico/h1_server.h"
 #include "portico/h2.h"
@@ -409,17 +408,15 @@ static void closed(pt_conn_t *c)
         pt_grpc_abort(r->grpc_call);
         r->grpc_call = NULL;
     }
-    if (r && r->ent.method.n) {
+    if (r) {
         /* A request cut short (the client left, or a failure closed the
          * connection) still gets its log line: 499 when nothing was
          * answered, as nginx logs it.  pt_req_end runs the filters'
-         * on_done too. */
+         * on_done too.  (A head that could not be parsed was answered and
+         * ended at once: c->req is NULL then.) */
         if (!r->ent.status)
             r->ent.status = 499;
         pt_req_end(c);
-    } else if (r && r->fx) {
-        pt_filters_done(c, r->fx);
-        r->fx = NULL;
     }
     if (pt_conn_is_stream(c))
         pt_h2_stream_closed(c);
