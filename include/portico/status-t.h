@@ -16,6 +16,9 @@ typedef struct pt_status_worker {
     uint32_t generation;
     int state;
     int64_t started_ms;
+    /* Written by the worker itself, read by the master and /status: */
+    int64_t heartbeat_ms;    /* CLOCK_MONOTONIC, from a timer of its loop */
+    uint64_t access_log_lost; /* access-log entries it could not write */
 } pt_status_worker_t;
 
 typedef struct pt_status {

@@ -40,6 +40,7 @@ struct pt_worker {
     uint32_t generation;
     int chan; /* to the master */
     pt_status_t *status;
+    int board; /* its entry in status->workers, or -1 */
     uid_t uid;
     gid_t gid;
     bool drop_privileges;

@@ -201,7 +201,7 @@ static int spawn(int slot)
         pt_router_t *router = pt_router_build(m.conf);
         pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, board);
         pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups, .lset = &m.lset,
-                         .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status, .uid = m.uid,
+                         .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status, .board = board, .uid = m.uid,
                          .gid = m.gid, .drop_privileges = m.drop};
         int rc = router && ups ? pt_worker_run(&w) : 2;
         pt_upstreams_free(ups, m.conf->upstreams.n);
@@ -216,7 +216,8 @@ static int spawn(int slot)
     *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(), .board = board,
                   .upzone = m.upzone};
     if (board >= 0)
-        m.status->workers[board] = (pt_status_worker_t){pid, slot, m.gen, PT_W_STARTING, wall_ms()};
+        m.status->workers[board] = (pt_status_worker_t){
+            .pid = pid, .slot = slot, .generation = m.gen, .state = PT_W_STARTING, .started_ms = wall_ms(), .heartbeat_ms = now_ms()};
     pt_log_info("started worker %d (pid %d, generation %u)", slot, (int)pid, m.gen);
     return 0;
 }
