@@ -2,8 +2,13 @@
  * upstream connection.  An idle pooled connection keeps its persistent
  * edge-triggered event: if it becomes readable while idle, the upstream
  * closed it (or sent garbage), and it is dropped from the pool before a
- * request can be written into it.  The pool is LIFO, so the connection
- * most likely to be alive is reused first, and the rest age out. */
+ * request can be written into it.  An edge that came while the connection
+ * had an owner that did not read (its bytes still queued to a slow
+ * client) does not come again, so the socket itself is asked, with a
+ * non-blocking peek, when a connection enters the pool and when it leaves
+ * it: bytes past the end of a response must never become the answer to
+ * the next request.  The pool is LIFO, so the connection most likely to
+ * be alive is reused first, and the rest age out. */
 #include "config.h"
 
 #include <errno.h>
@@ -35,6 +40,24 @@ static void pool_remove(pt_upconn_t *uc)
         }
 }
 
+enum { IDLE_QUIET, IDLE_CLOSED, IDLE_DATA };
+
+/* What an idle connection's socket holds: nothing (it may be reused), the
+ * upstream's close, or bytes nobody asked for.  TLS: a session ticket or a
+ * key update is fine (consumed here); data, an alert or the end is not. */
+static int idle_state(pt_upconn_t *uc)
+{
+    char b[64];
+    if (uc->ssl) {
+        ssize_t r = pt_tls_read(uc->ssl, b, sizeof(b));
+        return r == PT_TLS_WANT_READ ? IDLE_QUIET : r > 0 ? IDLE_DATA : IDLE_CLOSED;
+    }
+    ssize_t r = recv(uc->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return IDLE_QUIET;
+    return r > 0 ? IDLE_DATA : IDLE_CLOSED;
+}
+
 static void on_event(evutil_socket_t fd, short what, void *arg)
 {
     pt_upconn_t *uc = arg;
@@ -51,27 +74,18 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         uc->on_io(uc->owner, uc);
         return;
     }
-    if ((what & (EV_READ | EV_CLOSED)) && uc->ssl) {
-        /* TLS: a session ticket or a key update is fine; data, an alert or
-         * the end is not */
-        char b[64];
-        if (pt_tls_read(uc->ssl, b, sizeof(b)) == PT_TLS_WANT_READ) {
-            uc->readable = false;
-            return;
-        }
-        pt_log_debug("pooled TLS connection to %s closed by the upstream", uc->t->name);
-        pt_upconn_close(uc);
-        return;
-    }
     if (what & (EV_READ | EV_CLOSED)) {
         /* Idle and readable: closed by the upstream, or it spoke out of turn. */
-        char b[64];
-        ssize_t r = recv(fd, b, sizeof(b), MSG_PEEK);
-        if (r < 0 && errno == EAGAIN) {
+        int st = idle_state(uc);
+        if (st == IDLE_QUIET) {
             uc->readable = false;
             return;
         }
-        pt_log_debug("pooled connection to %s closed by the upstream", uc->t->name);
+        if (st == IDLE_DATA)
+            pt_log_warn("upstream %s target %s sent bytes on an idle connection: closed", uc->up->conf->name,
+                        uc->t->name);
+        else
+            pt_log_debug("pooled connection to %s closed by the upstream", uc->t->name);
         pt_upconn_close(uc);
     }
 }
@@ -168,10 +182,19 @@ pt_upconn_t *pt_pool_connect(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
 
 pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
 {
-    pt_upconn_t *uc = t->idle;
-    if (uc) {
+    pt_upconn_t *uc;
+    while ((uc = t->idle)) {
         pool_remove(uc);
         evtimer_del(&uc->timer);
+        int st = idle_state(uc);
+        if (st != IDLE_QUIET) { /* its event has not run yet: it is not ours to write to */
+            if (st == IDLE_DATA)
+                pt_log_warn("upstream %s target %s sent bytes on an idle connection: closed", u->conf->name,
+                            t->name);
+            pt_upconn_close(uc);
+            continue;
+        }
+        uc->readable = false;
         uc->reused = true;
         t->reuses++;
         return uc;
@@ -184,12 +207,22 @@ void pt_pool_release(pt_upconn_t *uc, bool reusable)
     const pt_upstream_conf_t *conf = uc->up->conf;
     uc->owner = NULL;
     uc->requests++;
-    if (!reusable || uc->eof || uc->ipos != uc->ilen || !pt_outq_empty(&uc->out) ||
-        (int64_t)uc->t->nidle >= conf->keepalive.size || uc->requests >= (uint32_t)conf->keepalive.requests ||
-        uc->w->draining) {
+    if (!reusable || uc->eof || !pt_outq_empty(&uc->out) || (int64_t)uc->t->nidle >= conf->keepalive.size ||
+        uc->requests >= (uint32_t)conf->keepalive.requests || uc->w->draining) {
         pt_upconn_close(uc);
         return;
     }
+    /* Bytes past the end of the response, buffered or still in the
+     * socket: a broken or hostile upstream, and never the next answer. */
+    int st = uc->ipos != uc->ilen ? IDLE_DATA : idle_state(uc);
+    if (st != IDLE_QUIET) {
+        if (st == IDLE_DATA)
+            pt_log_warn("upstream %s target %s sent more than its response: connection not reused",
+                        conf->name, uc->t->name);
+        pt_upconn_close(uc);
+        return;
+    }
+    uc->readable = false;
     uc->ipos = uc->ilen = 0;
     uc->next = uc->t->idle;
     uc->t->idle = uc;
