@@ -13,8 +13,10 @@
 struct ssl_st;
 
 /* Reads into buf (at most want bytes), through ssl when it is set.
- * Returns 1 on progress (*got bytes, or the end: then *eof), 0 when there
- * is nothing now.  *readable turns false once the socket is drained: on
+ * Returns 1 on progress (*got bytes, or the orderly end: then *eof), 0
+ * when there is nothing now, -1 when the connection ended in an error (a
+ * reset, a TLS failure: *eof too).  A reset is not an end of data: a body
+ * delimited by the close is cut, not complete.  *readable turns false once the socket is drained: on
  * EAGAIN, on a short plain read (unless rdhup: the peer shut its side and
  * the rest must be read to the end), or on TLS WANT_READ (a TLS read
  * returns a record at a time, so a short one says nothing). */

@@ -107,6 +107,7 @@ struct pt_upconn {
     size_t ipos, ilen, icap;
     pt_outq_t out;
     bool readable, writable, eof;
+    bool reset; /* the end (eof) was an error: a reset, a TLS failure */
     bool rdhup; /* the peer shut its side: read on to the EOF */
     bool connecting; /* until connected, and for https until the handshake is done */
     bool tcp_up;     /* connected (the TLS handshake may still be under way) */

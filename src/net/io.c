@@ -21,7 +21,7 @@ int pt_io_read(int fd, struct ssl_st *ssl, char *buf, size_t want, size_t *got, 
         if (t == PT_TLS_WANT_READ || t == PT_TLS_WANT_WRITE)
             return 0;
         *eof = true;
-        return 1;
+        return t == PT_TLS_EOF ? 1 : -1;
     }
     ssize_t r = recv(fd, buf, want, 0);
     if (r > 0) {
@@ -39,7 +39,7 @@ int pt_io_read(int fd, struct ssl_st *ssl, char *buf, size_t want, size_t *got, 
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
     *eof = true;
-    return 1;
+    return r == 0 ? 1 : -1; /* ECONNRESET, ETIMEDOUT...: not an end of data */
 }
 
 ssize_t pt_io_flush(pt_outq_t *q, int fd, struct ssl_st *ssl)

@@ -601,7 +601,14 @@ static int want(SSL *ssl, int rc)
     case SSL_ERROR_ZERO_RETURN:
         return PT_TLS_EOF;
     case SSL_ERROR_SYSCALL:
-        return ERR_peek_error() ? PT_TLS_ERROR : PT_TLS_EOF; /* closed without close_notify */
+        /* a reset (errno set by the read) is an error; a bare close
+         * without close_notify is taken as the end, as browsers and nginx
+         * take it */
+        return ERR_peek_error() || errno ? PT_TLS_ERROR : PT_TLS_EOF;
+    case SSL_ERROR_SSL:
+        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+            return PT_TLS_EOF;
+        return PT_TLS_ERROR;
     default:
         return PT_TLS_ERROR;
     }
@@ -634,6 +641,7 @@ ssize_t pt_tls_read(SSL *ssl, void *buf, size_t n)
 {
     size_t got = 0;
     ERR_clear_error();
+    errno = 0;
     int rc = SSL_read_ex(ssl, buf, n, &got);
     if (rc == 1)
         return (ssize_t)got;

@@ -195,7 +195,7 @@ static int read_body(pt_client_t *cl, pt_upconn_t *uc)
         if (!take(cl, data, avail))
             return -1;
         uc->ipos += avail;
-        return uc->eof ? 1 : 0;
+        return uc->reset ? -1 : uc->eof ? 1 : 0; /* a reset cuts a body that ends with the close */
     }
 }
 
@@ -247,8 +247,9 @@ static void step(pt_client_t *cl)
     while (uc->readable) {
         make_room(uc);
         size_t got;
-        pt_io_read(uc->fd, uc->ssl, uc->ibuf + uc->ilen, uc->icap - uc->ilen, &got, uc->rdhup, &uc->readable,
-                   &uc->eof);
+        if (pt_io_read(uc->fd, uc->ssl, uc->ibuf + uc->ilen, uc->icap - uc->ilen, &got, uc->rdhup, &uc->readable,
+                       &uc->eof) < 0)
+            uc->reset = true;
         uc->ilen += got;
         if (!cl->have_head) {
             int rc = parse_head(cl, uc);
@@ -354,7 +355,7 @@ pt_client_t *pt_client_start(pt_worker_t *w, pt_upstream_t *u, size_t idx, const
     uc->owner = cl;
     uc->on_io = on_io;
     uc->on_timeout = on_timeout;
-    uc->eof = false;
+    uc->eof = uc->reset = false;
     pt_upconn_timer(uc, rq->timeout_ms > 0 ? rq->timeout_ms : 10000);
     /* The first step runs from the loop, not from the caller's stack.  A
      * bare wake-up: the connection's state is what the kernel last said. */
