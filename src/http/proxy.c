@@ -369,7 +369,7 @@ static int pump_response(pt_proxy_t *p)
         const char *data = uc->ibuf + uc->ipos + p->rcur;
         size_t avail = uc->ilen - uc->ipos - p->rcur;
         if (!avail) {
-            if (uc->eof && p->resp_mode == BODY_RAW && !p->tunnel) {
+            if (uc->eof && !uc->reset && p->resp_mode == BODY_RAW && !p->tunnel) {
                 if (p->client_chunked)
                     out_copy(p, "0\r\n\r\n", 5);
                 p->resp_done = true;
@@ -417,7 +417,7 @@ static void release_upstream_bytes(pt_proxy_t *p)
         uc->ipos = uc->ilen = 0;
 }
 
-/* 1 when something was read, 0 when not; sets uc->eof. */
+/* 1 when something was read, 0 when not; sets uc->eof (and uc->reset). */
 static int read_upstream(pt_proxy_t *p)
 {
     pt_upconn_t *uc = p->uc;
@@ -433,6 +433,10 @@ static int read_upstream(pt_proxy_t *p)
         return 0;
     int rc = pt_io_read(uc->fd, uc->ssl, uc->ibuf + uc->ilen, want, &got, uc->rdhup, &uc->readable, &uc->eof);
     uc->ilen += got;
+    if (rc < 0) {
+        uc->reset = true;
+        return 1;
+    }
     return rc;
 }
 
@@ -475,6 +479,19 @@ static bool retry_status(pt_proxy_t *p, int status)
     p->uc = NULL;
     retry(p);
     return true;
+}
+
+/* Is a target other than the one just tried there to retry on (resolved,
+ * and not marked down)? */
+static bool another_target(pt_proxy_t *p)
+{
+    int64_t now = now_us(p->c) / 1000;
+    for (size_t i = 0; i < p->up->ntargets; i++) {
+        const pt_target_t *t = &p->up->targets[i];
+        if (i != p->target && t->addrlen && !(t->shared && pt_health_down(t->shared, now)))
+            return true;
+    }
+    return false;
 }
 
 static void fail(pt_proxy_t *p, int kind, int err)
@@ -520,8 +537,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
          * which goes with it); the log counts what was sent. */
         if (c->writable)
             pt_conn_flush(c);
-        c->req->ent.bytes_out -= c->out.pending;
-        pt_outq_reset(&c->out);
+        pt_conn_drop_output(c);
+        c->req->ent.completion = kind == F_READ_TIMEOUT ? PT_DONE_TIMEOUT : PT_DONE_UPSTREAM;
         pt_conn_close(c);
         return;
     }
@@ -533,8 +550,11 @@ static void fail(pt_proxy_t *p, int kind, int err)
         p->stale_retries++;
         p->attempts--; /* a stale keep-alive connection is not the target's fault */
         may_retry = true;
-    } else if ((kind == F_READ_TIMEOUT || kind == F_RESET) && p->idempotent && p->replayable && !p->tunnel)
-        may_retry = retry_allowed(p);
+    } else if ((kind == F_READ_TIMEOUT || kind == F_RESET) && p->idempotent && p->replayable && !p->tunnel) {
+        /* a timeout again on the same target would only double the wait */
+        if (kind != F_READ_TIMEOUT || p->up->conf->retry_same_target || another_target(p))
+            may_retry = retry_allowed(p);
+    }
     if (may_retry) {
         retry(p);
         return;
@@ -615,7 +635,8 @@ static void waited_too_long(pt_proxy_t *p)
         p->uc = NULL;
     }
     if (p->head_done) {
-        pt_outq_reset(&c->out);
+        pt_conn_drop_output(c);
+        c->req->ent.completion = PT_DONE_TIMEOUT;
         pt_conn_close(c);
         return;
     }
@@ -632,7 +653,8 @@ static void on_upstream_timeout(void *owner, pt_upconn_t *uc)
         return;
     }
     if (p->tunnel) {
-        pt_conn_close(p->c); /* idle tunnel */
+        p->c->req->ent.completion = PT_DONE_OK; /* an idle tunnel ends so */
+        pt_conn_close(p->c);
         return;
     }
     fail(p, uc->connecting ? F_CONNECT_TIMEOUT : F_READ_TIMEOUT, 0);
@@ -646,6 +668,9 @@ void pt_proxy_client_timeout(pt_proxy_t *p)
         return;
     }
     if (p->tunnel || !pt_outq_empty(&c->out) || p->head_done) {
+        /* an idle tunnel ends so; anything else was cut: the client did
+         * not read in time */
+        c->req->ent.completion = p->tunnel ? PT_DONE_OK : PT_DONE_TIMEOUT;
         pt_conn_close(c);
         return;
     }
@@ -811,7 +836,9 @@ static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
     if (uc && c->out.refs == 0 && p->rcur)
         release_upstream_bytes(p);
     if (p->tunnel && uc && ((uc->eof && pt_outq_empty(&c->out)) || (c->eof && pt_outq_empty(&uc->out)))) {
-        pt_conn_close(c); /* one side of the tunnel closed and all it sent was delivered */
+        /* one side of the tunnel closed and all it sent was delivered */
+        c->req->ent.completion = uc->reset ? PT_DONE_UPSTREAM : PT_DONE_OK;
+        pt_conn_close(c);
         return STEP_GONE;
     }
     if (p->resp_done && uc && c->out.refs == 0) {
@@ -849,7 +876,8 @@ static void give_up(pt_proxy_t *p)
         pt_upconn_close(p->uc);
         p->uc = NULL;
     }
-    pt_outq_reset(&c->out);
+    pt_conn_drop_output(c);
+    c->req->ent.completion = PT_DONE_ERROR;
     pt_conn_close(c);
 }
 
@@ -950,7 +978,7 @@ static bool start_attempt(pt_proxy_t *p)
     uc->owner = p;
     uc->on_io = on_upstream_io;
     uc->on_timeout = on_upstream_timeout;
-    uc->eof = false;
+    uc->eof = uc->reset = false;
     if (uc->connecting)
         pt_upconn_timer(uc, p->up->conf->timeouts.connect);
     return true;
