@@ -12,13 +12,26 @@
 
 struct event_base;
 
+/* How a request ended, for the log's $completion: its whole response
+ * handed to the client's socket, or cut short, and by what. */
+enum pt_completion {
+    PT_DONE_UNSET,    /* still under way: ended whole, or cut by the client if the connection closes */
+    PT_DONE_OK,       /* "ok" */
+    PT_DONE_CLIENT,   /* "client_gone": it closed or reset before the end */
+    PT_DONE_UPSTREAM, /* "upstream_cut": reset, short or broken after the head was sent */
+    PT_DONE_TIMEOUT,  /* "timeout": a deadline passed after the head was sent */
+    PT_DONE_ERROR,    /* "error": Portico could not go on (out of memory) */
+};
+extern const char *const pt_completion_names[];
+
 typedef struct pt_alog_entry {
     struct timeval start;
     int64_t request_us;
     const struct sockaddr *peer;
     pt_str_t method, target, protocol, host, user_agent, referer, request_id;
     int status;
-    uint64_t bytes_in, bytes_out;
+    uint64_t bytes_in, bytes_out; /* bytes_out: handed to the client's socket */
+    int completion;               /* enum pt_completion */
     const char *route;
     const char *upstream_addr;
     const char *tls_protocol, *tls_cipher; /* NULL: plain HTTP */

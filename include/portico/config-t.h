@@ -149,6 +149,7 @@ typedef struct pt_upstream_conf {
     } timeouts;
     int64_t retries;
     int64_t retry_timeout;      /* ms; 0: no limit */
+    bool retry_same_target;     /* a timeout may be retried on the target that timed out */
     pt_list_t retry_statuses;   /* int64_t */
     struct {
         const pt_node_t *node;

@@ -68,6 +68,7 @@ struct pt_conn {
 
     int state;
     bool readable, writable, eof;
+    uint64_t unsent; /* output dropped at a failure, never sent: the log's bytes_out leaves it out */
     bool rdhup; /* the client shut its side: read on to the EOF */
     bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
     bool closing;      /* close once the output is flushed */
@@ -99,6 +100,9 @@ int pt_conn_read(pt_conn_t *c);
 /* Writes what is queued: 1 if it wrote something, 0 if not, -1 when the
  * client is gone (then nothing more will be sent). */
 int pt_conn_flush(pt_conn_t *c);
+/* Drops what is queued and not sent (a failure: it never will be), and
+ * counts it in c->unsent. */
+void pt_conn_drop_output(pt_conn_t *c);
 /* One step of the TLS handshake: 1 done, 0 waiting, -1 the connection was
  * closed or answered (a plain-HTTP client) and lingers. */
 int pt_conn_tls_step(pt_conn_t *c);

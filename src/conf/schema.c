@@ -92,8 +92,12 @@ static const pt_directive_t access_log_keys[] = {
      "combined, common, json, or a template in which $name stands for a field: "
      "$time, $time_iso8601, $remote_addr, $method, $target, $protocol, $status, $bytes_in, "
      "$bytes_out, $request_time, $route, $request_id, $host, $user_agent, $referer, "
-     "$upstream_addr, $upstream_status, $upstream_time, $tls_protocol, $tls_cipher, and $param_NAME for a "
-     "route parameter."},
+     "$upstream_addr, $upstream_status, $upstream_time, $tls_protocol, $tls_cipher, $completion, and "
+     "$param_NAME for a route parameter. $bytes_out counts what was handed to the client's socket; "
+     "$completion says how the request ended: ok (the whole response), client_gone (the client closed or "
+     "reset first: status 499 when nothing was answered), upstream_cut (the upstream reset, closed early or "
+     "sent a broken body after the head went out), timeout (a deadline passed after the head went out) or "
+     "error. A request cut short is logged once, with the status the client got."},
     {"buffer", PT_T_SIZE, F(pt_accesslog_conf_t, buffer), "64k", 0, 16 << 20, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Lines are buffered per worker up to this size; 0 writes every line at once."},
     {"flush", PT_T_DURATION, F(pt_accesslog_conf_t, flush), "1s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0,
@@ -544,6 +548,11 @@ static const pt_directive_t upstream_keys[] = {
      "tried while another is up."},
     {"retry_timeout", PT_T_DURATION, F(pt_upstream_conf_t, retry_timeout), "0s", 0, 3600000, NULL, NULL, NULL, NULL,
      NULL, 0, NULL, "No retry starts this long after the first attempt did; 0: no limit."},
+    {"retry_same_target", PT_T_BOOL, F(pt_upstream_conf_t, retry_same_target), "false", 0, 0, NULL, NULL, NULL,
+     NULL, NULL, 0, NULL,
+     "Whether a read timeout may be retried on the target that just timed out, when no other target is up "
+     "(the only target, or the others down). Off: such a request gets its 504 after one timeout, not after "
+     "two."},
     {"retry_statuses", PT_T_LIST, F(pt_upstream_conf_t, retry_statuses), NULL, 0, 0, NULL, NULL,
      &pt_schema_status_elem, NULL, NULL, 0, "list of integers",
      "Response statuses that are retried, as a failure would be (for example [502, 503, 504]). The last "

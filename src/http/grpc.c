@@ -550,6 +550,7 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
     pt_log_error("gRPC call failed: %s, route=%s upstream=%s req=%s", message, c->req->route ? c->req->route->name : "-",
                  g->up->conf->name, c->req->reqid);
     if (g->head_sent) {
+        c->req->ent.completion = PT_DONE_UPSTREAM;
         pt_conn_close(c);
         return;
     }

@@ -261,6 +261,11 @@ static void on_timeout(pt_conn_t *c)
         end_request(c);
         run(c);
         return;
+    case TM_SEND:
+        if (c->req) /* the client stopped reading its response */
+            c->req->ent.completion = PT_DONE_TIMEOUT;
+        pt_conn_close(c);
+        return;
     case TM_IDLE:
     case TM_DRAIN:
         if (c->state == PT_CS_H2) {
@@ -416,6 +421,11 @@ static void closed(pt_conn_t *c)
          * ended at once: c->req is NULL then.) */
         if (!r->ent.status)
             r->ent.status = 499;
+        if (r->ent.completion == PT_DONE_UNSET)
+            r->ent.completion = PT_DONE_CLIENT;
+        /* what is still queued, or was dropped, never reached the client */
+        uint64_t unsent = c->out.pending + c->unsent;
+        r->ent.bytes_out = r->ent.bytes_out > unsent ? r->ent.bytes_out - unsent : 0;
         pt_req_end(c);
     }
     if (pt_conn_is_stream(c))

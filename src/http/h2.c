@@ -446,7 +446,7 @@ int pt_h2_stream_flush(pt_conn_t *sc)
     if (w < 0) {
         sc->eof = true;
         sc->closing = true;
-        pt_outq_reset(&sc->out);
+        pt_conn_drop_output(sc);
         return -1;
     }
     if (!pt_outq_empty(&sc->out))

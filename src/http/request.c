@@ -122,6 +122,7 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
      * parameters alone are half a kilobyte, on every request. */
     r->c = c;
     memset(&r->ent, 0, sizeof(r->ent));
+    c->unsent = 0;
     r->route = NULL;
     r->match.route = NULL;
     r->match.allowed = 0;

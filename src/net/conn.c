@@ -38,6 +38,12 @@ void pt_conn_queue(pt_conn_t *c, const void *s, size_t n)
         c->closing = true;
 }
 
+void pt_conn_drop_output(pt_conn_t *c)
+{
+    c->unsent += c->out.pending;
+    pt_outq_reset(&c->out);
+}
+
 int pt_conn_flush(pt_conn_t *c)
 {
     if (c->ops->flush)
@@ -47,7 +53,7 @@ int pt_conn_flush(pt_conn_t *c)
         pt_log_info("client write failed: %s", strerror((int)-w));
         c->eof = true;
         c->closing = true;
-        pt_outq_reset(&c->out);
+        pt_conn_drop_output(c);
         return -1;
     }
     if (!pt_outq_empty(&c->out))
@@ -86,7 +92,7 @@ int pt_conn_read(pt_conn_t *c)
     size_t got;
     int rc = pt_io_read(c->fd, c->ssl, c->ibuf + c->ilen, c->icap - c->ilen, &got, c->rdhup, &c->readable, &c->eof);
     c->ilen += got;
-    return rc;
+    return rc != 0; /* a client's reset ends it as its close does */
 }
 
 /* ---- TLS ---- */
@@ -205,7 +211,7 @@ void pt_conn_linger(pt_conn_t *c)
 {
     if (!pt_outq_empty(&c->out) && c->writable)
         pt_conn_flush(c);
-    pt_outq_reset(&c->out);
+    pt_conn_drop_output(c);
     pt_conn_start_linger(c);
 }
 
