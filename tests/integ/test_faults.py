@@ -129,6 +129,15 @@ def overrunning(c, head, n):
         c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
 
 
+def get_close(port, path):
+    """GET path on a new connection with Connection: close: all it got."""
+    c = socket.create_connection(('127.0.0.1', port), timeout=10)
+    c.sendall(f'GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'.encode())
+    out = read_all(c)
+    c.close()
+    return out
+
+
 def read_response(f):
     """One Content-Length response from a buffered reader: (head, body)."""
     head = b''
@@ -166,10 +175,7 @@ def test_bytes_past_content_length_never_answer_another_client(gateway, upstream
     assert head.startswith(b'HTTP/1.1 200 OK\r\n') and body == b'a' * size
     # the next clients, each on a new connection, get their own answers
     for i in range(3):
-        c = socket.create_connection(('127.0.0.1', port), timeout=10)
-        c.sendall(f'GET /next{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'.encode())
-        out = read_all(c)
-        c.close()
+        out = get_close(port, f'/next{i}')
         assert out.endswith(f'\r\n\r\nnext:/next{i}'.encode()), out[-200:]
         assert b'EVIL' not in out
     # and the slow client's connection goes on just as well
@@ -198,10 +204,7 @@ def test_an_idle_pooled_connection_that_speaks_out_of_turn_is_not_reused(gateway
     log = os.path.join(tmpdir_path, 'access.log')
     gw = gateway(faults_config(port, u.port, log), workers=1)
     for i in range(4):
-        c = socket.create_connection(('127.0.0.1', port), timeout=10)
-        c.sendall(f'GET /r{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'.encode())
-        out = read_all(c)
-        c.close()
+        out = get_close(port, f'/r{i}')
         assert out.endswith(f'\r\n\r\n/r{i}'.encode()), out[-200:]
         time.sleep(0.5)
     assert gw.count('sent bytes on an idle connection') >= 1
@@ -277,10 +280,7 @@ def test_a_cut_response_is_cut_for_the_client_and_logged(gateway, upstream, tmpd
     assert e['bytes_out'] == len(got), (e['bytes_out'], len(got))
     assert gw.count(r'upstream (closed the connection|sent an invalid response) while reading the response body') == 1
     # nothing is left over: the gateway serves on
-    c = socket.create_connection(('127.0.0.1', port), timeout=10)
-    c.sendall(b'GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
-    assert read_all(c).endswith(b'\r\n\r\nok')
-    c.close()
+    assert get_close(port, '/ok').endswith(b'\r\n\r\nok')
 
 
 def test_a_close_delimited_response_ended_by_a_fin_is_complete(gateway, upstream, tmpdir_path):
@@ -353,26 +353,36 @@ def test_a_cut_response_resets_the_http2_stream(gateway, upstream, tmpdir_path, 
     assert e2['completion'] == 'ok'
 
 
-def test_a_client_that_leaves_mid_body_is_logged_with_what_it_got(gateway, upstream, tmpdir_path):
-    size = 20_000_000
+STREAMED = 20_000_000
 
-    def script(c, head, n):
-        c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % size)
-        try:
-            for _ in range(size // 100000):
-                c.sendall(b'z' * 100000)
-        except OSError:
-            pass
-        return False
-    u = upstream(script)
-    port = free_port()
-    log = os.path.join(tmpdir_path, 'access.log')
-    gw = gateway(faults_config(port, u.port, log), workers=1)
+
+def streaming(c, head, n):
+    """A 20 MB answer, for as long as the gateway takes it."""
+    c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % STREAMED)
+    try:
+        for _ in range(STREAMED // 100000):
+            c.sendall(b'z' * 100000)
+    except OSError:
+        pass
+    return False
+
+
+def slow_client(port):
     c = socket.socket()
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
     c.connect(('127.0.0.1', port))
     c.settimeout(10)
     c.sendall(b'GET /huge HTTP/1.1\r\nHost: t\r\n\r\n')
+    return c
+
+
+def test_a_client_that_leaves_mid_body_is_logged_with_what_it_got(gateway, upstream, tmpdir_path):
+    size = STREAMED
+    u = upstream(streaming)
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    gw = gateway(faults_config(port, u.port, log), workers=1)
+    c = slow_client(port)
     got = 0
     while got < 300000:
         d = c.recv(65536)
@@ -388,27 +398,15 @@ def test_a_client_that_leaves_mid_body_is_logged_with_what_it_got(gateway, upstr
 
 
 def test_a_client_that_stops_reading_is_logged_as_timed_out(gateway, upstream, tmpdir_path):
-    size = 20_000_000
-
-    def script(c, head, n):
-        c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % size)
-        try:
-            for _ in range(size // 100000):
-                c.sendall(b'z' * 100000)
-        except OSError:
-            pass
-        return False
-    u = upstream(script)
+    size = STREAMED
+    u = upstream(streaming)
     port = free_port()
     log = os.path.join(tmpdir_path, 'access.log')
     gateway(proxy_config(port, [u.port], upstream='timeouts: { read: 30s }', extra=f'''
         access_log: {{ path: {log}, format: json, flush: 50ms }}
         ''').replace('address: 127.0.0.1:%d' % port, 'address: 127.0.0.1:%d\n    timeouts: { send: 1s }' % port),
         workers=1)
-    c = socket.socket()
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-    c.connect(('127.0.0.1', port))
-    c.sendall(b'GET /huge HTTP/1.1\r\nHost: t\r\n\r\n')
+    c = slow_client(port)
     (e,) = log_lines(log, 1)  # no reads at all: cut at timeouts.send
     c.close()
     assert e['status'] == 200 and e['completion'] == 'timeout', e
@@ -424,11 +422,7 @@ def test_a_timeout_on_the_only_target_is_not_retried(gateway, upstream, tmpdir_p
     log = os.path.join(tmpdir_path, 'access.log')
     gateway(faults_config(port, u.port, log, upstream_extra='retries: 2' + (
         '\n        retry_same_target: true' if same else '')).replace('read: 2s', 'read: 500ms'), workers=1)
-    c = socket.create_connection(('127.0.0.1', port), timeout=10)
-    c.sendall(b'GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
-    out = read_all(c)
-    c.close()
-    assert out.startswith(b'HTTP/1.1 504 ')
+    assert get_close(port, '/slow').startswith(b'HTTP/1.1 504 ')
     (e,) = log_lines(log, 1)
     assert e['status'] == 504 and e['completion'] == 'ok'
     assert len(u.heads) == (3 if same else 1), u.heads  # with retry_same_target: the first attempt and 2 retries
@@ -444,8 +438,5 @@ def test_a_timeout_is_still_retried_on_another_target(gateway, upstream, tmpdir_
         timeouts: { read: 500ms }
         ''', extra=f'access_log: {{ path: {log}, format: json, flush: 50ms }}'), workers=1)
     for i in range(4):
-        c = socket.create_connection(('127.0.0.1', port), timeout=10)
-        c.sendall(b'GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
-        assert read_all(c).endswith(b'\r\n\r\nok')
-        c.close()
+        assert get_close(port, '/x').endswith(b'\r\n\r\nok')
     assert len(silent.heads) >= 1  # it was tried, timed out, and the retry went to the other
