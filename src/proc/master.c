@@ -303,8 +303,10 @@ static void reap(void)
             int64_t *b = &m.slots[slot].backoff;
             *b = lived < 2000 ? (*b ? (*b * 2 > 30000 ? 30000 : *b * 2) : 100) : 0;
             m.slots[slot].respawn_at = now_ms() + *b;
-            pt_log_error("worker %d (pid %d) %s; respawning%s%lld ms", slot, (int)pid, how,
-                         *b ? " in " : "", (long long)*b);
+            if (*b)
+                pt_log_error("worker %d (pid %d) %s; respawning in %lld ms", slot, (int)pid, how, (long long)*b);
+            else
+                pt_log_error("worker %d (pid %d) %s; respawning now", slot, (int)pid, how);
         } else if (clean) {
             pt_log_info("worker %d (pid %d, generation %u) exited", p->slot, (int)pid, p->gen);
         } else {
