@@ -243,6 +243,7 @@ typedef struct pt_config {
     char *user;
     char *pid_file;
     int64_t shutdown_timeout;
+    int64_t worker_watchdog; /* ms; 0: off */
     pt_log_conf_t error_log;
     pt_accesslog_conf_t access_log;
     pt_list_t listeners; /* pt_listener_conf_t */

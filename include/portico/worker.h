@@ -63,6 +63,7 @@ struct pt_worker {
     bool draining;
     int exit_code;
     struct event sig_quit, sig_term, sig_int, sig_usr1, sig_hup, drain_timer;
+    struct event heartbeat; /* proves to the master's watchdog that the loop turns */
 
     /* "Date: Thu, 26 Nov 2026 00:34:41 GMT\r\n", refreshed once a second */
     char date[48];

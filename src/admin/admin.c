@@ -74,14 +74,21 @@ static char *status_json(pt_worker_t *w, size_t *len)
     fprintf(f, "\",\"sha256\":\"%s\",\"loaded\":\"%s\"},\"served_by\":%d,\"workers\":[", st->config_sha256, loaded,
             (int)getpid());
     int first = 1;
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono); /* the clock heartbeats are written in */
+    int64_t mono_ms = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
     for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++) {
         const pt_status_worker_t *sw = &st->workers[i];
         if (sw->state == PT_W_EMPTY)
             continue;
         char ws[32];
         iso_time(sw->started_ms, ws, sizeof(ws));
-        fprintf(f, "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\"}",
-                first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws);
+        int64_t age = mono_ms - __atomic_load_n(&sw->heartbeat_ms, __ATOMIC_RELAXED);
+        fprintf(f,
+                "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\","
+                "\"heartbeat_age_ms\":%lld}",
+                first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws,
+                (long long)(age > 0 ? age : 0));
         first = 0;
     }
     fprintf(f, "],\"upstreams\":[");

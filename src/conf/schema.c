@@ -17,6 +17,7 @@
 #include "portico/log.h"
 #include "portico/route_conf.h"
 #include "portico/schema.h"
+#include "portico/value.h"
 
 #define END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL}
 #define F(type, field) offsetof(type, field)
@@ -51,6 +52,44 @@ static void print_workers(FILE *f, const void *field)
         fprintf(f, "%lld", (long long)v);
     else
         fputs("auto", f);
+}
+
+/* ---- worker_watchdog: 0 (off), or a duration from 1s ---- */
+
+/* Workers beat at least every second, and every third of the watchdog: a
+ * watchdog shorter than 1s would leave too little room above the beat for
+ * a loop that is busy but alive (a large reply, a slow disk), so the
+ * master would kill healthy workers.  0 must stay possible, which a plain
+ * min/max range cannot say. */
+#define WATCHDOG_MIN 1000
+#define WATCHDOG_MAX 3600000
+
+static int set_watchdog(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
+{
+    int64_t v;
+    const char *err;
+    if (n->type != PT_NODE_SCALAR) {
+        pt_conf_error(cc, n, "expected a duration, not %s", pt_node_type_name(n));
+        return -1;
+    }
+    if ((err = pt_value_duration(n->s, &v))) {
+        pt_conf_error(cc, n, "%s, not \"%s\"", err, n->s);
+        return -1;
+    }
+    if (v != 0 && (v < WATCHDOG_MIN || v > WATCHDOG_MAX)) {
+        pt_conf_error(cc, n, "%s is out of range (0s, which turns it off, or %d to %d ms)", n->s, WATCHDOG_MIN,
+                      WATCHDOG_MAX);
+        return -1;
+    }
+    *(int64_t *)field = v;
+    return 0;
+}
+
+static void print_duration(FILE *f, const void *field)
+{
+    char buf[64];
+    pt_value_format_duration(*(const int64_t *)field, buf, sizeof(buf));
+    fputs(buf, f);
 }
 
 /* ---- log level ---- */
@@ -694,6 +733,15 @@ static const pt_directive_t root_keys[] = {
     {"shutdown_timeout", PT_T_DURATION, F(pt_config_t, shutdown_timeout), "30s", 0, 86400000, NULL, NULL, NULL,
      NULL, NULL, 0, NULL,
      "On reload or graceful stop, how long old workers may take to finish in-flight requests."},
+    {"worker_watchdog", PT_T_CUSTOM, F(pt_config_t, worker_watchdog), "10s", 0, 0, NULL, NULL, NULL, set_watchdog,
+     print_duration, 0, "duration",
+     "How long a worker's event loop may stop turning (the process stopped, stuck in a loop, or blocked in a "
+     "system call) before the master kills it with SIGKILL. Each worker writes a heartbeat to shared memory every "
+     "third of this, at most a second apart; /status shows its age. A worker that was serving is replaced on its "
+     "slot at once, and the new one serves the connections waiting in that slot's accept queue; one that hangs "
+     "before it is ready is replaced after the same back-off as a worker that crashes at start. Draining workers "
+     "of an old generation and new workers that never become ready are killed the same way, so a reload does "
+     "not wait on them. 0s turns it off; otherwise from 1s to 1h."},
     {"error_log", PT_T_SECTION, F(pt_config_t, error_log), NULL, 0, 0, NULL, &error_log_section, NULL, NULL, NULL,
      0, NULL, "The error log."},
     {"access_log", PT_T_SECTION, F(pt_config_t, access_log), NULL, 0, 0, NULL, &access_log_section, NULL, NULL,

@@ -50,7 +50,9 @@ typedef struct proc {
     uint32_t gen;
     int chan;
     bool ready, draining;
+    bool hung; /* killed by the watchdog; not reaped yet */
     int64_t started_ms;
+    int64_t watchdog; /* worker_watchdog of its generation, which set its heartbeat */
     int board; /* index in the status board, and the column in shared counters */
     pt_zone_t *upzone; /* the shared target zone of its generation */
 } proc_t;
@@ -213,8 +215,8 @@ static int spawn(int slot)
     }
     close(sv[1]);
     proc_t *p = &m.procs[m.nprocs++];
-    *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(), .board = board,
-                  .upzone = m.upzone};
+    *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(),
+                  .watchdog = m.conf->worker_watchdog, .board = board, .upzone = m.upzone};
     if (board >= 0)
         m.status->workers[board] = (pt_status_worker_t){
             .pid = pid, .slot = slot, .generation = m.gen, .state = PT_W_STARTING, .started_ms = wall_ms(), .heartbeat_ms = now_ms()};
@@ -294,17 +296,26 @@ static void reap(void)
             snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
         else
             snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(st));
+        if (p->hung && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+            snprintf(how, sizeof(how), "killed by the watchdog");
         bool current = p->gen == m.gen && !m.stopping;
         bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && (p->draining || m.stopping);
         if (current && !p->draining) {
             int slot = p->slot;
             int64_t lived = now_ms() - p->started_ms;
-            /* Dying soon after start again and again: back off, up to 30s. */
+            /* Dying soon after start again and again: back off, up to 30s.
+             * A hung worker lived at least the watchdog, so its age says
+             * nothing: one that served is replaced at once (its slot's
+             * queue is waiting), one that hung before it was ready is a
+             * crash at start. */
+            bool early = p->hung ? !p->ready : lived < 2000;
             int64_t *b = &m.slots[slot].backoff;
-            *b = lived < 2000 ? (*b ? (*b * 2 > 30000 ? 30000 : *b * 2) : 100) : 0;
+            *b = early ? (*b ? (*b * 2 > 30000 ? 30000 : *b * 2) : 100) : 0;
             m.slots[slot].respawn_at = now_ms() + *b;
-            pt_log_error("worker %d (pid %d) %s; respawning%s%lld ms", slot, (int)pid, how,
-                         *b ? " in " : "", (long long)*b);
+            if (*b)
+                pt_log_error("worker %d (pid %d) %s; respawning in %lld ms", slot, (int)pid, how, (long long)*b);
+            else
+                pt_log_error("worker %d (pid %d) %s; respawning now", slot, (int)pid, how);
         } else if (clean) {
             pt_log_info("worker %d (pid %d, generation %u) exited", p->slot, (int)pid, p->gen);
         } else {
@@ -336,6 +347,39 @@ static void respawn_due(void)
         if (spawn(s) < 0)
             m.slots[s].respawn_at = now + 1000;
     }
+}
+
+/* ---- the watchdog ---- */
+
+/* Kills the workers whose loop stopped turning: their heartbeat on the
+ * board is older than the watchdog.  Each is judged by the watchdog of its
+ * own generation, since that set how often it beats.  SIGKILL, because a
+ * stopped or stuck process acts on nothing else; reap() then respawns a
+ * current worker, and a reload stops waiting for an old one's 'D' or a new
+ * one's 'R'.  Returns how long the loop may sleep before a worker that is
+ * fine now could be overdue. */
+static int64_t watchdog(int64_t now)
+{
+    int64_t next = 1000;
+    for (size_t i = 0; i < m.nprocs; i++) {
+        proc_t *p = &m.procs[i];
+        if (!p->watchdog || p->board < 0 || p->hung)
+            continue;
+        const pt_status_worker_t *sw = &m.status->workers[p->board];
+        int64_t silent = now - __atomic_load_n(&sw->heartbeat_ms, __ATOMIC_RELAXED);
+        if (silent <= p->watchdog) {
+            if (p->watchdog - silent + 1 < next)
+                next = p->watchdog - silent + 1;
+            continue;
+        }
+        pt_log_error("worker %d (pid %d, generation %u, %s) silent for %lld ms, more than worker_watchdog (%lld ms): "
+                     "killing it",
+                     p->slot, (int)p->pid, p->gen, p->draining ? "draining" : p->ready ? "running" : "starting",
+                     (long long)silent, (long long)p->watchdog);
+        p->hung = true;
+        kill(p->pid, SIGKILL);
+    }
+    return next;
 }
 
 /* ---- reload ---- */
@@ -479,7 +523,7 @@ static int loop(void)
         if (m.stopping && m.nprocs == 0)
             return 0;
         respawn_due();
-        int64_t now = now_ms(), timeout = 1000;
+        int64_t now = now_ms(), timeout = watchdog(now);
         for (int s = 0; s < m.nworkers; s++)
             if (m.slots[s].respawn_at && m.slots[s].respawn_at - now < timeout)
                 timeout = m.slots[s].respawn_at > now ? m.slots[s].respawn_at - now : 0;

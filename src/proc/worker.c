@@ -173,6 +173,40 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* The heartbeat is a timer of the loop, not a thread or a signal: it stops
+ * when the loop stops turning, which is what the master's watchdog is
+ * for.  It is CLOCK_MONOTONIC, the master's clock; the loop's cached time
+ * is the wall clock, which may jump. */
+static void beat(pt_worker_t *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    __atomic_store_n(&w->status->workers[w->board].heartbeat_ms, ms, __ATOMIC_RELAXED);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    pt_worker_t *w = arg;
+    PT_CHECK_MAGIC(w, PT_WORKER_MAGIC);
+    beat(w);
+}
+
+/* Every third of the watchdog, so that a beat or two may come late (a
+ * long callback) before it fires; at most a second apart, also when the
+ * watchdog is off, for /status; never under 100 ms. */
+static void start_heartbeat(pt_worker_t *w)
+{
+    if (w->board < 0)
+        return; /* no entry on the board: nobody to tell */
+    int64_t ms = w->conf->worker_watchdog / 3;
+    ms = ms <= 0 || ms > 1000 ? 1000 : ms < 100 ? 100 : ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_assign(&w->heartbeat, w->base, -1, EV_PERSIST, on_heartbeat, w);
+    evtimer_add(&w->heartbeat, &tv);
+    beat(w);
+}
+
 static int drop_privileges(pt_worker_t *w)
 {
     if (!w->drop_privileges)
@@ -224,6 +258,7 @@ static int setup(pt_worker_t *w)
         pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
         return -1;
     }
+    start_heartbeat(w);
     w->resolver = pt_resolver_start(w);
     if (w->slot == 0)
         w->prober = pt_prober_start(w);
@@ -255,6 +290,8 @@ static void teardown(pt_worker_t *w)
         event_del(&w->acceptors[i].ev);
     if (event_initialized(&w->drain_timer))
         evtimer_del(&w->drain_timer);
+    if (event_initialized(&w->heartbeat))
+        evtimer_del(&w->heartbeat);
     event_del(&w->reaper);
     pt_conn_pool_drain(w);
     free(w->acceptors);

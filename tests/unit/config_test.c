@@ -45,6 +45,7 @@ int main(void)
         is_str(l->name, "127.0.0.1:8080", "a listener is named after its address by default");
         is_int(c->workers, 0, "workers: auto");
         is_int(c->shutdown_timeout, 30000, "default shutdown_timeout");
+        is_int(c->worker_watchdog, 10000, "default worker_watchdog");
         pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, 0);
         is_str(r->name, "routes[0]", "a route is named after its index by default");
         is_int(r->respond.status, 200, "respond status defaults to 200");
@@ -71,6 +72,13 @@ int main(void)
           "p.yaml:3:23: error: listeners[0].timeouts.idle: a duration needs a unit: ms, s, m, h or d (10s, not 10), not \"10\"");
     fails("duration out of range", "listeners:\n  - address: 127.0.0.1:8080\n    timeouts: { header: 2h }\n",
           "p.yaml:3:25: error: listeners[0].timeouts.header: 2h is out of range (1 to 3600000 ms)");
+    c = load(L "worker_watchdog: 0s\n");
+    ok(c && c->worker_watchdog == 0, "worker_watchdog: 0s turns it off");
+    pt_config_free(c);
+    fails("worker_watchdog under 1s", L "worker_watchdog: 999ms\n",
+          "p.yaml:3:18: error: worker_watchdog: 999ms is out of range (0s, which turns it off, or 1000 to 3600000 ms)");
+    fails("worker_watchdog without a unit", L "worker_watchdog: 0\n",
+          "p.yaml:3:18: error: worker_watchdog: a duration needs a unit: ms, s, m, h or d (10s, not 10), not \"0\"");
     fails("bad size", "listeners:\n  - address: 127.0.0.1:8080\n    max_header_size: 12q\n",
           "p.yaml:3:22: error: listeners[0].max_header_size: unknown size unit (use k, m or g), not \"12q\"");
     fails("bad address", "listeners:\n  - address: localhost:80\n",
