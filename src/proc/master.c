@@ -202,9 +202,9 @@ static int spawn(int slot)
             close(m.procs[i].chan);
         pt_router_t *router = pt_router_build(m.conf);
         pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, board);
-        pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups, .lset = &m.lset,
-                         .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status, .board = board, .uid = m.uid,
-                         .gid = m.gid, .drop_privileges = m.drop};
+        pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups,
+                         .lset = &m.lset, .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status,
+                         .board = board, .uid = m.uid, .gid = m.gid, .drop_privileges = m.drop};
         int rc = router && ups ? pt_worker_run(&w) : 2;
         pt_upstreams_free(ups, m.conf->upstreams.n);
         pt_router_free(router);
@@ -247,7 +247,7 @@ static void check_ready(void)
         return;
     m.announced = true;
     char status[256];
-    snprintf(status, sizeof(status), "generation %u, %d workers", m.gen, m.nworkers);
+    snprintf(status, sizeof(status), "generation %u, %d worker%s", m.gen, m.nworkers, m.nworkers == 1 ? "" : "s");
     if (m.reloading) {
         m.reloading = false;
         pt_log_notice("reload ok: %s", status);
@@ -676,7 +676,8 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_addr_format((struct sockaddr *)&m.lset.v[i].bound, a, sizeof(a));
         off += (size_t)snprintf(where + off, sizeof(where) - off, "%s%s %s", i ? ", " : "", m.lset.v[i].name, a);
     }
-    pt_log_notice("portico %s starting: %d workers, listening on %s", PACKAGE_VERSION, m.nworkers, where);
+    pt_log_notice("portico %s starting: %d worker%s, listening on %s", PACKAGE_VERSION, m.nworkers,
+                  m.nworkers == 1 ? "" : "s", where);
     for (int s = 0; s < m.nworkers; s++)
         spawn(s);
     int rc = loop();
