@@ -1,5 +1,7 @@
-"""Issue 11: file descriptors.  The master raises the soft RLIMIT_NOFILE to
-the hard limit, and -t warns when the listeners may need more."""
+"""Issue 11: a worker out of file descriptors.  accept(2) fails with EMFILE
+while the connection stays queued, so a level-triggered listener wakes the
+loop again at once: the worker spun at 98% CPU and logged 120,000 lines a
+second.  It must pause accepting, log the episode once, and resume."""
 import os
 import resource
 import socket
@@ -26,6 +28,38 @@ def config(port):
     # the clients below hold connections that never send a request
     return text.replace(f'    address: 127.0.0.1:{port}\n',
                         f'    address: 127.0.0.1:{port}\n' + CONFIG_EXTRA_LISTENER)
+
+
+def test_out_of_descriptors_pauses_accepting_and_logs_once(gateway):
+    port = free_port()
+    g = gateway(config(port), workers=1, rlimit_nofile=LIMIT)
+    assert http_get(port, '/hello')[0] == 200
+    [worker] = g.worker_pids()
+    clients = []
+    try:
+        for _ in range(3 * LIMIT):  # the kernel queues what the worker cannot accept
+            clients.append(socket.create_connection(('127.0.0.1', port), timeout=5))
+        g.wait_log(r'accept on main: Too many open files')
+        cpu0, t0 = cpu_seconds(worker), time.monotonic()
+        time.sleep(3)
+        cpu1, t1 = cpu_seconds(worker), time.monotonic()
+        share = (cpu1 - cpu0) / (t1 - t0)
+        assert share < 0.3, f'the worker used {share:.0%} of a CPU while out of descriptors'
+        log = g.log()
+        assert len(log.splitlines()) < 30, f'{len(log.splitlines())} log lines:\n{log[-3000:]}'
+        # one line for the episode, with the listener, the error and the limit
+        assert log.count('accept on main') == 1, log[-3000:]
+        assert f'accept on main: Too many open files (RLIMIT_NOFILE {LIMIT}): accepting paused' in log, log
+    finally:
+        for c in clients:
+            c.close()
+    # the connections close, the queued ones are accepted (and end at once):
+    # accepting works again and the episode's end is logged with its count
+    g.wait_log(r'worker 0\[\d+\]: accepting again: \d+ accept failures? for want of descriptors in [\d.]+ s')
+    assert wait_for(lambda: http_get(port, '/hello')[0] == 200, what='a request served again')
+    assert g.count('accepting again') == 1
+    assert g.count('accept on main') == 1
+    assert g.proc.poll() is None
 
 
 def test_the_master_raises_the_soft_limit_to_the_hard_one(gateway):
