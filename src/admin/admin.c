@@ -80,8 +80,11 @@ static char *status_json(pt_worker_t *w, size_t *len)
             continue;
         char ws[32];
         iso_time(sw->started_ms, ws, sizeof(ws));
-        fprintf(f, "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\"}",
-                first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws);
+        fprintf(f,
+                "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\","
+                "\"access_log_lost\":%llu}",
+                first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws,
+                (unsigned long long)__atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED));
         first = 0;
     }
     fprintf(f, "],\"upstreams\":[");

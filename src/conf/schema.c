@@ -86,7 +86,9 @@ static const pt_section_t error_log_section = {"error_log", sizeof(pt_log_conf_t
 
 static const pt_directive_t access_log_keys[] = {
     {"path", PT_T_STR, F(pt_accesslog_conf_t, path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
-     "The access log file. Unset: no access log. Reopened on SIGUSR1."},
+     "The access log file. Unset: no access log. Reopened on SIGUSR1. Entries the file does not take (a full "
+     "disk) are dropped, never retried: each worker counts them (access_log_lost in the admin API's /status) "
+     "and reports them in the error log at most once a minute, and when it exits."},
     {"format", PT_T_STR, F(pt_accesslog_conf_t, format), "combined", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      "format",
      "combined, common, json, or a template in which $name stands for a field: "

@@ -303,7 +303,8 @@ static int setup(pt_worker_t *w)
         evsignal_assign(sigs[i].ev, w->base, sigs[i].sig, on_signal, w);
         evsignal_add(sigs[i].ev, NULL);
     }
-    int rc = pt_accesslog_start(w->base, &w->conf->access_log);
+    uint64_t *lost = w->board >= 0 ? &w->status->workers[w->board].access_log_lost : NULL;
+    int rc = pt_accesslog_start(w->base, &w->conf->access_log, lost);
     if (rc < 0) {
         pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
         return -1;
