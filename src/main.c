@@ -15,6 +15,7 @@
 #include "portico/log.h"
 #include "portico/master.h"
 #include "portico/pidfile.h"
+#include "portico/rlimit.h"
 #include "portico/tls.h"
 
 static void usage(FILE *f)
@@ -152,6 +153,8 @@ int main(int argc, char **argv)
         pt_config_free(c);
         c = NULL;
     }
+    if (c)
+        pt_rlimit_check(c, &d);
     pt_diag_print(&d, stderr);
     pt_diag_free(&d);
     if (!c) {

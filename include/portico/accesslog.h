@@ -41,15 +41,17 @@ typedef struct pt_alog_entry {
 } pt_alog_entry_t;
 
 /* In a worker: opens the file of `conf` (if any) and arms the flush timer.
- * 0 or -errno. */
-int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf);
+ * Entries that cannot be written are added to *lost (the worker's entry on
+ * the status board; may be NULL).  0 or -errno. */
+int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf, uint64_t *lost);
 /* Formats and buffers one line (no-op when the log is off). */
 void pt_accesslog_write(const pt_alog_entry_t *e);
-/* Writes out what is buffered. */
+/* Writes out what is buffered; what the file does not take is dropped,
+ * counted, and reported at most once a minute. */
 void pt_accesslog_flush(void);
 /* Flushes, then reopens the file by its path (SIGUSR1). 0 or -errno. */
 int pt_accesslog_reopen(void);
-/* Flushes and closes. */
+/* Flushes, reports lost entries not reported yet, and closes. */
 void pt_accesslog_stop(void);
 /* Formats e with conf's format into buf; returns the length (for tests). */
 size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_t *e, char *buf, size_t size);

@@ -60,6 +60,18 @@ struct pt_worker {
     pt_conn_t *spare; /* closed connections kept for reuse, with their buffers */
     size_t nspare;
 
+    /* Out of descriptors (accept failed with EMFILE or ENFILE): every
+     * acceptor stops until a connection closes or the timer fires, and an
+     * episode is logged once when it starts and once when it ends. */
+    struct {
+        bool paused;        /* the acceptors are off for want of descriptors */
+        bool active;        /* an episode is under way */
+        uint64_t failures;  /* accept failures in this episode */
+        uint64_t recent;    /* ... since the timer last fired */
+        int64_t since_us;
+        struct event timer;
+    } nofd;
+
     bool draining;
     int exit_code;
     struct event sig_quit, sig_term, sig_int, sig_usr1, sig_hup, drain_timer;

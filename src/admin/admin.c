@@ -86,9 +86,10 @@ static char *status_json(pt_worker_t *w, size_t *len)
         int64_t age = mono_ms - __atomic_load_n(&sw->heartbeat_ms, __ATOMIC_RELAXED);
         fprintf(f,
                 "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\","
-                "\"heartbeat_age_ms\":%lld}",
+                "\"heartbeat_age_ms\":%lld,\"access_log_lost\":%llu}",
                 first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws,
-                (long long)(age > 0 ? age : 0));
+                (long long)(age > 0 ? age : 0),
+                (unsigned long long)__atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED));
         first = 0;
     }
     fprintf(f, "],\"upstreams\":[");

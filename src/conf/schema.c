@@ -125,7 +125,9 @@ static const pt_section_t error_log_section = {"error_log", sizeof(pt_log_conf_t
 
 static const pt_directive_t access_log_keys[] = {
     {"path", PT_T_STR, F(pt_accesslog_conf_t, path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
-     "The access log file. Unset: no access log. Reopened on SIGUSR1."},
+     "The access log file. Unset: no access log. Reopened on SIGUSR1. Entries the file does not take (a full "
+     "disk) are dropped, never retried: each worker counts them (access_log_lost in the admin API's /status) "
+     "and reports them in the error log at most once a minute, and when it exits."},
     {"format", PT_T_STR, F(pt_accesslog_conf_t, format), "combined", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      "format",
      "combined, common, json, or a template in which $name stands for a field: "
@@ -277,7 +279,9 @@ static const pt_directive_t listener_keys[] = {
      PT_F_RESTART, NULL, "Length of the kernel's accept queue of each socket."},
     {"max_connections", PT_T_INT, F(pt_listener_conf_t, max_connections), "10000", 1, 1000000, NULL, NULL, NULL,
      NULL, NULL, 0, NULL,
-     "Client connections one worker serves at once on this listener; past it, accepting pauses."},
+     "Client connections one worker serves at once on this listener; past it, accepting pauses. Each takes a "
+     "file descriptor, and one more for its upstream connection when there are upstreams: portico -t warns "
+     "when the listeners together may need more than the hard RLIMIT_NOFILE allows (see portico(8))."},
     {"max_request_line", PT_T_SIZE, F(pt_listener_conf_t, max_request_line), "8k", 64, 1 << 20, NULL, NULL, NULL,
      NULL, NULL, 0, NULL, "Longest request line; longer gets 414."},
     {"max_header_size", PT_T_SIZE, F(pt_listener_conf_t, max_header_size), "32k", 256, 1 << 20, NULL, NULL,

@@ -1,11 +1,16 @@
 /* The access log writer: lines go into a per-worker buffer that is written
  * with one write(2) when it fills or when the flush timer fires, so the hot
- * path costs no system call per request. */
+ * path costs no system call per request.  What the file does not take
+ * (a full disk) is dropped, never retried: the loop must not wait on a
+ * disk.  Lost entries are counted on the status board and reported at
+ * most once a minute, as nginx does, so a full disk under the access log
+ * does not fill the error log's too. */
 #include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +23,20 @@
 #include "portico/router.h"
 #include "portico/value.h"
 
+#define REPORT_EVERY_MS 60000
+
 static struct {
     const pt_accesslog_conf_t *conf;
     int fd;
     char *buf;
     size_t len, cap;
+    size_t lead;  /* 1: buf starts with the newline that ends a torn line */
+    bool torn;    /* the file ends in a line written in part */
     struct event *timer;
+    uint64_t *lost;      /* the worker's entry on the status board, or NULL */
+    uint64_t unreported; /* entries lost since the last report */
+    int err;             /* of the last failed write */
+    int64_t reported_ms; /* CLOCK_MONOTONIC; 0: never */
 } alog = {.fd = -1};
 
 const char *const pt_completion_names[] = {"ok", "ok", "client_gone", "upstream_cut", "timeout", "error"};
@@ -223,6 +236,41 @@ size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_
     return (size_t)(p - buf);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One error line for what was lost since the last one, unless one was
+ * written less than a minute ago (`now`: whatever the time). */
+static void report(bool now)
+{
+    int64_t t = mono_ms();
+    if (!alog.unreported || (!now && alog.reported_ms && t - alog.reported_ms < REPORT_EVERY_MS))
+        return;
+    pt_log_error("access log write failed: %s: %s; %llu entr%s lost%s (reported at most once a minute)",
+                 alog.conf->path, strerror(alog.err), (unsigned long long)alog.unreported,
+                 alog.unreported == 1 ? "y" : "ies", alog.reported_ms ? " since the last report" : "");
+    alog.reported_ms = t;
+    alog.unreported = 0;
+}
+
+/* The entries of buf[off, len) are lost, and so is the one that off cuts:
+ * every newline not written is an entry lost, but the leading one. */
+static void count_lost(size_t off)
+{
+    uint64_t n = 0;
+    for (const char *p = alog.buf + off, *end = alog.buf + alog.len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        n++;
+    if (off < alog.lead)
+        n--;
+    if (alog.lost)
+        __atomic_fetch_add(alog.lost, n, __ATOMIC_RELAXED);
+    alog.unreported += n;
+}
+
 void pt_accesslog_flush(void)
 {
     size_t off = 0;
@@ -231,12 +279,17 @@ void pt_accesslog_flush(void)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            pt_log_error("access log write failed: %s; %zu bytes dropped", strerror(errno), alog.len - off);
+            alog.err = w < 0 ? errno : EIO;
+            count_lost(off);
             break;
         }
         off += (size_t)w;
     }
-    alog.len = 0;
+    if (off)
+        alog.torn = alog.buf[off - 1] != '\n';
+    alog.len = alog.lead = 0;
+    if (alog.unreported)
+        report(false);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -250,9 +303,10 @@ static int open_file(const char *path)
     return fd < 0 ? -errno : fd;
 }
 
-int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf)
+int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf, uint64_t *lost)
 {
     alog.conf = conf;
+    alog.lost = lost;
     if (!conf->path)
         return 0;
     int fd = open_file(conf->path);
@@ -277,6 +331,12 @@ void pt_accesslog_write(const pt_alog_entry_t *e)
         return;
     if (alog.cap - alog.len < 8192)
         pt_accesslog_flush();
+    if (alog.torn && alog.len == 0) {
+        /* Half a line ends the file: end it, rather than glue this entry
+         * to it.  One byte, only after a write that failed midway. */
+        alog.buf[0] = '\n';
+        alog.len = alog.lead = 1;
+    }
     alog.len += pt_accesslog_format(alog.conf, e, alog.buf + alog.len, alog.cap - alog.len);
     if (alog.conf->buffer == 0)
         pt_accesslog_flush();
@@ -292,12 +352,15 @@ int pt_accesslog_reopen(void)
         return fd;
     close(alog.fd);
     alog.fd = fd;
+    if (lseek(fd, 0, SEEK_END) == 0)
+        alog.torn = false; /* a new file (rotated): no torn line to end */
     return 0;
 }
 
 void pt_accesslog_stop(void)
 {
     pt_accesslog_flush();
+    report(true); /* what is still untold, whatever the minute */
     if (alog.timer)
         event_free(alog.timer);
     alog.timer = NULL;

@@ -33,6 +33,7 @@
 #include "portico/log.h"
 #include "portico/master.h"
 #include "portico/pidfile.h"
+#include "portico/rlimit.h"
 #include "portico/router.h"
 #include "portico/sdnotify.h"
 #include "portico/status-t.h"
@@ -408,6 +409,7 @@ static void reload(void)
         pt_diag_log(&d);
         snprintf(err, sizeof(err), "%zu error%s in %s", d.errors, d.errors == 1 ? "" : "s", m.o.conf_path);
     } else {
+        pt_rlimit_check(nc, &d);
         if (d.warnings)
             pt_diag_log(&d);
         nworkers = m.o.workers ? m.o.workers : pt_config_workers(nc);
@@ -613,6 +615,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         fprintf(stderr, "portico: cannot open the error log %s: %s\n", elog, strerror(errno));
         return 1;
     }
+    pt_rlimit_raise(); /* before any worker is forked: they inherit it */
     pid_t running = m.pid_file ? pt_pidfile_read(m.pid_file) : 0;
     if (running > 0 && running != getpid() && kill(running, 0) == 0) {
         pt_log_crit("already running as pid %d (pid file %s)", (int)running, m.pid_file);

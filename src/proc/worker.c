@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,85 @@ const char *pt_worker_date(pt_worker_t *w)
     return w->date;
 }
 
+/* An acceptor listens unless max_connections paused it, descriptors ran
+ * out, or the worker drains. */
+static void arm(pt_acceptor_t *a)
+{
+    if (!a->paused && !a->w->nofd.paused && !a->w->draining)
+        event_add(&a->ev, NULL);
+}
+
+#define NOFD_RETRY_MS 500 /* nginx's accept_mutex_delay */
+
+static void nofd_retry_later(pt_worker_t *w)
+{
+    struct timeval tv = {0, NOFD_RETRY_MS * 1000};
+    evtimer_add(&w->nofd.timer, &tv);
+}
+
+static void nofd_resume(pt_worker_t *w)
+{
+    if (!w->nofd.paused)
+        return;
+    w->nofd.paused = false;
+    for (size_t i = 0; i < w->nacceptors; i++)
+        arm(&w->acceptors[i]);
+}
+
+/* Every NOFD_RETRY_MS of an episode: accept again; a period without a
+ * failure ends the episode.  Ending it on the first accept that works
+ * instead would log two lines per closed connection while the worker
+ * stays at its limit. */
+static void on_nofd_timer(evutil_socket_t fd, short what, void *arg)
+{
+    pt_worker_t *w = arg;
+    PT_CHECK_MAGIC(w, PT_WORKER_MAGIC);
+    if (w->nofd.recent && !w->draining) {
+        w->nofd.recent = 0;
+        nofd_resume(w);
+        nofd_retry_later(w);
+        return;
+    }
+    double s = (double)(pt_worker_now_us(w) - w->nofd.since_us) / 1e6;
+    pt_log_warn("%s: %llu accept failure%s for want of descriptors in %.1f s",
+                w->draining ? "draining" : "accepting again", (unsigned long long)w->nofd.failures,
+                w->nofd.failures == 1 ? "" : "s", s);
+    w->nofd.active = false;
+    w->nofd.paused = false;
+}
+
+/* accept(2) failed for want of descriptors or memory: the connection stays
+ * queued and the level-triggered listener would wake the loop again at
+ * once (a spinning worker, an error line per try).  Stop every acceptor
+ * (any accept would fail the same way) until a connection closes or the
+ * timer fires, as nginx does. */
+static void nofd_pause(pt_acceptor_t *a, int err)
+{
+    pt_worker_t *w = a->w;
+    w->nofd.failures++;
+    w->nofd.recent++;
+    if (!w->nofd.active) {
+        char limit[96] = "the system-wide limit, fs.file-max";
+        struct rlimit rl;
+        if (err == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            snprintf(limit, sizeof(limit), "RLIMIT_NOFILE %llu", (unsigned long long)rl.rlim_cur);
+        else if (err != ENFILE)
+            snprintf(limit, sizeof(limit), "out of kernel memory");
+        pt_log_error("accept on %s: %s (%s): accepting paused on every listener, tried again every %d ms and "
+                     "when a connection closes",
+                     a->ls->name, strerror(err), limit, NOFD_RETRY_MS);
+        w->nofd.active = true;
+        w->nofd.failures = w->nofd.recent = 1;
+        w->nofd.since_us = pt_worker_now_us(w);
+        nofd_retry_later(w);
+    }
+    if (!w->nofd.paused) {
+        w->nofd.paused = true;
+        for (size_t i = 0; i < w->nacceptors; i++)
+            event_del(&w->acceptors[i].ev);
+    }
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     pt_acceptor_t *a = arg;
@@ -63,7 +143,9 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         if (cfd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                nofd_pause(a, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 pt_log_error("accept on %s: %s", a->ls->name, strerror(errno));
             return;
         }
@@ -82,8 +164,9 @@ void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a)
     a->nconns--;
     if (a->paused && !w->draining) {
         a->paused = false;
-        event_add(&a->ev, NULL);
+        arm(a);
     }
+    nofd_resume(w); /* a descriptor is free again */
     pt_worker_schedule_reap(w);
     maybe_exit(w);
 }
@@ -244,6 +327,7 @@ static int setup(pt_worker_t *w)
         event_add(&a->ev, NULL);
     }
     event_assign(&w->reaper, w->base, -1, 0, on_reap, w);
+    evtimer_assign(&w->nofd.timer, w->base, on_nofd_timer, w);
     struct {
         struct event *ev;
         int sig;
@@ -253,7 +337,8 @@ static int setup(pt_worker_t *w)
         evsignal_assign(sigs[i].ev, w->base, sigs[i].sig, on_signal, w);
         evsignal_add(sigs[i].ev, NULL);
     }
-    int rc = pt_accesslog_start(w->base, &w->conf->access_log);
+    uint64_t *lost = w->board >= 0 ? &w->status->workers[w->board].access_log_lost : NULL;
+    int rc = pt_accesslog_start(w->base, &w->conf->access_log, lost);
     if (rc < 0) {
         pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
         return -1;
@@ -293,6 +378,7 @@ static void teardown(pt_worker_t *w)
     if (event_initialized(&w->heartbeat))
         evtimer_del(&w->heartbeat);
     event_del(&w->reaper);
+    evtimer_del(&w->nofd.timer);
     pt_conn_pool_drain(w);
     free(w->acceptors);
     event_base_free(w->base);

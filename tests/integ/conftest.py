@@ -49,7 +49,7 @@ def run_portico(*args, env=None, timeout=30):
 class Portico:
     """One gateway under test: its config file, its log, its process."""
 
-    def __init__(self, tmp, yaml_text, workers=2, env=None, extra_args=()):
+    def __init__(self, tmp, yaml_text, workers=2, env=None, extra_args=(), rlimit_nofile=None):
         self.tmp = tmp
         self.conf = os.path.join(tmp, 'portico.yaml')
         self.pidfile = os.path.join(tmp, 'portico.pid')
@@ -57,6 +57,7 @@ class Portico:
         self.workers = workers
         self.env = dict(os.environ, **(env or {}))
         self.extra_args = list(extra_args)
+        self.rlimit_nofile = rlimit_nofile  # RLIMIT_NOFILE of the gateway: n, (soft, hard), or None
         self.proc = None
         self.write(yaml_text)
 
@@ -66,9 +67,15 @@ class Portico:
 
     def start(self, wait=True):
         log = open(self.logfile, 'a')
+        preexec = None
+        if self.rlimit_nofile:
+            import resource
+            n = self.rlimit_nofile
+            n = n if isinstance(n, tuple) else (n, n)
+            preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, n)  # noqa: E731
         self.proc = subprocess.Popen([BIN, '-f', '-c', self.conf, '-p', self.pidfile, '-w', str(self.workers),
                                       *self.extra_args], stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=preexec)
         log.close()
         if wait:
             self.wait_log(r'\] master\[\d+\]: ready: generation 1')
