@@ -29,6 +29,7 @@ typedef struct pt_status {
     char config_file[512];
     char config_sha256[65];
     uint32_t reloads, reload_failures;
+    uint64_t access_log_lost_exited; /* the access_log_lost of workers that exited */
     pt_status_worker_t workers[PT_STATUS_MAX_WORKERS];
 } pt_status_t;
 

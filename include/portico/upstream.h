@@ -195,6 +195,9 @@ bool pt_health_probed(pt_upstream_t *u, size_t idx, int status, pt_streak_t *st,
 /* An attempt on target idx starts / ends (latency_us < 0: it failed). */
 void pt_balancer_start(pt_upstream_t *u, size_t idx);
 void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t now_us);
+/* latency_us for an attempt that says nothing of the target (Portico ran
+ * out of descriptors or memory before it could try): no sample. */
+#define PT_NO_SAMPLE INT64_MIN
 
 /* An idle pooled connection to t, or a new one being connected.  NULL with
  * errno set when a socket cannot even be started. */

@@ -74,6 +74,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
     fprintf(f, "\",\"sha256\":\"%s\",\"loaded\":\"%s\"},\"served_by\":%d,\"workers\":[", st->config_sha256, loaded,
             (int)getpid());
     int first = 1;
+    uint64_t lost = __atomic_load_n(&st->access_log_lost_exited, __ATOMIC_RELAXED);
     struct timespec mono;
     clock_gettime(CLOCK_MONOTONIC, &mono); /* the clock heartbeats are written in */
     int64_t mono_ms = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
@@ -90,9 +91,11 @@ static char *status_json(pt_worker_t *w, size_t *len)
                 first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws,
                 (long long)(age > 0 ? age : 0),
                 (unsigned long long)__atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED));
+        lost += __atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED);
         first = 0;
     }
-    fprintf(f, "],\"upstreams\":[");
+    /* every worker's since the master started, the exited ones' included */
+    fprintf(f, "],\"access_log_lost\":%llu,\"upstreams\":[", (unsigned long long)lost);
     int64_t now_ms = pt_worker_now_us(w) / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         const pt_upstream_t *u = &w->upstreams[i];

@@ -929,6 +929,34 @@ static void attempt_over(pt_proxy_t *p, int64_t latency_us)
     }
 }
 
+/* No socket for the upstream: this worker is out of descriptors (or
+ * memory), which says nothing of the target.  503 at once, without a
+ * retry, a health report or a latency sample; logged at most once a
+ * second, with how many were refused meanwhile, as the accept side does. */
+static void local_shortage(pt_proxy_t *p, int err)
+{
+    pt_conn_t *c = p->c;
+    static int64_t last_ms;
+    static uint64_t refused;
+    int64_t now = now_us(c) / 1000;
+    refused++;
+    if (now - last_ms >= 1000) {
+        pt_log_error("no socket for upstream \"%s\": %s; %llu request%s answered 503 since the last report, req=%s",
+                     p->up->conf->name, strerror(err), (unsigned long long)refused, refused == 1 ? "" : "s",
+                     c->req->reqid);
+        last_ms = now;
+        refused = 0;
+    }
+    if (p->counted) {
+        pt_balancer_done(p->up, p->target, PT_NO_SAMPLE, now_us(c));
+        p->counted = false;
+    }
+    if (!p->body_done)
+        c->closing = true;
+    pt_req_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
+    finish(p, false);
+}
+
 /* Picks a target and takes a connection to it.  False when that failed
  * and fail() took over (p may be gone). */
 static bool start_attempt(pt_proxy_t *p)
@@ -971,7 +999,10 @@ static bool start_attempt(pt_proxy_t *p)
     if (!uc) {
         int err = errno;
         p->uc = NULL;
-        fail(p, F_CONNECT, err);
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+            local_shortage(p, err);
+        else
+            fail(p, F_CONNECT, err);
         return false;
     }
     p->uc = uc;

@@ -174,8 +174,12 @@ static void remove_proc(proc_t *p)
 {
     if (p->chan >= 0)
         close(p->chan);
-    if (p->board >= 0)
+    if (p->board >= 0) {
+        /* its count outlives it: /status adds it to the live workers' */
+        m.status->access_log_lost_exited += __atomic_load_n(&m.status->workers[p->board].access_log_lost,
+                                                            __ATOMIC_RELAXED);
         m.status->workers[p->board] = (pt_status_worker_t){0};
+    }
     *p = m.procs[--m.nprocs];
 }
 

@@ -280,6 +280,8 @@ void pt_balancer_done(pt_upstream_t *u, size_t idx, int64_t latency_us, int64_t 
             atomic_fetch_sub(&t->shared->column[u->column], 1);
         }
     }
+    if (latency_us == PT_NO_SAMPLE)
+        return;
     double sample = latency_us < 0 ? FAILURE_US : (double)latency_us;
     double decay = t->ewma_at_us ? exp(-(double)(now_us - t->ewma_at_us) / EWMA_TAU_US) : 0;
     /* peak-EWMA: a slower answer is taken at once, a faster one gradually */

@@ -2,13 +2,14 @@
 while the connection stays queued, so a level-triggered listener wakes the
 loop again at once: the worker spun at 98% CPU and logged 120,000 lines a
 second.  It must pause accepting, log the episode once, and resume."""
+import json
 import os
 import resource
 import socket
 import subprocess
 import time
 
-from conftest import BIN, basic_config, free_port, http_get, wait_for
+from conftest import BIN, basic_config, free_port, http_get, proxy_config, read_all, wait_for
 
 LIMIT = 64  # the gateway's RLIMIT_NOFILE, soft and hard
 
@@ -116,3 +117,43 @@ def test_t_counts_an_upstream_connection_per_client(tmpdir_path):
     assert r.returncode == 0, r.stderr
     assert f'{conf}:2:' in r.stderr and 'a worker may need 484 file descriptors' in r.stderr, r.stderr
     assert run_t(conf, 484).stderr.strip() == f'portico: configuration ok: {conf}'
+
+
+def test_no_descriptor_for_an_upstream_is_a_503_and_not_the_targets_fault(gateway, backends):
+    """Accepted clients take every descriptor; one of them sends a request:
+    the worker has no socket for the upstream.  That says nothing of the
+    targets: 503 at once, no retry, no passive-health failure, one log line
+    a second at most."""
+    b = backends()
+    port, admin = free_port(), free_port()
+    g = gateway(proxy_config(port, [b.port], upstream='''
+        healthchecks: { passive: { unhealthy: { tcp_failures: 1 }, cooldown: 60s } }
+        retries: 3
+        keepalive: { size: 0 }
+        ''', extra=f'admin: {{ address: 127.0.0.1:{admin} }}').replace(
+        f'    address: 127.0.0.1:{port}\n', f'    address: 127.0.0.1:{port}\n' + CONFIG_EXTRA_LISTENER),
+        workers=1, rlimit_nofile=LIMIT)
+    assert http_get(port, '/x')[0] == 200
+    clients = []
+    try:
+        for _ in range(LIMIT + 8):
+            clients.append(socket.create_connection(('127.0.0.1', port), timeout=5))
+        g.wait_log(r'accept on main: Too many open files')
+        # the last clients are still queued; the first ones were accepted
+        # and hold every descriptor (no upstream connection is pooled)
+        time.sleep(0.3)
+        for c in clients[:5]:
+            c.sendall(b'GET /y HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+        answers = [read_all(c) for c in clients[:5]]
+        assert any(a.startswith(b'HTTP/1.1 503 ') for a in answers), answers
+        assert all(a.startswith((b'HTTP/1.1 503 ', b'HTTP/1.1 200 ')) for a in answers), answers
+    finally:
+        for c in clients:
+            c.close()
+    assert wait_for(lambda: http_get(port, '/x')[0] == 200, what='served again')
+    assert g.count('no socket for upstream "up": Too many open files') >= 1
+    assert g.count('no socket for upstream') <= 2
+    assert g.count('marked down') == 0, g.log()[-3000:]
+    st = json.loads(http_get(admin, '/status')[2])
+    t = st['upstreams'][0]['targets'][0]
+    assert t['health'] == 'up' and t['passive']['failures'] == 0, t

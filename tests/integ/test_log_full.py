@@ -120,3 +120,25 @@ def test_a_line_cut_by_a_full_disk_is_counted_and_not_glued_to_the_next(gateway,
     assert g.stop(signal.SIGQUIT) == 0
     counts = [int(x.group(2)) for x in FAILED.finditer(g.log())]
     assert counts[0] == 1 and sum(counts) == n - written and len(counts) <= 2, g.log()[-3000:]
+
+
+def test_the_total_lost_outlives_the_workers_that_lost_them(gateway, small_fs):
+    fill(os.path.join(small_fs, 'filler'))
+    alog = os.path.join(small_fs, 'access.log')
+    port, admin = free_port(), free_port()
+    g = gateway(basic_config(port, admin, extra=f'access_log: {{ path: {alog}, format: json, buffer: 0 }}'),
+                workers=2)
+    for _ in range(50):
+        assert http_get(port, '/hello')[0] == 200
+
+    def total():
+        status, _, body = http_get(admin, '/status')
+        return json.loads(body)['access_log_lost']
+    wait_for(lambda: total() >= 50, what='50 entries lost')
+    before = total()
+    old = set(g.worker_pids())
+    g.reload()  # the workers that lost them exit
+    wait_for(lambda: not old & set(g.worker_pids()), what='the old workers to exit')
+    st = json.loads(http_get(admin, '/status')[2])
+    assert all(w['access_log_lost'] <= 2 for w in st['workers'])  # the new ones lost only the /status entries
+    assert st['access_log_lost'] >= before, (st['access_log_lost'], before)
