@@ -49,5 +49,7 @@ int pt_h2_stream_flush(pt_conn_t *sc);
 void pt_h2_stream_trailers(pt_conn_t *sc, const nghttp2_nv *nv, size_t n);
 /* The stream connection is done (answered, or closed): the stream ends. */
 void pt_h2_stream_closed(pt_conn_t *sc);
+/* Response bytes the stream still holds, not yet framed for the client. */
+size_t pt_h2_stream_unsent(const pt_conn_t *sc);
 
 #endif

@@ -260,6 +260,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
             out(g, "transfer-encoding: chunked\r\n\r\n", 30);
         }
         g->head_sent = true;
+        g->c->req->ent.status = g->c->req->ent.upstream_status; /* what the client got (gRPC says more in its trailers) */
         pt_conn_reschedule(g->c);
     } else if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end && !g->resp_done) {
         end_response(g);

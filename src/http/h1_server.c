@@ -419,13 +419,13 @@ static void closed(pt_conn_t *c)
          * answered, as nginx logs it.  pt_req_end runs the filters'
          * on_done too.  (A head that could not be parsed was answered and
          * ended at once: c->req is NULL then.) */
-        if (!r->ent.status)
-            r->ent.status = 499;
         if (r->ent.completion == PT_DONE_UNSET)
             r->ent.completion = PT_DONE_CLIENT;
         /* what is still queued, or was dropped, never reached the client */
-        uint64_t unsent = c->out.pending + c->unsent;
+        uint64_t unsent = c->out.pending + c->unsent + (pt_conn_is_stream(c) ? pt_h2_stream_unsent(c) : 0);
         r->ent.bytes_out = r->ent.bytes_out > unsent ? r->ent.bytes_out - unsent : 0;
+        if (!r->ent.status || !r->ent.bytes_out)
+            r->ent.status = 499; /* nothing of an answer reached the client */
         pt_req_end(c);
     }
     if (pt_conn_is_stream(c))

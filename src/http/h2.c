@@ -529,6 +529,11 @@ void pt_h2_stream_trailers(pt_conn_t *sc, const nghttp2_nv *nv, size_t n)
     st->ntrailers = n;
 }
 
+size_t pt_h2_stream_unsent(const pt_conn_t *sc)
+{
+    return sc->h2s ? body_held(sc->h2s) : 0;
+}
+
 void pt_h2_stream_closed(pt_conn_t *sc)
 {
     pt_h2_stream_t *st = sc->h2s;
