@@ -37,6 +37,37 @@ static int open_socket(const struct sockaddr_storage *ss, socklen_t len, int bac
     return fd;
 }
 
+/* Is the address free of every other socket?  Slots share an address
+ * through SO_REUSEPORT, which would just as quietly let a second Portico
+ * (or anything of the same user) share it and split its traffic.  A bind
+ * without SO_REUSEPORT fails while any socket listens there; it is tried
+ * before the first slot's socket, once per address that is new to this
+ * master (a reload keeps the sockets it has). */
+static int check_free(const struct sockaddr_storage *ss, socklen_t len, char *err, size_t errlen, const char *name)
+{
+    if ((ss->ss_family == AF_INET && ((const struct sockaddr_in *)ss)->sin_port == 0) ||
+        (ss->ss_family == AF_INET6 && ((const struct sockaddr_in6 *)ss)->sin6_port == 0))
+        return 0; /* the kernel picks a free port */
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* open_socket will say why */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is no owner */
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)ss, len);
+    int e = errno;
+    close(fd);
+    if (rc < 0 && e == EADDRINUSE) {
+        char addr[80];
+        pt_addr_format((const struct sockaddr *)ss, addr, sizeof(addr));
+        snprintf(err, errlen, "listener %s: cannot listen on %s: address already in use (by another process)", name,
+                 addr);
+        return -1;
+    }
+    return 0;
+}
+
 static bool same_addr(const pt_addr_t *a, const pt_addr_t *b)
 {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
@@ -47,6 +78,8 @@ static int open_slots(pt_lsock_t *ls, int from, int backlog, char *err, size_t e
 {
     for (int i = from; i < ls->nfds; i++) {
         if (i == 0) {
+            if (check_free(&ls->addr.ss, ls->addr.len, err, errlen, ls->name) < 0)
+                return -1;
             ls->fds[0] = open_socket(&ls->addr.ss, ls->addr.len, backlog, err, errlen, ls->name);
             if (ls->fds[0] < 0)
                 return -1;

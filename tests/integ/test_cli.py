@@ -114,7 +114,7 @@ def test_port_in_use(tmpdir_path):
         assert r.returncode == 1
         crit = [l for l in r.stderr.splitlines() if '[crit]' in l]
         assert len(crit) == 1, r.stderr
-        assert f'listener main: cannot listen on 127.0.0.1:{port}: Address already in use' in crit[0]
+        assert f'listener main: cannot listen on 127.0.0.1:{port}: address already in use' in crit[0]
     finally:
         busy.close()
 

@@ -76,7 +76,7 @@ def test_reload_with_a_busy_port_keeps_serving(gateway):
         g.write(basic_config(port, routes=routes('new')).replace(
             'listeners:\n', f'listeners:\n  - {{ name: second, address: 127.0.0.1:{bport} }}\n'))
         g.reload(ok=False)
-        assert f'cannot listen on 127.0.0.1:{bport}: Address already in use' in g.log()
+        assert f'listener second: cannot listen on 127.0.0.1:{bport}: address already in use' in g.log()
         assert http_get(port, '/hello')[2] == b'kept'
     finally:
         busy.close()
