@@ -1,6 +1,7 @@
 """Shipped files: the systemd unit verifies, make install lays files out
 and never overwrites an edited configuration."""
 import os
+import re
 import shutil
 import subprocess
 
@@ -43,6 +44,22 @@ def test_make_install_layout_and_keeps_edited_config(tmpdir_path):
         f.write('# edited by the operator\n')
     install(os.path.join(tmpdir_path, 'dest'))
     assert open(conf).read().endswith('# edited by the operator\n')
+
+
+def test_installed_man_pages_name_the_built_in_paths(tmpdir_path):
+    """The man pages are written for /etc and /var; installed, they name
+    where this build's binary looks (a /usr/local build: /usr/local/etc)."""
+    root = install(os.path.join(tmpdir_path, 'dest'))
+    out = subprocess.run([BIN, '-V'], capture_output=True, text=True, timeout=30).stdout
+    conf = re.search(r'^configuration file: (\S+)$', out, re.M).group(1)
+    page = open(os.path.join(root, 'share/man/man8/portico.8')).read()
+    files = page.split('\n.Sh FILES\n', 1)[1].split('\n.Sh ', 1)[0]
+    assert f'.It Pa {conf}\nThe configuration file.' in files
+    assert f'Default:\n.Pa {conf} .' in page
+    yaml5 = open(os.path.join(root, 'share/man/man5/portico.yaml.5')).read()
+    assert f'.Pa {conf} .' in yaml5
+    # and the default error log (PT_ERROR_LOG_PATH), of a daemon without error_log:
+    assert f".It Pa {make('print-localstatedir')}/log/portico/error.log" in files
 
 
 def test_systemd_unit_verifies(tmpdir_path):
