@@ -482,7 +482,7 @@ static void stop(bool graceful)
     m.stopping = true;
     m.terminating = !graceful;
     pt_sdnotify("STOPPING=1\nSTATUS=stopping");
-    pt_log_notice("%s stop: %zu workers", graceful ? "graceful" : "fast", m.nprocs);
+    pt_log_notice("%s stop: %zu worker%s", graceful ? "graceful" : "fast", m.nprocs, m.nprocs == 1 ? "" : "s");
     for (int s = 0; s < 256; s++)
         m.slots[s].respawn_at = 0;
     for (size_t i = 0; i < m.nprocs; i++)
