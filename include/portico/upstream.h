@@ -23,8 +23,12 @@ typedef struct pt_zone pt_zone_t;
 /* Per-target state shared by every worker, in the "upstream-targets" zone,
  * keyed by address so that it survives reloads and edits to target lists.
  * `inflight` is the sum of the columns; each process adds to its own column
- * too, so the master can take back the share of a worker that died. */
-#define PT_SHARED_COLUMNS 128
+ * too, so the master can take back the share of a worker that died.
+ *
+ * Columns: one per live worker (column.h), PT_SHARED_COLUMNS of them, two
+ * generations of the most workers (256); 32 bits each, since they count
+ * one worker's attempts under way on one target. */
+#define PT_SHARED_COLUMNS 512
 typedef struct pt_target_shared {
     char addr[80]; /* "" = a free slot */
     _Atomic int64_t inflight;
@@ -38,7 +42,7 @@ typedef struct pt_target_shared {
     _Atomic int32_t last_probe_status; /* 0: none yet; -1 connect failed; -2 timeout */
     /* counters, for /status */
     _Atomic uint64_t probes_ok, probes_failed, passive_failures, marked_down;
-    _Atomic int64_t column[PT_SHARED_COLUMNS];
+    _Atomic int32_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
 _Static_assert(offsetof(pt_target_shared_t, addr) == 0, "pt_zone_slot keys come first");
 
@@ -120,12 +124,13 @@ struct pt_upconn {
 
 /* Builds the worker's upstreams from c (one per c->upstreams item, same
  * order), their targets bound to the shared zone z (may be NULL) and this
- * process's column.  NULL when out of memory. */
+ * process's column (its own: column.h).  NULL when out of memory. */
 pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column);
 /* In the master: the shared zone for c's targets, every target's slot
  * claimed (kept from the last generation when its size is unchanged). */
 pt_zone_t *pt_upstreams_zone(const pt_config_t *c);
-/* In the master, when a worker died: take back what its column held. */
+/* In the master, when the worker of `column` died: take back what its
+ * column held. */
 void pt_upstreams_forget_column(pt_zone_t *z, int column);
 /* The shared slot of an address in z, or NULL. */
 pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim);

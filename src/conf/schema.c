@@ -729,7 +729,10 @@ static const pt_directive_t root_keys[] = {
     {"version", PT_T_INT, F(pt_config_t, version), "1", 1, 1, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Version of the file format; 1."},
     {"workers", PT_T_CUSTOM, F(pt_config_t, workers), "auto", 0, 0, NULL, NULL, NULL, set_workers,
-     print_workers, 0, "auto | integer", "Worker processes: auto (one per CPU) or 1 to 256. -w overrides it."},
+     print_workers, 0, "auto | integer",
+     "Worker processes: auto (one per CPU) or 1 to 256. -w overrides it. During a reload the old generation "
+     "drains beside the new one; at most 512 workers run at once, each with a column of its own in the shared "
+     "counters of the targets, and a new worker past that starts once an old one exits."},
     {"user", PT_T_STR, F(pt_config_t, user), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "When started as root, workers run as this user (and its group) once the sockets are bound."},
     {"pid_file", PT_T_STR, F(pt_config_t, pid_file), "/run/portico/portico.pid", 0, 0, NULL, NULL, NULL, NULL, NULL,

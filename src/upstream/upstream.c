@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/assert.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 #include "portico/zone.h"
@@ -52,16 +53,20 @@ void pt_upstreams_forget_column(pt_zone_t *z, int column)
 {
     if (!z || column < 0)
         return;
+    PT_ASSERT(column < PT_SHARED_COLUMNS);
+    /* Loads first: writing to every slot would touch every page of the zone. */
     pt_target_shared_t *v = pt_zone_data(z);
     for (size_t i = 0; i < zone_slots(z); i++) {
-        int64_t mine = atomic_exchange(&v[i].column[column % PT_SHARED_COLUMNS], 0);
-        if (mine)
+        if (atomic_load(&v[i].column[column])) {
+            int64_t mine = atomic_exchange(&v[i].column[column], 0);
             atomic_fetch_sub(&v[i].inflight, mine);
+        }
     }
 }
 
 pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column)
 {
+    PT_ASSERT(!z || (column >= 0 && column < PT_SHARED_COLUMNS));
     pt_upstream_t *v = calloc(c->upstreams.n ? c->upstreams.n : 1, sizeof(*v));
     if (!v)
         return NULL;
@@ -90,7 +95,7 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
                 u->unresolved++;
             }
         }
-        u->column = column % PT_SHARED_COLUMNS;
+        u->column = column;
         u->zone = z;
         if (pt_balancer_init(u) < 0) {
             pt_upstreams_free(v, i + 1);
@@ -115,11 +120,11 @@ bool pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct socka
     if (t->inflight && old != now) { /* this worker's attempts under way move with the target */
         if (old) {
             atomic_fetch_sub(&old->inflight, t->inflight);
-            atomic_fetch_sub(&old->column[u->column], t->inflight);
+            atomic_fetch_sub(&old->column[u->column], (int32_t)t->inflight);
         }
         if (now) {
             atomic_fetch_add(&now->inflight, t->inflight);
-            atomic_fetch_add(&now->column[u->column], t->inflight);
+            atomic_fetch_add(&now->column[u->column], (int32_t)t->inflight);
         }
     }
     if (!t->addrlen && u->unresolved)
