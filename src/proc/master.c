@@ -366,6 +366,7 @@ static void reap(void)
             old_left |= m.procs[i].gen < m.gen;
         if (!old_left) {
             pt_zone_sweep();
+            pt_upstreams_tidy(m.upzone); /* what only the old generation used */
             m.sweep_due = false;
         }
     }
