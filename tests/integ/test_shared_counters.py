@@ -145,13 +145,13 @@ def test_a_new_worker_waits_for_a_column_when_every_one_is_held(gateway):
         os.kill(pid, signal.SIGSTOP)
     try:
         os.kill(g.proc.pid, signal.SIGHUP)
-        g.wait_log(r'reload: generation 2')
+        g.wait_log(r'reload: generation 2', timeout=60)
         wait_for(lambda: len(g.worker_pids()) == 512, timeout=60, what='512 workers')
         # generations 1 and 2 hold all 512 columns: generation 3 waits
         os.kill(g.proc.pid, signal.SIGHUP)
-        g.wait_log(r'reload: generation 3')
+        g.wait_log(r'reload: generation 3', timeout=60)
         g.wait_log(r'worker \d+ \(generation 3\) not started: all 512 columns of the shared counters are held by '
-                   r'live workers; tried again every second until one exits')
+                   r'live workers; tried again every second until one exits', timeout=60)
         # generation 2 drains and exits, and generation 3 starts on its columns
         wait_for(lambda: generations(admin).count(3) == 256, timeout=60, what='256 workers of generation 3')
         gens = generations(admin)

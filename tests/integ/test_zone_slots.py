@@ -70,8 +70,8 @@ def test_a_full_zone_is_logged(gateway, dns):
     # 80 workers, each at an address of its own: more than the 64 slots
     g = gateway(dns_config(port, admin, dns.port, f'svc.test:{dead_port()}', '1h'), workers=80)
     wait_for(lambda: dns.count('svc.test') >= 80, timeout=60, what='80 answers')
-    g.wait_log(FULL)
-    g.wait_log(r'resolves to 127\.1\.', count=80)
+    g.wait_log(FULL, timeout=60)
+    g.wait_log(r'resolves to 127\.1\.', count=80, timeout=60)
     zone = status(admin)['zones'][0]
     assert zone['used'] == 64 and zone['refused'] >= 16, zone
     assert g.count(FULL) == 1  # once, not once per worker
@@ -109,7 +109,7 @@ def test_health_is_kept_when_a_reload_resizes_the_zone(gateway, backends):
     g = gateway(health_config(port, admin, [a.port, b.port]), workers=2)
     for i in range(6):
         http_get(port, f'/x{i}')
-    g.wait_log(rf'target 127\.0\.0\.1:{a.port} marked down after 2 failing responses in a row')
+    g.wait_log(rf'target 127\.0\.0\.1:{a.port} marked down after 2 failing responses in a row', timeout=30)
     seen = len(a.requests)
     ts, zone = targets(admin)
     assert ts[f'127.0.0.1:{a.port}']['health'] == 'down'
