@@ -37,9 +37,9 @@ typedef struct pt_zone pt_zone_t;
  * one worker's attempts under way on one target. */
 #define PT_SHARED_COLUMNS 512
 typedef struct pt_target_shared {
-    char addr[80]; /* "" = a free slot */
-    _Atomic uint64_t users[PT_SHARED_COLUMNS / 64];
-    int32_t pinned;
+    char addr[80]; /* "" or freed (zone.h): a free slot */
+    _Atomic uint64_t users[PT_SHARED_COLUMNS / 64]; /* bit c: the worker of column c */
+    int32_t pinned; /* named by the current configuration; under the lock */
     _Atomic int64_t inflight;
     /* passive health: failures in a row, and when a down target comes back */
     _Atomic int32_t http_failures, tcp_failures, timeouts;

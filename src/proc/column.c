@@ -21,7 +21,6 @@ static struct {
 
 static void init(void)
 {
-    /* lowest first, so a small node touches only the start of each slot */
     for (int c = 0; c < PT_SHARED_COLUMNS; c++)
         fl.next[c] = c + 1 < PT_SHARED_COLUMNS ? c + 1 : -1;
     fl.head = 0;
