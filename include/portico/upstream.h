@@ -23,10 +23,23 @@ typedef struct pt_zone pt_zone_t;
 /* Per-target state shared by every worker, in the "upstream-targets" zone,
  * keyed by address so that it survives reloads and edits to target lists.
  * `inflight` is the sum of the columns; each process adds to its own column
- * too, so the master can take back the share of a worker that died. */
-#define PT_SHARED_COLUMNS 128
+ * too, so the master can take back the share of a worker that died.
+ *
+ * A slot is in use while a worker points a target to it (its bit in
+ * `users`, by column) or the current configuration names its address
+ * (`pinned`); both change under the zone's lock.  One in use by neither
+ * is freed when its last user moves on (a name that resolves elsewhere)
+ * or once an old generation is gone, and may be taken over when the zone
+ * is full: so the addresses a name goes through do not fill the zone.
+ *
+ * Columns: one per live worker (column.h), PT_SHARED_COLUMNS of them, two
+ * generations of the most workers (256); 32 bits each, since they count
+ * one worker's attempts under way on one target. */
+#define PT_SHARED_COLUMNS 512
 typedef struct pt_target_shared {
-    char addr[80]; /* "" = a free slot */
+    char addr[80]; /* "" or freed (zone.h): a free slot */
+    _Atomic uint64_t users[PT_SHARED_COLUMNS / 64]; /* bit c: the worker of column c */
+    int32_t pinned; /* named by the current configuration; under the lock */
     _Atomic int64_t inflight;
     /* passive health: failures in a row, and when a down target comes back */
     _Atomic int32_t http_failures, tcp_failures, timeouts;
@@ -38,7 +51,7 @@ typedef struct pt_target_shared {
     _Atomic int32_t last_probe_status; /* 0: none yet; -1 connect failed; -2 timeout */
     /* counters, for /status */
     _Atomic uint64_t probes_ok, probes_failed, passive_failures, marked_down;
-    _Atomic int64_t column[PT_SHARED_COLUMNS];
+    _Atomic int32_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
 _Static_assert(offsetof(pt_target_shared_t, addr) == 0, "pt_zone_slot keys come first");
 
@@ -118,15 +131,22 @@ struct pt_upconn {
     pt_upconn_t *next; /* in the pool, or in the worker's list of dead ones */
 };
 
-/* Builds the worker's upstreams from c (one per c->upstreams item, same
- * order), their targets bound to the shared zone z (may be NULL) and this
- * process's column.  NULL when out of memory. */
+/* Builds the worker's upstreams (one per c->upstreams item, same order),
+ * their targets bound to their slots in the shared zone z (may be NULL)
+ * as the worker of `column`.  NULL when out of memory. */
 pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column);
-/* In the master: the shared zone for c's targets, every target's slot
- * claimed (kept from the last generation when its size is unchanged). */
+/* In the master: the shared zone for c's targets, sized from c, the slots
+ * of the addresses c names claimed and pinned (those of the last
+ * configuration unpinned).  A zone of the same size is kept; a new one
+ * (another size) gets the health of every address still in use in the
+ * one it replaces.  NULL with errno when it cannot be mapped. */
 pt_zone_t *pt_upstreams_zone(const pt_config_t *c);
-/* In the master, when a worker died: take back what its column held. */
+/* In the master, when the worker of `column` died: take back what its
+ * column held, and its claims on slots. */
 void pt_upstreams_forget_column(pt_zone_t *z, int column);
+/* In the master, once no worker of an older generation is left: frees the
+ * slots of z that no worker uses and the configuration does not name. */
+void pt_upstreams_tidy(pt_zone_t *z);
 /* The shared slot of an address in z, or NULL. */
 pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim);
 void pt_upstreams_free(pt_upstream_t *u, size_t n);
@@ -136,10 +156,13 @@ pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc);
  * (blocking, as nginx does at load) unless resolver.nameservers is set.
  * 0, or -1 with a message in err. */
 int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen);
-/* Target t of u resolves to sa: when that is a new address, the target
- * moves to its shared slot and drops its idle connections; returns
- * whether it moved. */
-bool pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len);
+/* Target t of u (upstreams of worker w) resolves to sa: when that is a new
+ * address, the target moves to its shared slot (leaving the old one, freed
+ * when no worker uses it any more) and drops its idle connections; returns
+ * whether it moved.  The same address again binds a target that found the
+ * zone full to its slot, if there is room now. */
+bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa,
+                            socklen_t len);
 
 /* Asynchronous DNS (evdns) in each worker: every target given by host
  * name is resolved at start and again when its answer expires. */

@@ -38,9 +38,41 @@ void pt_zone_unlock(pt_zone_t *z);
 
 /* A zone used as an open-addressing table of slots of slot_size bytes (a
  * power-of-two count of them), each starting with a NUL-terminated key in
- * a char[key_size] ("" = free).  Returns the slot of `key` (cut to
- * key_size - 1 bytes), claiming a free one when `claim` (in the master,
- * under the lock), or NULL when absent or the table is full. */
+ * a char[key_size] ("" = never used).  A freed slot keeps a mark that
+ * lookups step over, so that the keys placed after it stay reachable, and
+ * is claimed again by the next new key that passes it.  Processes may
+ * hold pointers to slots: a slot is freed or taken over only when its
+ * owner says no process points to it.
+ *
+ * pt_zone_slot: the slot of `key` (cut to key_size - 1 bytes), claiming a
+ * free one when `claim` (under the lock), or NULL when absent or the table
+ * is full.  A claimed slot is all zero but for its key. */
 void *pt_zone_slot(pt_zone_t *z, size_t slot_size, size_t key_size, const char *key, bool claim);
+/* Tells whether a slot that holds a key may be taken over by another key
+ * (nothing points to it any more). */
+typedef bool (*pt_zone_idle_fn)(const void *slot);
+/* As pt_zone_slot claiming (under the lock), but when the table is full a
+ * slot that `idle` says is unused is taken over for `key` (counted as
+ * evicted).  When none is, the claim is refused, counted, and logged at
+ * most once a minute per zone; NULL then. */
+void *pt_zone_claim(pt_zone_t *z, size_t slot_size, size_t key_size, const char *key, pt_zone_idle_fn idle);
+/* Frees a slot that nothing points to any more (under the lock). */
+void pt_zone_release(pt_zone_t *z, void *slot, size_t slot_size);
+/* Slot i of the table (0 <= i < size / slot_size) when it holds a key,
+ * else NULL: for walks over every key. */
+void *pt_zone_slot_at(pt_zone_t *z, size_t slot_size, size_t i);
+
+/* A table's figures, for /status: read without the lock, so approximate
+ * while another process changes the table. */
+typedef struct pt_zone_stats {
+    size_t slots, used;
+    unsigned long long evicted, refused;
+} pt_zone_stats_t;
+void pt_zone_stats(pt_zone_t *z, size_t slot_size, pt_zone_stats_t *st);
+
+/* In the master: the zone of the same name that `z` replaced (another
+ * size), while it is still mapped, or NULL.  Its data can be carried over
+ * before the old generation's workers, its last users, exit. */
+pt_zone_t *pt_zone_replaced(const pt_zone_t *z);
 
 #endif

@@ -12,6 +12,7 @@
 #include "portico/http.h"
 #include "portico/request.h"
 #include "portico/upstream.h"
+#include "portico/zone.h"
 
 static const char *const state_names[] = {"empty", "starting", "running", "draining"};
 static const char *const balancer_names[] = {"round-robin", "least-connections", "consistent-hashing", "latency",
@@ -52,6 +53,21 @@ static void target_health(FILE *f, const pt_target_t *t, int64_t now_ms)
             (unsigned long long)atomic_load(&s->passive_failures), (int)atomic_load(&s->http_failures),
             (int)atomic_load(&s->tcp_failures), (int)atomic_load(&s->timeouts),
             (long long)(until && now_ms < until ? until - now_ms : 0));
+}
+
+/* ,"zones":[...]: how full the shared target zone of this worker's
+ * generation is, and what it had to evict or refuse. */
+static void zones_json(FILE *f, pt_worker_t *w)
+{
+    fputs(",\"zones\":[", f);
+    pt_zone_t *z = w->conf->upstreams.n ? w->upstreams[0].zone : NULL;
+    if (z) {
+        pt_zone_stats_t st;
+        pt_zone_stats(z, sizeof(pt_target_shared_t), &st);
+        fprintf(f, "{\"name\":\"%s\",\"slots\":%zu,\"used\":%zu,\"evicted\":%llu,\"refused\":%llu}",
+                pt_zone_name(z), st.slots, st.used, st.evicted, st.refused);
+    }
+    fputc(']', f);
 }
 
 static char *status_json(pt_worker_t *w, size_t *len)
@@ -118,7 +134,9 @@ static char *status_json(pt_worker_t *w, size_t *len)
         }
         fprintf(f, "]}");
     }
-    fprintf(f, "]}\n");
+    fputc(']', f);
+    zones_json(f, w);
+    fprintf(f, "}\n");
     fclose(f);
     return buf;
 }

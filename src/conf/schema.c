@@ -574,7 +574,15 @@ static const pt_directive_t upstream_keys[] = {
     {"hash", PT_T_SECTION, F(pt_upstream_conf_t, hash), NULL, 0, 0, NULL, &hash_section, NULL, NULL, NULL, 0,
      NULL, "The key of consistent-hashing."},
     {"targets", PT_T_LIST, F(pt_upstream_conf_t, targets), NULL, 0, 0, NULL, &target_section, NULL, NULL, NULL,
-     PT_F_REQUIRED, NULL, "The servers behind this upstream."},
+     PT_F_REQUIRED, NULL,
+     "The servers behind this upstream. Every worker finds a target's health and attempts under way in shared "
+     "memory, by address: a zone of slots (about 2.2 KiB each) sized from the configuration, twice one per "
+     "numeric target and three per host name, at least 64. A slot that no worker uses and the configuration "
+     "does not name is freed, such as the old address of a host name that resolves elsewhere. A zone full all "
+     "the same is logged, at most once a minute, and a target left without a slot counts its health and "
+     "attempts in each worker alone; /status shows the zone's slots, those used, and the claims it evicted "
+     "(a slot nothing used) or refused. The zone is kept across reloads; a reload that changes its size "
+     "carries the health of every address still in use into the new one."},
     {"keepalive", PT_T_SECTION, F(pt_upstream_conf_t, keepalive), NULL, 0, 0, NULL, &keepalive_section, NULL,
      NULL, NULL, 0, NULL, "Connection reuse to the targets."},
     {"timeouts", PT_T_SECTION, F(pt_upstream_conf_t, timeouts), NULL, 0, 0, NULL, &utimeout_section, NULL, NULL,
@@ -729,7 +737,10 @@ static const pt_directive_t root_keys[] = {
     {"version", PT_T_INT, F(pt_config_t, version), "1", 1, 1, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Version of the file format; 1."},
     {"workers", PT_T_CUSTOM, F(pt_config_t, workers), "auto", 0, 0, NULL, NULL, NULL, set_workers,
-     print_workers, 0, "auto | integer", "Worker processes: auto (one per CPU) or 1 to 256. -w overrides it."},
+     print_workers, 0, "auto | integer",
+     "Worker processes: auto (one per CPU) or 1 to 256. -w overrides it. During a reload the old generation "
+     "drains beside the new one; at most 512 workers run at once, each with a column of its own in the shared "
+     "counters of the targets, and a new worker past that starts once an old one exits."},
     {"user", PT_T_STR, F(pt_config_t, user), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "When started as root, workers run as this user (and its group) once the sockets are bound."},
     {"pid_file", PT_T_STR, F(pt_config_t, pid_file), "/run/portico/portico.pid", 0, 0, NULL, NULL, NULL, NULL, NULL,

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "portico/column.h"
 #include "portico/config.h"
 #include "portico/filter.h"
 #include "portico/listener.h"
@@ -54,7 +55,8 @@ typedef struct proc {
     bool hung; /* killed by the watchdog; not reaped yet */
     int64_t started_ms;
     int64_t watchdog; /* worker_watchdog of its generation, which set its heartbeat */
-    int board; /* index in the status board, and the column in shared counters */
+    int board; /* index in the status board */
+    int column; /* in the shared per-target counters: its own (column.h) */
     pt_zone_t *upzone; /* the shared target zone of its generation */
 } proc_t;
 
@@ -183,13 +185,37 @@ static void remove_proc(proc_t *p)
     *p = m.procs[--m.nprocs];
 }
 
+/* No column is free: every one is held by a live worker (old generations
+ * draining and the new one).  Said at most every 10 s: each waiting slot
+ * is tried again every second. */
+static void short_of_columns(int slot)
+{
+    static int64_t told;
+    int64_t now = now_ms();
+    if (told && now - told < 10000)
+        return;
+    told = now;
+    pt_log_error("worker %d (generation %u) not started: all %d columns of the shared counters are held by live "
+                 "workers; tried again every second until one exits",
+                 slot, m.gen, pt_column_held());
+}
+
 static int spawn(int slot)
 {
+    /* Whatever fails is tried again later, as respawn_due does, also for
+     * the workers a start or a reload forks. */
+    m.slots[slot].respawn_at = now_ms() + 1000;
     if (m.nprocs == MAX_PROCS)
         return -1;
+    int column = pt_column_take();
+    if (column < 0) {
+        short_of_columns(slot);
+        return -1;
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         pt_log_error("socketpair: %s", strerror(errno));
+        pt_column_give(column);
         return -1;
     }
     int board = board_slot();
@@ -198,6 +224,7 @@ static int spawn(int slot)
         pt_log_error("fork: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
+        pt_column_give(column);
         return -1;
     }
     if (pid == 0) {
@@ -206,7 +233,7 @@ static int spawn(int slot)
         for (size_t i = 0; i < m.nprocs; i++)
             close(m.procs[i].chan);
         pt_router_t *router = pt_router_build(m.conf);
-        pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, board);
+        pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, column);
         pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups,
                          .lset = &m.lset, .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status,
                          .board = board, .uid = m.uid, .gid = m.gid, .drop_privileges = m.drop};
@@ -219,9 +246,10 @@ static int spawn(int slot)
         exit(rc);
     }
     close(sv[1]);
+    m.slots[slot].respawn_at = 0;
     proc_t *p = &m.procs[m.nprocs++];
     *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(),
-                  .watchdog = m.conf->worker_watchdog, .board = board, .upzone = m.upzone};
+                  .watchdog = m.conf->worker_watchdog, .board = board, .column = column, .upzone = m.upzone};
     if (board >= 0)
         m.status->workers[board] = (pt_status_worker_t){
             .pid = pid, .slot = slot, .generation = m.gen, .state = PT_W_STARTING, .started_ms = wall_ms(), .heartbeat_ms = now_ms()};
@@ -326,8 +354,10 @@ static void reap(void)
         } else {
             pt_log_warn("worker %d (pid %d, generation %u) %s", p->slot, (int)pid, p->gen, how);
         }
-        /* what it counted as under way is over now */
-        pt_upstreams_forget_column(p->upzone, p->board);
+        /* what it counted as under way is over now; its column is free
+         * once that is cleared */
+        pt_upstreams_forget_column(p->upzone, p->column);
+        pt_column_give(p->column);
         remove_proc(p);
     }
     if (m.sweep_due) {
@@ -336,6 +366,7 @@ static void reap(void)
             old_left |= m.procs[i].gen < m.gen;
         if (!old_left) {
             pt_zone_sweep();
+            pt_upstreams_tidy(m.upzone); /* what only the old generation used */
             m.sweep_due = false;
         }
     }

@@ -10,7 +10,9 @@
  *
  * A new address moves the target to the shared slot of that address (its
  * health and in-flight counts are kept by address) and closes the idle
- * pooled connections to the old one. */
+ * pooled connections to the old one; the old address's slot is freed once
+ * no worker uses it, so a name that goes through many addresses does not
+ * fill the zone. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -60,7 +62,7 @@ static void query(name_t *nm, bool v6);
 static void answered(name_t *nm, const struct sockaddr *sa, socklen_t len, int ttl)
 {
     pt_target_t *t = &nm->u->targets[nm->idx];
-    if (pt_upstreams_readdress(nm->u, t, sa, len)) {
+    if (pt_upstreams_readdress(nm->r->w, nm->u, t, sa, len)) {
         pt_log_notice("upstream \"%s\" target %s:%u resolves to %s (ttl %d s)", nm->u->conf->name, nm->host,
                       nm->port, t->name, ttl);
     } else if (nm->failing) {
@@ -212,7 +214,7 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
             struct sockaddr_storage ss;
             socklen_t len;
             if (!w->conf->resolver.nameservers.n && from_hosts(nm->host, nm->port, &ss, &len)) {
-                pt_upstreams_readdress(u, &u->targets[k], (struct sockaddr *)&ss, len);
+                pt_upstreams_readdress(w, u, &u->targets[k], (struct sockaddr *)&ss, len);
                 continue; /* not asked of DNS */
             }
             arm(nm, 0);

@@ -7,32 +7,127 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/assert.h"
+#include "portico/log.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 #include "portico/zone.h"
+
+#define SLOT sizeof(pt_target_shared_t), sizeof(((pt_target_shared_t *)0)->addr)
 
 static size_t zone_slots(pt_zone_t *z)
 {
     return pt_zone_size(z) / sizeof(pt_target_shared_t);
 }
 
+static bool has_users(const pt_target_shared_t *s)
+{
+    for (size_t i = 0; i < PT_SHARED_COLUMNS / 64; i++)
+        if (atomic_load(&s->users[i]))
+            return true;
+    return false;
+}
+
+/* No worker points to it and the configuration does not name it. */
+static bool is_idle(const void *slot)
+{
+    const pt_target_shared_t *s = slot;
+    return !s->pinned && !has_users(s);
+}
+
 pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim)
 {
-    return pt_zone_slot(z, sizeof(pt_target_shared_t), sizeof(((pt_target_shared_t *)0)->addr), addr, claim);
+    return pt_zone_slot(z, SLOT, addr, claim);
+}
+
+/* Under the lock: the worker of `column` points a target to addr's slot,
+ * claimed when new.  NULL when the zone is full. */
+static pt_target_shared_t *claim_for(pt_zone_t *z, const char *addr, int column)
+{
+    pt_target_shared_t *s = pt_zone_claim(z, SLOT, addr, is_idle);
+    if (s)
+        atomic_fetch_or(&s->users[column / 64], 1ull << (column % 64));
+    return s;
+}
+
+/* Under the lock: the worker of `column` no longer points any target to s. */
+static void leave(pt_zone_t *z, pt_target_shared_t *s, int column)
+{
+    atomic_fetch_and(&s->users[column / 64], ~(1ull << (column % 64)));
+    if (is_idle(s))
+        pt_zone_release(z, s, sizeof(*s));
+}
+
+/* Slots for a configuration: twice what may be in use at once, so that
+ * runs stay short.  A numeric target needs one; a host name one for its
+ * address at load, and two for the addresses the workers hold, which
+ * differ for a while when it resolves elsewhere (each worker asks on its
+ * own). */
+static size_t zone_size(const pt_config_t *c)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < c->upstreams.n; i++) {
+        const pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
+        for (size_t k = 0; k < u->targets.n; k++)
+            need += PT_LIST_AT(u->targets, pt_target_conf_t, k)->addr.text ? 1 : 3;
+    }
+    size_t slots = 64;
+    while (slots < need * 2)
+        slots *= 2;
+    return slots * sizeof(pt_target_shared_t);
+}
+
+/* What a target's health is made of; not its attempts under way, which
+ * the workers of each generation count in their own zone. */
+static void carry_health(pt_target_shared_t *to, const pt_target_shared_t *from)
+{
+    atomic_store(&to->http_failures, atomic_load(&from->http_failures));
+    atomic_store(&to->tcp_failures, atomic_load(&from->tcp_failures));
+    atomic_store(&to->timeouts, atomic_load(&from->timeouts));
+    atomic_store(&to->down_until_ms, atomic_load(&from->down_until_ms));
+    atomic_store(&to->up_since_ms, atomic_load(&from->up_since_ms));
+    atomic_store(&to->active_down, atomic_load(&from->active_down));
+    atomic_store(&to->last_probe_status, atomic_load(&from->last_probe_status));
+    atomic_store(&to->probes_ok, atomic_load(&from->probes_ok));
+    atomic_store(&to->probes_failed, atomic_load(&from->probes_failed));
+    atomic_store(&to->passive_failures, atomic_load(&from->passive_failures));
+    atomic_store(&to->marked_down, atomic_load(&from->marked_down));
+}
+
+/* Under z's lock: the health of every address in use in the zone z
+ * replaces goes into z, by address.  The addresses z's configuration names
+ * have their slots already; the others (what names resolved to) are
+ * carried while z stays at most half full, to be freed once the old
+ * generation is gone if no new worker took them up. */
+static void carry(pt_zone_t *z, pt_zone_t *old)
+{
+    pt_zone_lock(old);
+    for (size_t i = 0; i < zone_slots(old); i++) {
+        const pt_target_shared_t *from = pt_zone_slot_at(old, sizeof(pt_target_shared_t), i);
+        if (!from || is_idle(from))
+            continue;
+        pt_target_shared_t *to = pt_upstreams_slot(z, from->addr, false);
+        pt_zone_stats_t st;
+        pt_zone_stats(z, sizeof(pt_target_shared_t), &st);
+        if (!to && st.used * 2 < st.slots)
+            to = pt_upstreams_slot(z, from->addr, true);
+        if (to)
+            carry_health(to, from);
+    }
+    pt_zone_unlock(old);
 }
 
 pt_zone_t *pt_upstreams_zone(const pt_config_t *c)
 {
-    size_t targets = 0;
-    for (size_t i = 0; i < c->upstreams.n; i++)
-        targets += PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i)->targets.n;
-    size_t slots = 64;
-    while (slots < targets * 2)
-        slots *= 2;
-    pt_zone_t *z = pt_zone_get("upstream-targets", slots * sizeof(pt_target_shared_t));
+    pt_zone_t *z = pt_zone_get("upstream-targets", zone_size(c));
     if (!z)
         return NULL;
     pt_zone_lock(z);
+    for (size_t i = 0; i < zone_slots(z); i++) { /* the last configuration's */
+        pt_target_shared_t *s = pt_zone_slot_at(z, sizeof(pt_target_shared_t), i);
+        if (s)
+            s->pinned = 0;
+    }
     for (size_t i = 0; i < c->upstreams.n; i++) {
         const pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
         for (size_t k = 0; k < u->targets.n; k++) {
@@ -41,9 +136,14 @@ pt_zone_t *pt_upstreams_zone(const pt_config_t *c)
             if (!t->addr.len)
                 continue; /* resolved by the workers: they claim its slot */
             pt_addr_format((const struct sockaddr *)&t->addr.ss, name, sizeof(name));
-            pt_upstreams_slot(z, name, true);
+            pt_target_shared_t *s = pt_zone_claim(z, SLOT, name, is_idle);
+            if (s)
+                s->pinned = 1;
         }
     }
+    pt_zone_t *old = pt_zone_reused(z) ? NULL : pt_zone_replaced(z);
+    if (old)
+        carry(z, old);
     pt_zone_unlock(z);
     return z;
 }
@@ -52,16 +152,44 @@ void pt_upstreams_forget_column(pt_zone_t *z, int column)
 {
     if (!z || column < 0)
         return;
-    pt_target_shared_t *v = pt_zone_data(z);
+    PT_ASSERT(column < PT_SHARED_COLUMNS);
+    /* Without the lock, which a stopped worker may hold: atomics only, and
+     * freeing is left to those who take it.  The bit goes last, so the
+     * slot is not freed under the counts being taken back.  Loads first:
+     * writing to every slot would touch every page of the zone. */
+    uint64_t bit = 1ull << (column % 64);
     for (size_t i = 0; i < zone_slots(z); i++) {
-        int64_t mine = atomic_exchange(&v[i].column[column % PT_SHARED_COLUMNS], 0);
-        if (mine)
-            atomic_fetch_sub(&v[i].inflight, mine);
+        pt_target_shared_t *s = (pt_target_shared_t *)((char *)pt_zone_data(z) + i * sizeof(*s));
+        if (atomic_load(&s->column[column])) {
+            int64_t mine = atomic_exchange(&s->column[column], 0);
+            atomic_fetch_sub(&s->inflight, mine);
+        }
+        if (atomic_load(&s->users[column / 64]) & bit)
+            atomic_fetch_and(&s->users[column / 64], ~bit);
     }
+}
+
+void pt_upstreams_tidy(pt_zone_t *z)
+{
+    if (!z)
+        return;
+    pt_zone_lock(z);
+    size_t freed = 0;
+    for (size_t i = 0; i < zone_slots(z); i++) {
+        pt_target_shared_t *s = pt_zone_slot_at(z, sizeof(pt_target_shared_t), i);
+        if (s && is_idle(s)) {
+            pt_zone_release(z, s, sizeof(*s));
+            freed++;
+        }
+    }
+    pt_zone_unlock(z);
+    if (freed)
+        pt_log_info("shared zone \"upstream-targets\": %zu slot%s no worker uses freed", freed, freed == 1 ? "" : "s");
 }
 
 pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column)
 {
+    PT_ASSERT(!z || (column >= 0 && column < PT_SHARED_COLUMNS));
     pt_upstream_t *v = calloc(c->upstreams.n ? c->upstreams.n : 1, sizeof(*v));
     if (!v)
         return NULL;
@@ -84,13 +212,17 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
             t->addrlen = tc->addr.len;
             if (t->addrlen) {
                 pt_addr_format((const struct sockaddr *)&t->addr, t->name, sizeof(t->name));
-                t->shared = pt_upstreams_slot(z, t->name, false);
+                if (z) {
+                    pt_zone_lock(z);
+                    t->shared = claim_for(z, t->name, column);
+                    pt_zone_unlock(z);
+                }
             } else {
                 snprintf(t->name, sizeof(t->name), "%s", tc->address); /* until it resolves */
                 u->unresolved++;
             }
         }
-        u->column = column % PT_SHARED_COLUMNS;
+        u->column = column;
         u->zone = z;
         if (pt_balancer_init(u) < 0) {
             pt_upstreams_free(v, i + 1);
@@ -100,31 +232,48 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
     return v;
 }
 
-bool pt_upstreams_readdress(pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa, socklen_t len)
+/* Does another target of the worker point to s? */
+static bool other_points_to(pt_worker_t *w, const pt_target_t *t, const pt_target_shared_t *s)
 {
-    if (t->addrlen == len && memcmp(&t->addr, sa, len) == 0)
+    for (size_t i = 0; i < w->conf->upstreams.n; i++)
+        for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
+            if (&w->upstreams[i].targets[k] != t && w->upstreams[i].targets[k].shared == s)
+                return true;
+    return false;
+}
+
+bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa,
+                            socklen_t len)
+{
+    bool same = t->addrlen == len && memcmp(&t->addr, sa, len) == 0;
+    if (same && (t->shared || !u->zone))
         return false;
     char name[80];
     pt_addr_format(sa, name, sizeof(name));
     pt_target_shared_t *old = t->shared, *now = NULL;
     if (u->zone) {
         pt_zone_lock(u->zone);
-        now = pt_upstreams_slot(u->zone, name, true);
+        now = claim_for(u->zone, name, u->column);
+        if (t->inflight && old != now) { /* this worker's attempts under way move with the target */
+            if (old) {
+                atomic_fetch_sub(&old->inflight, t->inflight);
+                atomic_fetch_sub(&old->column[u->column], (int32_t)t->inflight);
+            }
+            if (now) {
+                atomic_fetch_add(&now->inflight, t->inflight);
+                atomic_fetch_add(&now->column[u->column], (int32_t)t->inflight);
+            }
+        }
+        t->shared = now; /* before the look at the worker's other targets */
+        if (old && old != now && !other_points_to(w, t, old))
+            leave(u->zone, old, u->column);
         pt_zone_unlock(u->zone);
     }
-    if (t->inflight && old != now) { /* this worker's attempts under way move with the target */
-        if (old) {
-            atomic_fetch_sub(&old->inflight, t->inflight);
-            atomic_fetch_sub(&old->column[u->column], t->inflight);
-        }
-        if (now) {
-            atomic_fetch_add(&now->inflight, t->inflight);
-            atomic_fetch_add(&now->column[u->column], t->inflight);
-        }
-    }
+    t->shared = now;
+    if (same)
+        return false; /* bound again after the zone was full: no move */
     if (!t->addrlen && u->unresolved)
         u->unresolved--;
-    t->shared = now;
     memcpy(&t->addr, sa, len);
     t->addrlen = len;
     snprintf(t->name, sizeof(t->name), "%s", name);

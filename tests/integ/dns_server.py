@@ -10,7 +10,9 @@ class DnsServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(('127.0.0.1', 0))
         self.port = self.sock.getsockname()[1]
-        self.records = {}  # name -> (address, ttl); ':' in the address makes it AAAA
+        # name -> (address, ttl), or a function that returns one for each
+        # query; ':' in the address makes it AAAA
+        self.records = {}
         self.queries = []  # (name, qtype)
         self.stall = False  # when set, queries are read and never answered
         self.stopped = False
@@ -52,6 +54,8 @@ class DnsServer:
         name = '.'.join(labels)
         self.queries.append((name, qtype))
         rec = self.records.get(name)
+        if callable(rec):
+            rec = rec()
         answers = b''
         rcode = 0 if rec else 3
         if rec:

@@ -11,6 +11,12 @@
 #include "../unit/tap.h"
 #include "portico/zone.h"
 
+/* In use: byte 20 set. */
+static bool idle(const void *slot)
+{
+    return !((const char *)slot)[20];
+}
+
 int main(void)
 {
     pt_zone_t *z = pt_zone_get("counters", 4096);
@@ -76,5 +82,45 @@ int main(void)
     pt_zone_slot(t, 32, 16, "c", true);
     pt_zone_slot(t, 32, 16, "d", true);
     ok(!pt_zone_slot(t, 32, 16, "e", true) && pt_zone_slot(t, 32, 16, "d", false), "a full table claims no more");
+    pt_zone_stats_t st;
+    pt_zone_stats(t, 32, &st);
+    ok(st.slots == 4 && st.used == 4 && st.refused == 1 && st.evicted == 0, "the table's figures: 4 of 4, 1 refused");
+
+    /* freeing: every other key stays reachable, and a new key takes the freed slot */
+    char *keys[4];
+    const char *names[] = {"10.0.0.1:80", "10.0.0.2:80", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        keys[i] = pt_zone_slot(t, 32, 16, names[i], false);
+    for (int i = 0; i < 4; i++) {
+        pt_zone_release(t, keys[i], 32);
+        bool others = true;
+        for (int k = 0; k < 4; k++)
+            if (k != i)
+                others &= pt_zone_slot(t, 32, 16, names[k], false) == keys[k];
+        ok(others && !pt_zone_slot(t, 32, 16, names[i], false), "%s freed: the others are still found", names[i]);
+        char *e = pt_zone_slot(t, 32, 16, "e", true);
+        ok(e == keys[i] && strcmp(e, "e") == 0 && !e[31], "\"e\" takes the freed slot, zeroed but for its key");
+        pt_zone_release(t, e, 32);
+        keys[i] = pt_zone_slot(t, 32, 16, names[i], true);
+    }
+    pt_zone_stats(t, 32, &st);
+    is_int(st.used, 4, "used counts claims and frees");
+
+    /* full: a slot that nothing uses any more is taken over */
+    keys[2][20] = 1; /* in use: marked for idle() below */
+    keys[3][20] = 1;
+    keys[1][20] = 1;
+    char *f = pt_zone_claim(t, 32, 16, "f", idle);
+    ok(f == keys[0] && pt_zone_slot(t, 32, 16, "f", false) == f && !pt_zone_slot(t, 32, 16, names[0], false),
+       "a full table: the unused slot is taken over");
+    f[20] = 1;
+    ok(!pt_zone_claim(t, 32, 16, "g", idle), "none unused: refused");
+    pt_zone_stats(t, 32, &st);
+    ok(st.used == 4 && st.evicted == 1 && st.refused == 2, "1 evicted, 2 refused");
+
+    /* another size replaces a zone; the old one is still there to carry from */
+    pt_zone_t *bigger = pt_zone_get("slots", 8 * 32);
+    ok(bigger != t && !pt_zone_reused(bigger) && pt_zone_replaced(bigger) == t, "the zone a bigger one replaces");
+    ok(pt_zone_get("slots", 4 * 32) != t, "an older size is not reused once a newer zone took over");
     return done_testing();
 }
