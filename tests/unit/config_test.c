@@ -173,7 +173,29 @@ int main(void)
 
     /* filters */
     fails("an unknown filter", L "routes:\n  - { respond: {}, filters: { cros: {} } }\n",
-          "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"?");
+          "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"? (the filters are: "
+          "ip-restriction, circuit-breaker, fault-injection, request-size, cors, redirect, path-rewrite, "
+          "request-headers, response-headers)");
+    fails("a plugin of APISIX's", L "routes:\n  - { respond: {}, filters: { api-breaker: {} } }\n",
+          "p.yaml:4:31: error: routes[0].filters: unknown filter \"api-breaker\": APISIX's name for what Portico "
+          "calls \"circuit-breaker\" (the filters are: ip-restriction, circuit-breaker, fault-injection, "
+          "request-size, cors, redirect, path-rewrite, request-headers, response-headers)");
+
+    /* names users bring from Kong, APISIX and nginx */
+    fails("Kong's plugins", L "routes:\n  - { respond: {}, plugins: {} }\n",
+          "p.yaml:4:20: error: routes[0]: unknown key \"plugins\": Kong's and APISIX's name for what Portico calls "
+          "\"filters\"");
+    fails("APISIX's upstream type, by its value", L "upstreams:\n  - { name: u, targets: [a:1], type: chash }\n",
+          "p.yaml:4:32: error: upstreams[0]: unknown key \"type\": APISIX's name for what Portico calls "
+          "\"balancer\" (write balancer: consistent-hashing)");
+    fails("APISIX's nodes, a map", L "upstreams:\n  - { name: u, targets: [a:1], nodes: { \"10.0.0.1:80\": 3 } }\n",
+          "p.yaml:4:32: error: upstreams[0]: unknown key \"nodes\": APISIX's name for what Portico calls "
+          "\"targets\" (write targets: [{ address: \"10.0.0.1:80\", weight: 3 }])");
+    fails("nginx's worker_processes", L "worker_processes: 4\n",
+          "p.yaml:3:1: error: unknown key \"worker_processes\": nginx's name for what Portico calls \"workers\"");
+    fails("a habit with no Portico name", L "routes:\n  - { respond: {}, preserve_host: true }\n",
+          "p.yaml:4:20: error: routes[0]: unknown key \"preserve_host\" (Kong's): Portico passes the client's Host "
+          "on, unless the route's upstream_host sets another");
     fails("a bad range in ip-restriction", L "routes:\n  - { respond: {}, filters: { ip-restriction: { allow: [10.0.0.1/8] } } }\n",
           "p.yaml:4:57: error: routes[0].filters.ip-restriction: allow[0]: the address has bits set past the prefix length");
     fails("ip-restriction with no list", L "global_filters: { ip-restriction: {} }\n",
