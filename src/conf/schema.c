@@ -656,7 +656,9 @@ static const pt_directive_t route_keys[] = {
     {"upstream", PT_T_STR, F(pt_route_conf_t, upstream), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The upstream that serves the route. Exactly one of upstream and respond is required."},
     {"strip_prefix", PT_T_STR, F(pt_route_conf_t, strip_prefix), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
-     NULL, "Removed from the start of the path before it is sent upstream."},
+     NULL, "Removed from the start of the path before it is sent upstream, at a segment boundary (/api takes "
+     "/api/x to /x and /api to /, not /apiary to ry), unless a path-rewrite filter rewrote the path. A prefix "
+     "that none of the route's paths can begin with is an error."},
     {"upstream_host", PT_T_STR, F(pt_route_conf_t, upstream_host), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "The Host header sent upstream. Unset: the client's Host is passed through."},
     {"max_body_size", PT_T_SIZE, F(pt_route_conf_t, max_body_size), "0", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,

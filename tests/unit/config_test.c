@@ -166,6 +166,39 @@ int main(void)
                "  - { name: d, match: { paths: [/x] }, priority: 2, respond: {} }\n");
     ok(c != NULL, "routes that differ in methods, predicates or priority are fine");
     pt_config_free(c);
+    /* strip_prefix must be able to begin some path of the route */
+    fails("strip_prefix that no path begins with",
+          L "routes:\n  - { match: { paths: [\"/api/*\", /v1/x] }, respond: {}, strip_prefix: /apis }\n",
+          "p.yaml:4:71: error: routes[0].strip_prefix: \"/apis\" can never be stripped: no path of the route "
+          "(/api/*, /v1/x) begins with it");
+    fails("strip_prefix with a slash after an exact path",
+          L "routes:\n  - { match: { paths: [/api] }, respond: {}, strip_prefix: /api/ }\n",
+          "p.yaml:4:60: error: routes[0].strip_prefix: \"/api/\" can never be stripped: no path of the route "
+          "(/api) begins with it");
+    static const char *const strippable[][2] = {
+        {"/api/*", "/api"}, {"/api/*", "/api/"}, {"/api", "/api"}, {"/api/v1/x", "/api/v1"}, {"/:t/api", "/acme"},
+        {"/:t/api/*", "/acme/api/"}, {"/*rest", "/anything/at/all"}, {"/a/*", "/a/b/c"}, {"~^/x", "/y"},
+        {"/x", "/"},
+    };
+    for (size_t i = 0; i < sizeof(strippable) / sizeof(strippable[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), L "routes:\n  - { match: { paths: [\"%s\"] }, respond: {}, strip_prefix: %s }\n",
+                 strippable[i][0], strippable[i][1]);
+        c = load(text);
+        ok(c != NULL, "strip_prefix %s may begin path %s", strippable[i][1], strippable[i][0]);
+        pt_config_free(c);
+    }
+    static const char *const never[][2] = {
+        {"/apiary/*", "/api"}, {"/api", "/api/v1"}, {"/a/:id", "/a/b/c"}, {"/b/*", "/a"}, {"/API/*", "/api"},
+    };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), L "routes:\n  - { match: { paths: [\"%s\"] }, respond: {}, strip_prefix: %s }\n",
+                 never[i][0], never[i][1]);
+        c = load(text);
+        ok(c == NULL, "strip_prefix %s can never begin path %s", never[i][1], never[i][0]);
+        pt_config_free(c);
+    }
     fails("an invalid regex path", L "routes:\n  - { match: { paths: [\"~^/a(b\"] }, respond: {} }\n",
           "p.yaml:4:24: error: routes[0]: invalid regex \"^/a(b\": missing closing parenthesis at offset 5");
     fails("an invalid regex predicate", L "routes:\n  - { match: { headers: { x: \"~[\" } }, respond: {} }\n",
