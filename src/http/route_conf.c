@@ -279,6 +279,8 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     }
     if (rc == 0 && r->strip_prefix)
         rc = check_strip(cc, n, r);
+    if (pt_node_get(n, "rewrite_location") && !r->strip_prefix)
+        pt_conf_warn(cc, pt_node_get(n, "rewrite_location"), "rewrite_location is used only with strip_prefix");
     if (r->upstream_host && !pt_h1_valid_host(pt_str_from(r->upstream_host))) {
         /* it becomes the Host field of every request: held to what a
          * client's Host must be (a CR or LF would start a field of its own) */
