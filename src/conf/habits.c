@@ -123,6 +123,11 @@ static const habit_t habits[] = {
     {"route", "id", "Kong's and APISIX's", "name", NULL, NULL},
     {"route", "timeout", "APISIX's", NULL, "timeouts are the upstream's: upstreams[].timeouts { connect, send, read }",
      NULL},
+    /* a Kong service's settings, brought along with its route */
+    {"route", "retries", "Kong's service", NULL, "retries are the upstream's: upstreams[].retries", NULL},
+    {"route", "connect_timeout", "Kong's service", NULL, "the upstream's timeouts.connect, " TIMEOUTS_NOTE, NULL},
+    {"route", "write_timeout", "Kong's service", NULL, "the upstream's timeouts.send, " TIMEOUTS_NOTE, NULL},
+    {"route", "read_timeout", "Kong's service", NULL, "the upstream's timeouts.read, " TIMEOUTS_NOTE, NULL},
     {"route", "enable_websocket", "APISIX's", NULL, "Portico always passes WebSocket upgrades on", NULL},
     {"route", "client_max_body_size", "nginx's", "max_body_size", NULL, NULL},
     {"route", "proxy_redirect", "nginx's", "rewrite_location", NULL, NULL},

@@ -88,6 +88,7 @@ listeners:
   - { name: main, address: 127.0.0.1:1, keepalive_timeout: 5s }
 routes:
   - { name: r, match: { paths: [/x] }, respond: {}, preserve_host: true, remote_addrs: [10.0.0.0/8] }
+  - { name: s, match: { paths: [/y] }, respond: {}, retries: 3, read_timeout: 60000 }
 ''')
     assert rc == 1
     for want in (
@@ -98,6 +99,10 @@ routes:
         'unless the route\'s upstream_host sets another',
         f'{f}:5:74: error: routes[0]: unknown key "remote_addrs" (APISIX\'s): Portico matches no client address '
         'in a route; the ip-restriction filter allows or denies by it',
+        f'{f}:6:53: error: routes[1]: unknown key "retries" (Kong\'s service): retries are the upstream\'s: '
+        'upstreams[].retries',
+        f'{f}:6:65: error: routes[1]: unknown key "read_timeout" (Kong\'s service): the upstream\'s timeouts.read, '
+        'with a unit, such as 2s: Kong\'s is in milliseconds',
     ):
         assert want in lines, '\n'.join(lines)
 
