@@ -155,6 +155,8 @@ int main(int argc, char **argv)
     }
     if (c)
         pt_rlimit_check(c, &d);
+    if (c && (test || dump))
+        pt_config_hints(c, &d);
     pt_diag_print(&d, stderr);
     pt_diag_free(&d);
     if (!c) {

@@ -13,6 +13,7 @@
 
 typedef struct pt_route pt_route_t;
 struct pt_cidr;
+struct pt_location;
 
 enum pt_accesslog_format { PT_ALOG_COMBINED, PT_ALOG_COMMON, PT_ALOG_JSON, PT_ALOG_CUSTOM };
 enum pt_balancer_kind { PT_BAL_RR, PT_BAL_LEASTCONN, PT_BAL_HASH, PT_BAL_LATENCY, PT_BAL_RANDOM2 };
@@ -210,6 +211,7 @@ typedef struct pt_route_conf {
     int64_t priority;
     char *upstream;
     char *strip_prefix;
+    bool rewrite_location; /* strip_prefix goes back into Location and Content-Location */
     char *upstream_host;
     int64_t max_body_size; /* 0: no limit */
     pt_filterset_t filters;
@@ -226,6 +228,7 @@ typedef struct pt_route_conf {
     size_t npreds;
     void **path_re; /* per path: pcre2_code * for "~re" paths, else NULL */
     const pt_upstream_conf_t *up;
+    const struct pt_location *location; /* NULL: Location passes as it is (location.h) */
     char *resp_head; /* status line and fixed headers of a respond route */
     size_t resp_head_len;
     size_t index;

@@ -14,6 +14,10 @@ pt_config_t *pt_config_load(const char *path, pt_diag_t *d);
 /* The same from a string in memory, for tests and the fuzzer. */
 pt_config_t *pt_config_load_text(const char *name, const char *text, size_t len, pt_diag_t *d);
 void pt_config_free(pt_config_t *c);
+/* Adds to d the notes -t and -T print about a valid configuration that
+ * may not do what was meant (hints.c): exact paths where Kong and nginx
+ * users expect a prefix.  Start-up and reload do not call it. */
+void pt_config_hints(const pt_config_t *c, pt_diag_t *d);
 /* Prints the effective configuration (-T), secrets redacted. */
 void pt_config_dump(FILE *f, const pt_config_t *c);
 /* Writes a one-line summary of what changed from old to new, such as

@@ -80,6 +80,30 @@ static inline void pt_head_field(pt_head_t *h, pt_str_t name, pt_str_t value)
     h->p = o + 2;
 }
 
+/* "Name: ab\r\n": a value in two parts (a rewritten one), one check. */
+static inline void pt_head_field2(pt_head_t *h, pt_str_t name, pt_str_t a, pt_str_t b)
+{
+    size_t need = name.n + a.n + b.n + 4;
+    if (h->overflow || (size_t)(h->end - h->p) < need) {
+        h->overflow = true;
+        return;
+    }
+    char *o = h->p;
+    memcpy(o, name.p, name.n);
+    o += name.n;
+    *o++ = ':';
+    *o++ = ' ';
+    if (a.n)
+        memcpy(o, a.p, a.n);
+    o += a.n;
+    if (b.n)
+        memcpy(o, b.p, b.n);
+    o += b.n;
+    *o++ = '\r';
+    *o++ = '\n';
+    h->p = o;
+}
+
 /* "HTTP/1.1 200 OK\r\n" */
 static inline void pt_head_status(pt_head_t *h, int status, const char *reason)
 {

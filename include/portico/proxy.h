@@ -12,6 +12,7 @@
 
 typedef struct pt_conn pt_conn_t;
 typedef struct pt_proxy pt_proxy_t;
+struct pt_location_ctx;
 
 /* Starts proxying req (whose head is at c->ibuf + c->ipos, req->head_len
  * bytes) along route r.  The connection is in PT_CS_PROXY until the proxy
@@ -20,10 +21,12 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
 /* The head to send upstream for req along route r: the route's and the
  * filters' rewrites and the forwarding fields, with the client's request
  * id adopted as this request's; grpc: no framing fields (the body is
- * HTTP/2 DATA).  Written into the request arena (*head).  Returns its
- * length; 0 when it does not fit (431), or, with *head NULL, when memory
- * ran out.  The proxy and gRPC calls both send this head. */
-size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head);
+ * HTTP/2 DATA).  Written into the request arena (*head); *stripped (may
+ * be NULL) tells whether strip_prefix cut the path.  Returns its length;
+ * 0 when it does not fit (431), or, with *head NULL, when memory ran out.
+ * The proxy and gRPC calls both send this head. */
+size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head,
+                             bool *stripped);
 /* Drives the proxy after an event on the client side. */
 void pt_proxy_run(pt_proxy_t *p);
 /* The client timer fired while proxying. */
@@ -47,6 +50,7 @@ typedef struct pt_fwd_ctx {
     const struct pt_fx *fx; /* filter edits and a rewritten path, or NULL */
     bool path_plain;        /* the path is known to be in normal form (else it is normalised here) */
     int slashes;            /* the listener's escaped_slashes: the path sent is normalised as routed */
+    bool *stripped;         /* out, or NULL: set when strip_prefix cut the path */
 } pt_fwd_ctx_t;
 
 /* Writes the request head to send upstream into buf (size bytes).
@@ -62,10 +66,12 @@ typedef struct pt_proxy_framing {
 } pt_proxy_framing_t;
 /* Queues the client's head for the upstream's response head r (parsed at
  * base): its status line and reason, its fields less the hop-by-hop ones,
- * the filters' edits (fx, may be NULL), Date, and the framing fr says.
- * Returns its length, 0 when memory ran out (nothing queued). */
+ * the filters' edits (fx, may be NULL), Date, and the framing fr says;
+ * with loc (may be NULL), strip_prefix put back into Location and
+ * Content-Location (location.h).  Returns its length, 0 when memory ran
+ * out (nothing queued). */
 size_t pt_proxy_response_head(pt_outq_t *q, const pt_h1_resp_t *r, const char *base, const pt_proxy_framing_t *fr,
-                              const struct pt_fx *fx, const char *date);
+                              const struct pt_fx *fx, const struct pt_location_ctx *loc, const char *date);
 /* Is this header hop-by-hop (Connection, Keep-Alive, Proxy-Connection, TE,
  * Trailer, Transfer-Encoding, Upgrade)?  None of them crosses a proxy, nor
  * may any appear in HTTP/2 (RFC 9113, 8.2.2). */

@@ -17,6 +17,15 @@
 
 struct pt_fx;
 
+/* Fields whose value is rewritten on the way (a Location under a stripped
+ * prefix): field() says whether f is one, and what of its value follows
+ * prefix (never longer than the value). */
+typedef struct pt_resp_rewrite {
+    bool (*field)(const pt_h1_header_t *f, const void *arg, pt_str_t *keep);
+    const void *arg;
+    pt_str_t prefix;
+} pt_resp_rewrite_t;
+
 typedef struct pt_resp_head {
     int status;
     pt_str_t reason;                /* empty: the standard phrase for status */
@@ -34,6 +43,7 @@ typedef struct pt_resp_head {
     bool keep_alive_1_0;            /* Connection: keep-alive (an HTTP/1.0 client kept) */
     size_t fields_size;             /* the fields' size as the source had them (the upstream's head
                                        length), or 0: counted here; each may grow by 1 byte */
+    const pt_resp_rewrite_t *rewrite; /* NULL: every field as it is */
 } pt_resp_head_t;
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n": the Date line's length. */

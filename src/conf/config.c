@@ -13,6 +13,7 @@
 #include "portico/cidr.h"
 #include "portico/conf.h"
 #include "portico/filter.h"
+#include "portico/location.h"
 #include "portico/config.h"
 #include "portico/schema.h"
 
@@ -108,8 +109,11 @@ static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
             if (u->name && strcmp(u->name, r->upstream) == 0)
                 r->up = u;
         }
-        if (r->up)
+        if (r->up) {
+            if (pt_location_compile(cc, r) < 0)
+                pt_conf_error(cc, r->node, "routes[%zu]: out of memory", i);
             continue;
+        }
         char known[256] = "";
         size_t off = 0;
         const char *best = NULL;

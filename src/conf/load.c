@@ -10,6 +10,7 @@
 
 #include "portico/conf.h"
 #include "portico/config-t.h"
+#include "portico/habits.h"
 #include "portico/schema.h"
 
 static void vdiag(pt_conf_ctx_t *cc, int sev, const pt_node_t *n, const char *fmt, va_list ap)
@@ -376,8 +377,11 @@ int pt_schema_load(pt_conf_ctx_t *cc, const pt_section_t *s, const pt_node_t *n,
         while (j < nkeys && strcmp(s->keys[j].key, k->s) != 0)
             j++;
         if (j == nkeys) {
+            char hint[512];
             const char *best = suggest(k->s, &s->keys[0].key, sizeof(pt_directive_t));
-            if (best)
+            if (pt_habits_key(s->name, k->s, n->pairs[i].value, hint, sizeof(hint)))
+                pt_conf_error(cc, k, "unknown key \"%s\"%s", k->s, hint); /* Kong's, APISIX's, nginx's name */
+            else if (best)
                 pt_conf_error(cc, k, "unknown key \"%s\"; did you mean \"%s\"?", k->s, best);
             else
                 pt_conf_error(cc, k, "unknown key \"%s\"", k->s);

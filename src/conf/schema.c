@@ -664,7 +664,19 @@ static const pt_directive_t route_keys[] = {
     {"upstream", PT_T_STR, F(pt_route_conf_t, upstream), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The upstream that serves the route. Exactly one of upstream and respond is required."},
     {"strip_prefix", PT_T_STR, F(pt_route_conf_t, strip_prefix), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
-     NULL, "Removed from the start of the path before it is sent upstream."},
+     NULL, "Removed from the start of the path before it is sent upstream, at a segment boundary (/api takes "
+     "/api/x to /x and /api to /, not /apiary to ry), unless a path-rewrite filter rewrote the path. A prefix "
+     "that none of the route's paths can begin with is an error."},
+    {"rewrite_location", PT_T_BOOL, F(pt_route_conf_t, rewrite_location), "true", 0, 0, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL,
+     "With strip_prefix: the prefix is put back into the Location and Content-Location headers of the "
+     "upstream's responses, as nginx's proxy_redirect default does, when they are an absolute path (/orders/7 "
+     "becomes /api/orders/7), or an absolute URL whose host and port are the upstream's own: the Host the "
+     "request was sent with, or a target's address (http://10.0.1.10:8080/orders/7 becomes /api/orders/7, "
+     "so no internal address reaches the client). Relative references and other hosts are left alone, and so "
+     "are requests whose path the prefix was not cut from (a path-rewrite filter rewrote it, or the route's "
+     "path lies outside the prefix). false passes them as they are, for an upstream that writes the prefix "
+     "itself."},
     {"upstream_host", PT_T_STR, F(pt_route_conf_t, upstream_host), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "The Host header sent upstream. Unset: the client's Host is passed through."},
     {"max_body_size", PT_T_SIZE, F(pt_route_conf_t, max_body_size), "0", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,

@@ -10,6 +10,7 @@
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/filter.h"
+#include "portico/habits.h"
 #include "portico/http.h"
 #include "portico/log.h"
 #include "portico/path.h"
@@ -35,6 +36,23 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
 const char pt_filter_off_marker = 0;
 
 _Static_assert(PT_FILTER__COUNT <= PT_FILTER_SLOTS, "PT_FILTER_SLOTS is too small");
+
+/* An unknown filter: Kong's or APISIX's name for one of ours, or a near
+ * miss, and always the list of those that exist, since a user coming
+ * from a plugin ecosystem cannot guess which ones Portico has. */
+static void unknown_filter(pt_conf_ctx_t *cc, const pt_node_t *k, const char *best)
+{
+    char known[256], hint[512], mean[128] = "";
+    size_t off = 0;
+    for (int f = 0; f < PT_FILTER__COUNT && off < sizeof(known); f++)
+        off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", f ? ", " : "", pt_filters[f]->name);
+    if (!pt_habits_filter(k->s, hint, sizeof(hint))) {
+        hint[0] = '\0';
+        if (best)
+            snprintf(mean, sizeof(mean), "; did you mean \"%s\"?", best);
+    }
+    pt_conf_error(cc, k, "unknown filter \"%s\"%s%s (the filters are: %s)", k->s, hint, mean, known);
+}
 
 int pt_filters_set(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
 {
@@ -62,10 +80,7 @@ int pt_filters_set(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
             }
         }
         if (id < 0) {
-            if (best)
-                pt_conf_error(cc, k, "unknown filter \"%s\"; did you mean \"%s\"?", k->s, best);
-            else
-                pt_conf_error(cc, k, "unknown filter \"%s\"", k->s);
+            unknown_filter(cc, k, best);
             rc = -1;
             continue;
         }

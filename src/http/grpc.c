@@ -666,7 +666,7 @@ static bool upstream_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
 {
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
     char *head;
-    size_t len = pt_proxy_forward_head(c, req, r, true, &head);
+    size_t len = pt_proxy_forward_head(c, req, r, true, &head, NULL);
     pt_h1_limits_t lim = {len, len, nfields};
     pt_h1_req_t out = {.headers = fields};
     int status = 0;

@@ -32,6 +32,7 @@
 #include "portico/response.h"
 #include "portico/http.h"
 #include "portico/io.h"
+#include "portico/location.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
@@ -71,6 +72,8 @@ struct pt_proxy {
     bool upgrade;
     int64_t max_body; /* 0: no limit */
     struct timeval body_start;
+
+    bool location; /* strip_prefix cut the path, and goes back into Location (route->location) */
 
     /* response */
     bool head_done;
@@ -257,7 +260,13 @@ static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
         .close = p->close_client,
         .http10 = p->client_minor == 0,
     };
-    size_t n = pt_proxy_response_head(&c->out, r, base, &fr, c->req->fx, pt_worker_date(c->w));
+    pt_location_ctx_t loc;
+    if (p->location) /* the Host it went with, as put_request_line wrote it; the log's copy of the client's */
+        loc = (pt_location_ctx_t){p->route->location, p->route->upstream_host ? pt_str_from(p->route->upstream_host)
+                                                      : c->req->ent.host.n    ? c->req->ent.host
+                                                                              : pt_str_from(p->route->up->name)};
+    size_t n = pt_proxy_response_head(&c->out, r, base, &fr, c->req->fx, p->location ? &loc : NULL,
+                                      pt_worker_date(c->w));
     c->req->ent.bytes_out += n;
     return n > 0;
 }
@@ -1053,7 +1062,8 @@ static pt_str_t hash_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_upstream
     return copy ? (pt_str_t){copy, v.n} : PT_STR_NULL;
 }
 
-size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head)
+size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head,
+                             bool *stripped)
 {
     const pt_config_t *conf = c->w->conf;
     pt_fwd_ctx_t f = {
@@ -1070,6 +1080,7 @@ size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_rout
         .fx = c->req->fx,
         .slashes = pt_path_slashes(c->acc->ls->conf),
         .path_plain = c->req->path_plain,
+        .stripped = stripped,
     };
     if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
         pt_req_set_id(c->req, f.request_id);
@@ -1094,7 +1105,8 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
     bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
     char *head = NULL;
-    size_t head_len = p && tried ? pt_proxy_forward_head(c, req, r, false, &head) : 0;
+    bool stripped = false;
+    size_t head_len = p && tried ? pt_proxy_forward_head(c, req, r, false, &head, &stripped) : 0;
     if (!head_len) {
         c->closing = true;
         if (head)
@@ -1126,6 +1138,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         p->hash_key = hash_key(c, req, r->up);
     p->head = head;
     p->head_len = head_len;
+    p->location = r->location && stripped; /* the prefix goes back into its Location */
     pt_req_detach(c);
     c->ipos += req->head_len; /* the head is ours now; the body follows it */
     c->req->ent.bytes_in = req->head_len;

@@ -12,6 +12,7 @@
 #include "portico/filter.h"
 #include "portico/head.h"
 #include "portico/http.h"
+#include "portico/location.h"
 #include "portico/proxy.h"
 #include "portico/response.h"
 
@@ -112,6 +113,8 @@ static void put_request_line(pt_head_t *o, const pt_fwd_ctx_t *f)
     } else if (r->strip_prefix) {
         pt_str_t sp = pt_str_from(r->strip_prefix);
         if (pt_str_has_prefix(path, sp) && (path.n == sp.n || path.p[sp.n] == '/' || sp.p[sp.n - 1] == '/')) {
+            if (f->stripped)
+                *f->stripped = true;
             path.p += sp.n;
             path.n -= sp.n;
             if (sp.p[sp.n - 1] == '/') { /* keep the slash that starts what is left */
@@ -273,8 +276,11 @@ static bool skip_upstream_field(const pt_h1_header_t *f, const void *arg)
 }
 
 size_t pt_proxy_response_head(pt_outq_t *q, const pt_h1_resp_t *r, const char *base, const pt_proxy_framing_t *fr,
-                              const pt_fx_t *fx, const char *date)
+                              const pt_fx_t *fx, const pt_location_ctx_t *loc, const char *date)
 {
+    pt_resp_rewrite_t rw;
+    if (loc) /* a route with strip_prefix, which cut this request's path */
+        rw = (pt_resp_rewrite_t){pt_location_field, loc, loc->loc->prefix};
     skip_ctx_t k = {PT_STR_NULL, fr->tunnel};
     const pt_h1_header_t *ch = pt_h1_resp_find(r, PT_STR("connection"));
     if (ch)
@@ -297,6 +303,7 @@ size_t pt_proxy_response_head(pt_outq_t *q, const pt_h1_resp_t *r, const char *b
         .close = !fr->tunnel && fr->close,
         .keep_alive_1_0 = !fr->tunnel && !fr->close && fr->http10,
         .fields_size = r->head_len,
+        .rewrite = loc ? &rw : NULL,
     };
     return pt_resp_write_head(q, &h, fx, date);
 }

@@ -21,6 +21,10 @@ static size_t bound(const pt_resp_head_t *h, const pt_fx_t *fx, size_t date_len,
             n += h->fields[i].name.n + h->fields[i].value.n + 4;
     for (size_t i = 0; fx && i < fx->nresp; i++)
         n += fx->resp[i].name.n + fx->resp[i].value.n + 4;
+    pt_str_t keep; /* a rewritten field grows by its prefix at most */
+    for (size_t i = 0; h->rewrite && i < h->nfields; i++)
+        if (h->rewrite->field(&h->fields[i], h->rewrite->arg, &keep))
+            n += h->rewrite->prefix.n;
     return n;
 }
 
@@ -42,6 +46,8 @@ size_t pt_resp_write_head(pt_outq_t *q, const pt_resp_head_t *h, const pt_fx_t *
         pt_head_put(&o, reason, reason_len);
     PT_HEAD_LIT(&o, "\r\n");
     bool want_date = h->date && date, want_server = h->server;
+    const pt_resp_rewrite_t *rw = h->rewrite;
+    pt_str_t keep;
     for (size_t i = 0; i < h->nfields; i++) {
         const pt_h1_header_t *f = &h->fields[i];
         if ((h->skip && h->skip(f, h->skip_arg)) || (nedits && pt_fx_overrides(edits, nedits, f->name)))
@@ -50,7 +56,10 @@ size_t pt_resp_write_head(pt_outq_t *q, const pt_resp_head_t *h, const pt_fx_t *
             want_date = false;
         if (want_server && f->name.n == 6 && PT_STR_IEQ(f->name, "server"))
             want_server = false;
-        pt_head_field(&o, f->name, f->value);
+        if (rw && rw->field(f, rw->arg, &keep))
+            pt_head_field2(&o, f->name, rw->prefix, keep);
+        else
+            pt_head_field(&o, f->name, f->value);
     }
     if (want_date)
         pt_head_put(&o, date, date_len);

@@ -79,6 +79,54 @@ static int check_path(pt_conf_ctx_t *cc, const pt_node_t *n, const char *p, void
     return 0;
 }
 
+/* Can a path that pattern pat matches begin with strip_prefix sp, as the
+ * proxy strips it (proxy_headers.c: at a segment boundary, or anywhere
+ * when sp ends with /)?  Segment by segment: a literal must be sp's, a
+ * :param takes any segment, a * or *rest anything from there on. */
+static bool may_strip(const char *pat, const char *sp)
+{
+    size_t n = strlen(sp);
+    bool slash = n > 1 && sp[n - 1] == '/'; /* "/api/": more must follow "/api" */
+    if (slash)
+        n--;
+    if (pat[0] == '~' || n <= 1)
+        return true; /* a regex: no telling; "/": every path */
+    const char *p = pat, *q = sp, *qe = sp + n;
+    while (q < qe) { /* p and q are at a '/' */
+        if (*p != '/')
+            return false; /* the pattern ends before sp does */
+        const char *ps = p + 1, *pe = strchrnul(ps, '/'), *qs = q + 1, *qn = memchr(qs, '/', (size_t)(qe - qs));
+        if (!qn)
+            qn = qe;
+        if (*ps == '*')
+            return true;
+        if (*ps == ':' ? qn == qs : (pe - ps != qn - qs || memcmp(ps, qs, (size_t)(pe - ps)) != 0))
+            return false;
+        p = pe;
+        q = qn;
+    }
+    return !slash || *p == '/';
+}
+
+/* strip_prefix that none of the route's paths can begin with is a
+ * mistake (a prefix spelt otherwise than the paths), never a choice. */
+static int check_strip(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_route_conf_t *r)
+{
+    char shown[256] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < r->match.paths.n; i++) {
+        if (may_strip(r->match.paths.v[i], r->strip_prefix))
+            return 0;
+        if (off < sizeof(shown))
+            off += (size_t)snprintf(shown + off, sizeof(shown) - off, "%s%s", i ? ", " : "", r->match.paths.v[i]);
+    }
+    if (!r->match.paths.n)
+        return 0; /* any path */
+    pt_conf_error_key(cc, n, "strip_prefix", "\"%s\" can never be stripped: no path of the route (%s) begins with it",
+                      r->strip_prefix, shown);
+    return -1;
+}
+
 /* match.headers, query and cookies: exact values, or "~re". */
 static int compile_predicates(pt_conf_ctx_t *cc, pt_route_conf_t *r)
 {
@@ -229,6 +277,10 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         pt_conf_error_key(cc, n, "strip_prefix", "only visible characters: no space or control character");
         rc = -1;
     }
+    if (rc == 0 && r->strip_prefix)
+        rc = check_strip(cc, n, r);
+    if (pt_node_get(n, "rewrite_location") && !r->strip_prefix)
+        pt_conf_warn(cc, pt_node_get(n, "rewrite_location"), "rewrite_location is used only with strip_prefix");
     if (r->upstream_host && !pt_h1_valid_host(pt_str_from(r->upstream_host))) {
         /* it becomes the Host field of every request: held to what a
          * client's Host must be (a CR or LF would start a field of its own) */

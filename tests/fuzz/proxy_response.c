@@ -15,7 +15,12 @@
  *  - the head the proxy queues for it (pt_proxy_response_head, the one
  *    bounded writer), for every framing it can choose and with filter
  *    edits, parses again with the same status, the fields that cross, the
- *    edits, and exactly the framing chosen. */
+ *    edits, and exactly the framing chosen;
+ *  - with a route's strip_prefix put back into Location and
+ *    Content-Location (a long prefix, so that every such field grows past
+ *    what the upstream sent), each field that crosses is the upstream's,
+ *    in order, with the prefix before what pt_location_rewrite keeps of a
+ *    rewritten one, and what it keeps is a part of the value (or "/"). */
 #include "config.h"
 
 #include <stdint.h>
@@ -27,12 +32,15 @@
 #include "portico/filter.h"
 #include "portico/h1_parser.h"
 #include "portico/http.h"
+#include "portico/location.h"
 #include "portico/proxy.h"
 #include "portico/upstream.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_HEADERS 100 /* a listener's default max_headers, as proxy.c uses it */
+
+static bool keep[MAX_HEADERS]; /* which of the upstream's fields cross */
 
 static bool has_ctl(pt_str_t s)
 {
@@ -59,10 +67,32 @@ static void check_head(const char *base, size_t left, int rc, const pt_h1_resp_t
     }
 }
 
+/* The fields that crossed come first in r2, in the upstream's order, each
+ * as it was or (a Location) with the prefix put back. */
+static void check_fields(const pt_h1_resp_t *r, const pt_h1_resp_t *r2, const pt_fx_t *fx, const pt_location_ctx_t *lc)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const pt_h1_header_t *f = &r->headers[i];
+        if (!keep[i] || (fx && pt_fx_overrides(fx->resp, fx->nresp, f->name)))
+            continue;
+        PT_ASSERT(j < r2->nheaders && pt_str_eq(r2->headers[j].name, f->name));
+        pt_str_t kept, got = r2->headers[j++].value;
+        if (lc && pt_location_field(f, lc, &kept)) {
+            PT_ASSERT(kept.n <= f->value.n);
+            PT_ASSERT((kept.p >= f->value.p && kept.p + kept.n <= f->value.p + f->value.n) ||
+                      (kept.n == 1 && kept.p[0] == '/'));
+            PT_ASSERT(got.n == lc->loc->prefix.n + kept.n && memcmp(got.p, lc->loc->prefix.p, lc->loc->prefix.n) == 0 &&
+                      memcmp(got.p + lc->loc->prefix.n, kept.p, kept.n) == 0);
+        } else {
+            PT_ASSERT(pt_str_eq(got, f->value));
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static pt_h1_header_t headers[MAX_HEADERS], again[MAX_HEADERS + 4];
-    static bool keep[MAX_HEADERS];
     pt_h1_limits_t lim = {8192, PT_UPCONN_IBUF, MAX_HEADERS};
     pt_h1_resp_t r = {.headers = headers};
     const char *base = (const char *)data;
@@ -118,6 +148,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             removed++;
         dated |= keep[i] && PT_STR_IEQ(r.headers[i].name, "date");
     }
+    /* strip_prefix: 300 bytes, so a rewritten field outgrows its source */
+    static char prefix[301];
+    static pt_str_t own[] = {PT_STR("127.0.0.1:8080"), PT_STR("backend.internal")};
+    static pt_location_t loc;
+    if (!prefix[0]) {
+        memset(prefix, 'p', sizeof(prefix) - 1);
+        prefix[0] = '/';
+        loc = (pt_location_t){{prefix, sizeof(prefix) - 1}, own, 2};
+    }
+    pt_location_ctx_t lc = {&loc, PT_STR("api.example:80")};
     for (int v = 0; v < 4; v++) {
         pt_proxy_framing_t fr = {
             .tunnel = tunnel,
@@ -127,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             .http10 = (v & 1) != 0,
         };
         pt_outq_t q = {0};
-        size_t n = pt_proxy_response_head(&q, &r, base, &fr, v & 2 ? fx : NULL, date);
+        size_t n = pt_proxy_response_head(&q, &r, base, &fr, v & 2 ? fx : NULL, v & 1 ? &lc : NULL, date);
         PT_ASSERT(n > 0 && q.pending == n && q.nseg == 1);
         const char *out = q.buf;
         pt_h1_resp_t r2 = {.headers = again};
@@ -147,6 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             PT_ASSERT(r2.nheaders == kept - removed + added + 1);
         else
             PT_ASSERT(r2.nheaders == kept + added);
+        check_fields(&r, &r2, v & 2 ? fx : NULL, v & 1 ? &lc : NULL);
         for (size_t i = 0; i < r2.nheaders; i++) {
             pt_str_t nm = r2.headers[i].name;
             PT_ASSERT(!pt_proxy_hop_by_hop(nm) || tunnel || PT_STR_IEQ(nm, "connection") ||

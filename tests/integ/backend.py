@@ -17,6 +17,9 @@ is chosen by the request path:
   /shape?st=N&fr=F   status N framed as F: cl, cl0, chunked, chunked0, close
                      (Connection: close, no length) or none (no framing
                      header: close-delimited, or bodiless for 204/304/HEAD)
+  /location?loc=L[&cloc=C][&st=N][&n=K]   status N (302) with Location: L
+                     (K times, 1 by default) and Content-Location: C;
+                     {self} in them is the backend's own host:port
   anything else      200 "ok <path>"
 """
 import hashlib
@@ -241,6 +244,12 @@ class Backend:
             return False
         elif path == '/shape':
             return self._shape(c, req, int(q['st']), q['fr'])
+        elif path == '/location':
+            me = f'{self.sock.getsockname()[0]}:{self.port}'
+            fields = [('Location', q['loc'].replace('{self}', me))] * int(q.get('n', 1))
+            if 'cloc' in q:
+                fields.append(('Content-Location', q['cloc'].replace('{self}', me)))
+            self._send(c, int(q.get('st', 302)), b'moved', fields, reason='Found')
         elif path == '/stale':
             self._send(c, 200, b'stale-ok')
             time.sleep(0.05)

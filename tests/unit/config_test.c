@@ -166,6 +166,39 @@ int main(void)
                "  - { name: d, match: { paths: [/x] }, priority: 2, respond: {} }\n");
     ok(c != NULL, "routes that differ in methods, predicates or priority are fine");
     pt_config_free(c);
+    /* strip_prefix must be able to begin some path of the route */
+    fails("strip_prefix that no path begins with",
+          L "routes:\n  - { match: { paths: [\"/api/*\", /v1/x] }, respond: {}, strip_prefix: /apis }\n",
+          "p.yaml:4:71: error: routes[0].strip_prefix: \"/apis\" can never be stripped: no path of the route "
+          "(/api/*, /v1/x) begins with it");
+    fails("strip_prefix with a slash after an exact path",
+          L "routes:\n  - { match: { paths: [/api] }, respond: {}, strip_prefix: /api/ }\n",
+          "p.yaml:4:60: error: routes[0].strip_prefix: \"/api/\" can never be stripped: no path of the route "
+          "(/api) begins with it");
+    static const char *const strippable[][2] = {
+        {"/api/*", "/api"}, {"/api/*", "/api/"}, {"/api", "/api"}, {"/api/v1/x", "/api/v1"}, {"/:t/api", "/acme"},
+        {"/:t/api/*", "/acme/api/"}, {"/*rest", "/anything/at/all"}, {"/a/*", "/a/b/c"}, {"~^/x", "/y"},
+        {"/x", "/"},
+    };
+    for (size_t i = 0; i < sizeof(strippable) / sizeof(strippable[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), L "routes:\n  - { match: { paths: [\"%s\"] }, respond: {}, strip_prefix: %s }\n",
+                 strippable[i][0], strippable[i][1]);
+        c = load(text);
+        ok(c != NULL, "strip_prefix %s may begin path %s", strippable[i][1], strippable[i][0]);
+        pt_config_free(c);
+    }
+    static const char *const never[][2] = {
+        {"/apiary/*", "/api"}, {"/api", "/api/v1"}, {"/a/:id", "/a/b/c"}, {"/b/*", "/a"}, {"/API/*", "/api"},
+    };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), L "routes:\n  - { match: { paths: [\"%s\"] }, respond: {}, strip_prefix: %s }\n",
+                 never[i][0], never[i][1]);
+        c = load(text);
+        ok(c == NULL, "strip_prefix %s can never begin path %s", never[i][1], never[i][0]);
+        pt_config_free(c);
+    }
     fails("an invalid regex path", L "routes:\n  - { match: { paths: [\"~^/a(b\"] }, respond: {} }\n",
           "p.yaml:4:24: error: routes[0]: invalid regex \"^/a(b\": missing closing parenthesis at offset 5");
     fails("an invalid regex predicate", L "routes:\n  - { match: { headers: { x: \"~[\" } }, respond: {} }\n",
@@ -173,7 +206,29 @@ int main(void)
 
     /* filters */
     fails("an unknown filter", L "routes:\n  - { respond: {}, filters: { cros: {} } }\n",
-          "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"?");
+          "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"? (the filters are: "
+          "ip-restriction, circuit-breaker, fault-injection, request-size, cors, redirect, path-rewrite, "
+          "request-headers, response-headers)");
+    fails("a plugin of APISIX's", L "routes:\n  - { respond: {}, filters: { api-breaker: {} } }\n",
+          "p.yaml:4:31: error: routes[0].filters: unknown filter \"api-breaker\": APISIX's name for what Portico "
+          "calls \"circuit-breaker\" (the filters are: ip-restriction, circuit-breaker, fault-injection, "
+          "request-size, cors, redirect, path-rewrite, request-headers, response-headers)");
+
+    /* names users bring from Kong, APISIX and nginx */
+    fails("Kong's plugins", L "routes:\n  - { respond: {}, plugins: {} }\n",
+          "p.yaml:4:20: error: routes[0]: unknown key \"plugins\": Kong's and APISIX's name for what Portico calls "
+          "\"filters\"");
+    fails("APISIX's upstream type, by its value", L "upstreams:\n  - { name: u, targets: [a:1], type: chash }\n",
+          "p.yaml:4:32: error: upstreams[0]: unknown key \"type\": APISIX's name for what Portico calls "
+          "\"balancer\" (write balancer: consistent-hashing)");
+    fails("APISIX's nodes, a map", L "upstreams:\n  - { name: u, targets: [a:1], nodes: { \"10.0.0.1:80\": 3 } }\n",
+          "p.yaml:4:32: error: upstreams[0]: unknown key \"nodes\": APISIX's name for what Portico calls "
+          "\"targets\" (write targets: [{ address: \"10.0.0.1:80\", weight: 3 }])");
+    fails("nginx's worker_processes", L "worker_processes: 4\n",
+          "p.yaml:3:1: error: unknown key \"worker_processes\": nginx's name for what Portico calls \"workers\"");
+    fails("a habit with no Portico name", L "routes:\n  - { respond: {}, preserve_host: true }\n",
+          "p.yaml:4:20: error: routes[0]: unknown key \"preserve_host\" (Kong's): Portico passes the client's Host "
+          "on, unless the route's upstream_host sets another");
     fails("a bad range in ip-restriction", L "routes:\n  - { respond: {}, filters: { ip-restriction: { allow: [10.0.0.1/8] } } }\n",
           "p.yaml:4:57: error: routes[0].filters.ip-restriction: allow[0]: the address has bits set past the prefix length");
     fails("ip-restriction with no list", L "global_filters: { ip-restriction: {} }\n",
