@@ -285,7 +285,7 @@ void pt_resolve_async_free(pt_resolve_async_t *j)
         ssize_t r;
         while ((r = read(j->fd, buf, sizeof(buf))) > 0 || (r < 0 && errno == EINTR))
             ;
-        if (r < 0)
+        if (r < 0 && j->pid > 0)
             kill(j->pid, SIGKILL);
     }
     close(j->fd);
