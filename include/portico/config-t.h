@@ -247,6 +247,8 @@ typedef struct pt_config {
     char *pid_file;
     int64_t shutdown_timeout;
     int64_t worker_watchdog; /* ms; 0: off */
+    int64_t reload_timeout;      /* ms a reload's new generation has to be ready */
+    int64_t max_old_generations; /* generations left draining; the oldest past it are stopped */
     pt_log_conf_t error_log;
     pt_accesslog_conf_t access_log;
     pt_list_t listeners; /* pt_listener_conf_t */

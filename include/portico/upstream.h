@@ -152,10 +152,6 @@ pt_target_shared_t *pt_upstreams_slot(pt_zone_t *z, const char *addr, bool claim
 void pt_upstreams_free(pt_upstream_t *u, size_t n);
 /* Worker w's run-time state of the configured upstream uc. */
 pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc);
-/* In the master, after loading: resolves targets given by host name
- * (blocking, as nginx does at load) unless resolver.nameservers is set.
- * 0, or -1 with a message in err. */
-int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen);
 /* Target t of u (upstreams of worker w) resolves to sa: when that is a new
  * address, the target moves to its shared slot (leaving the old one, freed
  * when no worker uses it any more) and drops its idle connections; returns

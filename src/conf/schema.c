@@ -730,14 +730,16 @@ static const pt_directive_t resolver_keys[] = {
     {"nameservers", PT_T_LIST, RS(nameservers), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
      "list of addresses",
      "DNS servers (10.0.0.2, 10.0.0.2:53, [fd00::2]:53) that resolve targets given by host name. Empty: /etc/hosts, "
-     "then the servers of /etc/resolv.conf; the master also resolves each name once at load (blocking, as nginx "
-     "does), so that a name it cannot resolve is a configuration error. Given: only these servers are asked, by "
-     "the workers alone, and a target is left out until its name resolves."},
+     "then the servers of /etc/resolv.conf; the master also resolves each name once at start and on reload, as "
+     "nginx does, so that a name it cannot resolve is a configuration error: in a child process, never blocking "
+     "the master, and within timeout, past which the start or the reload fails. Given: only these servers are "
+     "asked, by the workers alone, and a target is left out until its name resolves."},
     {"valid", PT_T_DURATION, RS(valid), "0s", 0, 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "How long an answer is used before the name is resolved again; 0: the TTL of the answer (at least 1s)."},
     {"timeout", PT_T_DURATION, RS(timeout), "5s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "How long a DNS query may take. A name that does not resolve keeps its last address and is tried again "
-     "every 5s."},
+     "every 5s. Also how long the master's resolution at start and on reload may take, for all names together "
+     "(resolved up to 8 at a time)."},
     END,
 };
 static const pt_section_t resolver_section = {"resolver", sizeof(((pt_config_t *)0)->resolver), resolver_keys,
@@ -759,7 +761,10 @@ static const pt_directive_t root_keys[] = {
      PT_F_RESTART, "path", "Where the master writes its pid; -p overrides it. A missing parent directory is created."},
     {"shutdown_timeout", PT_T_DURATION, F(pt_config_t, shutdown_timeout), "30s", 0, 86400000, NULL, NULL, NULL,
      NULL, NULL, 0, NULL,
-     "On reload or graceful stop, how long old workers may take to finish in-flight requests."},
+     "On reload or graceful stop, how long old workers may take to finish in-flight requests. Then a worker "
+     "closes the connections still open, WebSocket and other tunnels and HTTP/2 and gRPC streams included, and "
+     "exits; one still running 5s later is killed (SIGKILL) by the master. Workers keep the value of their own "
+     "generation: a reload that changes it does not change it for the workers it drains."},
     {"worker_watchdog", PT_T_CUSTOM, F(pt_config_t, worker_watchdog), "10s", 0, 0, NULL, NULL, NULL, set_watchdog,
      print_duration, 0, "duration",
      "How long a worker's event loop may stop turning (the process stopped, stuck in a loop, or blocked in a "
@@ -769,6 +774,20 @@ static const pt_directive_t root_keys[] = {
      "before it is ready is replaced after the same back-off as a worker that crashes at start. Draining workers "
      "of an old generation and new workers that never become ready are killed the same way, so a reload does "
      "not wait on them. 0s turns it off; otherwise from 1s to 1h."},
+    {"reload_timeout", PT_T_DURATION, F(pt_config_t, reload_timeout), "60s", 1000, 3600000, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL,
+     "How long the new workers of a reload have to start and say they are ready, counted once the new file's "
+     "host names are resolved (that is bounded by resolver.timeout). The old generation serves until every new "
+     "worker is ready, and only then drains. When a new worker exits first (or the watchdog kills it) or this "
+     "time passes, the reload fails: the old generation serves on, the new workers that were ready drain what "
+     "they accepted, the others are killed, listeners that only the new file had are closed, and "
+     "reload_failures in /status counts it."},
+    {"max_old_generations", PT_T_INT, F(pt_config_t, max_old_generations), "3", 0, 100, NULL, NULL, NULL, NULL, NULL,
+     0, NULL,
+     "How many generations of old workers may be draining at once, each for up to its shutdown_timeout, as "
+     "long-lived connections (WebSocket, gRPC streams) keep them. When a reload leaves more, the oldest are told "
+     "to stop at once (SIGTERM: their connections are closed), and killed 5s later if still running, as HAProxy's "
+     "mworker-max-reloads does. 0: an old generation is stopped at once, without draining."},
     {"error_log", PT_T_SECTION, F(pt_config_t, error_log), NULL, 0, 0, NULL, &error_log_section, NULL, NULL, NULL,
      0, NULL, "The error log."},
     {"access_log", PT_T_SECTION, F(pt_config_t, access_log), NULL, 0, 0, NULL, &access_log_section, NULL, NULL,

@@ -5,10 +5,12 @@
  * event library: a forked child must not inherit an epoll instance that
  * its parent still uses.  Reload follows nginx: load and check the new
  * file with no side effects, then bind what is new, fork the new
- * generation on the same sockets, and ask the old one to drain.  "reload
- * ok" and READY=1 are sent only once the new workers said they are ready
- * and the old ones that they stopped accepting, so a client that waits
- * for them is served by the new configuration. */
+ * generation on the same sockets, and ask the old one to drain once every
+ * new worker said it is ready.  "reload ok" and READY=1 are sent only once
+ * the new workers said they are ready and the old ones that they stopped
+ * accepting, so a client that waits for them is served by the new
+ * configuration.  Until the new generation is ready the old one serves on:
+ * a new generation that fails to start is stopped and forgotten. */
 #include "config.h"
 
 #include <errno.h>
@@ -29,11 +31,13 @@
 
 #include "portico/column.h"
 #include "portico/config.h"
+#include "portico/err-t.h"
 #include "portico/filter.h"
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/master.h"
 #include "portico/pidfile.h"
+#include "portico/resolve_async.h"
 #include "portico/rlimit.h"
 #include "portico/router.h"
 #include "portico/sdnotify.h"
@@ -53,6 +57,10 @@ typedef struct proc {
     int chan;
     bool ready, draining;
     bool hung; /* killed by the watchdog; not reaped yet */
+    const char *killed; /* why the master killed it with SIGKILL otherwise, for the log; NULL */
+    int64_t stop_by; /* told to stop: killed if still alive then (0: not told) */
+    int64_t told_ms; /* when it was told */
+    bool terminated; /* told to stop at once (SIGTERM), past max_old_generations */
     int64_t started_ms;
     int64_t watchdog; /* worker_watchdog of its generation, which set its heartbeat */
     int board; /* index in the status board */
@@ -79,6 +87,27 @@ static struct master {
     bool reloading;
     bool sweep_due; /* zones of an old generation can go once it has exited */
     pt_zone_t *upzone;
+    /* A reload under way: the new file's host names are being resolved
+     * (pending), then its generation starts beside the serving one, which
+     * is kept in prev until every new worker is ready. */
+    struct {
+        pt_config_t *conf;
+        pt_resolve_async_t *job;
+    } pending;
+    struct {
+        bool active;
+        uint32_t gen;
+        pt_config_t *conf;
+        pt_lset_t lset;
+        pt_zone_t *upzone;
+        int nworkers;
+        uid_t uid;
+        gid_t gid;
+        bool drop;
+        int64_t deadline; /* reload_timeout */
+    } prev;
+    bool hup_queued;   /* a SIGHUP came during a reload: another follows it */
+    uint32_t last_gen; /* the last generation number given, failed ones included */
     bool stopping, terminating;
     int64_t kill_at;
     struct {
@@ -200,6 +229,18 @@ static void short_of_columns(int slot)
                  slot, m.gen, pt_column_held());
 }
 
+/* In a new worker: what the master holds for a reload under way is not
+ * its to keep: the sockets that only the serving generation has (a
+ * listener the new file removed would stay open as long as the worker
+ * lives), the resolving child's pipe. */
+static void close_reload_fds(void)
+{
+    if (m.prev.active)
+        pt_lset_discard(&m.lset, &m.prev.lset);
+    if (m.pending.job)
+        close(pt_resolve_async_fd(m.pending.job));
+}
+
 static int spawn(int slot)
 {
     /* Whatever fails is tried again later, as respawn_due does, also for
@@ -232,6 +273,7 @@ static int spawn(int slot)
         close(m.sigfd);
         for (size_t i = 0; i < m.nprocs; i++)
             close(m.procs[i].chan);
+        close_reload_fds();
         pt_router_t *router = pt_router_build(m.conf);
         pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, column);
         pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups,
@@ -257,27 +299,23 @@ static int spawn(int slot)
     return 0;
 }
 
-static void signal_gen(uint32_t gen, bool old, int sig)
-{
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (old ? m.procs[i].gen < gen : m.procs[i].gen == gen)
-            kill(m.procs[i].pid, sig);
-}
+static void promote(void);
+static void abandon_generation(const char *why);
 
 static void check_ready(void)
 {
     if (m.announced || m.stopping)
         return;
     size_t ready = 0;
-    for (size_t i = 0; i < m.nprocs; i++) {
-        const proc_t *p = &m.procs[i];
-        if (p->gen == m.gen && p->ready)
-            ready++;
-        if (p->gen < m.gen && !p->draining)
-            return; /* an old worker may still accept */
-    }
+    for (size_t i = 0; i < m.nprocs; i++)
+        ready += m.procs[i].gen == m.gen && m.procs[i].ready;
     if (ready < (size_t)m.nworkers)
         return;
+    if (m.prev.active)
+        promote(); /* the new generation is complete: the old one may stop now */
+    for (size_t i = 0; i < m.nprocs; i++)
+        if (m.procs[i].gen != m.gen && !m.procs[i].draining)
+            return; /* an old worker may still accept */
     m.announced = true;
     char status[256];
     snprintf(status, sizeof(status), "generation %u, %d worker%s", m.gen, m.nworkers, m.nworkers == 1 ? "" : "s");
@@ -290,7 +328,8 @@ static void check_ready(void)
     pt_sdnotify("READY=1\nSTATUS=serving: %s\nMAINPID=%d", status, (int)getpid());
 }
 
-static void on_chan(proc_t *p)
+/* Takes what the worker said: 'R' ready, 'D' draining. */
+static void read_chan(proc_t *p)
 {
     char msg[16];
     ssize_t n = recv(p->chan, msg, sizeof(msg), MSG_DONTWAIT);
@@ -313,6 +352,11 @@ static void on_chan(proc_t *p)
                 m.status->workers[p->board].state = PT_W_DRAINING;
         }
     }
+}
+
+static void on_chan(proc_t *p)
+{
+    read_chan(p);
     check_ready();
 }
 
@@ -324,16 +368,23 @@ static void reap(void)
         proc_t *p = find_proc(pid);
         if (!p)
             continue;
-        char how[64];
+        char how[96], why[192];
         if (WIFSIGNALED(st))
             snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
         else
             snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(st));
         if (p->hung && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
             snprintf(how, sizeof(how), "killed by the watchdog");
+        else if (p->killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+            snprintf(how, sizeof(how), "killed %s", p->killed);
+        /* a worker of a reload's new generation, before all of it was ready */
+        bool starting = m.prev.active && p->gen == m.gen && !m.stopping;
         bool current = p->gen == m.gen && !m.stopping;
         bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && (p->draining || m.stopping);
-        if (current && !p->draining) {
+        if (starting) {
+            snprintf(why, sizeof(why), "worker %d (pid %d) of generation %u %s before the generation was ready",
+                     p->slot, (int)pid, p->gen, how);
+        } else if (current && !p->draining) {
             int slot = p->slot;
             int64_t lived = now_ms() - p->started_ms;
             /* Dying soon after start again and again: back off, up to 30s.
@@ -359,11 +410,13 @@ static void reap(void)
         pt_upstreams_forget_column(p->upzone, p->column);
         pt_column_give(p->column);
         remove_proc(p);
+        if (starting)
+            abandon_generation(why);
     }
     if (m.sweep_due) {
         bool old_left = false;
         for (size_t i = 0; i < m.nprocs; i++)
-            old_left |= m.procs[i].gen < m.gen;
+            old_left |= m.procs[i].gen != m.gen; /* older, or a generation that failed to start */
         if (!old_left) {
             pt_zone_sweep();
             pt_upstreams_tidy(m.upzone); /* what only the old generation used */
@@ -420,8 +473,272 @@ static int64_t watchdog(int64_t now)
 
 /* ---- reload ---- */
 
+/* A reload runs in steps, and the master's loop turns between them
+ * (signals, channels, reaping, the watchdog): the new file is loaded and
+ * checked; its host names are resolved by a child process
+ * (resolve_async.c); its listeners and zones are prepared and its
+ * generation started beside the serving one, which keeps serving; once
+ * every new worker said it is ready, the old generation is asked to drain.
+ * A SIGHUP during these steps is remembered, and runs once they are over. */
+
+/* Resolving, or a new generation starting.  Not while the old one is
+ * told to drain: a stuck old worker would hold back every later reload
+ * for its shutdown_timeout. */
+static bool reload_busy(void)
+{
+    return m.pending.conf || m.prev.active;
+}
+
+static void reload_failed(const char *why)
+{
+    m.status->reload_failures++;
+    pt_log_error("reload failed: %s; still serving generation %u", why, m.gen);
+    pt_sdnotify("READY=1\nSTATUS=reload failed (%s); serving generation %u", why, m.gen);
+}
+
+/* The shared zones of configuration c, kept or made.  Each module keeps a
+ * pointer to its own, which the next fork hands to the workers, so this is
+ * also how the serving generation gets its zones back after a reload
+ * failed.  NULL when mmap failed. */
+static pt_zone_t *prepare_zones(const pt_config_t *c)
+{
+    pt_zone_t *z = pt_upstreams_zone(c);
+    return z && pt_filters_prepare(c) == 0 && pt_tls_prepare(c) == 0 ? z : NULL;
+}
+
+static int cmp_gen(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool is_dying(const proc_t *p)
+{
+    return p->terminated || p->killed || p->hung;
+}
+
+/* Keeps at most max_old_generations generations of workers draining (as
+ * HAProxy's mworker-max-reloads does): long-lived connections (WebSocket,
+ * gRPC streams) would otherwise keep every generation of a burst of
+ * reloads alive until its shutdown_timeout.  The oldest are told to stop
+ * now: SIGTERM closes their connections, SIGKILL follows if they linger. */
+static void retire_past_cap(void)
+{
+    uint32_t gens[MAX_PROCS];
+    size_t n = 0;
+    for (size_t i = 0; i < m.nprocs; i++) {
+        const proc_t *p = &m.procs[i];
+        bool seen = p->gen == m.gen || is_dying(p);
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = gens[k] == p->gen;
+        if (!seen)
+            gens[n++] = p->gen;
+    }
+    size_t cap = (size_t)m.conf->max_old_generations;
+    if (n <= cap)
+        return;
+    qsort(gens, n, sizeof(gens[0]), cmp_gen);
+    int64_t now = now_ms();
+    for (size_t k = 0; k < n - cap; k++) {
+        size_t stopped = 0;
+        for (size_t i = 0; i < m.nprocs; i++) {
+            proc_t *p = &m.procs[i];
+            if (p->gen != gens[k] || is_dying(p))
+                continue;
+            kill(p->pid, SIGTERM);
+            p->terminated = true;
+            p->told_ms = now;
+            p->stop_by = now + KILL_GRACE_MS;
+            stopped++;
+        }
+        pt_log_notice("generation %u: %zu worker%s still draining, past max_old_generations (%zu): stopping %s now",
+                      gens[k], stopped, stopped == 1 ? "" : "s", cap, stopped == 1 ? "it" : "them");
+    }
+}
+
+/* Every worker of the new generation is ready: the one that served until
+ * now is asked to drain, and what the reload kept for it is let go. */
+static void promote(void)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < m.nprocs; i++) {
+        proc_t *p = &m.procs[i];
+        if (p->gen == m.gen || p->stop_by || is_dying(p))
+            continue; /* new, or told already */
+        kill(p->pid, SIGQUIT);
+        p->told_ms = now;
+        p->stop_by = now + m.prev.conf->shutdown_timeout + KILL_GRACE_MS;
+    }
+    pt_lset_discard(&m.lset, &m.prev.lset); /* closes the sockets only the old generation had */
+    pt_config_free(m.prev.conf);
+    m.prev = (typeof(m.prev)){0};
+    m.status->reloads++;
+    board_config();
+    retire_past_cap();
+}
+
+/* The new generation cannot serve (a worker of it exited before all were
+ * ready, or reload_timeout passed): the old one, which never stopped
+ * serving, stays.  New workers that said they are ready drain what they
+ * accepted; the others are killed, since one stuck at start acts on no
+ * other signal.  The sockets only the new generation had are closed, so a
+ * listener the failed file added is not left open unserved (its workers
+ * hold it until they exit).  Its zones stay mapped until the sweep after
+ * the next reload. */
+static void abandon_generation(const char *why)
+{
+    pt_config_t *failed = m.conf;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < m.nprocs; i++) {
+        proc_t *p = &m.procs[i];
+        if (p->gen != m.gen)
+            continue;
+        if (p->chan >= 0)
+            read_chan(p); /* an 'R' may be on its way */
+        if (p->ready) {
+            kill(p->pid, SIGQUIT);
+            p->told_ms = now;
+            p->stop_by = now + failed->shutdown_timeout + KILL_GRACE_MS;
+        } else {
+            kill(p->pid, SIGKILL);
+            p->killed = "as its generation failed to start";
+        }
+    }
+    pt_lset_discard(&m.prev.lset, &m.lset);
+    m.lset = m.prev.lset;
+    const char *log = error_log_path(m.prev.conf, &m.o);
+    if (strcmp(log, error_log_path(failed, &m.o)) != 0 && pt_log_open(log) < 0)
+        pt_log_error("cannot open the error log %s again: %s", log, strerror(errno));
+    m.conf = m.prev.conf;
+    m.gen = m.prev.gen;
+    m.nworkers = m.prev.nworkers;
+    m.uid = m.prev.uid;
+    m.gid = m.prev.gid;
+    m.drop = m.prev.drop;
+    if (m.o.log_level < 0)
+        pt_log_level = m.conf->error_log.level;
+    pt_zone_t *z = prepare_zones(m.conf);
+    m.upzone = z ? z : m.prev.upzone;
+    m.prev = (typeof(m.prev)){0};
+    m.announced = true;
+    m.reloading = false;
+    /* A serving worker that died meanwhile was not replaced, its slot being
+     * the new generation's: it is now. */
+    for (int s = 0; s < m.nworkers; s++) {
+        bool served = false;
+        for (size_t i = 0; i < m.nprocs && !served; i++)
+            served = m.procs[i].gen == m.gen && m.procs[i].slot == s;
+        m.slots[s] = (typeof(m.slots[s])){.respawn_at = served ? 0 : now};
+    }
+    reload_failed(why);
+    pt_config_free(failed);
+    retire_past_cap();
+}
+
+static void start_generation(const char *changes)
+{
+    m.gen = ++m.last_gen;
+    m.sweep_due = true;
+    m.announced = false;
+    m.reloading = true;
+    for (int s = 0; s < 256; s++)
+        m.slots[s] = (typeof(m.slots[s])){0};
+    pt_log_notice("reload: generation %u (%s)", m.gen, changes);
+    for (int s = 0; s < m.nworkers; s++) {
+        if (spawn(s) < 0) {
+            char why[64];
+            snprintf(why, sizeof(why), "cannot start worker %d of generation %u", s, m.gen);
+            abandon_generation(why);
+            return;
+        }
+    }
+    check_ready();
+}
+
+/* The new file's host names have their addresses: prepare what the new
+ * generation needs beside what the serving one holds, and start it. */
+static void resolved(void)
+{
+    pt_config_t *nc = m.pending.conf;
+    pt_resolve_async_free(m.pending.job);
+    m.pending.conf = NULL;
+    m.pending.job = NULL;
+    char err[512] = "";
+    pt_lset_t next = {0};
+    uid_t uid = m.uid;
+    gid_t gid = m.gid;
+    bool drop = m.drop;
+    int nworkers = m.o.workers ? m.o.workers : pt_config_workers(nc);
+    if (resolve_user(nc, &uid, &gid, &drop, err, sizeof(err)) < 0 ||
+        prepare_access_log(nc, drop, uid, gid, err, sizeof(err)) < 0 ||
+        pt_lset_prepare(&m.lset, nc, nworkers, &next, err, sizeof(err)) < 0) {
+        pt_config_free(nc);
+        reload_failed(err);
+        return;
+    }
+    pt_zone_t *upzone = prepare_zones(nc);
+    if (!upzone) {
+        snprintf(err, sizeof(err), "cannot map shared memory: %s", strerror(errno));
+        prepare_zones(m.conf); /* the modules' zones are the serving generation's again */
+        pt_lset_discard(&m.lset, &next);
+        pt_config_free(nc);
+        reload_failed(err);
+        return;
+    }
+    char changes[256];
+    pt_config_diff(m.conf, nc, changes, sizeof(changes));
+    if (!m.o.pid_file && nc->pid_file && strcmp(nc->pid_file, m.pid_path) != 0)
+        pt_log_warn("pid_file changed: takes effect after a restart, not on reload");
+    const char *new_log = error_log_path(nc, &m.o);
+    if (strcmp(new_log, error_log_path(m.conf, &m.o)) != 0 && pt_log_open(new_log) < 0)
+        pt_log_error("cannot open the new error log %s: %s; keeping the old one", new_log, strerror(errno));
+    if (m.o.log_level < 0)
+        pt_log_level = nc->error_log.level;
+    /* The serving generation is kept aside, whole, until the new one is
+     * ready or has failed; spawn() builds from m. */
+    m.prev = (typeof(m.prev)){.active = true, .gen = m.gen, .conf = m.conf, .lset = m.lset, .upzone = m.upzone,
+                              .nworkers = m.nworkers, .uid = m.uid, .gid = m.gid, .drop = m.drop,
+                              .deadline = now_ms() + nc->reload_timeout};
+    m.lset = next;
+    m.conf = nc;
+    m.uid = uid;
+    m.gid = gid;
+    m.drop = drop;
+    m.upzone = upzone;
+    m.nworkers = nworkers;
+    start_generation(changes);
+}
+
+static void abandon_pending(const char *why)
+{
+    pt_resolve_async_free(m.pending.job);
+    pt_config_free(m.pending.conf);
+    m.pending.conf = NULL;
+    m.pending.job = NULL;
+    reload_failed(why);
+}
+
+/* The resolving child wrote, or ended. */
+static void on_resolve(void)
+{
+    char err[512];
+    int rc = pt_resolve_async_read(m.pending.job, err, sizeof(err));
+    if (rc == PT_EAGAIN)
+        return;
+    if (rc < 0)
+        abandon_pending(err);
+    else
+        resolved();
+}
+
 static void reload(void)
 {
+    if (reload_busy()) {
+        if (!m.hup_queued)
+            pt_log_notice("reload requested while another is under way: it follows once that one is over");
+        m.hup_queued = true;
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     pt_sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
@@ -435,73 +752,67 @@ static void reload(void)
         pt_config_free(nc);
         nc = NULL;
     }
-    pt_lset_t next = {0};
-    uid_t uid = m.uid;
-    gid_t gid = m.gid;
-    bool drop = m.drop;
-    int nworkers = 0;
     if (!nc) {
         pt_diag_log(&d);
         snprintf(err, sizeof(err), "%zu error%s in %s", d.errors, d.errors == 1 ? "" : "s", m.o.conf_path);
-    } else {
-        pt_rlimit_check(nc, &d);
-        if (d.warnings)
-            pt_diag_log(&d);
-        nworkers = m.o.workers ? m.o.workers : pt_config_workers(nc);
-        if (pt_upstreams_resolve(nc, err, sizeof(err)) == 0 && resolve_user(nc, &uid, &gid, &drop, err, sizeof(err)) == 0 &&
-            prepare_access_log(nc, drop, uid, gid, err, sizeof(err)) == 0)
-            pt_lset_prepare(&m.lset, nc, nworkers, &next, err, sizeof(err));
+        pt_diag_free(&d);
+        reload_failed(err);
+        return;
     }
+    pt_rlimit_check(nc, &d);
+    if (d.warnings)
+        pt_diag_log(&d);
     pt_diag_free(&d);
-    if (err[0]) {
+    pt_resolve_async_t *job;
+    if (pt_resolve_async_start(nc, &job, err, sizeof(err)) < 0) {
         pt_config_free(nc);
-        m.status->reload_failures++;
-        pt_log_error("reload failed: %s; still serving generation %u", err, m.gen);
-        pt_sdnotify("READY=1\nSTATUS=reload failed (%s); serving generation %u", err, m.gen);
+        reload_failed(err);
         return;
     }
-    pt_zone_t *upzone = pt_upstreams_zone(nc);
-    if (!upzone || pt_filters_prepare(nc) < 0 || pt_tls_prepare(nc) < 0) {
-        pt_lset_discard(&m.lset, &next);
-        pt_config_free(nc);
-        m.status->reload_failures++;
-        pt_log_error("reload failed: cannot map shared memory: %s; still serving generation %u", strerror(errno),
-                     m.gen);
-        pt_sdnotify("READY=1\nSTATUS=reload failed (shared memory); serving generation %u", m.gen);
-        return;
-    }
-    char changes[256];
-    pt_config_diff(m.conf, nc, changes, sizeof(changes));
-    if (!m.o.pid_file && nc->pid_file && strcmp(nc->pid_file, m.pid_path) != 0)
-        pt_log_warn("pid_file changed: takes effect after a restart, not on reload");
-    const char *new_log = error_log_path(nc, &m.o);
-    if (strcmp(new_log, error_log_path(m.conf, &m.o)) != 0 && pt_log_open(new_log) < 0)
-        pt_log_error("cannot open the new error log %s: %s; keeping the old one", new_log, strerror(errno));
-    if (m.o.log_level < 0)
-        pt_log_level = nc->error_log.level;
+    m.pending.conf = nc;
+    m.pending.job = job;
+    if (!job)
+        resolved(); /* no host name to resolve */
+}
 
-    pt_lset_commit(&m.lset, &next);
-    pt_config_t *old = m.conf;
-    m.conf = nc;
-    m.uid = uid;
-    m.gid = gid;
-    m.drop = drop;
-    m.gen++;
-    m.upzone = upzone;
-    m.sweep_due = true;
-    m.nworkers = nworkers;
-    m.announced = false;
-    m.reloading = true;
-    m.status->reloads++;
-    board_config();
-    for (int s = 0; s < 256; s++)
-        m.slots[s] = (typeof(m.slots[s])){0};
-    pt_log_notice("reload: generation %u (%s)", m.gen, changes);
-    for (int s = 0; s < m.nworkers; s++)
-        spawn(s);
-    signal_gen(m.gen, true, SIGQUIT);
-    pt_config_free(old);
-    check_ready();
+/* The reload's deadlines, and the workers told to stop that did not:
+ * acts on those that passed; returns how long the loop may sleep before
+ * the next one. */
+static int64_t reload_timers(int64_t now)
+{
+    int64_t next = 60000;
+    char why[512];
+    if (m.pending.job && now >= pt_resolve_async_deadline(m.pending.job)) {
+        pt_resolve_async_expired(m.pending.job, why, sizeof(why));
+        abandon_pending(why);
+    } else if (m.pending.job) {
+        next = pt_resolve_async_deadline(m.pending.job) - now;
+    }
+    if (m.prev.active && !m.stopping && now >= m.prev.deadline) {
+        size_t ready = 0;
+        for (size_t i = 0; i < m.nprocs; i++)
+            ready += m.procs[i].gen == m.gen && m.procs[i].ready;
+        snprintf(why, sizeof(why), "generation %u not ready after reload_timeout (%lld ms): %zu of %d worker%s ready",
+                 m.gen, (long long)m.conf->reload_timeout, ready, m.nworkers, m.nworkers == 1 ? "" : "s");
+        abandon_generation(why);
+    } else if (m.prev.active && !m.stopping && m.prev.deadline - now < next) {
+        next = m.prev.deadline - now;
+    }
+    for (size_t i = 0; i < m.nprocs; i++) {
+        proc_t *p = &m.procs[i];
+        if (!p->stop_by || p->stop_by > now) {
+            if (p->stop_by && p->stop_by - now < next)
+                next = p->stop_by - now;
+            continue;
+        }
+        pt_log_warn("worker %d (pid %d, generation %u) still running %lld ms after %s: killing it", p->slot,
+                    (int)p->pid, p->gen, (long long)(now - p->told_ms),
+                    p->terminated ? "SIGTERM" : "SIGQUIT, past its shutdown_timeout");
+        p->killed = p->terminated ? "after SIGTERM" : "after shutdown_timeout";
+        p->stop_by = 0;
+        kill(p->pid, SIGKILL);
+    }
+    return next;
 }
 
 /* ---- start and stop ---- */
@@ -512,6 +823,13 @@ static void stop(bool graceful)
         return;
     m.stopping = true;
     m.terminating = !graceful;
+    if (m.pending.conf) {
+        pt_log_notice("the reload under way is abandoned");
+        pt_resolve_async_free(m.pending.job);
+        pt_config_free(m.pending.conf);
+        m.pending.conf = NULL;
+        m.pending.job = NULL;
+    }
     pt_sdnotify("STOPPING=1\nSTATUS=stopping");
     pt_log_notice("%s stop: %zu worker%s", graceful ? "graceful" : "fast", m.nprocs, m.nprocs == 1 ? "" : "s");
     for (int s = 0; s < 256; s++)
@@ -554,13 +872,21 @@ static void on_signal(int sig)
 
 static int loop(void)
 {
-    struct pollfd pfd[MAX_PROCS + 1];
-    proc_t *who[MAX_PROCS + 1];
+    struct pollfd pfd[MAX_PROCS + 2];
+    proc_t *who[MAX_PROCS + 2];
     for (;;) {
         if (m.stopping && m.nprocs == 0)
             return 0;
+        if (m.hup_queued && !m.stopping && !reload_busy()) {
+            m.hup_queued = false;
+            reload();
+        }
         respawn_due();
-        int64_t now = now_ms(), timeout = watchdog(now);
+        int64_t now = now_ms(), timeout = watchdog(now), later = reload_timers(now);
+        if (later < timeout)
+            timeout = later;
+        if (m.hup_queued && !m.stopping && !reload_busy())
+            timeout = 0; /* the reload under way just ended: the next one goes now */
         for (int s = 0; s < m.nworkers; s++)
             if (m.slots[s].respawn_at && m.slots[s].respawn_at - now < timeout)
                 timeout = m.slots[s].respawn_at > now ? m.slots[s].respawn_at - now : 0;
@@ -570,8 +896,12 @@ static int loop(void)
                 kill(m.procs[i].pid, SIGKILL);
             m.kill_at = now + 1000;
         }
-        nfds_t n = 0;
+        nfds_t n = 0, job = 0;
         pfd[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
+        if (m.pending.job) {
+            job = n;
+            pfd[n++] = (struct pollfd){.fd = pt_resolve_async_fd(m.pending.job), .events = POLLIN};
+        }
         for (size_t i = 0; i < m.nprocs; i++) {
             if (m.procs[i].chan < 0)
                 continue;
@@ -586,14 +916,17 @@ static int loop(void)
         if (r <= 0)
             continue;
         /* Channels first: procs[] may be reordered by a reap. */
-        pid_t ready_pids[MAX_PROCS + 1];
+        pid_t ready_pids[MAX_PROCS + 2];
         for (nfds_t i = 1; i < n; i++)
-            ready_pids[i] = (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) ? who[i]->pid : 0;
+            ready_pids[i] = i != job && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) ? who[i]->pid : 0;
         for (nfds_t i = 1; i < n; i++) {
             proc_t *p = ready_pids[i] ? find_proc(ready_pids[i]) : NULL;
             if (p && p->chan >= 0)
                 on_chan(p);
         }
+        /* Before the signals: a SIGTERM among them ends the job. */
+        if (job && m.pending.job && (pfd[job].revents & (POLLIN | POLLHUP | POLLERR)))
+            on_resolve();
         if (pfd[0].revents & POLLIN) {
             struct signalfd_siginfo si;
             while (read(m.sigfd, &si, sizeof(si)) == sizeof(si))
@@ -656,7 +989,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_log_crit("already running as pid %d (pid file %s)", (int)running, m.pid_file);
         return 1;
     }
-    if (pt_upstreams_resolve(c, err, sizeof(err)) < 0 || resolve_user(c, &m.uid, &m.gid, &m.drop, err, sizeof(err)) < 0) {
+    if (pt_resolve_async_run(c, err, sizeof(err)) < 0 || resolve_user(c, &m.uid, &m.gid, &m.drop, err, sizeof(err)) < 0) {
         pt_log_crit("%s", err);
         return 1;
     }
@@ -703,7 +1036,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_log_crit("signalfd: %s", strerror(errno));
         return 1;
     }
-    m.gen = 1;
+    m.gen = m.last_gen = 1;
     m.status->master_pid = getpid();
     m.status->started_ms = wall_ms();
     board_config();
@@ -722,6 +1055,10 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     pt_log_notice("stopped");
     if (m.pid_file)
         pt_pidfile_remove(m.pid_file, getpid());
+    if (m.prev.active) { /* stopped while a reload's generation was starting */
+        pt_lset_discard(&m.lset, &m.prev.lset);
+        pt_config_free(m.prev.conf);
+    }
     pt_lset_close(&m.lset);
     pt_config_free(m.conf);
     pt_zone_free_all();

@@ -1,6 +1,5 @@
 #include "config.h"
 
-#include <netdb.h>
 #include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -302,31 +301,4 @@ void pt_upstreams_free(pt_upstream_t *v, size_t n)
         free(v[i].ring);
     }
     free(v);
-}
-
-int pt_upstreams_resolve(pt_config_t *c, char *err, size_t errlen)
-{
-    if (c->resolver.nameservers.n)
-        return 0; /* the workers resolve, with those servers */
-    for (size_t i = 0; i < c->upstreams.n; i++) {
-        pt_upstream_conf_t *u = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
-        for (size_t k = 0; k < u->targets.n; k++) {
-            pt_target_conf_t *t = PT_LIST_AT(u->targets, pt_target_conf_t, k);
-            if (t->addr.len)
-                continue; /* numeric */
-            char host[256], port[8];
-            snprintf(port, sizeof(port), "%d", pt_value_host_port(t->address, host, sizeof(host)));
-            struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-            int rc = getaddrinfo(host, port, &hints, &res);
-            if (rc != 0 || !res) {
-                snprintf(err, errlen, "upstream \"%s\": cannot resolve \"%s\": %s", u->name, t->address,
-                         gai_strerror(rc));
-                return -1;
-            }
-            memcpy(&t->addr.ss, res->ai_addr, res->ai_addrlen);
-            t->addr.len = res->ai_addrlen;
-            freeaddrinfo(res);
-        }
-    }
-    return 0;
 }

@@ -49,7 +49,7 @@ def run_portico(*args, env=None, timeout=30):
 class Portico:
     """One gateway under test: its config file, its log, its process."""
 
-    def __init__(self, tmp, yaml_text, workers=2, env=None, extra_args=(), rlimit_nofile=None):
+    def __init__(self, tmp, yaml_text, workers=2, env=None, extra_args=(), rlimit_nofile=None, wrap=()):
         self.tmp = tmp
         self.conf = os.path.join(tmp, 'portico.yaml')
         self.pidfile = os.path.join(tmp, 'portico.pid')
@@ -58,6 +58,7 @@ class Portico:
         self.env = dict(os.environ, **(env or {}))
         self.extra_args = list(extra_args)
         self.rlimit_nofile = rlimit_nofile  # RLIMIT_NOFILE of the gateway: n, (soft, hard), or None
+        self.wrap = list(wrap)  # a command that execs the gateway in the same process (unshare ... sh -c 'exec ...')
         self.proc = None
         self.write(yaml_text)
 
@@ -73,7 +74,7 @@ class Portico:
             n = self.rlimit_nofile
             n = n if isinstance(n, tuple) else (n, n)
             preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, n)  # noqa: E731
-        self.proc = subprocess.Popen([BIN, '-f', '-c', self.conf, '-p', self.pidfile, '-w', str(self.workers),
+        self.proc = subprocess.Popen([*self.wrap, BIN, '-f', '-c', self.conf, '-p', self.pidfile, '-w', str(self.workers),
                                       *self.extra_args], stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                      start_new_session=True, preexec_fn=preexec)
         log.close()

@@ -6,9 +6,9 @@ import threading
 
 
 class DnsServer:
-    def __init__(self):
+    def __init__(self, host='127.0.0.1', port=0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(('127.0.0.1', 0))
+        self.sock.bind((host, port))
         self.port = self.sock.getsockname()[1]
         # name -> (address, ttl), or a function that returns one for each
         # query; ':' in the address makes it AAAA

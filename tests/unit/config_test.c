@@ -46,6 +46,8 @@ int main(void)
         is_int(c->workers, 0, "workers: auto");
         is_int(c->shutdown_timeout, 30000, "default shutdown_timeout");
         is_int(c->worker_watchdog, 10000, "default worker_watchdog");
+        is_int(c->reload_timeout, 60000, "default reload_timeout");
+        is_int(c->max_old_generations, 3, "default max_old_generations");
         pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, 0);
         is_str(r->name, "routes[0]", "a route is named after its index by default");
         is_int(r->respond.status, 200, "respond status defaults to 200");
@@ -79,6 +81,13 @@ int main(void)
           "p.yaml:3:18: error: worker_watchdog: 999ms is out of range (0s, which turns it off, or 1000 to 3600000 ms)");
     fails("worker_watchdog without a unit", L "worker_watchdog: 0\n",
           "p.yaml:3:18: error: worker_watchdog: a duration needs a unit: ms, s, m, h or d (10s, not 10), not \"0\"");
+    fails("reload_timeout under 1s", L "reload_timeout: 500ms\n",
+          "p.yaml:3:17: error: reload_timeout: 500ms is out of range (1000 to 3600000 ms)");
+    fails("max_old_generations over 100", L "max_old_generations: 101\n",
+          "p.yaml:3:22: error: max_old_generations: 101 is out of range 0-100");
+    c = load(L "max_old_generations: 0\n");
+    ok(c && c->max_old_generations == 0, "max_old_generations: 0, no generation left draining");
+    pt_config_free(c);
     fails("bad size", "listeners:\n  - address: 127.0.0.1:8080\n    max_header_size: 12q\n",
           "p.yaml:3:22: error: listeners[0].max_header_size: unknown size unit (use k, m or g), not \"12q\"");
     fails("bad address", "listeners:\n  - address: localhost:80\n",
