@@ -241,6 +241,10 @@ static void close_reload_fds(void)
         close(pt_resolve_async_fd(m.pending.job));
 }
 
+static void retire_for_columns(void);
+
+/* 0, -1 when it failed (tried again in a second), -2 when no counter
+ * column is free (tried again too, once an old worker exits). */
 static int spawn(int slot)
 {
     /* Whatever fails is tried again later, as respawn_due does, also for
@@ -251,7 +255,8 @@ static int spawn(int slot)
     int column = pt_column_take();
     if (column < 0) {
         short_of_columns(slot);
-        return -1;
+        retire_for_columns();
+        return -2;
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -517,6 +522,47 @@ static bool is_dying(const proc_t *p)
     return p->terminated || p->killed || p->hung;
 }
 
+/* Tells every worker of generation gen to stop now: SIGTERM closes their
+ * connections, SIGKILL follows if they linger.  How many were told. */
+static size_t terminate_gen(uint32_t gen, int64_t now)
+{
+    size_t stopped = 0;
+    for (size_t i = 0; i < m.nprocs; i++) {
+        proc_t *p = &m.procs[i];
+        if (p->gen != gen || is_dying(p))
+            continue;
+        kill(p->pid, SIGTERM);
+        p->terminated = true;
+        p->told_ms = now;
+        p->stop_by = now + KILL_GRACE_MS;
+        stopped++;
+    }
+    return stopped;
+}
+
+/* A new worker found no free column: every one is held by the generations
+ * alive.  The oldest one draining (neither the new one nor the one that
+ * serves until it is ready) is told to stop now, so that a reload is not
+ * left waiting on connections that may never close. */
+static void retire_for_columns(void)
+{
+    uint32_t oldest = 0;
+    bool any = false;
+    for (size_t i = 0; i < m.nprocs; i++) {
+        const proc_t *p = &m.procs[i];
+        if (p->gen == m.gen || (m.prev.active && p->gen == m.prev.gen) || is_dying(p))
+            continue;
+        if (!any || p->gen < oldest)
+            oldest = p->gen;
+        any = true;
+    }
+    if (!any)
+        return;
+    size_t n = terminate_gen(oldest, now_ms());
+    pt_log_notice("generation %u: %zu worker%s still draining hold the counter columns new workers need: stopping %s "
+                  "now", oldest, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+}
+
 /* Keeps at most max_old_generations generations of workers draining (as
  * HAProxy's mworker-max-reloads does): long-lived connections (WebSocket,
  * gRPC streams) would otherwise keep every generation of a burst of
@@ -540,17 +586,7 @@ static void retire_past_cap(void)
     qsort(gens, n, sizeof(gens[0]), cmp_gen);
     int64_t now = now_ms();
     for (size_t k = 0; k < n - cap; k++) {
-        size_t stopped = 0;
-        for (size_t i = 0; i < m.nprocs; i++) {
-            proc_t *p = &m.procs[i];
-            if (p->gen != gens[k] || is_dying(p))
-                continue;
-            kill(p->pid, SIGTERM);
-            p->terminated = true;
-            p->told_ms = now;
-            p->stop_by = now + KILL_GRACE_MS;
-            stopped++;
-        }
+        size_t stopped = terminate_gen(gens[k], now);
         pt_log_notice("generation %u: %zu worker%s still draining, past max_old_generations (%zu): stopping %s now",
                       gens[k], stopped, stopped == 1 ? "" : "s", cap, stopped == 1 ? "it" : "them");
     }
@@ -645,7 +681,9 @@ static void start_generation(const char *changes)
         m.slots[s] = (typeof(m.slots[s])){0};
     pt_log_notice("reload: generation %u (%s)", m.gen, changes);
     for (int s = 0; s < m.nworkers; s++) {
-        if (spawn(s) < 0) {
+        /* without a column it waits (within reload_timeout) for an old
+         * worker to exit: the oldest draining generation is told to stop */
+        if (spawn(s) == -1) {
             char why[64];
             snprintf(why, sizeof(why), "cannot start worker %d of generation %u", s, m.gen);
             abandon_generation(why);

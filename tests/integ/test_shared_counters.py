@@ -152,19 +152,20 @@ def test_a_new_worker_waits_for_a_column_when_every_one_is_held(gateway):
         g.wait_log(r'reload: generation 3', timeout=60)
         g.wait_log(r'worker \d+ \(generation 3\) not started: all 512 columns of the shared counters are held by '
                    r'live workers; tried again every second until one exits', timeout=60)
-        # generation 2 drains and exits, and generation 3 starts on its columns
-        wait_for(lambda: generations(admin).count(3) == 256, timeout=60, what='256 workers of generation 3')
-        gens = generations(admin)
-        assert gens.count(1) == 256 and gens.count(2) == 0, gens
-        assert g.count('reload ok') == 0  # generation 1 never said it stopped accepting
+        # generation 2 serves until generation 3 is ready, so it is
+        # generation 1, draining (and stopped here), that is told to stop
+        # now: killed once its grace passes, it frees the columns
+        g.wait_log(r'generation 1: 256 workers still draining hold the counter columns new workers need: '
+                   r'stopping them now', timeout=60)
+        g.wait_log(r'reload ok: generation 3, 256 workers', timeout=90)
     finally:
         for pid in first:
             try:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-    g.wait_log(r'reload ok: generation 3, 256 workers', timeout=60)
-    wait_for(lambda: generations(admin) == [3] * 256, timeout=60, what='generation 1 gone')
+    assert not set(first) & set(g.worker_pids())
+    wait_for(lambda: generations(admin) == [3] * 256, timeout=90, what='generation 2 gone')
     # every worker has its own entry, and counts on its own column
     workers = status(admin)['workers']
     assert len({w['pid'] for w in workers}) == 256
