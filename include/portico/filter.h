@@ -94,7 +94,7 @@ extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];
 /* The `filters:` setter for the schema (routes, global_filters, consumers):
  * a map of filter name to its config, or false. */
 int pt_filters_set(pt_conf_ctx_t *cc, const pt_node_t *n, void *field);
-void pt_filters_print(FILE *f, const void *field);
+void pt_filters_print(FILE *f, const void *field, const pt_list_t *prov);
 /* After load: each route's effective confs (route over global). */
 int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c);
 

@@ -14,6 +14,7 @@ typedef struct pt_node pt_node_t;
 typedef struct pt_conf_ctx pt_conf_ctx_t;
 typedef struct pt_section pt_section_t;
 typedef struct pt_directive pt_directive_t;
+typedef struct pt_list pt_list_t;
 
 typedef enum {
     PT_T_STR,      /* char *                                                 */
@@ -39,7 +40,9 @@ enum {
 
 /* Parse node n into field; 0, or -1 after adding a diagnostic. */
 typedef int (*pt_setter_fn)(pt_conf_ctx_t *cc, const pt_node_t *n, void *field);
-typedef void (*pt_printer_fn)(FILE *f, const void *field);
+/* Prints field; prov (pt_prov_t) says which values came from ${NAME}, for
+ * a printer of a map to pass on to pt_schema_dump_flow. */
+typedef void (*pt_printer_fn)(FILE *f, const void *field, const pt_list_t *prov);
 /* Cross-field checks of a section after its keys are loaded: 0 or -1. */
 typedef int (*pt_check_fn)(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj);
 
@@ -69,10 +72,10 @@ struct pt_section {
     const char *doc;
 };
 
-typedef struct pt_list {
+struct pt_list {
     void *v;
     size_t n;
-} pt_list_t;
+};
 
 /* Is v in a list of integers (statuses, for one)? */
 static inline bool pt_list_has_int(const pt_list_t *l, int64_t v)

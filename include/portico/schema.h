@@ -50,8 +50,9 @@ void pt_conf_path_pop(pt_conf_ctx_t *cc, size_t len);
 /* Prints obj as YAML, the way section s describes it, with secrets
  * redacted and ${VAR} values shown as written. */
 void pt_schema_dump(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov);
-/* Prints obj as one YAML flow map ({ a: 1, b: [x] }). */
-void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj);
+/* Prints obj as one YAML flow map ({ a: 1, b: [x] }), ${VAR} values as
+ * written (prov may be NULL). */
+void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov);
 /* Prints the mdoc key reference of portico.yaml(5). */
 void pt_schema_man(FILE *f, const pt_section_t *s);
 

@@ -237,6 +237,12 @@ static void check_indistinguishable(pt_conf_ctx_t *cc, pt_config_t *c)
     free(v);
 }
 
+static int cmp_prov(const void *a, const void *b)
+{
+    const void *f = ((const pt_prov_t *)a)->field, *g = ((const pt_prov_t *)b)->field;
+    return f < g ? -1 : f > g;
+}
+
 static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt_diag_t *d)
 {
     pt_conf_ctx_t cc = {.arena = &c->arena, .diag = d, .file = file, .prov = &c->prov, .config = c};
@@ -260,6 +266,9 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
         return NULL;
     }
     c->file = pt_arena_strdup(&c->arena, file);
+    /* -T looks each printed field up: by address, in n log n */
+    if (c->prov.n)
+        qsort(c->prov.v, c->prov.n, sizeof(pt_prov_t), cmp_prov);
     for (int i = 0; i < 32; i++)
         snprintf(c->sha256_hex + 2 * i, 3, "%02x", c->sha256[i]);
     c->loaded_at = time(NULL);

@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "portico/config-t.h"
@@ -30,12 +31,20 @@ static void put_quoted(FILE *f, const char *s)
     fputc('"', f);
 }
 
+static int cmp_prov_key(const void *key, const void *elem)
+{
+    const void *f = key, *g = ((const pt_prov_t *)elem)->field;
+    return f < g ? -1 : f > g;
+}
+
+/* The text as written of a field whose value came from ${NAME}, or NULL.
+ * The list is sorted by field address when the configuration is loaded. */
 static const char *prov_of(const pt_list_t *prov, const void *field)
 {
-    for (size_t i = 0; prov && i < prov->n; i++)
-        if (((const pt_prov_t *)prov->v)[i].field == field)
-            return ((const pt_prov_t *)prov->v)[i].orig;
-    return NULL;
+    if (!prov || !prov->n)
+        return NULL;
+    const pt_prov_t *p = bsearch(field, prov->v, prov->n, sizeof(pt_prov_t), cmp_prov_key);
+    return p ? p->orig : NULL;
 }
 
 static void put_string(FILE *f, const char *s, const void *field, unsigned flags, const pt_list_t *prov)
@@ -49,10 +58,17 @@ static void put_string(FILE *f, const char *s, const void *field, unsigned flags
         put_quoted(f, s);
 }
 
-/* Prints a scalar field; false when the field is unset and should be left out. */
+/* Prints a scalar field; false when the field is unset and should be left out.
+ * A value from ${NAME}, whatever its type (a port, a count, a duration),
+ * is printed as written: which of them are secret is not ours to guess. */
 static bool put_scalar(FILE *f, const pt_directive_t *d, const void *field, const pt_list_t *prov)
 {
     char buf[64];
+    const char *orig = prov_of(prov, field);
+    if (orig && d->type != PT_T_STR) {
+        put_quoted(f, orig);
+        return true;
+    }
     switch (d->type) {
     case PT_T_STR:
         if (!*(char *const *)field)
@@ -83,7 +99,7 @@ static bool put_scalar(FILE *f, const pt_directive_t *d, const void *field, cons
         fputs(buf, f);
         return true;
     case PT_T_CUSTOM:
-        d->print(f, field);
+        d->print(f, field, prov);
         return true;
     default:
         return false;
@@ -300,7 +316,7 @@ void pt_schema_man(FILE *f, const pt_section_t *s)
 }
 
 /* One section on one line, in YAML flow style: { a: 1, b: [x, y] }. */
-void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj)
+void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov)
 {
     fputc('{', f);
     int first = 1;
@@ -313,7 +329,7 @@ void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj)
         fprintf(f, "%s %s: ", first ? "" : ",", d->key);
         first = 0;
         if (d->type == PT_T_SECTION) {
-            pt_schema_dump_flow(f, d->sub, field);
+            pt_schema_dump_flow(f, d->sub, field, prov);
         } else if (d->type == PT_T_LIST) {
             const pt_list_t *l = field;
             fputc('[', f);
@@ -321,9 +337,9 @@ void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj)
                 if (i)
                     fputs(", ", f);
                 if (d->sub)
-                    pt_schema_dump_flow(f, d->sub, (const char *)l->v + i * d->sub->size);
+                    pt_schema_dump_flow(f, d->sub, (const char *)l->v + i * d->sub->size, prov);
                 else
-                    put_scalar(f, d->elem, (const char *)l->v + i * elem_size(d->elem), NULL);
+                    put_scalar(f, d->elem, (const char *)l->v + i * elem_size(d->elem), prov);
             }
             fputc(']', f);
         } else if (d->type == PT_T_KVMAP) {
@@ -333,11 +349,11 @@ void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj)
                 fputs(i ? ", " : " ", f);
                 put_quoted(f, l->v[i].key);
                 fputs(": ", f);
-                put_quoted(f, l->v[i].value);
+                put_string(f, l->v[i].value, &l->v[i].value, d->flags, prov);
             }
             fputs(l->n ? " }" : "}", f);
         } else {
-            put_scalar(f, d, field, NULL);
+            put_scalar(f, d, field, prov);
         }
     }
     fputs(first ? "}" : " }", f);

@@ -116,22 +116,22 @@ static const char *suggest(const char *word, const char *const *cands, size_t st
     return best;
 }
 
+/* Remembers that field's value came from ${NAME}, so that -T prints it as
+ * written.  The list grows by doubling: a file may have a secret per route. */
 static void record_prov(pt_conf_ctx_t *cc, const pt_node_t *n, const void *field)
 {
-    if (!n->orig)
-        return;
     pt_list_t *l = cc->prov;
-    if (!l)
+    if (!n->orig || !l)
         return;
-    pt_prov_t *v = pt_arena_alloc(cc->arena, (l->n + 1) * sizeof(pt_prov_t));
-    if (!v)
-        return;
-    if (l->n)
-        memcpy(v, l->v, l->n * sizeof(pt_prov_t));
-    v[l->n].field = field;
-    v[l->n].orig = n->orig;
-    l->v = v;
-    l->n++;
+    if (l->n == 0 || (l->n >= 8 && (l->n & (l->n - 1)) == 0)) {
+        pt_prov_t *v = pt_arena_alloc(cc->arena, (l->n ? 2 * l->n : 8) * sizeof(pt_prov_t));
+        if (!v)
+            return;
+        if (l->n)
+            memcpy(v, l->v, l->n * sizeof(pt_prov_t));
+        l->v = v;
+    }
+    ((pt_prov_t *)l->v)[l->n++] = (pt_prov_t){field, n->orig};
 }
 
 static bool want_scalar(pt_conf_ctx_t *cc, const pt_node_t *n, const char *what)
@@ -227,12 +227,12 @@ static int load_value(pt_conf_ctx_t *cc, const pt_directive_t *d, const pt_node_
 {
     const char *err;
     int64_t v;
+    record_prov(cc, n, field); /* whatever the type: -T prints it as written */
     switch (d->type) {
     case PT_T_STR:
         if (!want_scalar(cc, n, "a string"))
             return -1;
         *(char **)field = n->s;
-        record_prov(cc, n, field);
         return 0;
     case PT_T_INT:
         if (!want_scalar(cc, n, "an integer"))
@@ -248,9 +248,11 @@ static int load_value(pt_conf_ctx_t *cc, const pt_directive_t *d, const pt_node_
     case PT_T_BOOL:
         if (!want_scalar(cc, n, "true or false"))
             return -1;
-        if (n->plain && strcmp(n->s, "true") == 0)
+        /* "true" in quotes is a string; but -T prints a value from ${NAME}
+         * quoted, as written, and it must load back */
+        if ((n->plain || n->orig) && strcmp(n->s, "true") == 0)
             *(bool *)field = true;
-        else if (n->plain && strcmp(n->s, "false") == 0)
+        else if ((n->plain || n->orig) && strcmp(n->s, "false") == 0)
             *(bool *)field = false;
         else {
             pt_conf_error(cc, n, "expected true or false, not \"%s\"", n->s);

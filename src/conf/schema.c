@@ -45,7 +45,7 @@ static int set_workers(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
     return 0;
 }
 
-static void print_workers(FILE *f, const void *field)
+static void print_workers(FILE *f, const void *field, const pt_list_t *prov)
 {
     int64_t v = *(const int64_t *)field;
     if (v)
@@ -85,7 +85,7 @@ static int set_watchdog(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
     return 0;
 }
 
-static void print_duration(FILE *f, const void *field)
+static void print_duration(FILE *f, const void *field, const pt_list_t *prov)
 {
     char buf[64];
     pt_value_format_duration(*(const int64_t *)field, buf, sizeof(buf));
@@ -105,7 +105,7 @@ static int set_level(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
     return 0;
 }
 
-static void print_level(FILE *f, const void *field)
+static void print_level(FILE *f, const void *field, const pt_list_t *prov)
 {
     fputs(pt_log_level_names[*(const int *)field], f);
 }

@@ -105,7 +105,7 @@ int pt_filters_set(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
     return rc;
 }
 
-void pt_filters_print(FILE *f, const void *field)
+void pt_filters_print(FILE *f, const void *field, const pt_list_t *prov)
 {
     const pt_filterset_t *fs = field;
     fputc('{', f);
@@ -117,7 +117,7 @@ void pt_filters_print(FILE *f, const void *field)
         if (fs->conf[i] == PT_FILTER_OFF)
             fputs("false", f);
         else
-            pt_schema_dump_flow(f, pt_filters[i]->schema, fs->conf[i]);
+            pt_schema_dump_flow(f, pt_filters[i]->schema, fs->conf[i], prov);
         first = 0;
     }
     fputs(first ? "}" : " }", f);
