@@ -16,6 +16,7 @@
 #include "portico/master.h"
 #include "portico/pidfile.h"
 #include "portico/rlimit.h"
+#include "portico/secret.h"
 #include "portico/tls.h"
 
 static void usage(FILE *f)
@@ -60,12 +61,14 @@ static int send_signal(const char *name, const char *pid_file, const char *conf_
     }
     pid_t pid = pt_pidfile_read(pid_file);
     int rc = 0;
+    char shown[4096];
     if (pid <= 0) {
-        fprintf(stderr, "portico: no pid in %s%s%s: is portico running?\n", pid_file, pid < 0 ? ": " : "",
-                pid < 0 ? strerror(-pid) : "");
+        fprintf(stderr, "portico: no pid in %s%s%s: is portico running?\n",
+                pt_secret_masked(pid_file, shown, sizeof(shown)), pid < 0 ? ": " : "", pid < 0 ? strerror(-pid) : "");
         rc = 1;
     } else if (kill(pid, sig) < 0) {
-        fprintf(stderr, "portico: cannot signal pid %d from %s: %s\n", (int)pid, pid_file, strerror(errno));
+        fprintf(stderr, "portico: cannot signal pid %d from %s: %s\n", (int)pid,
+                pt_secret_masked(pid_file, shown, sizeof(shown)), strerror(errno));
         rc = 1;
     }
     pt_config_free(c);

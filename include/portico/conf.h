@@ -50,6 +50,13 @@ pt_node_t *pt_conf_parse(const char *file, const char *text, size_t len, pt_aren
 pt_node_t *pt_conf_parse_file(const char *path, pt_arena_t *a, pt_diag_t *d,
                               unsigned char sha256[32]);
 
+/* A scalar's text for messages: as written when it came from ${NAME}, so
+ * that no message shows what the environment holds. */
+static inline const char *pt_node_text(const pt_node_t *n)
+{
+    return n->orig ? n->orig : n->s;
+}
+
 /* The value of `key` in map `n`, or NULL. */
 pt_node_t *pt_node_get(const pt_node_t *n, const char *key);
 const char *pt_node_type_name(const pt_node_t *n);

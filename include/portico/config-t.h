@@ -232,6 +232,7 @@ typedef struct pt_route_conf {
     char *resp_head; /* status line and fixed headers of a respond route */
     size_t resp_head_len;
     size_t index;
+    const char *log_name; /* name with ${NAME} values masked, for the access log */
 } pt_route_conf_t;
 
 typedef struct pt_prov {

@@ -60,6 +60,7 @@ typedef struct pt_target {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char name[80]; /* "10.0.0.1:8080", for logs */
+    char *log_name; /* name with ${NAME} values masked, for the access log; NULL: name */
     int64_t weight, current; /* smooth weighted round robin */
     int64_t inflight;        /* attempts under way, in this worker */
     pt_target_shared_t *shared; /* the same across workers, or NULL */

@@ -11,6 +11,7 @@
 #include "portico/conn.h"
 #include "portico/http.h"
 #include "portico/request.h"
+#include "portico/secret.h"
 #include "portico/upstream.h"
 #include "portico/zone.h"
 
@@ -24,6 +25,18 @@ static void iso_time(int64_t ms, char *buf, size_t size)
     struct tm tm;
     gmtime_r(&s, &tm);
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* A JSON string of a configured name or path: ${NAME} values masked, as
+ * in the logs, and quotes, backslashes and control characters escaped. */
+static void put_json_str(FILE *f, const char *s)
+{
+    char buf[1024];
+    s = pt_secret_masked(s, buf, sizeof(buf));
+    fputc('"', f);
+    for (const char *p = s; *p; p++)
+        fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
+    fputc('"', f);
 }
 
 /* ,"health":"up"|"down"|"unknown", and the counters behind it. */
@@ -82,12 +95,11 @@ static char *status_json(pt_worker_t *w, size_t *len)
     iso_time(st->config_loaded_ms, loaded, sizeof(loaded));
     fprintf(f,
             "{\"version\":\"%s\",\"build\":\"%s\",\"master_pid\":%d,\"started\":\"%s\",\"generation\":%u,"
-            "\"reloads\":%u,\"reload_failures\":%u,\"config\":{\"file\":\"",
+            "\"reloads\":%u,\"reload_failures\":%u,\"config\":{\"file\":",
             PACKAGE_VERSION, PT_BUILD_OPTIONS, (int)st->master_pid, started, st->generation, st->reloads,
             st->reload_failures);
-    for (const char *p = st->config_file; *p; p++)
-        fprintf(f, (*p == '"' || *p == '\\') ? "\\%c" : ((unsigned char)*p < 0x20 ? "?" : "%c"), *p);
-    fprintf(f, "\",\"sha256\":\"%s\",\"loaded\":\"%s\"},\"served_by\":%d,\"workers\":[", st->config_sha256, loaded,
+    put_json_str(f, st->config_file);
+    fprintf(f, ",\"sha256\":\"%s\",\"loaded\":\"%s\"},\"served_by\":%d,\"workers\":[", st->config_sha256, loaded,
             (int)getpid());
     int first = 1;
     uint64_t lost = __atomic_load_n(&st->access_log_lost_exited, __ATOMIC_RELAXED);
@@ -115,17 +127,18 @@ static char *status_json(pt_worker_t *w, size_t *len)
     int64_t now_ms = pt_worker_now_us(w) / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         const pt_upstream_t *u = &w->upstreams[i];
-        fprintf(f,
-                "%s{\"name\":\"%s\",\"balancer\":\"%s\",\"worker_retries\":%llu,\"worker_retries_refused\":%llu,"
-                "\"targets\":[",
-                i ? "," : "", u->conf->name, balancer_names[u->kind], (unsigned long long)u->budget.retried,
-                (unsigned long long)u->budget.refused);
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        put_json_str(f, u->conf->name);
+        fprintf(f, ",\"balancer\":\"%s\",\"worker_retries\":%llu,\"worker_retries_refused\":%llu,\"targets\":[",
+                balancer_names[u->kind], (unsigned long long)u->budget.retried, (unsigned long long)u->budget.refused);
         for (size_t k = 0; k < u->ntargets; k++) {
             const pt_target_t *t = &u->targets[k];
+            fprintf(f, "%s{\"address\":", k ? "," : "");
+            put_json_str(f, t->name);
             fprintf(f,
-                    "%s{\"address\":\"%s\",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
+                    ",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
                     "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu",
-                    k ? "," : "", t->name, (long long)t->weight,
+                    (long long)t->weight,
                     (long long)(t->shared ? atomic_load(&t->shared->inflight) : t->inflight), (long long)t->inflight,
                     t->ewma_us / 1000, /* this worker's: each one learns its own */
                     (unsigned long long)t->connects, (unsigned long long)t->reuses, t->nidle);

@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "portico/conf.h"
+#include "portico/secret.h"
 
 typedef struct build {
     const char *file;
@@ -108,6 +109,7 @@ static bool substitute(build_t *b, pt_node_t *n)
                     ok = false;
                     break;
                 }
+                pt_secret_add(name, v); /* never to be printed again */
                 add = v;
                 addn = strlen(v);
                 p = end + 1;

@@ -16,6 +16,7 @@
 #include "portico/location.h"
 #include "portico/config.h"
 #include "portico/schema.h"
+#include "portico/secret.h"
 
 static const pt_node_t *key_node(const pt_node_t *n, const char *key)
 {
@@ -266,6 +267,16 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
         return NULL;
     }
     c->file = pt_arena_strdup(&c->arena, file);
+    /* The access log prints route names: masked once here, not per request */
+    for (size_t i = 0; i < c->routes.n; i++) {
+        pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
+        char buf[1024];
+        if (!r->name)
+            continue;
+        r->log_name = pt_secret_masked(r->name, buf, sizeof(buf));
+        if (r->log_name == buf)
+            r->log_name = pt_arena_strdup(&c->arena, buf);
+    }
     /* -T looks each printed field up: by address, in n log n */
     if (c->prov.n)
         qsort(c->prov.v, c->prov.n, sizeof(pt_prov_t), cmp_prov);

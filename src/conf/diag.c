@@ -7,6 +7,7 @@
 
 #include "portico/diag.h"
 #include "portico/log.h"
+#include "portico/secret.h"
 
 static const char *const sev_names[] = {"error", "warning", "note"};
 
@@ -42,6 +43,17 @@ void pt_diag_vadd(pt_diag_t *d, int sev, const char *file, uint32_t line, uint32
     char *text = NULL;
     if (vasprintf(&text, fmt, ap) < 0)
         return;
+    if (pt_secret_count()) { /* no message shows what ${NAME} stands for */
+        size_t len = strlen(text), room = len * 2 + 256;
+        char *masked = malloc(room);
+        if (!masked) {
+            free(text);
+            return;
+        }
+        pt_secret_mask(text, len, masked, room);
+        free(text);
+        text = masked;
+    }
     m->sev = sev;
     m->file = strdup(file ? file : "");
     m->line = line;

@@ -12,13 +12,20 @@
 #include "portico/config-t.h"
 #include "portico/habits.h"
 #include "portico/schema.h"
+#include "portico/secret.h"
 
 static void vdiag(pt_conf_ctx_t *cc, int sev, const pt_node_t *n, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
 static void vdiag(pt_conf_ctx_t *cc, int sev, const pt_node_t *n, const char *fmt, va_list ap)
 {
-    char msg[1024];
+    char msg[1024], shown[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* A message about a value from ${NAME} shows it as written, whatever
+     * its length; pt_diag_add masks the longer values everywhere else. */
+    if (n && n->orig) {
+        pt_secret_mask_one(msg, strlen(msg), n->s, n->orig, shown, sizeof(shown));
+        memcpy(msg, shown, sizeof(msg));
+    }
     uint32_t line = n ? n->line : 0, col = n ? n->col : 0;
     if (cc->path_len && sev != PT_DIAG_NOTE)
         pt_diag_add(cc->diag, sev, cc->file, line, col, "%s: %s", cc->path, msg);
@@ -241,7 +248,7 @@ static int load_value(pt_conf_ctx_t *cc, const pt_directive_t *d, const pt_node_
             pt_conf_error(cc, n, "%s, not \"%s\"", err, n->s);
             return -1;
         }
-        if (check_range(cc, d, n, v, n->s))
+        if (check_range(cc, d, n, v, pt_node_text(n)))
             return -1;
         *(int64_t *)field = v;
         return 0;
@@ -268,7 +275,7 @@ static int load_value(pt_conf_ctx_t *cc, const pt_directive_t *d, const pt_node_
             pt_conf_error(cc, n, "%s, not \"%s\"", err, n->s);
             return -1;
         }
-        if (check_range(cc, d, n, v, n->s))
+        if (check_range(cc, d, n, v, pt_node_text(n)))
             return -1;
         *(int64_t *)field = v;
         return 0;

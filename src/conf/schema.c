@@ -77,8 +77,8 @@ static int set_watchdog(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
         return -1;
     }
     if (v != 0 && (v < WATCHDOG_MIN || v > WATCHDOG_MAX)) {
-        pt_conf_error(cc, n, "%s is out of range (0s, which turns it off, or %d to %d ms)", n->s, WATCHDOG_MIN,
-                      WATCHDOG_MAX);
+        pt_conf_error(cc, n, "%s is out of range (0s, which turns it off, or %d to %d ms)", pt_node_text(n),
+                      WATCHDOG_MIN, WATCHDOG_MAX);
         return -1;
     }
     *(int64_t *)field = v;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "portico/log.h"
+#include "portico/secret.h"
 
 int pt_log_level = PT_LOG_NOTICE;
 const char *const pt_log_level_names[] = {"crit", "error", "warn", "notice", "info", "debug", NULL};
@@ -76,6 +77,12 @@ void pt_log_vwrite(int level, const char *fmt, va_list ap)
     int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
     if (m < 0)
         m = 0;
+    if (m > 0 && pt_secret_count()) { /* no line shows what ${NAME} stands for */
+        char masked[sizeof(buf)];
+        size_t have = (size_t)m < sizeof(buf) - (size_t)n - 1 ? (size_t)m : sizeof(buf) - (size_t)n - 2;
+        m = (int)pt_secret_mask(buf + n, have, masked, sizeof(buf) - (size_t)n - 1);
+        memcpy(buf + n, masked, (size_t)m + 1);
+    }
     size_t len = (size_t)n + (size_t)m;
     if (len > sizeof(buf) - 2)
         len = sizeof(buf) - 2;

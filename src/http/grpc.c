@@ -727,7 +727,7 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     g->target = idx;
     pt_balancer_start(up, idx);
     g->counted = true;
-    c->req->ent.upstream_addr = t->name;
+    c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     evtimer_assign(&g->timer, c->w->base, on_call_timer, g);
     c->ipos += req->head_len; /* the body follows the head */
     c->req->ent.bytes_in = req->head_len;

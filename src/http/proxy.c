@@ -1003,7 +1003,7 @@ static bool start_attempt(pt_proxy_t *p)
     p->tried[idx] = true;
     p->attempts++;
     pt_target_t *t = &p->up->targets[idx];
-    c->req->ent.upstream_addr = t->name;
+    c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     pt_upconn_t *uc = pt_pool_acquire(c->w, p->up, t);
     if (!uc) {
         int err = errno;

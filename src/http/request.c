@@ -170,7 +170,7 @@ void pt_req_end(pt_conn_t *c)
         pt_filters_done(c, r->fx); /* before the arena that holds their state is reset */
         r->fx = NULL;
     }
-    r->ent.route = r->route ? r->route->name : NULL;
+    r->ent.route = r->route ? r->route->log_name : NULL;
     r->ent.match = r->route ? &r->match : NULL;
     r->ent.request_id = (pt_str_t){r->reqid, r->reqid_len};
     pt_accesslog_write(&r->ent);

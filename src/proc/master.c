@@ -41,6 +41,7 @@
 #include "portico/rlimit.h"
 #include "portico/router.h"
 #include "portico/sdnotify.h"
+#include "portico/secret.h"
 #include "portico/status-t.h"
 #include "portico/upstream.h"
 #include "portico/tls.h"
@@ -984,7 +985,9 @@ static int daemonize(void)
         const char *pf = m.pid_file;
         int rc = pf ? pt_pidfile_write(pf, pid) : 0;
         if (rc < 0) {
-            fprintf(stderr, "portico: cannot write the pid file %s: %s\n", pf, strerror(-rc));
+            char shown[4096];
+            fprintf(stderr, "portico: cannot write the pid file %s: %s\n", pt_secret_masked(pf, shown, sizeof(shown)),
+                    strerror(-rc));
             kill(pid, SIGKILL);
             _exit(1);
         }
@@ -1018,7 +1021,9 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_log_level = c->error_log.level;
     const char *elog = error_log_path(c, o);
     if (pt_log_open(elog) < 0) {
-        fprintf(stderr, "portico: cannot open the error log %s: %s\n", elog, strerror(errno));
+        char shown[4096];
+        fprintf(stderr, "portico: cannot open the error log %s: %s\n", pt_secret_masked(elog, shown, sizeof(shown)),
+                strerror(errno));
         return 1;
     }
     pt_rlimit_raise(); /* before any worker is forked: they inherit it */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "portico/sdnotify.h"
+#include "portico/secret.h"
 
 int pt_sdnotify(const char *fmt, ...)
 {
@@ -31,10 +32,12 @@ int pt_sdnotify(const char *fmt, ...)
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof(msg))
         return -EINVAL;
+    char masked[sizeof(msg)]; /* STATUS= shows in systemctl status, as the log does */
+    n = (int)pt_secret_mask(msg, (size_t)n, masked, sizeof(masked));
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    ssize_t w = sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sun,
+    ssize_t w = sendto(fd, masked, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sun,
                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen));
     int e = errno;
     close(fd);

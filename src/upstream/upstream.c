@@ -8,6 +8,7 @@
 
 #include "portico/assert.h"
 #include "portico/log.h"
+#include "portico/secret.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 #include "portico/zone.h"
@@ -186,6 +187,22 @@ void pt_upstreams_tidy(pt_zone_t *z)
         pt_log_info("shared zone \"upstream-targets\": %zu slot%s no worker uses freed", freed, freed == 1 ? "" : "s");
 }
 
+/* Sets t->name and, when a value from ${NAME} shows in it, the masked
+ * copy that the access log prints (error lines and /status mask their
+ * own); worked out here, once, rather than on every request. */
+static void name_target(pt_target_t *t, const char *name)
+{
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    free(t->log_name);
+    t->log_name = NULL;
+    if (pt_secret_count()) {
+        char buf[sizeof(t->name) + 64];
+        pt_secret_mask(t->name, strlen(t->name), buf, sizeof(buf));
+        if (strcmp(buf, t->name) != 0)
+            t->log_name = strdup(buf); /* out of memory: the name itself */
+    }
+}
+
 pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column)
 {
     PT_ASSERT(!z || (column >= 0 && column < PT_SHARED_COLUMNS));
@@ -210,14 +227,16 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
             memcpy(&t->addr, &tc->addr.ss, sizeof(t->addr));
             t->addrlen = tc->addr.len;
             if (t->addrlen) {
-                pt_addr_format((const struct sockaddr *)&t->addr, t->name, sizeof(t->name));
+                char name[sizeof(t->name)];
+                pt_addr_format((const struct sockaddr *)&t->addr, name, sizeof(name));
+                name_target(t, name);
                 if (z) {
                     pt_zone_lock(z);
                     t->shared = claim_for(z, t->name, column);
                     pt_zone_unlock(z);
                 }
             } else {
-                snprintf(t->name, sizeof(t->name), "%s", tc->address); /* until it resolves */
+                name_target(t, tc->address); /* until it resolves */
                 u->unresolved++;
             }
         }
@@ -275,7 +294,7 @@ bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, co
         u->unresolved--;
     memcpy(&t->addr, sa, len);
     t->addrlen = len;
-    snprintf(t->name, sizeof(t->name), "%s", name);
+    name_target(t, name);
     while (t->idle) /* connections to the old address */
         pt_upconn_close(t->idle);
     return true;
@@ -296,6 +315,7 @@ void pt_upstreams_free(pt_upstream_t *v, size_t n)
                 pt_upconn_close(v[i].targets[k].idle);
             if (v[i].targets[k].tls_session)
                 SSL_SESSION_free(v[i].targets[k].tls_session);
+            free(v[i].targets[k].log_name);
         }
         free(v[i].targets);
         free(v[i].ring);

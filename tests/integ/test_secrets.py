@@ -2,9 +2,11 @@
 12): -T prints them as written wherever they are, filter configurations
 included, whatever their type; configuration errors about them quote them
 as written; the error log, the access log and /status mask them."""
+import json
 import os
 
-from conftest import run_portico
+from backend import dead_port
+from conftest import free_port, http_get, run_portico
 
 TOKEN = 'tok-7f3a9c1e5b'          # a bearer token
 BACKEND_SECRET = 'be-hidden-42x'   # in a header sent upstream
@@ -74,3 +76,78 @@ def test_T_prints_every_env_value_as_written(tmpdir_path):
     r2 = run_portico('-T', '-c', again, env=env(**DUMP_ENV))
     assert r2.returncode == 0, r2.stderr
     assert r2.stdout.split('\n', 1)[1] == out.split('\n', 1)[1]
+
+
+def test_errors_about_env_values_quote_them_as_written(tmpdir_path):
+    conf = write(tmpdir_path, 'bad.yaml', '''workers: ${W}
+listeners:
+  - name: main
+    address: "127.0.0.1:${PORT}"
+    max_connections: ${MAXC}
+upstreams:
+  - name: up
+    targets: ["${BACKEND}"]
+    balancer: "${BAL}"
+routes:
+  - name: r
+    match: { paths: [/x] }
+    upstream: "${UP}"
+    filters:
+      fault-injection: { abort: { status: "${STATUS}" } }
+''')
+    secrets = dict(W='0', PORT='99999', MAXC='0', BACKEND='no-port-b4ck3nd', BAL='roundrobin-x1y2',
+                   UP='billing-z9y8', STATUS='999')
+    r = run_portico('-t', '-c', conf, env=env(**secrets))
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert f'{conf}:1:10: error: workers: expected "auto" or a number of workers from 1 to 256, not "${{W}}"' in lines
+    assert f'{conf}:4:14: error: listeners[0].address: port out of range 1-65535, not "127.0.0.1:${{PORT}}"' in lines
+    assert f'{conf}:5:22: error: listeners[0].max_connections: ${{MAXC}} is out of range 1-1000000' in lines
+    assert f'{conf}:8:15: error: upstreams[0].targets[0].address: expected host:port, not "${{BACKEND}}"' in lines
+    assert any(line.startswith(f'{conf}:9:15: error: upstreams[0].balancer: unknown value "${{BAL}}"')
+               for line in lines), lines
+    assert f'{conf}:13:15: error: routes[0].upstream: unknown upstream "${{UP}}" (known: up)' in lines
+    assert any(line.startswith(f'{conf}:15:43: error: routes[0].filters.fault-injection.abort.status: ${{STATUS}} is '
+                               'out of range') for line in lines), lines
+    for name, value in secrets.items():
+        if len(value) > 1:  # "0" is in other numbers
+            assert value not in r.stderr, name
+
+
+def test_running_gateway_never_shows_env_values(tmpdir_path, gateway, backends):
+    b = backends()
+    port, admin = free_port(), free_port()
+    backend = f'127.0.0.1:{b.port}'
+    log = os.path.join(tmpdir_path, 'access.log')
+    # a refused target makes workers log the target's address
+    refused = 'refused-target'
+    g = gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port} }}]
+admin: {{ address: 127.0.0.1:{admin} }}
+access_log: {{ path: {log}, format: "$route $upstream_addr $status", buffer: 0 }}
+upstreams:
+  - {{ name: "${{UPNAME}}", targets: ["${{BACKEND}}"] }}
+  - {{ name: dead, targets: ["${{DEAD}}"], retries: 0 }}
+routes:
+  - name: "${{ROUTE}}"
+    match: {{ paths: ["/api/*"] }}
+    upstream: "${{UPNAME}}"
+    filters: {{ request-headers: {{ set: {{ authorization: "Bearer ${{TOKEN}}", x-b: "${{BSECRET}}" }} }} }}
+  - {{ name: dead, match: {{ paths: ["/dead"] }}, upstream: dead }}
+''', workers=1, env=dict(UPNAME='orders-up-secret', BACKEND=backend, DEAD=f'127.0.0.1:{dead_port()}',
+                          ROUTE='route-name-secret', TOKEN=TOKEN, BSECRET=BACKEND_SECRET))
+    assert http_get(port, '/api/x')[0] == 200
+    # the values still do their work
+    req = b.requests[-1]
+    assert req.header('authorization') == f'Bearer {TOKEN}' and req.header('x-b') == BACKEND_SECRET
+    assert http_get(port, '/dead')[0] == 502
+    g.wait_log(r'\$\{DEAD\}')  # the refused connect, with its target masked
+    status = http_get(admin, '/status')[2].decode()
+    st = json.loads(status)
+    assert st['upstreams'][0]['name'] == '${UPNAME}'
+    assert st['upstreams'][0]['targets'][0]['address'] == '${BACKEND}'
+    with open(log) as f:
+        access = f.read()
+    assert '${ROUTE} ${BACKEND} 200' in access
+    for text in (g.log(), status, access):
+        for value in ('orders-up-secret', backend, 'route-name-secret', TOKEN, BACKEND_SECRET):
+            assert value not in text, (value, text)
