@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 enum pt_log_level {
     PT_LOG_CRIT,
@@ -24,6 +25,11 @@ extern const char *const pt_log_level_names[];
 int pt_log_open(const char *path);
 /* Reopens the current file (after logrotate renamed it). 0 or -errno. */
 int pt_log_reopen(void);
+/* When running as root, gives the error log file to uid:gid (the workers'
+ * user), now and each time this process opens it again, so that workers
+ * that dropped privileges can reopen it too.  uid -1: keep root's.  0, or
+ * -errno when the current file could not be given. */
+int pt_log_set_owner(uid_t uid, gid_t gid);
 /* File descriptor of the error log (to hand to children). */
 int pt_log_fd(void);
 /* Prefix every line with this process role, e.g. "master" or "worker 2". */

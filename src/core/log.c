@@ -17,6 +17,8 @@ const char *const pt_log_level_names[] = {"crit", "error", "warn", "notice", "in
 static int log_fd = STDERR_FILENO;
 static char log_path[4096] = "stderr";
 static char log_role[32] = "master";
+static uid_t log_uid = (uid_t)-1; /* whom the file is given to; -1: nobody */
+static gid_t log_gid = (gid_t)-1;
 
 int pt_log_level_parse(const char *name)
 {
@@ -44,6 +46,16 @@ static int open_target(const char *path)
     return fd < 0 ? -errno : fd;
 }
 
+/* Root gives the file to the workers' user, as the master does with the
+ * access log: after logrotate renamed it, the master creates the new one,
+ * and the workers, no longer root, could not open a file of root's. */
+static int give(int fd)
+{
+    if (fd == STDERR_FILENO || log_uid == (uid_t)-1 || geteuid() != 0)
+        return 0;
+    return fchown(fd, log_uid, log_gid) < 0 ? -errno : 0;
+}
+
 int pt_log_open(const char *path)
 {
     int fd = open_target(path);
@@ -53,7 +65,17 @@ int pt_log_open(const char *path)
         close(log_fd);
     log_fd = fd;
     snprintf(log_path, sizeof(log_path), "%s", path);
+    int rc = give(fd);
+    if (rc < 0)
+        pt_log_write(PT_LOG_WARN, "cannot give the error log %s to uid %d: %s", path, (int)log_uid, strerror(-rc));
     return 0;
+}
+
+int pt_log_set_owner(uid_t uid, gid_t gid)
+{
+    log_uid = uid;
+    log_gid = gid;
+    return give(log_fd);
 }
 
 int pt_log_reopen(void)

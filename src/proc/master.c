@@ -643,6 +643,9 @@ static void abandon_generation(const char *why)
     }
     pt_lset_discard(&m.prev.lset, &m.lset);
     m.lset = m.prev.lset;
+    int rc = pt_log_set_owner(m.prev.drop ? m.prev.uid : (uid_t)-1, m.prev.gid); /* the serving workers' */
+    if (rc < 0)
+        pt_log_warn("cannot give the error log back to user %s: %s", m.prev.conf->user, strerror(-rc));
     const char *log = error_log_path(m.prev.conf, &m.o);
     if (strcmp(log, error_log_path(failed, &m.o)) != 0 && pt_log_open(log) < 0)
         pt_log_error("cannot open the error log %s again: %s", log, strerror(errno));
@@ -728,9 +731,12 @@ static void resolved(void)
     pt_config_diff(m.conf, nc, changes, sizeof(changes));
     if (!m.o.pid_file && nc->pid_file && strcmp(nc->pid_file, m.pid_path) != 0)
         pt_log_warn("pid_file changed: takes effect after a restart, not on reload");
+    int rc = pt_log_set_owner(drop ? uid : (uid_t)-1, gid); /* the new workers' user */
+    if (rc < 0)
+        pt_log_warn("cannot give the error log to user %s: %s", nc->user, strerror(-rc));
     const char *new_log = error_log_path(nc, &m.o);
-    if (strcmp(new_log, error_log_path(m.conf, &m.o)) != 0 && pt_log_open(new_log) < 0)
-        pt_log_error("cannot open the new error log %s: %s; keeping the old one", new_log, strerror(errno));
+    if (strcmp(new_log, error_log_path(m.conf, &m.o)) != 0 && (rc = pt_log_open(new_log)) < 0)
+        pt_log_error("cannot open the new error log %s: %s; keeping the old one", new_log, strerror(-rc));
     if (m.o.log_level < 0)
         pt_log_level = nc->error_log.level;
     /* The serving generation is kept aside, whole, until the new one is
@@ -896,12 +902,16 @@ static void on_signal(int sig)
         stop(false);
         break;
     case SIGUSR1: {
-        if (pt_log_reopen() < 0)
-            pt_log_error("cannot reopen the error log: %s", strerror(errno));
-        pt_log_notice("logs reopened");
+        /* The master makes the new files, given to the workers' user, and
+         * only then tells the workers to open them. */
+        int rc = pt_log_reopen();
+        if (rc < 0)
+            pt_log_error("cannot reopen the error log: %s", strerror(-rc));
         char err[256];
         if (prepare_access_log(m.conf, m.drop, m.uid, m.gid, err, sizeof(err)) < 0)
             pt_log_error("%s", err);
+        else if (rc == 0)
+            pt_log_notice("logs reopened");
         for (size_t i = 0; i < m.nprocs; i++)
             kill(m.procs[i].pid, SIGUSR1);
         break;
@@ -1038,6 +1048,9 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     }
     if (c->user && geteuid() != 0)
         pt_log_notice("user \"%s\" ignored: not started as root", c->user);
+    int given = m.drop ? pt_log_set_owner(m.uid, m.gid) : 0;
+    if (given < 0)
+        pt_log_warn("cannot give the error log to user %s: %s", c->user, strerror(-given));
     m.nworkers = o->workers ? o->workers : pt_config_workers(c);
     pt_lset_t next = {0};
     if (pt_lset_prepare(&m.lset, c, m.nworkers, &next, err, sizeof(err)) < 0 ||

@@ -244,13 +244,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             pt_conn_close(w->conns);
         event_base_loopexit(w->base, NULL);
         break;
-    case SIGUSR1:
-        if (pt_log_reopen() < 0)
-            pt_log_error("cannot reopen the error log: %s", strerror(errno));
-        int rc = pt_accesslog_reopen();
+    case SIGUSR1: {
+        int rc = pt_log_reopen(), arc = pt_accesslog_reopen();
         if (rc < 0)
-            pt_log_error("cannot reopen the access log %s: %s", w->conf->access_log.path, strerror(-rc));
+            pt_log_error("cannot reopen the error log: %s", strerror(-rc));
+        if (arc < 0)
+            pt_log_error("cannot reopen the access log %s: %s", w->conf->access_log.path, strerror(-arc));
+        if (rc == 0 && arc == 0)
+            pt_log_notice("logs reopened"); /* in the new file: says this worker writes there */
         break;
+    }
     default:
         break; /* SIGHUP goes to the master only */
     }

@@ -1,0 +1,76 @@
+"""Operating Portico as nginx's users do (issue 12): logs that workers
+running as `user:` can reopen after a rotation, fatal start errors that
+reach stderr when the log is a file, -t that checks the user and the error
+log's directory, -s reload that checks the file before it signals, and the
+shipped logrotate file."""
+import os
+import pwd
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import basic_config, free_port, http_get, run_portico, wait_for
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root to start as root and change users')
+
+
+def read(path):
+    try:
+        with open(path, errors='replace') as f:
+            return f.read()
+    except FileNotFoundError:
+        return ''
+
+
+def logs_dir(tmp):
+    d = os.path.join(tmp, 'logs')
+    os.mkdir(d, 0o755)
+    return d
+
+
+def logged_config(port, d, extra=''):
+    return basic_config(port, extra=f'error_log: {{ path: {d}/error.log }}\n'
+                                    f'access_log: {{ path: {d}/access.log, format: common, buffer: 0 }}\n{extra}')
+
+
+def start_logged(gateway, text, d, workers=2):
+    """A gateway whose error log is a file: wait for ready in that file."""
+    g = gateway(text, workers=workers, start=False)
+    g.logfile = os.path.join(d, 'error.log')
+    return g.start()
+
+
+def reopened_by_all(g, elog):
+    """Every process says "logs reopened" in the new file: the master, then
+    each worker."""
+    text = read(elog)
+    pids = [g.proc.pid] + g.worker_pids()
+    return all(re.search(rf'\[{pid}\]: logs reopened', text) for pid in pids)
+
+
+@needs_root
+def test_reopen_as_root_with_user_moves_master_and_workers_to_new_files(gateway, tmpdir_path):
+    d = logs_dir(tmpdir_path)
+    elog, alog = os.path.join(d, 'error.log'), os.path.join(d, 'access.log')
+    port = free_port()
+    g = start_logged(gateway, logged_config(port, d, 'user: nobody'), d)
+    nobody = pwd.getpwnam('nobody')
+    assert http_get(port, '/hello?before')[0] == 200
+    os.rename(elog, elog + '.1')
+    os.rename(alog, alog + '.1')
+    r = run_portico('-s', 'reopen', '-p', g.pidfile)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" from the master and both workers')
+    # the master made the new files and gave them to the workers' user
+    assert os.stat(elog).st_uid == nobody.pw_uid and os.stat(alog).st_uid == nobody.pw_uid
+    assert 'cannot reopen' not in read(elog + '.1') + read(elog)
+    assert http_get(port, '/hello?after')[0] == 200
+    wait_for(lambda: 'GET /hello?after' in read(alog), what='the new access log')
+    assert 'GET /hello?after' not in read(alog + '.1') and 'GET /hello?before' in read(alog + '.1')
+    # and again: the second rotation finds the files the first one made
+    os.rename(elog, elog + '.2')
+    g.logfile = elog
+    os.kill(g.proc.pid, 10)  # SIGUSR1
+    wait_for(lambda: reopened_by_all(g, elog), what='a second reopen')
