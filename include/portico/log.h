@@ -1,6 +1,7 @@
 /* Error log: one line per message with an ISO 8601 timestamp, the level
  * and the pid.  Written with one write(2) on an O_APPEND descriptor, so
- * lines from several processes never interleave. */
+ * lines from several processes never interleave.  A crit line, which ends
+ * the process, is also written to stderr when the log is a file. */
 #ifndef PORTICO_LOG_H
 #define PORTICO_LOG_H
 

@@ -117,6 +117,17 @@ void pt_log_vwrite(int level, const char *fmt, va_list ap)
     do
         w = write(log_fd, buf, len);
     while (w < 0 && errno == EINTR);
+    /* What stops the process also goes to stderr when the log is a file:
+     * systemd's journal (portico -f) or the terminal that started it must
+     * say more than "status=1".  Once daemonized, stderr is /dev/null. */
+    if (level == PT_LOG_CRIT && log_fd != STDERR_FILENO) {
+        char line[sizeof(buf) + 64];
+        bool master = strcmp(log_role, "master") == 0;
+        int k = snprintf(line, sizeof(line), "portico: %s%s%.*s\n", master ? "" : log_role, master ? "" : ": ",
+                         (int)(len - 1 - (size_t)n), buf + n);
+        if (k > 0)
+            w = write(STDERR_FILENO, line, (size_t)k < sizeof(line) ? (size_t)k : sizeof(line) - 1);
+    }
 }
 
 void pt_log_write(int level, const char *fmt, ...)

@@ -7,11 +7,12 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
 
 import pytest
 
-from conftest import basic_config, free_port, http_get, run_portico, wait_for
+from conftest import BIN, basic_config, free_port, http_get, run_portico, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root to start as root and change users')
 
@@ -74,3 +75,30 @@ def test_reopen_as_root_with_user_moves_master_and_workers_to_new_files(gateway,
     g.logfile = elog
     os.kill(g.proc.pid, 10)  # SIGUSR1
     wait_for(lambda: reopened_by_all(g, elog), what='a second reopen')
+
+
+def start_failing(tmp, text, *args):
+    """Runs portico -f on a configuration that cannot start: (exit status,
+    stderr, the error log file)."""
+    conf = os.path.join(tmp, 'fail.yaml')
+    with open(conf, 'w') as f:
+        f.write(text)
+    p = subprocess.run([BIN, '-f', '-c', conf, '-p', os.path.join(tmp, 'fail.pid'), *args], capture_output=True,
+                       text=True, timeout=30)
+    return p.returncode, p.stderr, read(os.path.join(tmp, 'logs', 'error.log'))
+
+
+def test_fatal_start_errors_reach_stderr_with_a_file_error_log(tmpdir_path):
+    d = logs_dir(tmpdir_path)
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        rc, err, log = start_failing(tmpdir_path, basic_config(port, extra=f'error_log: {{ path: {d}/error.log }}'))
+    # systemd's journal shows stderr: more than status=1
+    assert rc == 1
+    assert re.search(rf'^portico: .*127\.0\.0\.1:{port}.*address already in use', err, re.M | re.I), err
+    assert re.search(rf'\[crit\] master\[\d+\]: .*127\.0\.0\.1:{port}.*address already in use', log, re.I), log
+    rc, err, _ = start_failing(tmpdir_path, basic_config(free_port(), extra=f'error_log: {{ path: {d}/error.log }}\n'
+                                                                             'user: no-such-user-x'))
+    assert rc == 1 and 'unknown user "no-such-user-x"' in err, err
