@@ -15,6 +15,7 @@
 #include "portico/log.h"
 #include "portico/master.h"
 #include "portico/pidfile.h"
+#include "portico/preflight.h"
 #include "portico/rlimit.h"
 #include "portico/secret.h"
 #include "portico/tls.h"
@@ -34,6 +35,30 @@ static void usage(FILE *f)
             "  -V, --version         print the version and build options\n"
             "  -h, --help            print this help\n",
             PT_CONF_PATH);
+}
+
+/* Loads the file and checks it as -t does: the file, its TLS files and
+ * the descriptors it may need, then, when machine is set, its user and log
+ * files on this machine; hints adds -t's notes on what may not do what
+ * was meant.  Prints every diagnostic to stderr; NULL when there were
+ * errors. */
+static pt_config_t *check(const char *path, bool machine, bool hints)
+{
+    pt_diag_t d;
+    pt_diag_init(&d);
+    pt_config_t *c = pt_config_load(path, &d);
+    if (c && (pt_tls_build(c, &d) < 0 || (machine && pt_preflight_check(c, &d) > 0))) {
+        pt_diag_sort(&d);
+        pt_config_free(c);
+        c = NULL;
+    }
+    if (c)
+        pt_rlimit_check(c, &d);
+    if (c && hints)
+        pt_config_hints(c, &d);
+    pt_diag_print(&d, stderr);
+    pt_diag_free(&d);
+    return c;
 }
 
 static int send_signal(const char *name, const char *pid_file, const char *conf_path)
@@ -149,19 +174,9 @@ int main(int argc, char **argv)
     if (o.log_level >= 0)
         pt_log_level = o.log_level;
 
-    pt_diag_t d;
-    pt_diag_init(&d);
-    pt_config_t *c = pt_config_load(o.conf_path, &d);
-    if (c && pt_tls_build(c, &d) < 0) {
-        pt_config_free(c);
-        c = NULL;
-    }
-    if (c)
-        pt_rlimit_check(c, &d);
-    if (c && (test || dump))
-        pt_config_hints(c, &d);
-    pt_diag_print(&d, stderr);
-    pt_diag_free(&d);
+    /* -T alone prints a configuration, maybe for another machine: the
+     * file is checked, not this machine's users and directories */
+    pt_config_t *c = check(o.conf_path, test || !dump, test || dump);
     if (!c) {
         if (test || dump)
             fprintf(stderr, "portico: configuration has errors: %s\n", o.conf_path);

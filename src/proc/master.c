@@ -37,6 +37,7 @@
 #include "portico/log.h"
 #include "portico/master.h"
 #include "portico/pidfile.h"
+#include "portico/preflight.h"
 #include "portico/resolve_async.h"
 #include "portico/rlimit.h"
 #include "portico/router.h"
@@ -793,7 +794,8 @@ static void reload(void)
     pt_diag_init(&d);
     char err[512] = "";
     pt_config_t *nc = pt_config_load(m.o.conf_path, &d);
-    if (nc && pt_tls_build(nc, &d) < 0) {
+    if (nc && (pt_tls_build(nc, &d) < 0 || pt_preflight_check(nc, &d) > 0)) {
+        pt_diag_sort(&d);
         pt_config_free(nc);
         nc = NULL;
     }

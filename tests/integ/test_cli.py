@@ -122,8 +122,9 @@ def test_port_in_use(tmpdir_path):
 def test_unknown_user(tmpdir_path):
     r = start_fails(tmpdir_path, basic_config(free_port(), extra='user: no-such-user-xyz'))
     assert r.returncode == 1
-    crit = [l for l in r.stderr.splitlines() if '[crit]' in l]
-    assert len(crit) == 1 and 'unknown user "no-such-user-xyz"' in crit[0], r.stderr
+    # checked with the file, as -t does: at the key (issue 12)
+    conf = os.path.join(tmpdir_path, 'portico.yaml')
+    assert r.stderr.splitlines() == [f'{conf}:4:7: error: user: unknown user "no-such-user-xyz"'], r.stderr
 
 
 def test_already_running(gateway, tmpdir_path):

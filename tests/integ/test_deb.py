@@ -161,7 +161,15 @@ def test_production_configuration_checks_with_the_packaged_user(root):
     env = nss_env(root)
     ids = subprocess.run(['id', '-u', 'portico'], capture_output=True, text=True, env=env)
     assert ids.returncode == 0, 'the sysusers.d entry made no portico user: ' + ids.stderr
-    conf = os.path.join(root, 'etc/portico/portico.yaml')
+    # -t checks the machine too (the log directories exist, and the workers'
+    # user can reach the error log): here they are the scratch root's
+    text = open(os.path.join(root, 'etc/portico/portico.yaml')).read()
+    for old, new in ((' /var/log/portico/', f' {root}/var/log/portico/'), (' /run/portico/', f' {root}/run/portico/')):
+        assert old in text, old
+        text = text.replace(old, new)
+    conf = os.path.join(root, 'checked.yaml')
+    with open(conf, 'w') as f:
+        f.write(text)
     r = portico(root, '-t', '-c', conf, env=env)
     assert r.returncode == 0 and 'configuration ok' in r.stderr, r.stderr
     assert 'warning' not in r.stderr, r.stderr

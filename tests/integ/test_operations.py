@@ -102,3 +102,58 @@ def test_fatal_start_errors_reach_stderr_with_a_file_error_log(tmpdir_path):
     rc, err, _ = start_failing(tmpdir_path, basic_config(free_port(), extra=f'error_log: {{ path: {d}/error.log }}\n'
                                                                              'user: no-such-user-x'))
     assert rc == 1 and 'unknown user "no-such-user-x"' in err, err
+
+
+def write_conf(tmp, text, name='t.yaml'):
+    path = os.path.join(tmp, name)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def test_t_reports_an_unknown_user_at_its_key(tmpdir_path):
+    conf = write_conf(tmpdir_path, basic_config(free_port(), extra='user: no-such-user-x'))
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode == 1
+    assert f'{conf}:4:7: error: user: unknown user "no-such-user-x"' in r.stderr.splitlines(), r.stderr
+    assert r.stderr.splitlines()[-1] == f'portico: configuration has errors: {conf}'
+
+
+def test_t_reports_a_log_directory_that_does_not_exist(tmpdir_path):
+    missing = os.path.join(tmpdir_path, 'no-such-dir')
+    conf = write_conf(tmpdir_path, basic_config(free_port(), extra=f'error_log: {{ path: {missing}/error.log }}\n'
+                                                                    f'access_log: {{ path: {missing}/access.log }}'))
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert f'{conf}:4:20: error: error_log.path: cannot create {missing}/error.log: the directory {missing}: ' \
+           'No such file or directory' in lines, r.stderr
+    assert f'{conf}:5:21: error: access_log.path: cannot create {missing}/access.log: the directory {missing}: ' \
+           'No such file or directory' in lines, r.stderr
+    assert not os.path.exists(missing)  # -t creates nothing
+    # -T alone prints the configuration, which may be for another machine
+    r = run_portico('-T', '-c', conf)
+    assert r.returncode == 0 and f'path: "{missing}/error.log"' in r.stdout, r.stderr
+
+
+@needs_root
+def test_t_reports_an_error_log_the_workers_cannot_reach(tmpdir_path):
+    private = os.path.join(tmpdir_path, 'private')
+    os.mkdir(private, 0o700)
+    port = free_port()
+    conf = write_conf(tmpdir_path, basic_config(port, extra=f'user: nobody\nerror_log: {{ path: {private}/error.log }}'))
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode == 1
+    assert f'{conf}:5:20: error: error_log.path: the workers, as user "nobody", cannot reach {private}/error.log ' \
+           f'({private}: Permission denied), so they could not reopen it after a rotation' in r.stderr.splitlines(), \
+        r.stderr
+    assert not os.path.exists(f'{private}/error.log')
+    # the start refuses it as -t does, with the same message
+    p = subprocess.run([BIN, '-f', '-c', conf, '-p', os.path.join(tmpdir_path, 'x.pid')], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1 and 'cannot reach' in p.stderr, p.stderr
+    # a directory they may enter is fine, though only root may write in it:
+    # the master creates the file and gives it to them
+    os.chmod(private, 0o755)
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode == 0, r.stderr

@@ -87,7 +87,9 @@ def test_reload_with_an_unknown_user_keeps_serving(gateway):
     g = gateway(basic_config(port, routes=routes('kept')))
     g.write(basic_config(port, extra='user: no-such-user-xyz', routes=routes('new')))
     g.reload(ok=False)
-    assert 'reload failed: unknown user "no-such-user-xyz"' in g.log()
+    # checked with the file, as -t does: at the key (issue 12)
+    assert f'{g.conf}:4:7: error: user: unknown user "no-such-user-xyz"' in g.log()
+    assert f'reload failed: 1 error in {g.conf}' in g.log()
     assert http_get(port, '/hello')[2] == b'kept'
 
 
