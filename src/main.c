@@ -61,7 +61,9 @@ static pt_config_t *check(const char *path, bool machine, bool hints)
     return c;
 }
 
-static int send_signal(const char *name, const char *pid_file, const char *conf_path)
+/* conf_path is the file given with -c or the default one; conf_given says
+ * which. */
+static int send_signal(const char *name, const char *pid_file, const char *conf_path, bool conf_given)
 {
     static const struct {
         const char *name;
@@ -76,14 +78,26 @@ static int send_signal(const char *name, const char *pid_file, const char *conf_
         return 2;
     }
     pt_config_t *c = NULL;
-    if (!pid_file) {
-        /* As nginx does: the pid file is named in the configuration. */
+    if (sig == SIGHUP && (conf_given || !pid_file)) {
+        /* A file the master would refuse is reported here, where someone
+         * reads it, and nothing is signalled: as nginx -s reload does.
+         * With -p alone, which file the master reads is not known here;
+         * it checks that file itself. */
+        c = check(conf_path, true, false);
+        if (!c) {
+            fprintf(stderr, "portico: configuration has errors: %s; not reloading\n", conf_path);
+            return 1;
+        }
+    } else if (!pid_file) {
+        /* To stop or reopen, a file with errors will do: what is wrong
+         * with it must not keep a running gateway from stopping. */
         pt_diag_t d;
         pt_diag_init(&d);
         c = pt_config_load(conf_path, &d);
         pt_diag_free(&d);
-        pid_file = c && c->pid_file ? c->pid_file : "/run/portico/portico.pid";
     }
+    if (!pid_file) /* as nginx does: the pid file is named in the configuration */
+        pid_file = c && c->pid_file ? c->pid_file : "/run/portico/portico.pid";
     pid_t pid = pt_pidfile_read(pid_file);
     int rc = 0;
     char shown[4096];
@@ -111,13 +125,14 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     pt_opts_t o = {.conf_path = PT_CONF_PATH, .log_level = -1};
-    bool test = false, dump = false;
+    bool test = false, dump = false, conf_given = false;
     const char *sig = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:tTs:p:fw:l:Vh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             o.conf_path = optarg;
+            conf_given = true;
             break;
         case 't':
             test = true;
@@ -170,7 +185,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (sig)
-        return send_signal(sig, o.pid_file, o.conf_path);
+        return send_signal(sig, o.pid_file, o.conf_path, conf_given);
     if (o.log_level >= 0)
         pt_log_level = o.log_level;
 

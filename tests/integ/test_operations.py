@@ -157,3 +157,32 @@ def test_t_reports_an_error_log_the_workers_cannot_reach(tmpdir_path):
     os.chmod(private, 0o755)
     r = run_portico('-t', '-c', conf)
     assert r.returncode == 0, r.stderr
+
+
+def test_s_reload_reports_the_errors_of_the_file_and_signals_nothing(gateway):
+    port = free_port()
+    g = gateway(basic_config(port))
+    good = basic_config(port, extra=f'pid_file: {g.pidfile}', routes='''
+        - { name: new, match: { paths: [/hello] }, respond: { body: "new" } }''')
+    g.write(good.replace('paths: [/hello]', 'path: [/hello]'))
+    r = run_portico('-s', 'reload', '-c', g.conf)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert any(line.startswith(f'{g.conf}:6:') and 'unknown key "path"; did you mean "paths"?' in line
+               for line in lines), r.stderr
+    assert lines[-1] == f'portico: configuration has errors: {g.conf}; not reloading'
+    assert 'no pid' not in r.stderr
+    # the same with -p: the file is checked before the pid file is read
+    r = run_portico('-s', 'reload', '-c', g.conf, '-p', g.pidfile)
+    assert r.returncode == 1 and 'not reloading' in r.stderr
+    assert g.count('reloading') == 0  # nothing was signalled
+    # a good file reloads, and a file with errors does not keep -s stop from working
+    g.write(good)
+    r = run_portico('-s', 'reload', '-c', g.conf)
+    assert r.returncode == 0, r.stderr
+    g.wait_log('reload ok')
+    assert http_get(port, '/hello')[2] == b'new'
+    g.write(good.replace('paths: [/hello]', 'path: [/hello]'))
+    r = run_portico('-s', 'stop', '-c', g.conf, '-p', g.pidfile)
+    assert r.returncode == 0, r.stderr
+    assert g.proc.wait(10) == 0
