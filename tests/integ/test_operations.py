@@ -3,6 +3,8 @@ running as `user:` can reopen after a rotation, fatal start errors that
 reach stderr when the log is a file, -t that checks the user and the error
 log's directory, -s reload that checks the file before it signals, and the
 shipped logrotate file."""
+import grp
+import gzip
 import os
 import pwd
 import re
@@ -12,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, basic_config, free_port, http_get, run_portico, wait_for
+from conftest import BIN, SRCDIR, basic_config, free_port, http_get, run_portico, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root to start as root and change users')
 
@@ -186,3 +188,86 @@ def test_s_reload_reports_the_errors_of_the_file_and_signals_nothing(gateway):
     r = run_portico('-s', 'stop', '-c', g.conf, '-p', g.pidfile)
     assert r.returncode == 0, r.stderr
     assert g.proc.wait(10) == 0
+
+
+LOGROTATE = os.path.join(SRCDIR, 'etc', 'portico.logrotate')
+
+
+def need_logrotate():
+    if shutil.which('logrotate'):
+        return shutil.which('logrotate')
+    if os.environ.get('CI'):
+        pytest.fail('logrotate is not installed')
+    pytest.skip('logrotate is not installed')
+
+
+def shipped_logrotate(tmp, d='/var/log/portico', pidfile='/run/portico/portico.pid', user=None):
+    """The shipped file, with its logs in d, portico (this build's) told of
+    pidfile, and new files for user (and a group of theirs) rather than the
+    package's `portico`, which this machine may not have."""
+    pw = pwd.getpwnam(user) if user else pwd.getpwuid(os.geteuid())
+    group = 'adm' if user and has_group('adm') else grp.getgrgid(pw.pw_gid).gr_name
+    text = read(LOGROTATE)
+    for old, new in (('/var/log/portico', d), ('/usr/sbin/portico -s reopen', f'{BIN} -s reopen -p {pidfile}'),
+                     ('/run/portico/portico.pid', pidfile), ('create 0640 portico adm', f'create 0640 {pw.pw_name} {group}')):
+        assert old in text, old
+        text = text.replace(old, new)
+    return write_conf(tmp, text, 'logrotate.conf')
+
+
+def has_group(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def test_logrotate_file_parses(tmpdir_path):
+    lr = need_logrotate()
+    conf = shipped_logrotate(tmpdir_path)
+    r = subprocess.run([lr, '-d', '-s', os.path.join(tmpdir_path, 'state'), conf], capture_output=True, text=True,
+                       timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert 'error' not in out.lower(), out
+    assert 'rotating pattern: /var/log/portico/*.log  after 1 days (14 rotations)' in out, out
+    text = read(LOGROTATE)
+    for directive in ('compress', 'delaycompress', 'missingok', 'notifempty', 'sharedscripts'):
+        assert re.search(rf'^\s+{directive}$', text, re.M), directive
+
+
+def test_logrotate_rotates_a_running_gateway(gateway, tmpdir_path):
+    lr = need_logrotate()
+    d = logs_dir(tmpdir_path)
+    elog, alog = os.path.join(d, 'error.log'), os.path.join(d, 'access.log')
+    port = free_port()
+    user = 'nobody' if os.geteuid() == 0 else None
+    g = start_logged(gateway, logged_config(port, d, f'user: {user}' if user else ''), d)
+    conf = shipped_logrotate(tmpdir_path, d, g.pidfile, user)
+    state = os.path.join(tmpdir_path, 'logrotate.state')
+
+    def rotate():
+        r = subprocess.run([lr, '-f', '-s', state, conf], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    assert http_get(port, '/hello?first')[0] == 200
+    wait_for(lambda: 'GET /hello?first' in read(alog), what='the first access line')
+    rotate()
+    # renamed, not compressed yet (delaycompress); the new files are the workers' user's
+    assert 'GET /hello?first' in read(alog + '.1') and 'ready: generation 1' in read(elog + '.1')
+    wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" in the new error log')
+    if user:
+        assert os.stat(elog).st_uid == pwd.getpwnam(user).pw_uid
+    assert http_get(port, '/hello?second')[0] == 200
+    wait_for(lambda: 'GET /hello?second' in read(alog), what='the new access log')
+    assert 'GET /hello?second' not in read(alog + '.1')
+    rotate()
+    # the first period is compressed now, the second is .1
+    with gzip.open(alog + '.2.gz', 'rt') as f:
+        assert 'GET /hello?first' in f.read()
+    assert 'GET /hello?second' in read(alog + '.1')
+    assert os.path.exists(elog + '.2.gz')
+    wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" after the second rotation')
+    assert http_get(port, '/hello?third')[0] == 200
+    wait_for(lambda: 'GET /hello?third' in read(alog), what='the third access log')
