@@ -115,7 +115,9 @@ static void print_level(FILE *f, const void *field, const pt_list_t *prov)
 static const pt_directive_t error_log_keys[] = {
     {"path", PT_T_STR, F(pt_log_conf_t, path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
      "Where the error log goes: a file, or stderr. When unset: stderr with -f, "
-     "/var/log/portico/error.log otherwise. Reopened on SIGUSR1."},
+     "/var/log/portico/error.log otherwise. Reopened on SIGUSR1: the master creates the new file and, started "
+     "as root with user set, gives it to that user, so that the workers can reopen it too; -t checks that its "
+     "directory exists and that the workers can reach it."},
     {"level", PT_T_CUSTOM, F(pt_log_conf_t, level), "notice", 0, 0, NULL, NULL, NULL, set_level, print_level, 0,
      "level", "The least severe level written: crit, error, warn, notice, info or debug. -l overrides it."},
     END,
@@ -756,7 +758,8 @@ static const pt_directive_t root_keys[] = {
      "drains beside the new one; at most 512 workers run at once, each with a column of its own in the shared "
      "counters of the targets, and a new worker past that starts once an old one exits."},
     {"user", PT_T_STR, F(pt_config_t, user), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "When started as root, workers run as this user (and its group) once the sockets are bound."},
+     "When started as root, workers run as this user (and its group) once the sockets are bound. -t checks "
+     "that it exists."},
     {"pid_file", PT_T_STR, F(pt_config_t, pid_file), "/run/portico/portico.pid", 0, 0, NULL, NULL, NULL, NULL, NULL,
      PT_F_RESTART, "path", "Where the master writes its pid; -p overrides it. A missing parent directory is created."},
     {"shutdown_timeout", PT_T_DURATION, F(pt_config_t, shutdown_timeout), "30s", 0, 86400000, NULL, NULL, NULL,
