@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -25,6 +26,13 @@ def read(path):
             return f.read()
     except FileNotFoundError:
         return ''
+
+
+def write_conf(tmp, text, name='t.yaml'):
+    path = os.path.join(tmp, name)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
 
 
 def logs_dir(tmp):
@@ -75,19 +83,30 @@ def test_reopen_as_root_with_user_moves_master_and_workers_to_new_files(gateway,
     # and again: the second rotation finds the files the first one made
     os.rename(elog, elog + '.2')
     g.logfile = elog
-    os.kill(g.proc.pid, 10)  # SIGUSR1
+    os.kill(g.proc.pid, signal.SIGUSR1)
     wait_for(lambda: reopened_by_all(g, elog), what='a second reopen')
 
 
-def start_failing(tmp, text, *args):
-    """Runs portico -f on a configuration that cannot start: (exit status,
-    stderr, the error log file)."""
-    conf = os.path.join(tmp, 'fail.yaml')
-    with open(conf, 'w') as f:
-        f.write(text)
-    p = subprocess.run([BIN, '-f', '-c', conf, '-p', os.path.join(tmp, 'fail.pid'), *args], capture_output=True,
-                       text=True, timeout=30)
-    return p.returncode, p.stderr, read(os.path.join(tmp, 'logs', 'error.log'))
+def run_start(conf, pidfile):
+    """Runs portico -f on a configuration that must not start: (exit status,
+    stderr).  Should it start all the same, its whole process group is
+    killed."""
+    p = subprocess.Popen([BIN, '-f', '-c', conf, '-p', pidfile], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise AssertionError('portico started') from None
+    return p.returncode, err
+
+
+def start_failing(tmp, text):
+    """run_start on text, and the error log file."""
+    conf = write_conf(tmp, text, 'fail.yaml')
+    rc, err = run_start(conf, os.path.join(tmp, 'fail.pid'))
+    return rc, err, read(os.path.join(tmp, 'logs', 'error.log'))
 
 
 def test_fatal_start_errors_reach_stderr_with_a_file_error_log(tmpdir_path):
@@ -104,13 +123,6 @@ def test_fatal_start_errors_reach_stderr_with_a_file_error_log(tmpdir_path):
     rc, err, _ = start_failing(tmpdir_path, basic_config(free_port(), extra=f'error_log: {{ path: {d}/error.log }}\n'
                                                                              'user: no-such-user-x'))
     assert rc == 1 and 'unknown user "no-such-user-x"' in err, err
-
-
-def write_conf(tmp, text, name='t.yaml'):
-    path = os.path.join(tmp, name)
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
 
 
 def test_t_reports_an_unknown_user_at_its_key(tmpdir_path):
@@ -151,9 +163,8 @@ def test_t_reports_an_error_log_the_workers_cannot_reach(tmpdir_path):
         r.stderr
     assert not os.path.exists(f'{private}/error.log')
     # the start refuses it as -t does, with the same message
-    p = subprocess.run([BIN, '-f', '-c', conf, '-p', os.path.join(tmpdir_path, 'x.pid')], capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 1 and 'cannot reach' in p.stderr, p.stderr
+    rc, err = run_start(conf, os.path.join(tmpdir_path, 'x.pid'))
+    assert rc == 1 and 'cannot reach' in err, err
     # a directory they may enter is fine, though only root may write in it:
     # the master creates the file and gives it to them
     os.chmod(private, 0o755)
