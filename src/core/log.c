@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,7 +52,11 @@ static int open_target(const char *path)
  * and the workers, no longer root, could not open a file of root's. */
 static int give(int fd)
 {
+    struct stat st;
     if (fd == STDERR_FILENO || log_uid == (uid_t)-1 || geteuid() != 0)
+        return 0;
+    /* one already theirs keeps its group (logrotate's create 0640 portico adm) */
+    if (fstat(fd, &st) == 0 && st.st_uid == log_uid)
         return 0;
     return fchown(fd, log_uid, log_gid) < 0 ? -errno : 0;
 }

@@ -169,7 +169,9 @@ static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t 
         snprintf(err, errlen, "cannot open the access log %s: %s", c->access_log.path, strerror(errno));
         return -1;
     }
-    if (drop && fchown(fd, uid, gid) < 0)
+    /* one already theirs keeps its group (logrotate's create 0640 portico adm) */
+    struct stat st;
+    if (drop && (fstat(fd, &st) < 0 || st.st_uid != uid) && fchown(fd, uid, gid) < 0)
         pt_log_warn("cannot give %s to user %s: %s", c->access_log.path, c->user, strerror(errno));
     close(fd);
     return 0;

@@ -269,7 +269,10 @@ def test_logrotate_rotates_a_running_gateway(gateway, tmpdir_path):
     assert 'GET /hello?first' in read(alog + '.1') and 'ready: generation 1' in read(elog + '.1')
     wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" in the new error log')
     if user:
-        assert os.stat(elog).st_uid == pwd.getpwnam(user).pw_uid
+        for f in (elog, alog):
+            assert os.stat(f).st_uid == pwd.getpwnam(user).pw_uid
+            if has_group('adm'):  # what logrotate made, kept: not given again to the user's group
+                assert grp.getgrgid(os.stat(f).st_gid).gr_name == 'adm'
     assert http_get(port, '/hello?second')[0] == 200
     wait_for(lambda: 'GET /hello?second' in read(alog), what='the new access log')
     assert 'GET /hello?second' not in read(alog + '.1')
