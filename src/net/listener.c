@@ -73,12 +73,41 @@ static bool same_addr(const pt_addr_t *a, const pt_addr_t *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                     : ((const struct sockaddr_in *)ss)->sin_port;
+}
+
+static bool wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, &in6addr_any, sizeof(in6addr_any)) == 0;
+    return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+/* Does a socket of this master (set s, the one being built aside) already
+ * take the port of addr: the same port on an address that overlaps it?
+ * Then the probe would only find this master itself. */
+static bool ours_overlap(const pt_lset_t *s, const pt_lsock_t *self, const pt_addr_t *addr)
+{
+    for (size_t i = 0; s && i < s->n; i++) {
+        const pt_lsock_t *o = &s->v[i];
+        if (o == self || o->nfds == 0 || o->fds[0] < 0 || o->bound.ss_family != addr->ss.ss_family ||
+            port_of(&o->bound) != port_of(&addr->ss))
+            continue;
+        if (wildcard(&o->bound) || wildcard(&addr->ss) || same_addr(&o->addr, addr))
+            return true;
+    }
+    return false;
+}
+
 /* Opens the sockets of slots [from, ls->nfds). */
-static int open_slots(pt_lsock_t *ls, int from, int backlog, char *err, size_t errlen)
+static int open_slots(pt_lsock_t *ls, int from, int backlog, bool probe, char *err, size_t errlen)
 {
     for (int i = from; i < ls->nfds; i++) {
         if (i == 0) {
-            if (check_free(&ls->addr.ss, ls->addr.len, err, errlen, ls->name) < 0)
+            if (probe && check_free(&ls->addr.ss, ls->addr.len, err, errlen, ls->name) < 0)
                 return -1;
             ls->fds[0] = open_socket(&ls->addr.ss, ls->addr.len, backlog, err, errlen, ls->name);
             if (ls->fds[0] < 0)
@@ -122,7 +151,8 @@ static int add_sock(pt_lset_t *cur, pt_lset_t *next, int kind, const pt_addr_t *
         memcpy(ls->fds, old->fds, sizeof(int) * (size_t)from);
         break;
     }
-    return open_slots(ls, from, backlog, err, errlen);
+    bool probe = !ours_overlap(cur, NULL, addr) && !ours_overlap(next, ls, addr);
+    return open_slots(ls, from, backlog, probe, err, errlen);
 }
 
 static bool fd_in(const pt_lset_t *s, int fd)

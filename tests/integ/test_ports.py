@@ -36,3 +36,25 @@ def test_a_second_instance_on_the_same_address_fails_to_start(gateway, which):
         assert http_get(port, '/hello')[2] == b'first again'
     assert http_get(admin, '/status')[0] == 200
 
+
+
+def test_a_reload_may_move_to_an_overlapping_address_it_holds_itself(gateway):
+    """The probe for another owner must not find this master's own sockets:
+    127.0.0.1:P to 0.0.0.0:P, and a listener and the admin swapping ports."""
+    port, admin = free_port(), free_port()
+    g = gateway(basic_config(port, admin, routes=routes('one')))
+    g.write(basic_config(port, admin, routes=routes('two')).replace(f'127.0.0.1:{port}', f'0.0.0.0:{port}'))
+    g.reload()
+    assert http_get(port, '/hello')[2] == b'two'
+    g.write(basic_config(admin, port, routes=routes('three')))  # the listener on the admin's port, and back
+    g.reload()
+    assert http_get(admin, '/hello')[2] == b'three'
+    assert http_get(port, '/status')[0] == 200
+
+
+def test_one_file_with_overlapping_listeners_starts(gateway):
+    port = free_port()
+    text = basic_config(port, routes=routes('x')).replace(
+        'listeners:\n', f'listeners:\n  - {{ name: any, address: 0.0.0.0:{port} }}\n')
+    gateway(text)
+    assert http_get(port, '/hello')[2] == b'x'
