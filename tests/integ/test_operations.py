@@ -82,7 +82,6 @@ def test_reopen_as_root_with_user_moves_master_and_workers_to_new_files(gateway,
     assert 'GET /hello?after' not in read(alog + '.1') and 'GET /hello?before' in read(alog + '.1')
     # and again: the second rotation finds the files the first one made
     os.rename(elog, elog + '.2')
-    g.logfile = elog
     os.kill(g.proc.pid, signal.SIGUSR1)
     wait_for(lambda: reopened_by_all(g, elog), what='a second reopen')
 
@@ -285,3 +284,45 @@ def test_logrotate_rotates_a_running_gateway(gateway, tmpdir_path):
     wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" after the second rotation')
     assert http_get(port, '/hello?third')[0] == 200
     wait_for(lambda: 'GET /hello?third' in read(alog), what='the third access log')
+
+
+def test_the_units_capabilities_let_the_master_reload_reopen_and_stop(gateway, tmpdir_path):
+    """The master under exactly the unit's CapabilityBoundingSet, with its
+    workers as another user: it must still signal them (reload, stop) and
+    reopen logs that logrotate created for that user (hostile review: with
+    neither CAP_KILL nor CAP_DAC_OVERRIDE, reload and stop hung)."""
+    import pwd
+    import shutil
+    if os.geteuid() != 0 or not shutil.which('setpriv'):
+        pytest.skip('needs root and setpriv')
+    unit = os.path.join(os.environ.get('PORTICO_BUILDDIR', os.path.dirname(BIN)), 'etc', 'portico.service')
+    caps = next(l for l in open(unit) if l.startswith('CapabilityBoundingSet=')).split('=', 1)[1].split()
+    bounding = '-all,' + ','.join('+' + c[4:].lower() for c in caps)
+    port = free_port()
+    elog, alog = os.path.join(tmpdir_path, 'error.log'), os.path.join(tmpdir_path, 'access.log')
+    os.chmod(tmpdir_path, 0o755)
+
+    def conf(body):
+        return basic_config(port, extra=f'user: nobody\nshutdown_timeout: 3s\nerror_log: {{ path: {elog} }}\n'
+                                        f'access_log: {{ path: {alog} }}',
+                            routes=f'- {{ name: h, match: {{ paths: [/hello] }}, respond: {{ body: "{body}" }} }}')
+    g = gateway(conf('one'), start=False, wrap=['setpriv', f'--bounding-set={bounding}', '--inh-caps=-all', '--'])
+    g.start()
+    old = g.worker_pids()
+    g.write(conf('two'))
+    g.reload()
+    wait_for(lambda: not set(old) & set(g.worker_pids()), what='the old workers to exit')
+    assert http_get(port, '/hello')[2] == b'two'
+    nobody = pwd.getpwnam('nobody').pw_uid
+    for f in (elog, alog):  # as the packaged logrotate file does: create 0640 portico adm
+        os.rename(f, f + '.1')
+        open(f, 'w').close()
+        os.chown(f, nobody, 4)
+        os.chmod(f, 0o640)
+    os.kill(g.proc.pid, signal.SIGUSR1)
+    wait_for(lambda: 'logs reopened' in open(elog).read(), what='the master to reopen its log')
+    g.write(conf('three'))
+    g.reload()  # the master opens the access log again
+    assert http_get(port, '/hello')[2] == b'three'
+    assert 'Permission denied' not in open(elog).read() + open(elog + '.1').read()
+    assert g.stop(signal.SIGTERM, timeout=15) == 0
