@@ -675,7 +675,8 @@ static const pt_directive_t route_keys[] = {
      "upstream's responses, as nginx's proxy_redirect default does, when they are an absolute path (/orders/7 "
      "becomes /api/orders/7), or an absolute URL whose host and port are the upstream's own: the Host the "
      "request was sent with, or a target's address (http://10.0.1.10:8080/orders/7 becomes /api/orders/7, "
-     "so no internal address reaches the client). Relative references and other hosts are left alone, and so "
+     "so no internal address reaches the client; credentials before the host are dropped, and "
+     "http://10.0.1.10:8080?q=1 becomes /api?q=1). Relative references and other hosts are left alone, and so "
      "are requests whose path the prefix was not cut from (a path-rewrite filter rewrote it, or the route's "
      "path lies outside the prefix). false passes them as they are, for an upstream that writes the prefix "
      "itself."},

@@ -73,13 +73,21 @@ bool pt_location_rewrite(const pt_location_ctx_t *lc, pt_str_t v, pt_str_t *keep
            v.p[skip + auth.n] != '#')
         auth.n++;
     pt_str_t rest = {auth.p + auth.n, v.n - skip - auth.n};
-    if (rest.n && rest.p[0] != '/')
-        return false; /* "http://host?q": rare, and "/?q" is not a part of it */
+    /* user:password@host: the host is what follows the last '@' (and the
+     * credentials never reach the client either) */
+    for (size_t i = auth.n; i > 0; i--)
+        if (auth.p[i - 1] == '@') {
+            auth.p += i;
+            auth.n -= i;
+            break;
+        }
     bool own = same_authority(auth, lc->host, port);
     for (size_t i = 0; !own && i < lc->loc->nown; i++)
         own = same_authority(auth, lc->loc->own[i], port);
     if (!own)
         return false;
+    /* "http://host?q" and "http://host#f" are the upstream's "/?q": the
+     * prefix then stands for its root, as "/api" is cut to "/" */
     *keep = rest.n ? rest : PT_STR("/");
     return true;
 }

@@ -244,6 +244,14 @@ def test_location_under_a_stripped_prefix_gets_it_back(gateway, backends):
     # other hosts and relative references are left alone
     assert locations(port, '/api', 'http://other.example/o', 'orders/7') == (['http://other.example/o'], ['orders/7'])
     assert locations(port, '/api', f'http://{me}.evil/o') == ([f'http://{me}.evil/o'], [])
+    # the upstream's own address never reaches the client: a query or a
+    # fragment right after it, credentials before it (hostile review)
+    assert locations(port, '/api', 'http://{self}?q=1') == (['/api?q=1'], [])
+    assert locations(port, '/api', 'http://{self}#f') == (['/api#f'], [])
+    assert locations(port, '/api', 'http://user:pw@{self}/x') == (['/api/x'], [])
+    assert locations(port, '/api', 'http://evil.example@{self}/x') == (['/api/x'], [])
+    assert locations(port, '/api', 'http://{self}@evil.example/x') == (['http://{self}@evil.example/x'.replace(
+        '{self}', me)], [])
 
 
 def test_location_rewriting_follows_what_was_stripped(gateway, backends):
