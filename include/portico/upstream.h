@@ -166,6 +166,12 @@ bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, co
 typedef struct pt_resolver pt_resolver_t;
 pt_resolver_t *pt_resolver_start(pt_worker_t *w);
 void pt_resolver_stop(pt_resolver_t *r);
+/* Has every name had its first outcome: an address, or (in the first
+ * generation only) a failure?  A worker says it is ready only then, so a
+ * reload's new workers do not serve before their targets have addresses
+ * (the old generation serves meanwhile, within reload_timeout).  When it
+ * becomes true later, pt_worker_ready() is called. */
+bool pt_resolver_settled(const pt_resolver_t *r);
 
 /* Prepares the balancer of u (the consistent-hashing ring). 0 or -1. */
 int pt_balancer_init(pt_upstream_t *u);

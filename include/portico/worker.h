@@ -73,6 +73,8 @@ struct pt_worker {
     } nofd;
 
     bool draining;
+    bool ready_told; /* 'R' sent */
+    bool ready_wanted; /* the loop runs: 'R' goes once the resolver has settled */
     int exit_code;
     struct event sig_quit, sig_term, sig_int, sig_usr1, sig_hup, drain_timer;
     struct event heartbeat; /* proves to the master's watchdog that the loop turns */
@@ -98,6 +100,9 @@ static inline int64_t pt_worker_now_us(pt_worker_t *w)
 const char *pt_worker_date(pt_worker_t *w);
 /* Frees closed connections on the next loop iteration. */
 void pt_worker_schedule_reap(pt_worker_t *w);
+/* Tells the master the worker is ready, once (the resolver calls it when
+ * its names settle after start). */
+void pt_worker_ready(pt_worker_t *w);
 /* A connection closed: bookkeeping, accept resume, drain completion. */
 void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a);
 

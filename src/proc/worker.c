@@ -45,11 +45,12 @@ const char *pt_worker_date(pt_worker_t *w)
     return w->date;
 }
 
-/* An acceptor listens unless max_connections paused it, descriptors ran
- * out, or the worker drains. */
+/* An acceptor listens once the worker is ready (its targets' names
+ * settled: pt_worker_ready), unless max_connections paused it,
+ * descriptors ran out, or the worker drains. */
 static void arm(pt_acceptor_t *a)
 {
-    if (!a->paused && !a->w->nofd.paused && !a->w->draining)
+    if (a->w->ready_told && !a->paused && !a->w->nofd.paused && !a->w->draining)
         event_add(&a->ev, NULL);
 }
 
@@ -157,6 +158,16 @@ static void maybe_exit(pt_worker_t *w)
 {
     if (w->draining && w->nconns == 0)
         event_base_loopexit(w->base, NULL);
+}
+
+void pt_worker_ready(pt_worker_t *w)
+{
+    if (w->ready_told || !w->ready_wanted)
+        return;
+    w->ready_told = true;
+    for (size_t i = 0; i < w->nacceptors; i++)
+        arm(&w->acceptors[i]);
+    tell_master(w, 'R');
 }
 
 void pt_worker_conn_closed(pt_worker_t *w, pt_acceptor_t *a)
@@ -326,8 +337,7 @@ static int setup(pt_worker_t *w)
         a->ls = &w->lset->v[i];
         a->ops = &pt_h1_server_ops; /* every listener speaks HTTP (HTTP/2 by ALPN or preface) */
         a->fd = a->ls->fds[w->slot];
-        event_assign(&a->ev, w->base, a->fd, EV_READ | EV_PERSIST, on_accept, a);
-        event_add(&a->ev, NULL);
+        event_assign(&a->ev, w->base, a->fd, EV_READ | EV_PERSIST, on_accept, a); /* armed once ready */
     }
     event_assign(&w->reaper, w->base, -1, 0, on_reap, w);
     evtimer_assign(&w->nofd.timer, w->base, on_nofd_timer, w);
@@ -404,7 +414,9 @@ int pt_worker_run(pt_worker_t *w)
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (getppid() == 1) /* the master died before we could ask for PDEATHSIG */
         return 1;
-    tell_master(w, 'R');
+    w->ready_wanted = true;
+    if (!w->resolver || pt_resolver_settled(w->resolver))
+        pt_worker_ready(w);
     event_base_dispatch(w->base);
     teardown(w);
     return w->exit_code;

@@ -41,6 +41,7 @@ typedef struct name {
     struct event timer;
     struct evdns_request *req;
     bool failing;
+    bool settled; /* had its first outcome (see pt_resolver_settled) */
 } name_t;
 
 struct pt_resolver {
@@ -48,8 +49,25 @@ struct pt_resolver {
     struct evdns_base *dns;
     name_t *v;
     size_t n;
+    size_t unsettled; /* names still waiting for their first outcome */
+    bool strict;      /* a reload's generation: only an address settles a name */
     bool stopping;
 };
+
+static void settle(name_t *nm, bool resolved)
+{
+    pt_resolver_t *r = nm->r;
+    if (nm->settled || (!resolved && r->strict))
+        return;
+    nm->settled = true;
+    if (--r->unsettled == 0)
+        pt_worker_ready(r->w);
+}
+
+bool pt_resolver_settled(const pt_resolver_t *r)
+{
+    return !r || r->unsettled == 0;
+}
 
 static void arm(name_t *nm, int64_t ms)
 {
@@ -70,6 +88,7 @@ static void answered(name_t *nm, const struct sockaddr *sa, socklen_t len, int t
                       t->name);
     }
     nm->failing = false;
+    settle(nm, true);
     int64_t valid = nm->r->w->conf->resolver.valid, ms = (int64_t)ttl * 1000;
     if (valid)
         ms = valid;
@@ -78,6 +97,13 @@ static void answered(name_t *nm, const struct sockaddr *sa, socklen_t len, int t
     else if (ms > MAX_TTL_MS)
         ms = MAX_TTL_MS;
     arm(nm, ms);
+}
+
+/* A name whose target has an address (the master's, at load) is as good
+ * as resolved for readiness: it keeps that address until DNS answers. */
+static bool t_has_address(const name_t *nm)
+{
+    return nm->u->targets[nm->idx].addrlen != 0;
 }
 
 static void on_answer(int result, char type, int count, int ttl, void *addresses, void *arg)
@@ -109,6 +135,7 @@ static void on_answer(int result, char type, int count, int ttl, void *addresses
                     t->addrlen ? "keeping its last address" : "left out until it does");
         nm->failing = true;
     }
+    settle(nm, t_has_address(nm));
     arm(nm, RETRY_MS);
 }
 
@@ -201,7 +228,7 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
         pt_log_error("resolver: cannot start; targets given by host name keep the address they had at load");
         return NULL;
     }
-    *r = (pt_resolver_t){.w = w, .dns = dns, .v = v};
+    *r = (pt_resolver_t){.w = w, .dns = dns, .v = v, .strict = w->generation > 1};
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         pt_upstream_t *u = &w->upstreams[i];
         for (size_t k = 0; k < u->ntargets; k++) {
@@ -217,6 +244,7 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
                 pt_upstreams_readdress(w, u, &u->targets[k], (struct sockaddr *)&ss, len);
                 continue; /* not asked of DNS */
             }
+            r->unsettled++;
             arm(nm, 0);
         }
     }

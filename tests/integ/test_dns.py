@@ -108,3 +108,50 @@ def test_bad_name_servers_are_config_errors(tmp_path):
     assert r.returncode != 0
     assert (f'{f}:2:43: error: resolver: nameservers[1]: a name server is an IP address with an optional port, not "dns.example"'
             in r.stderr), r.stderr
+
+
+def load(port, seconds):
+    """Requests one after another for `seconds`: the statuses seen."""
+    import threading
+    seen = []
+
+    def run():
+        end = time.time() + seconds
+        while time.time() < end:
+            seen.append(http_get(port, '/load')[0])
+    ts = [threading.Thread(target=run) for _ in range(4)]
+    for t in ts:
+        t.start()
+    return ts, seen
+
+
+@pytest.mark.parametrize('answer', ['slow', 'never'])
+def test_a_reload_to_names_serves_only_once_they_resolve(gateway, backends, dns, answer):
+    """A new generation whose targets are names it resolves itself does not
+    take connections, nor let the old one drain, before they have
+    addresses; a name that never resolves fails the reload at
+    reload_timeout and the old generation serves on (hostile review: every
+    request got 503 'no healthy target' after such a reload)."""
+    a = backends()
+    port, admin = free_port(), free_port()
+
+    def conf(target):
+        return config(port, admin, dns.port, [target]) + 'reload_timeout: 3s\n'
+    g = gateway(conf(f'127.0.0.1:{a.port}'), workers=2)
+    if answer == 'slow':
+        def slow():
+            time.sleep(0.3)
+            return ('127.0.0.1', 30)
+        dns.records['svc.test'] = slow
+    else:
+        dns.stall = True
+    ts, seen = load(port, 5)
+    time.sleep(0.5)
+    g.write(conf(f'svc.test:{a.port}'))
+    g.reload(ok=answer == 'slow')
+    for t in ts:
+        t.join()
+    assert seen and set(seen) == {200}, {s: seen.count(s) for s in set(seen)}
+    st = json.loads(http_get(admin, '/status')[2])
+    assert st['reload_failures'] == (0 if answer == 'slow' else 1)
+    assert http_get(port, '/after')[0] == 200
