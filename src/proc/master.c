@@ -883,8 +883,14 @@ static void stop(bool graceful)
     pt_log_notice("%s stop: %zu worker%s", graceful ? "graceful" : "fast", m.nprocs, m.nprocs == 1 ? "" : "s");
     for (int s = 0; s < 256; s++)
         m.slots[s].respawn_at = 0;
-    for (size_t i = 0; i < m.nprocs; i++)
-        kill(m.procs[i].pid, graceful ? SIGQUIT : SIGTERM);
+    /* A worker not ready yet has taken no connection (it arms its
+     * listeners when it says it is ready), and one stuck at start acts on
+     * no other signal: SIGKILL at once. */
+    for (size_t i = 0; i < m.nprocs; i++) {
+        if (m.procs[i].chan >= 0)
+            read_chan(&m.procs[i]); /* an 'R' may be on its way */
+        kill(m.procs[i].pid, !m.procs[i].ready ? SIGKILL : graceful ? SIGQUIT : SIGTERM);
+    }
     m.kill_at = now_ms() + (graceful ? m.conf->shutdown_timeout : 0) + KILL_GRACE_MS;
 }
 

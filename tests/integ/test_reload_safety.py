@@ -340,3 +340,25 @@ def test_shutdown_timeout_is_a_hard_stop(gateway):
             assert [w['generation'] for w in status(admin)['workers']] == [6]
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGQUIT])
+def test_a_stop_during_a_reload_kills_new_workers_stuck_at_start_at_once(gateway, tmpdir_path, sig):
+    """New workers hung before they are ready hold no connection (they
+    listen only once ready) and act on no signal but SIGKILL: a stop does
+    not wait the kill grace for them (hostile review: 5 s for SIGTERM)."""
+    wrap = private_etc(tmpdir_path, group_fifo=True)
+    port, admin = free_port(), free_port()
+    extra = 'worker_watchdog: 0s\nreload_timeout: 60s\nshutdown_timeout: 30s'
+    g = gateway(basic_config(port, admin, extra=extra, routes=routes('old')), workers=2, wrap=wrap)
+    old = g.worker_pids()
+    g.write(basic_config(port, admin, extra=extra + '\nuser: nobody', routes=routes('new')))
+    os.kill(g.proc.pid, signal.SIGHUP)
+    g.wait_log(r'reload: generation 2 ')
+    wait_for(lambda: len(g.worker_pids()) == 4, what='the new workers')
+    assert g.stop(sig, timeout=15) == 0
+    # the old workers stop as asked (nothing in flight); the stuck ones are
+    # killed at once, not after the grace the master gives workers that
+    # do not stop in time
+    assert g.count('did not stop in time') == 0, g.log()[-2000:]
+    assert all(is_gone(p) for p in old)
