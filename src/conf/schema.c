@@ -668,7 +668,8 @@ static const pt_directive_t route_keys[] = {
     {"strip_prefix", PT_T_STR, F(pt_route_conf_t, strip_prefix), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Removed from the start of the path before it is sent upstream, at a segment boundary (/api takes "
      "/api/x to /x and /api to /, not /apiary to ry), unless a path-rewrite filter rewrote the path. A prefix "
-     "that none of the route's paths can begin with is an error."},
+     "that none of the route's paths can begin with is an error, and so is one out of the normal form request "
+     "paths are compared in (a \"//\", \".\" or \"..\" segment, %2F or %2E)."},
     {"rewrite_location", PT_T_BOOL, F(pt_route_conf_t, rewrite_location), "true", 0, 0, NULL, NULL, NULL, NULL,
      NULL, 0, NULL,
      "With strip_prefix: the prefix is put back into the Location and Content-Location headers of the "

@@ -108,6 +108,24 @@ static bool may_strip(const char *pat, const char *sp)
     return !slash || *p == '/';
 }
 
+/* Is a prefix written as request paths are compared: no empty, "." or
+ * ".." segment, no %-escape? */
+static bool normal_prefix(const char *sp)
+{
+    if (strcasestr(sp, "%2f") || strcasestr(sp, "%2e"))
+        return false; /* an escaped slash or dot never stays escaped, or never passes */
+    for (const char *s = sp; *s == '/';) {
+        const char *e = strchr(s + 1, '/');
+        size_t len = e ? (size_t)(e - s - 1) : strlen(s + 1);
+        if ((len == 0 && e) || (len == 1 && s[1] == '.') || (len == 2 && s[1] == '.' && s[2] == '.'))
+            return false;
+        if (!e)
+            break;
+        s = e;
+    }
+    return true;
+}
+
 /* strip_prefix that none of the route's paths can begin with is a
  * mistake (a prefix spelt otherwise than the paths), never a choice. */
 static int check_strip(pt_conf_ctx_t *cc, const pt_node_t *n, const pt_route_conf_t *r)
@@ -277,6 +295,16 @@ int pt_route_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         pt_conf_error_key(cc, n, "strip_prefix", "only visible characters: no space or control character");
         rc = -1;
     }
+    if (rc == 0 && r->strip_prefix && !normal_prefix(r->strip_prefix)) {
+        /* request paths are compared in their normal form: this one would
+         * never be found in them */
+        pt_conf_error_key(cc, n, "strip_prefix", "\"%s\" is not in normal form (no \"//\", \".\" or \"..\" "
+                                                 "segment, no %%2F or %%2E): no request path begins with it",
+                          r->strip_prefix);
+        rc = -1;
+    }
+    if (rc == 0 && r->strip_prefix && strcmp(r->strip_prefix, "/") == 0)
+        pt_conf_warn(cc, pt_node_get(n, "strip_prefix"), "strip_prefix \"/\" strips nothing");
     if (rc == 0 && r->strip_prefix)
         rc = check_strip(cc, n, r);
     if (pt_node_get(n, "rewrite_location") && !r->strip_prefix)

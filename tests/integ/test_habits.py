@@ -202,6 +202,26 @@ routes:
     assert not any('routes[2]' in x for x in lines), '\n'.join(lines)
 
 
+def test_strip_prefix_out_of_normal_form_is_an_error_and_slash_a_warning(tmpdir_path):
+    """Request paths are compared in their normal form: a prefix with a dot
+    segment, an empty one or an escaped slash is never found (hostile
+    review); "/" strips nothing."""
+    rc, lines, f = check(tmpdir_path, '''listeners: [{ name: main, address: 127.0.0.1:1 }]
+upstreams: [{ name: up, targets: ["127.0.0.1:2"] }]
+routes:
+  - { name: a, match: { paths: ["/a/*"] }, upstream: up, strip_prefix: "/d/.." }
+  - { name: b, match: { paths: ["/b/*"] }, upstream: up, strip_prefix: "//x" }
+  - { name: c, match: { paths: ["/c/*"] }, upstream: up, strip_prefix: "/a%2Fb" }
+  - { name: d, match: { paths: ["/d/*"] }, upstream: up, strip_prefix: "/" }
+  - { name: e, match: { paths: ["/my%20api/*"] }, upstream: up, strip_prefix: "/my%20api" }
+''')
+    assert rc == 1
+    for i, sp in enumerate(['/d/..', '//x', '/a%2Fb']):
+        assert any(f'routes[{i}].strip_prefix: "{sp}" is not in normal form' in x for x in lines), '\n'.join(lines)
+    assert any('routes[3]: strip_prefix "/" strips nothing' in x and 'warning' in x for x in lines), lines
+    assert not any('routes[4]' in x for x in lines), '\n'.join(lines)
+
+
 # ---- Location and Content-Location under strip_prefix ----
 
 def proxy_conf(port, bport):
