@@ -19,6 +19,33 @@ SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime e
 _handed_out = set()
 
 
+class Stopped:
+    """SIGSTOPs a process; SIGCONT on the way out, whatever happened, so a
+    failing test leaves nothing frozen (the gateway fixture then kills it)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def read_text(path):
+    """A file's text, or '' when it does not exist (yet)."""
+    try:
+        with open(path, errors='replace') as f:
+            return f.read()
+    except FileNotFoundError:
+        return ''
+
+
 def free_port():
     """A free loopback port, never one this process handed out before: the
     kernel may give the port of a socket just closed again at once (two

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from conftest import free_port, http_get, wait_for
+from conftest import free_port, http_get, read_text, wait_for
 from test_packaging import make, need
 
 # Every file the package holds (directories aside), with its mode.
@@ -244,7 +244,7 @@ def test_production_configuration_serves_from_the_scratch_root(root):
     try:
         def answers():
             if proc.poll() is not None:
-                raise AssertionError(f'portico exited ({proc.returncode}):\n' + read(error_log))
+                raise AssertionError(f'portico exited ({proc.returncode}):\n' + read_text(error_log))
             try:
                 return http_get(port, '/healthz')
             except OSError:
@@ -252,7 +252,7 @@ def test_production_configuration_serves_from_the_scratch_root(root):
         status, _, body = wait_for(answers, what='/healthz')
         assert (status, body) == (200, b'ok\n')
         access_log = os.path.join(root, 'var/log/portico/access.log')
-        wait_for(lambda: '"/healthz"' in read(access_log), what='the access log entry')
+        wait_for(lambda: '"/healthz"' in read_text(access_log), what='the access log entry')
         if os.geteuid() == 0:
             uid = subprocess.run(['id', '-u', 'portico'], capture_output=True, text=True, env=env).stdout.strip()
             workers = subprocess.run(['pgrep', '-P', str(proc.pid)], capture_output=True, text=True).stdout.split()
@@ -262,7 +262,7 @@ def test_production_configuration_serves_from_the_scratch_root(root):
                 assert re.search(rf'^Uid:\s+{uid}\s', status_lines, re.M), status_lines
             assert os.stat(access_log).st_uid == int(uid)  # the workers can reopen it after rotation
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0, read(error_log)
+        assert proc.wait(15) == 0, read_text(error_log)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the workers too, whatever happened
@@ -271,9 +271,3 @@ def test_production_configuration_serves_from_the_scratch_root(root):
         proc.wait()
 
 
-def read(path):
-    try:
-        with open(path, errors='replace') as f:
-            return f.read()
-    except FileNotFoundError:
-        return ''

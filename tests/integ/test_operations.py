@@ -15,17 +15,11 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, SRCDIR, basic_config, free_port, http_get, run_portico, wait_for
+from conftest import BIN, SRCDIR, basic_config, free_port, http_get, read_text, run_portico, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root to start as root and change users')
 
 
-def read(path):
-    try:
-        with open(path, errors='replace') as f:
-            return f.read()
-    except FileNotFoundError:
-        return ''
 
 
 def write_conf(tmp, text, name='t.yaml'):
@@ -56,7 +50,7 @@ def start_logged(gateway, text, d, workers=2):
 def reopened_by_all(g, elog):
     """Every process says "logs reopened" in the new file: the master, then
     each worker."""
-    text = read(elog)
+    text = read_text(elog)
     pids = [g.proc.pid] + g.worker_pids()
     return all(re.search(rf'\[{pid}\]: logs reopened', text) for pid in pids)
 
@@ -76,10 +70,10 @@ def test_reopen_as_root_with_user_moves_master_and_workers_to_new_files(gateway,
     wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" from the master and both workers')
     # the master made the new files and gave them to the workers' user
     assert os.stat(elog).st_uid == nobody.pw_uid and os.stat(alog).st_uid == nobody.pw_uid
-    assert 'cannot reopen' not in read(elog + '.1') + read(elog)
+    assert 'cannot reopen' not in read_text(elog + '.1') + read_text(elog)
     assert http_get(port, '/hello?after')[0] == 200
-    wait_for(lambda: 'GET /hello?after' in read(alog), what='the new access log')
-    assert 'GET /hello?after' not in read(alog + '.1') and 'GET /hello?before' in read(alog + '.1')
+    wait_for(lambda: 'GET /hello?after' in read_text(alog), what='the new access log')
+    assert 'GET /hello?after' not in read_text(alog + '.1') and 'GET /hello?before' in read_text(alog + '.1')
     # and again: the second rotation finds the files the first one made
     os.rename(elog, elog + '.2')
     os.kill(g.proc.pid, signal.SIGUSR1)
@@ -105,7 +99,7 @@ def start_failing(tmp, text):
     """run_start on text, and the error log file."""
     conf = write_conf(tmp, text, 'fail.yaml')
     rc, err = run_start(conf, os.path.join(tmp, 'fail.pid'))
-    return rc, err, read(os.path.join(tmp, 'logs', 'error.log'))
+    return rc, err, read_text(os.path.join(tmp, 'logs', 'error.log'))
 
 
 def test_fatal_start_errors_reach_stderr_with_a_file_error_log(tmpdir_path):
@@ -217,7 +211,7 @@ def shipped_logrotate(tmp, d='/var/log/portico', pidfile='/run/portico/portico.p
     package's `portico`, which this machine may not have."""
     pw = pwd.getpwnam(user) if user else pwd.getpwuid(os.geteuid())
     group = 'adm' if user and has_group('adm') else grp.getgrgid(pw.pw_gid).gr_name
-    text = read(LOGROTATE)
+    text = read_text(LOGROTATE)
     for old, new in (('/var/log/portico', d), ('/usr/sbin/portico -s reopen', f'{BIN} -s reopen -p {pidfile}'),
                      ('/run/portico/portico.pid', pidfile), ('create 0640 portico adm', f'create 0640 {pw.pw_name} {group}')):
         assert old in text, old
@@ -242,7 +236,7 @@ def test_logrotate_file_parses(tmpdir_path):
     assert r.returncode == 0, out
     assert 'error' not in out.lower(), out
     assert 'rotating pattern: /var/log/portico/*.log  after 1 days (14 rotations)' in out, out
-    text = read(LOGROTATE)
+    text = read_text(LOGROTATE)
     for directive in ('compress', 'delaycompress', 'missingok', 'notifempty', 'sharedscripts'):
         assert re.search(rf'^\s+{directive}$', text, re.M), directive
 
@@ -262,10 +256,10 @@ def test_logrotate_rotates_a_running_gateway(gateway, tmpdir_path):
         assert r.returncode == 0, r.stdout + r.stderr
 
     assert http_get(port, '/hello?first')[0] == 200
-    wait_for(lambda: 'GET /hello?first' in read(alog), what='the first access line')
+    wait_for(lambda: 'GET /hello?first' in read_text(alog), what='the first access line')
     rotate()
     # renamed, not compressed yet (delaycompress); the new files are the workers' user's
-    assert 'GET /hello?first' in read(alog + '.1') and 'ready: generation 1' in read(elog + '.1')
+    assert 'GET /hello?first' in read_text(alog + '.1') and 'ready: generation 1' in read_text(elog + '.1')
     wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" in the new error log')
     if user:
         for f in (elog, alog):
@@ -273,17 +267,17 @@ def test_logrotate_rotates_a_running_gateway(gateway, tmpdir_path):
             if has_group('adm'):  # what logrotate made, kept: not given again to the user's group
                 assert grp.getgrgid(os.stat(f).st_gid).gr_name == 'adm'
     assert http_get(port, '/hello?second')[0] == 200
-    wait_for(lambda: 'GET /hello?second' in read(alog), what='the new access log')
-    assert 'GET /hello?second' not in read(alog + '.1')
+    wait_for(lambda: 'GET /hello?second' in read_text(alog), what='the new access log')
+    assert 'GET /hello?second' not in read_text(alog + '.1')
     rotate()
     # the first period is compressed now, the second is .1
     with gzip.open(alog + '.2.gz', 'rt') as f:
         assert 'GET /hello?first' in f.read()
-    assert 'GET /hello?second' in read(alog + '.1')
+    assert 'GET /hello?second' in read_text(alog + '.1')
     assert os.path.exists(elog + '.2.gz')
     wait_for(lambda: reopened_by_all(g, elog), what='"logs reopened" after the second rotation')
     assert http_get(port, '/hello?third')[0] == 200
-    wait_for(lambda: 'GET /hello?third' in read(alog), what='the third access log')
+    wait_for(lambda: 'GET /hello?third' in read_text(alog), what='the third access log')
 
 
 def test_the_units_capabilities_let_the_master_reload_reopen_and_stop(gateway, tmpdir_path):

@@ -24,7 +24,7 @@ try:
 except ImportError:  # python3-websockets
     websockets = None
 
-from conftest import basic_config, free_port, http_get, proxy_config, wait_for
+from conftest import Stopped, basic_config, free_port, http_get, proxy_config, wait_for
 from dns_server import DnsServer
 
 BOUND = 20  # seconds: far above every timeout these tests set, far below what they guard against
@@ -288,21 +288,6 @@ def test_old_generations_past_max_old_generations_are_stopped(gateway):
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
-class Stopped:
-    """SIGSTOPs a process; SIGCONT on the way out, whatever happened."""
-
-    def __init__(self, pid):
-        self.pid = pid
-
-    def __enter__(self):
-        os.kill(self.pid, signal.SIGSTOP)
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            os.kill(self.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
 
 
 def test_shutdown_timeout_is_a_hard_stop(gateway):

@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 
-from conftest import basic_config, free_port, http_get, run_portico, wait_for
+from conftest import Stopped, basic_config, free_port, http_get, run_portico, wait_for
 
 BOUND = 15  # seconds: far above the 1s watchdog, far below "hangs"
 
@@ -28,22 +28,6 @@ def is_gone(pid):
     return not os.path.exists(f'/proc/{pid}')
 
 
-class Stopped:
-    """SIGSTOPs a process; SIGCONT on the way out, whatever happened, so a
-    failing test leaves nothing frozen (the gateway fixture then kills it)."""
-
-    def __init__(self, pid):
-        self.pid = pid
-
-    def __enter__(self):
-        os.kill(self.pid, signal.SIGSTOP)
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            os.kill(self.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
 
 
 def fetch_many(port, n, bound):

@@ -42,12 +42,14 @@ int main(void)
     is_str(rewritten("api.example", "http://api.example:80/x"), "/api/x", "or on the URL");
     is_str(rewritten("api.example", "http://api.example:8080/x"), "-", "another port is another authority");
     is_str(rewritten("api.example", "http://10.0.1.10:8080"), "/api/", "no path: the root");
-    is_str(rewritten("api.example", "http://10.0.1.10:8080?q"), "-", "a query right after the authority stays");
+    is_str(rewritten("api.example", "http://10.0.1.10:8080?q"), "/api?q", "a query right after the authority: the root's");
+    is_str(rewritten("api.example", "http://10.0.1.10:8080#f"), "/api#f", "a fragment right after it too");
     is_str(rewritten("api.example", "//10.0.1.10:8080/n"), "/api/n", "a network-path reference");
     /* anything else is left alone */
     is_str(rewritten("api.example", "http://other.example/x"), "-", "another host");
     is_str(rewritten("api.example", "http://api.example.evil/x"), "-", "a longer host");
-    is_str(rewritten("api.example", "http://user@api.example/x"), "-", "userinfo");
+    is_str(rewritten("api.example", "http://user:pw@api.example/x"), "/api/x", "userinfo: the host follows it");
+    is_str(rewritten("api.example", "http://api.example@other.example/x"), "-", "userinfo naming our host");
     is_str(rewritten("api.example", "orders/7"), "-", "a relative path");
     is_str(rewritten("api.example", "?page=2"), "-", "a query alone");
     is_str(rewritten("api.example", "ftp://api.example/x"), "-", "another scheme");
