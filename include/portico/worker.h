@@ -74,7 +74,6 @@ struct pt_worker {
 
     bool draining;
     bool ready_told; /* 'R' sent */
-    bool ready_wanted; /* the loop runs: 'R' goes once the resolver has settled */
     int exit_code;
     struct event sig_quit, sig_term, sig_int, sig_usr1, sig_hup, drain_timer;
     struct event heartbeat; /* proves to the master's watchdog that the loop turns */

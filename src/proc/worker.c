@@ -162,7 +162,7 @@ static void maybe_exit(pt_worker_t *w)
 
 void pt_worker_ready(pt_worker_t *w)
 {
-    if (w->ready_told || !w->ready_wanted)
+    if (w->ready_told)
         return;
     w->ready_told = true;
     for (size_t i = 0; i < w->nacceptors; i++)
@@ -414,7 +414,6 @@ int pt_worker_run(pt_worker_t *w)
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (getppid() == 1) /* the master died before we could ask for PDEATHSIG */
         return 1;
-    w->ready_wanted = true;
     if (!w->resolver || pt_resolver_settled(w->resolver))
         pt_worker_ready(w);
     event_base_dispatch(w->base);

@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 
 import pytest
 
@@ -25,6 +24,7 @@ except ImportError:  # python3-websockets
     websockets = None
 
 from conftest import Stopped, basic_config, free_port, http_get, proxy_config, wait_for
+from test_reload import connect_refused
 from dns_server import DnsServer
 
 BOUND = 20  # seconds: far above every timeout these tests set, far below what they guard against
@@ -45,14 +45,6 @@ def status(admin):
 def is_gone(pid):
     """Exited and reaped: a zombie still has its /proc entry."""
     return not os.path.exists(f'/proc/{pid}')
-
-
-def connect_refused(port):
-    try:
-        socket.create_connection(('127.0.0.1', port), timeout=1).close()
-        return False
-    except ConnectionRefusedError:
-        return True
 
 
 def private_etc(tmp, resolv=None, group_fifo=False):
