@@ -57,6 +57,29 @@ static inline void pt_head_u64(pt_head_t *h, unsigned long long v)
     pt_head_put(h, d, pt_fmt_u64(d, v, 0));
 }
 
+/* "Name: value\r\n", with one capacity check for the whole line (every
+ * field of every head goes through here). */
+static inline void pt_head_field(pt_head_t *h, pt_str_t name, pt_str_t value)
+{
+    size_t need = name.n + value.n + 4;
+    if (h->overflow || (size_t)(h->end - h->p) < need) {
+        h->overflow = true;
+        return;
+    }
+    char *o = h->p;
+    memcpy(o, name.p, name.n);
+    o += name.n;
+    o[0] = ':';
+    o[1] = ' ';
+    o += 2;
+    if (value.n)
+        memcpy(o, value.p, value.n);
+    o += value.n;
+    o[0] = '\r';
+    o[1] = '\n';
+    h->p = o + 2;
+}
+
 /* "Name: ab\r\n": a value in two parts (a rewritten one), one check. */
 static inline void pt_head_field2(pt_head_t *h, pt_str_t name, pt_str_t a, pt_str_t b)
 {
@@ -79,14 +102,6 @@ static inline void pt_head_field2(pt_head_t *h, pt_str_t name, pt_str_t a, pt_st
     *o++ = '\r';
     *o++ = '\n';
     h->p = o;
-}
-
-/* "Name: value\r\n", with one capacity check for the whole line (every
- * field of every head goes through here; the empty second part folds
- * away when inlined). */
-static inline void pt_head_field(pt_head_t *h, pt_str_t name, pt_str_t value)
-{
-    pt_head_field2(h, name, value, (pt_str_t){NULL, 0});
 }
 
 /* "HTTP/1.1 200 OK\r\n" */
