@@ -203,6 +203,14 @@ static char *route_signature(pt_arena_t *a, const pt_route_conf_t *r, const char
     return sig;
 }
 
+static bool all_set(const pt_strlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!l->v[i])
+            return false;
+    return true;
+}
+
 static void check_indistinguishable(pt_conf_ctx_t *cc, pt_config_t *c)
 {
     size_t n = 0;
@@ -216,8 +224,8 @@ static void check_indistinguishable(pt_conf_ctx_t *cc, pt_config_t *c)
     size_t k = 0;
     for (size_t i = 0; i < c->routes.n; i++) {
         const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
-        if (!r->name || (r->match.paths.n && !r->path_re))
-            continue; /* its own errors are reported already */
+        if (!r->name || !r->path_re || !all_set(&r->match.hosts))
+            continue; /* not compiled: its own errors are reported already */
         for (size_t p = 0; p < (r->match.paths.n ? r->match.paths.n : 1); p++) {
             const char *path = r->match.paths.n ? r->match.paths.v[p] : "/*";
             if (!path)
