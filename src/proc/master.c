@@ -9,7 +9,8 @@
  * new worker said it is ready.  "reload ok" and READY=1 are sent only once
  * the new workers said they are ready and the old ones that they stopped
  * accepting, so a client that waits for them is served by the new
- * configuration.  Until the new generation is ready the old one serves on:
+ * configuration (or when the next reload starts first: each RELOADING=1
+ * gets its READY=1).  Until the new generation is ready the old one serves on:
  * a new generation that fails to start is stopped and forgotten. */
 #include "config.h"
 
@@ -311,7 +312,11 @@ static int spawn(int slot)
 static void promote(void);
 static void abandon_generation(const char *why);
 
-static void check_ready(void)
+/* Announces the current generation once all of it is ready and every old
+ * worker said it stopped accepting.  `now` (a reload is about to start)
+ * does not wait for the old workers' word: they were told, and this
+ * reload's outcome must be said before the next one's RELOADING=1. */
+static void announce(bool now)
 {
     if (m.announced || m.stopping)
         return;
@@ -322,7 +327,7 @@ static void check_ready(void)
         return;
     if (m.prev.active)
         promote(); /* the new generation is complete: the old one may stop now */
-    for (size_t i = 0; i < m.nprocs; i++)
+    for (size_t i = 0; i < m.nprocs && !now; i++)
         if (m.procs[i].gen != m.gen && !m.procs[i].draining)
             return; /* an old worker may still accept */
     m.announced = true;
@@ -335,6 +340,11 @@ static void check_ready(void)
         pt_log_notice("ready: %s", status);
     }
     pt_sdnotify("READY=1\nSTATUS=serving: %s\nMAINPID=%d", status, (int)getpid());
+}
+
+static void check_ready(void)
+{
+    announce(false);
 }
 
 /* Takes what the worker said: 'R' ready, 'D' draining. */
@@ -389,7 +399,7 @@ static void reap(void)
         /* a worker of a reload's new generation, before all of it was ready */
         bool starting = m.prev.active && p->gen == m.gen && !m.stopping;
         bool current = p->gen == m.gen && !m.stopping;
-        bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && (p->draining || m.stopping);
+        bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && (p->draining || p->told_ms || m.stopping);
         if (starting) {
             snprintf(why, sizeof(why), "worker %d (pid %d) of generation %u %s before the generation was ready",
                      p->slot, (int)pid, p->gen, how);
@@ -787,6 +797,7 @@ static void reload(void)
         m.hup_queued = true;
         return;
     }
+    announce(true); /* the last reload's outcome, if its old workers are still to confirm */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     pt_sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",

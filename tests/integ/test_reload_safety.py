@@ -13,8 +13,12 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
+import threading
+import time
 
 import pytest
 
@@ -339,3 +343,59 @@ def test_a_stop_during_a_reload_kills_new_workers_stuck_at_start_at_once(gateway
     # do not stop in time
     assert g.count('did not stop in time') == 0, g.log()[-2000:]
     assert all(is_gone(p) for p in old)
+
+
+def test_every_reload_of_a_hup_storm_has_its_outcome_and_its_ready(gateway, tmpdir_path):
+    """Thirty SIGHUPs 50 ms apart under traffic: each reload that starts
+    says "reload ok" for its generation, each RELOADING=1 is answered by a
+    READY=1 before the next one (systemd waits for it), and the old workers
+    that drained are not logged as a warning."""
+    path = os.path.join(tmpdir_path, 'notify.sock')
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    msgs, stop = [], threading.Event()
+
+    def collect():
+        while not stop.is_set():
+            try:
+                msgs.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                http_get(port, '/hello')
+            except OSError:
+                pass
+
+    port, admin = free_port(), free_port()
+    threads = [threading.Thread(target=collect)] + [threading.Thread(target=traffic) for _ in range(4)]
+    try:
+        g = gateway(basic_config(port, admin, routes=routes('0')), workers=16, env={'NOTIFY_SOCKET': path})
+        for t in threads:
+            t.start()
+        for i in range(1, 31):
+            g.write(basic_config(port, admin, routes=routes(str(i))))
+            os.kill(g.proc.pid, signal.SIGHUP)
+            time.sleep(0.05)
+        wait_for(lambda: http_get(port, '/hello')[2] == b'30' and status(admin)['generation'] > 1 and
+                 msgs and 'READY=1' in msgs[-1] and re.findall(r'reload: generation (\d+)', g.log())[-1] in
+                 re.findall(r'reload ok: generation (\d+)', g.log()), what='the last reload', timeout=BOUND)
+    finally:
+        stop.set()
+        for t in threads:
+            if t.ident:
+                t.join()
+        sock.close()
+    log = g.log()
+    started = re.findall(r'reload: generation (\d+)', log)
+    assert len(started) >= 2
+    assert started == re.findall(r'reload ok: generation (\d+)', log)
+    assert 'reload failed' not in log
+    kinds = ''.join('R' if 'RELOADING=1' in m else 'Y' if 'READY=1' in m else '' for m in msgs)
+    assert kinds == 'Y' + 'RY' * (kinds.count('R')), kinds
+    assert kinds.count('R') == log.count('reloading ')
+    wait_for(lambda: len(g.worker_pids()) == 16, what='the old workers to exit', timeout=BOUND)
+    assert not re.findall(r'\[warn\].*exited with status 0', g.log())
