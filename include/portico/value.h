@@ -4,6 +4,7 @@
 #ifndef PORTICO_VALUE_H
 #define PORTICO_VALUE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -27,6 +28,10 @@ void pt_value_format_duration(int64_t ms, char *buf, size_t size);
 void pt_value_format_size(int64_t bytes, char *buf, size_t size);
 /* Is this address in 127.0.0.0/8 or ::1? */
 int pt_addr_is_loopback(const pt_addr_t *a);
+/* Would sockets bound to a and b take the same port: same family and port
+ * (not 0), and the same address or either one the wildcard?  (IPv6
+ * sockets are IPV6_V6ONLY: [::] and 0.0.0.0 do not overlap.) */
+bool pt_addr_overlaps(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 /* "1.2.3.4:80" or "[::1]:80" */
 void pt_addr_format(const struct sockaddr *sa, char *buf, size_t size);
 /* The address alone, without port or brackets: "10.0.0.1", "::1". */

@@ -73,19 +73,6 @@ static bool same_addr(const pt_addr_t *a, const pt_addr_t *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-static uint16_t port_of(const struct sockaddr_storage *ss)
-{
-    return ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
-                                     : ((const struct sockaddr_in *)ss)->sin_port;
-}
-
-static bool wildcard(const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET6)
-        return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, &in6addr_any, sizeof(in6addr_any)) == 0;
-    return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
 /* Does a socket of this master (set s, the one being built aside) already
  * take the port of addr: the same port on an address that overlaps it?
  * Then the probe would only find this master itself. */
@@ -93,10 +80,7 @@ static bool ours_overlap(const pt_lset_t *s, const pt_lsock_t *self, const pt_ad
 {
     for (size_t i = 0; s && i < s->n; i++) {
         const pt_lsock_t *o = &s->v[i];
-        if (o == self || o->nfds == 0 || o->fds[0] < 0 || o->bound.ss_family != addr->ss.ss_family ||
-            port_of(&o->bound) != port_of(&addr->ss))
-            continue;
-        if (wildcard(&o->bound) || wildcard(&addr->ss) || same_addr(&o->addr, addr))
+        if (o != self && o->nfds > 0 && o->fds[0] >= 0 && pt_addr_overlaps(&o->bound, &addr->ss))
             return true;
     }
     return false;
