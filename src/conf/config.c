@@ -143,6 +143,29 @@ static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
     }
 }
 
+/* A path with an escaped slash (normal form: %2F or %5C) is matched only
+ * where escaped_slashes keeps it; every other listener refuses or decodes
+ * it before routing. */
+static void check_escaped_slashes(pt_conf_ctx_t *cc, const pt_config_t *c)
+{
+    for (size_t i = 0; i < c->listeners.n; i++)
+        if (PT_LIST_AT(c->listeners, pt_listener_conf_t, i)->escaped_slashes == PT_SLASHES_KEEP)
+            return;
+    for (size_t i = 0; i < c->routes.n; i++) {
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
+        const pt_node_t *paths = r->match.node ? pt_node_get(r->match.node, "paths") : NULL;
+        for (size_t k = 0; k < r->match.paths.n; k++) {
+            const char *p = r->match.paths.v[k];
+            if (!p || p[0] != '/' || (!strstr(p, "%2F") && !strstr(p, "%5C")))
+                continue;
+            pt_conf_error(cc, paths && paths->type == PT_NODE_SEQ && k < paths->nitems ? paths->items[k] : r->node,
+                          "routes[%zu]: \"%s\" never matches: every listener refuses or decodes an escaped slash "
+                          "in a request path (escaped_slashes: keep keeps it)",
+                          i, p);
+        }
+    }
+}
+
 static void compile_trusted(pt_conf_ctx_t *cc, pt_config_t *c, const pt_node_t *root)
 {
     if (!c->trusted_proxies.n)
@@ -262,6 +285,7 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
             pt_conf_error(&cc, pt_node_get(root, "listeners"), "listeners: at least one listener is needed");
         check_listeners(&cc, c);
         check_routes(&cc, c);
+        check_escaped_slashes(&cc, c);
         check_indistinguishable(&cc, c);
         compile_trusted(&cc, c, root);
         check_unique_names(&cc, &c->consumers, sizeof(pt_consumer_conf_t), offsetof(pt_consumer_conf_t, name),

@@ -629,7 +629,9 @@ static const pt_directive_t match_keys[] = {
      "Host names (case-insensitive, port ignored) or *.example.com wildcards. Empty: any host."},
     {"paths", PT_T_LIST, MF(paths), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, "list of strings",
      "Paths: /a exact, /a/* prefix, /a/:id one segment, /a/*rest the rest, ~^/re$ a regex (PCRE2, tried last; "
-     "named groups become parameters). Empty: any path."},
+     "named groups become parameters). Empty: any path. A path is matched as the normalised request path is "
+     "(no \".\" or \"..\" segment, no escape of a letter, digit or -._~, other escapes in upper case): one "
+     "written otherwise, or with %2F or %5C where no listener has escaped_slashes: keep, is a load error."},
     {"methods", PT_T_LIST, MF(methods), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, "list of strings",
      "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE. Empty: any method."},
     {"headers", PT_T_KVMAP, MF(headers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,

@@ -10,6 +10,7 @@
 #include "portico/config-t.h"
 #include "portico/h1_parser.h"
 #include "portico/http.h"
+#include "portico/path.h"
 #include "portico/route_conf.h"
 #include "portico/schema.h"
 
@@ -75,6 +76,20 @@ static int check_path(pt_conf_ctx_t *cc, const pt_node_t *n, const char *p, void
             pt_conf_error(cc, n, "* and : start a whole segment in \"%s\"", p);
             return -1;
         }
+    }
+    /* request paths are matched in their normal form (path.h), with an
+     * escaped slash kept at most: a path written otherwise never matches */
+    size_t len = strlen(p);
+    char norm[len + 1];
+    long nl = pt_path_normalize((pt_str_t){p, len}, norm, PT_SLASHES_KEEP);
+    if (nl < 0) {
+        pt_conf_error(cc, n, "\"%s\" is no request path (a bad %%-escape, %%00, or \"..\" above the root)", p);
+        return -1;
+    }
+    if ((size_t)nl != len || memcmp(norm, p, len) != 0) {
+        pt_conf_error(cc, n, "\"%s\" never matches: request paths are matched in normal form, so write \"%.*s\"", p,
+                      (int)nl, norm);
+        return -1;
     }
     return 0;
 }

@@ -4,6 +4,7 @@ strip_prefix missed /%61pi/x, and /api/..%2fsecret was routed under /api/
 to reach an upstream that decodes it as /secret.  The path sent upstream
 is now the normal form that was routed on; escaped_slashes (a listener
 key) refuses %2F and %5C by default."""
+import os
 import textwrap
 
 from conftest import free_port, raw, request, run_portico
@@ -130,3 +131,31 @@ def test_escaped_slashes_config(tmp_path):
         '''))
     out = run_portico('-t', '-c', str(p))
     assert out.returncode == 1 and 'escaped_slashes' in out.stderr and 'reject' in out.stderr, out.stderr
+
+
+def test_a_route_on_an_escaped_slash_is_reached_only_where_a_listener_keeps_it(gateway, backends, tmpdir_path):
+    """Routes are matched against the normal form: a route path written in
+    another form, or with %2F where every listener refuses or decodes it,
+    could never be chosen, and -t says so with the form to write."""
+    b = backends()
+    port = free_port()
+    route = '  - { name: enc, match: { paths: ["/a%2Fb/*"] }, respond: { body: "encoded" } }\n'
+    g = gateway(config(port, b.port, 'keep') + route, workers=1)
+    assert send(port, '/a%2fb/x') == (200, b'encoded')
+    assert send(port, '/a/b/x')[0] == 404
+    for slashes, text in ((None, route), ('decode', route),
+                          ('keep', route.replace('/a%2Fb/*', '/a%2fb/*')),
+                          ('keep', route.replace('/a%2Fb/*', '/%61pi/*'))):
+        path = os.path.join(tmpdir_path, 'bad.yaml')
+        with open(path, 'w') as f:
+            f.write(config(port, b.port, slashes) + text)
+        out = run_portico('-t', '-c', path)
+        assert out.returncode == 1, (slashes, text, out.stderr)
+        assert 'never matches' in out.stderr, out.stderr
+        if slashes == 'keep':
+            assert 'so write "/a%2Fb/*"' in out.stderr or 'so write "/api/*"' in out.stderr, out.stderr
+        else:
+            assert 'every listener refuses or decodes an escaped slash' in out.stderr, out.stderr
+    # and the running gateway still has its file
+    assert send(port, '/a%2Fb/x') == (200, b'encoded')
+    assert g.proc.poll() is None

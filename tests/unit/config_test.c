@@ -110,6 +110,26 @@ int main(void)
     fails("duplicate listener addresses",
           "listeners:\n  - { name: a, address: 127.0.0.1:1 }\n  - { name: b, address: 127.0.0.1:1 }\n",
           "p.yaml:3:25: error: listeners[1]: address 127.0.0.1:1 is already used");
+    fails("a route path not in normal form",
+          L "routes:\n  - { match: { paths: [\"/a/%7euser/../b\"] }, respond: {} }\n",
+          "p.yaml:4:24: error: routes[0]: \"/a/%7euser/../b\" never matches: request paths are "
+          "matched in normal form, so write \"/a/b\"");
+    fails("a route path with a lower-case escape",
+          L "routes:\n  - { match: { paths: [\"/a%2fb\"] }, respond: {} }\n",
+          "p.yaml:4:24: error: routes[0]: \"/a%2fb\" never matches: request paths are matched in "
+          "normal form, so write \"/a%2Fb\"");
+    fails("a route path that climbs above the root",
+          L "routes:\n  - { match: { paths: [\"/../a\"] }, respond: {} }\n",
+          "p.yaml:4:24: error: routes[0]: \"/../a\" is no request path (a bad %-escape, %00, or "
+          "\"..\" above the root)");
+    fails("an escaped slash in a route path with no listener that keeps one",
+          L "routes:\n  - { match: { paths: [\"/a%2Fb/*\"] }, respond: {} }\n",
+          "p.yaml:4:24: error: routes[0]: \"/a%2Fb/*\" never matches: every listener refuses or decodes an "
+          "escaped slash in a request path (escaped_slashes: keep keeps it)");
+    c = load("listeners:\n  - { address: 127.0.0.1:1, escaped_slashes: keep }\n"
+             "routes:\n  - { match: { paths: [\"/a%2Fb/*\", \"/:id/x\", \"/c/*rest\", \"~^/%2f\"] }, respond: {} }\n");
+    ok(c != NULL, "an escaped slash in a route path loads where a listener keeps it; params and regexes are left alone");
+    pt_config_free(c);
     fails("duplicate route names",
           L "routes:\n  - { name: r, respond: {} }\n  - { name: r, match: { paths: [/o] }, respond: {} }\n",
           "p.yaml:5:13: error: duplicate route name \"r\"");
