@@ -81,6 +81,9 @@ static const habit_t habits[] = {
     {"portico.yaml", "worker_shutdown_timeout", "nginx's", "shutdown_timeout", NULL, NULL},
     {"portico.yaml", "listen", "nginx's", "listeners", "a list of { name, address }", NULL},
     {"portico.yaml", "set_real_ip_from", "nginx's", "trusted_proxies", NULL, NULL},
+    {"portico.yaml", "server", "nginx's", NULL,
+     "a server block becomes listeners (its listen) and routes (its locations)", NULL},
+    {"portico.yaml", "upstream", "nginx's", "upstreams", "a list of { name, targets }", NULL},
     /* listeners */
     {"listener", "listen", "nginx's", "address", NULL, NULL},
     {"listener", "port", "nginx's", "address", "one key for both: address: 0.0.0.0:8080", NULL},
@@ -114,6 +117,8 @@ static const habit_t habits[] = {
     {"route", "sources", "Kong's", NULL, ADDR_NOTE, NULL},
     {"route", "strip_path", "Kong's", "strip_prefix",
      "it takes the prefix to remove, such as strip_prefix: /api, not true or false", NULL},
+    {"route", "strip_uri", "Kong's (before 1.0)", "strip_prefix",
+     "it takes the prefix to remove, such as strip_prefix: /api, not true or false", NULL},
     {"route", "service", "Kong's", "upstream", SERVICE_NOTE, NULL},
     {"route", "service_id", "APISIX's", "upstream", SERVICE_NOTE, NULL},
     {"route", "upstream_id", "APISIX's", "upstream", SERVICE_NOTE, NULL},
@@ -140,6 +145,8 @@ static const habit_t habits[] = {
     /* upstreams and their targets */
     {"upstream", "nodes", "APISIX's", "targets", NULL, nodes_hint},
     {"upstream", "type", "APISIX's", "balancer", NULL, balancer_hint},
+    {"upstream", "servers", "Traefik's", "targets", "a list of { address, weight }", NULL},
+    {"upstream", "server", "nginx's", "targets", "a list of { address, weight }", NULL},
     {"upstream", "algorithm", "Kong's", "balancer", NULL, NULL},
     {"upstream", "hash_on", "Kong's and APISIX's", "hash.on", NULL, NULL},
     {"upstream", "hash_fallback", "Kong's", "hash.fallback", NULL, NULL},

@@ -107,6 +107,31 @@ routes:
         assert want in lines, '\n'.join(lines)
 
 
+def test_more_names_from_nginx_traefik_and_old_kong(tmpdir_path):
+    rc, lines, f = check(tmpdir_path, '''listeners: [{ name: main, address: 127.0.0.1:1 }]
+server: { listen: 80 }
+upstream: { u: [] }
+upstreams:
+  - { name: u, targets: ["127.0.0.1:2"], servers: [{ url: "http://127.0.0.1:2" }], server: "127.0.0.1:2" }
+routes:
+  - { name: r, match: { paths: ["/x/*"] }, upstream: u, strip_uri: true }
+''')
+    assert rc == 1
+    for want in (
+        f'{f}:2:1: error: unknown key "server" (nginx\'s): a server block becomes listeners (its listen) and '
+        'routes (its locations)',
+        f'{f}:3:1: error: unknown key "upstream": nginx\'s name for what Portico calls "upstreams" (a list of '
+        '{ name, targets })',
+        f'{f}:5:42: error: upstreams[0]: unknown key "servers": Traefik\'s name for what Portico calls "targets" '
+        '(a list of { address, weight })',
+        f'{f}:5:84: error: upstreams[0]: unknown key "server": nginx\'s name for what Portico calls "targets" '
+        '(a list of { address, weight })',
+        f'{f}:7:57: error: routes[0]: unknown key "strip_uri": Kong\'s (before 1.0) name for what Portico calls '
+        '"strip_prefix" (it takes the prefix to remove, such as strip_prefix: /api, not true or false)',
+    ):
+        assert want in lines, '\n'.join(lines)
+
+
 def test_an_unknown_filter_lists_the_filters(tmpdir_path):
     rc, lines, f = check(tmpdir_path, '''listeners: [{ name: main, address: 127.0.0.1:1 }]
 routes:
