@@ -134,6 +134,13 @@ static bool buf_add(buf_t *b, const void *p, size_t n)
 {
     if (!n)
         return true;
+    if (b->len + n > b->cap && b->pos) {
+        /* what was taken goes first: a body that is sent as it comes
+         * keeps the capacity of what it holds, not of what passed */
+        memmove(b->p, b->p + b->pos, b->len - b->pos);
+        b->len -= b->pos;
+        b->pos = 0;
+    }
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n)
