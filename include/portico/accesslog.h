@@ -33,6 +33,7 @@ typedef struct pt_alog_entry {
     uint64_t bytes_in, bytes_out; /* bytes_out: handed to the client's socket */
     int completion;               /* enum pt_completion */
     const char *route;
+    const char *consumer; /* the consumer an auth filter found, or NULL */
     const char *upstream_addr;
     const char *tls_protocol, *tls_cipher; /* NULL: plain HTTP */
     int upstream_status;

@@ -29,6 +29,7 @@ enum pt_alog_var {
     PT_AV_TLS_PROTOCOL,
     PT_AV_TLS_CIPHER,
     PT_AV_COMPLETION,
+    PT_AV_CONSUMER,
     PT_AV_PARAM, /* $param_NAME: lit/len hold NAME */
     PT_AV__COUNT
 };

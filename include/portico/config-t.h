@@ -183,7 +183,7 @@ typedef struct pt_predicate {
     void *re; /* pcre2_code *, or NULL for an exact value */
 } pt_predicate_t;
 
-#define PT_FILTER_SLOTS 16 /* >= PT_FILTER__COUNT (filter.h) */
+#define PT_FILTER_SLOTS 32 /* >= PT_FILTER__COUNT (filter.h) */
 
 /* `filters:` of a route, of global_filters or of a consumer: one conf per
  * filter of the pipeline, NULL when not mentioned, PT_FILTER_OFF for false. */
@@ -194,10 +194,33 @@ typedef struct pt_filterset {
 extern const char pt_filter_off_marker;
 #define PT_FILTER_OFF ((const void *)&pt_filter_off_marker)
 
+/* A consumer's credential: `type` says which of the keys apply (the
+ * others are refused at load). */
+enum { PT_CRED_KEY, PT_CRED_BASIC, PT_CRED_JWT, PT_CRED_HMAC, PT_CRED_TLS, PT_CRED__COUNT };
+typedef struct pt_credential_conf {
+    const pt_node_t *node;
+    int type;
+    char *id;                          /* X-Credential-Identifier; default: see pt_cred_identifier */
+    char *key, *key_sha256;            /* key-auth; jwt-auth: key is the key_claim value */
+    char *username, *password;         /* basic-auth: password is a crypt(3) hash */
+    char *algorithm, *secret, *public_key; /* jwt-auth; hmac-auth: secret */
+    char *key_id;                      /* hmac-auth */
+    char *san, *subject;               /* tls-client */
+    /* compiled */
+    unsigned char digest[32];          /* key-auth: SHA-256 of the key */
+    void *jwk;                         /* jwt-auth: pt_jwk_t *, owned by the configuration */
+    size_t index;                      /* in its consumer's list, for X-Credential-Identifier */
+    const struct pt_consumer_conf *consumer;
+} pt_credential_conf_t;
+
 typedef struct pt_consumer_conf {
     const pt_node_t *node;
     char *name;
+    pt_strlist_t groups;
+    pt_list_t credentials; /* pt_credential_conf_t */
     pt_filterset_t filters;
+    char *groups_text;     /* compiled: "a, b" for X-Consumer-Groups, or NULL */
+    const char *log_name;  /* the name with secrets masked, for the access log */
 } pt_consumer_conf_t;
 
 typedef struct pt_route_conf {
@@ -263,6 +286,7 @@ typedef struct pt_config {
     pt_list_t routes;    /* pt_route_conf_t */
     pt_filterset_t global_filters;
     pt_list_t consumers; /* pt_consumer_conf_t */
+    struct pt_cred_index *creds; /* compiled: the consumers' credentials by type and key */
     pt_strlist_t trusted_proxies;
     struct pt_cidr *trusted; /* compiled trusted_proxies */
     size_t ntrusted;

@@ -30,13 +30,19 @@ enum pt_filter_id {
     PT_FILTER_CIRCUIT_BREAKER,
     PT_FILTER_FAULT_INJECTION,
     PT_FILTER_REQUEST_SIZE,
-    PT_FILTER_CORS,
+    PT_FILTER_CORS, /* before auth: a preflight carries no credentials */
+    PT_FILTER_TLS_AUTH, /* the auth filters: PT_FILTER_AUTH_FIRST..LAST (auth.h) */
+    PT_FILTER_KEY_AUTH,
+    PT_FILTER_BASIC_AUTH,
+    PT_FILTER_ACL,
     PT_FILTER_REDIRECT,
     PT_FILTER_PATH_REWRITE,
     PT_FILTER_REQUEST_HEADERS,
     PT_FILTER_RESPONSE_HEADERS,
     PT_FILTER__COUNT
 };
+#define PT_FILTER_AUTH_FIRST PT_FILTER_TLS_AUTH
+#define PT_FILTER_AUTH_LAST PT_FILTER_BASIC_AUTH
 
 /* A header to write: the response side collects these from filters. */
 typedef struct pt_hdr_edit {
@@ -46,6 +52,13 @@ typedef struct pt_hdr_edit {
 enum { PT_HDR_SET, PT_HDR_ADD, PT_HDR_REMOVE };
 
 #define PT_FX_MAX_EDITS 32
+
+/* What the auth filters decided for a request (auth.h). */
+typedef struct pt_auth {
+    bool decided;                               /* an auth filter found its kind of credential */
+    const struct pt_consumer_conf *consumer;    /* NULL: none (anonymous, or not decided) */
+    const struct pt_credential_conf *cred;
+} pt_auth_t;
 
 /* What the filters decided for one request, read by the proxy and the
  * response writer. */
@@ -62,6 +75,9 @@ typedef struct pt_fx {
     int next_resp, next_body;    /* where a suspended response or body resumes */
     pt_str_t host, req_path; /* copies, for templates expanded after the head is gone */
     int reject;       /* the status an on_body hook asks for with PT_RESPOND */
+    pt_str_t query;   /* the query sent upstream when query_set (hide_credentials); empty: none */
+    bool query_set;
+    pt_auth_t auth;   /* what the auth filters decided (auth.h) */
 } pt_fx_t;
 
 /* A filter; every hook is optional.  st is its per-request state
@@ -87,6 +103,9 @@ typedef struct pt_filter {
     pt_verdict_t (*on_body)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, size_t n, bool last);
     /* when the request is over, however it ended: release what st holds */
     void (*on_done)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st);
+    /* auth filters: the WWW-Authenticate value of a 401 into buf (0: none);
+     * invalid: a credential of this kind was presented and failed */
+    size_t (*challenge)(const void *conf, bool invalid, char *buf, size_t size);
 } pt_filter_t;
 
 extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];

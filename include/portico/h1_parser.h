@@ -56,6 +56,12 @@ const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name);
  * PT_STR_NULL.p when absent; an argument without "=" has an empty value. */
 pt_str_t pt_h1_query_arg(pt_str_t query, const char *name);
 
+/* The cookies of one Cookie field value, one by one: start with *at = 0;
+ * pair is "name=value" as written, value what follows '=' (PT_STR_NULL.p
+ * without one).  False after the last. */
+bool pt_h1_cookie_next(pt_str_t v, size_t *at, pt_str_t *pair, pt_str_t *value);
+/* Is this pair (from pt_h1_cookie_next) the cookie `name` (nl bytes)? */
+bool pt_h1_cookie_named(pt_str_t pair, const char *name, size_t nl);
 /* The value of cookie `name` in any Cookie header, or PT_STR_NULL. */
 pt_str_t pt_h1_cookie(const pt_h1_req_t *req, const char *name);
 

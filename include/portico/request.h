@@ -72,6 +72,9 @@ void pt_req_detach(pt_conn_t *c);
 /* Debug builds: asserts that nothing of the request points into the input
  * buffer (the rule pt_req_detach establishes). */
 void pt_req_assert_detached(const pt_conn_t *c);
+/* The access log's $target with the value of every query argument `name`
+ * replaced by *** (a credential read from the query never reaches a log). */
+void pt_req_redact_query(pt_conn_t *c, const pt_h1_req_t *req, const char *name);
 /* Takes the client's request id (at most PT_REQID_MAX bytes, checked by
  * pt_proxy_request_id) as this request's id. */
 void pt_req_set_id(pt_req_t *r, pt_str_t id);

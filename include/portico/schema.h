@@ -54,6 +54,9 @@ void pt_schema_dump(FILE *f, const pt_section_t *s, const void *obj, const pt_li
  * written (prov may be NULL). */
 void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov);
 /* Prints the mdoc key reference of portico.yaml(5). */
+/* Writes prose for mdoc: one sentence per line, no line that starts with a
+ * control character. */
+void pt_schema_man_prose(FILE *f, const char *s);
 void pt_schema_man(FILE *f, const pt_section_t *s);
 
 #endif

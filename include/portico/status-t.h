@@ -19,6 +19,7 @@ typedef struct pt_status_worker {
     /* Written by the worker itself, read by the master and /status: */
     int64_t heartbeat_ms;    /* CLOCK_MONOTONIC, from a timer of its loop */
     uint64_t access_log_lost; /* access-log entries it could not write */
+    uint64_t auth_failures[8]; /* requests refused by the auth filters, by reason (auth.h) */
 } pt_status_worker_t;
 
 typedef struct pt_status {
@@ -30,6 +31,7 @@ typedef struct pt_status {
     char config_sha256[65];
     uint32_t reloads, reload_failures;
     uint64_t access_log_lost_exited; /* the access_log_lost of workers that exited */
+    uint64_t auth_failures_exited[8];
     pt_status_worker_t workers[PT_STATUS_MAX_WORKERS];
 } pt_status_t;
 

@@ -61,6 +61,18 @@ static inline bool pt_str_ieq_lower(pt_str_t s, const char *lower, size_t n)
 }
 #define PT_STR_IEQ(s, lit) pt_str_ieq_lower((s), (lit), sizeof(lit) - 1)
 
+/* The value of a hex digit, or -1. */
+static inline int pt_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* Writes v in decimal (or hex) at p, returns the digits written (at most 20). */
 static inline size_t pt_fmt_u64(char *p, unsigned long long v, int hex)
 {

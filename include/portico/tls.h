@@ -75,5 +75,9 @@ const char *pt_tls_cipher(SSL *ssl);
 size_t pt_tls_client_subject(SSL *ssl, char *buf, size_t size);
 size_t pt_tls_client_san(SSL *ssl, char *buf, size_t size);
 bool pt_tls_client_verified(SSL *ssl);
+/* Calls fn with each DNS, email, URI and IP address SAN of the client
+ * certificate (the bytes as they are; an IP as text) until fn returns
+ * true; returns whether one did. */
+bool pt_tls_client_each_san(SSL *ssl, bool (*fn)(void *arg, const char *name, size_t n), void *arg);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "portico/admin.h"
+#include "portico/auth.h"
 #include "portico/conn.h"
 #include "portico/http.h"
 #include "portico/request.h"
@@ -123,7 +124,15 @@ static char *status_json(pt_worker_t *w, size_t *len)
         first = 0;
     }
     /* every worker's since the master started, the exited ones' included */
-    fprintf(f, "],\"access_log_lost\":%llu,\"upstreams\":[", (unsigned long long)lost);
+    fprintf(f, "],\"access_log_lost\":%llu,\"auth_failures\":{", (unsigned long long)lost);
+    for (int r = 0; r < PT_AUTH__REASONS; r++) {
+        uint64_t n = __atomic_load_n(&st->auth_failures_exited[r], __ATOMIC_RELAXED);
+        for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++)
+            if (st->workers[i].state != PT_W_EMPTY)
+                n += __atomic_load_n(&st->workers[i].auth_failures[r], __ATOMIC_RELAXED);
+        fprintf(f, "%s\"%s\":%llu", r ? "," : "", pt_auth_reason_names[r], (unsigned long long)n);
+    }
+    fputs("},\"upstreams\":[", f);
     int64_t now_ms = pt_worker_now_us(w) / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         const pt_upstream_t *u = &w->upstreams[i];

@@ -15,6 +15,7 @@
 #include "portico/filter.h"
 #include "portico/location.h"
 #include "portico/config.h"
+#include "portico/credentials.h"
 #include "portico/schema.h"
 #include "portico/secret.h"
 
@@ -291,6 +292,8 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
         check_unique_names(&cc, &c->consumers, sizeof(pt_consumer_conf_t), offsetof(pt_consumer_conf_t, name),
                            "consumer");
         if (d->errors == errors_before)
+            pt_creds_index(&cc, c);
+        if (d->errors == errors_before)
             pt_filters_resolve(&cc, c);
     }
     pt_diag_sort(d);
@@ -308,6 +311,13 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
         r->log_name = pt_secret_masked(r->name, buf, sizeof(buf));
         if (r->log_name == buf)
             r->log_name = pt_arena_strdup(&c->arena, buf);
+    }
+    for (size_t i = 0; i < c->consumers.n; i++) {
+        pt_consumer_conf_t *co = PT_LIST_AT(c->consumers, pt_consumer_conf_t, i);
+        char buf[1024];
+        co->log_name = pt_secret_masked(co->name, buf, sizeof(buf));
+        if (co->log_name == buf)
+            co->log_name = pt_arena_strdup(&c->arena, buf);
     }
     /* -T looks each printed field up: by address, in n log n */
     if (c->prov.n)

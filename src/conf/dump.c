@@ -205,7 +205,7 @@ void pt_schema_dump(FILE *f, const pt_section_t *s, const void *obj, const pt_li
 
 /* Writes prose for mdoc: one sentence per line, as mandoc wants, and no
  * line that starts with a control character. */
-static void man_escape(FILE *f, const char *s)
+void pt_schema_man_prose(FILE *f, const char *s)
 {
     bool bol = true;
     for (; *s; s++) {
@@ -262,7 +262,7 @@ static void man_section(FILE *f, const pt_section_t *s)
     for (const pt_directive_t *d = s->keys; d->key; d++) {
         fprintf(f, ".It Ic %s Pq Vt %s\n", d->key, type_name(d));
         if (d->doc) {
-            man_escape(f, d->doc);
+            pt_schema_man_prose(f, d->doc);
             fputc('\n', f);
         }
         if (d->type == PT_T_ENUM) {
@@ -301,7 +301,7 @@ static void man_section(FILE *f, const pt_section_t *s)
                     d->type == PT_T_LIST ? "An item" : "It", d->sub->shorthand);
         if (d->sub) {
             if (d->sub->doc) {
-                man_escape(f, d->sub->doc);
+                pt_schema_man_prose(f, d->sub->doc);
                 fputc('\n', f);
             }
             man_section(f, d->sub);

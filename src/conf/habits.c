@@ -83,7 +83,6 @@ static const habit_t habits[] = {
     {"portico.yaml", "set_real_ip_from", "nginx's", "trusted_proxies", NULL, NULL},
     {"portico.yaml", "server", "nginx's", NULL,
      "a server block becomes listeners (its listen) and routes (its locations)", NULL},
-    {"portico.yaml", "upstream", "nginx's", "upstreams", "a list of { name, targets }", NULL},
     /* listeners */
     {"listener", "listen", "nginx's", "address", NULL, NULL},
     {"listener", "port", "nginx's", "address", "one key for both: address: 0.0.0.0:8080", NULL},

@@ -11,6 +11,7 @@
 
 #include "portico/accesslog_conf.h"
 #include "portico/conf.h"
+#include "portico/credentials.h"
 #include "portico/filter.h"
 #include "portico/config-t.h"
 #include "portico/http.h"
@@ -135,7 +136,8 @@ static const pt_directive_t access_log_keys[] = {
      "combined, common, json, or a template in which $name stands for a field: "
      "$time, $time_iso8601, $remote_addr, $method, $target, $protocol, $status, $bytes_in, "
      "$bytes_out, $request_time, $route, $request_id, $host, $user_agent, $referer, "
-     "$upstream_addr, $upstream_status, $upstream_time, $tls_protocol, $tls_cipher, $completion, and "
+     "$upstream_addr, $upstream_status, $upstream_time, $tls_protocol, $tls_cipher, $completion, "
+     "$consumer (the consumer an auth filter found, - when none) and "
      "$param_NAME for a route parameter. $bytes_out counts what was handed to the client's socket; "
      "$completion says how the request ended: ok (the whole response), client_gone (the client closed or "
      "reset first: status 499 when nothing was answered), upstream_cut (the upstream reset, closed early or "
@@ -702,7 +704,13 @@ const pt_section_t pt_schema_route = {"route", sizeof(pt_route_conf_t), route_ke
 
 static const pt_directive_t consumer_keys[] = {
     {"name", PT_T_STR, F(pt_consumer_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, NULL,
-     "A unique name."},
+     "A unique name: X-Consumer-Username upstream, $consumer in the access log, ${consumer} in templates."},
+    {"groups", PT_T_LIST, F(pt_consumer_conf_t, groups), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
+     "list of strings", "The groups acl allows or denies; X-Consumer-Groups upstream."},
+    {"credentials", PT_T_LIST, F(pt_consumer_conf_t, credentials), NULL, 0, 0, NULL, &pt_schema_credential, NULL,
+     NULL, NULL, 0, "list of credentials",
+     "How the auth filters recognise this consumer: each entry has a type and that type's keys, below. No two "
+     "consumers may share a key, username, key claim, key id, san or subject."},
     {"filters", PT_T_CUSTOM, F(pt_consumer_conf_t, filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,
      pt_filters_print, 0, "map of filters", "Filter settings for this consumer, over the route's and the global ones."},
     END,

@@ -18,8 +18,9 @@
 #include "portico/schema.h"
 #include "portico/tls.h"
 
-extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection, pt_filter_request_size, pt_filter_cors, pt_filter_redirect,
-    pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
+extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection,
+    pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_acl,
+    pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_IP_RESTRICTION] = &pt_filter_ip_restriction,
@@ -27,6 +28,10 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_FAULT_INJECTION] = &pt_filter_fault_injection,
     [PT_FILTER_REQUEST_SIZE] = &pt_filter_request_size,
     [PT_FILTER_CORS] = &pt_filter_cors,
+    [PT_FILTER_TLS_AUTH] = &pt_filter_tls_auth,
+    [PT_FILTER_KEY_AUTH] = &pt_filter_key_auth,
+    [PT_FILTER_BASIC_AUTH] = &pt_filter_basic_auth,
+    [PT_FILTER_ACL] = &pt_filter_acl,
     [PT_FILTER_REDIRECT] = &pt_filter_redirect,
     [PT_FILTER_PATH_REWRITE] = &pt_filter_path_rewrite,
     [PT_FILTER_REQUEST_HEADERS] = &pt_filter_request_headers,
@@ -263,8 +268,8 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)
 
 /* ---- templates ---- */
 
-enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH, TV_TLS_PROTOCOL, TV_TLS_SUBJECT,
-       TV_TLS_SAN, TV_TLS_VERIFY };
+enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH, TV_CONSUMER, TV_TLS_PROTOCOL,
+       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY };
 
 typedef struct tseg {
     int kind;
@@ -330,6 +335,7 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
                     {"request_id", TV_REQUEST_ID},
                     {"host", TV_HOST},
                     {"path", TV_PATH},
+                    {"consumer", TV_CONSUMER},
                     {"tls_protocol", TV_TLS_PROTOCOL},
                     {"tls_client_subject", TV_TLS_SUBJECT},
                     {"tls_client_san", TV_TLS_SAN},
@@ -346,7 +352,7 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
         if (kind < 0) {
             pt_conf_error(cc, n,
                           "unknown variable ${%.*s} (use route, param.NAME, client_ip, request_id, host, path, "
-                          "tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)",
+                          "consumer, tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)",
                           (int)name.n, name.p);
             return NULL;
         }
@@ -408,6 +414,8 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
         return req ? req->host : c->req->fx ? c->req->fx->host : PT_STR_NULL;
     case TV_PATH:
         return c->req->fx ? c->req->fx->req_path : req ? req->path : PT_STR_NULL;
+    case TV_CONSUMER:
+        return c->req->fx && c->req->fx->auth.consumer ? pt_str_from(c->req->fx->auth.consumer->name) : PT_STR_NULL;
     case TV_PARAM:
         for (size_t k = 0; k < c->req->match.nparams; k++)
             if (pt_str_eq(c->req->match.params[k].name, s->text))

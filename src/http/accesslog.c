@@ -179,6 +179,12 @@ static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int 
     case PT_AV_COMPLETION:
         put_esc(p, end, pt_str_from(pt_completion_names[e->completion]), json, FIELD_MAX);
         break;
+    case PT_AV_CONSUMER:
+        if (e->consumer)
+            put_esc(p, end, pt_str_from(e->consumer), json, FIELD_MAX);
+        else if (!json)
+            put(p, end, "-", 1);
+        break;
     case PT_AV_UPSTREAM_STATUS:
         if (e->upstream_status)
             put_fmt(p, end, "%d", e->upstream_status);
@@ -209,7 +215,7 @@ size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_
                                     PT_AV_REQUEST_TIME, PT_AV_ROUTE, PT_AV_REQUEST_ID, PT_AV_HOST,
                                     PT_AV_USER_AGENT, PT_AV_REFERER, PT_AV_UPSTREAM_ADDR,
                                     PT_AV_UPSTREAM_STATUS, PT_AV_UPSTREAM_TIME, PT_AV_TLS_PROTOCOL,
-                                    PT_AV_TLS_CIPHER, PT_AV_COMPLETION};
+                                    PT_AV_TLS_CIPHER, PT_AV_COMPLETION, PT_AV_CONSUMER};
         put(&p, end, "{", 1);
         for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
             int v = order[i];

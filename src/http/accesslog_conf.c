@@ -32,6 +32,7 @@ const char *const pt_alog_var_names[PT_AV__COUNT] = {
     [PT_AV_TLS_PROTOCOL] = "tls_protocol",
     [PT_AV_TLS_CIPHER] = "tls_cipher",
     [PT_AV_COMPLETION] = "completion",
+    [PT_AV_CONSUMER] = "consumer",
     [PT_AV_PARAM] = "param_",
 };
 

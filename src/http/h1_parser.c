@@ -50,23 +50,38 @@ pt_str_t pt_h1_query_arg(pt_str_t q, const char *name)
     return PT_STR_NULL;
 }
 
+bool pt_h1_cookie_next(pt_str_t v, size_t *at, pt_str_t *pair, pt_str_t *value)
+{
+    const char *p = v.p + *at, *end = v.p + v.n;
+    while (p < end && (*p == ' ' || *p == ';'))
+        p++;
+    if (p >= end) {
+        *at = v.n;
+        return false;
+    }
+    const char *semi = memchr(p, ';', (size_t)(end - p)), *e = semi ? semi : end;
+    const char *eq = memchr(p, '=', (size_t)(e - p));
+    *pair = (pt_str_t){p, (size_t)(e - p)};
+    *value = eq ? (pt_str_t){eq + 1, (size_t)(e - eq - 1)} : PT_STR_NULL;
+    *at = (size_t)(e - v.p);
+    return true;
+}
+
+bool pt_h1_cookie_named(pt_str_t pair, const char *name, size_t nl)
+{
+    return pair.n > nl && pair.p[nl] == '=' && memcmp(pair.p, name, nl) == 0;
+}
+
 pt_str_t pt_h1_cookie(const pt_h1_req_t *req, const char *name)
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i < req->nheaders; i++) {
         if (!PT_STR_IEQ(req->headers[i].name, "cookie"))
             continue;
-        pt_str_t v = req->headers[i].value;
-        const char *p = v.p, *end = v.p + v.n;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p)), *e = semi ? semi : end;
-            const char *eq = memchr(p, '=', (size_t)(e - p));
-            if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0)
-                return (pt_str_t){eq + 1, (size_t)(e - eq - 1)};
-            p = e;
-        }
+        pt_str_t pair, value;
+        for (size_t at = 0; pt_h1_cookie_next(req->headers[i].value, &at, &pair, &value);)
+            if (pt_h1_cookie_named(pair, name, nl))
+                return value;
     }
     return PT_STR_NULL;
 }
@@ -476,16 +491,6 @@ int pt_h1_parse_response(const char *buf, size_t len, const pt_h1_limits_t *lim,
 
 enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER, CH_TRAILER_LF, CH_DONE };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = pt_lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 long pt_h1_chunked_decode(pt_h1_chunked_t *c, const char *buf, size_t len, const char **data, size_t *dlen)
 {
     size_t i = 0;
@@ -495,7 +500,7 @@ long pt_h1_chunked_decode(pt_h1_chunked_t *c, const char *buf, size_t len, const
         char ch = buf[i];
         switch (c->state) {
         case CH_SIZE: {
-            int v = hexval(ch);
+            int v = pt_hexval(ch);
             if (v >= 0) {
                 if (++c->digits > 15)
                     return PT_EINVAL; /* would overflow, or absurd */

@@ -2,17 +2,6 @@
 
 #include "portico/path.h"
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int unreserved(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
@@ -28,7 +17,7 @@ long pt_path_normalize(pt_str_t path, char *out, int slashes)
         if (c == '%') {
             if (i + 2 >= path.n)
                 return -1; /* a truncated escape */
-            int h = hexval(path.p[i + 1]), l = hexval(path.p[i + 2]);
+            int h = pt_hexval(path.p[i + 1]), l = pt_hexval(path.p[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             int v = h * 16 + l;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "portico/auth.h"
 #include "portico/filter.h"
 #include "portico/head.h"
 #include "portico/http.h"
@@ -133,9 +134,10 @@ static void put_request_line(pt_head_t *o, const pt_fwd_ctx_t *f)
         o->p += path.n;
     else
         pt_head_str(o, path);
-    if (req->query.p) {
+    pt_str_t query = f->fx && f->fx->query_set ? f->fx->query : req->query; /* hide_credentials may cut it */
+    if (query.p && (query.n || !(f->fx && f->fx->query_set))) {
         pt_head_put(o, "?", 1);
-        pt_head_str(o, req->query);
+        pt_head_str(o, query);
     }
     pt_head_cs(o, " HTTP/1.1\r\n");
     /* Host: passed through unless the route says otherwise; an HTTP/1.0
@@ -164,6 +166,14 @@ static void copy_fields(pt_head_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
             continue;
         if (f->fx && pt_fx_overrides(f->fx->req, f->fx->nreq, n))
             continue; /* request-headers sets or removes it */
+        switch (n.n) {
+        case 17: /* x-consumer-groups: only an auth filter says who the client is */
+        case 19: /* x-consumer-username */
+        case 23: /* x-credential-identifier */
+            if (pt_auth_reserved_field(n))
+                continue;
+            break;
+        }
         switch (n.n) {
         case 4:
             if (PT_STR_IEQ(n, "host"))

@@ -34,6 +34,41 @@ static void make_id(pt_req_t *r)
     r->reqid_len = 32;
 }
 
+void pt_req_redact_query(pt_conn_t *c, const pt_h1_req_t *req, const char *name)
+{
+    pt_str_t t = c->req->ent.target;
+    const char *q = t.p ? memchr(t.p, '?', t.n) : NULL;
+    if (!q)
+        return;
+    size_t nl = strlen(name), max = t.n + 3 * (t.n / (nl + 1) + 1);
+    char *out = pt_arena_alloc(&c->arena, max + 1);
+    if (!out) {
+        c->req->ent.target = PT_STR("-"); /* rather than the secret */
+        return;
+    }
+    size_t n = (size_t)(q + 1 - t.p);
+    memcpy(out, t.p, n);
+    const char *p = q + 1, *end = t.p + t.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p)), *ke = eq ? eq : e;
+        bool secret = eq && (size_t)(ke - p) == nl && memcmp(p, name, nl) == 0;
+        size_t keep = secret ? (size_t)(eq + 1 - p) : (size_t)(e - p);
+        memcpy(out + n, p, keep);
+        n += keep;
+        if (secret) {
+            memcpy(out + n, "***", 3);
+            n += 3;
+        }
+        if (amp)
+            out[n++] = '&';
+        p = amp ? amp + 1 : end;
+    }
+    out[n] = '\0';
+    c->req->ent.target = (pt_str_t){out, n};
+    (void)req;
+}
+
 void pt_req_set_id(pt_req_t *r, pt_str_t id)
 {
     size_t n = id.n < PT_REQID_MAX ? id.n : PT_REQID_MAX;
@@ -86,6 +121,7 @@ void pt_req_detach(pt_conn_t *c)
         ok &= stash(c, &fx->path, 0);
         ok &= stash(c, &fx->host, 0);
         ok &= stash(c, &fx->req_path, 0);
+        ok &= stash(c, &fx->query, 0);
     }
     if (!ok)
         c->closing = true; /* the arena is full: this request cannot go on safely */

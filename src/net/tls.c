@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -724,6 +725,32 @@ size_t pt_tls_client_san(SSL *ssl, char *buf, size_t size)
     }
     GENERAL_NAMES_free(sans);
     return len;
+}
+
+bool pt_tls_client_each_san(SSL *ssl, bool (*fn)(void *arg, const char *name, size_t n), void *arg)
+{
+    X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    GENERAL_NAMES *sans = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+    bool stop = false;
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && !stop; i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+        char ip[INET6_ADDRSTRLEN];
+        if (gn->type == GEN_IPADD) {
+            int n = ASN1_STRING_length(gn->d.iPAddress);
+            const unsigned char *b = ASN1_STRING_get0_data(gn->d.iPAddress);
+            if ((n == 4 || n == 16) && inet_ntop(n == 4 ? AF_INET : AF_INET6, b, ip, sizeof(ip)))
+                stop = fn(arg, ip, strlen(ip));
+            continue;
+        }
+        const ASN1_IA5STRING *s = gn->type == GEN_DNS ? gn->d.dNSName
+                                  : gn->type == GEN_EMAIL ? gn->d.rfc822Name
+                                  : gn->type == GEN_URI ? gn->d.uniformResourceIdentifier
+                                                        : NULL;
+        if (s)
+            stop = fn(arg, (const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+    }
+    GENERAL_NAMES_free(sans);
+    return stop;
 }
 
 bool pt_tls_client_verified(SSL *ssl)

@@ -214,6 +214,9 @@ static void remove_proc(proc_t *p)
         /* its count outlives it: /status adds it to the live workers' */
         m.status->access_log_lost_exited += __atomic_load_n(&m.status->workers[p->board].access_log_lost,
                                                             __ATOMIC_RELAXED);
+        for (int r = 0; r < 8; r++)
+            m.status->auth_failures_exited[r] +=
+                __atomic_load_n(&m.status->workers[p->board].auth_failures[r], __ATOMIC_RELAXED);
         m.status->workers[p->board] = (pt_status_worker_t){0};
     }
     *p = m.procs[--m.nprocs];

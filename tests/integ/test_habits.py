@@ -11,7 +11,7 @@ import pytest
 
 from conftest import free_port, raw, run_portico
 
-FILTERS = ('ip-restriction, circuit-breaker, fault-injection, request-size, cors, redirect, path-rewrite, '
+FILTERS = ('ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, basic-auth, acl, redirect, path-rewrite, '
            'request-headers, response-headers')
 
 
@@ -110,7 +110,6 @@ routes:
 def test_more_names_from_nginx_traefik_and_old_kong(tmpdir_path):
     rc, lines, f = check(tmpdir_path, '''listeners: [{ name: main, address: 127.0.0.1:1 }]
 server: { listen: 80 }
-upstream: { u: [] }
 upstreams:
   - { name: u, targets: ["127.0.0.1:2"], servers: [{ url: "http://127.0.0.1:2" }], server: "127.0.0.1:2" }
 routes:
@@ -120,13 +119,11 @@ routes:
     for want in (
         f'{f}:2:1: error: unknown key "server" (nginx\'s): a server block becomes listeners (its listen) and '
         'routes (its locations)',
-        f'{f}:3:1: error: unknown key "upstream": nginx\'s name for what Portico calls "upstreams" (a list of '
-        '{ name, targets })',
-        f'{f}:5:42: error: upstreams[0]: unknown key "servers": Traefik\'s name for what Portico calls "targets" '
+        f'{f}:4:42: error: upstreams[0]: unknown key "servers": Traefik\'s name for what Portico calls "targets" '
         '(a list of { address, weight })',
-        f'{f}:5:84: error: upstreams[0]: unknown key "server": nginx\'s name for what Portico calls "targets" '
+        f'{f}:4:84: error: upstreams[0]: unknown key "server": nginx\'s name for what Portico calls "targets" '
         '(a list of { address, weight })',
-        f'{f}:7:57: error: routes[0]: unknown key "strip_uri": Kong\'s (before 1.0) name for what Portico calls '
+        f'{f}:6:57: error: routes[0]: unknown key "strip_uri": Kong\'s (before 1.0) name for what Portico calls '
         '"strip_prefix" (it takes the prefix to remove, such as strip_prefix: /api, not true or false)',
     ):
         assert want in lines, '\n'.join(lines)

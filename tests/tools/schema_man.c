@@ -14,8 +14,10 @@ int main(int argc, char **argv)
         fputs(".Bl -tag -width Ds\n", stdout);
         for (int i = 0; i < PT_FILTER__COUNT; i++) {
             printf(".It Ic %s\n", pt_filters[i]->name);
-            if (pt_filters[i]->schema->doc)
-                printf("%s\n", pt_filters[i]->schema->doc);
+            if (pt_filters[i]->schema->doc) {
+                pt_schema_man_prose(stdout, pt_filters[i]->schema->doc);
+                fputc('\n', stdout);
+            }
             pt_schema_man(stdout, pt_filters[i]->schema);
         }
         fputs(".El\n", stdout);

@@ -1,0 +1,182 @@
+/* basic-auth: "Authorization: Basic base64(user:password)" (RFC 7617)
+ * checked against a consumer's crypt(3) hash through libcrypt (bcrypt,
+ * sha512-crypt, yescrypt).  A hash costs milliseconds, on the worker's
+ * loop: each worker keeps the verifications that succeeded, by SHA-256 of
+ * the credential's hash, the username and the password (never the
+ * password itself), for a while, in a table of fixed size. */
+#include "config.h"
+
+#include <crypt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "portico/auth.h"
+#include "portico/conf.h"
+#include "portico/conn.h"
+#include "portico/credentials.h"
+#include "portico/filter.h"
+#include "portico/request.h"
+#include "portico/schema.h"
+#include "portico/worker.h"
+
+typedef struct conf {
+    const pt_node_t *node;
+    char *realm;
+    bool hide;
+} conf_t;
+
+static const pt_directive_t keys[] = {
+    {"realm", PT_T_STR, offsetof(conf_t, realm), "portico", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The realm of the challenge: WWW-Authenticate: Basic realm=\"...\"."},
+    {"hide_credentials", PT_T_BOOL, offsetof(conf_t, hide), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Remove the Authorization field from the request the upstream gets."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
+};
+static const pt_section_t schema = {
+    "basic-auth", sizeof(conf_t), keys, NULL, NULL,
+    "Authenticates by user name and password (consumers' basic-auth credentials). A verification that "
+    "succeeded is remembered by the worker for 5 minutes (at most 4096), so the hash is not computed again "
+    "for each request. Example: basic-auth: { realm: api, hide_credentials: true }."};
+
+/* ---- the cache of successful verifications ---- */
+
+#define CACHE_SLOTS 4096 /* a power of 2 */
+#define CACHE_TTL 300    /* seconds */
+
+typedef struct slot {
+    unsigned char id[32]; /* SHA-256(stored hash, 0, username, 0, password) */
+    time_t until;
+} slot_t;
+
+static slot_t *cache;
+
+static void cache_id(const pt_credential_conf_t *cr, pt_str_t user, pt_str_t pass, unsigned char id[32])
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    unsigned char zero = 0;
+    if (!m || !EVP_DigestInit_ex(m, EVP_sha256(), NULL)) {
+        memset(id, 0, 32);
+        EVP_MD_CTX_free(m);
+        return;
+    }
+    EVP_DigestUpdate(m, cr->password, strlen(cr->password));
+    EVP_DigestUpdate(m, &zero, 1);
+    EVP_DigestUpdate(m, user.p, user.n);
+    EVP_DigestUpdate(m, &zero, 1);
+    EVP_DigestUpdate(m, pass.p, pass.n);
+    EVP_DigestFinal_ex(m, id, NULL);
+    EVP_MD_CTX_free(m);
+}
+
+static slot_t *cache_slot(const unsigned char id[32])
+{
+    if (!cache && !(cache = calloc(CACHE_SLOTS, sizeof(slot_t))))
+        return NULL;
+    return &cache[(id[0] | id[1] << 8) & (CACHE_SLOTS - 1)];
+}
+
+static bool verify(const pt_credential_conf_t *cr, pt_str_t user, pt_str_t pass)
+{
+    unsigned char id[32];
+    cache_id(cr, user, pass, id);
+    slot_t *s = cache_slot(id);
+    time_t now = time(NULL);
+    if (s && s->until > now && CRYPTO_memcmp(s->id, id, 32) == 0)
+        return true;
+    static struct crypt_data *cd; /* 32 KiB: once per worker */
+    if (!cd && !(cd = calloc(1, sizeof(*cd))))
+        return false;
+    char *pw = strndup(pass.p, pass.n); /* crypt wants a C string: a password with NUL never matches */
+    if (!pw || memchr(pass.p, '\0', pass.n)) {
+        free(pw);
+        return false;
+    }
+    const char *out = crypt_rn(pw, cr->password, cd, sizeof(*cd));
+    OPENSSL_cleanse(pw, pass.n);
+    free(pw);
+    size_t len = strlen(cr->password);
+    bool ok = out && out[0] != '*' && strlen(out) == len && CRYPTO_memcmp(out, cr->password, len) == 0;
+    if (ok && s) {
+        memcpy(s->id, id, 32);
+        s->until = now + CACHE_TTL;
+    }
+    return ok;
+}
+
+/* ---- the filter ---- */
+
+static size_t challenge(const void *vconf, bool invalid, char *buf, size_t size)
+{
+    const conf_t *conf = vconf;
+    (void)invalid;
+    int n = snprintf(buf, size, "Basic realm=\"%s\", charset=\"UTF-8\"", conf->realm);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+static int b64val(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26 : ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '+' ? 62 : ch == '/' ? 63 : -1;
+}
+
+/* Standard base64 with padding; -1 when malformed. */
+static long b64decode(pt_str_t in, char *out)
+{
+    if (in.n % 4)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < in.n; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            char ch = in.p[i + k];
+            v[k] = ch == '=' && i + 4 == in.n && k >= 2 ? -2 : b64val(ch);
+            if (v[k] == -1)
+                return -1;
+        }
+        if (v[2] == -2 && v[3] != -2)
+            return -1;
+        out[n++] = (char)(v[0] << 2 | v[1] >> 4);
+        if (v[2] != -2)
+            out[n++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
+        if (v[3] != -2)
+            out[n++] = (char)((v[2] & 3) << 6 | v[3]);
+    }
+    return (long)n;
+}
+
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
+{
+    const conf_t *conf = vconf;
+    if (pt_auth_decided(fx))
+        return PT_NEXT;
+    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("authorization"));
+    pt_str_t v = h ? h->value : PT_STR_NULL;
+    if (!h || v.n < 5 || strncasecmp(v.p, "basic", 5) != 0 || (v.n > 5 && v.p[5] != ' '))
+        return pt_auth_absent(c, req, fx, PT_FILTER_BASIC_AUTH);
+    v.p += 5;
+    v.n -= 5;
+    while (v.n && v.p[0] == ' ') {
+        v.p++;
+        v.n--;
+    }
+    char *dec = pt_arena_alloc(&c->arena, v.n / 4 * 3 + 1);
+    long n = dec ? b64decode(v, dec) : -1;
+    const char *colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
+    if (!colon)
+        return pt_auth_reject(c, req, fx, PT_FILTER_BASIC_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
+    pt_str_t user = {dec, (size_t)(colon - dec)}, pass = {colon + 1, (size_t)(dec + n - colon - 1)};
+    const pt_credential_conf_t *cr = pt_creds_find(c->w->conf, PT_CRED_BASIC, user);
+    bool ok = cr && verify(cr, user, pass);
+    OPENSSL_cleanse(dec, (size_t)n);
+    if (!ok)
+        return pt_auth_reject(c, req, fx, PT_FILTER_BASIC_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
+    pt_verdict_t r = pt_auth_accept(c, fx, cr->consumer, cr, NULL);
+    if (r == PT_NEXT && conf->hide)
+        r = pt_auth_hide_header(c, fx, PT_STR("Authorization"));
+    return r;
+}
+
+const pt_filter_t pt_filter_basic_auth = {
+    .name = "basic-auth", .schema = &schema, .on_request = on_request, .challenge = challenge};

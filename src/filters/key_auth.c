@@ -1,0 +1,93 @@
+/* key-auth: an API key in a header or a query argument names a consumer
+ * (Kong's key-auth).  The presented key is hashed (SHA-256) and looked up
+ * among the consumers' key-auth credentials, which hold only the hash
+ * (key_sha256, or key hashed at load): no comparison runs on the key's
+ * bytes, and the final one on the hashes is CRYPTO_memcmp. */
+#include "config.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "portico/auth.h"
+#include "portico/conf.h"
+#include "portico/conn.h"
+#include "portico/credentials.h"
+#include "portico/filter.h"
+#include "portico/request.h"
+#include "portico/schema.h"
+#include "portico/worker.h"
+
+typedef struct conf {
+    const pt_node_t *node;
+    char *header, *query;
+    bool hide;
+    char *realm;
+} conf_t;
+
+static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    conf_t *c = obj;
+    if (!c->header[0] && !c->query[0]) {
+        pt_conf_error(cc, n, "key-auth needs a header or a query argument to read the key from");
+        return -1;
+    }
+    return 0;
+}
+
+static const pt_directive_t keys[] = {
+    {"header", PT_T_STR, offsetof(conf_t, header), "apikey", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The header field that carries the key; \"\" reads none."},
+    {"query", PT_T_STR, offsetof(conf_t, query), "apikey", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The query argument that carries the key (when the header has none); \"\" reads none. Its value is "
+     "replaced by *** in the access log."},
+    {"hide_credentials", PT_T_BOOL, offsetof(conf_t, hide), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Remove the key (the header field, or the query argument) from the request the upstream gets."},
+    {"realm", PT_T_STR, offsetof(conf_t, realm), "portico", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The realm of the challenge: WWW-Authenticate: Key realm=\"...\"."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
+};
+static const pt_section_t schema = {
+    "key-auth", sizeof(conf_t), keys, check, NULL,
+    "Authenticates by an API key (consumers' key-auth credentials). Example: key-auth: { header: apikey, "
+    "query: \"\", hide_credentials: true }."};
+
+static size_t challenge(const void *vconf, bool invalid, char *buf, size_t size)
+{
+    const conf_t *conf = vconf;
+    (void)invalid;
+    int n = snprintf(buf, size, "Key realm=\"%s\"", conf->realm);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
+{
+    const conf_t *conf = vconf;
+    if (pt_auth_decided(fx))
+        return PT_NEXT;
+    pt_str_t key = PT_STR_NULL;
+    bool in_query = false;
+    const pt_h1_header_t *h = conf->header[0] ? pt_h1_find(req, pt_str_from(conf->header)) : NULL;
+    if (h) {
+        key = h->value;
+    } else if (conf->query[0]) {
+        key = pt_auth_query_arg(c, req, conf->query);
+        in_query = key.p != NULL;
+    }
+    if (in_query)
+        pt_req_redact_query(c, req, conf->query);
+    if (!key.p)
+        return pt_auth_absent(c, req, fx, PT_FILTER_KEY_AUTH);
+    unsigned char d[32];
+    EVP_Digest(key.p, key.n, d, NULL, EVP_sha256(), NULL);
+    const pt_credential_conf_t *cr = pt_creds_find(c->w->conf, PT_CRED_KEY, (pt_str_t){(const char *)d, 32});
+    if (!key.n || !cr || CRYPTO_memcmp(cr->digest, d, 32) != 0)
+        return pt_auth_reject(c, req, fx, PT_FILTER_KEY_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
+    pt_verdict_t v = pt_auth_accept(c, fx, cr->consumer, cr, NULL);
+    if (v == PT_NEXT && conf->hide)
+        v = h ? pt_auth_hide_header(c, fx, pt_str_from(conf->header)) : pt_auth_hide_query(c, req, fx, conf->query);
+    return v;
+}
+
+const pt_filter_t pt_filter_key_auth = {
+    .name = "key-auth", .schema = &schema, .on_request = on_request, .challenge = challenge};
