@@ -36,6 +36,13 @@ struct pt_owned {
     struct pt_owned *next;
 };
 int pt_config_own(struct pt_conf_ctx *cc, void *p, void (*fn)(void *));
+/* The URLs of filters (forward-auth's uri, jwt-auth's jwks.uri) get
+ * upstreams, added to root's before it is loaded (synth.c). */
+struct pt_uri;
+void pt_conf_synth_upstreams(struct pt_conf_ctx *cc, struct pt_node *root);
+/* After load: the upstream a filter's URL goes to, or NULL. */
+const pt_upstream_conf_t *pt_conf_uri_upstream(const pt_config_t *c, const struct pt_uri *u);
+void pt_uri_upstream_name(const struct pt_uri *u, char *buf, size_t size);
 /* Effective worker count. */
 int pt_config_workers(const pt_config_t *c);
 

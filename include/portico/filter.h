@@ -34,6 +34,7 @@ enum pt_filter_id {
     PT_FILTER_TLS_AUTH, /* the auth filters: PT_FILTER_AUTH_FIRST..LAST (auth.h) */
     PT_FILTER_KEY_AUTH,
     PT_FILTER_BASIC_AUTH,
+    PT_FILTER_FORWARD_AUTH, /* the last auth filter: it always finds something to ask about */
     PT_FILTER_ACL,
     PT_FILTER_REDIRECT,
     PT_FILTER_PATH_REWRITE,
@@ -42,7 +43,7 @@ enum pt_filter_id {
     PT_FILTER__COUNT
 };
 #define PT_FILTER_AUTH_FIRST PT_FILTER_TLS_AUTH
-#define PT_FILTER_AUTH_LAST PT_FILTER_BASIC_AUTH
+#define PT_FILTER_AUTH_LAST PT_FILTER_FORWARD_AUTH
 
 /* A header to write: the response side collects these from filters. */
 typedef struct pt_hdr_edit {
@@ -106,6 +107,9 @@ typedef struct pt_filter {
     /* auth filters: the WWW-Authenticate value of a 401 into buf (0: none);
      * invalid: a credential of this kind was presented and failed */
     size_t (*challenge)(const void *conf, bool invalid, char *buf, size_t size);
+    /* after the whole file is loaded: what a conf refers to elsewhere in
+     * it (an upstream); 0, or -1 after an error */
+    int (*link)(pt_conf_ctx_t *cc, const pt_config_t *c, void *conf);
 } pt_filter_t;
 
 extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];

@@ -36,6 +36,17 @@ bool pt_addr_overlaps(const struct sockaddr_storage *a, const struct sockaddr_st
 void pt_addr_format(const struct sockaddr *sa, char *buf, size_t size);
 /* The address alone, without port or brackets: "10.0.0.1", "::1". */
 void pt_addr_format_ip(const struct sockaddr *sa, char *buf, size_t size);
+/* An http:// or https:// URL: its parts.  host is as written (an IPv6
+ * address with its brackets), port the default of the scheme when absent,
+ * path_query the rest ("/" when empty). */
+typedef struct pt_uri {
+    bool https;
+    char host[256];
+    int port;
+    bool port_given;
+    const char *path_query;
+} pt_uri_t;
+const char *pt_value_uri(const char *s, pt_uri_t *u);
 /* "host:port" (checked at load): the host into buf, the port returned. */
 int pt_value_host_port(const char *hostport, char *host, size_t size);
 

@@ -281,6 +281,7 @@ static pt_config_t *finish(pt_config_t *c, const char *file, pt_node_t *root, pt
     pt_conf_ctx_t cc = {.arena = &c->arena, .diag = d, .file = file, .prov = &c->prov, .config = c};
     size_t errors_before = d->errors;
     if (root) {
+        pt_conf_synth_upstreams(&cc, root);
         pt_schema_load(&cc, &pt_schema_root, root, c);
         if (c->listeners.n == 0 && pt_node_get(root, "listeners"))
             pt_conf_error(&cc, pt_node_get(root, "listeners"), "listeners: at least one listener is needed");

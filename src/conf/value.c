@@ -262,3 +262,52 @@ void pt_value_format_size(int64_t b, char *buf, size_t size)
     else
         snprintf(buf, size, "%lld", (long long)b);
 }
+
+const char *pt_value_uri(const char *s, pt_uri_t *u)
+{
+    memset(u, 0, sizeof(*u));
+    if (strncmp(s, "http://", 7) == 0) {
+        s += 7;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        s += 8;
+        u->https = true;
+    } else {
+        return "a URL starting with http:// or https://";
+    }
+    const char *end = s + strcspn(s, "/?#"), *colon = NULL;
+    if (*end == '#' || strchr(end, '#'))
+        return "a URL without a #fragment";
+    if (*s == '[') {
+        const char *rb = memchr(s, ']', (size_t)(end - s));
+        if (!rb)
+            return "an IPv6 address in brackets: [::1]";
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        if (!colon && rb + 1 != end)
+            return "a port after the IPv6 address: [::1]:8080";
+    } else {
+        colon = memchr(s, ':', (size_t)(end - s));
+    }
+    size_t hl = (size_t)((colon ? colon : end) - s);
+    if (!hl || hl >= sizeof(u->host) || memchr(s, '@', (size_t)(end - s)))
+        return hl ? "a host without user information, of at most 255 bytes" : "a host";
+    for (size_t i = 0; i < hl; i++)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return "a host of visible characters";
+    memcpy(u->host, s, hl);
+    u->port = u->https ? 443 : 80;
+    if (colon) {
+        long port = 0;
+        const char *p = colon + 1;
+        for (; p < end && *p >= '0' && *p <= '9' && port <= 65535; p++)
+            port = port * 10 + (*p - '0');
+        if (p != end || p == colon + 1 || port < 1 || port > 65535)
+            return "a port from 1 to 65535";
+        u->port = (int)port;
+        u->port_given = true;
+    }
+    for (const char *p = end; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+            return "a path of visible characters (escape others with %XX)";
+    u->path_query = *end ? end : "/";
+    return NULL;
+}

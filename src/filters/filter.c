@@ -19,7 +19,8 @@
 #include "portico/tls.h"
 
 extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection,
-    pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_acl,
+    pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_forward_auth,
+    pt_filter_acl,
     pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
@@ -31,6 +32,7 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_TLS_AUTH] = &pt_filter_tls_auth,
     [PT_FILTER_KEY_AUTH] = &pt_filter_key_auth,
     [PT_FILTER_BASIC_AUTH] = &pt_filter_basic_auth,
+    [PT_FILTER_FORWARD_AUTH] = &pt_filter_forward_auth,
     [PT_FILTER_ACL] = &pt_filter_acl,
     [PT_FILTER_REDIRECT] = &pt_filter_redirect,
     [PT_FILTER_PATH_REWRITE] = &pt_filter_path_rewrite,
@@ -128,8 +130,24 @@ void pt_filters_print(FILE *f, const void *field, const pt_list_t *prov)
     fputs(first ? "}" : " }", f);
 }
 
+static int link_set(pt_conf_ctx_t *cc, const pt_config_t *c, const pt_filterset_t *fs)
+{
+    int rc = 0;
+    for (int f = 0; f < PT_FILTER__COUNT; f++)
+        if (fs->conf[f] && fs->conf[f] != PT_FILTER_OFF && pt_filters[f]->link)
+            rc |= pt_filters[f]->link(cc, c, (void *)fs->conf[f]);
+    return rc;
+}
+
 int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c)
 {
+    int rc = link_set(cc, c, &c->global_filters);
+    for (size_t i = 0; i < c->routes.n; i++)
+        rc |= link_set(cc, c, &PT_LIST_AT(c->routes, pt_route_conf_t, i)->filters);
+    for (size_t i = 0; i < c->consumers.n; i++)
+        rc |= link_set(cc, c, &PT_LIST_AT(c->consumers, pt_consumer_conf_t, i)->filters);
+    if (rc)
+        return -1;
     for (size_t i = 0; i < c->routes.n; i++) {
         pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
         const void **eff = NULL;
