@@ -263,7 +263,10 @@ bool pt_conn_gone(pt_conn_t *c)
         ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             c->eof = true;
-        c->readable = false; /* looked at: the next edge says more */
+        if (n < 0)
+            c->readable = false; /* nothing there: the next edge says more */
+        /* bytes waiting (a body sent after the head) stay readable: their
+         * edge has passed, and whoever reads next must know of them */
     }
     return c->rdhup || c->eof;
 }

@@ -4,6 +4,7 @@ the service's body and headers, a service that times out or is down (503,
 logged, never passed through), a client that leaves while the service
 thinks, an upstream named by the URL's host, and HTTP/2 clients."""
 import json
+import os
 import re
 import socket
 import subprocess
@@ -211,3 +212,31 @@ def test_uri_errors_are_located(tmp_path):
                      f'    filters: {{ forward-auth: {{ uri: "{uri}" }} }}\n')
         r = run_portico('-t', '-c', str(f))
         assert r.returncode == 1 and 'p.yaml:5:' in r.stderr and want in r.stderr, (uri, r.stderr)
+
+
+def test_a_request_body_waits_for_the_answer_and_goes_on_whole(gateway, backends, auth):
+    from conftest import request
+    b = backends()
+    port = free_port()
+    gateway(cfg(port, b.port, f'http://127.0.0.1:{auth.port}/check'), workers=1)
+    body = os.urandom(300000)
+    st, _, _ = request(port, 'POST', '/api/ok-upload', body=body, headers={'Content-Type': 'application/octet-stream'})
+    assert st == 200
+    import hashlib
+    r = b.requests[-1]
+    assert r.body_len == len(body) and r.body_md5 == hashlib.md5(body).hexdigest()
+    # refused with a body: the body never reaches the upstream, and the next request on the connection is clean
+    n = len(b.requests)
+    s = socket.create_connection(('127.0.0.1', port), timeout=5)
+    s.sendall(b'POST /api/no HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /api/ok HTTP/1.1\r\nHost: a\r\n'
+              b'Connection: close\r\n\r\n')
+    data = b''
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert re.findall(rb'HTTP/1\.1 (\d{3}) ', data) in ([b'401', b'200'], [b'401'])
+    assert [r.target for r in b.requests[n:]] in (['/api/ok'], [])
+    assert all(r.method != 'POST' or r.target != '/api/no' for r in b.requests)

@@ -153,3 +153,32 @@ def test_the_end_of_a_body_held_by_a_filter(gateway, backends, tmpdir_path, fram
     assert f.readline().startswith(b'HTTP/1.1 200') and time.monotonic() - t0 < 0.3
     s.close()
     assert log_lines(log, 2) == ['200 POST /held/echo', '200 GET /held/nobody']
+
+
+@pytest.mark.parametrize('size', [1, 5000, 300000])
+def test_a_body_that_arrives_while_the_head_waits_on_a_filter(gateway, backends, tmpdir_path, size):
+    """The head waits on a filter (delay on: request) and the body comes
+    after it, in its own packets, before the wait is over: those bytes'
+    edge has passed when the request goes on, and it must still read them
+    (a look at the socket for a client that left forgot them, and the
+    request hung until the client gave up)."""
+    import hashlib
+    b = backends(keep_body=1 << 20)
+    port, admin = free_port(), free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    gateway(config(port, b.port, log, admin, 'request'), workers=1)
+    body = os.urandom(size)
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    s.sendall(b'POST /held/up HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n' % size)
+    time.sleep(0.1)
+    s.sendall(body)
+    f = s.makefile('rb')
+    status, hdrs = read_head(f)
+    assert status.startswith(b'HTTP/1.1 200 ')
+    f.read(int(hdrs['content-length']))
+    r = b.requests[-1]
+    assert (r.target, r.body_len, r.body_md5) == ('/held/up', size, hashlib.md5(body).hexdigest())
+    # and the connection goes on
+    s.sendall(b'GET /other HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+    assert read_head(f)[0].startswith(b'HTTP/1.1 200 ')
+    s.close()
