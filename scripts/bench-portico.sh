@@ -3,6 +3,12 @@
 # PROXY_PORT, BACKEND_PORT and PROXY_WORKERS and runs portico in the
 # foreground, with no access log.
 #   ../shared/bench/run portico=cmd:scripts/bench-portico.sh nginx haproxy
+# PORTICO_BENCH_FILTERS (a flow map: the route's filters) and
+# PORTICO_BENCH_EXTRA (more top-level YAML: consumers) benchmark a route
+# with filters, e.g. key-auth:
+#   PORTICO_BENCH_FILTERS='key-auth: {}' \
+#   PORTICO_BENCH_EXTRA='consumers: [{ name: b, credentials: [{ type: key-auth, key: bench-key }] }]' \
+#   ../shared/bench/run -H 'apikey: bench-key' key=cmd:scripts/bench-portico.sh
 set -e
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${PORTICO_BIN:-$here/build/portico}
@@ -17,7 +23,8 @@ upstreams:
   - name: origin
     targets: ["127.0.0.1:${BACKEND_PORT:?}"]
     keepalive: { size: 1024, requests: 1000000 }
+${PORTICO_BENCH_EXTRA:-}
 routes:
-  - { name: all, match: { paths: ["/*"] }, upstream: origin }
+  - { name: all, match: { paths: ["/*"] }, upstream: origin, filters: { ${PORTICO_BENCH_FILTERS:-} } }
 YAML
 exec "$bin" -f -c "$dir/portico.yaml"
