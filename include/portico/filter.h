@@ -76,6 +76,7 @@ typedef struct pt_fx {
     int next_resp, next_body;    /* where a suspended response or body resumes */
     pt_str_t host, req_path; /* copies, for templates expanded after the head is gone */
     int reject;       /* the status an on_body hook asks for with PT_RESPOND */
+    pt_str_t piece;   /* during on_body: the n bytes of body the hook is called for (decoded) */
     pt_str_t query;   /* the query sent upstream when query_set (hide_credentials); empty: none */
     bool query_set;
     pt_auth_t auth;   /* what the auth filters decided (auth.h) */
@@ -96,9 +97,9 @@ typedef struct pt_filter {
      * fx->can_wait (an upstream's response: the proxy holds its head until
      * pt_req_resume, and then this hook runs again); else PT_NEXT */
     pt_verdict_t (*on_response)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, int status);
-    /* each piece of request body before it goes upstream (n bytes at
-     * c->ibuf + ..., last when it is the end; a chunked body ends with a
-     * call of n = 0); PT_RESPOND with fx->reject set stops the request;
+    /* each piece of request body before it goes upstream (the n bytes
+     * are fx->piece, decoded from chunks; last when it is the end; a
+     * chunked body ends with a call of n = 0); PT_RESPOND with fx->reject set stops the request;
      * PT_SUSPEND holds the body until pt_req_resume, and then this hook runs
      * again on the same bytes (maybe more) */
     pt_verdict_t (*on_body)(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st, size_t n, bool last);
@@ -136,7 +137,7 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
 pt_verdict_t pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status, bool can_wait);
 /* Runs the body hooks over n more bytes of request body, before they go
  * upstream; PT_SUSPEND holds them (called again after pt_req_resume). */
-pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last);
+pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, const char *p, size_t n, bool last);
 /* Runs the done hooks, once, in reverse order. */
 void pt_filters_done(pt_conn_t *c, pt_fx_t *fx);
 

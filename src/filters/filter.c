@@ -249,27 +249,22 @@ pt_verdict_t pt_filters_response(pt_conn_t *c, pt_fx_t *fx, int status, bool can
     return PT_NEXT;
 }
 
-pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, size_t n, bool last)
+pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, const char *p, size_t n, bool last)
 {
+    pt_verdict_t v = PT_NEXT;
     fx->can_wait = true;
-    for (int f = fx->next_body; f < PT_FILTER__COUNT; f++) {
+    fx->piece = (pt_str_t){p, n}; /* in the input buffer: for the hooks' call only */
+    int f = fx->next_body;
+    for (; f < PT_FILTER__COUNT && v == PT_NEXT; f++) {
         const void *conf = fx->confs[f];
-        if (!conf || !pt_filters[f]->on_body)
-            continue;
-        pt_verdict_t v = pt_filters[f]->on_body(c, conf, fx, state_of(c, fx, f), n, last);
-        if (v == PT_SUSPEND) {
-            fx->next_body = f; /* on resume it runs again on the same bytes (maybe more) */
-            fx->can_wait = false;
-            return v;
-        }
-        if (v != PT_NEXT) {
-            fx->can_wait = false;
-            return v;
-        }
+        if (conf && pt_filters[f]->on_body)
+            v = pt_filters[f]->on_body(c, conf, fx, state_of(c, fx, f), n, last);
     }
-    fx->next_body = 0;
+    /* a hook that waits runs again on the same bytes (maybe more) */
+    fx->next_body = v == PT_SUSPEND ? f - 1 : 0;
     fx->can_wait = false;
-    return PT_NEXT;
+    fx->piece = PT_STR_NULL;
+    return v;
 }
 
 void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)

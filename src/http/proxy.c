@@ -149,12 +149,12 @@ static void reset_request(pt_proxy_t *p)
 
 /* The body hooks over the next n bytes (before they go upstream):
  * PT_NEXT, PT_SUSPEND (a filter holds the body: p->waiting), or a refusal. */
-static int body_hooks(pt_proxy_t *p, size_t n, bool last)
+static int body_hooks(pt_proxy_t *p, const char *data, size_t n, bool last)
 {
     pt_fx_t *fx = p->c->req->fx;
     if (!fx)
         return PT_NEXT;
-    pt_verdict_t v = pt_filters_body(p->c, fx, n, last);
+    pt_verdict_t v = pt_filters_body(p->c, fx, data, n, last);
     if (v == PT_SUSPEND)
         p->waiting = W_BODY;
     return v;
@@ -183,7 +183,7 @@ static int pump_request(pt_proxy_t *p)
             p->bcur += avail;
         } else if (p->req_mode == BODY_LENGTH) {
             size_t n = (int64_t)avail < p->req_left ? avail : (size_t)p->req_left;
-            int v = body_hooks(p, n, (int64_t)n == p->req_left);
+            int v = body_hooks(p, data, n, (int64_t)n == p->req_left);
             if (v != PT_NEXT)
                 return v == PT_SUSPEND ? progress : -2;
             ref(p, &uc->out, data, n);
@@ -200,7 +200,7 @@ static int pump_request(pt_proxy_t *p)
                 return -1;
             if (dl && p->max_body && p->req_received + (int64_t)dl > p->max_body)
                 return -2;
-            int v = dl || p->req_chunk.done ? body_hooks(p, dl, p->req_chunk.done) : PT_NEXT;
+            int v = dl || p->req_chunk.done ? body_hooks(p, d, dl, p->req_chunk.done) : PT_NEXT;
             if (v != PT_NEXT) {
                 p->req_chunk = before;
                 return v == PT_SUSPEND ? progress : -2;
