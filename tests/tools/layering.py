@@ -2,7 +2,12 @@
 """TAP: the layering holds (issue 10).  No file in src/net/ includes, even
 through other headers, an HTTP-layer header: sockets, TLS, timers and
 buffers know nothing of requests.  src/conf/ builds no TLS context: it
-includes neither tls.h nor OpenSSL's SSL API."""
+includes neither tls.h nor OpenSSL's SSL API.  src/auth/'s pure modules
+(signatures, tokens: functions over strings the auth filters call) use core
+only: they include, even through other headers, nothing but the headers of
+src/core/, err-t.h and each other's.  auth.c (what the auth filters share:
+it sees the request) and credentials.c (the consumers' configuration) are
+the two that are not pure."""
 import os
 import re
 import sys
@@ -41,14 +46,26 @@ def ok(cond, what):
     failed += not cond
 
 
-for d, rule in (('net', 'no HTTP-layer header'), ('conf', 'no TLS')):
+def modules(d):
+    """The headers named after the .c files of src/<d>/."""
+    return {n[:-2] + '.h' for n in os.listdir(os.path.join(src, 'src', d)) if n.endswith('.c')}
+
+
+AUTH_NOT_PURE = {'auth.c', 'credentials.c'}
+CORE = modules('core') | {'err-t.h'}
+AUTH = CORE | modules('auth') - {n[:-2] + '.h' for n in AUTH_NOT_PURE}
+
+for d, rule in (('net', 'no HTTP-layer header'), ('conf', 'no TLS'), ('auth', 'core only')):
     for name in sorted(os.listdir(os.path.join(src, 'src', d))):
-        if not name.endswith('.c'):
+        if not name.endswith('.c') or (d == 'auth' and name in AUTH_NOT_PURE):
             continue
         path = os.path.join(src, 'src', d, name)
         if d == 'net':
             bad = sorted(closure(path) & HTTP)
             ok(not bad, f'src/net/{name} includes {rule}' + (f': {", ".join(bad)}' if bad else ''))
+        elif d == 'auth':
+            bad = sorted(closure(path) - AUTH)
+            ok(not bad, f'src/auth/{name} includes {rule}' + (f': {", ".join(bad)}' if bad else ''))
         else:
             text = open(path).read()
             bad = 'tls.h' in closure(path) or re.search(r'\bSSL_CTX_\w+\(|openssl/ssl\.h', text)
