@@ -11,7 +11,8 @@ import pytest
 
 from conftest import free_port, raw, run_portico
 
-FILTERS = ('ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, basic-auth, forward-auth, acl, redirect, path-rewrite, '
+FILTERS = ('ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, '
+           'basic-auth, hmac-auth, forward-auth, acl, redirect, path-rewrite, '
            'request-headers, response-headers')
 
 
@@ -135,10 +136,10 @@ routes:
   - name: r
     match: { paths: [/x] }
     respond: {}
-    filters: { key-auth: {}, api-breaker: {}, corz: {} }
+    filters: { oauth2: {},   api-breaker: {}, corz: {} }
 ''')
     assert rc == 1
-    assert f'{f}:6:16: error: routes[0].filters: unknown filter "key-auth" (the filters are: {FILTERS})' in lines, \
+    assert f'{f}:6:16: error: routes[0].filters: unknown filter "oauth2" (the filters are: {FILTERS})' in lines, \
         '\n'.join(lines)
     assert (f'{f}:6:30: error: routes[0].filters: unknown filter "api-breaker": APISIX\'s name for what Portico '
             f'calls "circuit-breaker" (the filters are: {FILTERS})') in lines, '\n'.join(lines)
