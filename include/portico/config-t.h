@@ -209,7 +209,8 @@ typedef struct pt_credential_conf {
     /* compiled */
     unsigned char digest[32];          /* key-auth: SHA-256 of the key */
     void *jwk;                         /* jwt-auth: pt_jwk_t *, owned by the configuration */
-    size_t index;                      /* in its consumer's list, for X-Credential-Identifier */
+    size_t index;                      /* in its consumer's list */
+    const char *ident;                 /* X-Credential-Identifier (pt_cred_identifier) */
     const struct pt_consumer_conf *consumer;
 } pt_credential_conf_t;
 

@@ -78,14 +78,12 @@ pt_verdict_t pt_auth_accept(pt_conn_t *c, pt_fx_t *fx, const pt_consumer_conf_t 
                             const char *ident)
 {
     fx->auth = (pt_auth_t){.decided = true, .consumer = co, .cred = cr};
-    char buf[256];
     if (!ident && cr)
-        ident = pt_cred_identifier(cr, buf, sizeof(buf));
-    if (ident) {
-        char *id = pt_arena_strdup(&c->arena, ident);
-        if (!id || !add_edit(fx, PT_HDR_SET, PT_STR("X-Credential-Identifier"), pt_str_from(id)))
-            return PT_FAIL;
-    }
+        ident = cr->ident; /* the configuration's: it outlives the request */
+    else if (ident && !(ident = pt_arena_strdup(&c->arena, ident)))
+        return PT_FAIL;
+    if (ident && !add_edit(fx, PT_HDR_SET, PT_STR("X-Credential-Identifier"), pt_str_from(ident)))
+        return PT_FAIL;
     if (co) {
         if (!add_edit(fx, PT_HDR_SET, PT_STR("X-Consumer-Username"), pt_str_from(co->name)))
             return PT_FAIL;

@@ -5,7 +5,6 @@
 #include "config.h"
 
 #include <crypt.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "portico/conf.h"
 #include "portico/config.h"
 #include "portico/credentials.h"
+#include "portico/digest.h"
 #include "portico/schema.h"
 
 const char *const pt_cred_type_names[] = {"key-auth", "basic-auth", "jwt-auth", "hmac-auth", "tls-client", NULL};
@@ -92,7 +92,7 @@ static int check_key(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_conf_t
             pt_conf_error_key(cc, n, "key", "an empty key");
             return -1;
         }
-        EVP_Digest(cr->key, strlen(cr->key), cr->digest, NULL, EVP_sha256(), NULL);
+        pt_sha256(cr->key, strlen(cr->key), cr->digest);
         return 0;
     }
     if (strlen(cr->key_sha256) != 64) {
@@ -248,6 +248,9 @@ int pt_creds_index(pt_conf_ctx_t *cc, pt_config_t *c)
             pt_credential_conf_t *cr = PT_LIST_AT(co->credentials, pt_credential_conf_t, k);
             cr->index = k;
             cr->consumer = co;
+            char buf[256];
+            const char *id = pt_cred_identifier(cr, buf, sizeof(buf));
+            cr->ident = id == buf ? pt_arena_strdup(cc->arena, buf) : id;
             ix->v[cr->type][ix->n[cr->type]++] = (entry_t){key_of(cr), cr};
         }
         if (co->groups.n) {

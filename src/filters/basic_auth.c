@@ -8,7 +8,6 @@
 
 #include <crypt.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +16,7 @@
 #include "portico/conf.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
+#include "portico/digest.h"
 #include "portico/filter.h"
 #include "portico/request.h"
 #include "portico/schema.h"
@@ -53,22 +53,21 @@ typedef struct slot {
 
 static slot_t *cache;
 
-static void cache_id(const pt_credential_conf_t *cr, pt_str_t user, pt_str_t pass, unsigned char id[32])
+/* false when the parts are too long to remember (then not cached) */
+static bool cache_id(const pt_credential_conf_t *cr, pt_str_t user, pt_str_t pass, unsigned char id[32])
 {
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
-    unsigned char zero = 0;
-    if (!m || !EVP_DigestInit_ex(m, EVP_sha256(), NULL)) {
-        memset(id, 0, 32);
-        EVP_MD_CTX_free(m);
-        return;
-    }
-    EVP_DigestUpdate(m, cr->password, strlen(cr->password));
-    EVP_DigestUpdate(m, &zero, 1);
-    EVP_DigestUpdate(m, user.p, user.n);
-    EVP_DigestUpdate(m, &zero, 1);
-    EVP_DigestUpdate(m, pass.p, pass.n);
-    EVP_DigestFinal_ex(m, id, NULL);
-    EVP_MD_CTX_free(m);
+    char buf[1024];
+    size_t hl = strlen(cr->password);
+    if (hl + user.n + pass.n + 2 > sizeof(buf))
+        return false;
+    memcpy(buf, cr->password, hl);
+    buf[hl] = '\0';
+    memcpy(buf + hl + 1, user.p, user.n);
+    buf[hl + 1 + user.n] = '\0';
+    memcpy(buf + hl + 2 + user.n, pass.p, pass.n);
+    bool ok = pt_sha256(buf, hl + 2 + user.n + pass.n, id);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return ok;
 }
 
 static slot_t *cache_slot(const unsigned char id[32])
@@ -81,8 +80,7 @@ static slot_t *cache_slot(const unsigned char id[32])
 static bool verify(const pt_credential_conf_t *cr, pt_str_t user, pt_str_t pass)
 {
     unsigned char id[32];
-    cache_id(cr, user, pass, id);
-    slot_t *s = cache_slot(id);
+    slot_t *s = cache_id(cr, user, pass, id) ? cache_slot(id) : NULL;
     time_t now = time(NULL);
     if (s && s->until > now && CRYPTO_memcmp(s->id, id, 32) == 0)
         return true;

@@ -6,13 +6,13 @@
 #include "config.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <string.h>
 
 #include "portico/auth.h"
 #include "portico/conf.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
+#include "portico/digest.h"
 #include "portico/filter.h"
 #include "portico/request.h"
 #include "portico/schema.h"
@@ -79,7 +79,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     if (!key.p)
         return pt_auth_absent(c, req, fx, PT_FILTER_KEY_AUTH);
     unsigned char d[32];
-    EVP_Digest(key.p, key.n, d, NULL, EVP_sha256(), NULL);
+    pt_sha256(key.p, key.n, d);
     const pt_credential_conf_t *cr = pt_creds_find(c->w->conf, PT_CRED_KEY, (pt_str_t){(const char *)d, 32});
     if (!key.n || !cr || CRYPTO_memcmp(cr->digest, d, 32) != 0)
         return pt_auth_reject(c, req, fx, PT_FILTER_KEY_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
