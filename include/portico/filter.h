@@ -66,7 +66,6 @@ typedef struct pt_auth {
  * response writer. */
 typedef struct pt_fx {
     const void *const *confs; /* the route's effective filter confs */
-    pt_hdr_edit_t req[PT_FX_MAX_EDITS], resp[PT_FX_MAX_EDITS];
     size_t nreq, nresp;
     pt_str_t path; /* a rewritten path for the upstream, or NULL.p */
     void *state[PT_FILTER__COUNT]; /* per filter, zeroed, from the request arena */
@@ -81,7 +80,11 @@ typedef struct pt_fx {
     pt_str_t query;   /* the query sent upstream when query_set (hide_credentials); empty: none */
     bool query_set;
     pt_auth_t auth;   /* what the auth filters decided (auth.h) */
+    /* last, and not zeroed when made (pt_fx_new): only [0, nreq) and
+     * [0, nresp) are ever read */
+    pt_hdr_edit_t req[PT_FX_MAX_EDITS], resp[PT_FX_MAX_EDITS];
 } pt_fx_t;
+#define PT_FX_ZEROED offsetof(pt_fx_t, req) /* the part of a new pt_fx_t that is zeroed */
 
 /* A filter; every hook is optional.  st is its per-request state
  * (state_size bytes, zeroed, freed with the request). */
