@@ -2,7 +2,10 @@
 """TAP: the layering holds (issue 10).  No file in src/net/ includes, even
 through other headers, an HTTP-layer header: sockets, TLS, timers and
 buffers know nothing of requests.  src/conf/ builds no TLS context: it
-includes neither tls.h nor OpenSSL's SSL API."""
+includes neither tls.h nor OpenSSL's SSL API.  src/auth/ (JOSE: keys,
+tokens, claims) uses the core only: of our headers, those of src/core/ and
+src/auth/ modules and err-t.h, so the filters can use it and it can be
+tested and fuzzed alone."""
 import os
 import re
 import sys
@@ -53,5 +56,15 @@ for d, rule in (('net', 'no HTTP-layer header'), ('conf', 'no TLS')):
             text = open(path).read()
             bad = 'tls.h' in closure(path) or re.search(r'\bSSL_CTX_\w+\(|openssl/ssl\.h', text)
             ok(not bad, f'src/conf/{name} builds no TLS context')
+
+def modules(d):
+    return {name[:-2] + '.h' for name in os.listdir(os.path.join(src, 'src', d)) if name.endswith('.c')}
+
+
+CORE = modules('core') | modules('auth') | {'err-t.h'}
+for name in sorted(os.listdir(os.path.join(src, 'src', 'auth'))):
+    if name.endswith('.c'):
+        bad = sorted(closure(os.path.join(src, 'src', 'auth', name)) - CORE)
+        ok(not bad, f'src/auth/{name} includes only core headers' + (f': {", ".join(bad)}' if bad else ''))
 print(f'1..{n}')
 sys.exit(1 if failed else 0)
