@@ -34,6 +34,7 @@ enum pt_filter_id {
     PT_FILTER_TLS_AUTH, /* the auth filters: PT_FILTER_AUTH_FIRST..LAST (auth.h) */
     PT_FILTER_KEY_AUTH,
     PT_FILTER_BASIC_AUTH,
+    PT_FILTER_JWT_AUTH,
     PT_FILTER_HMAC_AUTH,
     PT_FILTER_FORWARD_AUTH, /* the last auth filter: it always finds something to ask about */
     PT_FILTER_ACL,

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <crypt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "portico/config.h"
 #include "portico/credentials.h"
 #include "portico/digest.h"
+#include "portico/jose.h"
 #include "portico/schema.h"
 
 const char *const pt_cred_type_names[] = {"key-auth", "basic-auth", "jwt-auth", "hmac-auth", "tls-client", NULL};
@@ -143,6 +145,74 @@ static int check_basic(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_conf
     return 0;
 }
 
+static void free_jwk(void *p)
+{
+    pt_jwk_free(p);
+    free(p);
+}
+
+/* A PEM file of at most 1 MiB, NUL-terminated; NULL with err. */
+static char *read_pem(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *b = malloc((1 << 20) + 1);
+    size_t n = b ? fread(b, 1, 1 << 20, f) : 0;
+    bool more = b && fgetc(f) != EOF;
+    fclose(f);
+    if (!b || more || !n) {
+        snprintf(err, errlen, "%s: %s", path, !b ? "out of memory" : more ? "larger than 1 MiB" : "empty");
+        free(b);
+        return NULL;
+    }
+    b[n] = '\0';
+    *len = n;
+    return b;
+}
+
+/* The key, pinned to its algorithm: a secret (HS) or a PEM file. */
+static int check_jwt(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_conf_t *cr)
+{
+    if (!cr->key || !cr->algorithm || !cr->secret == !cr->public_key) {
+        pt_conf_error(cc, n, "a jwt-auth credential needs key, algorithm, and secret or public_key");
+        return -1;
+    }
+    int alg = pt_jwa_parse(cr->algorithm, strlen(cr->algorithm));
+    if (alg < 0) {
+        pt_conf_error_key(cc, n, "algorithm", "unknown algorithm \"%s\" (HS256, HS384, HS512, RS256, RS384, RS512, "
+                          "PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", cr->algorithm);
+        return -1;
+    }
+    bool hs = alg <= PT_JWA_HS512;
+    if (hs != (cr->secret != NULL)) {
+        pt_conf_error(cc, n, "%s takes %s", cr->algorithm, hs ? "a secret, not a public_key" : "a public_key, not a secret");
+        return -1;
+    }
+    pt_jwk_t *k = calloc(1, sizeof(*k));
+    char err[256];
+    int rc;
+    if (hs) {
+        rc = k ? pt_jwk_from_secret(k, alg, cr->secret, strlen(cr->secret), err, sizeof(err)) : -1;
+    } else {
+        size_t len = 0;
+        char *pem = k ? read_pem(cr->public_key, &len, err, sizeof(err)) : NULL;
+        rc = pem ? pt_jwk_from_pem(k, alg, pem, len, err, sizeof(err)) : -1;
+        free(pem);
+    }
+    if (rc < 0) {
+        pt_conf_error_key(cc, n, hs ? "secret" : "public_key", "%s", k ? err : "out of memory");
+        free(k);
+        return -1;
+    }
+    if (pt_config_own(cc, k, free_jwk) < 0)
+        return -1;
+    cr->jwk = k;
+    return 0;
+}
+
 static int check_credential(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_credential_conf_t *cr = obj;
@@ -162,11 +232,7 @@ static int check_credential(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     case PT_CRED_BASIC:
         return check_basic(cc, n, cr);
     case PT_CRED_JWT:
-        if (!cr->key || !cr->algorithm || !cr->secret == !cr->public_key) {
-            pt_conf_error(cc, n, "a jwt-auth credential needs key, algorithm, and secret or public_key");
-            return -1;
-        }
-        return 0; /* the key itself is compiled by jwt-auth (pt_jwt_compile_credentials) */
+        return check_jwt(cc, n, cr);
     case PT_CRED_HMAC:
         if (!cr->key_id || !cr->secret || !cr->secret[0]) {
             pt_conf_error(cc, n, "an hmac-auth credential needs key_id and secret");

@@ -19,7 +19,7 @@
 #include "portico/tls.h"
 
 extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection,
-    pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_hmac_auth, pt_filter_forward_auth,
+    pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_jwt_auth, pt_filter_hmac_auth, pt_filter_forward_auth,
     pt_filter_acl,
     pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
 
@@ -32,6 +32,7 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_TLS_AUTH] = &pt_filter_tls_auth,
     [PT_FILTER_KEY_AUTH] = &pt_filter_key_auth,
     [PT_FILTER_BASIC_AUTH] = &pt_filter_basic_auth,
+    [PT_FILTER_JWT_AUTH] = &pt_filter_jwt_auth,
     [PT_FILTER_HMAC_AUTH] = &pt_filter_hmac_auth,
     [PT_FILTER_FORWARD_AUTH] = &pt_filter_forward_auth,
     [PT_FILTER_ACL] = &pt_filter_acl,

@@ -236,12 +236,12 @@ int main(void)
     /* filters */
     fails("an unknown filter", L "routes:\n  - { respond: {}, filters: { cros: {} } }\n",
           "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"? (the filters are: "
-          "ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, basic-auth, hmac-auth, forward-auth, acl, redirect, path-rewrite, "
+          "ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, redirect, path-rewrite, "
           "request-headers, response-headers)");
     fails("a plugin of APISIX's", L "routes:\n  - { respond: {}, filters: { api-breaker: {} } }\n",
           "p.yaml:4:31: error: routes[0].filters: unknown filter \"api-breaker\": APISIX's name for what Portico "
           "calls \"circuit-breaker\" (the filters are: ip-restriction, circuit-breaker, fault-injection, "
-          "request-size, cors, tls-auth, key-auth, basic-auth, hmac-auth, forward-auth, acl, redirect, path-rewrite, request-headers, response-headers)");
+          "request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, redirect, path-rewrite, request-headers, response-headers)");
 
     /* names users bring from Kong, APISIX and nginx */
     fails("Kong's plugins", L "routes:\n  - { respond: {}, plugins: {} }\n",
