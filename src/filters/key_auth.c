@@ -2,10 +2,16 @@
  * (Kong's key-auth).  The presented key is hashed (SHA-256) and looked up
  * among the consumers' key-auth credentials, which hold only the hash
  * (key_sha256, or key hashed at load): no comparison runs on the key's
- * bytes, and the final one on the hashes is CRYPTO_memcmp. */
+ * bytes, and the final one on the hashes is CRYPTO_memcmp.  A key that
+ * matched is kept by the worker (1024 slots) and compared whole next time,
+ * in constant time, without hashing it again: the key is in memory as it
+ * arrived in the request anyway. */
 #include "config.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "portico/auth.h"
@@ -60,6 +66,54 @@ static size_t challenge(const void *vconf, bool invalid, char *buf, size_t size)
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
+/* ---- keys seen: a per-worker table, so a known key costs no SHA-256 ---- */
+
+#define SLOTS 1024   /* a power of 2 */
+#define KEY_MAX 128  /* longer keys are hashed each time */
+
+typedef struct slot {
+    const pt_credential_conf_t *cr;
+    uint32_t len;
+    char key[KEY_MAX];
+} slot_t;
+
+static slot_t *seen;
+static uint64_t seed; /* the index's, random per worker: a client cannot aim keys at one slot */
+
+static slot_t *slot_of(pt_str_t key)
+{
+    if (!seen) {
+        if (!(seen = calloc(SLOTS, sizeof(slot_t))))
+            return NULL;
+        RAND_bytes((unsigned char *)&seed, sizeof(seed));
+    }
+    uint64_t h = 14695981039346656037ull ^ seed;
+    for (size_t i = 0; i < key.n; i++)
+        h = (h ^ (unsigned char)key.p[i]) * 1099511628211ull;
+    return &seen[(h ^ h >> 29) & (SLOTS - 1)];
+}
+
+/* The credential of this key: a key seen before is compared whole, in
+ * constant time, with the copy kept from when its hash matched; any other
+ * is hashed and looked up by its hash. */
+static const pt_credential_conf_t *lookup(pt_conn_t *c, pt_str_t key)
+{
+    slot_t *s = key.n <= KEY_MAX ? slot_of(key) : NULL;
+    if (s && s->cr && s->len == key.n && CRYPTO_memcmp(s->key, key.p, key.n) == 0)
+        return s->cr;
+    unsigned char d[32];
+    pt_sha256(key.p, key.n, d);
+    const pt_credential_conf_t *cr = pt_creds_find(c->w->conf, PT_CRED_KEY, (pt_str_t){(const char *)d, 32});
+    if (!cr || CRYPTO_memcmp(cr->digest, d, 32) != 0)
+        return NULL;
+    if (s) {
+        s->cr = cr;
+        s->len = (uint32_t)key.n;
+        memcpy(s->key, key.p, key.n);
+    }
+    return cr;
+}
+
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
@@ -78,10 +132,8 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         pt_req_redact_query(c, req, conf->query);
     if (!key.p)
         return pt_auth_absent(c, req, fx, PT_FILTER_KEY_AUTH);
-    unsigned char d[32];
-    pt_sha256(key.p, key.n, d);
-    const pt_credential_conf_t *cr = pt_creds_find(c->w->conf, PT_CRED_KEY, (pt_str_t){(const char *)d, 32});
-    if (!key.n || !cr || CRYPTO_memcmp(cr->digest, d, 32) != 0)
+    const pt_credential_conf_t *cr = key.n ? lookup(c, key) : NULL;
+    if (!cr)
         return pt_auth_reject(c, req, fx, PT_FILTER_KEY_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
     pt_verdict_t v = pt_auth_accept(c, fx, cr->consumer, cr, NULL);
     if (v == PT_NEXT && conf->hide)
