@@ -81,11 +81,11 @@ typedef struct pt_fx {
     pt_str_t query;   /* the query sent upstream when query_set (hide_credentials); empty: none */
     bool query_set;
     pt_auth_t auth;   /* what the auth filters decided (auth.h) */
-    /* last, and not zeroed when made (pt_fx_new): only [0, nreq) and
-     * [0, nresp) are ever read */
-    pt_hdr_edit_t req[PT_FX_MAX_EDITS], resp[PT_FX_MAX_EDITS];
+    /* in the request arena, grown by pt_fx_add (at most PT_FX_MAX_EDITS
+     * each): a filtered request starts small enough for one arena chunk */
+    pt_hdr_edit_t *req, *resp;
+    size_t capreq, capresp;
 } pt_fx_t;
-#define PT_FX_ZEROED offsetof(pt_fx_t, req) /* the part of a new pt_fx_t that is zeroed */
 
 /* A filter; every hook is optional.  st is its per-request state
  * (state_size bytes, zeroed, freed with the request). */
@@ -146,6 +146,9 @@ pt_verdict_t pt_filters_body(pt_conn_t *c, pt_fx_t *fx, const char *p, size_t n,
 /* Runs the done hooks, once, in reverse order. */
 void pt_filters_done(pt_conn_t *c, pt_fx_t *fx);
 
+/* Appends an edit to the request side (resp false) or the response side.
+ * false when PT_FX_MAX_EDITS are there already or the arena is spent. */
+bool pt_fx_add(pt_conn_t *c, pt_fx_t *fx, bool resp, int op, pt_str_t name, pt_str_t value);
 /* Does an edit list remove or replace the field `name`? */
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name);
 /* At most how many bytes the request edits and a rewritten path add to

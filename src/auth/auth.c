@@ -47,12 +47,9 @@ void pt_auth_count(pt_conn_t *c, int reason)
         __atomic_add_fetch(&w->status->workers[w->board].auth_failures[reason], 1, __ATOMIC_RELAXED);
 }
 
-static bool add_edit(pt_fx_t *fx, int op, pt_str_t name, pt_str_t value)
+static bool add_edit(pt_conn_t *c, pt_fx_t *fx, int op, pt_str_t name, pt_str_t value)
 {
-    if (fx->nreq >= PT_FX_MAX_EDITS)
-        return false;
-    fx->req[fx->nreq++] = (pt_hdr_edit_t){op, name, value};
-    return true;
+    return pt_fx_add(c, fx, false, op, name, value);
 }
 
 /* The filters after the auth ones take the consumer's settings first. */
@@ -82,12 +79,12 @@ pt_verdict_t pt_auth_accept(pt_conn_t *c, pt_fx_t *fx, const pt_consumer_conf_t 
         ident = cr->ident; /* the configuration's: it outlives the request */
     else if (ident && !(ident = pt_arena_strdup(&c->arena, ident)))
         return PT_FAIL;
-    if (ident && !add_edit(fx, PT_HDR_SET, PT_STR("X-Credential-Identifier"), pt_str_from(ident)))
+    if (ident && !add_edit(c, fx, PT_HDR_SET, PT_STR("X-Credential-Identifier"), pt_str_from(ident)))
         return PT_FAIL;
     if (co) {
-        if (!add_edit(fx, PT_HDR_SET, PT_STR("X-Consumer-Username"), pt_str_from(co->name)))
+        if (!add_edit(c, fx, PT_HDR_SET, PT_STR("X-Consumer-Username"), pt_str_from(co->name)))
             return PT_FAIL;
-        if (co->groups_text && !add_edit(fx, PT_HDR_SET, PT_STR("X-Consumer-Groups"), pt_str_from(co->groups_text)))
+        if (co->groups_text && !add_edit(c, fx, PT_HDR_SET, PT_STR("X-Consumer-Groups"), pt_str_from(co->groups_text)))
             return PT_FAIL;
         c->req->ent.consumer = co->log_name ? co->log_name : co->name;
         if (!consumer_confs(c, fx, co))
@@ -177,7 +174,7 @@ pt_str_t pt_auth_query_arg(pt_conn_t *c, const pt_h1_req_t *req, const char *nam
 pt_verdict_t pt_auth_hide_header(pt_conn_t *c, pt_fx_t *fx, pt_str_t name)
 {
     (void)c;
-    return add_edit(fx, PT_HDR_REMOVE, name, PT_STR_NULL) ? PT_NEXT : PT_FAIL;
+    return add_edit(c, fx, PT_HDR_REMOVE, name, PT_STR_NULL) ? PT_NEXT : PT_FAIL;
 }
 
 /* The query without every argument called name. */
@@ -240,5 +237,5 @@ pt_verdict_t pt_auth_hide_cookie(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *
     out[n] = '\0';
     if (!n)
         return pt_auth_hide_header(c, fx, PT_STR("Cookie"));
-    return add_edit(fx, PT_HDR_SET, PT_STR("Cookie"), (pt_str_t){out, n}) ? PT_NEXT : PT_FAIL;
+    return add_edit(c, fx, PT_HDR_SET, PT_STR("Cookie"), (pt_str_t){out, n}) ? PT_NEXT : PT_FAIL;
 }

@@ -78,10 +78,9 @@ static bool allowed(const conf_t *conf, pt_str_t origin)
     return false;
 }
 
-static void edit(pt_fx_t *fx, const char *name, pt_str_t value)
+static void edit(pt_conn_t *c, pt_fx_t *fx, const char *name, pt_str_t value)
 {
-    if (fx->nresp < PT_FX_MAX_EDITS)
-        fx->resp[fx->nresp++] = (pt_hdr_edit_t){PT_HDR_SET, pt_str_from(name), value};
+    pt_fx_add(c, fx, true, PT_HDR_SET, pt_str_from(name), value);
 }
 
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
@@ -111,13 +110,13 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         pt_req_respond(c, 204, "text/plain", "", 0, extra, true);
         return PT_RESPOND;
     }
-    edit(fx, "Access-Control-Allow-Origin", acao);
+    edit(c, fx, "Access-Control-Allow-Origin", acao);
     if (conf->credentials)
-        edit(fx, "Access-Control-Allow-Credentials", PT_STR("true"));
+        edit(c, fx, "Access-Control-Allow-Credentials", PT_STR("true"));
     if (*conf->expose_text)
-        edit(fx, "Access-Control-Expose-Headers", pt_str_from(conf->expose_text));
+        edit(c, fx, "Access-Control-Expose-Headers", pt_str_from(conf->expose_text));
     if (echo)
-        edit(fx, "Vary", PT_STR("Origin"));
+        edit(c, fx, "Vary", PT_STR("Origin"));
     return PT_NEXT;
 }
 

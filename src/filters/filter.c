@@ -188,24 +188,22 @@ static void *state_of(pt_conn_t *c, pt_fx_t *fx, int f)
 
 pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx)
 {
-    if (!fx->host.p) { /* response hooks may expand ${host} and ${path} after the head is gone */
-        char *h = pt_arena_strndup(&c->arena, req->host.p ? req->host.p : "", req->host.n);
-        fx->host = (pt_str_t){h ? h : "", h ? req->host.n : 0};
-        /* ${path} and path-rewrite see the path routed on: its normal form
-         * (as nginx's $uri), which cannot fail where routing did not */
-        char *p = pt_arena_alloc(&c->arena, req->path.n + 2);
-        long n = -1;
-        if (p && req->path.n && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) &&
-            !pt_path_is_plain(req->path))
-            n = pt_path_normalize(req->path, p, pt_path_slashes(c->acc->ls->conf));
-        if (p && n < 0) {
-            n = (long)req->path.n;
-            if (n)
-                memcpy(p, req->path.p, req->path.n);
+    if (!fx->host.p) {
+        /* Response hooks may expand ${host} and ${path} after the head is
+         * gone: these point into it until pt_req_detach copies them.
+         * ${path} and path-rewrite see the path routed on: its normal form
+         * (as nginx's $uri), which cannot fail where routing did not. */
+        fx->host = req->host.p ? req->host : PT_STR("");
+        fx->req_path = req->path.p ? req->path : PT_STR("");
+        if (req->path.n && (req->form == PT_H1_ORIGIN || req->form == PT_H1_ABSOLUTE) &&
+            !pt_path_is_plain(req->path)) {
+            char *p = pt_arena_alloc(&c->arena, req->path.n + 2);
+            long n = p ? pt_path_normalize(req->path, p, pt_path_slashes(c->acc->ls->conf)) : -1;
+            if (n >= 0) {
+                p[n] = '\0';
+                fx->req_path = (pt_str_t){p, (size_t)n};
+            }
         }
-        if (p)
-            p[n] = '\0';
-        fx->req_path = (pt_str_t){p ? p : "", p ? (size_t)n : 0};
     }
     for (int f = fx->next; f < PT_FILTER__COUNT; f++) {
         const void *conf = fx->confs[f];

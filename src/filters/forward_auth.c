@@ -243,9 +243,8 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         return deny(c, req, st);
     pt_verdict_t v = pt_auth_accept(c, fx, NULL, NULL, NULL);
     for (size_t i = 0; v == PT_NEXT && i < st->nfields; i++) {
-        if (fx->nreq >= PT_FX_MAX_EDITS)
+        if (!pt_fx_add(c, fx, false, PT_HDR_SET, st->fields[i].name, st->fields[i].value))
             return PT_FAIL;
-        fx->req[fx->nreq++] = (pt_hdr_edit_t){PT_HDR_SET, st->fields[i].name, st->fields[i].value};
     }
     return v;
 }

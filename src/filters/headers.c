@@ -94,21 +94,20 @@ static const pt_section_t resp_schema = {"response-headers", sizeof(conf_t), res
 /* Appends the edits of conf to v.  0, or the first failed expansion's
  * code; on the response side a value that cannot be used is no edit but a
  * removal, so neither it nor the upstream's field of that name is sent. */
-static int edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_hdr_edit_t *v, size_t *n)
+static int edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_fx_t *fx, bool resp)
 {
     int rc = 0;
-    for (size_t i = 0; i < conf->remove.n && *n < PT_FX_MAX_EDITS; i++)
-        v[(*n)++] = (pt_hdr_edit_t){PT_HDR_REMOVE, pt_str_from(conf->remove.v[i]), PT_STR_NULL};
+    for (size_t i = 0; i < conf->remove.n; i++)
+        pt_fx_add(c, fx, resp, PT_HDR_REMOVE, pt_str_from(conf->remove.v[i]), PT_STR_NULL);
     for (size_t k = 0; k < 2; k++) {
         const pt_kvlist_t *l = k ? &conf->add : &conf->set;
         pt_tpl_t *const *tpl = k ? conf->add_tpl : conf->set_tpl;
-        for (size_t i = 0; i < l->n && *n < PT_FX_MAX_EDITS; i++) {
+        for (size_t i = 0; i < l->n; i++) {
             pt_str_t val;
             int e = pt_tpl_expand(tpl[i], c, req, &val);
             if (e < 0 && !rc)
                 rc = e;
-            v[(*n)++] = (pt_hdr_edit_t){e < 0 ? PT_HDR_REMOVE : k ? PT_HDR_ADD : PT_HDR_SET, pt_str_from(l->v[i].key),
-                                        val};
+            pt_fx_add(c, fx, resp, e < 0 ? PT_HDR_REMOVE : k ? PT_HDR_ADD : PT_HDR_SET, pt_str_from(l->v[i].key), val);
         }
     }
     return rc;
@@ -116,7 +115,7 @@ static int edits(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_hd
 
 static pt_verdict_t on_request_side(pt_conn_t *c, const pt_h1_req_t *req, const void *conf, pt_fx_t *fx, void *st)
 {
-    int rc = edits(c, req, conf, fx->req, &fx->nreq);
+    int rc = edits(c, req, conf, fx, false);
     return rc < 0 ? pt_tpl_refuse(c, req, rc) : PT_NEXT;
 }
 
@@ -130,7 +129,7 @@ static pt_verdict_t on_response_side(pt_conn_t *c, const void *vconf, pt_fx_t *f
         if (!hit)
             return PT_NEXT;
     }
-    edits(c, NULL, conf, fx->resp, &fx->nresp);
+    edits(c, NULL, conf, fx, true);
     return PT_NEXT;
 }
 
@@ -140,6 +139,24 @@ const pt_filter_t pt_filter_response_headers = {.name = "response-headers", .sch
                                                 .on_response = on_response_side};
 
 /* Does an edit list drop or replace this field? */
+bool pt_fx_add(pt_conn_t *c, pt_fx_t *fx, bool resp, int op, pt_str_t name, pt_str_t value)
+{
+    pt_hdr_edit_t **v = resp ? &fx->resp : &fx->req;
+    size_t *n = resp ? &fx->nresp : &fx->nreq, *cap = resp ? &fx->capresp : &fx->capreq;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        pt_hdr_edit_t *nv = *n < PT_FX_MAX_EDITS ? pt_arena_alloc(&c->arena, nc * sizeof(*nv)) : NULL;
+        if (!nv)
+            return false;
+        if (*n)
+            memcpy(nv, *v, *n * sizeof(*nv));
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = (pt_hdr_edit_t){op, name, value};
+    return true;
+}
+
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name)
 {
     for (size_t i = 0; i < n; i++)

@@ -365,9 +365,7 @@ static bool route(pt_conn_t *c, const pt_h1_req_t *req)
     pt_router_lookup(c->w->router, req->host, path, req->method_bit, req, &r->match);
     r->route = r->match.route;
     if (r->route && r->route->fconf) {
-        pt_fx_t *fx = pt_arena_alloc(&c->arena, sizeof(*fx));
-        if (fx)
-            memset(fx, 0, PT_FX_ZEROED); /* 2.6 KB of edits are not: only the counted ones are read */
+        pt_fx_t *fx = pt_arena_zalloc(&c->arena, sizeof(*fx));
         if (!fx) {
             c->closing = true;
             pt_req_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, head_only);
