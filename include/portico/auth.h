@@ -63,6 +63,11 @@ pt_verdict_t pt_auth_refuse(pt_conn_t *c, const pt_h1_req_t *req, int status, in
                             const char *extra);
 void pt_auth_count(pt_conn_t *c, int reason);
 
+/* The field a credential is read from: the first called name (in any
+ * case, '-' and '_' alike), and whether there are several.  Several are
+ * refused (pt_auth_several: 400), whichever the upstream would read. */
+const pt_h1_header_t *pt_auth_header(const pt_h1_req_t *req, pt_str_t name, bool *several);
+pt_verdict_t pt_auth_several(pt_conn_t *c, const pt_h1_req_t *req, pt_str_t name);
 /* hide_credentials: the credential does not go upstream.  A header field
  * (every field of that name), a query argument (every one of that name),
  * or a cookie (in every Cookie field).  PT_NEXT or PT_FAIL. */
@@ -70,10 +75,11 @@ pt_verdict_t pt_auth_hide_header(pt_conn_t *c, pt_fx_t *fx, pt_str_t name);
 pt_verdict_t pt_auth_hide_query(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, const char *name);
 pt_verdict_t pt_auth_hide_cookie(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, const char *name);
 
-/* The value of query argument `name`, percent-decoded (into the request
- * arena when it has an escape); PT_STR_NULL when absent.  Cookies:
- * pt_h1_cookie. */
-pt_str_t pt_auth_query_arg(pt_conn_t *c, const pt_h1_req_t *req, const char *name);
+/* The value of the first query argument called `name` (its name %-decoded,
+ * as the upstream would read it), percent-decoded (into the request arena
+ * when it has an escape); PT_STR_NULL when absent; *several when there are
+ * more.  Cookies: pt_h1_cookie. */
+pt_str_t pt_auth_query_arg(pt_conn_t *c, const pt_h1_req_t *req, const char *name, bool *several);
 
 /* Is this a field the upstream gets from auth only, never from the client
  * (X-Consumer-Username, X-Consumer-Groups, X-Credential-Identifier)? */

@@ -288,6 +288,8 @@ typedef struct pt_config {
     pt_filterset_t global_filters;
     pt_list_t consumers; /* pt_consumer_conf_t */
     struct pt_cred_index *creds; /* compiled: the consumers' credentials by type and key */
+    const char *secret_args[8];   /* query arguments that carry credentials: *** in every log line */
+    size_t nsecret_args;
     pt_strlist_t trusted_proxies;
     struct pt_cidr *trusted; /* compiled trusted_proxies */
     size_t ntrusted;

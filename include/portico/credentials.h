@@ -23,6 +23,11 @@ int pt_creds_index(pt_conf_ctx_t *cc, pt_config_t *c);
  * bytes of the SHA-256 of the presented key), or NULL. */
 const pt_credential_conf_t *pt_creds_find(const pt_config_t *c, int type, pt_str_t key);
 
+/* A query argument an auth filter reads credentials from (key-auth's and
+ * jwt-auth's query): its value is *** in the access log of every request,
+ * whichever route it reached and whether or not a filter read it. */
+void pt_creds_secret_arg(pt_conf_ctx_t *cc, const pt_node_t *n, const char *name);
+
 /* How many credentials of a type there are (a filter with none to check
  * against says so at load). */
 size_t pt_creds_count(const pt_config_t *c, int type);

@@ -52,6 +52,8 @@ int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, 
 /* Finds a header by name (case-insensitive); the first one, or NULL. */
 const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name);
 
+/* Is a query argument's raw name, %-decoded ('+' a space), `name`? */
+bool pt_h1_query_name_is(pt_str_t raw, const char *name);
 /* The raw (not decoded) value of query argument `name` in `query`, or
  * PT_STR_NULL.p when absent; an argument without "=" has an empty value. */
 pt_str_t pt_h1_query_arg(pt_str_t query, const char *name);

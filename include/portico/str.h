@@ -73,6 +73,38 @@ static inline int pt_hexval(char c)
     return -1;
 }
 
+/* Do two field names say the same to an application?  Case aside, '-' and
+ * '_' are the same (CGI, WSGI and PHP map both to '_'): a client's
+ * X_Consumer_Username must not pass where X-Consumer-Username is dropped. */
+static inline bool pt_str_field_eq(pt_str_t a, pt_str_t b)
+{
+    if (a.n != b.n)
+        return false;
+    for (size_t i = 0; i < a.n; i++) {
+        char x = a.p[i], y = b.p[i];
+        x = x == '_' ? '-' : (x >= 'A' && x <= 'Z') ? (char)(x | 0x20) : x;
+        y = y == '_' ? '-' : (y >= 'A' && y <= 'Z') ? (char)(y | 0x20) : y;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/* The value of a base64 digit (RFC 4648: the standard alphabet, or with
+ * url the URL-safe one), or -1. */
+static inline int pt_base64_value(unsigned char c, bool url)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == (url ? '-' : '+'))
+        return 62;
+    return c == (url ? '_' : '/') ? 63 : -1;
+}
+
 /* Writes v in decimal (or hex) at p, returns the digits written (at most 20). */
 static inline size_t pt_fmt_u64(char *p, unsigned long long v, int hex)
 {

@@ -47,6 +47,9 @@ typedef struct pt_uri {
     const char *path_query;
 } pt_uri_t;
 const char *pt_value_uri(const char *s, pt_uri_t *u);
+/* A string that goes into a header field (a consumer's name, a realm):
+ * NULL, or why not (a control character; with quoted, '"' or '\\'). */
+const char *pt_value_field_text(const char *s, bool quoted);
 /* "host:port" (checked at load): the host into buf, the port returned. */
 int pt_value_host_port(const char *hostport, char *host, size_t size);
 

@@ -36,8 +36,8 @@ bool pt_auth_is_auth_filter(int id)
 
 bool pt_auth_reserved_field(pt_str_t n)
 {
-    return PT_STR_IEQ(n, "x-consumer-username") || PT_STR_IEQ(n, "x-consumer-groups") ||
-           PT_STR_IEQ(n, "x-credential-identifier");
+    return pt_str_field_eq(n, PT_STR("x-consumer-username")) || pt_str_field_eq(n, PT_STR("x-consumer-groups")) ||
+           pt_str_field_eq(n, PT_STR("x-credential-identifier"));
 }
 
 void pt_auth_count(pt_conn_t *c, int reason)
@@ -150,9 +150,44 @@ pt_verdict_t pt_auth_refuse(pt_conn_t *c, const pt_h1_req_t *req, int status, in
 
 /* ---- reading and hiding credentials ---- */
 
-pt_str_t pt_auth_query_arg(pt_conn_t *c, const pt_h1_req_t *req, const char *name)
+const pt_h1_header_t *pt_auth_header(const pt_h1_req_t *req, pt_str_t name, bool *several)
 {
-    pt_str_t raw = req->query.p ? pt_h1_query_arg(req->query, name) : PT_STR_NULL;
+    const pt_h1_header_t *first = NULL;
+    *several = false;
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (pt_str_field_eq(req->headers[i].name, name)) {
+            *several |= first != NULL;
+            first = first ? first : &req->headers[i];
+        }
+    return first;
+}
+
+pt_verdict_t pt_auth_several(pt_conn_t *c, const pt_h1_req_t *req, pt_str_t name)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Several %.*s fields: a credential is sent once", (int)(name.n < 64 ? name.n : 64),
+             name.p);
+    for (char *p = msg; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = '?';
+    return pt_auth_refuse(c, req, 400, PT_AUTH_INVALID, msg, NULL);
+}
+
+
+pt_str_t pt_auth_query_arg(pt_conn_t *c, const pt_h1_req_t *req, const char *name, bool *several)
+{
+    pt_str_t q = req->query, raw = PT_STR_NULL;
+    *several = false;
+    for (const char *p = q.p, *end = q.p + q.n; p && p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p)), *ke = eq ? eq : e;
+        if (pt_h1_query_name_is((pt_str_t){p, (size_t)(ke - p)}, name)) {
+            *several |= raw.p != NULL;
+            if (!raw.p)
+                raw = eq ? (pt_str_t){eq + 1, (size_t)(e - eq - 1)} : (pt_str_t){e, 0};
+        }
+        p = amp ? amp + 1 : NULL;
+    }
     if (!raw.p || !memchr(raw.p, '%', raw.n))
         return raw;
     char *out = pt_arena_alloc(&c->arena, raw.n + 1);
@@ -181,17 +216,17 @@ pt_verdict_t pt_auth_hide_header(pt_conn_t *c, pt_fx_t *fx, pt_str_t name)
 pt_verdict_t pt_auth_hide_query(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, const char *name)
 {
     pt_str_t q = fx->query_set ? fx->query : req->query;
-    if (!q.p || !pt_h1_query_arg(q, name).p)
+    if (!q.p)
         return PT_NEXT;
     char *out = pt_arena_alloc(&c->arena, q.n + 1);
     if (!out)
         return PT_FAIL;
-    size_t n = 0, nl = strlen(name);
+    size_t n = 0;
     const char *p = q.p, *end = q.p + q.n;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(e - p)), *ke = eq ? eq : e;
-        if (!((size_t)(ke - p) == nl && memcmp(p, name, nl) == 0)) {
+        if (!pt_h1_query_name_is((pt_str_t){p, (size_t)(ke - p)}, name)) {
             if (n)
                 out[n++] = '&';
             memcpy(out + n, p, (size_t)(e - p));
@@ -200,6 +235,8 @@ pt_verdict_t pt_auth_hide_query(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
         p = amp ? amp + 1 : end;
     }
     out[n] = '\0';
+    if (n == q.n)
+        return PT_NEXT; /* nothing of that name */
     fx->query = (pt_str_t){out, n};
     fx->query_set = true;
     return PT_NEXT;

@@ -16,6 +16,7 @@
 #include "portico/digest.h"
 #include "portico/jose.h"
 #include "portico/schema.h"
+#include "portico/value.h"
 
 const char *const pt_cred_type_names[] = {"key-auth", "basic-auth", "jwt-auth", "hmac-auth", "tls-client", NULL};
 
@@ -140,6 +141,14 @@ static int check_basic(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_conf
                           strlen(sum), want);
         return -1;
     }
+    /* each check runs on a worker's loop: a costly hash stalls every
+     * connection of the worker for each wrong password */
+    int cost = h[1] == '2' ? atoi(h + 4) : 0;
+    long rounds = strncmp(h, "$6$rounds=", 10) == 0 ? atol(h + 10) : 0;
+    if (cost > 12 || rounds > 500000)
+        pt_conf_warn(cc, pt_node_get(n, "password"), "a costly hash (%s %ld): each check, and every wrong password, "
+                     "blocks a worker for its time; bcrypt 10-12 is enough for a gateway", cost ? "bcrypt cost" : "rounds",
+                     cost ? (long)cost : rounds);
     if (ok == CRYPT_SALT_TOO_CHEAP)
         pt_conf_warn(cc, pt_node_get(n, "password"), "a cheap hash: its cost is below what libcrypt recommends");
     return 0;
@@ -223,6 +232,11 @@ static int check_credential(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             pt_conf_error(cc, n->pairs[i].key, "a %s credential has no %s", pt_cred_type_names[cr->type], k);
             rc = -1;
         }
+    }
+    const char *why = cr->id ? pt_value_field_text(cr->id, false) : NULL;
+    if (why) {
+        pt_conf_error_key(cc, n, "id", "%s", why);
+        return -1;
     }
     if (rc < 0)
         return rc;
@@ -381,4 +395,19 @@ const char *pt_cred_identifier(const pt_credential_conf_t *cr, char *buf, size_t
     }
     pt_str_t k = key_of(cr);
     return k.p;
+}
+
+void pt_creds_secret_arg(pt_conf_ctx_t *cc, const pt_node_t *n, const char *name)
+{
+    pt_config_t *c = cc->config;
+    if (!c || !name || !name[0])
+        return;
+    for (size_t i = 0; i < c->nsecret_args; i++)
+        if (strcmp(c->secret_args[i], name) == 0)
+            return;
+    if (c->nsecret_args < sizeof(c->secret_args) / sizeof(c->secret_args[0]))
+        c->secret_args[c->nsecret_args++] = name;
+    else
+        pt_conf_warn(cc, n, "more than 8 query arguments carry credentials: \"%s\" is not masked in the access "
+                               "log", name);
 }

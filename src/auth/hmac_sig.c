@@ -52,17 +52,6 @@ size_t pt_hmac_alg_mac_len(pt_hmac_alg_t alg)
 
 /* ---- base64 (RFC 4648 standard alphabet; the padding may be left out) ---- */
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 /* Decodes `in` into out (cap bytes): the length, or -1 when it is not
  * base64 or decodes to more than cap bytes. */
 static long b64_decode(pt_str_t in, unsigned char *out, size_t cap)
@@ -81,7 +70,7 @@ static long b64_decode(pt_str_t in, unsigned char *out, size_t cap)
     unsigned acc = 0, bits = 0;
     size_t o = 0;
     for (size_t i = 0; i < body; i++) {
-        int v = b64_value((unsigned char)in.p[i]);
+        int v = pt_base64_value((unsigned char)in.p[i], false);
         if (v < 0)
             return -1;
         acc = (acc << 6) | (unsigned)v;

@@ -82,17 +82,6 @@ static int errf(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- base64url (RFC 7515 2: no padding) ---- */
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
 /* Decodes n characters into out (room for n * 3 / 4 bytes).  Refuses what
  * another encoder would not have written: padding, whitespace, a length of
  * 4k + 1, and unused low bits that are not zero (so one signature has one
@@ -104,7 +93,7 @@ static long b64url_decode(const char *in, size_t n, unsigned char *out)
     size_t o = 0;
     unsigned acc = 0, bits = 0;
     for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)in[i]);
+        int v = pt_base64_value((unsigned char)in[i], true);
         if (v < 0)
             return -1;
         acc = acc << 6 | (unsigned)v;

@@ -702,6 +702,28 @@ const pt_section_t pt_schema_route = {"route", sizeof(pt_route_conf_t), route_ke
 
 /* ---- consumers ---- */
 
+/* The name and the groups go upstream in X-Consumer-Username and
+ * X-Consumer-Groups ("a, b"). */
+static int check_consumer(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    const pt_consumer_conf_t *co = obj;
+    const char *why = co->name ? pt_value_field_text(co->name, false) : NULL;
+    int rc = 0;
+    if (why) {
+        pt_conf_error_key(cc, n, "name", "%s", why);
+        rc = -1;
+    }
+    for (size_t i = 0; i < co->groups.n; i++) {
+        const char *g = co->groups.v[i] ? co->groups.v[i] : "";
+        why = pt_value_field_text(g, false);
+        if (why || !g[0] || strchr(g, ',')) {
+            pt_conf_error_key(cc, n, "groups", "groups[%zu]: %s", i, why ? why : !g[0] ? "an empty group" : "no ','");
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
 static const pt_directive_t consumer_keys[] = {
     {"name", PT_T_STR, F(pt_consumer_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, NULL,
      "A unique name: X-Consumer-Username upstream, $consumer in the access log, ${consumer} in templates."},
@@ -715,8 +737,8 @@ static const pt_directive_t consumer_keys[] = {
      pt_filters_print, 0, "map of filters", "Filter settings for this consumer, over the route's and the global ones."},
     END,
 };
-static const pt_section_t consumer_section = {"consumer", sizeof(pt_consumer_conf_t), consumer_keys, NULL, NULL,
-                                              NULL};
+static const pt_section_t consumer_section = {"consumer", sizeof(pt_consumer_conf_t), consumer_keys, check_consumer,
+                                              NULL, NULL};
 
 /* ---- resolver ---- */
 

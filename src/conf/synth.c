@@ -115,7 +115,8 @@ static void synth_filters(pt_conf_ctx_t *cc, pt_node_t *root, const pt_node_t *f
     for (size_t k = 0; k < sizeof(url_keys) / sizeof(url_keys[0]); k++) {
         const pt_node_t *n = pt_node_get(filters, url_keys[k][0]);
         for (size_t d = 1; d < 3 && url_keys[k][d] && n; d++)
-            n = pt_node_get(n, url_keys[k][d]);
+            if (!(n->type == PT_NODE_SCALAR && strcmp(url_keys[k][d], "uri") == 0)) /* jwks: URL, uri's shorthand */
+                n = pt_node_get(n, url_keys[k][d]);
         synth_one(cc, root, n);
     }
 }

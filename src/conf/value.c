@@ -311,3 +311,15 @@ const char *pt_value_uri(const char *s, pt_uri_t *u)
     u->path_query = *end ? end : "/";
     return NULL;
 }
+
+const char *pt_value_field_text(const char *s, bool quoted)
+{
+    for (; s && *s; s++) {
+        unsigned char b = (unsigned char)*s;
+        if (b < 0x20 || b == 0x7f)
+            return "no control character (CR, LF, NUL, TAB...): it goes into a header field";
+        if (quoted && (b == '"' || b == '\\'))
+            return "no '\"' or '\\': it goes into a quoted string of a header field";
+    }
+    return NULL;
+}

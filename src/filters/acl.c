@@ -9,6 +9,7 @@
 
 #include "portico/auth.h"
 #include "portico/conf.h"
+#include "portico/config.h"
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/schema.h"
@@ -61,4 +62,25 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return PT_NEXT;
 }
 
-const pt_filter_t pt_filter_acl = {.name = "acl", .schema = &schema, .on_request = on_request};
+/* A group no consumer has is a typo more often than a plan. */
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+{
+    const conf_t *conf = vconf;
+    for (int k = 0; k < 2; k++) {
+        const pt_strlist_t *l = k ? &conf->deny : &conf->allow;
+        for (size_t i = 0; i < l->n; i++) {
+            bool known = false;
+            for (size_t j = 0; j < c->consumers.n && !known; j++) {
+                const pt_consumer_conf_t *co = PT_LIST_AT(c->consumers, pt_consumer_conf_t, j);
+                for (size_t g = 0; g < co->groups.n && !known; g++)
+                    known = l->v[i] && co->groups.v[g] && strcmp(l->v[i], co->groups.v[g]) == 0;
+            }
+            if (!known)
+                pt_conf_warn(cc, pt_node_get(conf->node, k ? "deny" : "allow"), "acl: no consumer is in group \"%s\"",
+                             l->v[i] ? l->v[i] : "");
+        }
+    }
+    return 0;
+}
+
+const pt_filter_t pt_filter_acl = {.name = "acl", .schema = &schema, .on_request = on_request, .link = link_conf};

@@ -14,12 +14,14 @@
 
 #include "portico/auth.h"
 #include "portico/conf.h"
+#include "portico/config.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
 #include "portico/digest.h"
 #include "portico/filter.h"
 #include "portico/request.h"
 #include "portico/schema.h"
+#include "portico/value.h"
 #include "portico/worker.h"
 
 typedef struct conf {
@@ -35,8 +37,19 @@ static const pt_directive_t keys[] = {
      "Remove the Authorization field from the request the upstream gets."},
     {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
+static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    conf_t *c = obj;
+    const char *why = pt_value_field_text(c->realm, true);
+    if (why) {
+        pt_conf_error_key(cc, n, "realm", "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
 static const pt_section_t schema = {
-    "basic-auth", sizeof(conf_t), keys, NULL, NULL,
+    "basic-auth", sizeof(conf_t), keys, check, NULL,
     "Authenticates by user name and password (consumers' basic-auth credentials). A verification that "
     "succeeded is remembered by the worker for 5 minutes (at most 4096), so the hash is not computed again "
     "for each request. Example: basic-auth: { realm: api, hide_credentials: true }."};
@@ -114,11 +127,6 @@ static size_t challenge(const void *vconf, bool invalid, char *buf, size_t size)
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
-static int b64val(char ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26 : ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '+' ? 62 : ch == '/' ? 63 : -1;
-}
-
 /* Standard base64 with padding; -1 when malformed. */
 static long b64decode(pt_str_t in, char *out)
 {
@@ -129,7 +137,7 @@ static long b64decode(pt_str_t in, char *out)
         int v[4];
         for (int k = 0; k < 4; k++) {
             char ch = in.p[i + k];
-            v[k] = ch == '=' && i + 4 == in.n && k >= 2 ? -2 : b64val(ch);
+            v[k] = ch == '=' && i + 4 == in.n && k >= 2 ? -2 : pt_base64_value((unsigned char)ch, false);
             if (v[k] == -1)
                 return -1;
         }
@@ -147,9 +155,13 @@ static long b64decode(pt_str_t in, char *out)
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
-    if (pt_auth_decided(fx))
-        return PT_NEXT;
-    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("authorization"));
+    if (pt_auth_decided(fx)) /* another filter's credential: this kind is hidden all the same */
+        return conf->hide && pt_h1_find(req, PT_STR("authorization")) ? pt_auth_hide_header(c, fx, PT_STR("Authorization"))
+                                                                        : PT_NEXT;
+    bool several;
+    const pt_h1_header_t *h = pt_auth_header(req, PT_STR("authorization"), &several);
+    if (several)
+        return pt_auth_several(c, req, PT_STR("Authorization"));
     pt_str_t v = h ? h->value : PT_STR_NULL;
     if (!h || v.n < 5 || strncasecmp(v.p, "basic", 5) != 0 || (v.n > 5 && v.p[5] != ' '))
         return pt_auth_absent(c, req, fx, PT_FILTER_BASIC_AUTH);
@@ -176,5 +188,13 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return r;
 }
 
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+{
+    const conf_t *conf = vconf;
+    if (!pt_creds_count(c, PT_CRED_BASIC))
+        pt_conf_warn(cc, conf->node, "basic-auth: no consumer has a basic-auth credential: every request with one is refused");
+    return 0;
+}
+
 const pt_filter_t pt_filter_basic_auth = {
-    .name = "basic-auth", .schema = &schema, .on_request = on_request, .challenge = challenge};
+    .name = "basic-auth", .schema = &schema, .on_request = on_request, .challenge = challenge, .link = link_conf};

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/auth.h"
 #include "portico/conf.h"
 #include "portico/conn.h"
 #include "portico/err-t.h"
@@ -146,8 +147,27 @@ int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c)
     int rc = link_set(cc, c, &c->global_filters);
     for (size_t i = 0; i < c->routes.n; i++)
         rc |= link_set(cc, c, &PT_LIST_AT(c->routes, pt_route_conf_t, i)->filters);
-    for (size_t i = 0; i < c->consumers.n; i++)
-        rc |= link_set(cc, c, &PT_LIST_AT(c->consumers, pt_consumer_conf_t, i)->filters);
+    for (size_t i = 0; i < c->consumers.n; i++) {
+        const pt_filterset_t *fs = &PT_LIST_AT(c->consumers, pt_consumer_conf_t, i)->filters;
+        rc |= link_set(cc, c, fs);
+        for (int f = 0; f <= PT_FILTER_AUTH_LAST; f++) {
+            if (!fs->conf[f])
+                continue;
+            const pt_filter_t *flt = pt_filters[f];
+            /* the consumer is known once an auth filter found it: what runs
+             * on the request before that cannot use its settings */
+            if (pt_auth_is_auth_filter(f))
+                pt_conf_warn(cc, pt_node_get(fs->node, flt->name), "%s for a consumer has no effect: the consumer is "
+                             "found by the auth filters themselves", flt->name);
+            else if (!flt->on_body && !flt->on_response)
+                pt_conf_warn(cc, pt_node_get(fs->node, flt->name), "%s for a consumer has no effect: it runs before "
+                             "the auth filters find the consumer", flt->name);
+            else
+                pt_conf_warn(cc, pt_node_get(fs->node, flt->name), "%s for a consumer applies to the request body and "
+                             "the response only: its request part runs before the auth filters find the consumer",
+                             flt->name);
+        }
+    }
     if (rc)
         return -1;
     for (size_t i = 0; i < c->routes.n; i++) {
@@ -162,6 +182,12 @@ int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c)
             eff[f] = conf;
         }
         r->fconf = (const void *const *)eff;
+        bool auth = false;
+        for (int f = PT_FILTER_AUTH_FIRST; eff && f <= PT_FILTER_AUTH_LAST; f++)
+            auth |= eff[f] != NULL;
+        if (eff && eff[PT_FILTER_ACL] && !auth)
+            pt_conf_warn(cc, r->node, "route \"%s\" has acl but no auth filter: no consumer is ever found, every "
+                         "request is 401", r->name ? r->name : "");
     }
     return 0;
 }

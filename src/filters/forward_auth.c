@@ -242,6 +242,11 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     if (st->status >= 300)
         return deny(c, req, st);
     pt_verdict_t v = pt_auth_accept(c, fx, NULL, NULL, NULL);
+    /* only the service says these: the client's copies go, whether or not
+     * the answer has them */
+    for (size_t i = 0; v == PT_NEXT && i < conf->upstream_headers.n; i++)
+        if (!pt_fx_add(c, fx, false, PT_HDR_REMOVE, pt_str_from(conf->upstream_headers.v[i]), PT_STR_NULL))
+            return PT_FAIL;
     for (size_t i = 0; v == PT_NEXT && i < st->nfields; i++) {
         if (!pt_fx_add(c, fx, false, PT_HDR_SET, st->fields[i].name, st->fields[i].value))
             return PT_FAIL;

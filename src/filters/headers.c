@@ -160,7 +160,7 @@ bool pt_fx_add(pt_conn_t *c, pt_fx_t *fx, bool resp, int op, pt_str_t name, pt_s
 bool pt_fx_overrides(const pt_hdr_edit_t *v, size_t n, pt_str_t name)
 {
     for (size_t i = 0; i < n; i++)
-        if (v[i].op != PT_HDR_ADD && pt_str_caseeq(v[i].name, name))
+        if (v[i].op != PT_HDR_ADD && pt_str_field_eq(v[i].name, name))
             return true;
     return false;
 }

@@ -15,6 +15,7 @@
 
 #include "portico/auth.h"
 #include "portico/conf.h"
+#include "portico/config.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
 #include "portico/filter.h"
@@ -23,6 +24,7 @@
 #include "portico/log.h"
 #include "portico/request.h"
 #include "portico/schema.h"
+#include "portico/value.h"
 #include "portico/worker.h"
 
 typedef struct conf {
@@ -40,6 +42,11 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     static char *all[] = {"hmac-sha1", "hmac-sha256", "hmac-sha384", "hmac-sha512"};
     if (!pt_node_get(n, "algorithms"))
         c->algorithms = (pt_strlist_t){all, 4};
+    const char *why = pt_value_field_text(c->realm, true);
+    if (why) {
+        pt_conf_error_key(cc, n, "realm", "%s", why);
+        return -1;
+    }
     int rc = 0;
     for (size_t i = 0; i < c->algorithms.n; i++) {
         pt_hmac_alg_t a;
@@ -214,23 +221,33 @@ static const char *verify(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *co
     return NULL;
 }
 
+/* An Authorization value of the hmac or Signature scheme? */
+static bool hmac_scheme(const pt_h1_header_t *h)
+{
+    const char *sp = memchr(h->value.p, ' ', h->value.n);
+    pt_str_t s = {h->value.p, sp ? (size_t)(sp - h->value.p) : h->value.n};
+    return pt_str_caseeq(s, PT_STR("hmac")) || pt_str_caseeq(s, PT_STR("signature"));
+}
+
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
 {
     const conf_t *conf = vconf;
     state_t *st = vst;
-    if (pt_auth_decided(fx))
-        return PT_NEXT;
-    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("proxy-authorization"));
-    pt_str_t scheme = PT_STR_NULL;
-    for (int k = 0; k < 2 && !scheme.p; k++) {
-        if (k)
-            h = pt_h1_find(req, PT_STR("authorization"));
-        const char *sp = h ? memchr(h->value.p, ' ', h->value.n) : NULL;
-        pt_str_t s = h ? (pt_str_t){h->value.p, sp ? (size_t)(sp - h->value.p) : h->value.n} : PT_STR_NULL;
-        if (s.p && (pt_str_caseeq(s, PT_STR("hmac")) || pt_str_caseeq(s, PT_STR("signature"))))
-            scheme = s;
+    bool several[2];
+    const pt_h1_header_t *pa = pt_auth_header(req, PT_STR("proxy-authorization"), &several[0]);
+    const pt_h1_header_t *au = pt_auth_header(req, PT_STR("authorization"), &several[1]);
+    if (pt_auth_decided(fx)) { /* another filter's credential: this kind is hidden all the same */
+        pt_verdict_t v = PT_NEXT;
+        if (conf->hide && pa && hmac_scheme(pa))
+            v = pt_auth_hide_header(c, fx, PT_STR("Proxy-Authorization"));
+        if (v == PT_NEXT && conf->hide && au && hmac_scheme(au))
+            v = pt_auth_hide_header(c, fx, PT_STR("Authorization"));
+        return v;
     }
-    if (!scheme.p)
+    if (several[0] || several[1])
+        return pt_auth_several(c, req, several[0] ? PT_STR("Proxy-Authorization") : PT_STR("Authorization"));
+    const pt_h1_header_t *h = pa && hmac_scheme(pa) ? pa : au && hmac_scheme(au) ? au : NULL;
+    if (!h)
         return pt_auth_absent(c, req, fx, PT_FILTER_HMAC_AUTH);
     const pt_credential_conf_t *cr = NULL;
     int reason;
@@ -280,10 +297,19 @@ static void on_done(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst)
     }
 }
 
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+{
+    const conf_t *conf = vconf;
+    if (!pt_creds_count(c, PT_CRED_HMAC))
+        pt_conf_warn(cc, conf->node, "hmac-auth: no consumer has a hmac-auth credential: every request with one is refused");
+    return 0;
+}
+
 const pt_filter_t pt_filter_hmac_auth = {.name = "hmac-auth",
                                          .schema = &schema,
                                          .state_size = sizeof(state_t),
                                          .on_request = on_request,
                                          .on_body = on_body,
                                          .on_done = on_done,
-                                         .challenge = challenge};
+                                         .challenge = challenge,
+                                         .link = link_conf};

@@ -3,11 +3,15 @@
  * is pinned to one algorithm: a consumer's jwt-auth credential found by
  * the token's key_claim (iss by default), or a key of the route's JWKS
  * found by the token's kid.  Then exp/nbf with leeway, iss, aud and the
- * required claims.  Verified tokens are remembered by each worker, by
- * SHA-256 of the whole token, until they expire (5 minutes at most), in a
- * table of fixed size: the same token is not verified twice. */
+ * required claims.  Verified tokens are remembered by each worker (the
+ * whole token, found by a keyed hash of it) until they expire (5 minutes
+ * at most), in a table of fixed size: the same token is not verified
+ * twice. */
 #include "config.h"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +22,6 @@
 #include "portico/config.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
-#include "portico/digest.h"
 #include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/jose.h"
@@ -68,9 +71,9 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     conf_t *c = obj;
     static char *exp_only[] = {"exp"};
+    int rc = 0;
     if (!pt_node_get(n, "claims_to_verify"))
         c->claims_to_verify = (pt_strlist_t){exp_only, 1};
-    int rc = 0;
     for (size_t i = 0; i < c->claims_to_verify.n; i++) {
         const char *v = c->claims_to_verify.v[i] ? c->claims_to_verify.v[i] : "";
         if (strcmp(v, "exp") == 0)
@@ -82,8 +85,18 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             rc = -1;
         }
     }
+    pt_creds_secret_arg(cc, n, c->query);
+    const char *why = pt_value_field_text(c->realm, true);
+    if (why) {
+        pt_conf_error_key(cc, n, "realm", "%s", why);
+        rc = -1;
+    }
     if (!c->header[0] && !c->query[0] && !c->cookie[0]) {
         pt_conf_error(cc, n, "jwt-auth needs a header, a query argument or a cookie to read the token from");
+        rc = -1;
+    }
+    if (c->issuer && !c->issuer[0]) {
+        pt_conf_error_key(cc, n, "issuer", "an empty issuer matches no token: leave it out to accept any");
         rc = -1;
     }
     c->rules.leeway = c->leeway / 1000;
@@ -114,7 +127,7 @@ static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
 #define C(f) offsetof(conf_t, f)
 static const pt_directive_t keys[] = {
     {"header", PT_T_STR, C(header), "authorization", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "The header field with the token (\"Bearer \" before it is optional); \"\" reads none."},
+     "The header field with the token: \"Bearer TOKEN\" (in another field than Authorization the token may come alone); \"\" reads none."},
     {"query", PT_T_STR, C(query), "jwt", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The query argument with the token, when the header has none; \"\" reads none. Its value is replaced by "
      "*** in the access log."},
@@ -138,7 +151,7 @@ static const pt_directive_t keys[] = {
     {"hide_credentials", PT_T_BOOL, C(hide), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Remove the token (the header field, query argument or cookie) from the request the upstream gets."},
     {"cache", PT_T_BOOL, C(cache), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "Remember verified tokens (by SHA-256 of the token, per worker, 8192 at most) until they expire."},
+     "Remember verified tokens (per worker, 8192 at most, of at most 4 KiB) until they expire, 5 minutes at most."},
     {"realm", PT_T_STR, C(realm), "portico", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The realm of the challenge: WWW-Authenticate: Bearer realm=\"...\"."},
     END,
@@ -149,13 +162,27 @@ static const pt_section_t schema = {
     "{ issuer: https://idp.example, audiences: [api], leeway: 30s, jwks: https://idp.example/jwks.json, "
     "consumer_claim: sub }."};
 
-/* ---- the cache of verified tokens ---- */
+typedef struct found {
+    const pt_jwk_t *key;
+    const pt_credential_conf_t *cred;
+    pt_jwks_t *set;
+} found_t;
+
+/* ---- the cache of verified tokens ----
+ *
+ * Indexed by a keyed hash of the token (FNV-1a with a random seed per
+ * worker: a client cannot aim tokens at one slot), and a hit is the whole
+ * token compared with the copy kept: no hash collision can pass for a
+ * verified token, and a hit costs no SHA-256 of a token of hundreds of
+ * bytes.  Tokens over 4 KiB are not kept. */
 
 #define CACHE_SLOTS 8192 /* a power of 2 */
 #define CACHE_MAX_S 300
+#define CACHE_TOKEN_MAX 4096
 
 typedef struct slot {
-    unsigned char id[32];
+    char *token;     /* malloc'd copy */
+    size_t len;
     int64_t until;   /* seconds */
     int64_t nbf;     /* not before, seconds (leeway applied) */
     const void *conf;
@@ -166,12 +193,56 @@ typedef struct slot {
 } slot_t;
 
 static slot_t *cache;
+static uint64_t seed;
 
-static slot_t *cache_slot(const unsigned char id[32])
+static slot_t *cache_slot(pt_str_t tok)
 {
-    if (!cache && !(cache = calloc(CACHE_SLOTS, sizeof(slot_t))))
+    if (tok.n > CACHE_TOKEN_MAX)
         return NULL;
-    return &cache[(id[0] | id[1] << 8) & (CACHE_SLOTS - 1)];
+    if (!cache) {
+        if (!(cache = calloc(CACHE_SLOTS, sizeof(slot_t))))
+            return NULL;
+        RAND_bytes((unsigned char *)&seed, sizeof(seed));
+    }
+    uint64_t h = 14695981039346656037ull ^ seed;
+    for (size_t i = 0; i < tok.n; i++)
+        h = (h ^ (unsigned char)tok.p[i]) * 1099511628211ull;
+    return &cache[(h ^ h >> 29) & (CACHE_SLOTS - 1)];
+}
+
+static bool cache_hit(const slot_t *s, const void *conf, pt_str_t tok, int64_t now)
+{
+    return s->token && s->conf == conf && s->len == tok.n && s->until > now && s->nbf <= now &&
+           CRYPTO_memcmp(s->token, tok.p, tok.n) == 0;
+}
+
+/* A claim's time as seconds, within what arithmetic on it cannot overflow
+ * (a signed token may say nbf: -9223372036854775808 or exp: 1e300). */
+static int64_t seconds(double v)
+{
+    const double lim = 4e15; /* 100 million years */
+    return v != v ? 0 : v > lim ? (int64_t)lim : v < -lim ? -(int64_t)lim : (int64_t)v;
+}
+
+/* Keeps a verified token until its exp (with leeway) when exp is checked,
+ * 5 minutes at most. */
+static void cache_put(slot_t *s, const conf_t *conf, pt_str_t tok, const pt_jws_t *t, int64_t now, const found_t *f,
+                      const pt_consumer_conf_t *co)
+{
+    char *copy = malloc(tok.n);
+    if (!copy)
+        return;
+    memcpy(copy, tok.p, tok.n);
+    free(s->token);
+    const pt_json_t *exp = pt_json_get(t->payload, "exp"), *nbf = pt_json_get(t->payload, "nbf");
+    int64_t until = now + CACHE_MAX_S;
+    if (conf->rules.verify_exp && exp && exp->type == PT_JSON_NUM && seconds(exp->num) + conf->rules.leeway < until)
+        until = seconds(exp->num) + conf->rules.leeway;
+    *s = (slot_t){.token = copy, .len = tok.n, .until = until, .conf = conf, .consumer = co, .cred = f->cred,
+                  .nbf = conf->rules.verify_nbf && nbf && nbf->type == PT_JSON_NUM
+                             ? seconds(nbf->num) - conf->rules.leeway : 0,
+                  .generation = f->cred ? 0 : pt_jwks_generation(f->set)};
+    snprintf(s->kid, sizeof(s->kid), "%.*s", (int)t->kid.n, t->kid.p ? t->kid.p : "");
 }
 
 /* ---- the filter ---- */
@@ -190,9 +261,17 @@ static size_t challenge(const void *vconf, bool invalid, char *buf, size_t size)
 
 typedef enum { FROM_NONE, FROM_HEADER, FROM_QUERY, FROM_COOKIE } from_t;
 
-static pt_str_t find_token(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, from_t *from)
+/* The token, from the header, else the query, else the cookie.  A query
+ * argument is masked in the log whichever is used.  *from is FROM_NONE
+ * with PT_STR_NULL when there is none; several fields or arguments of the
+ * name are refused (400) by the caller (*several). */
+static pt_str_t find_token(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, from_t *from, bool *several)
 {
-    const pt_h1_header_t *h = conf->header[0] ? pt_h1_find(req, pt_str_from(conf->header)) : NULL;
+    bool qseveral = false;
+    pt_str_t q = conf->query[0] ? pt_auth_query_arg(c, req, conf->query, &qseveral) : PT_STR_NULL;
+    if (q.p)
+        pt_req_redact_query(c, req, conf->query);
+    const pt_h1_header_t *h = conf->header[0] ? pt_auth_header(req, pt_str_from(conf->header), several) : NULL;
     *from = FROM_NONE;
     if (h) {
         pt_str_t v = h->value;
@@ -205,22 +284,15 @@ static pt_str_t find_token(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *c
         *from = FROM_HEADER;
         return v;
     }
-    pt_str_t t = conf->query[0] ? pt_auth_query_arg(c, req, conf->query) : PT_STR_NULL;
-    if (t.p) {
+    if (q.p) {
+        *several = qseveral;
         *from = FROM_QUERY;
-        pt_req_redact_query(c, req, conf->query);
-        return t;
+        return q;
     }
-    t = conf->cookie[0] ? pt_h1_cookie(req, conf->cookie) : PT_STR_NULL;
+    pt_str_t t = conf->cookie[0] ? pt_h1_cookie(req, conf->cookie) : PT_STR_NULL;
     *from = t.p ? FROM_COOKIE : FROM_NONE;
     return t;
 }
-
-typedef struct found {
-    const pt_jwk_t *key;
-    const pt_credential_conf_t *cred;
-    pt_jwks_t *set;
-} found_t;
 
 /* The key the token names: a credential's by key_claim, else the JWKS's
  * by kid.  PT_SUSPEND when the JWKS is being fetched (once per request). */
@@ -262,18 +334,27 @@ static const char *check_message(pt_jwt_check_t r)
     }
 }
 
+/* hide_credentials: every place this filter reads a token from. */
+static pt_verdict_t hide(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_fx_t *fx)
+{
+    pt_verdict_t v = PT_NEXT;
+    const pt_h1_header_t *h = conf->header[0] ? pt_h1_find(req, pt_str_from(conf->header)) : NULL;
+    /* an Authorization of another scheme is another filter's to hide */
+    if (h && (!PT_STR_IEQ(h->name, "authorization") ||
+              (h->value.n >= 7 && strncasecmp(h->value.p, "bearer ", 7) == 0)))
+        v = pt_auth_hide_header(c, fx, pt_str_from(conf->header));
+    if (v == PT_NEXT && conf->query[0])
+        v = pt_auth_hide_query(c, req, fx, conf->query);
+    if (v == PT_NEXT && conf->cookie[0])
+        v = pt_auth_hide_cookie(c, req, fx, conf->cookie);
+    return v;
+}
+
 static pt_verdict_t accept_token(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_fx_t *fx,
-                                 const pt_consumer_conf_t *co, const pt_credential_conf_t *cr, const char *kid,
-                                 from_t from)
+                                 const pt_consumer_conf_t *co, const pt_credential_conf_t *cr, const char *kid)
 {
     pt_verdict_t v = pt_auth_accept(c, fx, co, cr, cr ? NULL : kid && kid[0] ? kid : NULL);
-    if (v != PT_NEXT || !conf->hide)
-        return v;
-    if (from == FROM_HEADER)
-        return pt_auth_hide_header(c, fx, pt_str_from(conf->header));
-    if (from == FROM_QUERY)
-        return pt_auth_hide_query(c, req, fx, conf->query);
-    return pt_auth_hide_cookie(c, req, fx, conf->cookie);
+    return v == PT_NEXT && conf->hide ? hide(c, req, conf, fx) : v;
 }
 
 static const pt_consumer_conf_t *consumer_named(const pt_config_t *cfg, const pt_json_t *v)
@@ -290,19 +371,21 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
 {
     const conf_t *conf = vconf;
     state_t *st = vst;
-    if (pt_auth_decided(fx))
-        return PT_NEXT;
     from_t from;
-    pt_str_t tok = find_token(c, req, conf, &from);
+    bool several = false;
+    pt_str_t tok = find_token(c, req, conf, &from, &several);
+    if (pt_auth_decided(fx))
+        return conf->hide ? hide(c, req, conf, fx) : PT_NEXT;
+    if (several)
+        return pt_auth_several(c, req, from == FROM_QUERY ? PT_STR("token query argument") : pt_str_from(conf->header));
     if (!tok.p)
         return pt_auth_absent(c, req, fx, PT_FILTER_JWT_AUTH);
     int64_t now = time(NULL);
-    unsigned char id[32];
-    slot_t *s = conf->cache && pt_sha256(tok.p, tok.n, id) ? cache_slot(id) : NULL;
-    if (s && s->conf == conf && s->until > now && s->nbf <= now && memcmp(s->id, id, 32) == 0) {
+    slot_t *s = conf->cache ? cache_slot(tok) : NULL;
+    if (s && cache_hit(s, conf, tok, now)) {
         pt_jwks_t *set = s->generation ? pt_jwks_for(c, &conf->jwks) : NULL;
         if (!set || pt_jwks_generation(set) == s->generation) /* a key set fetched since: verified again */
-            return accept_token(c, req, conf, fx, s->consumer, s->cred, s->kid, from);
+            return accept_token(c, req, conf, fx, s->consumer, s->cred, s->kid);
     }
     pt_jws_t t;
     const char *err;
@@ -328,18 +411,9 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     const pt_consumer_conf_t *co = f.cred ? f.cred->consumer : NULL;
     if (!f.cred && conf->consumer_claim)
         co = consumer_named(c->w->conf, pt_json_get(t.payload, conf->consumer_claim));
-    if (s) {
-        const pt_json_t *exp = pt_json_get(t.payload, "exp"), *nbf = pt_json_get(t.payload, "nbf");
-        int64_t until = now + CACHE_MAX_S;
-        if (exp && exp->type == PT_JSON_NUM && (int64_t)exp->num + conf->rules.leeway < until)
-            until = (int64_t)exp->num + conf->rules.leeway;
-        *s = (slot_t){.until = until, .nbf = nbf && nbf->type == PT_JSON_NUM ? (int64_t)nbf->num - conf->rules.leeway : 0,
-                      .conf = conf, .consumer = co, .cred = f.cred,
-                      .generation = f.cred ? 0 : pt_jwks_generation(f.set)};
-        memcpy(s->id, id, 32);
-        snprintf(s->kid, sizeof(s->kid), "%.*s", (int)t.kid.n, t.kid.p ? t.kid.p : "");
-    }
-    return accept_token(c, req, conf, fx, co, f.cred, t.kid.p, from);
+    if (s)
+        cache_put(s, conf, tok, &t, now, &f, co);
+    return accept_token(c, req, conf, fx, co, f.cred, t.kid.p);
 }
 
 static void on_done(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst)

@@ -16,12 +16,14 @@
 
 #include "portico/auth.h"
 #include "portico/conf.h"
+#include "portico/config.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
 #include "portico/digest.h"
 #include "portico/filter.h"
 #include "portico/request.h"
 #include "portico/schema.h"
+#include "portico/value.h"
 #include "portico/worker.h"
 
 typedef struct conf {
@@ -34,6 +36,12 @@ typedef struct conf {
 static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     conf_t *c = obj;
+    pt_creds_secret_arg(cc, n, c->query);
+    const char *why = pt_value_field_text(c->realm, true);
+    if (why) {
+        pt_conf_error_key(cc, n, "realm", "%s", why);
+        return -1;
+    }
     if (!c->header[0] && !c->query[0]) {
         pt_conf_error(cc, n, "key-auth needs a header or a query argument to read the key from");
         return -1;
@@ -114,32 +122,49 @@ static const pt_credential_conf_t *lookup(pt_conn_t *c, pt_str_t key)
     return cr;
 }
 
+/* hide_credentials: every place this filter reads a key from, whichever
+ * it was found in (or whichever filter decided). */
+static pt_verdict_t hide(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *conf, pt_fx_t *fx)
+{
+    pt_verdict_t v = PT_NEXT;
+    if (conf->header[0])
+        v = pt_auth_hide_header(c, fx, pt_str_from(conf->header));
+    if (v == PT_NEXT && conf->query[0])
+        v = pt_auth_hide_query(c, req, fx, conf->query);
+    return v;
+}
+
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
+    bool several = false, qseveral = false;
+    pt_str_t qkey = conf->query[0] ? pt_auth_query_arg(c, req, conf->query, &qseveral) : PT_STR_NULL;
+    if (qkey.p)
+        pt_req_redact_query(c, req, conf->query); /* read or not, no log line holds it */
     if (pt_auth_decided(fx))
-        return PT_NEXT;
-    pt_str_t key = PT_STR_NULL;
-    bool in_query = false;
-    const pt_h1_header_t *h = conf->header[0] ? pt_h1_find(req, pt_str_from(conf->header)) : NULL;
-    if (h) {
-        key = h->value;
-    } else if (conf->query[0]) {
-        key = pt_auth_query_arg(c, req, conf->query);
-        in_query = key.p != NULL;
-    }
-    if (in_query)
-        pt_req_redact_query(c, req, conf->query);
+        return conf->hide ? hide(c, req, conf, fx) : PT_NEXT;
+    const pt_h1_header_t *h = conf->header[0] ? pt_auth_header(req, pt_str_from(conf->header), &several) : NULL;
+    if (several)
+        return pt_auth_several(c, req, pt_str_from(conf->header));
+    if (!h && qseveral)
+        return pt_auth_several(c, req, PT_STR("key query argument"));
+    pt_str_t key = h ? h->value : qkey;
     if (!key.p)
         return pt_auth_absent(c, req, fx, PT_FILTER_KEY_AUTH);
     const pt_credential_conf_t *cr = key.n ? lookup(c, key) : NULL;
     if (!cr)
         return pt_auth_reject(c, req, fx, PT_FILTER_KEY_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
     pt_verdict_t v = pt_auth_accept(c, fx, cr->consumer, cr, NULL);
-    if (v == PT_NEXT && conf->hide)
-        v = h ? pt_auth_hide_header(c, fx, pt_str_from(conf->header)) : pt_auth_hide_query(c, req, fx, conf->query);
-    return v;
+    return v == PT_NEXT && conf->hide ? hide(c, req, conf, fx) : v;
+}
+
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+{
+    const conf_t *conf = vconf;
+    if (!pt_creds_count(c, PT_CRED_KEY))
+        pt_conf_warn(cc, conf->node, "key-auth: no consumer has a key-auth credential: every request with one is refused");
+    return 0;
 }
 
 const pt_filter_t pt_filter_key_auth = {
-    .name = "key-auth", .schema = &schema, .on_request = on_request, .challenge = challenge};
+    .name = "key-auth", .schema = &schema, .on_request = on_request, .challenge = challenge, .link = link_conf};

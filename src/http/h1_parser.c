@@ -35,6 +35,23 @@ const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name)
 }
 
 /* The value of query argument `name` (raw, not decoded), or NULL.p. */
+bool pt_h1_query_name_is(pt_str_t raw, const char *name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < raw.n; i++, k++) {
+        char ch = raw.p[i];
+        if (ch == '%' && i + 2 < raw.n && pt_hexval(raw.p[i + 1]) >= 0 && pt_hexval(raw.p[i + 2]) >= 0) {
+            ch = (char)(pt_hexval(raw.p[i + 1]) << 4 | pt_hexval(raw.p[i + 2]));
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (!name[k] || name[k] != ch)
+            return false;
+    }
+    return !name[k];
+}
+
 pt_str_t pt_h1_query_arg(pt_str_t q, const char *name)
 {
     size_t nl = strlen(name);

@@ -38,9 +38,16 @@ void pt_req_redact_query(pt_conn_t *c, const pt_h1_req_t *req, const char *name)
 {
     pt_str_t t = c->req->ent.target;
     const char *q = t.p ? memchr(t.p, '?', t.n) : NULL;
-    if (!q)
+    bool any = false;
+    for (const char *p = q ? q + 1 : NULL, *end = t.p + t.n; p && p < end && !any;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        any = eq && pt_h1_query_name_is((pt_str_t){p, (size_t)(eq - p)}, name) && !(e - eq == 4 && !memcmp(eq, "=***", 4));
+        p = amp ? amp + 1 : NULL;
+    }
+    if (!any)
         return;
-    size_t nl = strlen(name), max = t.n + 3 * (t.n / (nl + 1) + 1);
+    size_t max = 4 * t.n + 4; /* each value may become *** */
     char *out = pt_arena_alloc(&c->arena, max + 1);
     if (!out) {
         c->req->ent.target = PT_STR("-"); /* rather than the secret */
@@ -52,7 +59,7 @@ void pt_req_redact_query(pt_conn_t *c, const pt_h1_req_t *req, const char *name)
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(e - p)), *ke = eq ? eq : e;
-        bool secret = eq && (size_t)(ke - p) == nl && memcmp(p, name, nl) == 0;
+        bool secret = eq && pt_h1_query_name_is((pt_str_t){p, (size_t)(ke - p)}, name);
         size_t keep = secret ? (size_t)(eq + 1 - p) : (size_t)(e - p);
         memcpy(out + n, p, keep);
         n += keep;
@@ -209,6 +216,10 @@ void pt_req_end(pt_conn_t *c)
     r->ent.route = r->route ? r->route->log_name : NULL;
     r->ent.match = r->route ? &r->match : NULL;
     r->ent.request_id = (pt_str_t){r->reqid, r->reqid_len};
+    const pt_config_t *cf = c->w->conf;
+    if (cf->nsecret_args && r->ent.target.p && memchr(r->ent.target.p, '?', r->ent.target.n))
+        for (size_t i = 0; i < cf->nsecret_args; i++) /* on any route, read or not: no log line holds a key */
+            pt_req_redact_query(c, NULL, cf->secret_args[i]);
     pt_accesslog_write(&r->ent);
     c->req = NULL;
     pt_arena_reset(&c->arena);

@@ -139,7 +139,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool no_body = tunnel || r.status == 204 || r.status == 304;
     static const char date[] = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
     pt_fx_t *fx = calloc(1, sizeof(*fx));
+    pt_hdr_edit_t edits[2];
     PT_ASSERT(fx);
+    fx->resp = edits; /* as pt_fx_add leaves them */
+    fx->capresp = 2;
     fx->resp[fx->nresp++] = (pt_hdr_edit_t){PT_HDR_SET, PT_STR("x-edit"), PT_STR("set by a filter")};
     fx->resp[fx->nresp++] = (pt_hdr_edit_t){PT_HDR_REMOVE, PT_STR("server"), PT_STR_NULL};
     size_t removed = 0, dated = 0;
