@@ -204,6 +204,9 @@ typedef struct pt_credential_conf {
     char *key, *key_sha256;            /* key-auth; jwt-auth: key is the key_claim value */
     char *username, *password;         /* basic-auth: password is a crypt(3) hash */
     char *algorithm, *secret, *public_key; /* jwt-auth; hmac-auth: secret */
+    bool secret_base64;                /* secret is base64 (or base64url) of the bytes */
+    unsigned char *secret_raw;         /* compiled: the secret's bytes */
+    size_t secret_len;
     char *key_id;                      /* hmac-auth */
     char *san, *subject;               /* tls-client */
     /* compiled */

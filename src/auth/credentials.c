@@ -6,6 +6,7 @@
 
 #include <crypt.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ static const pt_directive_t credential_keys[] = {
     {"secret", PT_T_STR, C(secret), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
      "jwt-auth with HS256/384/512: the shared secret, at least as long as the hash (32, 48, 64 bytes). "
      "hmac-auth: the shared secret."},
+    {"secret_base64", PT_T_BOOL, C(secret_base64), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The secret is the base64 (or base64url) form of its bytes, for secrets that are not text (Kong's "
+     "secret_is_base64)."},
     {"public_key", PT_T_STR, C(public_key), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "path",
      "jwt-auth with RS, PS, ES or EdDSA: a PEM file with the public key or a certificate that holds it."},
     {"key_id", PT_T_STR, C(key_id), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -67,18 +71,18 @@ const pt_section_t pt_schema_credential = {"credential", sizeof(pt_credential_co
 /* The keys each type takes (beside type and id), and which one is its
  * lookup key. */
 static const struct {
-    const char *keys[4];
+    const char *keys[5];
 } type_keys[PT_CRED__COUNT] = {
     [PT_CRED_KEY] = {{"key", "key_sha256"}},
     [PT_CRED_BASIC] = {{"username", "password"}},
-    [PT_CRED_JWT] = {{"key", "algorithm", "secret", "public_key"}},
-    [PT_CRED_HMAC] = {{"key_id", "secret"}},
+    [PT_CRED_JWT] = {{"key", "algorithm", "secret", "public_key", "secret_base64"}},
+    [PT_CRED_HMAC] = {{"key_id", "secret", "secret_base64"}},
     [PT_CRED_TLS] = {{"san", "subject"}},
 };
 
 static bool takes(int type, const char *key)
 {
-    for (size_t i = 0; i < 4 && type_keys[type].keys[i]; i++)
+    for (size_t i = 0; i < 5 && type_keys[type].keys[i]; i++)
         if (strcmp(type_keys[type].keys[i], key) == 0)
             return true;
     return strcmp(key, "type") == 0 || strcmp(key, "id") == 0;
@@ -160,6 +164,41 @@ static void free_jwk(void *p)
     free(p);
 }
 
+/* The secret's bytes: as written, or decoded from base64 (either alphabet,
+ * padding optional). */
+static int secret_bytes(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_conf_t *cr)
+{
+    size_t len = strlen(cr->secret);
+    if (!cr->secret_base64) {
+        cr->secret_raw = (unsigned char *)cr->secret;
+        cr->secret_len = len;
+        return 0;
+    }
+    unsigned char *out = pt_arena_alloc(cc->arena, len / 4 * 3 + 3);
+    size_t o = 0, bits = 0;
+    uint32_t acc = 0;
+    size_t i = 0;
+    for (; out && i < len && cr->secret[i] != '='; i++) {
+        int v = pt_base64_value((unsigned char)cr->secret[i], cr->secret[i] == '-' || cr->secret[i] == '_');
+        if (v < 0)
+            break;
+        acc = acc << 6 | (uint32_t)v;
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    while (i < len && cr->secret[i] == '=')
+        i++;
+    if (!out || i != len || !o) {
+        pt_conf_error_key(cc, n, "secret", "not base64 (secret_base64 is true)");
+        return -1;
+    }
+    cr->secret_raw = out;
+    cr->secret_len = o;
+    return 0;
+}
+
 /* A PEM file of at most 1 MiB, NUL-terminated; NULL with err. */
 static char *read_pem(const char *path, size_t *len, char *err, size_t errlen)
 {
@@ -204,7 +243,11 @@ static int check_jwt(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_conf_t
     char err[256];
     int rc;
     if (hs) {
-        rc = k ? pt_jwk_from_secret(k, alg, cr->secret, strlen(cr->secret), err, sizeof(err)) : -1;
+        if (secret_bytes(cc, n, cr) < 0) {
+            free(k);
+            return -1;
+        }
+        rc = k ? pt_jwk_from_secret(k, alg, cr->secret_raw, cr->secret_len, err, sizeof(err)) : -1;
     } else {
         size_t len = 0;
         char *pem = k ? read_pem(cr->public_key, &len, err, sizeof(err)) : NULL;
@@ -252,7 +295,7 @@ static int check_credential(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             pt_conf_error(cc, n, "an hmac-auth credential needs key_id and secret");
             return -1;
         }
-        return 0;
+        return secret_bytes(cc, n, cr);
     case PT_CRED_TLS:
         if (!cr->san == !cr->subject) {
             pt_conf_error(cc, n, "a tls-client credential has san or subject (one of them)");

@@ -211,7 +211,7 @@ static const char *verify(pt_conn_t *c, const pt_h1_req_t *req, const conf_t *co
     *reason = PT_AUTH_BAD_SIGNATURE;
     if (pt_hmac_signing_string(&c->arena, &s, &hr, &sstr, &err) < 0)
         return "HMAC signature cannot be verified: a signed header is absent";
-    if (!pt_hmac_sig_verify(&s, sstr, cr->secret, strlen(cr->secret)))
+    if (!pt_hmac_sig_verify(&s, sstr, cr->secret_raw, cr->secret_len))
         return "HMAC signature does not match";
     if (conf->validate_body && (req->content_length > 0 || req->chunked) && !signs(&s, PT_STR("digest"))) {
         *reason = PT_AUTH_INVALID;

@@ -425,3 +425,19 @@ def test_configuration_errors(tmp_path, keys):
         r = run_portico('-t', '-c', str(f))
         assert r.returncode == 1 and 'p.yaml:4:' in r.stderr and want in r.stderr, (want, r.stderr)
         assert '0123456789012345678901234567890123' not in r.stderr
+
+
+def test_rfc_7515_a1_hs256_with_a_base64_secret(gateway, backends):
+    """A.1's key is 64 bytes that are not text: secret_base64 carries it."""
+    b = backends()
+    port = free_port()
+    gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port} }}]
+upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
+consumers:
+  - name: joe
+    credentials: [{{ type: jwt-auth, key: joe, algorithm: HS256, secret: "{A1_KEY}", secret_base64: true }}]
+''' + route('claims_to_verify: []'), workers=1)
+    assert get(port, A1_TOKEN)[0] == 200
+    assert b.requests[-1].header('x-consumer-username') == 'joe'
+    for bad in (tamper_payload(A1_TOKEN), tamper_sig(A1_TOKEN), alg_none(A1_TOKEN)):
+        assert get(port, bad)[0] == 401
