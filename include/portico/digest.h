@@ -6,8 +6,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* out gets the 32 bytes; false when OpenSSL failed (out is zeroed). */
 bool pt_sha256(const void *p, size_t n, unsigned char out[32]);
+
+/* A fast hash for an index (FNV-1a), keyed with a random seed made once
+ * per process: a client cannot aim its keys or tokens at one slot.  Not
+ * for comparing: a hit is always checked against the whole value. */
+uint64_t pt_keyed_hash(const void *p, size_t n);
 
 #endif

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <string.h>
 
 #include "portico/digest.h"
@@ -22,4 +23,17 @@ bool pt_sha256(const void *p, size_t n, unsigned char out[32])
         return false;
     }
     return true;
+}
+
+uint64_t pt_keyed_hash(const void *p, size_t n)
+{
+    static uint64_t seed;
+    static bool seeded;
+    if (!seeded) /* in the worker, after the fork: each has its own */
+        seeded = RAND_bytes((unsigned char *)&seed, sizeof(seed)) == 1;
+    const unsigned char *b = p;
+    uint64_t h = 14695981039346656037ull ^ seed;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h ^ h >> 29;
 }

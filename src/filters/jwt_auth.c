@@ -10,7 +10,6 @@
 #include "config.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include "portico/config.h"
 #include "portico/conn.h"
 #include "portico/credentials.h"
+#include "portico/digest.h"
 #include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/jose.h"
@@ -193,21 +193,14 @@ typedef struct slot {
 } slot_t;
 
 static slot_t *cache;
-static uint64_t seed;
 
 static slot_t *cache_slot(pt_str_t tok)
 {
     if (tok.n > CACHE_TOKEN_MAX)
         return NULL;
-    if (!cache) {
-        if (!(cache = calloc(CACHE_SLOTS, sizeof(slot_t))))
-            return NULL;
-        RAND_bytes((unsigned char *)&seed, sizeof(seed));
-    }
-    uint64_t h = 14695981039346656037ull ^ seed;
-    for (size_t i = 0; i < tok.n; i++)
-        h = (h ^ (unsigned char)tok.p[i]) * 1099511628211ull;
-    return &cache[(h ^ h >> 29) & (CACHE_SLOTS - 1)];
+    if (!cache && !(cache = calloc(CACHE_SLOTS, sizeof(slot_t))))
+        return NULL;
+    return &cache[pt_keyed_hash(tok.p, tok.n) & (CACHE_SLOTS - 1)];
 }
 
 static bool cache_hit(const slot_t *s, const void *conf, pt_str_t tok, int64_t now)

@@ -9,7 +9,6 @@
 #include "config.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,19 +85,12 @@ typedef struct slot {
 } slot_t;
 
 static slot_t *seen;
-static uint64_t seed; /* the index's, random per worker: a client cannot aim keys at one slot */
 
 static slot_t *slot_of(pt_str_t key)
 {
-    if (!seen) {
-        if (!(seen = calloc(SLOTS, sizeof(slot_t))))
-            return NULL;
-        RAND_bytes((unsigned char *)&seed, sizeof(seed));
-    }
-    uint64_t h = 14695981039346656037ull ^ seed;
-    for (size_t i = 0; i < key.n; i++)
-        h = (h ^ (unsigned char)key.p[i]) * 1099511628211ull;
-    return &seen[(h ^ h >> 29) & (SLOTS - 1)];
+    if (!seen && !(seen = calloc(SLOTS, sizeof(slot_t))))
+        return NULL;
+    return &seen[pt_keyed_hash(key.p, key.n) & (SLOTS - 1)];
 }
 
 /* The credential of this key: a key seen before is compared whole, in

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port, http_get, wait_for
+from conftest import free_port, http_get, read_all, wait_for
 
 
 class AuthService:
@@ -110,12 +110,7 @@ def test_allow_copies_the_chosen_headers_and_tells_the_service_about_the_request
     s = socket.create_connection(('127.0.0.1', port))
     s.sendall(b'GET /api/ok1 HTTP/1.1\r\nHost: a\r\n\r\nGET /api/no HTTP/1.1\r\nHost: a\r\n\r\n'
               b'GET /api/ok2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
-    data = b''
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     assert re.findall(rb'HTTP/1\.1 (\d{3}) ', data) == [b'200', b'401', b'200']
     assert len(auth.seen) == n + 3
@@ -230,12 +225,7 @@ def test_a_request_body_waits_for_the_answer_and_goes_on_whole(gateway, backends
     s = socket.create_connection(('127.0.0.1', port), timeout=5)
     s.sendall(b'POST /api/no HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /api/ok HTTP/1.1\r\nHost: a\r\n'
               b'Connection: close\r\n\r\n')
-    data = b''
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     assert re.findall(rb'HTTP/1\.1 (\d{3}) ', data) in ([b'401', b'200'], [b'401'])
     assert [r.target for r in b.requests[n:]] in (['/api/ok'], [])

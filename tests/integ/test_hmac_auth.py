@@ -17,7 +17,7 @@ from email.utils import formatdate
 
 import pytest
 
-from conftest import free_port, http_get, run_portico
+from conftest import free_port, http_get, read_all, run_portico
 
 SECRET = 'hmac-secret-of-alice-0123456789'
 ALGS = {'hmac-sha1': hashlib.sha1, 'hmac-sha256': hashlib.sha256, 'hmac-sha384': hashlib.sha384,
@@ -54,12 +54,7 @@ def send(port, method, target, headers, body=b''):
     if body:
         head += f'Content-Length: {len(body)}\r\n'
     s.sendall(head.encode() + b'Connection: close\r\n\r\n' + body)
-    data = b''
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(s)
     s.close()
     h, _, b = data.partition(b'\r\n\r\n')
     lines = h.decode().split('\r\n')
