@@ -126,9 +126,13 @@ void pt_req_detach(pt_conn_t *c)
     }
     if (fx) {
         ok &= stash(c, &fx->path, 0);
-        ok &= stash(c, &fx->host, 0);
-        ok &= stash(c, &fx->req_path, 0);
         ok &= stash(c, &fx->query, 0);
+        if (fx->confs[PT_FILTER_RESPONSE_HEADERS]) { /* its templates may want ${host} and ${path} later */
+            ok &= stash(c, &fx->host, 0);
+            ok &= stash(c, &fx->req_path, 0);
+        } else { /* no one will: not copied (a filter that runs again sets them again) */
+            fx->host = fx->req_path = PT_STR_NULL;
+        }
     }
     if (!ok)
         c->closing = true; /* the arena is full: this request cannot go on safely */
