@@ -46,13 +46,31 @@ def read_text(path):
         return ''
 
 
+def _ephemeral():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A free loopback port, never one this process handed out before: the
-    kernel may give the port of a socket just closed again at once (two
-    calls in a row returned the same port under load)."""
+    """A free loopback port, never one this process handed out before, and
+    below the kernel's ephemeral range: a port from bind(0) is one the
+    kernel may also give any outgoing connection as its source port before
+    the gateway binds it (a test failed on "address already in use (by
+    another process)" that way)."""
+    import random
+    lo, _ = _ephemeral()
+    top = min(lo, 65536) - 1
     while True:
+        port = random.randint(20000, top) if top > 21000 else 0
         with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)
