@@ -105,6 +105,11 @@ static inline int pt_base64_value(unsigned char c, bool url)
     return c == (url ? '_' : '/') ? 63 : -1;
 }
 
+/* Decodes base64 (RFC 4648; with url the URL-safe alphabet; the padding
+ * may be left out) into out, cap bytes: the length, or -1 when it is not
+ * base64 or decodes to more than cap bytes. */
+long pt_base64_decode(pt_str_t in, unsigned char *out, size_t cap, bool url);
+
 /* Writes v in decimal (or hex) at p, returns the digits written (at most 20). */
 static inline size_t pt_fmt_u64(char *p, unsigned long long v, int hex)
 {

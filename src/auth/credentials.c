@@ -175,27 +175,14 @@ static int secret_bytes(pt_conf_ctx_t *cc, const pt_node_t *n, pt_credential_con
         return 0;
     }
     unsigned char *out = pt_arena_alloc(cc->arena, len / 4 * 3 + 3);
-    size_t o = 0, bits = 0;
-    uint32_t acc = 0;
-    size_t i = 0;
-    for (; out && i < len && cr->secret[i] != '='; i++) {
-        int v = pt_base64_value((unsigned char)cr->secret[i], cr->secret[i] == '-' || cr->secret[i] == '_');
-        if (v < 0)
-            break;
-        acc = acc << 6 | (uint32_t)v;
-        if ((bits += 6) >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    while (i < len && cr->secret[i] == '=')
-        i++;
-    if (!out || i != len || !o) {
+    bool url = strpbrk(cr->secret, "-_") != NULL;
+    long o = out ? pt_base64_decode((pt_str_t){cr->secret, len}, out, len / 4 * 3 + 3, url) : -1;
+    if (o <= 0) {
         pt_conf_error_key(cc, n, "secret", "not base64 (secret_base64 is true)");
         return -1;
     }
     cr->secret_raw = out;
-    cr->secret_len = o;
+    cr->secret_len = (size_t)o;
     return 0;
 }
 

@@ -50,40 +50,6 @@ size_t pt_hmac_alg_mac_len(pt_hmac_alg_t alg)
     return (size_t)alg < NALGS ? algs[alg].mac_len : 0;
 }
 
-/* ---- base64 (RFC 4648 standard alphabet; the padding may be left out) ---- */
-
-/* Decodes `in` into out (cap bytes): the length, or -1 when it is not
- * base64 or decodes to more than cap bytes. */
-static long b64_decode(pt_str_t in, unsigned char *out, size_t cap)
-{
-    size_t body = in.n, pad = 0;
-    while (body > 0 && pad < 2 && in.p[body - 1] == '=') {
-        body--;
-        pad++;
-    }
-    /* padded: the whole is a multiple of 4; a lone sextet is never valid */
-    if (body % 4 == 1 || (pad && (in.n % 4 != 0)))
-        return -1;
-    size_t n = body / 4 * 3 + (body % 4 ? body % 4 - 1 : 0);
-    if (n > cap)
-        return -1;
-    unsigned acc = 0, bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < body; i++) {
-        int v = pt_base64_value((unsigned char)in.p[i], false);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    return (long)o;
-}
-
 /* ---- the Authorization value ---- */
 
 enum { P_KEY, P_ALG, P_HEADERS, P_SIG, P_N };
@@ -310,7 +276,7 @@ static int check_params(parser_t *ps, const scheme_t *sch, pt_hmac_sig_t *out)
         return fail_on(ps, "unknown algorithm ", ps->val[P_ALG], "");
     if (!ps->seen[P_SIG])
         return fail(ps, "no signature");
-    long n = b64_decode(ps->val[P_SIG], out->sig, sizeof(out->sig));
+    long n = pt_base64_decode(ps->val[P_SIG], out->sig, sizeof(out->sig), false);
     if (n < 0)
         return fail(ps, "signature is not base64 or too long");
     out->sig_len = (size_t)n;
@@ -496,7 +462,7 @@ static int digest_walk(pt_str_t h, const unsigned char *d256, const unsigned cha
         if (!d256 && !d512)
             continue;
         unsigned char got[64];
-        if (!want || b64_decode(val, got, sizeof(got)) != (long)want_n || CRYPTO_memcmp(got, want, want_n))
+        if (!want || pt_base64_decode(val, got, sizeof(got), false) != (long)want_n || CRYPTO_memcmp(got, want, want_n))
             return -1;
     }
     return seen;

@@ -67,3 +67,33 @@ bool pt_str_list_has_token(pt_str_t list, pt_str_t tok)
             return true;
     return false;
 }
+
+long pt_base64_decode(pt_str_t in, unsigned char *out, size_t cap, bool url)
+{
+    size_t body = in.n, pad = 0;
+    while (body > 0 && pad < 2 && in.p[body - 1] == '=') {
+        body--;
+        pad++;
+    }
+    /* padded: the whole is a multiple of 4; a lone sextet is never valid */
+    if (body % 4 == 1 || (pad && (in.n % 4 != 0)))
+        return -1;
+    size_t n = body / 4 * 3 + (body % 4 ? body % 4 - 1 : 0);
+    if (n > cap)
+        return -1;
+    unsigned acc = 0, bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < body; i++) {
+        int v = pt_base64_value((unsigned char)in.p[i], url);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (long)o;
+}

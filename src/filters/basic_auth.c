@@ -127,31 +127,6 @@ static size_t challenge(const void *vconf, bool invalid, char *buf, size_t size)
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
-/* Standard base64 with padding; -1 when malformed. */
-static long b64decode(pt_str_t in, char *out)
-{
-    if (in.n % 4)
-        return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < in.n; i += 4) {
-        int v[4];
-        for (int k = 0; k < 4; k++) {
-            char ch = in.p[i + k];
-            v[k] = ch == '=' && i + 4 == in.n && k >= 2 ? -2 : pt_base64_value((unsigned char)ch, false);
-            if (v[k] == -1)
-                return -1;
-        }
-        if (v[2] == -2 && v[3] != -2)
-            return -1;
-        out[n++] = (char)(v[0] << 2 | v[1] >> 4);
-        if (v[2] != -2)
-            out[n++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
-        if (v[3] != -2)
-            out[n++] = (char)((v[2] & 3) << 6 | v[3]);
-    }
-    return (long)n;
-}
-
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *st)
 {
     const conf_t *conf = vconf;
@@ -171,8 +146,8 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         v.p++;
         v.n--;
     }
-    char *dec = pt_arena_alloc(&c->arena, v.n / 4 * 3 + 1);
-    long n = dec ? b64decode(v, dec) : -1;
+    char *dec = pt_arena_alloc(&c->arena, v.n / 4 * 3 + 3);
+    long n = dec ? pt_base64_decode(v, (unsigned char *)dec, v.n / 4 * 3 + 3, false) : -1;
     const char *colon = n > 0 ? memchr(dec, ':', (size_t)n) : NULL;
     if (!colon)
         return pt_auth_reject(c, req, fx, PT_FILTER_BASIC_AUTH, PT_AUTH_INVALID, "Invalid authentication credentials");
