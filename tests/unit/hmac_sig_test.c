@@ -192,13 +192,13 @@ static void test_parse_signature(void)
            "signature is 0 bytes, hmac-sha1 makes 20", "an empty signature");
 
     unsigned char out[8];
-    is_int(b64_decode(PT_STR("aGVsbG8="), out, sizeof(out)), 5, "base64: \"hello\"");
+    is_int(pt_base64_decode(PT_STR("aGVsbG8="), out, sizeof(out), false), 5, "base64: \"hello\"");
     ok(memcmp(out, "hello", 5) == 0, "base64: the bytes");
-    is_int(b64_decode(PT_STR("aGVsbG8"), out, sizeof(out)), 5, "base64: unpadded");
-    is_int(b64_decode(PT_STR("aGVsbG8gd29ybGQ="), out, sizeof(out)), -1, "base64: longer than cap");
-    is_int(b64_decode(PT_STR(""), out, sizeof(out)), 0, "base64: empty");
-    is_int(b64_decode(PT_STR("===="), out, sizeof(out)), -1, "base64: padding alone");
-    is_int(b64_decode(PT_STR("a-_b"), out, sizeof(out)), -1, "base64: the URL alphabet is not base64");
+    is_int(pt_base64_decode(PT_STR("aGVsbG8"), out, sizeof(out), false), 5, "base64: unpadded");
+    is_int(pt_base64_decode(PT_STR("aGVsbG8gd29ybGQ="), out, sizeof(out), false), -1, "base64: longer than cap");
+    is_int(pt_base64_decode(PT_STR(""), out, sizeof(out), false), 0, "base64: empty");
+    is_int(pt_base64_decode(PT_STR("===="), out, sizeof(out), false), -1, "base64: padding alone");
+    is_int(pt_base64_decode(PT_STR("a-_b"), out, sizeof(out), false), -1, "base64: the URL alphabet is not base64");
 }
 
 static void test_too_many_headers(void)
