@@ -108,8 +108,13 @@ class Portico:
         self.write(yaml_text)
 
     def write(self, yaml_text):
-        with open(self.conf, 'w') as f:
+        # Written aside and renamed into place, as configuration management
+        # does: a reload still reading the previous file never sees this one
+        # half written (a HUP storm test read a truncated file under ASan).
+        tmp = self.conf + '.new'
+        with open(tmp, 'w') as f:
             f.write(textwrap.dedent(yaml_text))
+        os.replace(tmp, self.conf)
 
     def start(self, wait=True):
         log = open(self.logfile, 'a')
