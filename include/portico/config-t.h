@@ -262,6 +262,27 @@ typedef struct pt_route_conf {
     const char *log_name; /* name with ${NAME} values masked, for the access log */
 } pt_route_conf_t;
 
+/* `redis:`: the server that keeps the counters of the limits with
+ * `policy: redis` (redis.h). */
+enum { PT_REDIS_SINGLE, PT_REDIS_SENTINEL, PT_REDIS_CLUSTER };
+typedef struct pt_redis_conf {
+    const pt_node_t *node; /* NULL: no redis section */
+    int mode;              /* PT_REDIS_SINGLE, _SENTINEL, _CLUSTER */
+    pt_strlist_t addresses; /* "host:port": the server, the sentinels, or the cluster's seed nodes */
+    char *master_name;     /* sentinel */
+    char *username, *password; /* AUTH; password is a secret */
+    char *sentinel_password;   /* AUTH to the sentinels, when they ask for one */
+    int64_t database;      /* SELECT; single and sentinel only */
+    int64_t timeout;       /* ms: per command; past it the limit counts locally */
+    int64_t probe_interval; /* ms: while in fallback, how often Redis is asked whether it is back */
+} pt_redis_conf_t;
+
+/* `limits:`: the shared-memory table of the local counters. */
+typedef struct pt_limits_conf {
+    const pt_node_t *node;
+    int64_t memory; /* bytes */
+} pt_limits_conf_t;
+
 typedef struct pt_prov {
     const void *field;
     const char *orig;
@@ -294,6 +315,8 @@ typedef struct pt_config {
     const char *secret_args[8];   /* query arguments that carry credentials: *** in every log line */
     size_t nsecret_args;
     pt_strlist_t trusted_proxies;
+    pt_redis_conf_t redis;
+    pt_limits_conf_t limits;
     struct pt_cidr *trusted; /* compiled trusted_proxies */
     size_t ntrusted;
 

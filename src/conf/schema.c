@@ -7,6 +7,7 @@
 #include <event2/util.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "portico/accesslog_conf.h"
@@ -781,6 +782,101 @@ static const pt_directive_t resolver_keys[] = {
 static const pt_section_t resolver_section = {"resolver", sizeof(((pt_config_t *)0)->resolver), resolver_keys,
                                               check_resolver, NULL, NULL};
 
+/* ---- redis, limits ---- */
+
+static const char *const redis_mode_names[] = {"single", "sentinel", "cluster", NULL};
+
+/* "host:port", with [v6]:port: the port is required (no default guess
+ * between a server's 6379 and a sentinel's 26379). */
+static bool redis_address_ok(const char *a)
+{
+    const char *colon = strrchr(a, ':');
+    if (!colon || colon == a || !colon[1])
+        return false;
+    for (const char *p = colon + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    long port = strtol(colon + 1, NULL, 10);
+    if (port < 1 || port > 65535)
+        return false;
+    if (a[0] == '[')
+        return colon[-1] == ']';
+    return memchr(a, ':', (size_t)(colon - a)) == NULL;
+}
+
+static int check_redis(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    pt_redis_conf_t *r = obj;
+    int rc = 0;
+    const pt_node_t *an = pt_node_get(n, "addresses");
+    if (!r->addresses.n) {
+        pt_conf_error(cc, an ? an : n, "addresses: at least one \"host:port\" is needed");
+        rc = -1;
+    }
+    for (size_t i = 0; i < r->addresses.n; i++)
+        if (!redis_address_ok(r->addresses.v[i])) {
+            const pt_node_t *it = an && an->type == PT_NODE_SEQ && i < an->nitems ? an->items[i] : n;
+            pt_conf_error(cc, it, "addresses[%zu]: expected \"host:port\" (or \"[v6]:port\"), not \"%s\"", i,
+                          r->addresses.v[i]);
+            rc = -1;
+        }
+    if (r->mode == PT_REDIS_SENTINEL && !r->master_name) {
+        pt_conf_error(cc, n, "mode sentinel needs master_name (the name the sentinels monitor)");
+        rc = -1;
+    }
+    if (r->mode != PT_REDIS_SENTINEL && (r->master_name || r->sentinel_password)) {
+        const pt_node_t *k = pt_node_get(n, r->master_name ? "master_name" : "sentinel_password");
+        pt_conf_error(cc, k ? k : n, "%s is for mode sentinel only",
+                      r->master_name ? "master_name" : "sentinel_password");
+        rc = -1;
+    }
+    if (r->mode == PT_REDIS_CLUSTER && r->database) {
+        const pt_node_t *k = pt_node_get(n, "database");
+        pt_conf_error(cc, k ? k : n, "a Redis Cluster has only database 0");
+        rc = -1;
+    }
+    return rc;
+}
+
+#define RD(f) F(pt_redis_conf_t, f)
+static const pt_directive_t redis_keys[] = {
+    {"mode", PT_T_ENUM, RD(mode), "single", 0, 0, redis_mode_names, NULL, NULL, NULL, NULL, 0, NULL,
+     "single: one server. sentinel: addresses are Redis Sentinels, asked for the address of the master named "
+     "master_name (SENTINEL get-master-addr-by-name), and again after a failover. cluster: addresses are seed "
+     "nodes of a Redis Cluster; the slot map comes from CLUSTER SLOTS and follows MOVED and ASK."},
+    {"addresses", PT_T_LIST, RD(addresses), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
+     "list of host:port", "The server, the sentinels, or the cluster's seed nodes. A host name is resolved "
+     "without blocking when a worker connects."},
+    {"master_name", PT_T_STR, RD(master_name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Sentinel only: the name of the monitored master."},
+    {"username", PT_T_STR, RD(username), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The ACL user to AUTH as (Redis 6 and later); with password."},
+    {"password", PT_T_STR, RD(password), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
+     "The password sent with AUTH on each new connection; never logged, -T prints it redacted. Write it as "
+     "${REDIS_PASSWORD}."},
+    {"sentinel_password", PT_T_STR, RD(sentinel_password), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET,
+     NULL, "Sentinel only: the password of the sentinels themselves, when they require one."},
+    {"database", PT_T_INT, RD(database), "0", 0, 15, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The database to SELECT (single and sentinel)."},
+    {"timeout", PT_T_DURATION, RD(timeout), "50ms", 1, 10000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long one command may take, connecting included. Past it the request is counted locally at once (the "
+     "fallback), and the worker stops asking Redis until a probe gets an answer in time."},
+    {"probe_interval", PT_T_DURATION, RD(probe_interval), "1s", 10, 60000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "During a fallback, how often each worker asks Redis (PING) whether it is back."},
+    END,
+};
+static const pt_section_t redis_section = {"redis", sizeof(pt_redis_conf_t), redis_keys, check_redis, NULL, NULL};
+
+static const pt_directive_t limits_keys[] = {
+    {"memory", PT_T_SIZE, F(pt_limits_conf_t, memory), "32MiB", 65536, (int64_t)1 << 36, NULL, NULL, NULL, NULL,
+     NULL, 0, NULL,
+     "The shared-memory table of the local counters of limit-req, limit-count and limit-conn, shared by every "
+     "worker and kept across a reload while its size is unchanged. It never grows: when it is full, the key "
+     "used least recently is evicted (counted in /status)."},
+    END,
+};
+static const pt_section_t limits_section = {"limits", sizeof(pt_limits_conf_t), limits_keys, NULL, NULL, NULL};
+
 /* ---- root ---- */
 
 static const pt_directive_t root_keys[] = {
@@ -845,6 +941,10 @@ static const pt_directive_t root_keys[] = {
      pt_filters_print, 0, "map of filters", "Filters applied to every route that does not override them."},
     {"consumers", PT_T_LIST, F(pt_config_t, consumers), NULL, 0, 0, NULL, &consumer_section, NULL, NULL, NULL, 0,
      NULL, "Known API clients; authentication (a later filter) tells which one sent a request."},
+    {"redis", PT_T_SECTION, F(pt_config_t, redis), NULL, 0, 0, NULL, &redis_section, NULL, NULL, NULL,
+     PT_F_OPTIONAL, NULL, "The Redis that keeps the counters of the limits with policy: redis."},
+    {"limits", PT_T_SECTION, F(pt_config_t, limits), NULL, 0, 0, NULL, &limits_section, NULL, NULL, NULL, 0, NULL,
+     "The local counters of the rate limits."},
     {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL,
      0, "list of addresses",
      "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "
