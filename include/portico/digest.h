@@ -16,4 +16,8 @@ bool pt_sha256(const void *p, size_t n, unsigned char out[32]);
  * for comparing: a hit is always checked against the whole value. */
 uint64_t pt_keyed_hash(const void *p, size_t n);
 
+/* SipHash-1-3 of p with a 128-bit key: for tables shared by processes
+ * (the limits' counters), where every process must hash alike. */
+uint64_t pt_siphash(const uint64_t key[2], const void *p, size_t n);
+
 #endif

@@ -38,6 +38,9 @@ enum pt_filter_id {
     PT_FILTER_HMAC_AUTH,
     PT_FILTER_FORWARD_AUTH, /* the last auth filter: it always finds something to ask about */
     PT_FILTER_ACL,
+    PT_FILTER_LIMIT_CONN, /* the limits, after auth (a key may be the consumer), as APISIX orders them */
+    PT_FILTER_LIMIT_COUNT,
+    PT_FILTER_LIMIT_REQ,
     PT_FILTER_REDIRECT,
     PT_FILTER_PATH_REWRITE,
     PT_FILTER_REQUEST_HEADERS,
@@ -114,8 +117,10 @@ typedef struct pt_filter {
      * invalid: a credential of this kind was presented and failed */
     size_t (*challenge)(const void *conf, bool invalid, char *buf, size_t size);
     /* after the whole file is loaded: what a conf refers to elsewhere in
-     * it (an upstream); 0, or -1 after an error */
-    int (*link)(pt_conf_ctx_t *cc, const pt_config_t *c, void *conf);
+     * it (an upstream); scope says where the conf is written ("global",
+     * "route:NAME", "consumer:NAME", in the configuration's arena); 0, or
+     * -1 after an error */
+    int (*link)(pt_conf_ctx_t *cc, const pt_config_t *c, void *conf, const char *scope);
 } pt_filter_t;
 
 extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];
@@ -159,7 +164,8 @@ size_t pt_fx_request_bytes(const pt_fx_t *fx);
  * some (the circuit breakers, by route name).  0, or -1 with errno. */
 int pt_filters_prepare(const pt_config_t *c);
 
-/* ---- templates: ${route} ${param.NAME} ${client_ip} ${request_id} ${host} ${path} ---- */
+/* ---- templates: ${route} ${param.NAME} ${header.NAME} ${query.NAME} ${client_ip} ${request_id} ${host}
+ * ${path} ${consumer} ${tls_*} ---- */
 
 typedef struct pt_tpl pt_tpl_t;
 /* Where an expansion goes, which decides the bytes its values may have: a

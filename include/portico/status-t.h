@@ -20,6 +20,9 @@ typedef struct pt_status_worker {
     int64_t heartbeat_ms;    /* CLOCK_MONOTONIC, from a timer of its loop */
     uint64_t access_log_lost; /* access-log entries it could not write */
     uint64_t auth_failures[8]; /* requests refused by the auth filters, by reason (auth.h) */
+    uint64_t limit_rejected;   /* requests refused by a limit filter */
+    uint64_t limit_fallbacks;  /* limit decisions made locally because Redis could not be asked */
+    uint8_t redis_fallback;    /* its Redis client is in a fallback episode now */
 } pt_status_worker_t;
 
 typedef struct pt_status {
@@ -32,6 +35,7 @@ typedef struct pt_status {
     uint32_t reloads, reload_failures;
     uint64_t access_log_lost_exited; /* the access_log_lost of workers that exited */
     uint64_t auth_failures_exited[8];
+    uint64_t limit_rejected_exited, limit_fallbacks_exited;
     pt_status_worker_t workers[PT_STATUS_MAX_WORKERS];
 } pt_status_t;
 

@@ -41,6 +41,7 @@ struct pt_worker {
     int chan; /* to the master */
     pt_status_t *status;
     int board; /* its entry in status->workers, or -1 */
+    int column; /* its column of the shared counters (column.h) */
     uid_t uid;
     gid_t gid;
     bool drop_privileges;
@@ -55,6 +56,7 @@ struct pt_worker {
     struct pt_upstream *upstreams; /* one per configured upstream, same order */
     struct pt_prober *prober;      /* active health checks: slot 0 only */
     struct pt_resolver *resolver;  /* targets given by host name */
+    struct pt_redis *redis;        /* the limits' Redis client, when the file has redis: */
     struct event reaper;
     bool reap_pending;
     pt_conn_t *spare; /* closed connections kept for reuse, with their buffers */

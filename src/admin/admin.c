@@ -11,6 +11,7 @@
 #include "portico/auth.h"
 #include "portico/conn.h"
 #include "portico/http.h"
+#include "portico/limit.h"
 #include "portico/request.h"
 #include "portico/secret.h"
 #include "portico/upstream.h"
@@ -82,6 +83,43 @@ static void zones_json(FILE *f, pt_worker_t *w)
                 pt_zone_name(z), st.slots, st.used, st.evicted, st.refused);
     }
     fputc(']', f);
+}
+
+/* ,"limits":{...}: the local counters' table, refusals, and the Redis
+ * fallbacks of every worker (those that exited included). */
+static uint64_t sum_workers(const pt_status_t *st, size_t off, uint64_t exited)
+{
+    uint64_t n = exited;
+    for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++)
+        if (st->workers[i].state != PT_W_EMPTY)
+            n += __atomic_load_n((const uint64_t *)((const char *)&st->workers[i] + off), __ATOMIC_RELAXED);
+    return n;
+}
+
+static void limits_json(FILE *f, pt_worker_t *w)
+{
+    const pt_status_t *st = w->status;
+    pt_limits_stats_t ls;
+    pt_limits_stats(&ls);
+    fprintf(f,
+            ",\"limits\":{\"entries\":%zu,\"used\":%zu,\"evicted\":%llu,\"refused\":%llu,\"resets\":%llu,"
+            "\"in_flight\":%zu,\"holds\":%zu,\"rejected\":%llu",
+            ls.entries, ls.used, (unsigned long long)ls.evicted, (unsigned long long)ls.refused,
+            (unsigned long long)ls.resets, ls.holds_used, ls.holds,
+            (unsigned long long)sum_workers(st, offsetof(pt_status_worker_t, limit_rejected),
+                                            st->limit_rejected_exited));
+    if (w->conf->redis.node) {
+        static const char *const modes[] = {"single", "sentinel", "cluster"};
+        int down = 0;
+        for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++)
+            if (st->workers[i].state != PT_W_EMPTY)
+                down += __atomic_load_n(&st->workers[i].redis_fallback, __ATOMIC_RELAXED) != 0;
+        fprintf(f, ",\"redis\":{\"mode\":\"%s\",\"state\":\"%s\",\"workers_in_fallback\":%d,\"fallbacks\":%llu}",
+                modes[w->conf->redis.mode], down ? "fallback" : "ok", down,
+                (unsigned long long)sum_workers(st, offsetof(pt_status_worker_t, limit_fallbacks),
+                                                st->limit_fallbacks_exited));
+    }
+    fputc('}', f);
 }
 
 static char *status_json(pt_worker_t *w, size_t *len)
@@ -158,6 +196,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
     }
     fputc(']', f);
     zones_json(f, w);
+    limits_json(f, w);
     fprintf(f, "}\n");
     fclose(f);
     return buf;

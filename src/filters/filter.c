@@ -21,7 +21,7 @@
 
 extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection,
     pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_jwt_auth, pt_filter_hmac_auth, pt_filter_forward_auth,
-    pt_filter_acl,
+    pt_filter_acl, pt_filter_limit_conn, pt_filter_limit_count, pt_filter_limit_req,
     pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
@@ -37,6 +37,9 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_HMAC_AUTH] = &pt_filter_hmac_auth,
     [PT_FILTER_FORWARD_AUTH] = &pt_filter_forward_auth,
     [PT_FILTER_ACL] = &pt_filter_acl,
+    [PT_FILTER_LIMIT_CONN] = &pt_filter_limit_conn,
+    [PT_FILTER_LIMIT_COUNT] = &pt_filter_limit_count,
+    [PT_FILTER_LIMIT_REQ] = &pt_filter_limit_req,
     [PT_FILTER_REDIRECT] = &pt_filter_redirect,
     [PT_FILTER_PATH_REWRITE] = &pt_filter_path_rewrite,
     [PT_FILTER_REQUEST_HEADERS] = &pt_filter_request_headers,
@@ -133,23 +136,36 @@ void pt_filters_print(FILE *f, const void *field, const pt_list_t *prov)
     fputs(first ? "}" : " }", f);
 }
 
-static int link_set(pt_conf_ctx_t *cc, const pt_config_t *c, const pt_filterset_t *fs)
+static int link_set(pt_conf_ctx_t *cc, const pt_config_t *c, const pt_filterset_t *fs, const char *kind,
+                    const char *name)
 {
     int rc = 0;
-    for (int f = 0; f < PT_FILTER__COUNT; f++)
-        if (fs->conf[f] && fs->conf[f] != PT_FILTER_OFF && pt_filters[f]->link)
-            rc |= pt_filters[f]->link(cc, c, (void *)fs->conf[f]);
+    char *scope = NULL;
+    for (int f = 0; f < PT_FILTER__COUNT; f++) {
+        if (!fs->conf[f] || fs->conf[f] == PT_FILTER_OFF || !pt_filters[f]->link)
+            continue;
+        if (!scope) {
+            size_t n = strlen(kind) + (name ? strlen(name) + 1 : 0) + 1;
+            if (!(scope = pt_arena_alloc(cc->arena, n)))
+                return -1;
+            snprintf(scope, n, "%s%s%s", kind, name ? ":" : "", name ? name : "");
+        }
+        rc |= pt_filters[f]->link(cc, c, (void *)fs->conf[f], scope);
+    }
     return rc;
 }
 
 int pt_filters_resolve(pt_conf_ctx_t *cc, pt_config_t *c)
 {
-    int rc = link_set(cc, c, &c->global_filters);
-    for (size_t i = 0; i < c->routes.n; i++)
-        rc |= link_set(cc, c, &PT_LIST_AT(c->routes, pt_route_conf_t, i)->filters);
+    int rc = link_set(cc, c, &c->global_filters, "global", NULL);
+    for (size_t i = 0; i < c->routes.n; i++) {
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
+        rc |= link_set(cc, c, &r->filters, "route", r->name ? r->name : "");
+    }
     for (size_t i = 0; i < c->consumers.n; i++) {
-        const pt_filterset_t *fs = &PT_LIST_AT(c->consumers, pt_consumer_conf_t, i)->filters;
-        rc |= link_set(cc, c, fs);
+        const pt_consumer_conf_t *co = PT_LIST_AT(c->consumers, pt_consumer_conf_t, i);
+        const pt_filterset_t *fs = &co->filters;
+        rc |= link_set(cc, c, fs, "consumer", co->name ? co->name : "");
         for (int f = 0; f <= PT_FILTER_AUTH_LAST; f++) {
             if (!fs->conf[f])
                 continue;
@@ -308,7 +324,7 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)
 /* ---- templates ---- */
 
 enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH, TV_CONSUMER, TV_TLS_PROTOCOL,
-       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY };
+       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY, TV_HEADER, TV_QUERY };
 
 typedef struct tseg {
     int kind;
@@ -388,10 +404,24 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
             name.p += 6;
             name.n -= 6;
         }
+        /* ${header.NAME} and ${query.NAME}: the request's first field or
+         * argument of that name (raw, not decoded); there while the head is */
+        if (kind < 0 && ((name.n > 7 && memcmp(name.p, "header.", 7) == 0) ||
+                         (name.n > 6 && memcmp(name.p, "query.", 6) == 0))) {
+            size_t skip = name.p[0] == 'h' ? 7 : 6;
+            kind = skip == 7 ? TV_HEADER : TV_QUERY;
+            char *z = pt_arena_alloc(cc->arena, name.n - skip + 1);
+            if (!z)
+                return NULL;
+            memcpy(z, name.p + skip, name.n - skip);
+            z[name.n - skip] = '\0';
+            name = (pt_str_t){z, name.n - skip};
+        }
         if (kind < 0) {
             pt_conf_error(cc, n,
-                          "unknown variable ${%.*s} (use route, param.NAME, client_ip, request_id, host, path, "
-                          "consumer, tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)",
+                          "unknown variable ${%.*s} (use route, param.NAME, header.NAME, query.NAME, client_ip, "
+                          "request_id, host, path, consumer, tls_protocol, tls_client_subject, tls_client_san, "
+                          "tls_client_verify)",
                           (int)name.n, name.p);
             return NULL;
         }
@@ -455,6 +485,14 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
         return c->req->fx ? c->req->fx->req_path : req ? req->path : PT_STR_NULL;
     case TV_CONSUMER:
         return c->req->fx && c->req->fx->auth.consumer ? pt_str_from(c->req->fx->auth.consumer->name) : PT_STR_NULL;
+    case TV_HEADER: {
+        const pt_h1_header_t *h = req ? pt_h1_find(req, s->text) : NULL;
+        return h ? h->value : PT_STR_NULL;
+    }
+    case TV_QUERY: {
+        pt_str_t v = req ? pt_h1_query_arg(req->query, s->text.p) : PT_STR_NULL;
+        return v.p ? v : PT_STR_NULL;
+    }
     case TV_PARAM:
         for (size_t k = 0; k < c->req->match.nparams; k++)
             if (pt_str_eq(c->req->match.params[k].name, s->text))

@@ -53,7 +53,7 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return 0;
 }
 
-static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
 {
     conf_t *conf = vconf;
     conf->up = pt_conf_uri_upstream(c, &conf->parsed);

@@ -297,7 +297,7 @@ static void on_done(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst)
     }
 }
 
-static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
 {
     const conf_t *conf = vconf;
     if (!pt_creds_count(c, PT_CRED_HMAC))

@@ -108,7 +108,7 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return rc;
 }
 
-static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
 {
     conf_t *conf = vconf;
     if (conf->jwks.node) {

@@ -150,7 +150,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return v == PT_NEXT && conf->hide ? hide(c, req, conf, fx) : v;
 }
 
-static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf)
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
 {
     const conf_t *conf = vconf;
     if (!pt_creds_count(c, PT_CRED_KEY))

@@ -34,6 +34,7 @@
 #include "portico/config.h"
 #include "portico/err-t.h"
 #include "portico/filter.h"
+#include "portico/limit.h"
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/master.h"
@@ -217,6 +218,10 @@ static void remove_proc(proc_t *p)
         for (int r = 0; r < 8; r++)
             m.status->auth_failures_exited[r] +=
                 __atomic_load_n(&m.status->workers[p->board].auth_failures[r], __ATOMIC_RELAXED);
+        m.status->limit_rejected_exited +=
+            __atomic_load_n(&m.status->workers[p->board].limit_rejected, __ATOMIC_RELAXED);
+        m.status->limit_fallbacks_exited +=
+            __atomic_load_n(&m.status->workers[p->board].limit_fallbacks, __ATOMIC_RELAXED);
         m.status->workers[p->board] = (pt_status_worker_t){0};
     }
     *p = m.procs[--m.nprocs];
@@ -291,7 +296,7 @@ static int spawn(int slot)
         pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, column);
         pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups,
                          .lset = &m.lset, .slot = slot, .generation = m.gen, .chan = sv[1], .status = m.status,
-                         .board = board, .uid = m.uid, .gid = m.gid, .drop_privileges = m.drop};
+                         .board = board, .column = column, .uid = m.uid, .gid = m.gid, .drop_privileges = m.drop};
         int rc = router && ups ? pt_worker_run(&w) : 2;
         pt_upstreams_free(ups, m.conf->upstreams.n);
         pt_router_free(router);
@@ -430,6 +435,7 @@ static void reap(void)
         /* what it counted as under way is over now; its column is free
          * once that is cleared */
         pt_upstreams_forget_column(p->upzone, p->column);
+        pt_limits_forget_column(p->column);
         pt_column_give(p->column);
         remove_proc(p);
         if (starting)
@@ -525,7 +531,7 @@ static void reload_failed(const char *why)
 static pt_zone_t *prepare_zones(const pt_config_t *c)
 {
     pt_zone_t *z = pt_upstreams_zone(c);
-    return z && pt_filters_prepare(c) == 0 && pt_tls_prepare(c) == 0 ? z : NULL;
+    return z && pt_filters_prepare(c) == 0 && pt_limits_prepare(c) == 0 && pt_tls_prepare(c) == 0 ? z : NULL;
 }
 
 static int cmp_gen(const void *a, const void *b)
@@ -1084,7 +1090,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     }
     pt_lset_commit(&m.lset, &next);
     m.upzone = pt_upstreams_zone(c);
-    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_tls_prepare(c) < 0) {
+    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_limits_prepare(c) < 0 || pt_tls_prepare(c) < 0) {
         pt_log_crit("cannot map shared memory: %s", strerror(errno));
         return 1;
     }

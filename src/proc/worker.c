@@ -22,6 +22,7 @@
 #include "portico/conn.h"
 #include "portico/h1_server.h"
 #include "portico/grpc.h"
+#include "portico/limit_filter.h"
 #include "portico/log.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
@@ -287,6 +288,11 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     pt_worker_t *w = arg;
     PT_CHECK_MAGIC(w, PT_WORKER_MAGIC);
     beat(w);
+    if (w->redis) { /* for /status: is this worker counting locally for want of Redis? */
+        pt_redis_stats_t st;
+        pt_redis_stats(w->redis, &st);
+        __atomic_store_n(&w->status->workers[w->board].redis_fallback, st.fallback, __ATOMIC_RELAXED);
+    }
 }
 
 /* Every third of the watchdog, so that a beat or two may come late (a
@@ -356,6 +362,11 @@ static int setup(pt_worker_t *w)
         pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
         return -1;
     }
+    if (w->conf->redis.node) { /* the limits with policy redis; connects in the background */
+        if (!(w->redis = pt_redis_new(w->base, &w->conf->redis)))
+            return -1;
+        pt_limit_redis_set(w->redis);
+    }
     start_heartbeat(w);
     w->resolver = pt_resolver_start(w);
     if (w->slot == 0)
@@ -369,6 +380,9 @@ static void teardown(pt_worker_t *w)
 {
     while (w->conns)
         pt_conn_close(w->conns);
+    pt_limit_redis_set(NULL); /* after the requests that may have waited for it */
+    pt_redis_free(w->redis);
+    w->redis = NULL;
     pt_prober_stop(w->prober);
     w->prober = NULL;
     pt_resolver_stop(w->resolver);

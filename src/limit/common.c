@@ -1,0 +1,249 @@
+/* What the three limit filters share (limit_filter.h): their common keys,
+ * the counter's identity, the response fields, the refusal, delays and
+ * questions to Redis. */
+#include "config.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "portico/conf.h"
+#include "portico/conn.h"
+#include "portico/digest.h"
+#include "portico/err-t.h"
+#include "portico/http.h"
+#include "portico/limit_filter.h"
+#include "portico/log.h"
+#include "portico/request.h"
+#include "portico/schema.h"
+#include "portico/worker.h"
+
+const char *const pt_limit_header_names[] = {"ietf", "legacy", "false", "true", NULL};
+
+int pt_limit_check(pt_conf_ctx_t *cc, const pt_node_t *n, pt_limit_common_t *lc, const char *fname, char kind)
+{
+    lc->fname = fname;
+    lc->kind = kind;
+    if (lc->headers == PT_LH_TRUE)
+        lc->headers = PT_LH_IETF;
+    const pt_node_t *kn = pt_node_get(n, "key");
+    lc->tpl = pt_tpl_compile(cc, kn ? kn : n, lc->key, PT_TPL_FIELD);
+    return lc->tpl ? 0 : -1;
+}
+
+int pt_limit_link(pt_conf_ctx_t *cc, const pt_config_t *c, pt_limit_common_t *lc, const char *scope)
+{
+    lc->scope = scope;
+    if (lc->policy == PT_LP_REDIS && !c->redis.node) {
+        const pt_node_t *pn = pt_node_get(lc->node, "policy");
+        pt_conf_error(cc, pn ? pn : lc->node, "policy redis needs a redis: section (the server that keeps the "
+                      "counters)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the counter's identity ---- */
+
+/* "portico:{c:60000:route:api:KEY}": one hash tag around all of it, so
+ * every Redis key of one counter (the windows of a sliding one) is in one
+ * cluster slot.  A key longer than 200 bytes goes by its SHA-256. */
+static int redis_key(pt_conn_t *c, const pt_limit_common_t *lc, pt_str_t key, pt_str_t *out)
+{
+    char hex[65];
+    if (key.n > 200) {
+        unsigned char d[32];
+        pt_sha256(key.p, key.n, d);
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        key = (pt_str_t){hex, 64};
+    }
+    size_t n = 40 + strlen(lc->scope) + key.n;
+    char *b = pt_arena_alloc(&c->arena, n);
+    if (!b)
+        return PT_ENOMEM;
+    /* synced counts ('C', 'S') and counts asked each time share Redis's counters */
+    char kind = lc->kind == 'C' ? 'c' : lc->kind == 'S' ? 's' : lc->kind;
+    int len = snprintf(b, n, "portico:{%c:%" PRId64 ":%s:%.*s}", kind, lc->window_ms, lc->scope, (int)key.n, key.p);
+    *out = (pt_str_t){b, (size_t)len};
+    return 0;
+}
+
+int pt_limit_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *lc, pt_limit_state_t *st,
+                 pt_verdict_t *v)
+{
+    pt_str_t key;
+    int rc = pt_tpl_expand(lc->tpl, c, req, &key);
+    if (rc < 0) {
+        *v = pt_tpl_refuse(c, req, rc);
+        return -1;
+    }
+    if (!key.n) {
+        if (!lc->empty_logged) {
+            ((pt_limit_common_t *)lc)->empty_logged = true;
+            pt_log_notice("route \"%s\": the key of %s (%s) expanded to nothing; it counts per client address "
+                          "instead (logged once per route and worker), req=%s",
+                          c->req->match.route ? c->req->match.route->name : "", lc->fname, lc->key, c->req->reqid);
+        }
+        key = pt_conn_peer_ip(c);
+    }
+    pt_lkey_make(&st->key, lc->kind, lc->window_ms, lc->scope, key);
+    st->c = c;
+    if (lc->policy == PT_LP_REDIS && redis_key(c, lc, key, &st->rkey) < 0) {
+        *v = PT_FAIL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the response ---- */
+
+static bool add(pt_conn_t *c, const char *name, const char *value)
+{
+    size_t n = strlen(value);
+    char *v = pt_arena_alloc(&c->arena, n);
+    if (!v)
+        return false;
+    memcpy(v, value, n);
+    return pt_fx_add(c, c->req->fx, true, PT_HDR_ADD, pt_str_from(name), (pt_str_t){v, n});
+}
+
+static int64_t seconds_up(int64_t ms)
+{
+    return ms <= 0 ? 0 : (ms + 999) / 1000;
+}
+
+pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *lc,
+                             pt_limit_state_t *st, int64_t q, int64_t w)
+{
+    const pt_lresult_t *r = &st->res;
+    char b[160];
+    st->phase = PT_LS_DONE;
+    if (q && lc->headers == PT_LH_IETF) {
+        snprintf(b, sizeof(b), "\"%s\";q=%" PRId64 ";w=%" PRId64, lc->fname, q, w);
+        add(c, "RateLimit-Policy", b);
+        snprintf(b, sizeof(b), "\"%s\";r=%" PRId64 ";t=%" PRId64, lc->fname, r->remaining, seconds_up(r->reset_ms));
+        add(c, "RateLimit", b);
+    } else if (q && lc->headers == PT_LH_LEGACY) {
+        snprintf(b, sizeof(b), "%" PRId64, q);
+        add(c, "X-RateLimit-Limit", b);
+        snprintf(b, sizeof(b), "%" PRId64, r->remaining);
+        add(c, "X-RateLimit-Remaining", b);
+        snprintf(b, sizeof(b), "%" PRId64, seconds_up(r->reset_ms));
+        add(c, "X-RateLimit-Reset", b);
+    }
+    if (r->allowed)
+        return PT_NEXT;
+    int64_t retry = seconds_up(r->retry_ms);
+    snprintf(b, sizeof(b), "Retry-After: %" PRId64 "\r\n", retry ? retry : 1);
+    int code = (int)lc->rejected_code;
+    char body[96];
+    const char *msg = lc->rejected_message;
+    size_t len;
+    if (msg) {
+        len = strlen(msg);
+    } else {
+        len = (size_t)snprintf(body, sizeof(body), "%d %s\n", code, pt_http_reason(code));
+        msg = body;
+    }
+    if (c->w->board >= 0)
+        __atomic_add_fetch(&c->w->status->workers[c->w->board].limit_rejected, 1, __ATOMIC_RELAXED);
+    pt_req_respond(c, code, "text/plain", msg, len, b, req->method_bit == PT_M_HEAD);
+    return PT_RESPOND;
+}
+
+/* ---- delays ---- */
+
+static void delayed(evutil_socket_t fd, short what, void *arg)
+{
+    pt_limit_state_t *st = arg;
+    st->timer_armed = false;
+    st->phase = PT_LS_DONE;
+    pt_req_resume(st->c);
+}
+
+pt_verdict_t pt_limit_delay(pt_conn_t *c, pt_limit_state_t *st, int64_t ms)
+{
+    evtimer_assign(&st->timer, c->w->base, delayed, st);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(&st->timer, &tv);
+    st->timer_armed = true;
+    st->phase = PT_LS_DELAYING;
+    return PT_SUSPEND;
+}
+
+/* ---- Redis ---- */
+
+static pt_redis_t *redis;
+
+pt_redis_t *pt_limit_redis(void)
+{
+    return redis;
+}
+
+void pt_limit_redis_set(pt_redis_t *r)
+{
+    redis = r;
+}
+
+typedef struct ask {
+    pt_limit_state_t *st;
+    pt_limit_decode_fn decode;
+    const void *arg;
+} ask_t;
+
+void pt_limit_fell_back(pt_conn_t *c)
+{
+    if (c->w->board >= 0)
+        __atomic_add_fetch(&c->w->status->workers[c->w->board].limit_fallbacks, 1, __ATOMIC_RELAXED);
+}
+
+static void answered(void *arg, int status, const long long *vals, size_t n)
+{
+    ask_t *a = arg;
+    pt_limit_state_t *st = a->st;
+    st->call = NULL;
+    st->phase = PT_LS_ANSWERED;
+    if (status == PT_REDIS_OK) {
+        a->decode(st, vals, n, a->arg);
+    } else {
+        pt_limit_fell_back(st->c);
+        a->decode(st, NULL, 0, a->arg); /* counts locally */
+    }
+    pt_req_resume(st->c);
+}
+
+pt_verdict_t pt_limit_ask(pt_conn_t *c, pt_limit_state_t *st, pt_redis_script_t *s, const long long *args,
+                          size_t nargs, pt_limit_decode_fn decode, const void *arg)
+{
+    ask_t *a = redis ? pt_arena_alloc(&c->arena, sizeof(*a)) : NULL;
+    if (a) {
+        *a = (ask_t){st, decode, arg};
+        st->call = pt_redis_eval(redis, s, st->rkey.p, st->rkey.n, args, nargs, answered, a);
+    }
+    if (!st->call) {
+        pt_limit_fell_back(c);
+        return PT_NEXT;
+    }
+    st->phase = PT_LS_ASKING;
+    return PT_SUSPEND;
+}
+
+void pt_limit_done(pt_limit_state_t *st)
+{
+    if (!st)
+        return;
+    if (st->call) {
+        pt_redis_cancel(st->call);
+        st->call = NULL;
+    }
+    if (st->timer_armed) {
+        evtimer_del(&st->timer);
+        st->timer_armed = false;
+    }
+    if (st->hold1) {
+        pt_limits_conn_release(st->hold1 - 1);
+        st->hold1 = 0;
+    }
+}
