@@ -175,11 +175,19 @@ class RedisServer:
         self.kill()
         return self.start()
 
+    def state(self):
+        """The process state letter of /proc/PID/stat ('T' when stopped)."""
+        with open(f'/proc/{self.proc.pid}/stat') as f:
+            return f.read().rpartition(')')[2].split()[0]
+
     def stop(self):
+        """SIGSTOP, and returns once the process is stopped."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        wait_for(lambda: self.state() == 'T', 5, interval=0.005, what=f'{self.name} stopped')
 
     def cont(self):
         os.kill(self.proc.pid, signal.SIGCONT)
+        wait_for(lambda: self.state() != 'T', 5, interval=0.005, what=f'{self.name} running')
 
     @contextlib.contextmanager
     def stopped(self):
