@@ -53,10 +53,13 @@ void pt_redis_free(pt_redis_t *r);
 bool pt_redis_ready(const pt_redis_t *r);
 
 /* Runs the script on the node that holds key (whose slot is that of its
- * {hash tag}), with KEYS = {key} and ARGV = args as decimal integers.
- * cb is called once, later, within redis.timeout.  Returns a handle for
- * pt_redis_cancel, or NULL, without calling cb, when it is not sent: not
- * pt_redis_ready, or out of memory (counted in fallbacks: count locally). */
+ * {hash tag}), with KEYS = {key} and ARGV = args as decimal integers
+ * (at most PT_REDIS_MAX_ARGS).  key and args are copied.  cb is called
+ * once, later, within redis.timeout; the handle is invalid from then on.
+ * Returns a handle for pt_redis_cancel, or NULL, without calling cb, when
+ * it is not sent: not pt_redis_ready, too many args, or out of memory
+ * (counted in fallbacks: count locally). */
+#define PT_REDIS_MAX_ARGS 16
 pt_redis_call_t *pt_redis_eval(pt_redis_t *r, pt_redis_script_t *s, const char *key, size_t keylen,
                                const long long *args, size_t nargs, pt_redis_cb cb, void *arg);
 /* The caller no longer wants the answer (its request ended): cb will not
@@ -75,6 +78,8 @@ typedef struct pt_redis_stats {
     uint64_t calls, answers;  /* scripts sent, and answered in time */
     uint64_t moved, asked;    /* cluster redirections followed */
     uint64_t failovers;       /* sentinel: the master's address changed */
+    uint64_t loads;           /* NOSCRIPT answered: the script sent again with EVAL */
+    uint64_t connects;        /* connections opened (to nodes and sentinels) */
 } pt_redis_stats_t;
 void pt_redis_stats(const pt_redis_t *r, pt_redis_stats_t *st);
 

@@ -845,8 +845,9 @@ static const pt_directive_t redis_keys[] = {
      "master_name (SENTINEL get-master-addr-by-name), and again after a failover. cluster: addresses are seed "
      "nodes of a Redis Cluster; the slot map comes from CLUSTER SLOTS and follows MOVED and ASK."},
     {"addresses", PT_T_LIST, RD(addresses), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0,
-     "list of host:port", "The server, the sentinels, or the cluster's seed nodes. A host name is resolved "
-     "without blocking when a worker connects."},
+     "list of host:port", "The server, the sentinels (asked in this order), or the cluster's seed nodes. A host "
+     "name is resolved without blocking each time a worker connects, from /etc/hosts and the name servers of "
+     "/etc/resolv.conf (not resolver:), to an IPv4 address; give an IPv6 server by its address, as \"[::1]:6379\"."},
     {"master_name", PT_T_STR, RD(master_name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Sentinel only: the name of the monitored master."},
     {"username", PT_T_STR, RD(username), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -860,9 +861,14 @@ static const pt_directive_t redis_keys[] = {
      "The database to SELECT (single and sentinel)."},
     {"timeout", PT_T_DURATION, RD(timeout), "50ms", 1, 10000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "How long one command may take, connecting included. Past it the request is counted locally at once (the "
-     "fallback), and the worker stops asking Redis until a probe gets an answer in time."},
+     "fallback), and the worker stops asking Redis until a probe gets an answer in time. A refused or closed "
+     "connection, or an error answer, falls back the same way without waiting. Each such episode is logged once "
+     "when it starts (warn) and once when it ends (notice)."},
     {"probe_interval", PT_T_DURATION, RD(probe_interval), "1s", 10, 60000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "During a fallback, how often each worker asks Redis (PING) whether it is back."},
+     "During a fallback, how often each worker asks Redis whether it is back, on a new connection and within "
+     "timeout: PING (single); the sentinels, then PING to the master they name, a new address counting as a "
+     "failover (sentinel); CLUSTER SLOTS from the seed nodes, then the nodes known (cluster). A failover is seen "
+     "as a failure (a closed connection, or READONLY from the old master), so it costs one fallback episode."},
     END,
 };
 static const pt_section_t redis_section = {"redis", sizeof(pt_redis_conf_t), redis_keys, check_redis, NULL, NULL};
