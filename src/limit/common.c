@@ -193,10 +193,20 @@ typedef struct ask {
     const void *arg;
 } ask_t;
 
+/* /status shows the worker in fallback from its first local decision (the
+ * heartbeat also copies the client's state, and clears it once a probe
+ * brought Redis back), and back from the first answer. */
+static void fallback_flag(pt_conn_t *c, uint8_t on)
+{
+    if (c->w->board >= 0)
+        __atomic_store_n(&c->w->status->workers[c->w->board].redis_fallback, on, __ATOMIC_RELAXED);
+}
+
 void pt_limit_fell_back(pt_conn_t *c)
 {
     if (c->w->board >= 0)
         __atomic_add_fetch(&c->w->status->workers[c->w->board].limit_fallbacks, 1, __ATOMIC_RELAXED);
+    fallback_flag(c, 1);
 }
 
 static void answered(void *arg, int status, const long long *vals, size_t n)
@@ -206,6 +216,7 @@ static void answered(void *arg, int status, const long long *vals, size_t n)
     st->call = NULL;
     st->phase = PT_LS_ANSWERED;
     if (status == PT_REDIS_OK) {
+        fallback_flag(st->c, 0);
         a->decode(st, vals, n, a->arg);
     } else {
         pt_limit_fell_back(st->c);
