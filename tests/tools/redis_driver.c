@@ -85,9 +85,9 @@ static void on_answer(void *arg, int status, const long long *vals, size_t n)
     pending_t *p = arg;
     double ms = now_ms() - p->start;
     if (status == PT_REDIS_OK)
-        printf("answer %u %s OK %lld %lld %.1f\n", p->id, p->key, n > 0 ? vals[0] : -1, n > 1 ? vals[1] : -1, ms);
+        printf("answer %u %s OK %lld %lld %.3f\n", p->id, p->key, n > 0 ? vals[0] : -1, n > 1 ? vals[1] : -1, ms);
     else
-        printf("answer %u %s FALLBACK %.1f\n", p->id, p->key, ms);
+        printf("answer %u %s FALLBACK %.3f\n", p->id, p->key, ms);
     unlink_pending(p);
     free(p);
     if (syncing && outstanding == 0) {
@@ -108,7 +108,7 @@ static void eval(const char *key, long long incr, bool cancel)
     long long args[2] = {incr, 600000};
     pt_redis_call_t *c = pt_redis_eval(client, &counter, key, strlen(key), args, 2, on_answer, p);
     if (!c) {
-        printf("answer %u %s NULL %.1f\n", p->id, p->key, now_ms() - p->start);
+        printf("answer %u %s NULL %.3f\n", p->id, p->key, now_ms() - p->start);
         free(p);
     } else if (cancel) {
         pt_redis_cancel(c);
