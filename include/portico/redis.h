@@ -44,7 +44,10 @@ typedef void (*pt_redis_cb)(void *arg, int status, const long long *vals, size_t
 /* In a worker, once its loop exists: the client for conf (conf->node must
  * be set).  Connects at once, in the background.  NULL on ENOMEM. */
 pt_redis_t *pt_redis_new(struct event_base *base, const pt_redis_conf_t *conf);
-/* Closes every connection; pending calls are not called back. */
+/* Closes every connection; pending calls are not called back.  A host
+ * name still being resolved has its query cancelled, and libevent ends it
+ * on later turns of the loop: run it twice more (EVLOOP_NONBLOCK) before
+ * event_base_free, or that query's few bytes are never freed. */
 void pt_redis_free(pt_redis_t *r);
 
 /* Is Redis usable now?  false while a fallback episode lasts (or before the

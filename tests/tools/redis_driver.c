@@ -46,7 +46,7 @@ typedef struct pending {
     struct pending *prev, *next; /* every eval not answered yet */
     unsigned id;
     double start;
-    char key[200];
+    char key[256];
 } pending_t;
 
 static struct event_base *base;
@@ -155,11 +155,11 @@ static void finish(void)
 /* One command.  false: it waits (sleep, sync, wait_ready); the loop goes on. */
 static bool run(char *line)
 {
-    char key[200], prefix[190];
+    char key[256], prefix[190];
     long long a = 0, b = 0;
-    if (sscanf(line, "eval %199s %lld", key, &a) == 2) {
+    if (sscanf(line, "eval %255s %lld", key, &a) == 2) {
         eval(key, a, false);
-    } else if (sscanf(line, "cancel %199s", key) == 1) {
+    } else if (sscanf(line, "cancel %255s", key) == 1) {
         eval(key, 1, true);
     } else if (sscanf(line, "burst %lld %189s %lld", &a, prefix, &b) == 3) {
         size_t pl = strlen(prefix);
@@ -189,7 +189,7 @@ static bool run(char *line)
         printf("ready 1 0\n");
     } else if (strcmp(line, "stats") == 0) {
         print_stats();
-    } else if (sscanf(line, "slot %199s", key) == 1) {
+    } else if (sscanf(line, "slot %255s", key) == 1) {
         printf("slot %s %u\n", key, pt_redis_slot(key, strlen(key)));
     } else if (strcmp(line, "renew") == 0) {
         pt_redis_free(client); /* pending calls are not called back */
@@ -317,6 +317,8 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     if (client)
         pt_redis_free(client);
+    for (int i = 0; i < 2; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK); /* what pt_redis_free left to the loop (redis.h) */
     event_free(stdin_ev);
     event_free(wake_ev);
     event_base_free(base);
