@@ -42,9 +42,13 @@ enum {
 typedef void (*pt_redis_cb)(void *arg, int status, const long long *vals, size_t n);
 
 /* In a worker, once its loop exists: the client for conf (conf->node must
- * be set).  Connects at once, in the background.  NULL on ENOMEM. */
+ * be set; conf is kept, and must outlive the client).  Connects at once,
+ * in the background.  NULL on ENOMEM. */
 pt_redis_t *pt_redis_new(struct event_base *base, const pt_redis_conf_t *conf);
-/* Closes every connection; pending calls are not called back. */
+/* Closes every connection; pending calls are not called back.  A host
+ * name still being resolved has its query cancelled, and libevent ends it
+ * on later turns of the loop: run it twice more (EVLOOP_NONBLOCK) before
+ * event_base_free, or that query's few bytes are never freed. */
 void pt_redis_free(pt_redis_t *r);
 
 /* Is Redis usable now?  false while a fallback episode lasts (or before the
@@ -54,7 +58,8 @@ bool pt_redis_ready(const pt_redis_t *r);
 
 /* Runs the script on the node that holds key (whose slot is that of its
  * {hash tag}), with KEYS = {key} and ARGV = args as decimal integers
- * (at most PT_REDIS_MAX_ARGS).  key and args are copied.  cb is called
+ * (at most PT_REDIS_MAX_ARGS).  key and args are copied; s is not (it
+ * must outlive the client: EVAL after NOSCRIPT sends s->lua).  cb is called
  * once, later, within redis.timeout; the handle is invalid from then on.
  * Returns a handle for pt_redis_cancel, or NULL, without calling cb, when
  * it is not sent: not pt_redis_ready, too many args, or out of memory

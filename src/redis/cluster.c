@@ -78,12 +78,9 @@ static void on_probe_slots(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     PT_CHECK_MAGIC(n, RD_NODE_MAGIC);
     pt_redis_t *r = n->r;
-    if (r->closing || !rd_is_current(ac, n) || !r->probe.active || r->probe.node != n)
+    if (!rd_probe_answer(ac, n, rep))
         return;
-    if (!rep) {
-        const char *why = rd_node_lost(n, ac);
-        rd_probe_failed(r, "%s: %s", n->name, why);
-    } else if (rep->type == REDIS_REPLY_ERROR) {
+    if (rep->type == REDIS_REPLY_ERROR) {
         rd_probe_failed(r, "%s answered CLUSTER SLOTS with %s", n->name, rep->str);
     } else if (load_map(r, n, rep) <= 0) {
         rd_probe_failed(r, "%s: CLUSTER SLOTS gave no usable slot", n->name);

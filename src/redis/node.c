@@ -70,7 +70,7 @@ const char *rd_node_lost(rd_node_t *n, const redisAsyncContext *c)
     }
     if (!c)
         return n->err;
-    return c->errstr[0] ? c->errstr : "connection lost";
+    return c->errstr && c->errstr[0] ? c->errstr : "connection lost";
 }
 
 rd_node_t *rd_node_get(pt_redis_t *r, const char *host, int port, bool sentinel)
@@ -209,23 +209,30 @@ static int node_connect(rd_node_t *n, const char *ip)
     n->r->st.connects++;
     if (send_hello(n)) {
         snprintf(n->err, sizeof(n->err), "cannot send AUTH or SELECT");
-        rd_node_drop(n);
+        n->ac = NULL; /* its callbacks, run now, are stale; the queue stays for the caller */
+        redisAsyncFree(ac);
         return -1;
     }
     return 0;
 }
 
-/* The queued commands end with no reply: c is NULL (a failure of this
- * node) or the stale context (dropped on purpose). */
-static void fail_queue(rd_node_t *n, redisAsyncContext *c)
+/* Sends what waits for the connection (send), or ends it with no reply:
+ * failed is NULL (this node failed) or the stale context (dropped on
+ * purpose). */
+static void drain_queue(rd_node_t *n, bool send, redisAsyncContext *failed)
 {
     rd_send_t *s = n->queue;
     n->queue = NULL;
     n->qtail = &n->queue;
     while (s) {
         rd_send_t *next = s->next;
-        if (s->fn)
-            s->fn(c, NULL, s->privdata);
+        if (!send || !n->ac ||
+            redisAsyncFormattedCommand(n->ac, s->fn, s->privdata, s->cmd, (size_t)s->len) != REDIS_OK) {
+            if (send)
+                snprintf(n->err, sizeof(n->err), "connection lost");
+            if (s->fn)
+                s->fn(failed, NULL, s->privdata);
+        }
         redisFreeCommand(s->cmd);
         free(s);
         s = next;
@@ -239,24 +246,8 @@ static void on_resolved(evutil_socket_t fd, short what, void *arg)
     PT_CHECK_MAGIC(n, RD_NODE_MAGIC);
     if (!n->queue)
         return; /* dropped meanwhile */
-    if (!n->resolved || node_connect(n, n->ip)) {
-        fail_queue(n, NULL);
-        return;
-    }
-    rd_send_t *s = n->queue;
-    n->queue = NULL;
-    n->qtail = &n->queue;
-    while (s) {
-        rd_send_t *next = s->next;
-        if (!n->ac || redisAsyncFormattedCommand(n->ac, s->fn, s->privdata, s->cmd, (size_t)s->len) != REDIS_OK) {
-            snprintf(n->err, sizeof(n->err), "connection lost");
-            if (s->fn)
-                s->fn(NULL, NULL, s->privdata);
-        }
-        redisFreeCommand(s->cmd);
-        free(s);
-        s = next;
-    }
+    bool up = n->resolved && node_connect(n, n->ip) == 0;
+    drain_queue(n, up, NULL);
 }
 
 static void free_orphan(evutil_socket_t fd, short what, void *arg)
@@ -355,7 +346,7 @@ int rd_node_send(rd_node_t *n, int argc, const char **argv, const size_t *lens, 
 
 void rd_node_drop(rd_node_t *n)
 {
-    fail_queue(n, &stale_ctx);
+    drain_queue(n, false, &stale_ctx);
     if (n->ac) {
         redisAsyncContext *ac = n->ac;
         n->ac = NULL; /* first: its callbacks, run now, are stale */

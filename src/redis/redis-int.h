@@ -141,6 +141,9 @@ void rd_trouble(pt_redis_t *r, const char *fmt, ...) __attribute__((format(print
  * step fails when it was the probe's node, else rd_trouble. */
 void rd_node_failed(rd_node_t *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rd_probe_ok(pt_redis_t *r);
+/* Is rep the answer the running probe waits for from n?  false for a
+ * stale one, and for none (the connection went: the step failed). */
+bool rd_probe_answer(const redisAsyncContext *ac, rd_node_t *n, const redisReply *rep);
 void rd_probe_failed(pt_redis_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Starts the probe's current step again, with a new deadline. */
 void rd_probe_step(pt_redis_t *r);

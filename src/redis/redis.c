@@ -51,10 +51,11 @@ static void mask(char *s, const char *secret)
     while ((p = strstr(s, secret))) {
         if (k < 3) {
             memset(p, '*', k);
-            continue;
+        } else {
+            memcpy(p, "***", 3);
+            memmove(p + 3, p + k, strlen(p + k) + 1);
         }
-        memcpy(p, "***", 3);
-        memmove(p + 3, p + k, strlen(p + k) + 1);
+        s = p + (k < 3 ? k : 3); /* on after it: a secret of stars is masked once */
     }
 }
 
@@ -240,15 +241,20 @@ int rd_call_send(pt_redis_call_t *c, rd_node_t *n)
 
 /* ---- episodes and probes ---- */
 
+#define FORMAT(buf, fmt) \
+    do { \
+        va_list ap_; \
+        va_start(ap_, fmt); \
+        vsnprintf(buf, sizeof(buf), fmt, ap_); \
+        va_end(ap_); \
+    } while (0)
+
 void rd_trouble(pt_redis_t *r, const char *fmt, ...)
 {
     if (r->closing)
         return;
     char why[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
+    FORMAT(why, fmt);
     rd_redact(r, why);
     r->up = false;
     r->probe.active = false;
@@ -292,10 +298,7 @@ void rd_probe_failed(pt_redis_t *r, const char *fmt, ...)
     if (r->closing || !r->probe.active)
         return;
     char why[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
+    FORMAT(why, fmt);
     if (r->probe.node)
         rd_node_drop(r->probe.node);
     size_t count = r->conf->mode == PT_REDIS_CLUSTER ? r->nnodes : r->nseeds;
@@ -314,10 +317,7 @@ void rd_node_failed(rd_node_t *n, const char *fmt, ...)
     if (r->closing)
         return;
     char why[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
+    FORMAT(why, fmt);
     if (r->probe.active && r->probe.node == n)
         rd_probe_failed(r, "%s", why);
     else if (n->sentinel || r->probe.active)
@@ -326,23 +326,31 @@ void rd_node_failed(rd_node_t *n, const char *fmt, ...)
         rd_trouble(r, "%s", why);
 }
 
+bool rd_probe_answer(const redisAsyncContext *ac, rd_node_t *n, const redisReply *rep)
+{
+    pt_redis_t *r = n->r;
+    if (r->closing || !rd_is_current(ac, n) || !r->probe.active || r->probe.node != n)
+        return false;
+    if (!rep) {
+        const char *why = rd_node_lost(n, ac);
+        rd_probe_failed(r, "%s%s: %s", n->sentinel ? "sentinel " : "", n->name, why);
+        return false;
+    }
+    return true;
+}
+
 static void on_pong(redisAsyncContext *ac, void *reply, void *privdata)
 {
     rd_node_t *n = privdata;
     redisReply *rep = reply;
     PT_CHECK_MAGIC(n, RD_NODE_MAGIC);
-    pt_redis_t *r = n->r;
-    if (r->closing || !rd_is_current(ac, n) || !r->probe.active || r->probe.node != n)
+    if (!rd_probe_answer(ac, n, rep))
         return;
-    if (!rep) {
-        const char *why = rd_node_lost(n, ac);
-        rd_probe_failed(r, "%s: %s", n->name, why);
-    } else if (rep->type == REDIS_REPLY_STATUS && strcasecmp(rep->str, "PONG") == 0) {
-        rd_probe_ok(r);
-    } else {
-        rd_probe_failed(r, "%s answered PING with %s", n->name,
+    if (rep->type == REDIS_REPLY_STATUS && strcasecmp(rep->str, "PONG") == 0)
+        rd_probe_ok(n->r);
+    else
+        rd_probe_failed(n->r, "%s answered PING with %s", n->name,
                         rep->type == REDIS_REPLY_ERROR ? rep->str : reply_type(rep->type));
-    }
 }
 
 void rd_probe_step(pt_redis_t *r)

@@ -128,8 +128,8 @@ static int slot_entry(const redisReply *e, unsigned *from, unsigned *to, char *h
 int pt_redis_parse_slots(const redisReply *rep, pt_redis_range_fn fn, void *arg)
 {
     char host[PT_REDIS_HOST_MAX];
-    unsigned from, to;
-    int port;
+    unsigned from = 0, to = 0;
+    int port = 0;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements > PT_REDIS_SLOTS)
         return -1;
     for (size_t i = 0; i < rep->elements; i++)

@@ -24,13 +24,8 @@ static void on_master_addr(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     PT_CHECK_MAGIC(s, RD_NODE_MAGIC);
     pt_redis_t *r = s->r;
-    if (r->closing || !rd_is_current(ac, s) || !r->probe.active || r->probe.node != s)
+    if (!rd_probe_answer(ac, s, rep))
         return;
-    if (!rep) {
-        const char *why = rd_node_lost(s, ac);
-        rd_probe_failed(r, "sentinel %s: %s", s->name, why);
-        return;
-    }
     char host[PT_REDIS_HOST_MAX];
     int port;
     int rc = pt_redis_parse_master_addr(rep, host, sizeof(host), &port);

@@ -78,7 +78,17 @@ def _resp(*args):
     return b''.join(out)
 
 
-class RedisServer:
+class _Started:
+    """`with X(...) as x:` starts x, and kills what it started on the way out."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+class RedisServer(_Started):
     """One redis-server (or sentinel) process with its configuration file."""
 
     def __init__(self, tmpdir, name='redis', port=None, password=None, acl_user=None, extra=(), sentinel=False):
@@ -110,12 +120,6 @@ class RedisServer:
     @property
     def addr(self):
         return f'{self.host}:{self.port}'
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.kill()
 
     def start(self, timeout=15):
         args = [REDIS_SERVER, self.conf] + (['--sentinel'] if self.sentinel else [])
@@ -202,7 +206,7 @@ class RedisServer:
         return self.cli('CLUSTER', 'MYID')
 
 
-class RedisSentinel:
+class RedisSentinel(_Started):
     """A master, a replica of it and one sentinel that fails over in ~1-3 s."""
 
     def __init__(self, tmpdir, master_name='mymaster', password=None, sentinel_password=None):
@@ -222,12 +226,6 @@ class RedisSentinel:
     @property
     def sentinel_addr(self):
         return self.sentinel.addr
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.kill()
 
     def start(self):
         try:
@@ -278,7 +276,7 @@ class RedisSentinel:
             s.kill()
 
 
-class RedisCluster:
+class RedisCluster(_Started):
     """Three masters, no replicas, every slot assigned."""
 
     def __init__(self, tmpdir, n=3, password=None):
@@ -293,12 +291,6 @@ class RedisCluster:
     @property
     def seed_addr(self):
         return self.nodes[0].addr
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.kill()
 
     def start(self):
         try:
@@ -392,47 +384,34 @@ class RedisCluster:
             node.kill()
 
 
-def _factory(cls):
+def _serve(cls):
+    """A fixture's body: yields a factory of started cls objects, kills them all after."""
     made = []
-    tmp = tempfile.TemporaryDirectory(prefix='portico-redis-')
-
-    def make(*args, **kw):
-        obj = cls(tmp.name, *args, **kw)
-        made.append(obj)
-        return obj.start()
-
-    def cleanup():
-        for obj in made:
-            obj.kill()
-        tmp.cleanup()
-    return make, cleanup
+    with tempfile.TemporaryDirectory(prefix='portico-redis-') as tmp:
+        def make(*args, **kw):
+            obj = cls(tmp, *args, **kw)
+            made.append(obj)
+            return obj.start()
+        try:
+            yield make
+        finally:
+            for obj in made:
+                obj.kill()
 
 
 @pytest.fixture
 def redis_single():
     """Factory: redis_single(password=None, acl_user=None, extra=()) -> a started RedisServer."""
-    make, cleanup = _factory(lambda tmp, **kw: RedisServer(tmp, f'redis{time.monotonic_ns()}', **kw))
-    try:
-        yield make
-    finally:
-        cleanup()
+    yield from _serve(lambda tmp, **kw: RedisServer(tmp, f'redis{time.monotonic_ns()}', **kw))
 
 
 @pytest.fixture
 def redis_sentinel():
     """Factory: redis_sentinel(master_name='mymaster', password=None, sentinel_password=None)."""
-    make, cleanup = _factory(RedisSentinel)
-    try:
-        yield make
-    finally:
-        cleanup()
+    yield from _serve(RedisSentinel)
 
 
 @pytest.fixture
 def redis_cluster():
     """Factory: redis_cluster(n=3, password=None) -> a started RedisCluster."""
-    make, cleanup = _factory(RedisCluster)
-    try:
-        yield make
-    finally:
-        cleanup()
+    yield from _serve(RedisCluster)

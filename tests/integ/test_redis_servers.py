@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from redis_servers import RedisCluster, RedisServer, RedisSentinel, redis_single  # noqa: F401
+from redis_servers import RedisCluster, RedisSentinel, redis_single  # noqa: F401
 
 
 def alive(pid):

@@ -46,7 +46,7 @@ typedef struct pending {
     struct pending *prev, *next; /* every eval not answered yet */
     unsigned id;
     double start;
-    char key[200];
+    char key[256];
 } pending_t;
 
 static struct event_base *base;
@@ -85,9 +85,9 @@ static void on_answer(void *arg, int status, const long long *vals, size_t n)
     pending_t *p = arg;
     double ms = now_ms() - p->start;
     if (status == PT_REDIS_OK)
-        printf("answer %u %s OK %lld %lld %.1f\n", p->id, p->key, n > 0 ? vals[0] : -1, n > 1 ? vals[1] : -1, ms);
+        printf("answer %u %s OK %lld %lld %.3f\n", p->id, p->key, n > 0 ? vals[0] : -1, n > 1 ? vals[1] : -1, ms);
     else
-        printf("answer %u %s FALLBACK %.1f\n", p->id, p->key, ms);
+        printf("answer %u %s FALLBACK %.3f\n", p->id, p->key, ms);
     unlink_pending(p);
     free(p);
     if (syncing && outstanding == 0) {
@@ -108,7 +108,7 @@ static void eval(const char *key, long long incr, bool cancel)
     long long args[2] = {incr, 600000};
     pt_redis_call_t *c = pt_redis_eval(client, &counter, key, strlen(key), args, 2, on_answer, p);
     if (!c) {
-        printf("answer %u %s NULL %.1f\n", p->id, p->key, now_ms() - p->start);
+        printf("answer %u %s NULL %.3f\n", p->id, p->key, now_ms() - p->start);
         free(p);
     } else if (cancel) {
         pt_redis_cancel(c);
@@ -155,11 +155,11 @@ static void finish(void)
 /* One command.  false: it waits (sleep, sync, wait_ready); the loop goes on. */
 static bool run(char *line)
 {
-    char key[200], prefix[190];
+    char key[256], prefix[190];
     long long a = 0, b = 0;
-    if (sscanf(line, "eval %199s %lld", key, &a) == 2) {
+    if (sscanf(line, "eval %255s %lld", key, &a) == 2) {
         eval(key, a, false);
-    } else if (sscanf(line, "cancel %199s", key) == 1) {
+    } else if (sscanf(line, "cancel %255s", key) == 1) {
         eval(key, 1, true);
     } else if (sscanf(line, "burst %lld %189s %lld", &a, prefix, &b) == 3) {
         size_t pl = strlen(prefix);
@@ -189,7 +189,7 @@ static bool run(char *line)
         printf("ready 1 0\n");
     } else if (strcmp(line, "stats") == 0) {
         print_stats();
-    } else if (sscanf(line, "slot %199s", key) == 1) {
+    } else if (sscanf(line, "slot %255s", key) == 1) {
         printf("slot %s %u\n", key, pt_redis_slot(key, strlen(key)));
     } else if (strcmp(line, "renew") == 0) {
         pt_redis_free(client); /* pending calls are not called back */
@@ -317,6 +317,8 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     if (client)
         pt_redis_free(client);
+    for (int i = 0; i < 2; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK); /* what pt_redis_free left to the loop (redis.h) */
     event_free(stdin_ev);
     event_free(wake_ev);
     event_base_free(base);
