@@ -408,6 +408,9 @@ static void teardown(pt_worker_t *w)
     evtimer_del(&w->nofd.timer);
     pt_conn_pool_drain(w);
     free(w->acceptors);
+    /* a Redis host name still resolving ends on later turns (redis.h) */
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
     event_base_free(w->base);
 }
 
