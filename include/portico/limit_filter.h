@@ -70,7 +70,7 @@ typedef struct pt_limit_state {
     pt_str_t rkey;          /* the Redis key (policy redis), in the request arena */
     pt_lresult_t res;
     pt_redis_call_t *call;
-    struct event timer;
+    struct event *timer;    /* made when the request is held */
     bool timer_armed;
     int32_t hold1;          /* limit-conn: its hold + 1; 0: none */
 } pt_limit_state_t;

@@ -99,14 +99,51 @@ int pt_limit_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *
 
 /* ---- the response ---- */
 
-static bool add(pt_conn_t *c, const char *name, const char *value)
+/* A field value built in the request arena, without printf: these go on
+ * every limited response. */
+typedef struct fbuf {
+    char b[96];
+    size_t n;
+} fbuf_t;
+
+static void put(fbuf_t *f, const char *s)
 {
-    size_t n = strlen(value);
-    char *v = pt_arena_alloc(&c->arena, n);
+    size_t n = strlen(s);
+    if (n > sizeof(f->b) - f->n)
+        n = sizeof(f->b) - f->n;
+    memcpy(f->b + f->n, s, n);
+    f->n += n;
+}
+
+static void put_i64(fbuf_t *f, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 : (uint64_t)v;
+    do { /* by a constant 10: a multiply, not a division */
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (f->n + n > sizeof(f->b))
+        return;
+    while (n)
+        f->b[f->n++] = tmp[--n];
+}
+
+static bool add(pt_conn_t *c, const char *name, const fbuf_t *f)
+{
+    char *v = pt_arena_alloc(&c->arena, f->n);
     if (!v)
         return false;
-    memcpy(v, value, n);
-    return pt_fx_add(c, c->req->fx, true, PT_HDR_ADD, pt_str_from(name), (pt_str_t){v, n});
+    memcpy(v, f->b, f->n);
+    return pt_fx_add(c, c->req->fx, true, PT_HDR_ADD, pt_str_from(name), (pt_str_t){v, f->n});
+}
+
+static void add_num(pt_conn_t *c, const char *name, int64_t v)
+{
+    fbuf_t f = {.n = 0};
+    put_i64(&f, v);
+    add(c, name, &f);
 }
 
 static int64_t seconds_up(int64_t ms)
@@ -118,24 +155,33 @@ pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limi
                              pt_limit_state_t *st, int64_t q, int64_t w)
 {
     const pt_lresult_t *r = &st->res;
-    char b[160];
     st->phase = PT_LS_DONE;
     if (q && lc->headers == PT_LH_IETF) {
-        snprintf(b, sizeof(b), "\"%s\";q=%" PRId64 ";w=%" PRId64, lc->fname, q, w);
-        add(c, "RateLimit-Policy", b);
-        snprintf(b, sizeof(b), "\"%s\";r=%" PRId64 ";t=%" PRId64, lc->fname, r->remaining, seconds_up(r->reset_ms));
-        add(c, "RateLimit", b);
+        fbuf_t f = {.n = 0};
+        put(&f, "\"");
+        put(&f, lc->fname);
+        put(&f, "\";q=");
+        put_i64(&f, q);
+        put(&f, ";w=");
+        put_i64(&f, w);
+        add(c, "RateLimit-Policy", &f);
+        f.n = 0;
+        put(&f, "\"");
+        put(&f, lc->fname);
+        put(&f, "\";r=");
+        put_i64(&f, r->remaining);
+        put(&f, ";t=");
+        put_i64(&f, seconds_up(r->reset_ms));
+        add(c, "RateLimit", &f);
     } else if (q && lc->headers == PT_LH_LEGACY) {
-        snprintf(b, sizeof(b), "%" PRId64, q);
-        add(c, "X-RateLimit-Limit", b);
-        snprintf(b, sizeof(b), "%" PRId64, r->remaining);
-        add(c, "X-RateLimit-Remaining", b);
-        snprintf(b, sizeof(b), "%" PRId64, seconds_up(r->reset_ms));
-        add(c, "X-RateLimit-Reset", b);
+        add_num(c, "X-RateLimit-Limit", q);
+        add_num(c, "X-RateLimit-Remaining", r->remaining);
+        add_num(c, "X-RateLimit-Reset", seconds_up(r->reset_ms));
     }
     if (r->allowed)
         return PT_NEXT;
     int64_t retry = seconds_up(r->retry_ms);
+    char b[48];
     snprintf(b, sizeof(b), "Retry-After: %" PRId64 "\r\n", retry ? retry : 1);
     int code = (int)lc->rejected_code;
     char body[96];
@@ -165,9 +211,13 @@ static void delayed(evutil_socket_t fd, short what, void *arg)
 
 pt_verdict_t pt_limit_delay(pt_conn_t *c, pt_limit_state_t *st, int64_t ms)
 {
-    evtimer_assign(&st->timer, c->w->base, delayed, st);
+    /* made only for a request that waits: the state of every other one
+     * stays small */
+    if (!st->timer && !(st->timer = pt_arena_alloc(&c->arena, sizeof(*st->timer))))
+        return PT_FAIL;
+    evtimer_assign(st->timer, c->w->base, delayed, st);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(&st->timer, &tv);
+    evtimer_add(st->timer, &tv);
     st->timer_armed = true;
     st->phase = PT_LS_DELAYING;
     return PT_SUSPEND;
@@ -250,7 +300,7 @@ void pt_limit_done(pt_limit_state_t *st)
         st->call = NULL;
     }
     if (st->timer_armed) {
-        evtimer_del(&st->timer);
+        evtimer_del(st->timer);
         st->timer_armed = false;
     }
     if (st->hold1) {
