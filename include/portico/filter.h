@@ -84,6 +84,7 @@ typedef struct pt_fx {
     pt_str_t query;   /* the query sent upstream when query_set (hide_credentials); empty: none */
     bool query_set;
     pt_auth_t auth;   /* what the auth filters decided (auth.h) */
+    char limit_refused; /* the kind of the limit filter that refused the request ('r': limit-req), or 0 */
     /* in the request arena, grown by pt_fx_add (at most PT_FX_MAX_EDITS
      * each): a filtered request starts small enough for one arena chunk */
     pt_hdr_edit_t *req, *resp;
@@ -182,6 +183,14 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
  * CR or LF from a client certificate, say): nothing is expanded then, and
  * the first such refusal of each worker is logged. */
 int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out);
+/* The same; *missing tells whether a variable expanded to nothing. */
+int pt_tpl_expand_all(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out, bool *missing);
+/* Has the template any variable (or is it literal text)? */
+bool pt_tpl_has_vars(const pt_tpl_t *t);
+/* ${client_ip}: from a peer in trusted_proxies, the right-most address of
+ * X-Forwarded-For that is not a trusted proxy itself; else the peer's.
+ * req NULL (the head gone): the peer's. */
+pt_str_t pt_client_ip(pt_conn_t *c, const pt_h1_req_t *req);
 /* What a request hook answers when an expansion failed with rc: 400 for
  * PT_EINVAL (the value came from the client), else PT_FAIL. */
 pt_verdict_t pt_tpl_refuse(pt_conn_t *c, const pt_h1_req_t *req, int rc);

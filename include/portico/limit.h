@@ -31,15 +31,17 @@ typedef struct pt_lkey {
 void pt_lkey_make(pt_lkey_t *k, char kind, int64_t window_ms, const char *scope, pt_str_t key);
 
 /* In the master, before forking: the zone of limits.memory bytes (kept when
- * its size is unchanged).  0, or -1 with errno. */
-int pt_limits_prepare(const pt_config_t *c);
+ * its size is unchanged), when `used` (a limit filter is in the file; else
+ * none).  0, or -1 with errno. */
+int pt_limits_prepare(const pt_config_t *c, bool used);
 /* In the master, once a worker exited: gives back its holds. */
 void pt_limits_forget_column(int column);
 
 /* The answer of a counting operation. */
 typedef struct pt_lresult {
     bool allowed;
-    bool failed_open;   /* no counter could be had (the table is all held): allowed, not counted */
+    bool failed_open;   /* no counter could be had (the table is all kept): allowed, not counted */
+    bool exhausted;     /* limit-conn: no place could be had (every hold in use): refused */
     int64_t limit;      /* the quota */
     int64_t remaining;  /* what is left after this request (0 when refused) */
     int64_t reset_ms;   /* until the quota is back to full (count: window end; req: bucket empty) */
@@ -53,16 +55,22 @@ typedef struct pt_lresult {
  * allowed. */
 void pt_limits_count(const pt_lkey_t *k, int64_t now_ms, int64_t window_ms, bool sliding, int64_t count,
                      pt_lresult_t *res);
+/* Takes back one request counted in the window of index window_idx (a
+ * later limit refused it: counted only once every limit passed). */
+void pt_limits_count_refund(const pt_lkey_t *k, int64_t window_idx);
 /* limit-req, a leaky bucket as GCRA: rate per second, burst requests above
  * it; with nodelay false, requests within the burst are given a delay_ms
- * that spaces them at the rate. */
+ * that spaces them at the rate, and a request that would wait longer than
+ * max_delay_ms (> 0: the time a request may wait) is refused uncounted.
+ * now_us on a monotonic clock. */
 void pt_limits_req(const pt_lkey_t *k, int64_t now_us, double rate, int64_t burst, bool nodelay,
-                   pt_lresult_t *res);
+                   int64_t max_delay_ms, pt_lresult_t *res);
 /* limit-conn: one more request in flight, if fewer than max are.  *hold
- * gets the hold to give back with pt_limits_conn_release (-1: none taken,
- * refused or failed open). */
-void pt_limits_conn(const pt_lkey_t *k, int column, int64_t max, int32_t *hold, pt_lresult_t *res);
-void pt_limits_conn_release(int32_t hold);
+ * gets the hold to give back with pt_limits_conn_release (-1: none taken).
+ * When no place can be had at all (every hold in use), the request is
+ * refused with exhausted set. */
+void pt_limits_conn(const pt_lkey_t *k, int column, int64_t max, int64_t *hold, pt_lresult_t *res);
+void pt_limits_conn_release(int64_t hold);
 /* The requests in flight of a key (for tests and /status), 0 when absent. */
 int64_t pt_limits_conn_count(const pt_lkey_t *k);
 
@@ -86,6 +94,8 @@ void pt_limits_sync_done(const pt_lkey_t *k, int64_t window, int64_t amount, int
 typedef struct pt_limits_stats {
     size_t entries, used, holds, holds_used;
     uint64_t evicted, refused, resets;
+    uint64_t kept; /* entries at their limit (or held) stepped over by an eviction */
+    uint64_t evicted_at_limit; /* ... evicted all the same: every one looked at was at its limit */
 } pt_limits_stats_t;
 void pt_limits_stats(pt_limits_stats_t *st);
 

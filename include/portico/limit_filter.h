@@ -72,7 +72,8 @@ typedef struct pt_limit_state {
     pt_redis_call_t *call;
     struct event *timer;    /* made when the request is held */
     bool timer_armed;
-    int32_t hold1;          /* limit-conn: its hold + 1; 0: none */
+    int64_t hold1;          /* limit-conn: its hold + 1; 0: none */
+    int64_t counted;        /* limit-count: the window index + 1 it counted this request in locally; 0: none */
 } pt_limit_state_t;
 enum { PT_LS_NEW, PT_LS_ASKING, PT_LS_ANSWERED, PT_LS_DELAYING, PT_LS_DONE };
 
@@ -103,6 +104,12 @@ void pt_limit_done(pt_limit_state_t *st);
 /* limit-count with sync_interval: remembers that a key has counts to add
  * to Redis at its next sync (the worker's timer). */
 void pt_limit_sync_note(pt_conn_t *c, const pt_limit_common_t *lc, const pt_limit_state_t *st, int64_t count);
+
+/* Does the file use a limit filter anywhere (global, routes, consumers)? */
+bool pt_limit_used(const pt_config_t *c);
+/* Microseconds on CLOCK_MONOTONIC: what the local leaky buckets run on, so
+ * that a step of the wall clock does not move them. */
+int64_t pt_limit_mono_us(void);
 
 /* The worker's Redis client, or NULL (no redis: section): made by the
  * worker once its loop exists. */

@@ -21,6 +21,13 @@ pt_zone_t *pt_zone_get(const char *name, size_t size);
 /* In the master, after a reload: unmaps the zones not asked for since the
  * last call (pt_zone_get marks them), keeping the others. */
 void pt_zone_sweep(void);
+/* A reload that fails: pt_zone_abandon(mark) with the pt_zone_mark() taken
+ * before its zones were asked for puts the zones it made behind the older
+ * ones of the same names, so that asking again for the serving
+ * generation's sizes finds their zones, state and all; the next sweep
+ * unmaps them. */
+unsigned long pt_zone_mark(void);
+void pt_zone_abandon(unsigned long mark);
 /* Unmaps every zone (at exit). */
 void pt_zone_free_all(void);
 

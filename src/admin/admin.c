@@ -102,9 +102,10 @@ static void limits_json(FILE *f, pt_worker_t *w)
     pt_limits_stats_t ls;
     pt_limits_stats(&ls);
     fprintf(f,
-            ",\"limits\":{\"entries\":%zu,\"used\":%zu,\"evicted\":%llu,\"refused\":%llu,\"resets\":%llu,"
+            ",\"limits\":{\"entries\":%zu,\"used\":%zu,\"evicted\":%llu,\"evicted_at_limit\":%llu,\"kept\":%llu,\"refused\":%llu,\"resets\":%llu,"
             "\"in_flight\":%zu,\"holds\":%zu,\"rejected\":%llu",
-            ls.entries, ls.used, (unsigned long long)ls.evicted, (unsigned long long)ls.refused,
+            ls.entries, ls.used, (unsigned long long)ls.evicted, (unsigned long long)ls.evicted_at_limit,
+            (unsigned long long)ls.kept, (unsigned long long)ls.refused,
             (unsigned long long)ls.resets, ls.holds_used, ls.holds,
             (unsigned long long)sum_workers(st, offsetof(pt_status_worker_t, limit_rejected),
                                             st->limit_rejected_exited));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "portico/accesslog_conf.h"
 #include "portico/conf.h"
@@ -881,7 +882,21 @@ static const pt_directive_t limits_keys[] = {
      "used least recently is evicted (counted in /status)."},
     END,
 };
-static const pt_section_t limits_section = {"limits", sizeof(pt_limits_conf_t), limits_keys, NULL, NULL, NULL};
+/* A table larger than the machine's memory could be mapped (pages are
+ * taken as it fills), and then fail under load: refused at load. */
+static int check_limits(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    const pt_limits_conf_t *l = obj;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0 && l->memory > (int64_t)pages * psize) {
+        pt_conf_error_key(cc, n, "memory", "%lld bytes is more than this machine's memory (%lld bytes)",
+                          (long long)l->memory, (long long)pages * psize);
+        return -1;
+    }
+    return 0;
+}
+static const pt_section_t limits_section = {"limits", sizeof(pt_limits_conf_t), limits_keys, check_limits, NULL,
+                                            NULL};
 
 /* ---- root ---- */
 
@@ -955,7 +970,8 @@ static const pt_directive_t root_keys[] = {
      0, "list of addresses",
      "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "
      "X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are believed and extended. From any other client those "
-     "headers are replaced."},
+     "headers are replaced. Behind them, ${client_ip} (the limits' default key, templates) is the right-most "
+     "address of X-Forwarded-For that is not a trusted proxy itself, as nginx's real_ip_recursive."},
     END,
 };
 

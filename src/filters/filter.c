@@ -2,11 +2,13 @@
  * run in array order, response hooks in reverse. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "portico/auth.h"
+#include "portico/cidr.h"
 #include "portico/conf.h"
 #include "portico/conn.h"
 #include "portico/err-t.h"
@@ -468,6 +470,76 @@ static int tls_var(pt_conn_t *c, int kind, pt_str_t *v)
     return 0;
 }
 
+/* The client's address: from a peer in trusted_proxies, the right-most
+ * address of X-Forwarded-For that is not itself a trusted proxy (nginx's
+ * real_ip_recursive), since those proxies' word is believed; else the
+ * peer.  Only while the head is there (req). */
+pt_str_t pt_client_ip(pt_conn_t *c, const pt_h1_req_t *req)
+{
+    pt_str_t peer = pt_conn_peer_ip(c);
+    const pt_config_t *conf = c->w->conf;
+    if (!req || !conf->ntrusted || !pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer))
+        return peer;
+    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("x-forwarded-for"));
+    if (!h)
+        return peer;
+    const char *b = h->value.p, *e = b + h->value.n;
+    pt_str_t last = peer;
+    while (e > b) {
+        const char *comma = e;
+        while (comma > b && comma[-1] != ',')
+            comma--;
+        const char *s = comma, *t = e;
+        while (s < t && (*s == ' ' || *s == '\t'))
+            s++;
+        while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        char ip[INET6_ADDRSTRLEN + 1];
+        struct sockaddr_storage ss = {0};
+        size_t n = (size_t)(t - s);
+        if (!n || n >= sizeof(ip))
+            return last;
+        memcpy(ip, s, n);
+        ip[n] = '\0';
+        if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+            ss.ss_family = AF_INET;
+        else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+            ss.ss_family = AF_INET6;
+        else
+            return last; /* not an address: believe no further */
+        last = (pt_str_t){s, n};
+        if (!pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&ss))
+            return last;
+        e = comma > b ? comma - 1 : b;
+    }
+    return last;
+}
+
+/* A query argument's value %-decoded ('+' a space), in the arena: what the
+ * upstream reads (a key of ?user=%62ob is bob's). */
+static pt_str_t query_value(pt_conn_t *c, pt_str_t v)
+{
+    if (!memchr(v.p, '%', v.n) && !memchr(v.p, '+', v.n))
+        return v;
+    char *o = pt_arena_alloc(&c->arena, v.n);
+    if (!o)
+        return v;
+    size_t n = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        int hi, lo;
+        if (v.p[i] == '+') {
+            o[n++] = ' ';
+        } else if (v.p[i] == '%' && i + 2 < v.n && (hi = pt_hexval(v.p[i + 1])) >= 0 &&
+                   (lo = pt_hexval(v.p[i + 2])) >= 0) {
+            o[n++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            o[n++] = v.p[i];
+        }
+    }
+    return (pt_str_t){o, n};
+}
+
 static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
 {
     switch (s->kind) {
@@ -476,7 +548,7 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
     case TV_ROUTE:
         return c->req->match.route ? pt_str_from(c->req->match.route->name) : PT_STR_NULL;
     case TV_CLIENT_IP:
-        return pt_conn_peer_ip(c);
+        return pt_client_ip(c, req);
     case TV_REQUEST_ID:
         return (pt_str_t){c->req->reqid, c->req->reqid_len};
     case TV_HOST:
@@ -491,7 +563,7 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
     }
     case TV_QUERY: {
         pt_str_t v = req ? pt_h1_query_arg(req->query, s->text.p) : PT_STR_NULL;
-        return v.p ? v : PT_STR_NULL;
+        return v.p ? query_value(c, v) : PT_STR_NULL;
     }
     case TV_PARAM:
         for (size_t k = 0; k < c->req->match.nparams; k++)
@@ -502,8 +574,30 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
     return PT_STR_NULL;
 }
 
+bool pt_tpl_has_vars(const pt_tpl_t *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->seg[i].kind != TV_LIT)
+            return true;
+    return false;
+}
+
+static int expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out, bool *missing);
+
 int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out)
 {
+    bool missing;
+    return expand(t, c, req, out, &missing);
+}
+
+int pt_tpl_expand_all(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out, bool *missing)
+{
+    return expand(t, c, req, out, missing);
+}
+
+static int expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_str_t *out, bool *missing)
+{
+    *missing = false;
     /* Every value is checked here, the one place all of them pass, so no
      * filter can forget to (literals were checked at load). */
     pt_str_t stack[16], *parts = t->n <= 16 ? stack : pt_arena_alloc(&c->arena, t->n * sizeof(pt_str_t));
@@ -537,6 +631,7 @@ int pt_tpl_expand(const pt_tpl_t *t, pt_conn_t *c, const pt_h1_req_t *req, pt_st
         }
         parts[i] = v;
         total += v.n;
+        *missing |= s->kind != TV_LIT && !v.n;
     }
     char *o = pt_arena_alloc(&c->arena, total + 1);
     if (!o)

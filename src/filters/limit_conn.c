@@ -11,6 +11,8 @@
 #include "portico/conf.h"
 #include "portico/conn.h"
 #include "portico/limit_filter.h"
+#include "portico/log.h"
+#include "portico/request.h"
 #include "portico/schema.h"
 #include "portico/worker.h"
 
@@ -61,10 +63,20 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     pt_verdict_t v;
     if (pt_limit_key(c, req, &conf->lc, st, &v) < 0)
         return v;
-    int32_t hold;
+    int64_t hold;
     pt_limits_conn(&st->key, c->w->column, conf->conn + conf->burst, &hold, &st->res);
     st->hold1 = hold + 1;
     pt_lresult_t *r = &st->res;
+    if (r->exhausted) {
+        static int64_t told; /* per worker, at most once a minute */
+        int64_t now = pt_limit_mono_us() / 1000000;
+        if (!told || now - told >= 60) {
+            told = now;
+            pt_log_warn("limit-conn: every place of the shared table is in use (limits.memory / 256 requests in "
+                        "flight, or a table full of keys at their limit); refusing until some are given back "
+                        "(logged at most once a minute), req=%s", c->req->reqid);
+        }
+    }
     bool excess = r->allowed && !r->failed_open && r->remaining < conf->burst;
     r->limit = conf->conn;
     r->remaining = r->remaining > conf->burst ? r->remaining - conf->burst : 0;

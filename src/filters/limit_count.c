@@ -125,7 +125,15 @@ static void decode(pt_limit_state_t *st, const long long *v, size_t n, const voi
         int64_t cur = v[1], prev = v[2];
         r->remaining = (cnt * w - (prev * (w - el) + cur * w)) / w;
         r->retry_ms = r->allowed ? 0 : w - el;
+        if (!r->allowed && prev > 0 && cur + 1 <= cnt) /* when the previous window's share has shrunk enough */
+            r->retry_ms = (w - el) - (cnt - cur - 1) * w / prev;
+        else if (!r->allowed && cur >= cnt && cur > 0) /* once this window is the previous one */
+            r->retry_ms = (w - el) + w * (cur - cnt + 1) / cur;
+        if (r->retry_ms < 0)
+            r->retry_ms = 1;
     }
+    if (r->reset_ms < r->retry_ms)
+        r->reset_ms = r->retry_ms;
     if (r->remaining < 0)
         r->remaining = 0;
 }
@@ -154,14 +162,22 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         if (pt_limits_count_synced(&st->key, now, conf->window, conf->window_type == SLIDING, conf->count,
                                    &st->res))
             pt_limit_sync_note(c, &conf->lc, st, conf->count);
+        st->counted = st->res.allowed && !st->res.failed_open ? now / conf->window + 1 : 0;
     } else {
         pt_limits_count(&st->key, now, conf->window, conf->window_type == SLIDING, conf->count, &st->res);
+        st->counted = st->res.allowed && !st->res.failed_open ? now / conf->window + 1 : 0;
     }
     return pt_limit_finish(c, req, &conf->lc, st, q, w);
 }
 
-static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *st)
+static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *vst)
 {
+    pt_limit_state_t *st = vst;
+    /* limit-req (after it) refused the request: a request is counted only
+     * once every limit let it through, as nginx does (local counts; one
+     * Redis asked on every request keeps it) */
+    if (st && st->counted && fx->limit_refused == 'r')
+        pt_limits_count_refund(&st->key, st->counted - 1);
     pt_limit_done(st);
 }
 

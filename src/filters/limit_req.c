@@ -32,6 +32,18 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 
 static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
 {
+    const conf_t *conf = vconf;
+    int64_t longest = conf->nodelay ? 0 : conf->burst * 1000 / conf->rate;
+    for (size_t i = 0; i < c->listeners.n; i++) {
+        const pt_listener_conf_t *l = PT_LIST_AT(c->listeners, pt_listener_conf_t, i);
+        if (longest > l->timeouts.filters * 3 / 4) {
+            pt_conf_warn(cc, conf->lc.node, "limit-req may hold a request %lld ms (burst / rate) and listener \"%s\" "
+                         "lets filters take %lld ms (timeouts.filters): requests that would wait past 3/4 of it "
+                         "are refused at once", (long long)longest, l->name ? l->name : "",
+                         (long long)l->timeouts.filters);
+            break;
+        }
+    }
     return pt_limit_link(cc, c, vconf, scope);
 }
 
@@ -63,9 +75,12 @@ static pt_redis_script_t gcra_script = {
     "limit-req",
     "local now, t, room = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local tat = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if tat > now + room then tat = now + room end\n"
     "if tat < now then tat = now end\n"
     "local nxt = tat + t\n"
     "if nxt - now > room then return {0, tat - now, nxt - now - room} end\n"
+    "local maxd = tonumber(ARGV[4])\n"
+    "if maxd > 0 and tat - now > maxd then return {0, tat - now, tat - now - maxd} end\n"
     "redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)\n"
     "return {1, tat - now, nxt - now}\n",
     ""};
@@ -76,12 +91,20 @@ static int64_t interval_us(const conf_t *conf)
     return t < 1 ? 1 : t;
 }
 
+/* How long a request may be held: 3/4 of the listener's filters time
+ * (the rest for the filters after it); 0: no bound known. */
+static int64_t max_wait_ms(pt_conn_t *c)
+{
+    const pt_listener_conf_t *l = c->acc && c->acc->ls ? c->acc->ls->conf : NULL;
+    return l ? l->timeouts.filters * 3 / 4 : 0;
+}
+
 static void decode(pt_limit_state_t *st, const long long *v, size_t n, const void *arg)
 {
     const conf_t *conf = arg;
     if (!v || n < 3) {
-        pt_limits_req(&st->key, pt_worker_now_us(st->c->w), (double)conf->rate, conf->burst, conf->nodelay,
-                      &st->res);
+        pt_limits_req(&st->key, pt_limit_mono_us(), (double)conf->rate, conf->burst, conf->nodelay,
+                      max_wait_ms(st->c), &st->res);
         return;
     }
     int64_t t = interval_us(conf), room = (conf->burst + 1) * t;
@@ -94,6 +117,8 @@ static void decode(pt_limit_state_t *st, const long long *v, size_t n, const voi
     } else {
         r->retry_ms = (v[2] + 999) / 1000;
         r->reset_ms = (v[1] + 999) / 1000;
+        if (r->reset_ms < r->retry_ms)
+            r->reset_ms = r->retry_ms;
     }
 }
 
@@ -116,8 +141,9 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
             return v;
         if (conf->lc.policy == PT_LP_REDIS) {
             int64_t t = interval_us(conf);
-            long long args[3] = {pt_worker_now_us(c->w), t, (conf->burst + 1) * t};
-            if (pt_limit_ask(c, st, &gcra_script, args, 3, decode, conf) == PT_SUSPEND)
+            long long args[4] = {pt_worker_now_us(c->w), t, (conf->burst + 1) * t,
+                                 conf->nodelay ? 0 : max_wait_ms(c) * 1000};
+            if (pt_limit_ask(c, st, &gcra_script, args, 4, decode, conf) == PT_SUSPEND)
                 return PT_SUSPEND;
         }
         decode(st, NULL, 0, conf);

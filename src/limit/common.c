@@ -29,12 +29,36 @@ int pt_limit_check(pt_conf_ctx_t *cc, const pt_node_t *n, pt_limit_common_t *lc,
         lc->headers = PT_LH_IETF;
     const pt_node_t *kn = pt_node_get(n, "key");
     lc->tpl = pt_tpl_compile(cc, kn ? kn : n, lc->key, PT_TPL_FIELD);
-    return lc->tpl ? 0 : -1;
+    if (!lc->tpl)
+        return -1;
+    if (!pt_tpl_has_vars(lc->tpl)) {
+        /* Kong's limit_by: consumer, nginx's $binary_remote_addr: a name
+         * where a template was meant would make one counter for all */
+        static const char *const names[] = {"consumer", "client_ip", "remote_addr", "binary_remote_addr", "ip",
+                                            "route", "host", "path", "credential", "service", NULL};
+        const char *k = lc->key + (lc->key[0] == '$');
+        for (size_t i = 0; names[i]; i++)
+            if (strcmp(k, names[i]) == 0 || lc->key[0] == '$') {
+                pt_conf_error(cc, kn ? kn : n, "key \"%s\" is text, the same for every request (one counter for "
+                              "all); a variable is written ${%s}", lc->key,
+                              strcmp(k, "remote_addr") == 0 || strcmp(k, "binary_remote_addr") == 0 ||
+                                      strcmp(k, "ip") == 0 ? "client_ip" : names[i] && lc->key[0] != '$' ? names[i] : k);
+                return -1;
+            }
+        pt_conf_warn(cc, kn ? kn : n, "key \"%s\" has no variable: every request shares one counter", lc->key);
+    }
+    return 0;
 }
 
 int pt_limit_link(pt_conf_ctx_t *cc, const pt_config_t *c, pt_limit_common_t *lc, const char *scope)
 {
     lc->scope = scope;
+    if (strncmp(scope, "consumer:", 9) == 0 && !pt_node_get(lc->node, "key")) {
+        /* a consumer's own limit counts the consumer, as Kong's does */
+        lc->key = "${consumer}";
+        if (!(lc->tpl = pt_tpl_compile(cc, lc->node, lc->key, PT_TPL_FIELD)))
+            return -1;
+    }
     if (lc->policy == PT_LP_REDIS && !c->redis.node) {
         const pt_node_t *pn = pt_node_get(lc->node, "policy");
         pt_conf_error(cc, pn ? pn : lc->node, "policy redis needs a redis: section (the server that keeps the "
@@ -42,6 +66,34 @@ int pt_limit_link(pt_conf_ctx_t *cc, const pt_config_t *c, pt_limit_common_t *lc
         return -1;
     }
     return 0;
+}
+
+bool pt_limit_used(const pt_config_t *c)
+{
+    static const int ids[] = {PT_FILTER_LIMIT_CONN, PT_FILTER_LIMIT_COUNT, PT_FILTER_LIMIT_REQ};
+    for (size_t k = 0; k < 3; k++) {
+        const void *g = c->global_filters.conf[ids[k]];
+        if (g && g != PT_FILTER_OFF)
+            return true;
+        for (size_t i = 0; i < c->routes.n; i++) {
+            const void *v = PT_LIST_AT(c->routes, pt_route_conf_t, i)->filters.conf[ids[k]];
+            if (v && v != PT_FILTER_OFF)
+                return true;
+        }
+        for (size_t i = 0; i < c->consumers.n; i++) {
+            const void *v = PT_LIST_AT(c->consumers, pt_consumer_conf_t, i)->filters.conf[ids[k]];
+            if (v && v != PT_FILTER_OFF)
+                return true;
+        }
+    }
+    return false;
+}
+
+int64_t pt_limit_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- the counter's identity ---- */
@@ -65,7 +117,9 @@ static int redis_key(pt_conn_t *c, const pt_limit_common_t *lc, pt_str_t key, pt
         return PT_ENOMEM;
     /* synced counts ('C', 'S') and counts asked each time share Redis's counters */
     char kind = lc->kind == 'C' ? 'c' : lc->kind == 'S' ? 's' : lc->kind;
-    int len = snprintf(b, n, "portico:{%c:%" PRId64 ":%s:%.*s}", kind, lc->window_ms, lc->scope, (int)key.n, key.p);
+    /* the scope's length first: route "a:b" with key "c" is not route "a" with key "b:c" */
+    int len = snprintf(b, n, "portico:{%c:%" PRId64 ":%zu:%s:%.*s}", kind, lc->window_ms, strlen(lc->scope),
+                       lc->scope, (int)key.n, key.p);
     *out = (pt_str_t){b, (size_t)len};
     return 0;
 }
@@ -74,19 +128,32 @@ int pt_limit_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *
                  pt_verdict_t *v)
 {
     pt_str_t key;
-    int rc = pt_tpl_expand(lc->tpl, c, req, &key);
+    bool missing;
+    int rc = pt_tpl_expand_all(lc->tpl, c, req, &key, &missing);
     if (rc < 0) {
         *v = pt_tpl_refuse(c, req, rc);
         return -1;
     }
-    if (!key.n) {
+    if (missing || !key.n) {
+        /* "${consumer}:${route}" without a consumer is not one counter for
+         * every anonymous client: the client's address stands for the
+         * whole key, behind a byte no expanded value can have (a client
+         * cannot send "x-user: 127.0.0.3" to spend that address's quota) */
         if (!lc->empty_logged) {
             ((pt_limit_common_t *)lc)->empty_logged = true;
-            pt_log_notice("route \"%s\": the key of %s (%s) expanded to nothing; it counts per client address "
-                          "instead (logged once per route and worker), req=%s",
+            pt_log_notice("route \"%s\": a variable of the key of %s (%s) expanded to nothing; such requests count "
+                          "per client address instead (logged once per route and worker), req=%s",
                           c->req->match.route ? c->req->match.route->name : "", lc->fname, lc->key, c->req->reqid);
         }
-        key = pt_conn_peer_ip(c);
+        pt_str_t ip = pt_client_ip(c, req);
+        char *b = pt_arena_alloc(&c->arena, ip.n + 1);
+        if (!b) {
+            *v = PT_FAIL;
+            return -1;
+        }
+        b[0] = '\x01';
+        memcpy(b + 1, ip.p, ip.n);
+        key = (pt_str_t){b, ip.n + 1};
     }
     pt_lkey_make(&st->key, lc->kind, lc->window_ms, lc->scope, key);
     st->c = c;
@@ -195,6 +262,7 @@ pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limi
     }
     if (c->w->board >= 0)
         __atomic_add_fetch(&c->w->status->workers[c->w->board].limit_rejected, 1, __ATOMIC_RELAXED);
+    c->req->fx->limit_refused = lc->kind;
     pt_req_respond(c, code, "text/plain", msg, len, b, req->method_bit == PT_M_HEAD);
     return PT_RESPOND;
 }

@@ -24,24 +24,25 @@
 #include "portico/log.h"
 #include "portico/zone.h"
 
-#define MAGIC 0x4c494d4954530002ull /* "LIMITS" v2 */
-#define EVICT_TRIES 16              /* held entries stepped over at the LRU's end before a claim is refused */
+#define MAGIC 0x4c494d4954530003ull /* "LIMITS" v3 */
+#define EVICT_TRIES 16 /* entries kept (held, or at their limit) stepped over at the LRU's end before a claim fails */
 
 typedef struct entry {
     int32_t chain;            /* next in its bucket, -1 */
     int32_t prev, next;       /* LRU: prev is more recent; -1 at the ends; next is also the free list */
     uint32_t holds;           /* limit-conn: requests in flight; never evicted while > 0 */
     uint64_t hash;
+    int64_t keep_until;       /* CLOCK_MONOTONIC ms: at its limit until then; not evicted before */
     pt_lkey_t key;            /* key.n == 0: free */
     int64_t v[5];             /* the counters, by kind (see each operation) */
 } entry_t;
-_Static_assert(sizeof(entry_t) == 128, "two cache lines");
+_Static_assert(sizeof(entry_t) == 136, "the layout the zone is sized for");
 
 typedef struct hold {
     int32_t entry; /* -1: free */
     int32_t column;
     int32_t next_free;
-    int32_t pad;
+    uint32_t gen;  /* the table's generation when taken: a hold from before a reset is not given back twice */
 } hold_t;
 
 typedef struct hdr {
@@ -49,9 +50,10 @@ typedef struct hdr {
     uint64_t seed[2];
     uint32_t nentries, nbuckets, nholds, used;
     int32_t head, tail; /* LRU: head most recent */
-    int32_t free_entry, free_hold;
-    uint32_t holds_used;
-    _Atomic uint64_t evicted, refused, resets;
+    int32_t free_hold;  /* given-back holds; then fresh ones from fresh_hold */
+    uint32_t fresh_hold;
+    uint32_t holds_used, gen;
+    _Atomic uint64_t evicted, refused, resets, kept, evicted_at_limit;
 } hdr_t;
 
 static pt_zone_t *zone;
@@ -79,23 +81,34 @@ static void layout(void *data, size_t size, uint32_t *ne, uint32_t *nb, uint32_t
 }
 
 /* Empties the table (the master at first use; anyone after a crash under
- * the lock).  The seed stays: every process hashes with it. */
+ * the lock).  The seed stays: every process hashes with it.  Entries and
+ * holds are taken fresh in order (used counts them), so only the buckets
+ * are written here: a large table costs its pages only as it fills. */
 static void clear(void)
 {
     for (uint32_t i = 0; i < H->nbuckets; i++)
         buckets[i] = -1;
-    for (uint32_t i = 0; i < H->nentries; i++)
-        E[i] = (entry_t){.chain = -1, .prev = -1, .next = i + 1 < H->nentries ? (int32_t)i + 1 : -1};
-    for (uint32_t i = 0; i < H->nholds; i++)
-        HO[i] = (hold_t){.entry = -1, .next_free = i + 1 < H->nholds ? (int32_t)i + 1 : -1};
-    H->free_entry = H->nentries ? 0 : -1;
-    H->free_hold = H->nholds ? 0 : -1;
+    H->free_hold = -1;
+    H->fresh_hold = 0;
     H->head = H->tail = -1;
     H->used = H->holds_used = 0;
+    H->gen++; /* the holds taken before are void */
 }
 
-int pt_limits_prepare(const pt_config_t *c)
+static int64_t mono_ms(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int pt_limits_prepare(const pt_config_t *c, bool used)
+{
+    if (!used) { /* no limit filter in the file: no table */
+        zone = NULL;
+        H = NULL;
+        return 0;
+    }
     size_t size = (size_t)c->limits.memory;
     pt_zone_t *z = pt_zone_get("limits", size);
     if (!z)
@@ -201,27 +214,39 @@ static void bucket_unlink(int32_t i)
         *p = E[i].chain;
 }
 
-/* A free entry, or the least recently used one that nothing holds. */
+/* A fresh entry, or the least recently used one that nothing holds and
+ * that is not at its limit: a flood of new keys must not give an
+ * exhausted quota back.  When the last EVICT_TRIES are all at their limit
+ * (the flood's own keys, say), the oldest of them goes all the same
+ * (counted in evicted_at_limit): new keys are still counted.  Held entries
+ * (limit-conn) never go. */
 static int32_t take_entry(void)
 {
-    int32_t i = H->free_entry;
-    if (i >= 0) {
-        H->free_entry = E[i].next;
-        H->used++;
-        return i;
-    }
+    if (H->used < H->nentries)
+        return (int32_t)H->used++;
+    int64_t now = mono_ms();
+    int32_t i, oldest = -1;
     for (int t = 0; t < EVICT_TRIES && H->tail >= 0; t++) {
         i = H->tail;
         lru_unlink(i);
-        if (E[i].holds) { /* in flight: it stays; look at the next */
+        if (E[i].holds || E[i].keep_until > now) { /* it stays; look at the next */
+            if (!E[i].holds && oldest < 0)
+                oldest = i;
             lru_front(i);
+            atomic_fetch_add(&H->kept, 1);
             continue;
         }
         bucket_unlink(i);
         atomic_fetch_add(&H->evicted, 1);
         return i;
     }
-    return -1;
+    if (oldest < 0)
+        return -1;
+    lru_unlink(oldest);
+    bucket_unlink(oldest);
+    atomic_fetch_add(&H->evicted, 1);
+    atomic_fetch_add(&H->evicted_at_limit, 1);
+    return oldest;
 }
 
 /* The entry of k, made (zeroed) when absent, at the front of the LRU; -1
@@ -255,6 +280,15 @@ static int32_t find(const pt_lkey_t *k, bool make)
 static void fail_open(pt_lresult_t *res, int64_t limit)
 {
     *res = (pt_lresult_t){.allowed = true, .failed_open = true, .limit = limit, .remaining = limit};
+}
+
+/* A key with nothing left is kept from eviction until it has some again;
+ * and a refusal's reset is never before its retry (the fields agree). */
+static void at_limit(entry_t *e, pt_lresult_t *res)
+{
+    if (!res->allowed && res->reset_ms < res->retry_ms)
+        res->reset_ms = res->retry_ms;
+    e->keep_until = res->remaining > 0 ? 0 : mono_ms() + (res->allowed ? res->reset_ms : res->retry_ms) + 1;
 }
 
 /* ---- limit-count: v[0] window index, v[1] this window, v[2] the one before ---- */
@@ -315,13 +349,28 @@ void pt_limits_count(const pt_lkey_t *k, int64_t now_ms, int64_t window_ms, bool
     }
     if (res->remaining < 0)
         res->remaining = 0;
+    at_limit(&E[i], res);
+    unlock();
+}
+
+void pt_limits_count_refund(const pt_lkey_t *k, int64_t window_idx)
+{
+    if (!lock())
+        return;
+    int32_t i = find(k, false);
+    /* v[0] the window and v[1] this window's (or pending) count, in both
+     * the plain and the synced layouts */
+    if (i >= 0 && E[i].v[0] == window_idx && E[i].v[1] > 0) {
+        E[i].v[1]--;
+        E[i].keep_until = 0;
+    }
     unlock();
 }
 
 /* ---- limit-req: v[0] the theoretical arrival time (us) ---- */
 
 void pt_limits_req(const pt_lkey_t *k, int64_t now_us, double rate, int64_t burst, bool nodelay,
-                   pt_lresult_t *res)
+                   int64_t max_delay_ms, pt_lresult_t *res)
 {
     int64_t t = (int64_t)llround(1e6 / rate); /* the emission interval */
     if (t < 1)
@@ -336,9 +385,25 @@ void pt_limits_req(const pt_lkey_t *k, int64_t now_us, double rate, int64_t burs
         fail_open(res, burst + 1);
         return;
     }
-    int64_t *v = E[i].v, tat = v[0] > now_us ? v[0] : now_us, next = tat + t, room = (burst + 1) * t;
+    int64_t *v = E[i].v, room = (burst + 1) * t;
+    /* never further ahead than a full bucket: a clock that went back (the
+     * caller's is monotonic; Redis's are the nodes' wall clocks) cannot
+     * shut a key out for longer than that */
+    if (v[0] > now_us + room)
+        v[0] = now_us + room;
+    int64_t tat = v[0] > now_us ? v[0] : now_us, next = tat + t;
     *res = (pt_lresult_t){.limit = burst + 1};
     res->allowed = next - now_us <= room;
+    if (res->allowed && !nodelay && max_delay_ms > 0 && tat - now_us > max_delay_ms * 1000) {
+        /* it could only be held past the time it may wait (and then be
+         * answered 504): refused now, when its turn would come */
+        res->allowed = false;
+        res->retry_ms = (tat - now_us - max_delay_ms * 1000 + 999) / 1000;
+        res->reset_ms = (tat - now_us + 999) / 1000;
+        at_limit(&E[i], res);
+        unlock();
+        return;
+    }
     if (res->allowed) {
         v[0] = next;
         res->delay_ms = nodelay ? 0 : (tat - now_us + 999) / 1000;
@@ -348,12 +413,22 @@ void pt_limits_req(const pt_lkey_t *k, int64_t now_us, double rate, int64_t burs
         res->retry_ms = (next - now_us - room + 999) / 1000;
         res->reset_ms = (tat - now_us + 999) / 1000;
     }
+    at_limit(&E[i], res);
     unlock();
 }
 
 /* ---- limit-conn: holds ---- */
 
-void pt_limits_conn(const pt_lkey_t *k, int column, int64_t max, int32_t *hold, pt_lresult_t *res)
+/* No place could be had (the pool of holds, or the table, is all in
+ * use): refused, so that a flood of keys cannot turn every limit-conn
+ * off; counted, and said by the caller. */
+static void exhausted(pt_lresult_t *res, int64_t max)
+{
+    atomic_fetch_add(&H->refused, 1);
+    *res = (pt_lresult_t){.exhausted = true, .limit = max, .retry_ms = 1000};
+}
+
+void pt_limits_conn(const pt_lkey_t *k, int column, int64_t max, int64_t *hold, pt_lresult_t *res)
 {
     *hold = -1;
     if (!lock()) {
@@ -361,22 +436,23 @@ void pt_limits_conn(const pt_lkey_t *k, int column, int64_t max, int32_t *hold, 
         return;
     }
     int32_t i = find(k, true);
-    int32_t h = H->free_hold;
+    int32_t h = H->free_hold >= 0 ? H->free_hold : H->fresh_hold < H->nholds ? (int32_t)H->fresh_hold : -1;
     if (i < 0 || h < 0) {
-        if (h < 0)
-            atomic_fetch_add(&H->refused, 1);
         unlock();
-        fail_open(res, max);
+        exhausted(res, max);
         return;
     }
     *res = (pt_lresult_t){.limit = max};
     res->allowed = (int64_t)E[i].holds < max;
     if (res->allowed) {
-        H->free_hold = HO[h].next_free;
-        HO[h] = (hold_t){.entry = i, .column = column, .next_free = -1};
+        if (h == H->free_hold)
+            H->free_hold = HO[h].next_free;
+        else
+            H->fresh_hold++;
+        HO[h] = (hold_t){.entry = i, .column = column, .next_free = -1, .gen = H->gen};
         H->holds_used++;
         E[i].holds++;
-        *hold = h;
+        *hold = (int64_t)H->gen << 32 | (uint32_t)h;
     }
     res->remaining = max - (int64_t)E[i].holds;
     if (res->remaining < 0)
@@ -394,13 +470,15 @@ static void give_back(int32_t h)
     H->holds_used--;
 }
 
-void pt_limits_conn_release(int32_t hold)
+void pt_limits_conn_release(int64_t hold)
 {
     if (hold < 0 || !lock())
         return;
-    /* after a reset (a crash under the lock) the hold may be free already */
-    if ((uint32_t)hold < H->nholds && HO[hold].entry >= 0)
-        give_back(hold);
+    uint32_t h = (uint32_t)hold, gen = (uint32_t)(hold >> 32);
+    /* a hold from before a reset (a crash under the lock) is void: its
+     * record may be another request's now */
+    if (h < H->fresh_hold && HO[h].entry >= 0 && HO[h].gen == gen)
+        give_back((int32_t)h);
     unlock();
 }
 
@@ -418,7 +496,7 @@ void pt_limits_forget_column(int column)
 {
     if (!lock())
         return;
-    for (uint32_t h = 0; h < H->nholds; h++)
+    for (uint32_t h = 0; h < H->fresh_hold; h++)
         if (HO[h].entry >= 0 && HO[h].column == column)
             give_back((int32_t)h);
     unlock();
@@ -462,6 +540,7 @@ bool pt_limits_count_synced(const pt_lkey_t *k, int64_t now_ms, int64_t window_m
     if (res->remaining < 0)
         res->remaining = 0;
     res->retry_ms = res->allowed ? 0 : window_ms - el;
+    at_limit(&E[i], res);
     unlock();
     return res->allowed && first;
 }
@@ -515,6 +594,8 @@ void pt_limits_stats(pt_limits_stats_t *st)
     st->holds = H->nholds;
     st->holds_used = H->holds_used;
     st->evicted = atomic_load(&H->evicted);
+    st->kept = atomic_load(&H->kept);
+    st->evicted_at_limit = atomic_load(&H->evicted_at_limit);
     st->refused = atomic_load(&H->refused);
     st->resets = atomic_load(&H->resets);
 }

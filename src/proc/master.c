@@ -35,6 +35,7 @@
 #include "portico/err-t.h"
 #include "portico/filter.h"
 #include "portico/limit.h"
+#include "portico/limit_filter.h"
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/master.h"
@@ -90,6 +91,7 @@ static struct master {
     bool announced; /* READY sent for the current generation */
     bool reloading;
     bool sweep_due; /* zones of an old generation can go once it has exited */
+    unsigned long zone_mark; /* pt_zone_mark() before the zones of the reload under way */
     pt_zone_t *upzone;
     /* A reload under way: the new file's host names are being resolved
      * (pending), then its generation starts beside the serving one, which
@@ -531,7 +533,7 @@ static void reload_failed(const char *why)
 static pt_zone_t *prepare_zones(const pt_config_t *c)
 {
     pt_zone_t *z = pt_upstreams_zone(c);
-    return z && pt_filters_prepare(c) == 0 && pt_limits_prepare(c) == 0 && pt_tls_prepare(c) == 0 ? z : NULL;
+    return z && pt_filters_prepare(c) == 0 && pt_limits_prepare(c, pt_limit_used(c)) == 0 && pt_tls_prepare(c) == 0 ? z : NULL;
 }
 
 static int cmp_gen(const void *a, const void *b)
@@ -679,6 +681,7 @@ static void abandon_generation(const char *why)
     m.drop = m.prev.drop;
     if (m.o.log_level < 0)
         pt_log_level = m.conf->error_log.level;
+    pt_zone_abandon(m.zone_mark); /* the zones it made at other sizes are not the serving generation's */
     pt_zone_t *z = prepare_zones(m.conf);
     m.upzone = z ? z : m.prev.upzone;
     m.prev = (typeof(m.prev)){0};
@@ -740,9 +743,11 @@ static void resolved(void)
         reload_failed(err);
         return;
     }
+    m.zone_mark = pt_zone_mark();
     pt_zone_t *upzone = prepare_zones(nc);
     if (!upzone) {
         snprintf(err, sizeof(err), "cannot map shared memory: %s", strerror(errno));
+        pt_zone_abandon(m.zone_mark);
         prepare_zones(m.conf); /* the modules' zones are the serving generation's again */
         pt_lset_discard(&m.lset, &next);
         pt_config_free(nc);
@@ -1090,7 +1095,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     }
     pt_lset_commit(&m.lset, &next);
     m.upzone = pt_upstreams_zone(c);
-    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_limits_prepare(c) < 0 || pt_tls_prepare(c) < 0) {
+    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_limits_prepare(c, pt_limit_used(c)) < 0 || pt_tls_prepare(c) < 0) {
         pt_log_crit("cannot map shared memory: %s", strerror(errno));
         return 1;
     }

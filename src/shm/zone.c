@@ -35,11 +35,13 @@ struct pt_zone {
     int64_t full_told_ms;
     /* master-side bookkeeping (the same in every process, never changed by workers) */
     bool wanted, reused;
+    unsigned long born; /* the count of zones made before it (pt_zone_mark) */
     pt_zone_t *next;
     _Alignas(64) unsigned char data[];
 };
 
-static pt_zone_t *zones; /* the master's list */
+static pt_zone_t *zones; /* the master's list, newest first */
+static unsigned long made;
 
 static pt_zone_t *create(const char *name, size_t size)
 {
@@ -88,9 +90,39 @@ pt_zone_t *pt_zone_get(const char *name, size_t size)
         return NULL;
     z->wanted = true;
     z->reused = false;
+    z->born = ++made;
     z->next = zones;
     zones = z;
     return z;
+}
+
+unsigned long pt_zone_mark(void)
+{
+    return made;
+}
+
+void pt_zone_abandon(unsigned long mark)
+{
+    /* Those made since the mark go to the end of the list, unwanted: a
+     * lookup finds the older zone of the name first, and the next sweep
+     * unmaps them (the failed generation's workers keep their own maps). */
+    pt_zone_t *moved = NULL, **tail = &moved;
+    for (pt_zone_t **pz = &zones; *pz;) {
+        pt_zone_t *z = *pz;
+        if (z->born > mark && !z->reused) {
+            *pz = z->next;
+            z->wanted = false;
+            z->next = NULL;
+            *tail = z;
+            tail = &z->next;
+            continue;
+        }
+        pz = &z->next;
+    }
+    pt_zone_t **end = &zones;
+    while (*end)
+        end = &(*end)->next;
+    *end = moved;
 }
 
 void pt_zone_sweep(void)

@@ -72,7 +72,7 @@ def test_two_gateways_share_a_limit_exactly(gateway, redis_single):
     refused = sum(v.count(429) for v in out.values())
     assert passed == 100 and refused == 500, {p: {s: v.count(s) for s in set(v)} for p, v in out.items()}
     keys = redis_keys(r)
-    assert len(keys) == 1 and re.fullmatch(r'portico:\{c:60000:route:api:api\}:\d+', keys[0]), keys
+    assert len(keys) == 1 and re.fullmatch(r'portico:\{c:60000:9:route:api:api\}:\d+', keys[0]), keys
     assert r.cli('GET', keys[0]) == '100'
     for g in (a, b):
         assert status(g.admin)['limits']['redis']['fallbacks'] == 0
@@ -216,7 +216,7 @@ def test_cluster_keys_on_every_node(gateway, redis_cluster):
     i = 0
     while len(nodes) < 3 or len(users) < 6:
         u = f'user{i}'
-        nodes.add(c.node_for_key(f'portico:{{c:60000:route:api:{u}}}:1').port)
+        nodes.add(c.node_for_key(f'portico:{{c:60000:9:route:api:{u}}}:1').port)
         users.append(u)
         i += 1
     for u in users:

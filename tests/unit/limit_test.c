@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,14 +64,14 @@ static void bucket(void)
     int p = 0, delayed = 0;
     for (int i = 0; i < 20; i++) { /* rate 10, burst 5: 6 at once */
         pt_lresult_t r;
-        pt_limits_req(&k, t, 10, 5, true, &r);
+        pt_limits_req(&k, t, 10, 5, true, 0, &r);
         p += r.allowed;
     }
     is_int(p, 6, "a burst of 5 above rate 10: 6 pass at once");
     p = 0;
     for (int ms = 0; ms < 10000; ms += 10) { /* 10 s, a request every 10 ms */
         pt_lresult_t r;
-        pt_limits_req(&k, t + (int64_t)ms * 1000 + us / 1000, 10, 5, true, &r);
+        pt_limits_req(&k, t + (int64_t)ms * 1000 + us / 1000, 10, 5, true, 0, &r);
         p += r.allowed;
     }
     ok(p >= 99 && p <= 101, "then 10 a second for 10 s (%d)", p);
@@ -78,19 +79,29 @@ static void bucket(void)
     int64_t want[] = {0, 100, 200, 300, 400, 500};
     for (int i = 0; i < 6; i++) {
         pt_lresult_t r;
-        pt_limits_req(&d, t, 10, 5, false, &r);
+        pt_limits_req(&d, t, 10, 5, false, 0, &r);
         delayed += r.allowed && r.delay_ms == want[i];
     }
     is_int(delayed, 6, "without nodelay, the burst is spaced 100 ms apart");
     pt_lresult_t r;
-    pt_limits_req(&d, t, 10, 5, false, &r);
+    pt_limits_req(&d, t, 10, 5, false, 0, &r);
     ok(!r.allowed && r.retry_ms == 100, "past the burst: refused, retry in 100 ms (%lld)", (long long)r.retry_ms);
+    pt_lkey_t m = key('r', 0, "max-delay");
+    int passed = 0;
+    for (int i = 0; i < 6; i++) {
+        pt_limits_req(&m, t, 10, 5, false, 250, &r);
+        passed += r.allowed;
+    }
+    is_int(passed, 3, "a wait allowed of 250 ms: the ones held 0, 100 and 200 ms pass, the others are refused");
+    pt_limits_req(&m, t + 100000, 10, 5, false, 250, &r);
+    ok(r.allowed && r.delay_ms == 200, "and were not counted: 100 ms later the next waits 200 ms (%lld)",
+       (long long)r.delay_ms);
 }
 
 static void holds(void)
 {
     pt_lkey_t k = key('n', 0, "conn");
-    int32_t h[6];
+    int64_t h[6];
     pt_lresult_t r;
     int p = 0;
     for (int i = 0; i < 6; i++) {
@@ -141,11 +152,13 @@ static void eviction(pt_config_t *c)
     pt_limits_stats(&before);
     char k[32];
     int64_t now = 1800000000000LL;
+    pt_lkey_t spent = key('c', 60000, "spent-quota");
+    is_int(passes(&spent, now, 60000, false, 1, 3), 1, "a key at its limit");
     for (int i = 0; i < 1000000; i++) {
         snprintf(k, sizeof(k), "client-%d", i);
         pt_lkey_t lk = key('c', 60000, k);
         pt_lresult_t r;
-        pt_limits_count(&lk, now, 60000, false, 1, &r);
+        pt_limits_count(&lk, now, 60000, false, 2, &r); /* one of two: not at the limit, evictable */
         if (!r.allowed || r.failed_open)
             break;
     }
@@ -154,11 +167,35 @@ static void eviction(pt_config_t *c)
        "1,000,000 keys in %zu entries: full, %llu evicted", after.entries,
        (unsigned long long)(after.evicted - before.evicted));
     pt_lkey_t last = key('c', 60000, "client-999999"), first = key('c', 60000, "client-0");
-    is_int(passes(&last, now, 60000, false, 1, 1), 0, "the newest key is still counted");
-    is_int(passes(&first, now, 60000, false, 1, 1), 1, "the oldest was evicted: it starts again");
+    is_int(passes(&last, now, 60000, false, 2, 2), 1, "the newest key is still counted");
+    is_int(passes(&first, now, 60000, false, 2, 1), 1, "the oldest was evicted: it starts again");
+    is_int(passes(&spent, now, 60000, false, 1, 1), 0, "the key at its limit was never evicted by the flood");
+    ok(after.kept > before.kept, "evictions stepped over it (%llu)", (unsigned long long)(after.kept - before.kept));
     /* a reload with the same size keeps the counters */
     pt_zone_sweep();
-    ok(pt_limits_prepare(c) == 0 && passes(&last, now, 60000, false, 1, 1) == 0, "a reload keeps the table");
+    ok(pt_limits_prepare(c, true) == 0 && passes(&last, now, 60000, false, 2, 1) == 0, "a reload keeps the table");
+}
+
+static void holds_run_out(void)
+{
+    pt_limits_stats_t st;
+    pt_limits_stats(&st);
+    size_t n = st.holds - st.holds_used;
+    int64_t *h = calloc(n + 1, sizeof(*h));
+    pt_lkey_t k = key('n', 0, "many");
+    pt_lresult_t r = {0};
+    size_t taken = 0;
+    for (size_t i = 0; i <= n; i++) {
+        pt_limits_conn(&k, 3, 1 << 30, &h[i], &r);
+        taken += r.allowed;
+    }
+    ok(taken == n && !r.allowed && r.exhausted, "every hold in use: the next request is refused (%zu)", taken);
+    for (size_t i = 0; i < n; i++)
+        pt_limits_conn_release(h[i]);
+    pt_limits_conn(&k, 3, 1 << 30, &h[0], &r);
+    ok(r.allowed && pt_limits_conn_count(&k) == 1, "given back, they are taken again");
+    pt_limits_conn_release(h[0]);
+    free(h);
 }
 
 static void long_keys(void)
@@ -180,12 +217,13 @@ int main(void)
 {
     pt_config_t c = {0};
     c.limits.memory = 1 << 20;
-    ok(pt_limits_prepare(&c) == 0, "a 1 MiB table");
+    ok(pt_limits_prepare(&c, true) == 0, "a 1 MiB table");
     fixed_and_sliding();
     bucket();
     holds();
     forked();
     long_keys();
+    holds_run_out();
     eviction(&c);
     printf("1..%d\n", tap_n);
     return tap_failed != 0;

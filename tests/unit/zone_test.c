@@ -122,5 +122,16 @@ int main(void)
     pt_zone_t *bigger = pt_zone_get("slots", 8 * 32);
     ok(bigger != t && !pt_zone_reused(bigger) && pt_zone_replaced(bigger) == t, "the zone a bigger one replaces");
     ok(pt_zone_get("slots", 4 * 32) != t, "an older size is not reused once a newer zone took over");
+
+    /* a reload that failed: the zone it made at another size steps aside */
+    pt_zone_t *served = pt_zone_get("abandon", 4096);
+    *(int *)pt_zone_data(served) = 42;
+    pt_zone_sweep();
+    unsigned long mark = pt_zone_mark();
+    pt_zone_t *failed = pt_zone_get("abandon", 8192);
+    pt_zone_abandon(mark);
+    pt_zone_t *back = pt_zone_get("abandon", 4096);
+    ok(failed != served && back == served && *(int *)pt_zone_data(back) == 42,
+       "after a failed reload, the serving generation's zone is found again, state and all");
     return done_testing();
 }
