@@ -68,6 +68,7 @@ struct pt_conn {
 
     int state;
     bool readable, writable, eof;
+    bool reset; /* the end (eof) was a reset, seen by pt_conn_reset_seen */
     uint64_t unsent; /* output dropped at a failure, never sent: the log's bytes_out leaves it out */
     bool rdhup; /* the client shut its side: read on to the EOF */
     bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
@@ -119,6 +120,9 @@ void pt_conn_linger(pt_conn_t *c);
 /* Has the client closed or reset its side?  Looks without reading (a peek)
  * when there is something to read: what is there stays for later. */
 bool pt_conn_gone(pt_conn_t *c);
+/* Did the client reset the connection (not a half-close, which is
+ * served)?  A peek, when the socket said it is readable; plain TCP only. */
+bool pt_conn_reset_seen(pt_conn_t *c);
 /* The client's IP address as text (formatted once per connection). */
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);
 /* The client's address and port, for logs ("10.0.0.1:51234"), in buf. */

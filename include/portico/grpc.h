@@ -23,6 +23,8 @@ void pt_grpc_close_target(pt_target_t *t);
 
 /* A trailers-only gRPC response with this status and message, queued on c. */
 void pt_grpc_error(pt_conn_t *c, int code, const char *message);
+/* The same with more header lines ("name: value\r\n"...), or NULL. */
+void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char *extra);
 /* The gRPC status for an HTTP status Portico would have answered. */
 int pt_grpc_status_of(int http_status);
 

@@ -105,11 +105,27 @@ int pt_grpc_status_of(int http_status)
 
 void pt_grpc_error(pt_conn_t *c, int code, const char *message)
 {
-    char head[512];
+    pt_grpc_error_extra(c, code, message, NULL);
+}
+
+void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char *extra)
+{
+    /* grpc-message is percent-encoded (the gRPC HTTP/2 protocol): '%' and
+     * every byte outside printable ASCII */
+    char msg[3 * 128 + 1];
+    size_t m = 0;
+    for (const unsigned char *p = (const unsigned char *)message; *p && m + 4 < sizeof(msg); p++) {
+        if (*p < 0x20 || *p > 0x7e || *p == '%')
+            m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%%%02X", *p);
+        else
+            msg[m++] = (char)*p;
+    }
+    msg[m] = '\0';
+    char head[2048];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: %d\r\n"
-                     "grpc-message: %s\r\ncontent-length: 0\r\n\r\n",
-                     code, message);
+                     "grpc-message: %s\r\n%scontent-length: 0\r\n\r\n",
+                     code, msg, extra ? extra : "");
     if (n > 0 && (size_t)n < sizeof(head) && !pt_outq_copy(&c->out, head, (size_t)n))
         c->closing = true;
     c->req->ent.status = 200;

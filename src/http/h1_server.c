@@ -301,6 +301,7 @@ static bool waiting(pt_conn_t *c)
          * answer.  Logged as nginx does (499). */
         pt_log_info("client closed the connection while its request waited, req=%s", c->req->reqid);
         c->req->ent.status = 499;
+        c->req->ent.completion = PT_DONE_CLIENT;
         end_request(c); /* the filters' on_done drops what they wait for */
         pt_conn_close(c);
     }

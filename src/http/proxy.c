@@ -859,6 +859,15 @@ static int client_step(pt_proxy_t *p, pt_upconn_t *uc)
         pt_conn_close(c); /* logged 499 (or the status it had); the filters' on_done drop their waits */
         return STEP_GONE;
     }
+    if (p->body_done && !p->head_done && !p->tunnel && c->readable && pt_conn_reset_seen(c)) {
+        /* a reset while the upstream thinks: nothing will read the answer
+         * (nginx ends the upstream request too); what the request holds
+         * (a limit-conn place) is given back now, not at the read timeout */
+        pt_log_info("client reset the connection while the upstream had not answered, req=%s", c->req->reqid);
+        c->req->ent.completion = PT_DONE_CLIENT;
+        pt_conn_close(c);
+        return STEP_GONE;
+    }
     if ((!p->body_done || p->tunnel) && c->readable && (!uc || uc->out.refs == 0)) {
         if (p->replayable && c->icap - c->ilen < 1024) {
             p->replayable = false; /* no room to keep it all: it cannot be sent twice */

@@ -244,7 +244,25 @@ void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *bod
         while (m && (msg[m - 1] == '\n' || msg[m - 1] == '\r'))
             m--;
         msg[m] = '\0';
-        pt_grpc_error(c, pt_grpc_status_of(status), msg);
+        /* the filters' fields (a limit's RateLimit) and the extra lines
+         * (Retry-After) go on the trailers-only answer too */
+        char more[1024];
+        size_t k = 0;
+        more[0] = '\0';
+        if (extra)
+            k = (size_t)snprintf(more, sizeof(more), "%s", extra);
+        if (r->fx) {
+            pt_filters_response(c, r->fx, status, false);
+            for (size_t i = 0; i < r->fx->nresp && k < sizeof(more); i++) {
+                const pt_hdr_edit_t *e = &r->fx->resp[i];
+                if (e->op != PT_HDR_REMOVE)
+                    k += (size_t)snprintf(more + k, sizeof(more) - k, "%.*s: %.*s\r\n", PT_STR_FMT(e->name),
+                                          PT_STR_FMT(e->value));
+            }
+        }
+        if (k >= sizeof(more)) /* never cut a line: without them rather */
+            more[0] = '\0';
+        pt_grpc_error_extra(c, pt_grpc_status_of(status), msg, more);
         r->ent.status = status;
         r->ent.bytes_out += c->out.pending - start;
         return;

@@ -271,6 +271,23 @@ bool pt_conn_gone(pt_conn_t *c)
     return c->rdhup || c->eof;
 }
 
+bool pt_conn_reset_seen(pt_conn_t *c)
+{
+    if (c->eof && c->reset)
+        return true;
+    if (c->eof || !c->readable || pt_conn_is_stream(c) || c->ssl)
+        return false;
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == ECONNRESET || errno == EPIPE)) {
+        c->eof = c->reset = true;
+        return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        c->readable = false; /* nothing there: the next edge says more */
+    return false; /* bytes (pipelined), or an end: a half-close is served */
+}
+
 const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size)
 {
     pt_addr_format((const struct sockaddr *)&c->peer, buf, size);

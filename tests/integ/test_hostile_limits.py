@@ -146,8 +146,6 @@ def test_conn_holds_exhausted_refuse_instead_of_failing_open(gateway, backends):
             s.close()
 
 
-@pytest.mark.xfail(strict=True, reason='FAILS TODAY: a client that resets its connection while the upstream has '
-                   'not answered keeps its limit-conn place until the upstream answers or times out')
 def test_conn_client_reset_while_upstream_thinks(gateway, backends):
     """The issue: limit-conn releases on "client gone".  A RST is gone (a
     FIN may be a half-close, decision 48, but a reset is not); today the
@@ -541,8 +539,6 @@ def test_sliding_refusal_fields_agree(gateway):
     assert t >= int(r.getheader('retry-after')), (r.getheader('ratelimit'), r.getheader('retry-after'))
 
 
-@pytest.mark.xfail(strict=True, reason='FAILS TODAY: a request held by limit-req whose client left is logged 499 '
-                   'with completion "ok" (not client_gone)')
 def test_held_request_client_gone_is_logged_so(gateway, tmpdir_path):
     port, admin = free_port(), free_port()
     alog = os.path.join(tmpdir_path, 'access.log')
@@ -613,8 +609,6 @@ def _grpc_calls(port, n):
     return heads
 
 
-@pytest.mark.xfail(strict=True, reason='FAILS TODAY: a gRPC refusal drops Retry-After and the RateLimit fields, '
-                   'and sends rejected_message unencoded in grpc-message')
 def test_grpc_refusal_fields(gateway):
     pytest.importorskip('h2')
     port, admin = free_port(), free_port()
