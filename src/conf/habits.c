@@ -188,6 +188,18 @@ static const habit_t habits[] = {
     {"redirect", "ret_code", "APISIX's", "status", NULL, NULL},
     {"path-rewrite", "uri", "APISIX's", "template", NULL, NULL},
     {"path-rewrite", "regex_uri", "APISIX's", NULL, "write regex: RE and replacement: TEXT", NULL},
+    {"limit-count", "time_window", "APISIX's", "window", "a duration with its unit, such as 60s", NULL},
+    {"limit-count", "limit_by", "Kong's", "key", "a template, such as \"${consumer}\"", NULL},
+    {"limit-count", "minute", "Kong's", NULL, "write count: N and window: 60s", NULL},
+    {"limit-count", "second", "Kong's", NULL, "write count: N and window: 1s", NULL},
+    {"limit-count", "hour", "Kong's", NULL, "write count: N and window: 3600s", NULL},
+    {"limit-count", "redis_host", "Kong's and APISIX's", NULL, "the top-level redis: section", NULL},
+    {"limit-count", "redis_port", "Kong's and APISIX's", NULL, "the top-level redis: section", NULL},
+    {"limit-count", "sync_rate", "Kong's", "sync_interval", "a duration, such as 200ms", NULL},
+    {"limit-count", "limit", "Kong's", "count", NULL, NULL},
+    {"limit-req", "limit_by", "Kong's", "key", "a template, such as \"${consumer}\"", NULL},
+    {"limit-conn", "default_conn_delay", "APISIX's", "delay", "a duration with its unit, such as 100ms", NULL},
+    {"limit-conn", "limit_by", "Kong's", "key", "a template, such as \"${consumer}\"", NULL},
 };
 
 /* Kong's and APISIX's plugins whose job a Portico filter (or key) does. */
@@ -202,6 +214,8 @@ static const habit_t filter_habits[] = {
     {NULL, "client-control", "APISIX's", NULL, "a route's max_body_size, or the request-size filter", NULL},
     {NULL, "request-termination", "Kong's", NULL, "a route answers by itself with respond: { status, body }", NULL},
     {NULL, "real-ip", "APISIX's", NULL, "the top-level trusted_proxies", NULL},
+    {NULL, "rate-limiting", "Kong's", "limit-count", NULL, NULL},
+    {NULL, "rate-limiting-advanced", "Kong Enterprise's", "limit-count", "with policy: redis across nodes", NULL},
     {NULL, "correlation-id", "Kong's", NULL,
      "every request has an X-Request-Id (the client's when sane), sent upstream and logged", NULL},
     {NULL, "request-id", "APISIX's", NULL,

@@ -12,7 +12,7 @@ import pytest
 from conftest import free_port, raw, run_portico
 
 FILTERS = ('ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, '
-           'basic-auth, jwt-auth, hmac-auth, forward-auth, acl, redirect, path-rewrite, '
+           'basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, '
            'request-headers, response-headers')
 
 
