@@ -32,6 +32,7 @@ typedef struct pt_limit_common {
     char kind;           /* 'c' fixed, 's' sliding, 'r' req, 'n' conn */
     int64_t window_ms;   /* limit-count; 0 for the others */
     bool empty_logged;   /* per worker: the key expanded to nothing once */
+    pt_str_t policy_field; /* made at load: RateLimit-Policy's value (ietf), X-RateLimit-Limit's (legacy) */
 } pt_limit_common_t;
 
 /* The keys every limit filter takes, in its table (the conf starts with
@@ -57,7 +58,8 @@ extern const char *const pt_limit_header_names[];
      "APISIX send. false: neither."}
 
 /* The section check's common part: compiles the key template. */
-int pt_limit_check(pt_conf_ctx_t *cc, const pt_node_t *n, pt_limit_common_t *lc, const char *fname, char kind);
+int pt_limit_check(pt_conf_ctx_t *cc, const pt_node_t *n, pt_limit_common_t *lc, const char *fname, char kind,
+                   int64_t q, int64_t w);
 /* The link hook's common part: the scope; and, with policy redis, that the
  * file has a redis: section. */
 int pt_limit_link(pt_conf_ctx_t *cc, const pt_config_t *c, pt_limit_common_t *lc, const char *scope);
@@ -83,10 +85,9 @@ enum { PT_LS_NEW, PT_LS_ASKING, PT_LS_ANSWERED, PT_LS_DELAYING, PT_LS_DONE };
 int pt_limit_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *lc, pt_limit_state_t *st,
                  pt_verdict_t *v);
 /* The result is in st->res: adds the rate-limit fields, and refuses the
- * request when it is not allowed (PT_RESPOND), else PT_NEXT.  q and w are
- * the policy's quota and window in seconds (0: no fields). */
+ * request when it is not allowed (PT_RESPOND), else PT_NEXT. */
 pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *lc,
-                             pt_limit_state_t *st, int64_t q, int64_t w);
+                             pt_limit_state_t *st);
 /* Holds the request for ms (a delayed limit-req or limit-conn burst):
  * PT_SUSPEND, the hook runs again with phase PT_LS_DONE. */
 pt_verdict_t pt_limit_delay(pt_conn_t *c, pt_limit_state_t *st, int64_t ms);

@@ -26,7 +26,7 @@ static const char *const policy_names[] = {"local", NULL};
 static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     conf_t *c = obj;
-    return pt_limit_check(cc, n, &c->lc, "limit-conn", 'n');
+    return pt_limit_check(cc, n, &c->lc, "limit-conn", 'n', c->conn, 1);
 }
 
 static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
@@ -81,7 +81,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     r->limit = conf->conn;
     r->remaining = r->remaining > conf->burst ? r->remaining - conf->burst : 0;
     r->retry_ms = r->allowed ? 0 : 1000;
-    v = pt_limit_finish(c, req, &conf->lc, st, conf->conn, 1);
+    v = pt_limit_finish(c, req, &conf->lc, st);
     if (v == PT_NEXT && excess && conf->delay)
         return pt_limit_delay(c, st, conf->delay);
     return v;

@@ -45,7 +45,8 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     }
     /* synced counters keep other figures: a kind of their own */
     char kind = c->window_type == SLIDING ? 's' : 'c';
-    return pt_limit_check(cc, n, &c->lc, "limit-count", c->lc.sync_interval ? (char)(kind - 32) : kind);
+    return pt_limit_check(cc, n, &c->lc, "limit-count", c->lc.sync_interval ? (char)(kind - 32) : kind, c->count,
+                          c->window / 1000);
 }
 
 static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
@@ -142,11 +143,10 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
 {
     const conf_t *conf = vconf;
     pt_limit_state_t *st = vst;
-    int64_t q = conf->count, w = conf->window / 1000;
     if (st->phase == PT_LS_ASKING)
         return PT_SUSPEND; /* resumed before the answer: never */
     if (st->phase == PT_LS_ANSWERED)
-        return pt_limit_finish(c, req, &conf->lc, st, q, w);
+        return pt_limit_finish(c, req, &conf->lc, st);
     pt_verdict_t v;
     if (pt_limit_key(c, req, &conf->lc, st, &v) < 0)
         return v;
@@ -167,7 +167,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         pt_limits_count(&st->key, now, conf->window, conf->window_type == SLIDING, conf->count, &st->res);
         st->counted = st->res.allowed && !st->res.failed_open ? now / conf->window + 1 : 0;
     }
-    return pt_limit_finish(c, req, &conf->lc, st, q, w);
+    return pt_limit_finish(c, req, &conf->lc, st);
 }
 
 static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *vst)

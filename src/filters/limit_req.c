@@ -27,7 +27,8 @@ static const char *const policy_names[] = {"local", "redis", NULL};
 static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     conf_t *c = obj;
-    return pt_limit_check(cc, n, &c->lc, "limit-req", 'r');
+    int64_t q = c->burst + 1;
+    return pt_limit_check(cc, n, &c->lc, "limit-req", 'r', q, (q + c->rate - 1) / c->rate);
 }
 
 static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
@@ -126,7 +127,6 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
 {
     const conf_t *conf = vconf;
     pt_limit_state_t *st = vst;
-    int64_t q = conf->burst + 1, w = (q + conf->rate - 1) / conf->rate;
     switch (st->phase) {
     case PT_LS_ASKING:
     case PT_LS_DELAYING:
@@ -149,7 +149,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         decode(st, NULL, 0, conf);
     }
     }
-    pt_verdict_t v = pt_limit_finish(c, req, &conf->lc, st, q, w);
+    pt_verdict_t v = pt_limit_finish(c, req, &conf->lc, st);
     if (v == PT_NEXT && st->res.delay_ms > 0)
         return pt_limit_delay(c, st, st->res.delay_ms);
     return v;

@@ -19,11 +19,38 @@
 #include "portico/schema.h"
 #include "portico/worker.h"
 
+/* A field value built without printf: these go on every limited response. */
+typedef struct fbuf {
+    char b[96];
+    size_t n;
+} fbuf_t;
+
 const char *const pt_limit_header_names[] = {"ietf", "legacy", "false", "true", NULL};
 
-int pt_limit_check(pt_conf_ctx_t *cc, const pt_node_t *n, pt_limit_common_t *lc, const char *fname, char kind)
+static void put(struct fbuf *f, const char *s);
+static void put_i64(struct fbuf *f, int64_t v);
+
+int pt_limit_check(pt_conf_ctx_t *cc, const pt_node_t *n, pt_limit_common_t *lc, const char *fname, char kind,
+                   int64_t q, int64_t w)
 {
     lc->fname = fname;
+    /* the policy's field is the same on every response: made once */
+    struct fbuf f = {.n = 0};
+    if (lc->headers == PT_LH_LEGACY) {
+        put_i64(&f, q);
+    } else {
+        put(&f, "\"");
+        put(&f, fname);
+        put(&f, "\";q=");
+        put_i64(&f, q);
+        put(&f, ";w=");
+        put_i64(&f, w);
+    }
+    char *pf = pt_arena_alloc(cc->arena, f.n);
+    if (!pf)
+        return -1;
+    memcpy(pf, f.b, f.n);
+    lc->policy_field = (pt_str_t){pf, f.n};
     lc->kind = kind;
     if (lc->headers == PT_LH_TRUE)
         lc->headers = PT_LH_IETF;
@@ -166,12 +193,7 @@ int pt_limit_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *
 
 /* ---- the response ---- */
 
-/* A field value built in the request arena, without printf: these go on
- * every limited response. */
-typedef struct fbuf {
-    char b[96];
-    size_t n;
-} fbuf_t;
+
 
 static void put(fbuf_t *f, const char *s)
 {
@@ -219,20 +241,13 @@ static int64_t seconds_up(int64_t ms)
 }
 
 pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limit_common_t *lc,
-                             pt_limit_state_t *st, int64_t q, int64_t w)
+                             pt_limit_state_t *st)
 {
     const pt_lresult_t *r = &st->res;
     st->phase = PT_LS_DONE;
-    if (q && lc->headers == PT_LH_IETF) {
+    if (lc->headers == PT_LH_IETF) {
+        pt_fx_add(c, c->req->fx, true, PT_HDR_ADD, PT_STR("RateLimit-Policy"), lc->policy_field);
         fbuf_t f = {.n = 0};
-        put(&f, "\"");
-        put(&f, lc->fname);
-        put(&f, "\";q=");
-        put_i64(&f, q);
-        put(&f, ";w=");
-        put_i64(&f, w);
-        add(c, "RateLimit-Policy", &f);
-        f.n = 0;
         put(&f, "\"");
         put(&f, lc->fname);
         put(&f, "\";r=");
@@ -240,8 +255,8 @@ pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limi
         put(&f, ";t=");
         put_i64(&f, seconds_up(r->reset_ms));
         add(c, "RateLimit", &f);
-    } else if (q && lc->headers == PT_LH_LEGACY) {
-        add_num(c, "X-RateLimit-Limit", q);
+    } else if (lc->headers == PT_LH_LEGACY) {
+        pt_fx_add(c, c->req->fx, true, PT_HDR_ADD, PT_STR("X-RateLimit-Limit"), lc->policy_field);
         add_num(c, "X-RateLimit-Remaining", r->remaining);
         add_num(c, "X-RateLimit-Reset", seconds_up(r->reset_ms));
     }
