@@ -99,30 +99,38 @@ int pt_conn_read(pt_conn_t *c)
 
 /* Do the client's first bytes look like plain HTTP (a method and a space,
  * or HTTP/2's preface) rather than a TLS record?  OpenSSL itself knows only
- * GET, POST, HEAD and PUT. */
-static bool plain_http(pt_conn_t *c)
+ * GET, POST, HEAD and PUT.  1: plain HTTP; 0: TLS (a record starts with a
+ * byte that is no capital letter); -1: not known yet (nothing came, or
+ * only the first capitals of a method: the rest may be in the next
+ * segment, and taking them for TLS would reset the client). */
+static int plain_http(pt_conn_t *c)
 {
     char b[10];
     ssize_t n = recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
     if (n <= 0)
-        return false; /* nothing yet: look again at the next step */
-    c->tls_peeked = true; /* the handshake reads from here on */
-    if (n < 4)
-        return false;
+        return -1;
     for (ssize_t i = 0; i < n; i++) {
         if (b[i] == ' ')
             return i > 0;
         if (b[i] < 'A' || b[i] > 'Z')
-            return false;
+            return 0;
     }
-    return false;
+    return n < (ssize_t)sizeof(b) ? -1 : 0;
 }
 
 int pt_conn_tls_step(pt_conn_t *c)
 {
     char why[256];
     /* before the first step: a look at what came, without taking it */
-    int rc = !c->tls_peeked && plain_http(c) ? PT_TLS_PLAIN_HTTP : pt_tls_handshake(c->ssl, why, sizeof(why));
+    int plain = c->tls_peeked ? 0 : plain_http(c);
+    if (plain == -1) {
+        c->readable = false; /* the next edge brings more */
+        if (c->timer_kind != PT_TM_TLS)
+            pt_conn_timer(c, PT_TM_TLS, c->acc->ls->conf->tls.handshake_timeout);
+        return 0;
+    }
+    c->tls_peeked = true; /* the handshake reads from here on */
+    int rc = plain ? PT_TLS_PLAIN_HTTP : pt_tls_handshake(c->ssl, why, sizeof(why));
     if (rc == PT_TLS_OK) {
         c->state = PT_CS_HEAD;
         c->readable = true; /* the request may have come with the last flight */
