@@ -111,6 +111,10 @@ bool pt_limit_used(const pt_config_t *c);
 /* Microseconds on CLOCK_MONOTONIC: what the local leaky buckets run on, so
  * that a step of the wall clock does not move them. */
 int64_t pt_limit_mono_us(void);
+/* Microseconds on the wall clock, read now (not the loop's cached time,
+ * which lags by a loop turn and differs between workers): windows and the
+ * buckets kept in Redis, which every node must see alike. */
+int64_t pt_limit_wall_us(void);
 
 /* The worker's Redis client, or NULL (no redis: section): made by the
  * worker once its loop exists. */

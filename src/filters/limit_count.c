@@ -104,7 +104,7 @@ static pt_redis_script_t sliding_script = {
 
 static int64_t now_ms(pt_conn_t *c)
 {
-    return pt_worker_now_us(c->w) / 1000;
+    return pt_limit_wall_us() / 1000;
 }
 
 /* Redis's answer, or NULL: count locally. */

@@ -141,7 +141,7 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
             return v;
         if (conf->lc.policy == PT_LP_REDIS) {
             int64_t t = interval_us(conf);
-            long long args[4] = {pt_worker_now_us(c->w), t, (conf->burst + 1) * t,
+            long long args[4] = {pt_limit_wall_us(), t, (conf->burst + 1) * t,
                                  conf->nodelay ? 0 : max_wait_ms(c) * 1000};
             if (pt_limit_ask(c, st, &gcra_script, args, 4, decode, conf) == PT_SUSPEND)
                 return PT_SUSPEND;

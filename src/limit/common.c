@@ -116,6 +116,13 @@ bool pt_limit_used(const pt_config_t *c)
     return false;
 }
 
+int64_t pt_limit_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t pt_limit_mono_us(void)
 {
     struct timespec ts;
