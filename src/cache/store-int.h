@@ -1,0 +1,86 @@
+/* What the files of src/cache/ that make the store share, and nothing
+ * outside them sees: the zone's layout (store.c says why it is so), its
+ * lock, and the key hash.  store.c keeps the objects; locks.c the fetch
+ * locks of collapsed forwarding, in the same zone under the same lock. */
+#ifndef PORTICO_CACHE_STORE_INT_H
+#define PORTICO_CACHE_STORE_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "portico/cache_store.h"
+#include "portico/str.h"
+#include "portico/zone.h"
+
+#define BLOCK 4096u        /* bytes of a block */
+#define NLOCKS 1024u       /* fetch locks (a power of two) */
+#define NIL 0xffffffffu    /* no block, no entry */
+
+enum { ST_FREE, ST_STORING, ST_READY };
+enum { IO_OUT, IO_IN, IO_CMP };
+
+/* An object.  gen, first, nblocks and the three lengths are read without
+ * the lock by pt_cache_read (atomically, relaxed); the rest only under it. */
+typedef struct entry {
+    uint32_t gen;                  /* changed when the object is freed, before its blocks may be reused */
+    uint8_t state;                 /* ST_* */
+    uint8_t dropped;               /* STORING: purged meanwhile; its commit fails */
+    int32_t column;                /* the writer's (STORING) */
+    uint32_t chain;                /* next in its bucket */
+    uint32_t prev, next;           /* LRU (READY; prev more recent); next is also the free list */
+    uint32_t first, last, nblocks; /* its block chain */
+    uint32_t key_len, names_len, values_len; /* the chain's prefix, before the head and body */
+    uint64_t hash, nhash, vhash;   /* SipHash of the key, the names, the values */
+    uint64_t len;                  /* head + body bytes (READY) */
+    pt_cache_meta_t meta;
+} entry_t;
+
+/* A fetch lock: held while expires_ms is ahead, a pass mark while
+ * pass_until_ms is; otherwise the place is free. */
+typedef struct flock {
+    uint64_t h1, h2;   /* two independent hashes of the key */
+    uint32_t key_len;
+    int32_t holder;    /* column, or -1 */
+    int64_t expires_ms, pass_until_ms;
+} flock_t;
+
+/* The start of the zone.  The counts are written under the lock and read
+ * by pt_cache_stats without it. */
+typedef struct cache_hdr {
+    uint64_t magic;
+    uint64_t seed[2], seed2[2];
+    uint64_t size;
+    uint32_t nentries, nblocks;
+    uint32_t free_block, fresh_block; /* given back blocks (chained by link[]); then fresh ones in order */
+    uint32_t free_entry, fresh_entry; /* likewise, entries (chained by next) */
+    uint32_t lru_head, lru_tail;      /* head: most recently used */
+    _Atomic uint32_t blocks_used, objects;
+    _Atomic uint64_t evictions, resets;
+    _Atomic uint64_t counters[PT_CST__COUNT];
+} cache_hdr_t;
+
+/* A cache as a process sees it: made by the master, inherited by workers. */
+struct pt_cache {
+    unsigned magic;
+    char name[64];
+    pt_zone_t *zone;
+    cache_hdr_t *h;
+    flock_t *locks;
+    uint32_t *buckets;
+    entry_t *e;
+    uint32_t *link;         /* link[b]: the block after b in its chain */
+    unsigned char *blocks;
+    uint32_t nentries, nblocks, nbuckets;
+};
+
+/* Takes the zone's lock; when its last holder died holding it, the cache
+ * is emptied first (logged). */
+void cs_lock(pt_cache_t *ch);
+void cs_unlock(pt_cache_t *ch);
+/* SipHash of s with the cache's key (the same in every process). */
+uint64_t cs_hash(const pt_cache_t *ch, pt_str_t s);
+/* Releases the fetch locks column holds (under the lock). */
+void cs_locks_forget(pt_cache_t *ch, int column);
+
+#endif
