@@ -58,10 +58,14 @@
 #define NAME_MAX_LEN 57 /* "cache:" + name fits a zone's name[64] */
 #define GROW_MAX 64     /* blocks a writer takes under one hold of the lock */
 
+_Static_assert(sizeof(entry_t) == 160, "an entry is about 1/25 of a block, as the layout says");
+_Static_assert((NLOCKS & (NLOCKS - 1)) == 0, "the fetch locks' table is a power of two");
+
 /* What a process knows of the caches of its configuration. */
 static pt_cache_t **caches;
 static size_t ncaches;
 
+/* n rounded up to a cache line. */
 static size_t align64(size_t n)
 {
     return (n + 63) & ~(size_t)63;
@@ -138,12 +142,15 @@ static int init(pt_cache_t *ch, size_t size)
     return 0;
 }
 
+/* Is the zone laid out as this process would lay it out? */
 static bool kept(const pt_cache_t *ch, size_t size)
 {
     const cache_hdr_t *H = ch->h;
     return H->magic == MAGIC && H->size == size && H->nentries == ch->nentries && H->nblocks == ch->nblocks;
 }
 
+/* Frees a process's view of caches (the zones stay: they are the zone
+ * module's, swept by the caller). */
 static void free_table(pt_cache_t **t, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -151,6 +158,8 @@ static void free_table(pt_cache_t **t, size_t n)
     free(t);
 }
 
+/* Names present, unique and short enough for a zone's name; at least
+ * MIN_MEMORY each. */
 static bool valid_request(const char *const *names, const size_t *memory, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -190,6 +199,9 @@ static pt_cache_t *prepare_one(const char *name, size_t size)
     return ch;
 }
 
+/* Every cache is made before the table is swapped, so a failure leaves
+ * the process's table as it was (the zones made meanwhile are the
+ * caller's to abandon). */
 int pt_caches_prepare(const char *const *names, const size_t *memory, size_t n)
 {
     if (!valid_request(names, memory, n)) {
@@ -243,11 +255,14 @@ void cs_unlock(pt_cache_t *ch)
 
 /* ---- lists (under the lock) ---- */
 
+/* A figure read by pt_cache_stats without the lock: changed under the
+ * lock, so a plain load and store suffice, atomically for the reader. */
 static void stat_add(_Atomic uint32_t *v, int32_t d)
 {
     atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + (uint32_t)d, memory_order_relaxed);
 }
 
+/* Takes committed object i off the LRU list. */
 static void lru_unlink(pt_cache_t *ch, uint32_t i)
 {
     entry_t *e = &ch->e[i];
@@ -262,6 +277,7 @@ static void lru_unlink(pt_cache_t *ch, uint32_t i)
     e->prev = e->next = NIL;
 }
 
+/* Puts object i at the most recently used end. */
 static void lru_front(pt_cache_t *ch, uint32_t i)
 {
     entry_t *e = &ch->e[i];
@@ -274,11 +290,14 @@ static void lru_front(pt_cache_t *ch, uint32_t i)
         ch->h->lru_tail = i;
 }
 
+/* The bucket of a key's hash. */
 static uint32_t *bucket_of(pt_cache_t *ch, uint64_t hash)
 {
     return &ch->buckets[hash & (ch->nbuckets - 1)];
 }
 
+/* Takes entry i out of its bucket's chain (nothing when it is not in it);
+ * the walk is bounded, in case of a chain broken by a crash. */
 static void bucket_unlink(pt_cache_t *ch, uint32_t i)
 {
     uint32_t *p = bucket_of(ch, ch->e[i].hash);
@@ -440,6 +459,7 @@ static bool same_bytes(pt_cache_t *ch, const entry_t *a, uint64_t pa, const entr
     return true;
 }
 
+/* Bytes of the chain before the head and body: key, names, values. */
 static uint64_t prefix_len(const entry_t *e)
 {
     return (uint64_t)e->key_len + e->names_len + e->values_len;
@@ -452,6 +472,7 @@ static bool has_key(pt_cache_t *ch, const entry_t *e, pt_str_t key, uint64_t has
            chain_io(ch, e->first, e->nblocks, 0, (void *)key.p, key.n, IO_CMP);
 }
 
+/* Two entries of the same key, variant names, variant values. */
 static bool same_key(pt_cache_t *ch, const entry_t *a, const entry_t *b)
 {
     return a->hash == b->hash && a->key_len == b->key_len && same_bytes(ch, a, 0, b, 0, a->key_len);
@@ -514,6 +535,11 @@ static int found(pt_cache_t *ch, uint32_t i, pt_cache_hit_t *hit)
     return PT_CACHE_FOUND;
 }
 
+/* A key without Vary is found under one hold of the lock.  A key that
+ * varies takes two: the names come out under the first, the request's
+ * variant is made without the lock (the caller's function may take its
+ * time), and the object of that variant is looked for under the second
+ * (VARY_MISS when the key's objects changed meanwhile and none is it). */
 int pt_cache_lookup(pt_cache_t *ch, pt_str_t key, pt_cache_variant_fn variant, void *arg, pt_cache_hit_t *hit)
 {
     if (!ch || key.n > PT_CACHE_KEY_MAX)
@@ -582,13 +608,14 @@ bool pt_cache_read(pt_cache_t *ch, const pt_cache_hit_t *hit, uint64_t off, void
     return still(ch, hit);
 }
 
+/* The lengths must stay those of the stored bytes (a 304 changes the
+ * freshness, not the bytes). */
 bool pt_cache_update_meta(pt_cache_t *ch, const pt_cache_hit_t *hit, const pt_cache_meta_t *meta)
 {
     if (!ch || !hit || hit->slot >= ch->nentries)
         return false;
     cs_lock(ch);
     entry_t *e = &ch->e[hit->slot];
-    /* the bytes stay: a meta that says other lengths is not theirs */
     bool ok = e->gen == hit->gen && e->state == ST_READY && (uint64_t)meta->head_len + meta->body_len == e->len;
     if (ok)
         e->meta = *meta;
@@ -871,6 +898,8 @@ size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
 
 /* ---- a dead worker ---- */
 
+/* The caches of this process's table: a cache dropped or resized by a
+ * reload is the old generation's zone, unmapped by the next sweep. */
 void pt_caches_forget_column(int column)
 {
     for (size_t c = 0; c < ncaches; c++) {
