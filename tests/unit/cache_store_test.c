@@ -453,6 +453,12 @@ static void writers(void)
     pt_cache_store_append(&w, b + 20000, 30000);
     ok(!pt_cache_store_commit(&w, &m) && look(ch, "/w", NULL) == PT_CACHE_ABSENT,
        "its commit fails, nothing is visible");
+    pt_cache_store_begin(ch, &w, PT_STR("/w"), PT_STR(""), PT_STR(""), 1, 50000);
+    pt_cache_store_append(&w, b, 100);
+    pt_cache_invalidate(ch, PT_STR("/w"));
+    m = meta(8, 100 - 8);
+    ok(!pt_cache_store_commit(&w, &m) && look(ch, "/w", NULL) == PT_CACHE_ABSENT,
+       "invalidated after its last append: the commit fails all the same");
     before = bytes_used(ch);
     pt_cache_store_begin(ch, &w, PT_STR("/pw/x"), PT_STR(""), PT_STR(""), 1, 50000);
     pt_cache_store_append(&w, b, 1000);
@@ -551,8 +557,43 @@ static void dead_lock_holder(void)
 }
 
 /* Two processes store and read the same keys for a second: every read
- * that succeeds is one writer's whole object.  Object of version v: 8
- * bytes of v, then pat(v, i). */
+ * that succeeds is one writer's whole object.  Version v of an object:
+ * its size made from v, v stamped every 64 bytes, the bytes between all
+ * one value made from v (cheap to make, so that a writer reuses freed
+ * blocks soon after it freed them, while a reader may be copying them). */
+static size_t race_size(uint32_t v)
+{
+    return 64 + (size_t)(v * 2654435761u % 30000);
+}
+
+static void race_make(unsigned char *obj, uint32_t v)
+{
+    size_t size = race_size(v);
+    memset(obj, (int)(v * 131 % 251) + 1, size);
+    for (size_t i = 0; i + 4 <= size; i += 64)
+        memcpy(obj + i, &v, 4);
+}
+
+static bool race_check(const unsigned char *buf, size_t size)
+{
+    uint32_t v, s;
+    memcpy(&v, buf, 4);
+    if (size != race_size(v))
+        return false;
+    unsigned char fill = (unsigned char)(v * 131 % 251 + 1);
+    for (size_t i = 0; i < size; i++) {
+        if (i % 64 == 0 && i + 4 <= size) {
+            memcpy(&s, buf + i, 4);
+            if (s != v)
+                return false;
+            i += 3;
+        } else if (buf[i] != fill) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void race_child(pt_cache_t *ch, uint32_t id, int fd)
 {
     unsigned char *buf = malloc(40000), *obj = malloc(40000);
@@ -565,15 +606,13 @@ static void race_child(pt_cache_t *ch, uint32_t id, int fd)
         if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= 1000)
             break;
         char key[16];
-        snprintf(key, sizeof(key), "/k%d", rand() % 64);
+        /* a few hot keys, replaced under their readers; many cold ones, evicted */
+        snprintf(key, sizeof(key), "/k%d", rand() % 2 ? rand() % 4 : rand() % 256);
         int what = rand() % 10;
         if (what < 4) {
             uint32_t v = id << 24 | n;
-            size_t size = 8 + (size_t)(v * 2654435761u % 30000);
-            memcpy(obj, &v, 4);
-            memcpy(obj + 4, &v, 4);
-            for (size_t i = 8; i < size; i++)
-                obj[i] = pat(v, i);
+            size_t size = race_size(v);
+            race_make(obj, v);
             pt_cache_writer_t w;
             pt_cache_meta_t m = meta(8, size - 8);
             counts[2] += pt_cache_store_begin(ch, &w, pt_str_from(key), PT_STR(""), PT_STR(""), (int)id, size) &&
@@ -583,22 +622,13 @@ static void race_child(pt_cache_t *ch, uint32_t id, int fd)
             pt_cache_invalidate(ch, pt_str_from(key));
         } else {
             pt_cache_hit_t hit;
-            if (pt_cache_lookup(ch, pt_str_from(key), NULL, NULL, &hit) != PT_CACHE_FOUND) {
+            size_t size = 0;
+            if (pt_cache_lookup(ch, pt_str_from(key), NULL, NULL, &hit) != PT_CACHE_FOUND ||
+                (size = hit.meta.head_len + hit.meta.body_len) > 40000 || !pt_cache_read(ch, &hit, 0, buf, size)) {
                 counts[3]++;
                 continue;
             }
-            size_t size = hit.meta.head_len + hit.meta.body_len;
-            if (size > 40000 || !pt_cache_read(ch, &hit, 0, buf, size)) {
-                counts[3]++;
-                continue;
-            }
-            uint32_t v, v2;
-            memcpy(&v, buf, 4);
-            memcpy(&v2, buf + 4, 4);
-            bool good = v == v2 && size == 8 + (size_t)(v * 2654435761u % 30000);
-            for (size_t i = 8; good && i < size; i++)
-                good = buf[i] == pat(v, i);
-            counts[good ? 0 : 1]++;
+            counts[race_check(buf, size) ? 0 : 1]++;
         }
     }
     (void)!write(fd, counts, sizeof(counts));
