@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "portico/h1_parser.h"
+#include "portico/httpdate.h"
 #include "portico/str.h"
 
 /* ---- Cache-Control (RFC 9111 §5.2), also CDN-Cache-Control (RFC 9213) ---- */
@@ -56,11 +57,9 @@ void pt_cc_parse(pt_cc_t *cc, const pt_h1_header_t *h, size_t n, pt_str_t name);
 
 /* ---- other fields ---- */
 
-/* An HTTP-date (IMF-fixdate, RFC 850 or asctime, RFC 9110 §5.6.7) as
- * seconds since the epoch, or -1 when it is not one. */
-int64_t pt_http_date_parse(pt_str_t v);
-/* Formats t as an IMF-fixdate (29 bytes, no NUL) into out[29]. */
-void pt_http_date_format(int64_t t, char out[29]);
+/* HTTP-dates: pt_http_date_parse (IMF-fixdate, RFC 850 or asctime, RFC
+ * 9110 §5.6.7, as seconds since the epoch, or -1 when it is not one) and
+ * pt_http_date_format (IMF-fixdate) are in httpdate.h, included above. */
 /* Age: delta-seconds; -1 when bad (ignored: "a bad value is ignored");
  * a value that overflows saturates at PT_CC_DELTA_MAX.  With several
  * lines or a list, the first valid value. */
@@ -126,13 +125,23 @@ const char *pt_cache_nostore_name(int why);
 int pt_cache_storable(const pt_cache_req_info_t *qi, const pt_cache_resp_info_t *ri, const pt_cache_rules_t *rules);
 
 /* The freshness lifetime (§4.2.1): s-maxage, then max-age, then Expires
- * minus Date (Date absent: minus response_time); 0 when invalid_age or an
- * invalid Expires; else the heuristic (§4.2.2) when the status is
+ * minus Date (Date absent: minus response_time; Expires is ignored with
+ * CDN-Cache-Control, RFC 9213 §2.1); 0 when invalid_age or an invalid
+ * Expires; else the heuristic (§4.2.2) when the status is
  * heuristically cacheable (or public) and a validator is present:
  * default_ttl_ms when > 0, else 10% of (Date - Last-Modified), at most 24
  * hours; else 0.  *heuristic tells which. */
 int64_t pt_cache_lifetime_ms(const pt_cache_resp_info_t *ri, const pt_cache_rules_t *rules, int64_t response_time_ms,
                              bool *heuristic);
+
+/* What the store keeps of a response's directives (pt_cache_meta_t):
+ * returns its PT_CM_* flags (PT_CM_HEURISTIC from `heuristic`, as
+ * pt_cache_lifetime_ms said) and sets *swr_ms and *sie_ms to the
+ * stale-while-revalidate and stale-if-error it may be served with: the
+ * response's or the rules', the larger; 0 when no-cache, must-revalidate,
+ * proxy-revalidate or s-maxage forbid serving it stale (§4.2.4). */
+unsigned pt_cache_resp_flags(const pt_cache_resp_info_t *ri, const pt_cache_rules_t *rules, bool heuristic,
+                             int64_t *swr_ms, int64_t *sie_ms);
 
 /* The current age (§4.2.3), from what was kept when the response came. */
 int64_t pt_cache_current_age_ms(int64_t age_value_s, int64_t date_s, int64_t request_time_ms,
@@ -173,7 +182,9 @@ bool pt_cache_stale_if_error_ok(const pt_cache_req_info_t *qi, int64_t stale_ms,
 /* The response's Vary as a normalised list of field names: lower case,
  * each once, sorted, joined by ',' ("accept-encoding,accept-language"),
  * into out[cap].  Returns its length; 0 for no Vary (or an empty one);
- * -1 for Vary: * (in any list form) or when it does not fit. */
+ * -1 for Vary: * (in any list form), for a member that is not a field
+ * name (it would vary on nothing a request can say), or when it does not
+ * fit. */
 long pt_cache_vary_names(const pt_h1_header_t *h, size_t n, char *out, size_t cap);
 /* The request's values of the fields that names (as made above) lists,
  * normalised per §4.1 (several lines combined, list members trimmed of
@@ -191,8 +202,9 @@ long pt_cache_vary_values(pt_str_t names, const pt_h1_header_t *h, size_t n, cha
  * companions, the hop-by-hop fields, Content-Range, ...)? */
 bool pt_cache_update_skips(pt_str_t name);
 /* Does a 304 (etag/last-modified of the 304, may be empty) select the
- * stored response (§4.3.4: strong ETag match, else Last-Modified equal
- * when the 304 has no ETag, else the only stored one)? */
+ * stored response (§4.3.4: a strong ETag matches strongly, a weak one
+ * weakly; else Last-Modified equal when the 304 has no ETag; a 304 with
+ * neither selects a stored response only if it has neither either)? */
 bool pt_cache_304_selects(pt_str_t etag304, pt_str_t lm304, pt_str_t etag_stored, pt_str_t lm_stored);
 
 /* ---- conditional requests answered from the cache (RFC 9110 §13) ---- */
