@@ -2,11 +2,20 @@
 #ifndef PORTICO_ADMIN_H
 #define PORTICO_ADMIN_H
 
+#include <stdbool.h>
+#include <stdio.h>
+
 #include "portico/h1_parser.h"
+#include "portico/worker.h"
 
 typedef struct pt_conn pt_conn_t;
 
 /* Answers one request on the admin listener (GET /status). */
 void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req);
+/* DELETE /cache/NAME?key=|prefix= (admin_cache.c): false when the path is
+ * not under /cache/. */
+bool pt_admin_cache(pt_conn_t *c, const pt_h1_req_t *req);
+/* ,"caches":[...] for /status. */
+void pt_admin_caches_json(FILE *f, pt_worker_t *w);
 
 #endif

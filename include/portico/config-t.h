@@ -283,6 +283,20 @@ typedef struct pt_limits_conf {
     int64_t memory; /* bytes */
 } pt_limits_conf_t;
 
+/* `caches:`: a response cache's storage (cache_store.h), used by the
+ * cache filters that name it. */
+typedef struct pt_cache_conf {
+    const pt_node_t *node;
+    char *name;
+    int64_t memory;          /* bytes of shared memory: the index and the objects */
+    struct {
+        const pt_node_t *node; /* NULL: memory only */
+        char *path;
+        int64_t size;
+    } disk;
+    int64_t max_object_size; /* bytes: a larger response is passed on, not stored */
+} pt_cache_conf_t;
+
 typedef struct pt_prov {
     const void *field;
     const char *orig;
@@ -317,6 +331,7 @@ typedef struct pt_config {
     pt_strlist_t trusted_proxies;
     pt_redis_conf_t redis;
     pt_limits_conf_t limits;
+    pt_list_t caches;        /* pt_cache_conf_t */
     struct pt_cidr *trusted; /* compiled trusted_proxies */
     size_t ntrusted;
 

@@ -45,6 +45,7 @@ enum pt_filter_id {
     PT_FILTER_PATH_REWRITE,
     PT_FILTER_REQUEST_HEADERS,
     PT_FILTER_RESPONSE_HEADERS,
+    PT_FILTER_CACHE, /* last: a hit is answered once every other filter has let the request through */
     PT_FILTER__COUNT
 };
 #define PT_FILTER_AUTH_FIRST PT_FILTER_TLS_AUTH
@@ -66,6 +67,22 @@ typedef struct pt_auth {
     const struct pt_credential_conf *cred;
 } pt_auth_t;
 
+/* A filter that sees the upstream's response as the proxy reads it (the
+ * cache), set in pt_fx_t by its request hook.  head: the response head,
+ * once, before the response hooks; true when the tap answered the client
+ * itself (a revalidated or stale stored response): the proxy then drops
+ * the upstream's response.  body: each piece of the body as the client
+ * gets it (decoded from chunks).  end: the whole body was read.  failed:
+ * the proxy is about to answer `status` for an upstream that failed (502,
+ * 503, 504); true when the tap answered instead (stale-if-error). */
+typedef struct pt_resp_tap {
+    bool (*head)(pt_conn_t *c, struct pt_resp_tap *t, const pt_h1_resp_t *r, const char *base);
+    void (*body)(struct pt_resp_tap *t, const char *p, size_t n);
+    void (*end)(pt_conn_t *c, struct pt_resp_tap *t);
+    bool (*failed)(pt_conn_t *c, struct pt_resp_tap *t, int status);
+    bool storing; /* body and end are wanted */
+} pt_resp_tap_t;
+
 /* What the filters decided for one request, read by the proxy and the
  * response writer. */
 typedef struct pt_fx {
@@ -84,6 +101,7 @@ typedef struct pt_fx {
     pt_str_t query;   /* the query sent upstream when query_set (hide_credentials); empty: none */
     bool query_set;
     pt_auth_t auth;   /* what the auth filters decided (auth.h) */
+    pt_resp_tap_t *tap; /* the cache's view of the upstream's response, or NULL */
     char limit_refused; /* the kind of the limit filter that refused the request ('r': limit-req), or 0 */
     /* in the request arena, grown by pt_fx_add (at most PT_FX_MAX_EDITS
      * each): a filtered request starts small enough for one arena chunk */

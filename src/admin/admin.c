@@ -198,6 +198,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
     fputc(']', f);
     zones_json(f, w);
     limits_json(f, w);
+    pt_admin_caches_json(f, w);
     fprintf(f, "}\n");
     fclose(f);
     return buf;
@@ -206,6 +207,8 @@ static char *status_json(pt_worker_t *w, size_t *len)
 void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req)
 {
     bool head = req->method_bit == PT_M_HEAD;
+    if (pt_admin_cache(c, req))
+        return;
     if (!pt_str_eq(req->path, PT_STR("/status"))) {
         pt_req_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);
         return;

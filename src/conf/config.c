@@ -101,6 +101,7 @@ static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
     check_unique_names(cc, &c->upstreams, sizeof(pt_upstream_conf_t), offsetof(pt_upstream_conf_t, name),
                        "upstream");
     check_unique_names(cc, &c->routes, sizeof(pt_route_conf_t), offsetof(pt_route_conf_t, name), "route");
+    check_unique_names(cc, &c->caches, sizeof(pt_cache_conf_t), offsetof(pt_cache_conf_t, name), "cache");
     for (size_t i = 0; i < c->routes.n; i++) {
         pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, i);
         r->index = i;

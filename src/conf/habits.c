@@ -81,6 +81,8 @@ static const habit_t habits[] = {
     {"portico.yaml", "worker_shutdown_timeout", "nginx's", "shutdown_timeout", NULL, NULL},
     {"portico.yaml", "listen", "nginx's", "listeners", "a list of { name, address }", NULL},
     {"portico.yaml", "set_real_ip_from", "nginx's", "trusted_proxies", NULL, NULL},
+    {"portico.yaml", "proxy_cache_path", "nginx's", "caches", "a list of { name, memory, max_object_size }", NULL},
+    {"portico.yaml", "cache", NULL, "caches", "a list of { name, memory }; a route's cache filter uses one", NULL},
     {"portico.yaml", "server", "nginx's", NULL,
      "a server block becomes listeners (its listen) and routes (its locations)", NULL},
     /* listeners */
@@ -200,6 +202,17 @@ static const habit_t habits[] = {
     {"limit-req", "limit_by", "Kong's", "key", "a template, such as \"${consumer}\"", NULL},
     {"limit-conn", "default_conn_delay", "APISIX's", "delay", "a duration with its unit, such as 100ms", NULL},
     {"limit-conn", "limit_by", "Kong's", "key", "a template, such as \"${consumer}\"", NULL},
+    {"cache", "cache_ttl", "Kong's", "default_ttl", "used only where the response allows a heuristic", NULL},
+    {"cache", "cache_key", "APISIX's", "key", "a template, such as \"${host}${path}\"", NULL},
+    {"cache", "cache_method", "APISIX's", "methods", NULL, NULL},
+    {"cache", "request_method", "Kong's", "methods", NULL, NULL},
+    {"cache", "cache_control", "Kong's", NULL, "Portico always follows the response's Cache-Control (RFC 9111)",
+     NULL},
+    {"cache", "cache_zone", "APISIX's", "cache", "the name of one of caches:", NULL},
+    {"cache", "proxy_cache_key", "nginx's", "key", "a template, such as \"${scheme}://${host}${path}?${query}\"",
+     NULL},
+    {"cache", "proxy_cache_lock_timeout", "nginx's", "lock_timeout", NULL, NULL},
+    {"cache", "proxy_cache_methods", "nginx's", "methods", NULL, NULL},
 };
 
 /* Kong's and APISIX's plugins whose job a Portico filter (or key) does. */
@@ -215,6 +228,7 @@ static const habit_t filter_habits[] = {
     {NULL, "request-termination", "Kong's", NULL, "a route answers by itself with respond: { status, body }", NULL},
     {NULL, "real-ip", "APISIX's", NULL, "the top-level trusted_proxies", NULL},
     {NULL, "rate-limiting", "Kong's", "limit-count", NULL, NULL},
+    {NULL, "proxy-cache", "Kong's and APISIX's", "cache", "with a cache under the top-level caches:", NULL},
     {NULL, "rate-limiting-advanced", "Kong Enterprise's", "limit-count", "with policy: redis across nodes", NULL},
     {NULL, "correlation-id", "Kong's", NULL,
      "every request has an X-Request-Id (the client's when sane), sent upstream and logged", NULL},

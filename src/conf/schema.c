@@ -898,6 +898,66 @@ static int check_limits(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 static const pt_section_t limits_section = {"limits", sizeof(pt_limits_conf_t), limits_keys, check_limits, NULL,
                                             NULL};
 
+/* ---- caches ---- */
+
+static int check_cache(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    const pt_cache_conf_t *ca = obj;
+    if (ca->name && strlen(ca->name) > 57) { /* the shared zone's name is "cache:NAME" in 64 bytes */
+        pt_conf_error_key(cc, n, "name", "a cache's name has at most 57 bytes");
+        return -1;
+    }
+    for (const char *p = ca->name ? ca->name : ""; *p; p++) /* it is a path segment of the admin API's /cache/NAME */
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') && !strchr("._-", *p)) {
+            pt_conf_error_key(cc, n, "name", "a cache's name has only letters, digits, '.', '_' and '-'");
+            return -1;
+        }
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0 && ca->memory > (int64_t)pages * psize) {
+        pt_conf_error_key(cc, n, "memory", "%lld bytes is more than this machine's memory (%lld bytes)",
+                          (long long)ca->memory, (long long)pages * psize);
+        return -1;
+    }
+    if (ca->max_object_size > ca->memory / 4) {
+        pt_conf_error_key(cc, n, "max_object_size", "max_object_size (%lld bytes) must be at most a quarter of memory",
+                          (long long)ca->max_object_size);
+        return -1;
+    }
+    if (ca->disk.node) {
+        pt_conf_error_key(cc, n, "disk", "the disk tier is not built yet: remove disk (the cache is memory only)");
+        return -1;
+    }
+    return 0;
+}
+
+#define CA(f) F(pt_cache_conf_t, f)
+#define CD(f) (offsetof(pt_cache_conf_t, disk.f) - offsetof(pt_cache_conf_t, disk))
+static const pt_directive_t cache_disk_keys[] = {
+    {"path", PT_T_STR, CD(path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, "path",
+     "The directory of the cache's files."},
+    {"size", PT_T_SIZE, CD(size), NULL, 1 << 20, (int64_t)1 << 50, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
+     NULL, "The most the files may take."},
+    END,
+};
+static const pt_section_t cache_disk_section = {"disk", sizeof(((pt_cache_conf_t *)0)->disk), cache_disk_keys, NULL,
+                                                NULL, NULL};
+static const pt_directive_t cache_keys[] = {
+    {"name", PT_T_STR, CA(name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, NULL,
+     "A unique name, which cache filters give as cache; the admin API's /cache/NAME."},
+    {"memory", PT_T_SIZE, CA(memory), "256MiB", 1 << 20, (int64_t)1 << 40, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Shared memory for the cache's index and objects (heads and bodies), shared by every worker and kept, "
+     "objects and all, across a reload while the name and this size are unchanged. When it is full, the objects "
+     "used least recently are evicted. Pages are taken as it fills."},
+    {"disk", PT_T_SECTION, CA(disk), NULL, 0, 0, NULL, &cache_disk_section, NULL, NULL, NULL, PT_F_OPTIONAL, NULL,
+     "A second tier on disk (not built yet: a file that has it is refused)."},
+    {"max_object_size", PT_T_SIZE, CA(max_object_size), "8MiB", 0, (int64_t)1 << 36, NULL, NULL, NULL, NULL, NULL,
+     0, NULL,
+     "A response whose head and body are larger is passed on to its client and not stored; as its size is "
+     "often not known in advance, its storing is abandoned once it passes this. At most a quarter of memory."},
+    END,
+};
+static const pt_section_t cache_section = {"caches", sizeof(pt_cache_conf_t), cache_keys, check_cache, NULL, NULL};
+
 /* ---- root ---- */
 
 static const pt_directive_t root_keys[] = {
@@ -966,6 +1026,8 @@ static const pt_directive_t root_keys[] = {
      PT_F_OPTIONAL, NULL, "The Redis that keeps the counters of the limits with policy: redis."},
     {"limits", PT_T_SECTION, F(pt_config_t, limits), NULL, 0, 0, NULL, &limits_section, NULL, NULL, NULL, 0, NULL,
      "The local counters of the rate limits."},
+    {"caches", PT_T_LIST, F(pt_config_t, caches), NULL, 0, 0, NULL, &cache_section, NULL, NULL, NULL, 0, NULL,
+     "Response caches, each used by the cache filters that name it."},
     {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL,
      0, "list of addresses",
      "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "

@@ -24,7 +24,7 @@
 extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection,
     pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_jwt_auth, pt_filter_hmac_auth, pt_filter_forward_auth,
     pt_filter_acl, pt_filter_limit_conn, pt_filter_limit_count, pt_filter_limit_req,
-    pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers;
+    pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers, pt_filter_cache;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_IP_RESTRICTION] = &pt_filter_ip_restriction,
@@ -46,6 +46,7 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_PATH_REWRITE] = &pt_filter_path_rewrite,
     [PT_FILTER_REQUEST_HEADERS] = &pt_filter_request_headers,
     [PT_FILTER_RESPONSE_HEADERS] = &pt_filter_response_headers,
+    [PT_FILTER_CACHE] = &pt_filter_cache,
 };
 
 const char pt_filter_off_marker = 0;
@@ -326,7 +327,7 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)
 /* ---- templates ---- */
 
 enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH, TV_CONSUMER, TV_TLS_PROTOCOL,
-       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY, TV_HEADER, TV_QUERY };
+       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY, TV_HEADER, TV_QUERY, TV_SCHEME, TV_ARGS };
 
 typedef struct tseg {
     int kind;
@@ -392,6 +393,8 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
                     {"request_id", TV_REQUEST_ID},
                     {"host", TV_HOST},
                     {"path", TV_PATH},
+                    {"scheme", TV_SCHEME},
+                    {"query", TV_ARGS},
                     {"consumer", TV_CONSUMER},
                     {"tls_protocol", TV_TLS_PROTOCOL},
                     {"tls_client_subject", TV_TLS_SUBJECT},
@@ -422,7 +425,7 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
         if (kind < 0) {
             pt_conf_error(cc, n,
                           "unknown variable ${%.*s} (use route, param.NAME, header.NAME, query.NAME, client_ip, "
-                          "request_id, host, path, consumer, tls_protocol, tls_client_subject, tls_client_san, "
+                          "request_id, host, path, scheme, query, consumer, tls_protocol, tls_client_subject, tls_client_san, "
                           "tls_client_verify)",
                           (int)name.n, name.p);
             return NULL;
@@ -555,6 +558,10 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
         return req ? req->host : c->req->fx ? c->req->fx->host : PT_STR_NULL;
     case TV_PATH:
         return c->req->fx ? c->req->fx->req_path : req ? req->path : PT_STR_NULL;
+    case TV_SCHEME:
+        return c->ssl ? PT_STR("https") : PT_STR("http");
+    case TV_ARGS: /* the raw query, without its '?'; there while the head is */
+        return req && req->query.n ? req->query : PT_STR_NULL;
     case TV_CONSUMER:
         return c->req->fx && c->req->fx->auth.consumer ? pt_str_from(c->req->fx->auth.consumer->name) : PT_STR_NULL;
     case TV_HEADER: {

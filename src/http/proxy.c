@@ -89,6 +89,8 @@ struct pt_proxy {
     int waiting;    /* a filter holds the body (W_BODY) or the response head (W_RESPONSE) */
     int64_t wait_deadline_us; /* the request's timeouts.filters deadline, from its first wait */
     bool head_seen; /* the response head's status was taken (health, retries): not again on resume */
+    bool tapped;    /* the tap (fx->tap) saw the head */
+    pt_resp_tap_t *tap; /* storing: the tap gets the body */
     struct timeval up_start;
 };
 
@@ -273,7 +275,8 @@ static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
 
 /* Parses the response head once it is all there, and decides the framing
  * towards the client.  1 on progress, 0 waiting, -1 a bad response, 2 the
- * response was dropped for a retry (p may be gone). */
+ * response was dropped for a retry (p may be gone), 3 the cache answered
+ * the client instead (fx->tap). */
 static int take_response_head(pt_proxy_t *p)
 {
     pt_conn_t *c = p->c;
@@ -334,6 +337,17 @@ static int take_response_head(pt_proxy_t *p)
         }
         if (!p->client_keep_alive || c->w->draining || !p->body_done)
             p->close_client = true;
+        pt_resp_tap_t *tap = c->req->fx && !p->tunnel ? c->req->fx->tap : NULL;
+        if (tap && !p->tapped) {
+            p->tapped = true;
+            if (tap->head(c, tap, &r, base)) { /* answered from the cache: the upstream's response is dropped */
+                uc->ipos += (size_t)rc;
+                p->head_done = true;
+                c->req->ent.upstream_us = since_us(c, &p->up_start);
+                return 3;
+            }
+            p->tap = tap->storing ? tap : NULL;
+        }
         if (c->req->fx && pt_filters_response(c, c->req->fx, r.status, !p->tunnel) == PT_SUSPEND) {
             p->waiting = W_RESPONSE; /* the head stays in the upstream's buffer until the filter resumes */
             return 0;
@@ -359,6 +373,8 @@ static int take_response_head(pt_proxy_t *p)
 /* Body bytes for the client: as they are, or as one chunk. */
 static void out_body(pt_proxy_t *p, const char *data, size_t n)
 {
+    if (p->tap)
+        p->tap->body(p->tap, data, n);
     if (p->client_chunked)
         p->c->req->ent.bytes_out += queue_chunk(p, &p->c->out, data, n);
     else
@@ -390,6 +406,8 @@ static int pump_response(pt_proxy_t *p)
         }
         if (p->resp_mode == BODY_LENGTH) {
             size_t n = (int64_t)avail < p->resp_left ? avail : (size_t)p->resp_left;
+            if (p->tap)
+                p->tap->body(p->tap, data, n);
             out_ref(p, data, n);
             p->rcur += n;
             p->resp_left -= (int64_t)n;
@@ -503,6 +521,20 @@ static bool another_target(pt_proxy_t *p)
     return false;
 }
 
+/* The upstream failed before the client got anything: may the cache
+ * answer instead (stale-if-error)?  True when it did (p is gone). */
+static bool answered_by_tap(pt_proxy_t *p, int status)
+{
+    pt_conn_t *c = p->c;
+    pt_resp_tap_t *tap = c->req->fx ? c->req->fx->tap : NULL;
+    if (!tap || !tap->failed || p->tunnel || !tap->failed(c, tap, status))
+        return false;
+    p->tap = NULL;
+    c->req->ent.upstream_us = since_us(c, &p->up_start);
+    finish(p, false);
+    return true;
+}
+
 static void fail(pt_proxy_t *p, int kind, int err)
 {
     pt_conn_t *c = p->c;
@@ -571,6 +603,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
     int status = kind == F_CLIENT_BODY ? 400 : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? 504 : 502;
     if (!p->body_done)
         c->closing = true; /* the rest of the body is still coming: close after answering */
+    if (status != 400 && answered_by_tap(p, status))
+        return;
     char body[64];
     int n = snprintf(body, sizeof(body), "%d %s\n", status, pt_http_reason(status));
     pt_req_respond(c, status, "text/plain", body, (size_t)n, NULL, p->head_method);
@@ -708,6 +742,9 @@ static void finish(pt_proxy_t *p, bool reusable)
 {
     pt_conn_t *c = p->c;
     attempt_over(p, p->head_done ? c->req->ent.upstream_us : -1);
+    if (p->tap && p->resp_done) /* the whole body came: the cache may keep it */
+        p->tap->end(c, p->tap);
+    p->tap = NULL;
     if (p->uc) {
         if (!p->body_done)
             reusable = false;
@@ -809,6 +846,10 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
         int r = take_response_head(p);
         if (r == 2)
             return STEP_GONE;
+        if (r == 3) { /* the cache answered: the upstream's body, if any, is not read */
+            finish(p, p->resp_no_body);
+            return STEP_GONE;
+        }
         if (p->waiting == W_RESPONSE)
             return progress | STEP_PROGRESS; /* a filter holds the head */
         if (r < 0 || (r == 0 && uc->eof)) {
@@ -1002,6 +1043,8 @@ static bool start_attempt(pt_proxy_t *p)
                      pt_conn_peer_name(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->req->reqid);
         if (!p->body_done)
             c->closing = true;
+        if (answered_by_tap(p, 503))
+            return false;
         pt_req_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
         finish(p, false);
         return false;

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "portico/cache.h"
 #include "portico/column.h"
 #include "portico/config.h"
 #include "portico/err-t.h"
@@ -438,6 +439,7 @@ static void reap(void)
          * once that is cleared */
         pt_upstreams_forget_column(p->upzone, p->column);
         pt_limits_forget_column(p->column);
+        pt_caches_forget_column(p->column);
         pt_column_give(p->column);
         remove_proc(p);
         if (starting)
@@ -533,7 +535,10 @@ static void reload_failed(const char *why)
 static pt_zone_t *prepare_zones(const pt_config_t *c)
 {
     pt_zone_t *z = pt_upstreams_zone(c);
-    return z && pt_filters_prepare(c) == 0 && pt_limits_prepare(c, pt_limit_used(c)) == 0 && pt_tls_prepare(c) == 0 ? z : NULL;
+    return z && pt_filters_prepare(c) == 0 && pt_limits_prepare(c, pt_limit_used(c)) == 0 && pt_cache_prepare(c) == 0 &&
+                   pt_tls_prepare(c) == 0
+               ? z
+               : NULL;
 }
 
 static int cmp_gen(const void *a, const void *b)
@@ -1095,7 +1100,8 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
     }
     pt_lset_commit(&m.lset, &next);
     m.upzone = pt_upstreams_zone(c);
-    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_limits_prepare(c, pt_limit_used(c)) < 0 || pt_tls_prepare(c) < 0) {
+    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_limits_prepare(c, pt_limit_used(c)) < 0 || pt_cache_prepare(c) < 0 ||
+        pt_tls_prepare(c) < 0) {
         pt_log_crit("cannot map shared memory: %s", strerror(errno));
         return 1;
     }

@@ -237,11 +237,11 @@ int main(void)
     fails("an unknown filter", L "routes:\n  - { respond: {}, filters: { cros: {} } }\n",
           "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"? (the filters are: "
           "ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, "
-          "request-headers, response-headers)");
+          "request-headers, response-headers, cache)");
     fails("a plugin of APISIX's", L "routes:\n  - { respond: {}, filters: { api-breaker: {} } }\n",
           "p.yaml:4:31: error: routes[0].filters: unknown filter \"api-breaker\": APISIX's name for what Portico "
           "calls \"circuit-breaker\" (the filters are: ip-restriction, circuit-breaker, fault-injection, "
-          "request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, request-headers, response-headers)");
+          "request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, request-headers, response-headers, cache)");
 
     /* names users bring from Kong, APISIX and nginx */
     fails("Kong's plugins", L "routes:\n  - { respond: {}, plugins: {} }\n",
@@ -267,7 +267,7 @@ int main(void)
     fails("an unknown template variable",
           L "routes:\n  - { respond: {}, filters: { request-headers: { set: { x-a: \"${nope}\" } } } }\n",
           "p.yaml:4:57: error: routes[0].filters.request-headers: unknown variable ${nope} (use route, param.NAME, "
-          "header.NAME, query.NAME, client_ip, request_id, host, path, consumer, tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)");
+          "header.NAME, query.NAME, client_ip, request_id, host, path, scheme, query, consumer, tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)");
     fails("setting Host with request-headers",
           L "routes:\n  - { respond: {}, filters: { request-headers: { set: { host: x } } } }\n",
           "p.yaml:4:57: error: routes[0].filters.request-headers: header \"host\" is set by Portico; use the route's "

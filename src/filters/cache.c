@@ -1,0 +1,668 @@
+/* cache: answers GET and HEAD requests from a shared response cache
+ * (caches:), by the shared-cache rules of RFC 9111 (cache_policy.h), and
+ * stores what the upstream answers while its client gets it.
+ *
+ * A request's key is a template (by default the scheme, host, path and
+ * query); the response's Vary adds the normalised values of the fields it
+ * names.  A fresh stored response is answered at once with its Age (304
+ * when the client's own conditional matches); a stale one, or one that
+ * must always be validated, goes upstream with our validators, and a 304
+ * refreshes the stored head (§4.3.4) and answers from it.  A miss takes
+ * the key's fetch lock: requests for the same key in any worker wait for
+ * that one fetch (polling the store every few milliseconds, at most
+ * lock_timeout) instead of all going upstream.  Unsafe methods that
+ * succeed invalidate their target (§4.4).  Cache-Status (RFC 9211) says
+ * what happened. */
+#include "config.h"
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "portico/cache.h"
+#include "portico/cache_policy.h"
+#include "portico/conf.h"
+#include "portico/conn.h"
+#include "portico/filter.h"
+#include "portico/http.h"
+#include "portico/log.h"
+#include "portico/request.h"
+#include "portico/schema.h"
+#include "portico/worker.h"
+
+#define DEFAULT_KEY "${scheme}://${host}${path}?${query}"
+#define POLL_MS 5          /* how often a request waiting on another's fetch looks again */
+#define PASS_MS 10000      /* a key whose response was not storable: requests go upstream at once for this long */
+
+typedef struct conf {
+    const pt_node_t *node;
+    char *cache;
+    pt_strlist_t methods;
+    char *key;
+    bool store_set_cookie, cache_authorized, status_header;
+    int64_t default_ttl, stale_while_revalidate, stale_if_error, lock_timeout;
+    /* compiled */
+    pt_tpl_t *key_tpl;
+    unsigned mask;
+    bool default_key;
+    pt_cache_rules_t rules;
+} conf_t;
+
+typedef struct state {
+    pt_resp_tap_t tap; /* first: the proxy's view of it */
+    pt_conn_t *c;
+    const conf_t *conf;
+    pt_cache_t *ch;
+    pt_str_t key, host; /* host: the request's, for Location's invalidation */
+    pt_cache_req_info_t qi;
+    int64_t req_ms;
+    pt_cache_hit_t hit;      /* the stored response found (being revalidated, or stale) */
+    pt_cache_head_t head;
+    bool found, head_loaded;
+    bool revalidating, locked, invalidate, head_req, no_store;
+    pt_cache_writer_t w;
+    pt_cache_meta_t meta;
+    const pt_h1_header_t *fields; /* the request's fields, kept for the Vary of the response */
+    size_t nfields;
+    /* Cache-Status */
+    const char *fwd;    /* NULL: a hit */
+    const char *detail;
+    int fwd_status;
+    bool stored, collapsed;
+    int64_t ttl_s;
+    bool ttl_known;
+    /* waiting on another's fetch */
+    struct event timer;
+    bool armed, waited;
+    int64_t wait_until_ms;
+} state_t;
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration ---- */
+
+static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
+{
+    conf_t *c = obj;
+    int rc = 0;
+    for (size_t i = 0; i < c->methods.n; i++) {
+        const char *m = c->methods.v[i] ? c->methods.v[i] : "";
+        if (strcmp(m, "GET") == 0)
+            c->mask |= PT_M_GET;
+        else if (strcmp(m, "HEAD") == 0)
+            c->mask |= PT_M_HEAD;
+        else {
+            pt_conf_error_key(cc, n, "methods", "methods[%zu]: \"%s\": only GET and HEAD are cached (a HEAD is "
+                                                "answered from a stored GET)", i, m);
+            rc = -1;
+        }
+    }
+    if (!c->methods.n)
+        c->mask = PT_M_GET | PT_M_HEAD;
+    c->default_key = strcmp(c->key, DEFAULT_KEY) == 0;
+    c->key_tpl = pt_tpl_compile(cc, pt_node_get(n, "key") ? pt_node_get(n, "key") : n, c->key, PT_TPL_FIELD);
+    c->rules = (pt_cache_rules_t){c->store_set_cookie, c->cache_authorized, c->default_ttl, c->stale_while_revalidate,
+                                  c->stale_if_error};
+    return c->key_tpl ? rc : -1;
+}
+
+/* The cache it names must be in caches:; with one cache, naming it is optional. */
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
+{
+    conf_t *conf = vconf;
+    if (!conf->cache && c->caches.n == 1)
+        conf->cache = PT_LIST_AT(c->caches, pt_cache_conf_t, 0)->name;
+    for (size_t i = 0; conf->cache && i < c->caches.n; i++)
+        if (strcmp(PT_LIST_AT(c->caches, pt_cache_conf_t, i)->name, conf->cache) == 0)
+            return 0;
+    if (!c->caches.n)
+        pt_conf_error(cc, conf->node, "%s: the cache filter needs a cache: add one under caches: (name, memory)", scope);
+    else if (!conf->cache)
+        pt_conf_error(cc, conf->node, "%s: name the cache to use (cache: NAME): there are %zu", scope, c->caches.n);
+    else
+        pt_conf_error_key(cc, conf->node, "cache", "%s: no cache named \"%s\" under caches:", scope, conf->cache);
+    return -1;
+}
+
+#define K(f) offsetof(conf_t, f)
+static const pt_directive_t keys[] = {
+    {"cache", PT_T_STR, K(cache), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "name",
+     "The cache (under caches:) to use; may be left out when there is only one."},
+    {"methods", PT_T_LIST, K(methods), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL, 0, "list of methods",
+     "The methods answered from the cache: GET, HEAD or both (the default). A HEAD is answered from a stored GET "
+     "and never stored itself. Other methods go upstream; when one is unsafe (anything but GET, HEAD, OPTIONS "
+     "and TRACE) and its response is not an error, the stored responses of its target are dropped."},
+    {"key", PT_T_STR, K(key), DEFAULT_KEY, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "template",
+     "What identifies a stored response, over the same variables as the limits' keys and ${scheme} and ${query}. "
+     "A response's Vary adds the request fields it names. A key longer than 4096 bytes is not cached."},
+    {"store_set_cookie", PT_T_BOOL, K(store_set_cookie), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Store responses that carry Set-Cookie (the cookie is then stored and sent with every hit). By default they "
+     "are passed on and not stored."},
+    {"cache_authorized", PT_T_BOOL, K(cache_authorized), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Store responses to requests with Authorization. By default only those whose response says public, "
+     "s-maxage or must-revalidate are, as RFC 9111 3.5 allows a shared cache."},
+    {"default_ttl", PT_T_DURATION, K(default_ttl), "0s", 0, 365LL * 86400000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The freshness given to a response without explicit freshness (max-age, s-maxage, Expires) where RFC 9111 "
+     "allows a heuristic: a status cacheable by default and a validator (ETag or Last-Modified). 0s: 10% of the "
+     "time since Last-Modified, at most a day. A response with neither freshness nor a validator is not stored."},
+    {"stale_while_revalidate", PT_T_DURATION, K(stale_while_revalidate), "0s", 0, 365LL * 86400000, NULL, NULL,
+     NULL, NULL, NULL, 0, NULL,
+     "How long past its freshness a stored response may still be served while it is refreshed, beyond what its "
+     "own stale-while-revalidate grants. The refresh in the background is not built yet: for now such a "
+     "response is revalidated before it is served, as one without it would be."},
+    {"stale_if_error", PT_T_DURATION, K(stale_if_error), "0s", 0, 365LL * 86400000, NULL, NULL, NULL, NULL, NULL, 0,
+     NULL, "Likewise for serving a stale response when the upstream fails, beyond its own stale-if-error."},
+    {"status_header", PT_T_BOOL, K(status_header), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "Send Cache-Status (RFC 9211): hit, or fwd=uri-miss, vary-miss, stale, request or bypass, with stored, "
+     "collapsed, fwd-status, ttl, key and a detail saying why a response was not stored."},
+    {"lock_timeout", PT_T_DURATION, K(lock_timeout), "5s", 0, 600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "How long a miss waits for another request's fetch of the same key (in any worker) before it goes upstream "
+     "itself. 0s: misses never wait."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
+};
+static const pt_section_t schema = {"cache", sizeof(conf_t), keys, check, NULL,
+                                    "Answers GET and HEAD from a shared response cache, by the rules of RFC 9111."};
+
+/* ---- the request's side ---- */
+
+typedef struct vctx {
+    const pt_h1_header_t *h;
+    size_t n;
+} vctx_t;
+
+static long variant_of(pt_str_t names, char *out, size_t cap, void *arg)
+{
+    const vctx_t *v = arg;
+    return pt_cache_vary_values(names, v->h, v->n, out, cap);
+}
+
+/* The request's fields, copied for the Vary of a response that comes
+ * after the head is gone. */
+static bool keep_fields(pt_conn_t *c, state_t *st, const pt_h1_req_t *req)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < req->nheaders; i++)
+        total += req->headers[i].name.n + req->headers[i].value.n;
+    pt_h1_header_t *h = pt_arena_alloc(&c->arena, (req->nheaders ? req->nheaders : 1) * sizeof(*h));
+    char *b = pt_arena_alloc(&c->arena, total ? total : 1);
+    if (!h || !b)
+        return false;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const pt_h1_header_t *f = &req->headers[i];
+        memcpy(b, f->name.p, f->name.n);
+        h[i].name = (pt_str_t){b, f->name.n};
+        b += f->name.n;
+        memcpy(b, f->value.p, f->value.n);
+        h[i].value = (pt_str_t){b, f->value.n};
+        b += f->value.n;
+    }
+    st->fields = h;
+    st->nfields = req->nheaders;
+    return true;
+}
+
+static int64_t age_ms_of(const pt_cache_meta_t *m, int64_t now)
+{
+    return pt_cache_current_age_ms(m->age_s, m->date_s, m->request_time_ms, m->response_time_ms, now);
+}
+
+/* Answers from a stored response: 304 when the client's conditional
+ * matches it.  False when it went away meanwhile. */
+static bool answer(pt_conn_t *c, state_t *st, const pt_cache_hit_t *hit, const pt_cache_head_t *h,
+                   const pt_h1_header_t *reqh, size_t nreqh, int64_t age_ms)
+{
+    int status = hit->meta.status;
+    if (status == 200 && pt_cache_not_modified(reqh, nreqh, h->etag, h->last_modified))
+        status = 304;
+    st->ttl_s = (hit->meta.lifetime_ms - age_ms) / 1000;
+    st->ttl_known = true;
+    return pt_cache_answer(c, st->ch, hit, h, status, age_ms / 1000, st->head_req, reqh, nreqh);
+}
+
+/* The validators of the stored response on the request that goes
+ * upstream (ours replace the client's: the answer must select ours). */
+static void ask_validation(pt_conn_t *c, pt_fx_t *fx, state_t *st)
+{
+    pt_fx_add(c, fx, false, st->head.etag.n ? PT_HDR_SET : PT_HDR_REMOVE, PT_STR("If-None-Match"), st->head.etag);
+    pt_fx_add(c, fx, false, st->head.last_modified.n ? PT_HDR_SET : PT_HDR_REMOVE, PT_STR("If-Modified-Since"),
+              st->head.last_modified);
+    pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("If-Match"), PT_STR_NULL);
+    pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("If-Unmodified-Since"), PT_STR_NULL);
+    pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("If-Range"), PT_STR_NULL);
+    st->revalidating = true;
+    st->fwd = "stale";
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    state_t *st = arg;
+    st->armed = false;
+    pt_req_resume(st->c);
+}
+
+/* Another request is fetching the key: look again in POLL_MS. */
+static pt_verdict_t wait_for_fetch(pt_conn_t *c, state_t *st)
+{
+    if (!st->waited) {
+        st->waited = true;
+        st->wait_until_ms = wall_ms() + st->conf->lock_timeout;
+        pt_cache_count(st->ch, PT_CST_COLLAPSED);
+    }
+    st->c = c;
+    evtimer_assign(&st->timer, c->w->base, on_poll, st);
+    struct timeval tv = {0, POLL_MS * 1000};
+    evtimer_add(&st->timer, &tv);
+    st->armed = true;
+    return PT_SUSPEND;
+}
+
+static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, const char *base);
+static void tap_body(pt_resp_tap_t *t, const char *p, size_t n);
+static void tap_end(pt_conn_t *c, pt_resp_tap_t *t);
+static bool tap_failed(pt_conn_t *c, pt_resp_tap_t *t, int status);
+
+/* A miss: take the key's fetch lock, or wait for whoever has it. */
+static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, state_t *st, int found)
+{
+    if (st->qi.cc.flags & PT_CC_ONLY_IF_CACHED) { /* §5.2.1.7 */
+        st->fwd = "miss";
+        st->detail = "only-if-cached";
+        pt_req_respond(c, 504, "text/plain", "504 Gateway Timeout: not in the cache\n", 38, NULL, st->head_req);
+        return PT_RESPOND;
+    }
+    if (!st->fwd)
+        st->fwd = st->qi.no_cache ? "request" : found == PT_CACHE_VARY_MISS ? "vary-miss" : "uri-miss";
+    if (!st->head_req && !st->revalidating && !st->no_store) {
+        int64_t now = wall_ms();
+        int lk = st->conf->lock_timeout && (!st->waited || now < st->wait_until_ms)
+                     ? pt_cache_lock(st->ch, st->key, c->w->column, now, st->conf->lock_timeout)
+                     : PT_CACHE_PASS;
+        if (lk == PT_CACHE_BUSY)
+            return wait_for_fetch(c, st);
+        st->locked = lk == PT_CACHE_LOCKED;
+    }
+    if (!keep_fields(c, st, req))
+        return PT_FAIL;
+    if (st->qi.range && !st->head_req && !st->no_store) {
+        /* the whole response, to store: the client may be answered the whole (RFC 9110 §14.2) */
+        pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("Range"), PT_STR_NULL);
+        pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("If-Range"), PT_STR_NULL);
+    }
+    st->tap = (pt_resp_tap_t){tap_head, tap_body, tap_end, tap_failed, false};
+    fx->tap = &st->tap;
+    return PT_NEXT;
+}
+
+static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, state_t *st)
+{
+    vctx_t v = {req->headers, req->nheaders};
+    int found = st->qi.no_cache && !(st->qi.cc.flags & PT_CC_ONLY_IF_CACHED)
+                    ? PT_CACHE_ABSENT
+                    : pt_cache_lookup(st->ch, st->key, variant_of, &v, &st->hit);
+    if (found == PT_CACHE_FOUND) {
+        int64_t now = wall_ms(), age = age_ms_of(&st->hit.meta, now);
+        int use = pt_cache_use(&st->qi, age, st->hit.meta.lifetime_ms, st->hit.meta.flags, st->hit.meta.swr_ms);
+        if (use == PT_USE_SWR) /* the background refresh is not built yet: revalidated first (decision 92) */
+            use = PT_USE_REVALIDATE;
+        st->found = true;
+        if (use != PT_USE_MISS && (st->head_loaded = pt_cache_load_head(c, st->ch, &st->hit, &st->head))) {
+            if (use == PT_USE_REVALIDATE) {
+                ask_validation(c, fx, st);
+            } else {
+                st->collapsed = st->waited;
+                if (use != PT_USE_FRESH)
+                    pt_cache_count(st->ch, PT_CST_STALE);
+                if (answer(c, st, &st->hit, &st->head, req->headers, req->nheaders, age)) {
+                    pt_cache_count(st->ch, PT_CST_HIT);
+                    return PT_RESPOND;
+                }
+            }
+        }
+    }
+    pt_cache_count(st->ch, PT_CST_MISS);
+    return miss(c, req, fx, st, found);
+}
+
+static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
+{
+    const conf_t *conf = vconf;
+    state_t *st = vst;
+    if (!st->ch) {
+        st->conf = conf;
+        st->c = c;
+        st->ch = pt_cache_get(conf->cache);
+        bool cached = (req->method_bit & conf->mask) != 0;
+        if (!st->ch || (!cached && !pt_cache_method_invalidates(req->method)))
+            return PT_NEXT;
+        bool missing;
+        int rc = pt_tpl_expand_all(conf->key_tpl, c, req, &st->key, &missing);
+        if (rc < 0)
+            return pt_tpl_refuse(c, req, rc);
+        if (st->key.n > PT_CACHE_KEY_MAX) {
+            st->fwd = "bypass";
+            st->detail = "key-too-long";
+            return PT_NEXT;
+        }
+        if (!cached) { /* an unsafe method: its success drops what is stored for its target */
+            st->invalidate = true;
+            char *h = req->host.n ? pt_arena_strndup(&c->arena, req->host.p, req->host.n) : NULL;
+            st->host = h ? (pt_str_t){h, req->host.n} : PT_STR_NULL;
+            st->tap = (pt_resp_tap_t){tap_head, tap_body, tap_end, NULL, false};
+            fx->tap = &st->tap;
+            return PT_NEXT;
+        }
+        pt_cache_req_info(&st->qi, req->headers, req->nheaders);
+        st->head_req = req->method_bit == PT_M_HEAD;
+        st->no_store = (st->qi.cc.flags & PT_CC_NO_STORE) != 0;
+        st->req_ms = wall_ms();
+    }
+    if (st->invalidate || !st->key.p || (st->fwd && !strcmp(st->fwd, "bypass")))
+        return PT_NEXT;
+    return lookup(c, req, fx, st);
+}
+
+/* ---- the response's side ---- */
+
+static void unlock(state_t *st, bool pass)
+{
+    if (st->locked) {
+        pt_cache_unlock(st->ch, st->key, st->c->w->column, pass ? wall_ms() + PASS_MS : 0);
+        st->locked = false;
+    }
+}
+
+/* What is kept of a response besides its bytes. */
+static void make_meta(state_t *st, const pt_cache_resp_info_t *ri, int status, int64_t now, pt_cache_meta_t *m)
+{
+    bool heuristic = false;
+    *m = (pt_cache_meta_t){
+        .request_time_ms = st->req_ms,
+        .response_time_ms = now,
+        .date_s = ri->date_s >= 0 ? ri->date_s : now / 1000,
+        .age_s = ri->age_s,
+        .lifetime_ms = pt_cache_lifetime_ms(ri, &st->conf->rules, now, &heuristic),
+        .status = (uint16_t)status,
+    };
+    m->flags = pt_cache_resp_flags(ri, &st->conf->rules, heuristic, &m->swr_ms, &m->sie_ms);
+}
+
+/* The default key of a URI reference in Location or Content-Location
+ * on the request's own host (§4.4): "/path?query" or
+ * "scheme://host/path?query"; empty for anything else. */
+static pt_str_t key_of_uri(pt_conn_t *c, const state_t *st, pt_str_t uri)
+{
+    pt_str_t scheme = c->ssl ? PT_STR("https") : PT_STR("http"), path = uri;
+    if (!uri.n)
+        return PT_STR_NULL;
+    if (uri.p[0] != '/' || (uri.n > 1 && uri.p[1] == '/')) { /* absolute: the same scheme and host only */
+        size_t sl = scheme.n + 3;
+        if (uri.n <= sl || memcmp(uri.p, scheme.p, scheme.n) != 0 || memcmp(uri.p + scheme.n, "://", 3) != 0)
+            return PT_STR_NULL;
+        const char *h = uri.p + sl, *e = memchr(h, '/', uri.n - sl);
+        pt_str_t host = {h, e ? (size_t)(e - h) : uri.n - sl};
+        if (!e || !pt_str_caseeq(host, st->host))
+            return PT_STR_NULL;
+        path = (pt_str_t){e, uri.n - (size_t)(e - uri.p)};
+    }
+    const char *q = memchr(path.p, '?', path.n), *hash = memchr(path.p, '#', path.n);
+    size_t pl = q ? (size_t)(q - path.p) : hash ? (size_t)(hash - path.p) : path.n;
+    size_t ql = q ? (hash && hash > q ? (size_t)(hash - q - 1) : path.n - pl - 1) : 0;
+    char *k = pt_arena_printf(&c->arena, "%.*s://%.*s%.*s?%.*s", PT_STR_FMT(scheme), PT_STR_FMT(st->host), (int)pl,
+                              path.p, (int)ql, q ? q + 1 : "");
+    return k ? pt_str_from(k) : PT_STR_NULL;
+}
+
+/* Drops what is stored for the target of a successful unsafe request,
+ * and, with the default key, for its Location and Content-Location on the
+ * same host (§4.4). */
+static void invalidate(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
+{
+    if (r->status >= 400)
+        return;
+    size_t n = pt_cache_invalidate(st->ch, st->key);
+    for (int i = 0; i < 2 && st->conf->default_key; i++) {
+        const pt_h1_header_t *f = pt_h1_resp_find(r, i ? PT_STR("content-location") : PT_STR("location"));
+        pt_str_t k = f ? key_of_uri(c, st, f->value) : PT_STR_NULL;
+        if (k.n)
+            n += pt_cache_invalidate(st->ch, k);
+    }
+    if (n)
+        pt_log_debug("cache: %zu object%s dropped by an unsafe method on %.*s", n, n == 1 ? "" : "s",
+                     PT_STR_FMT(st->key));
+}
+
+/* A 304 to our validation: the stored head takes the 304's fields, the
+ * client is answered from it, and the object is stored again with them. */
+static bool revalidated(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
+{
+    char *merged;
+    size_t n = pt_cache_merge_head(c, &st->head, r, st->conf->store_set_cookie, &merged);
+    pt_cache_head_t h;
+    pt_h1_header_t *fields = n ? pt_arena_alloc(&c->arena, (2 + n / 4) * sizeof(*fields)) : NULL;
+    if (!fields)
+        return false;
+    pt_h1_limits_t lim = {n + 1, n + 1, 2 + n / 4};
+    h = (pt_cache_head_t){.r = {.headers = fields}, .base = merged};
+    if (pt_h1_parse_response(merged, n, &lim, &h.r) != (int)n)
+        return false;
+    const pt_h1_header_t *e = pt_h1_resp_find(&h.r, PT_STR("etag"));
+    const pt_h1_header_t *lm = pt_h1_resp_find(&h.r, PT_STR("last-modified"));
+    h.etag = e ? e->value : PT_STR_NULL;
+    h.last_modified = lm ? lm->value : PT_STR_NULL;
+    pt_cache_resp_info_t ri;
+    pt_cache_resp_info(&ri, st->hit.meta.status, h.r.headers, h.r.nheaders);
+    ri.age_s = pt_cache_age_parse(r->headers, r->nheaders) > 0 ? pt_cache_age_parse(r->headers, r->nheaders) : 0;
+    int64_t now = wall_ms();
+    pt_cache_meta_t m;
+    make_meta(st, &ri, st->hit.meta.status, now, &m);
+    m.head_len = (uint32_t)n;
+    m.body_len = st->hit.meta.body_len;
+    st->fwd_status = 304;
+    pt_cache_count(st->ch, PT_CST_REVALIDATED);
+    pt_cache_hit_t as_new = st->hit; /* the old body, with the new head's figures */
+    as_new.meta.lifetime_ms = m.lifetime_ms;
+    if (!answer(c, st, &as_new, &h, st->fields, st->nfields, age_ms_of(&m, now)))
+        return false;
+    pt_cache_writer_t w = {0};
+    char names[512], values[PT_CACHE_VARIANT_MAX];
+    long nl = pt_cache_vary_names(h.r.headers, h.r.nheaders, names, sizeof(names));
+    long vl = nl > 0 ? pt_cache_vary_values((pt_str_t){names, (size_t)nl}, st->fields, st->nfields, values,
+                                            sizeof(values))
+                     : 0;
+    if (nl >= 0 && vl >= 0 &&
+        pt_cache_store_begin(st->ch, &w, st->key, (pt_str_t){names, (size_t)(nl > 0 ? nl : 0)},
+                             (pt_str_t){values, (size_t)vl}, c->w->column, (uint64_t)n + m.body_len) &&
+        pt_cache_store_append(&w, merged, n) && pt_cache_store_append_from(&w, &st->hit, st->hit.meta.head_len,
+                                                                           st->hit.meta.body_len))
+        pt_cache_store_commit(&w, &m);
+    else if (w.active)
+        pt_cache_store_abort(&w);
+    return true;
+}
+
+/* Starts storing a response that may be stored: its head now, its body
+ * as the proxy reads it (tap_body), made visible at its end (tap_end). */
+static void start_store(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r, const char *base,
+                        const pt_cache_resp_info_t *ri)
+{
+    const pt_cache_conf_t *cc = NULL;
+    for (size_t i = 0; i < c->w->conf->caches.n && !cc; i++)
+        if (strcmp(PT_LIST_AT(c->w->conf->caches, pt_cache_conf_t, i)->name, st->conf->cache) == 0)
+            cc = PT_LIST_AT(c->w->conf->caches, pt_cache_conf_t, i);
+    uint64_t max = cc ? (uint64_t)cc->max_object_size : 0;
+    int64_t now = wall_ms();
+    make_meta(st, ri, r->status, now, &st->meta);
+    char *head;
+    size_t hl = pt_cache_stored_head(c, r, base, st->conf->store_set_cookie, st->meta.date_s, &head);
+    if (!hl || (r->content_length >= 0 && (uint64_t)r->content_length + hl > max)) {
+        st->detail = "too-large";
+        unlock(st, true);
+        return;
+    }
+    char names[512], values[PT_CACHE_VARIANT_MAX];
+    long nl = pt_cache_vary_names(r->headers, r->nheaders, names, sizeof(names));
+    long vl = nl > 0 ? pt_cache_vary_values((pt_str_t){names, (size_t)nl}, st->fields, st->nfields, values,
+                                            sizeof(values))
+                     : 0;
+    if (nl < 0 || vl < 0 ||
+        !pt_cache_store_begin(st->ch, &st->w, st->key, (pt_str_t){names, (size_t)(nl > 0 ? nl : 0)},
+                              (pt_str_t){values, (size_t)vl}, c->w->column, max) ||
+        !pt_cache_store_append(&st->w, head, hl)) {
+        st->detail = nl < 0 || vl < 0 ? "vary-too-long" : "no-room";
+        unlock(st, true);
+        return;
+    }
+    st->meta.head_len = (uint32_t)hl;
+    st->tap.storing = true;
+    st->stored = true;
+}
+
+/* stale-if-error: the upstream failed (status 500, 502, 503 or 504, its
+ * own or ours) and a stale stored response may stand in for it. */
+static bool serve_stale_on_error(pt_conn_t *c, state_t *st, int status)
+{
+    if (!st->found || (status != 500 && status != 502 && status != 503 && status != 504))
+        return false;
+    int64_t now = wall_ms(), age = age_ms_of(&st->hit.meta, now);
+    if (!pt_cache_stale_if_error_ok(&st->qi, age - st->hit.meta.lifetime_ms, st->hit.meta.flags,
+                                    st->hit.meta.sie_ms))
+        return false;
+    if (!st->head_loaded && !(st->head_loaded = pt_cache_load_head(c, st->ch, &st->hit, &st->head)))
+        return false;
+    st->fwd = "stale";
+    st->fwd_status = status;
+    st->detail = "stale-if-error";
+    if (!answer(c, st, &st->hit, &st->head, st->fields, st->nfields, age))
+        return false;
+    pt_cache_count(st->ch, PT_CST_STALE);
+    unlock(st, false);
+    return true;
+}
+
+static bool tap_failed(pt_conn_t *c, pt_resp_tap_t *t, int status)
+{
+    return serve_stale_on_error(c, (state_t *)t, status);
+}
+
+static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, const char *base)
+{
+    state_t *st = (state_t *)t;
+    if (!st->invalidate && serve_stale_on_error(c, st, r->status))
+        return true;
+    if (st->invalidate) {
+        invalidate(c, st, r);
+        return false;
+    }
+    if (st->revalidating && r->status == 304 && revalidated(c, st, r)) {
+        unlock(st, false);
+        return true;
+    }
+    if (r->status == 304 && st->qi.conditional) { /* the client's own conditional: says nothing of storing */
+        unlock(st, false);
+        return false;
+    }
+    if (st->head_req || st->no_store) {
+        st->detail = st->no_store ? "no-store" : NULL;
+        unlock(st, false);
+        return false;
+    }
+    pt_cache_resp_info_t ri;
+    pt_cache_resp_info(&ri, r->status, r->headers, r->nheaders);
+    int why = pt_cache_storable(&st->qi, &ri, &st->conf->rules);
+    if (why != PT_NS_NONE) {
+        st->detail = pt_cache_nostore_name(why);
+        unlock(st, true);
+        return false;
+    }
+    start_store(c, st, r, base, &ri);
+    return false;
+}
+
+static void tap_body(pt_resp_tap_t *t, const char *p, size_t n)
+{
+    state_t *st = (state_t *)t;
+    if (!st->w.active)
+        return;
+    if (!pt_cache_store_append(&st->w, p, n)) {
+        t->storing = false;
+        unlock(st, true); /* too large, or no room: the waiting requests go upstream */
+    }
+}
+
+static void tap_end(pt_conn_t *c, pt_resp_tap_t *t)
+{
+    state_t *st = (state_t *)t;
+    if (!st->w.active)
+        return;
+    st->meta.body_len = st->w.len - st->meta.head_len;
+    if (pt_cache_store_commit(&st->w, &st->meta))
+        pt_cache_count(st->ch, PT_CST_STORED);
+    unlock(st, false);
+}
+
+/* Cache-Status (RFC 9211) and no CDN-Cache-Control for the client. */
+static pt_verdict_t on_response(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst, int status)
+{
+    const conf_t *conf = vconf;
+    state_t *st = vst;
+    pt_fx_add(c, fx, true, PT_HDR_REMOVE, PT_STR("CDN-Cache-Control"), PT_STR_NULL);
+    if (!conf->status_header || !st || !st->ch || st->invalidate || !st->key.p)
+        return PT_NEXT;
+    char v[512];
+    int n = snprintf(v, sizeof(v), "portico; %s%s", st->fwd ? "fwd=" : "hit", st->fwd ? st->fwd : "");
+    if (st->fwd_status)
+        n += snprintf(v + n, sizeof(v) - (size_t)n, "; fwd-status=%d", st->fwd_status);
+    if (st->stored)
+        n += snprintf(v + n, sizeof(v) - (size_t)n, "; stored");
+    if (st->collapsed)
+        n += snprintf(v + n, sizeof(v) - (size_t)n, "; collapsed");
+    if (st->ttl_known || st->stored) {
+        int64_t ttl = st->ttl_known ? st->ttl_s : st->meta.lifetime_ms / 1000;
+        n += snprintf(v + n, sizeof(v) - (size_t)n, "; ttl=%lld", (long long)ttl);
+    }
+    bool printable = st->key.n < 256;
+    for (size_t i = 0; i < st->key.n && printable; i++)
+        printable = st->key.p[i] >= 0x20 && st->key.p[i] < 0x7f;
+    if (printable && (size_t)n < sizeof(v) - 16) { /* an sf-string: \ and " escaped */
+        n += snprintf(v + n, sizeof(v) - (size_t)n, "; key=\"");
+        for (size_t i = 0; i < st->key.n && (size_t)n < sizeof(v) - 4; i++) {
+            if (st->key.p[i] == '"' || st->key.p[i] == '\\')
+                v[n++] = '\\';
+            v[n++] = st->key.p[i];
+        }
+        v[n++] = '"';
+        v[n] = '\0';
+    }
+    if (st->detail && (size_t)n < sizeof(v) - 40)
+        n += snprintf(v + n, sizeof(v) - (size_t)n, "; detail=%s", st->detail);
+    char *copy = pt_arena_strndup(&c->arena, v, (size_t)n);
+    if (copy)
+        pt_fx_add(c, fx, true, PT_HDR_SET, PT_STR("Cache-Status"), (pt_str_t){copy, (size_t)n});
+    return PT_NEXT;
+}
+
+static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *vst)
+{
+    state_t *st = vst;
+    if (!st)
+        return;
+    if (st->armed) {
+        evtimer_del(&st->timer);
+        st->armed = false;
+    }
+    if (st->w.active)
+        pt_cache_store_abort(&st->w); /* the response did not come whole: nothing of it is kept */
+    if (st->locked)
+        unlock(st, false);
+}
+
+const pt_filter_t pt_filter_cache = {.name = "cache", .schema = &schema, .state_size = sizeof(state_t),
+                                     .on_request = on_request, .on_response = on_response, .on_done = on_done,
+                                     .link = link_conf};
