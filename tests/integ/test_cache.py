@@ -1,0 +1,555 @@
+"""The response cache (issue 15) through the real binary: an origin the
+test scripts (cache_origin.py) behind a route with the cache filter."""
+import concurrent.futures
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cache_origin import Origin
+from conftest import free_port, request, run_portico, wait_for
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    yield o
+    o.stop()
+
+
+def config(port, origin, admin=None, filt='{}', memory='8MiB', max_object='1MiB', extra=''):
+    adm = f'admin: {{ address: 127.0.0.1:{admin} }}\n' if admin else ''
+    return f'''listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+{adm}caches:
+  - name: default
+    memory: {memory}
+    max_object_size: {max_object}
+upstreams:
+  - name: up
+    targets: ["127.0.0.1:{origin.port}"]
+routes:
+  - name: main
+    match: {{ paths: ["/*"] }}
+    upstream: up
+    filters:
+      cache: {filt}
+{extra}'''
+
+
+@pytest.fixture
+def cached(gateway, origin):
+    """A gateway with a cache in front of the origin: returns (port, admin_port, gateway)."""
+    def make(workers=2, **kw):
+        port, admin = free_port(), free_port()
+        g = gateway(config(port, origin, admin=admin, **kw), workers=workers)
+        return port, admin, g
+    return make
+
+
+def get(port, path, headers=None, method='GET'):
+    return request(port, method, path, headers={'Host': 'example.com', **(headers or {})})
+
+
+def status_of(cs):
+    return [p.strip() for p in cs.split(';')]
+
+
+# ---- hit and miss ----
+
+def test_a_fresh_response_is_served_from_the_cache_with_its_age(cached, origin):
+    port, _, _ = cached()
+    date = time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())
+    origin.set('/a', 200, {'Cache-Control': 'max-age=60', 'X-Origin': 'yes', 'Date': date}, b'hello cache')
+    s1, h1, b1 = get(port, '/a')
+    assert (s1, b1) == (200, b'hello cache')
+    assert status_of(h1['cache-status'])[:3] == ['portico', 'fwd=uri-miss', 'stored'], h1
+    time.sleep(1.1)
+    s2, h2, b2 = get(port, '/a')
+    assert (s2, b2) == (200, b'hello cache')
+    assert origin.count('/a') == 1
+    assert status_of(h2['cache-status'])[:2] == ['portico', 'hit'], h2
+    assert int(h2['age']) >= 1, h2
+    assert h2['x-origin'] == 'yes' and h2['date'] == h1['date'] == date  # the Date is never rewritten (§4)
+    assert h2['content-length'] == str(len(b'hello cache'))
+    assert 'ttl=5' in h2['cache-status'] and 'key="http://example.com/a?"' in h2['cache-status'], h2
+
+
+@pytest.mark.parametrize('size', [0, 1, 4095, 4096, 4097, 16384, 65536, 300000])
+def test_bodies_of_every_size_come_back_byte_for_byte(cached, origin, size):
+    port, _, _ = cached()
+    body = (bytes(range(256)) * (size // 256 + 1))[:size]
+    origin.set('/b', 200, {'Cache-Control': 'max-age=60'}, body)
+    assert get(port, '/b')[2] == body
+    s, h, b = get(port, '/b')
+    assert (s, b) == (200, body) and h['content-length'] == str(len(body))
+    assert origin.count('/b') == 1
+
+
+def test_a_chunked_response_is_stored_and_served_with_its_length(cached, origin):
+    port, _, _ = cached()
+    body = b'0123456789' * 1000
+    origin.set('/c', 200, {'Cache-Control': 'max-age=60', 'Transfer-Encoding': 'chunked'}, body)
+    s, h, b = get(port, '/c')
+    assert b == body and h.get('transfer-encoding') == 'chunked'
+    s, h, b = get(port, '/c')
+    assert b == body and h['content-length'] == str(len(body)) and 'transfer-encoding' not in h
+    assert origin.count('/c') == 1
+
+
+def test_head_is_answered_from_a_stored_get(cached, origin):
+    port, _, _ = cached()
+    origin.set('/h', 200, {'Cache-Control': 'max-age=60'}, b'12345')
+    get(port, '/h')
+    s, h, b = get(port, '/h', method='HEAD')
+    assert (s, b, h['content-length']) == (200, b'', '5')
+    assert origin.count('/h') == 1
+
+
+def test_query_strings_are_separate_keys(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/q', lambda r: (200, {'Cache-Control': 'max-age=60'}, r.target))
+    assert get(port, '/q?a=1')[2] == b'/q?a=1'
+    assert get(port, '/q?a=2')[2] == b'/q?a=2'
+    assert get(port, '/q?a=1')[2] == b'/q?a=1'
+    assert origin.count('/q') == 2
+
+
+# ---- what is never stored ----
+
+@pytest.mark.parametrize('cc,stored', [
+    ('no-store', False), ('private', False), ('max-age=60, no-store', False), ('max-age=60, private="x"', False),
+    ('max-age=0', False),       # no validator: nothing to gain
+    ('s-maxage=60', True), ('public, max-age=60', True), ('max-age=60', True),
+])
+def test_response_directives_decide_storing(cached, origin, cc, stored):
+    port, _, _ = cached()
+    origin.set('/s', 200, {'Cache-Control': cc}, b'x')
+    get(port, '/s')
+    get(port, '/s')
+    assert origin.count('/s') == (1 if stored else 2), cc
+
+
+def test_set_cookie_is_not_stored_by_default(cached, origin):
+    port, _, _ = cached()
+    origin.set('/k', 200, {'Cache-Control': 'max-age=60', 'Set-Cookie': 'sid=secret'}, b'x')
+    _, h, _ = get(port, '/k')
+    assert 'detail=set-cookie' in h['cache-status'], h
+    _, h2, _ = get(port, '/k')
+    assert origin.count('/k') == 2 and h2['set-cookie'] == 'sid=secret'
+
+
+def test_authorization_is_stored_only_as_3_5_allows(cached, origin):
+    port, _, _ = cached()
+    origin.set('/p', 200, {'Cache-Control': 'max-age=60'}, b'private stuff')
+    origin.set('/pub', 200, {'Cache-Control': 'public, max-age=60'}, b'public stuff')
+    auth = {'Authorization': 'Bearer t'}
+    get(port, '/p', auth)
+    get(port, '/p', auth)
+    assert origin.count('/p') == 2
+    get(port, '/pub', auth)
+    assert get(port, '/pub')[2] == b'public stuff'
+    assert origin.count('/pub') == 1
+
+
+def test_request_no_store_is_not_stored(cached, origin):
+    port, _, _ = cached()
+    origin.set('/n', 200, {'Cache-Control': 'max-age=60'}, b'x')
+    get(port, '/n', {'Cache-Control': 'no-store'})
+    get(port, '/n')
+    assert origin.count('/n') == 2
+
+
+def test_too_large_is_passed_on_and_not_stored(cached, origin):
+    port, _, _ = cached(max_object='64KiB')
+    big = b'b' * 100000
+    origin.set('/big', 200, {'Cache-Control': 'max-age=60'}, big)
+    origin.set('/bigc', 200, {'Cache-Control': 'max-age=60', 'Transfer-Encoding': 'chunked'}, big)
+    for path in ('/big', '/bigc'):
+        assert get(port, path)[2] == big
+        assert get(port, path)[2] == big
+        assert origin.count(path) == 2, path
+
+
+# ---- Vary ----
+
+def test_vary_keeps_one_response_per_variant(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/v', lambda r: (200, {'Cache-Control': 'max-age=60', 'Vary': 'Accept-Encoding'},
+                                    'enc=' + r.headers.get('accept-encoding', '-')))
+    assert get(port, '/v', {'Accept-Encoding': 'gzip'})[2] == b'enc=gzip'
+    _, h, b = get(port, '/v', {'Accept-Encoding': 'br'})
+    assert b == b'enc=br' and 'fwd=vary-miss' in h['cache-status'], h
+    assert get(port, '/v', {'Accept-Encoding': 'GZIP'})[2] == b'enc=gzip'  # case folded (§4.1)
+    assert get(port, '/v', {'Accept-Encoding': 'br'})[2] == b'enc=br'
+    assert origin.count('/v') == 2
+
+
+def test_an_absent_field_is_a_variant_of_its_own(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/va', lambda r: (200, {'Cache-Control': 'max-age=60', 'Vary': 'X-Lang, x-lang'},
+                                     'lang=' + r.headers.get('x-lang', '-')))
+    assert get(port, '/va')[2] == b'lang=-'
+    assert get(port, '/va', {'X-Lang': ''})[2] == b'lang='
+    assert get(port, '/va', {'X-Lang': 'fr'})[2] == b'lang=fr'
+    assert [get(port, '/va', h)[2] for h in ({}, {'X-Lang': ''}, {'X-Lang': 'fr'})] == [b'lang=-', b'lang=', b'lang=fr']
+    assert origin.count('/va') == 3
+
+
+@pytest.mark.parametrize('vary', ['*', 'accept, *', ' * '])
+def test_vary_star_is_never_served_from_the_cache(cached, origin, vary):
+    port, _, _ = cached()
+    origin.set('/star', 200, {'Cache-Control': 'max-age=60', 'Vary': vary}, b'x')
+    get(port, '/star')
+    get(port, '/star')
+    assert origin.count('/star') == 2
+
+
+# ---- revalidation ----
+
+def test_a_stale_response_is_revalidated_and_the_304_updates_it(cached, origin):
+    port, _, _ = cached()
+    version = {'n': 1}
+
+    def fn(r):
+        if r.headers.get('if-none-match') == '"v1"':
+            return 304, {'Cache-Control': 'max-age=0', 'ETag': '"v1"', 'X-Checked': str(version['n'])}, b''
+        return 200, {'Cache-Control': 'max-age=0', 'ETag': '"v1"', 'X-Checked': '0'}, b'the body'
+    origin.handler('/r', fn)
+    assert get(port, '/r')[2] == b'the body'
+    version['n'] = 7
+    s, h, b = get(port, '/r')
+    assert (s, b) == (200, b'the body'), (s, h)
+    assert h['x-checked'] == '7'  # the 304's fields replace the stored ones (§4.3.4)
+    assert 'fwd=stale' in h['cache-status'] and 'fwd-status=304' in h['cache-status'], h
+    assert origin.last('/r').headers.get('if-none-match') == '"v1"'
+    assert origin.count('/r') == 2
+    _, h3, b3 = get(port, '/r')
+    assert b3 == b'the body' and h3['x-checked'] == '7'
+
+
+def test_a_changed_response_replaces_the_stored_one(cached, origin):
+    port, _, _ = cached()
+    state = {'body': b'one'}
+    origin.handler('/ch', lambda r: (200, {'Cache-Control': 'no-cache', 'ETag': '"%d"' % len(state['body'])},
+                                     state['body']))
+    assert get(port, '/ch')[2] == b'one'
+    state['body'] = b'three'
+    assert get(port, '/ch')[2] == b'three'
+    state['body'] = b'three'
+    assert get(port, '/ch')[2] == b'three'
+
+
+def test_a_clients_conditional_gets_304_from_a_fresh_entry(cached, origin):
+    port, _, _ = cached()
+    origin.set('/e', 200, {'Cache-Control': 'max-age=60', 'ETag': '"abc"'}, b'etagged')
+    get(port, '/e')
+    s, h, b = get(port, '/e', {'If-None-Match': 'W/"abc"'})
+    assert (s, b) == (304, b'') and h['etag'] == '"abc"'
+    s, h, b = get(port, '/e', {'If-None-Match': '"other"'})
+    assert (s, b) == (200, b'etagged')
+    assert origin.count('/e') == 1
+
+
+# ---- request directives ----
+
+def test_request_no_cache_goes_to_the_origin(cached, origin):
+    port, _, _ = cached()
+    origin.set('/nc', 200, {'Cache-Control': 'max-age=60'}, b'x')
+    get(port, '/nc')
+    _, h, _ = get(port, '/nc', {'Cache-Control': 'no-cache'})
+    assert 'fwd=request' in h['cache-status']
+    get(port, '/nc', {'Pragma': 'no-cache'})
+    assert origin.count('/nc') == 3
+    get(port, '/nc', {'Pragma': 'no-cache', 'Cache-Control': 'max-stale'})  # Pragma only without Cache-Control
+    assert origin.count('/nc') == 3
+
+
+def test_only_if_cached_answers_504_when_not_stored(cached, origin):
+    port, _, _ = cached()
+    origin.set('/oic', 200, {'Cache-Control': 'max-age=60'}, b'x')
+    s, _, _ = get(port, '/oic', {'Cache-Control': 'only-if-cached'})
+    assert s == 504 and origin.count('/oic') == 0
+    get(port, '/oic')
+    s, _, b = get(port, '/oic', {'Cache-Control': 'only-if-cached'})
+    assert (s, b) == (200, b'x') and origin.count('/oic') == 1
+
+
+def test_request_max_age_zero_revalidates(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/ma', lambda r: (304, {'ETag': '"1"'}, b'') if r.headers.get('if-none-match')
+                   else (200, {'Cache-Control': 'max-age=60', 'ETag': '"1"'}, b'x'))
+    get(port, '/ma')
+    s, h, b = get(port, '/ma', {'Cache-Control': 'max-age=0'})
+    assert (s, b) == (200, b'x') and origin.count('/ma') == 2
+
+
+# ---- freshness from Expires ----
+
+def test_expires_relative_to_date(cached, origin):
+    port, _, _ = cached()
+    now = time.time()
+    fmt = lambda t: time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime(t))
+    origin.handler('/x', lambda r: (200, {'Date': fmt(now), 'Expires': fmt(now + 60)}, b'x'))
+    origin.handler('/bad', lambda r: (200, {'Date': fmt(now), 'Expires': 'soon', 'ETag': '"e"'}, b'x'))
+    get(port, '/x')
+    get(port, '/x')
+    assert origin.count('/x') == 1
+    get(port, '/bad')
+    get(port, '/bad')
+    assert origin.count('/bad') == 2  # an invalid Expires is already stale
+
+
+# ---- invalidation ----
+
+@pytest.mark.parametrize('method', ['POST', 'PUT', 'DELETE', 'PATCH', 'M-SEARCH'])
+def test_an_unsafe_method_invalidates_its_target(cached, origin, method):
+    port, _, _ = cached()
+    origin.set('/i', 200, {'Cache-Control': 'max-age=60'}, b'x')
+    get(port, '/i')
+    get(port, '/i')
+    assert origin.count('/i') == 1
+    s, _, _ = request(port, method, '/i', body=b'data', headers={'Host': 'example.com'})
+    assert s == 200
+    assert origin.last('/i').body == b'data'  # the body went on untouched
+    get(port, '/i')
+    assert origin.count('/i', 'GET') == 2
+
+
+def test_an_unsafe_method_that_fails_does_not_invalidate(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/f', lambda r: (200, {'Cache-Control': 'max-age=60'}, b'x') if r.method == 'GET'
+                   else (500, {}, b'no'))
+    get(port, '/f')
+    request(port, 'POST', '/f', body=b'd', headers={'Host': 'example.com'})
+    get(port, '/f')
+    assert origin.count('/f', 'GET') == 1
+
+
+# ---- purge and status ----
+
+def test_purge_by_key_and_by_prefix(cached, origin):
+    port, admin, _ = cached()
+    for p in ('/cat/1', '/cat/2', '/dog/1'):
+        origin.set(p, 200, {'Cache-Control': 'max-age=60'}, p)
+        get(port, p)
+    s, _, b = request(admin, 'DELETE', '/cache/default?key=http%3A%2F%2Fexample.com%2Fdog%2F1%3F')
+    assert s == 200 and b'"purged":1' in b, b
+    s, _, b = request(admin, 'DELETE', '/cache/default?prefix=http://example.com/cat/')
+    assert s == 200 and b'"purged":2' in b, b
+    for p in ('/cat/1', '/cat/2', '/dog/1'):
+        get(port, p)
+        assert origin.count(p) == 2
+    assert request(admin, 'DELETE', '/cache/nope?key=x')[0] == 404
+    assert request(admin, 'GET', '/cache/default?key=x')[0] == 405
+    assert request(admin, 'DELETE', '/cache/default')[0] == 400
+
+
+def test_status_shows_the_cache(cached, origin):
+    import json
+    port, admin, _ = cached()
+    origin.set('/st', 200, {'Cache-Control': 'max-age=60'}, b'x' * 100)
+    get(port, '/st')
+    get(port, '/st')
+    c = json.loads(request(admin, 'GET', '/status')[2])['caches'][0]
+    assert c['name'] == 'default' and c['objects'] == 1 and c['hits'] >= 1 and c['misses'] >= 1 and c['stored'] == 1
+    assert 100 < c['bytes'] <= c['capacity']
+
+
+# ---- collapsed forwarding ----
+
+def test_concurrent_misses_reach_the_origin_once(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/slow', lambda r: (200, {'Cache-Control': 'max-age=60'}, b'slow body', 0.3))
+    with concurrent.futures.ThreadPoolExecutor(100) as ex:
+        results = list(ex.map(lambda i: get(port, '/slow'), range(100)))
+    assert all(r[0] == 200 and r[2] == b'slow body' for r in results)
+    assert origin.count('/slow') == 1
+    assert sum('collapsed' in r[1]['cache-status'] for r in results) >= 50
+
+
+def test_waiters_go_to_the_origin_when_the_response_is_not_storable(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/ns', lambda r: (200, {'Cache-Control': 'no-store'}, b'fresh each time', 0.2))
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        t0 = time.time()
+        results = list(ex.map(lambda i: get(port, '/ns'), range(10)))
+        took = time.time() - t0
+    assert all(r[2] == b'fresh each time' for r in results)
+    assert origin.count('/ns') == 10
+    assert took < 2.5  # they did not wait for each other one by one (10 x 0.2 s)
+
+
+# ---- reloads and crashes ----
+
+def test_a_reload_keeps_the_cache(cached, origin):
+    port, admin, g = cached()
+    origin.set('/rl', 200, {'Cache-Control': 'max-age=60'}, b'kept')
+    get(port, '/rl')
+    g.reload()
+    time.sleep(0.3)
+    assert get(port, '/rl')[2] == b'kept'
+    assert origin.count('/rl') == 1
+
+
+def test_a_worker_killed_while_storing_leaves_no_half_object(cached, origin, gateway):
+    port, admin, g = cached(workers=1)
+    size = 600000
+
+    def slow_big(r):
+        return 200, {'Cache-Control': 'max-age=60', 'Transfer-Encoding': 'chunked'}, b'k' * size, 0
+    origin.handler('/kill', slow_big)
+    import socket
+    s = socket.create_connection(('127.0.0.1', port))
+    s.sendall(b'GET /kill HTTP/1.1\r\nHost: example.com\r\n\r\n')
+    s.recv(1000)  # the head came: the object is being written, and we do not read the rest
+    for pid in g.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    s.close()
+    wait_for(lambda: len(g.worker_pids()) == 1 and get(port, '/kill')[0] == 200, what='a new worker')
+    for _ in range(3):
+        st, h, b = get(port, '/kill')
+        assert st == 200 and len(b) == size and b == b'k' * size
+
+
+# ---- configuration ----
+
+def test_a_filter_naming_no_cache_is_located(tmpdir_path, origin):
+    path = os.path.join(tmpdir_path, 'p.yaml')
+    with open(path, 'w') as f:
+        f.write(config(free_port(), origin, filt='{ cache: other }'))
+    r = run_portico('-t', '-c', path)
+    assert r.returncode != 0 and f'{path}:' in r.stderr and 'no cache named "other"' in r.stderr, r.stderr
+    with open(path, 'w') as f:
+        f.write(config(free_port(), origin, filt='{ methods: [GET, POST] }'))
+    r = run_portico('-t', '-c', path)
+    assert r.returncode != 0 and 'only GET and HEAD are cached' in r.stderr, r.stderr
+
+
+# ---- stale-if-error ----
+
+def test_stale_if_error_serves_stale_on_a_5xx(cached, origin):
+    port, _, _ = cached()
+    state = {'fail': False}
+    origin.handler('/sie', lambda r: (503, {}, b'down') if state['fail']
+                   else (200, {'Cache-Control': 'max-age=1, stale-if-error=60'}, b'good'))
+    assert get(port, '/sie')[2] == b'good'
+    time.sleep(1.3)
+    state['fail'] = True
+    s, h, b = get(port, '/sie')
+    assert (s, b) == (200, b'good'), (s, h, b)
+    assert 'fwd=stale' in h['cache-status'] and 'fwd-status=503' in h['cache-status'], h
+    assert int(h['age']) >= 1
+
+
+def test_stale_if_error_serves_stale_when_the_origin_is_gone(gateway, origin):
+    port = free_port()
+    g = gateway(config(port, origin, filt='{ stale_if_error: 60s }'))
+    origin.set('/gone', 200, {'Cache-Control': 'max-age=1'}, b'still here')
+    assert get(port, '/gone')[2] == b'still here'
+    time.sleep(1.3)
+    origin.stop()
+    s, h, b = get(port, '/gone')
+    assert (s, b) == (200, b'still here'), (s, h, b)
+    assert 'fwd-status=502' in h['cache-status'], h
+
+
+@pytest.mark.parametrize('cc', ['max-age=1', 'max-age=1, must-revalidate, stale-if-error=60',
+                                'max-age=1, no-cache, stale-if-error=60', 's-maxage=1, stale-if-error=60'])
+def test_the_failure_is_passed_on_when_stale_if_error_does_not_allow_it(cached, origin, cc):
+    port, _, _ = cached()
+    state = {'fail': False}
+    origin.handler('/nosie', lambda r: (503, {}, b'down') if state['fail']
+                   else (200, {'Cache-Control': cc, 'ETag': '"n"'}, b'good'))
+    get(port, '/nosie')
+    time.sleep(1.3)
+    state['fail'] = True
+    assert get(port, '/nosie')[:3:2] == (503, b'down')
+
+
+def test_location_and_content_location_on_the_same_host_are_invalidated(cached, origin):
+    port, _, _ = cached()
+    for p in ('/l1', '/l2', '/l3'):
+        origin.set(p, 200, {'Cache-Control': 'max-age=60'}, p)
+        get(port, p)
+    origin.set('/post', 201, {'Location': '/l1', 'Content-Location': 'http://example.com/l2'}, b'made')
+    assert request(port, 'POST', '/post', body=b'x', headers={'Host': 'example.com'})[0] == 201
+    origin.set('/post2', 201, {'Location': 'http://other.example/l3'}, b'made')
+    request(port, 'POST', '/post2', body=b'x', headers={'Host': 'example.com'})
+    for p in ('/l1', '/l2', '/l3'):
+        get(port, p)
+    assert [origin.count(p) for p in ('/l1', '/l2', '/l3')] == [2, 2, 1]
+
+
+# ---- ranges ----
+
+@pytest.mark.parametrize('rng,status,part,crange', [
+    ('bytes=0-9', 206, slice(0, 10), 'bytes 0-9/1000'),
+    ('bytes=990-', 206, slice(990, 1000), 'bytes 990-999/1000'),
+    ('bytes=-5', 206, slice(995, 1000), 'bytes 995-999/1000'),
+    ('bytes=500-5000', 206, slice(500, 1000), 'bytes 500-999/1000'),
+    ('bytes=1000-', 416, slice(0, 0), 'bytes */1000'),
+    ('bytes=0-1,5-6', 200, slice(0, 1000), None),   # several ranges: the whole
+    ('pages=1-2', 200, slice(0, 1000), None),
+])
+def test_a_range_is_answered_from_a_complete_stored_response(cached, origin, rng, status, part, crange):
+    port, _, _ = cached()
+    body = bytes(range(250)) * 4
+    origin.set('/rg', 200, {'Cache-Control': 'max-age=60', 'ETag': '"r1"'}, body)
+    get(port, '/rg')
+    s, h, b = get(port, '/rg', {'Range': rng})
+    assert (s, b) == (status, body[part]), (s, h)
+    assert h.get('content-range') == crange
+    assert origin.count('/rg') == 1
+
+
+def test_if_range_that_does_not_match_gets_the_whole(cached, origin):
+    port, _, _ = cached()
+    body = b'0123456789'
+    origin.set('/ir', 200, {'Cache-Control': 'max-age=60', 'ETag': '"t"'}, body)
+    get(port, '/ir')
+    assert get(port, '/ir', {'Range': 'bytes=0-1', 'If-Range': '"t"'})[:3:2] == (206, b'01')
+    assert get(port, '/ir', {'Range': 'bytes=0-1', 'If-Range': '"old"'})[:3:2] == (200, body)
+    assert get(port, '/ir', {'Range': 'bytes=0-1', 'If-Range': 'W/"t"'})[:3:2] == (200, body)
+
+
+def test_a_range_miss_fetches_the_whole_and_stores_it(cached, origin):
+    port, _, _ = cached()
+    body = b'abcdefghij' * 10
+    origin.set('/rm', 200, {'Cache-Control': 'max-age=60'}, body)
+    s, h, b = get(port, '/rm', {'Range': 'bytes=0-3'})
+    assert (s, b) == (200, body)
+    assert 'range' not in origin.last('/rm').headers
+    assert get(port, '/rm', {'Range': 'bytes=0-3'})[:3:2] == (206, b'abcd')
+    assert origin.count('/rm') == 1
+
+
+def test_stale_while_revalidate_is_revalidated_before_it_is_served_for_now(cached, origin):
+    port, _, _ = cached()
+    origin.handler('/swr', lambda r: (304, {'ETag': '"s"'}, b'') if r.headers.get('if-none-match') == '"s"'
+                   else (200, {'Cache-Control': 'max-age=1, stale-while-revalidate=60', 'ETag': '"s"'}, b'swr'))
+    get(port, '/swr')
+    time.sleep(1.3)
+    s, h, b = get(port, '/swr')
+    assert (s, b) == (200, b'swr') and 'fwd-status=304' in h['cache-status'], h
+    assert origin.count('/swr') == 2
+
+
+def test_other_gateways_names_get_a_hint(tmpdir_path, origin):
+    path = os.path.join(tmpdir_path, 'p.yaml')
+    with open(path, 'w') as f:
+        f.write(config(free_port(), origin, filt='{ cache_ttl: 60 }').replace('cache: { cache_ttl', 'cache: { cache_ttl'))
+    r = run_portico('-t', '-c', path)
+    assert r.returncode != 0 and 'Kong\'s name for what Portico calls "default_ttl"' in r.stderr, r.stderr
+    with open(path, 'w') as f:
+        f.write(config(free_port(), origin).replace('      cache: {}', '      proxy-cache: {}'))
+    r = run_portico('-t', '-c', path)
+    assert r.returncode != 0 and 'what Portico calls "cache"' in r.stderr, r.stderr
+    with open(path, 'w') as f:
+        f.write(config(free_port(), origin).replace('    max_object_size: 1MiB', '    max_object_size: 1MiB\n'
+                                                     '    disk: { path: /tmp/x, size: 1GiB }'))
+    r = run_portico('-t', '-c', path)
+    assert r.returncode != 0 and 'the disk tier is not built yet' in r.stderr and f'{path}:' in r.stderr, r.stderr
