@@ -52,6 +52,9 @@ ssize_t pt_outq_flush(pt_outq_t *q, int fd);
  * A span it could not take is offered again, unchanged, next time. */
 typedef ssize_t (*pt_write_fn)(void *ctx, const void *p, size_t n);
 ssize_t pt_outq_flush_fn(pt_outq_t *q, pt_write_fn fn, void *ctx);
+/* Drops what was queued since the queue held `pending` bytes, when
+ * nothing was sent in between (an answer given up halfway). */
+void pt_outq_truncate(pt_outq_t *q, size_t pending);
 /* Drops everything queued. */
 void pt_outq_reset(pt_outq_t *q);
 void pt_outq_free(pt_outq_t *q);

@@ -183,21 +183,15 @@ int pt_cache_range(const pt_h1_header_t *reqh, size_t n, uint64_t total, pt_str_
     return 206;
 }
 
-/* The body of a hit, [off, off + n) of it, copied out of the store
- * before anything is queued: it may be dropped while it is read, and then
- * nothing of it may go. */
-static char *copy_body(pt_cache_t *ch, const pt_cache_hit_t *hit, uint64_t off, size_t n, char *small,
-                       size_t smallcap)
+/* Takes back an answer given up halfway: what it queued, and the
+ * filters' response edits (their hooks run again for the next answer). */
+static void give_up(pt_conn_t *c, size_t pending, size_t nresp)
 {
-    char *b = n <= smallcap ? small : malloc(n);
-    if (!b)
-        return NULL;
-    if (!pt_cache_read(ch, hit, hit->meta.head_len + off, b, n)) {
-        if (b != small)
-            free(b);
-        return NULL;
+    pt_outq_truncate(&c->out, pending);
+    if (c->req->fx) {
+        c->req->fx->nresp = nresp;
+        c->req->fx->responded = c->req->fx->resp_started = false;
     }
-    return b;
 }
 
 bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, const pt_cache_head_t *h, int status,
@@ -209,10 +203,11 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
         status = pt_cache_range(reqh, nreqh, total, h->etag, h->last_modified, &first, &last);
     uint64_t len = status == 206 ? last - first + 1 : status == 416 ? 0 : total;
     bool body = !head_only && status != 304 && len;
-    char small[16384], *b = NULL;
-    if (body && !(b = copy_body(ch, hit, first, len, small, sizeof(small))))
+    size_t start = c->out.pending, nresp = r->fx ? r->fx->nresp : 0;
+    /* room for the head and the body at once: the body is copied once,
+     * straight from the store into the queue, and the buffer grows once */
+    if (!pt_outq_reserve(&c->out, hit->meta.head_len + 1024 + (body ? len : 0)))
         return false;
-    size_t start = c->out.pending;
     if (r->fx)
         pt_filters_response(c, r->fx, status, false);
     char extra[128];
@@ -239,13 +234,18 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
         .keep_alive_1_0 = !c->closing && minor == 0,
         .fields_size = hit->meta.head_len,
     };
-    bool ok = pt_resp_write_head(&c->out, &rh, r->fx, NULL) > 0;
-    if (ok && body)
-        pt_conn_queue(c, b, len);
-    if (b && b != small)
-        free(b);
-    if (!ok)
-        c->closing = true;
+    if (!pt_resp_write_head(&c->out, &rh, r->fx, NULL)) {
+        give_up(c, start, nresp);
+        return false;
+    }
+    if (body) {
+        char *dst = pt_outq_reserve(&c->out, len);
+        if (!dst || !pt_cache_read(ch, hit, hit->meta.head_len + first, dst, len)) {
+            give_up(c, start, nresp); /* dropped while we copied: answered as a miss */
+            return false;
+        }
+        pt_outq_commit(&c->out, len);
+    }
     r->ent.status = status;
     r->ent.bytes_out += c->out.pending - start;
     return true;

@@ -76,6 +76,22 @@ bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n)
     return true;
 }
 
+void pt_outq_truncate(pt_outq_t *q, size_t pending)
+{
+    while (q->pending > pending && q->nseg) {
+        int last = q->first + q->nseg - 1;
+        size_t drop = q->pending - pending < q->seg[last].n ? q->pending - pending : q->seg[last].n;
+        q->seg[last].n -= drop;
+        q->pending -= drop;
+        if (q->seg[last].ext)
+            q->refs -= drop;
+        else
+            q->len -= drop; /* copies since the mark are the end of buf */
+        if (!q->seg[last].n)
+            q->nseg--;
+    }
+}
+
 void pt_outq_reset(pt_outq_t *q)
 {
     q->len = 0;

@@ -85,6 +85,20 @@ int main(void)
            "past its capacity: nothing is queued, nothing is written past it");
         pt_outq_free(&hq);
     }
+    {
+        pt_outq_t tq = {0};
+        const char ext[] = "referenced";
+        ok(pt_outq_copy(&tq, "kept", 4) && pt_outq_ref(&tq, ext, 3), "a queue with a copy and a reference");
+        size_t mark = tq.pending;
+        ok(pt_outq_copy(&tq, "dropped", 7) && pt_outq_ref(&tq, ext, 5) && pt_outq_copy(&tq, "too", 3),
+           "more of both after the mark");
+        pt_outq_truncate(&tq, mark);
+        ok(tq.pending == 7 && tq.refs == 3 && tq.len == 4 && tq.nseg == 2, "truncated back to the mark");
+        ok(pt_outq_copy(&tq, "!", 1) && tq.len == 5 && memcmp(tq.buf, "kept!", 5) == 0, "copies go on where it was");
+        pt_outq_truncate(&tq, 2);
+        ok(tq.pending == 2 && tq.nseg == 1 && tq.len == 2 && tq.refs == 0, "into a segment: it is cut");
+        pt_outq_free(&tq);
+    }
     close(sv[1]);
     w = pt_outq_flush(&q, sv[0]);
     ok(w < 0, "a closed peer is an error (%zd)", w);
