@@ -19,12 +19,12 @@ def origin():
     o.stop()
 
 
-def config(port, origin, admin=None, filt='{}', memory='8MiB', max_object='1MiB', extra=''):
+def config(port, origin, admin=None, filt='{}', memory='8MiB', max_object='1MiB', extra='', listener=''):
     adm = f'admin: {{ address: 127.0.0.1:{admin} }}\n' if admin else ''
     return f'''listeners:
   - name: main
     address: 127.0.0.1:{port}
-{adm}caches:
+{listener}{adm}caches:
   - name: default
     memory: {memory}
     max_object_size: {max_object}
@@ -553,3 +553,69 @@ def test_other_gateways_names_get_a_hint(tmpdir_path, origin):
                                                      '    disk: { path: /tmp/x, size: 1GiB }'))
     r = run_portico('-t', '-c', path)
     assert r.returncode != 0 and 'the disk tier is not built yet' in r.stderr and f'{path}:' in r.stderr, r.stderr
+
+
+# ---- HTTP/2 clients, the access log, memory ----
+
+def curl(*args):
+    return subprocess.run(['curl', '-s', *args], capture_output=True, timeout=30)
+
+
+def test_http2_clients_get_hits_and_misses_byte_for_byte(gateway, origin):
+    port = free_port()
+    gateway(config(port, origin, listener='    http2: true\n'))
+    body = bytes(range(256)) * 100
+    origin.set('/h2', 200, {'Cache-Control': 'max-age=60', 'ETag': '"h"'}, body)
+    out = []
+    for extra in ([], [], ['-H', 'If-None-Match: "h"'], ['-H', 'Range: bytes=10-19']):
+        r = curl('--http2-prior-knowledge', '-D', '-', '-o', '/dev/stdout', *extra, f'http://127.0.0.1:{port}/h2')
+        head, _, got = r.stdout.partition(b'\r\n\r\n')
+        out.append((head.split(b'\r\n')[0].strip(), got, head.lower()))
+    assert out[0][0] == b'HTTP/2 200' and out[0][1] == body and b'fwd=uri-miss' in out[0][2]
+    assert out[1][0] == b'HTTP/2 200' and out[1][1] == body and b'portico; hit' in out[1][2] and b'age: ' in out[1][2]
+    assert out[2][0] == b'HTTP/2 304' and out[2][1] == b''
+    assert out[3][0] == b'HTTP/2 206' and out[3][1] == body[10:20]
+    assert origin.count('/h2') == 1
+
+
+def test_hits_are_access_logged_with_their_bytes(gateway, origin, tmpdir_path):
+    port = free_port()
+    log = os.path.join(tmpdir_path, 'access.log')
+    g = gateway(config(port, origin, extra=f'access_log: {{ path: {log}, buffer: 0 }}\n'))
+    origin.set('/log', 200, {'Cache-Control': 'max-age=60'}, b'x' * 1000)
+    get(port, '/log')
+    get(port, '/log')
+    get(port, '/log', method='HEAD')
+    wait_for(lambda: len(open(log).read().splitlines()) >= 3, what='three log lines')
+    lines = open(log).read().splitlines()
+    assert all(' /log ' in l and ' 200 ' in l for l in lines), lines
+    sizes = [int(l.split(' 200 ')[1].split()[0]) for l in lines]
+    assert sizes[0] > 1000 and sizes[1] > 1000 and sizes[2] < 1000, lines
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f'/proc/{pid}/status') as f:
+            total += int([l for l in f if l.startswith('VmRSS:')][0].split()[1])
+    return total
+
+
+def test_eviction_keeps_the_cache_within_its_memory(cached, origin):
+    import json
+    port, admin, g = cached(memory='4MiB', max_object='512KiB')
+    body = b'e' * 50000
+    origin.handler('/ev', lambda r: (200, {'Cache-Control': 'max-age=600'}, body))
+    for i in range(40):
+        get(port, f'/ev?i={i}')
+    rss0 = rss_kib(g.worker_pids())
+    for i in range(40, 400):
+        assert get(port, f'/ev?i={i}')[2] == body
+    rss1 = rss_kib(g.worker_pids())
+    c = json.loads(request(admin, 'GET', '/status')[2])['caches'][0]
+    assert c['evictions'] > 250 and c['bytes'] <= c['capacity'] <= 4 << 20, c
+    assert c['objects'] * 50000 <= c['capacity'], c
+    assert rss1 - rss0 < 8 * 1024, (rss0, rss1)  # the zone is mapped once; eviction reuses its blocks
+    assert get(port, '/ev?i=399')[1]['cache-status'].startswith('portico; hit')  # the newest are kept
+    get(port, '/ev?i=0')
+    assert origin.count('/ev') == 401  # the oldest went
