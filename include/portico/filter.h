@@ -102,6 +102,7 @@ typedef struct pt_fx {
     bool query_set;
     pt_auth_t auth;   /* what the auth filters decided (auth.h) */
     pt_resp_tap_t *tap; /* the cache's view of the upstream's response, or NULL */
+    bool detached;      /* the client has its answer (a stale response): the proxy fetches for the tap alone */
     char limit_refused; /* the kind of the limit filter that refused the request ('r': limit-req), or 0 */
     /* in the request arena, grown by pt_fx_add (at most PT_FX_MAX_EDITS
      * each): a filtered request starts small enough for one arena chunk */

@@ -62,6 +62,7 @@ typedef struct state {
     pt_cache_head_t head;
     bool found, head_loaded;
     bool revalidating, locked, invalidate, head_req, no_store;
+    bool detached; /* a stale-while-revalidate refresh: the client was answered already */
     pt_cache_writer_t w;
     pt_cache_meta_t meta;
     const pt_h1_header_t *fields; /* the request's fields, kept for the Vary of the response */
@@ -155,8 +156,9 @@ static const pt_directive_t keys[] = {
     {"stale_while_revalidate", PT_T_DURATION, K(stale_while_revalidate), "0s", 0, 365LL * 86400000, NULL, NULL,
      NULL, NULL, NULL, 0, NULL,
      "How long past its freshness a stored response may still be served while it is refreshed, beyond what its "
-     "own stale-while-revalidate grants. The refresh in the background is not built yet: for now such a "
-     "response is revalidated before it is served, as one without it would be."},
+     "own stale-while-revalidate grants. The request that gets such a response also refreshes it (once for "
+     "all workers): it goes on upstream for the cache alone, and its connection's next request waits for that, "
+     "as with nginx's background update. A HEAD, or a request with a body, revalidates first instead."},
     {"stale_if_error", PT_T_DURATION, K(stale_if_error), "0s", 0, 365LL * 86400000, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Likewise for serving a stale response when the upstream fails, beyond its own stale-if-error."},
     {"status_header", PT_T_BOOL, K(status_header), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -221,7 +223,8 @@ static bool answer(pt_conn_t *c, state_t *st, const pt_cache_hit_t *hit, const p
     int status = hit->meta.status;
     if (status == 200 && pt_cache_not_modified(reqh, nreqh, h->etag, h->last_modified))
         status = 304;
-    st->ttl_s = (hit->meta.lifetime_ms - age_ms) / 1000;
+    int64_t left = hit->meta.lifetime_ms - age_ms; /* negative once stale: rounded away from 0 (RFC 9211 2.5) */
+    st->ttl_s = left >= 0 ? left / 1000 : -((-left + 999) / 1000);
     st->ttl_known = true;
     return pt_cache_answer(c, st->ch, hit, h, status, age_ms / 1000, st->head_req, reqh, nreqh);
 }
@@ -263,6 +266,7 @@ static pt_verdict_t wait_for_fetch(pt_conn_t *c, state_t *st)
     return PT_SUSPEND;
 }
 
+static void unlock(state_t *st, bool pass);
 static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, const char *base);
 static void tap_body(pt_resp_tap_t *t, const char *p, size_t n);
 static void tap_end(pt_conn_t *c, pt_resp_tap_t *t);
@@ -300,6 +304,28 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
     return PT_NEXT;
 }
 
+/* stale-while-revalidate: the client has the stale response; this
+ * request goes on upstream to refresh it, for the cache alone, when it is
+ * the one (in any worker) that takes the key's lock.  Its client's next
+ * request on the connection waits for it, as with nginx's background
+ * update. */
+static pt_verdict_t refresh(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, state_t *st)
+{
+    int64_t hold = st->conf->lock_timeout ? st->conf->lock_timeout : 5000;
+    if (pt_cache_lock(st->ch, st->key, c->w->column, wall_ms(), hold) != PT_CACHE_LOCKED)
+        return PT_RESPOND; /* another request refreshes it */
+    st->locked = true;
+    if (!keep_fields(c, st, req)) {
+        unlock(st, false);
+        return PT_RESPOND;
+    }
+    ask_validation(c, fx, st);
+    st->detached = fx->detached = true;
+    st->tap = (pt_resp_tap_t){tap_head, tap_body, tap_end, NULL, false};
+    fx->tap = &st->tap;
+    return PT_NEXT;
+}
+
 static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, state_t *st)
 {
     vctx_t v = {req->headers, req->nheaders};
@@ -309,8 +335,8 @@ static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, st
     if (found == PT_CACHE_FOUND) {
         int64_t now = wall_ms(), age = age_ms_of(&st->hit.meta, now);
         int use = pt_cache_use(&st->qi, age, st->hit.meta.lifetime_ms, st->hit.meta.flags, st->hit.meta.swr_ms);
-        if (use == PT_USE_SWR) /* the background refresh is not built yet: revalidated first (decision 92) */
-            use = PT_USE_REVALIDATE;
+        if (use == PT_USE_SWR && (st->head_req || req->content_length > 0 || req->chunked))
+            use = PT_USE_REVALIDATE; /* refreshed with a GET of its own only */
         st->found = true;
         if (use != PT_USE_MISS && (st->head_loaded = pt_cache_load_head(c, st->ch, &st->hit, &st->head))) {
             if (use == PT_USE_REVALIDATE) {
@@ -321,7 +347,7 @@ static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, st
                     pt_cache_count(st->ch, PT_CST_STALE);
                 if (answer(c, st, &st->hit, &st->head, req->headers, req->nheaders, age)) {
                     pt_cache_count(st->ch, PT_CST_HIT);
-                    return PT_RESPOND;
+                    return use == PT_USE_SWR ? refresh(c, req, fx, st) : PT_RESPOND;
                 }
             }
         }
@@ -468,7 +494,7 @@ static bool revalidated(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
     pt_cache_count(st->ch, PT_CST_REVALIDATED);
     pt_cache_hit_t as_new = st->hit; /* the old body, with the new head's figures */
     as_new.meta.lifetime_ms = m.lifetime_ms;
-    if (!answer(c, st, &as_new, &h, st->fields, st->nfields, age_ms_of(&m, now)))
+    if (!st->detached && !answer(c, st, &as_new, &h, st->fields, st->nfields, age_ms_of(&m, now)))
         return false;
     pt_cache_writer_t w = {0};
     char names[512], values[PT_CACHE_VARIANT_MAX];
@@ -528,7 +554,7 @@ static void start_store(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r, const 
  * own or ours) and a stale stored response may stand in for it. */
 static bool serve_stale_on_error(pt_conn_t *c, state_t *st, int status)
 {
-    if (!st->found || (status != 500 && status != 502 && status != 503 && status != 504))
+    if (!st->found || st->detached || (status != 500 && status != 502 && status != 503 && status != 504))
         return false;
     int64_t now = wall_ms(), age = age_ms_of(&st->hit.meta, now);
     if (!pt_cache_stale_if_error_ok(&st->qi, age - st->hit.meta.lifetime_ms, st->hit.meta.flags,

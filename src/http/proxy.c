@@ -90,6 +90,7 @@ struct pt_proxy {
     int64_t wait_deadline_us; /* the request's timeouts.filters deadline, from its first wait */
     bool head_seen; /* the response head's status was taken (health, retries): not again on resume */
     bool tapped;    /* the tap (fx->tap) saw the head */
+    bool detached;  /* the client was answered already (fx->detached): nothing of the response goes to it */
     pt_resp_tap_t *tap; /* storing: the tap gets the body */
     struct timeval up_start;
 };
@@ -348,6 +349,13 @@ static int take_response_head(pt_proxy_t *p)
             }
             p->tap = tap->storing ? tap : NULL;
         }
+        if (p->detached) { /* a refresh: the response is the cache's alone */
+            uc->ipos += (size_t)rc;
+            p->head_done = true;
+            p->client_chunked = false;
+            c->req->ent.upstream_us = since_us(c, &p->up_start);
+            return 1;
+        }
         if (c->req->fx && pt_filters_response(c, c->req->fx, r.status, !p->tunnel) == PT_SUSPEND) {
             p->waiting = W_RESPONSE; /* the head stays in the upstream's buffer until the filter resumes */
             return 0;
@@ -375,6 +383,8 @@ static void out_body(pt_proxy_t *p, const char *data, size_t n)
 {
     if (p->tap)
         p->tap->body(p->tap, data, n);
+    if (p->detached)
+        return;
     if (p->client_chunked)
         p->c->req->ent.bytes_out += queue_chunk(p, &p->c->out, data, n);
     else
@@ -408,7 +418,8 @@ static int pump_response(pt_proxy_t *p)
             size_t n = (int64_t)avail < p->resp_left ? avail : (size_t)p->resp_left;
             if (p->tap)
                 p->tap->body(p->tap, data, n);
-            out_ref(p, data, n);
+            if (!p->detached)
+                out_ref(p, data, n);
             p->rcur += n;
             p->resp_left -= (int64_t)n;
             p->resp_done = p->resp_left == 0;
@@ -563,6 +574,11 @@ static void fail(pt_proxy_t *p, int kind, int err)
     if (uc) {
         pt_upconn_close(uc);
         p->uc = NULL;
+    }
+    if (p->detached) { /* a refresh that failed: its client has its answer already */
+        p->tap = NULL;
+        finish(p, false);
+        return;
     }
     if (p->head_done && c->out.pending >= c->req->ent.bytes_out) {
         /* Queued, but none of it reached the client yet (a filter held the
@@ -1012,7 +1028,8 @@ static void local_shortage(pt_proxy_t *p, int err)
     }
     if (!p->body_done)
         c->closing = true;
-    pt_req_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
+    if (!p->detached) /* a refresh's client has its answer already */
+        pt_req_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
     finish(p, false);
 }
 
@@ -1043,8 +1060,11 @@ static bool start_attempt(pt_proxy_t *p)
                      pt_conn_peer_name(c, ca, sizeof(ca)), p->route->name, p->up->conf->name, c->req->reqid);
         if (!p->body_done)
             c->closing = true;
-        if (answered_by_tap(p, 503))
+        if (p->detached || answered_by_tap(p, 503)) {
+            if (p->detached) /* a refresh: its client has its answer already */
+                finish(p, false);
             return false;
+        }
         pt_req_respond(c, 503, "text/plain", "503 Service Unavailable\n", 24, NULL, p->head_method);
         finish(p, false);
         return false;
@@ -1161,6 +1181,8 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     size_t head_len = p && tried ? pt_proxy_forward_head(c, req, r, false, &head, &stripped) : 0;
     if (!head_len) {
         c->closing = true;
+        if (c->req->fx && c->req->fx->detached)
+            return; /* a refresh: its client has its answer already */
         if (head)
             pt_req_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
         else
@@ -1191,6 +1213,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     p->head = head;
     p->head_len = head_len;
     p->location = r->location && stripped; /* the prefix goes back into its Location */
+    p->detached = c->req->fx && c->req->fx->detached;
     pt_req_detach(c);
     c->ipos += req->head_len; /* the head is ours now; the body follows it */
     c->req->ent.bytes_in = req->head_len;

@@ -527,15 +527,65 @@ def test_a_range_miss_fetches_the_whole_and_stores_it(cached, origin):
     assert origin.count('/rm') == 1
 
 
-def test_stale_while_revalidate_is_revalidated_before_it_is_served_for_now(cached, origin):
+def test_stale_while_revalidate_answers_stale_and_refreshes_once(cached, origin):
+    import threading
     port, _, _ = cached()
-    origin.handler('/swr', lambda r: (304, {'ETag': '"s"'}, b'') if r.headers.get('if-none-match') == '"s"'
-                   else (200, {'Cache-Control': 'max-age=1, stale-while-revalidate=60', 'ETag': '"s"'}, b'swr'))
-    get(port, '/swr')
+    gate = threading.Event()
+    state = {'v': b'v1'}
+
+    def fn(r):
+        if r.headers.get('if-none-match'):  # the refresh: held until the test lets it go
+            gate.wait(10)
+            return 200, {'Cache-Control': 'max-age=60', 'ETag': '"s2"'}, b'v2'
+        return 200, {'Cache-Control': 'max-age=1, stale-while-revalidate=60', 'ETag': '"s"'}, state['v']
+    origin.handler('/swr', fn)
+    assert get(port, '/swr')[2] == b'v1'
     time.sleep(1.3)
-    s, h, b = get(port, '/swr')
-    assert (s, b) == (200, b'swr') and 'fwd-status=304' in h['cache-status'], h
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        results = list(ex.map(lambda i: get(port, '/swr'), range(10)))
+    # every client got the stale response while the refresh was still held at the origin
+    assert all(r[0] == 200 and r[2] == b'v1' for r in results), results
+    assert all(r[1]['cache-status'].startswith('portico; hit; ttl=-') for r in results), results[0][1]
+    assert origin.count('/swr') == 2  # one refresh for all of them
+    assert origin.last('/swr').headers.get('if-none-match') == '"s"'
+    gate.set()
+    wait_for(lambda: get(port, '/swr')[2] == b'v2', what='the refreshed response')
     assert origin.count('/swr') == 2
+
+
+def test_a_refresh_by_304_on_a_kept_alive_connection(cached, origin):
+    import http.client
+    port, _, _ = cached()
+    origin.handler('/swr3', lambda r: (304, {'Cache-Control': 'max-age=60', 'ETag': '"k"', 'X-Gen': '2'}, b'')
+                   if r.headers.get('if-none-match') == '"k"'
+                   else (200, {'Cache-Control': 'max-age=1, stale-while-revalidate=60', 'ETag': '"k"', 'X-Gen': '1'},
+                         b'body'))
+    get(port, '/swr3')
+    time.sleep(1.3)
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+    got = []
+    for _ in range(3):
+        c.request('GET', '/swr3', headers={'Host': 'example.com'})
+        r = c.getresponse()
+        got.append((r.status, r.getheader('x-gen'), r.read(), r.getheader('cache-status')))
+    c.close()
+    assert [g[:3] for g in got] == [(200, '1', b'body'), (200, '2', b'body'), (200, '2', b'body')], got
+    assert 'ttl=-' in got[0][3] and 'ttl=5' in got[1][3], got
+    assert origin.count('/swr3') == 2
+
+
+def test_a_refresh_that_fails_leaves_the_stale_response(cached, origin):
+    port, _, _ = cached()
+    state = {'fail': False}
+    origin.handler('/swr4', lambda r: (500, {}, b'broken') if state['fail']
+                   else (200, {'Cache-Control': 'max-age=1, stale-while-revalidate=60', 'ETag': '"f"'}, b'old'))
+    get(port, '/swr4')
+    time.sleep(1.3)
+    state['fail'] = True
+    assert get(port, '/swr4')[:3:2] == (200, b'old')
+    wait_for(lambda: origin.count('/swr4') == 2, what='the refresh')
+    time.sleep(0.2)
+    assert get(port, '/swr4')[:3:2] == (200, b'old')
 
 
 def test_other_gateways_names_get_a_hint(tmpdir_path, origin):
@@ -619,3 +669,25 @@ def test_eviction_keeps_the_cache_within_its_memory(cached, origin):
     assert get(port, '/ev?i=399')[1]['cache-status'].startswith('portico; hit')  # the newest are kept
     get(port, '/ev?i=0')
     assert origin.count('/ev') == 401  # the oldest went
+
+
+def test_http2_stale_while_revalidate_ends_the_stream_before_the_refresh(gateway, origin):
+    import threading
+    port = free_port()
+    gateway(config(port, origin, listener='    http2: true\n'))
+    gate = threading.Event()
+
+    def fn(r):
+        if r.headers.get('if-none-match'):
+            gate.wait(10)
+            return 304, {'Cache-Control': 'max-age=60', 'ETag': '"h"'}, b''
+        return 200, {'Cache-Control': 'max-age=1, stale-while-revalidate=60', 'ETag': '"h"'}, b'h2 body'
+    origin.handler('/h2swr', fn)
+    assert curl('--http2-prior-knowledge', f'http://127.0.0.1:{port}/h2swr').stdout == b'h2 body'
+    time.sleep(1.3)
+    try:
+        r = curl('--http2-prior-knowledge', '-m', '3', f'http://127.0.0.1:{port}/h2swr')
+        assert r.returncode == 0 and r.stdout == b'h2 body', r  # the stream ended while the refresh was held
+        assert origin.count('/h2swr') == 2
+    finally:
+        gate.set()
