@@ -136,6 +136,51 @@ def test_a_304_without_date_refreshes_the_object(cached, origin):
     assert origin.count('/d') == 2
 
 
+def test_set_cookie_in_a_304_reaches_the_client_that_revalidated(cached, origin):
+    """The client whose request revalidated is answered from the merged
+    head, which leaves Set-Cookie out (rightly, for storing): the cookie
+    the origin sent that client in its 304 (a renewed session) is lost."""
+    port, _, _ = cached()
+    origin.set('/k', 200, {'Cache-Control': 'max-age=0', 'ETag': '"1"'}, b'k')
+    get(port, '/k')
+    origin.set('/k', 304, {'Cache-Control': 'max-age=0', 'ETag': '"1"', 'Set-Cookie': 'sid=renewed'}, b'')
+    s, h, b = get(port, '/k')
+    assert (s, b) == (200, b'k') and h.get('set-cookie') == 'sid=renewed', h
+
+
+# ---- collapsed forwarding ----
+
+def test_one_request_with_authorization_does_not_turn_collapsing_off_for_everyone(cached, origin):
+    """A miss with Authorization takes the key's fetch lock; its response
+    (here a 401) is not storable, so the key gets a 10 s pass mark and
+    every anonymous request meanwhile goes to the origin: any client can
+    turn collapsed forwarding off for any key, again every 10 s."""
+    port, _, _ = cached()
+    origin.handler('/z', lambda r: (401, {}, b'no') if 'authorization' in r.headers
+                   else (200, {'Cache-Control': 'max-age=60'}, b'ok', 0.3))
+    get(port, '/z', {'Authorization': 'Bearer junk'})
+    with concurrent.futures.ThreadPoolExecutor(10) as ex:
+        list(ex.map(lambda i: get(port, '/z'), range(10)))
+    assert origin.count('/z') <= 3, origin.count('/z')
+
+
+# ---- ranges ----
+
+def test_a_range_of_an_object_too_large_to_store_reaches_the_origin(cached, origin):
+    """A Range miss is sent upstream without its Range, to store the whole;
+    when the object is too large to store (and the key has its pass mark
+    saying so) the Range is still removed: every 10-byte range of a large
+    file (a video player seeking) makes the origin send, and the client
+    receive, the whole file."""
+    port, _, _ = cached(max_object='64KiB')
+    origin.handler('/big', lambda r: (206, {'Content-Range': 'bytes 0-9/1000000'}, b'x' * 10) if 'range' in r.headers
+                   else (200, {'Cache-Control': 'max-age=60'}, b'x' * 1000000))
+    get(port, '/big', {'Range': 'bytes=0-9'})  # the first may fetch the whole: its size is not known yet
+    s, h, b = get(port, '/big', {'Range': 'bytes=0-9'})
+    assert (s, len(b)) == (206, 10), (s, len(b), h)
+    assert origin.last('/big').headers.get('range') == 'bytes=0-9'
+
+
 # ---- figures ----
 
 def test_collapsed_waiters_are_not_counted_as_misses_at_every_poll(cached, origin):
