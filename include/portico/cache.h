@@ -61,9 +61,11 @@ int pt_cache_range(const pt_h1_header_t *reqh, size_t n, uint64_t total, pt_str_
 /* The merged head after a 304 (§4.3.4): the stored fields, each replaced
  * by the 304's of the same name when the 304 has one (but for those
  * pt_cache_update_skips), and the 304's other fields added (what is never
- * stored left out, as in pt_cache_stored_head).  Into the
+ * stored left out, as in pt_cache_stored_head); a 304 without Date gets
+ * one of now_s.  add_cookies: the 304's Set-Cookie fields too (the head
+ * for the client that revalidated, never the stored one).  Into the
  * request arena; its length, or 0. */
 size_t pt_cache_merge_head(pt_conn_t *c, const pt_cache_head_t *stored, const pt_h1_resp_t *r304, bool keep_cookies,
-                           char **out);
+                           int64_t now_s, bool add_cookies, char **out);
 
 #endif

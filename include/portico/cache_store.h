@@ -142,6 +142,9 @@ void pt_cache_unlock(pt_cache_t *ch, pt_str_t key, int column, int64_t pass_unti
 size_t pt_cache_invalidate(pt_cache_t *ch, pt_str_t key);
 /* Drops every object whose key starts with prefix; returns how many. */
 size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix);
+/* Drops every object whose key is a URI ("scheme://authority/path...")
+ * whose path starts with prefix ("/catalog/"); returns how many. */
+size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix);
 
 /* ---- figures, for /status and the metrics ---- */
 

@@ -1,7 +1,9 @@
 /* The admin API's caches: their figures in /status, and purges.
  *
  *   DELETE /cache/NAME?key=KEY      every variant of that key
- *   DELETE /cache/NAME?prefix=P     every object whose key starts with P
+ *   DELETE /cache/NAME?prefix=P     every object whose key starts with P;
+ *                                   P starting with '/' is a path prefix
+ *                                   (on every scheme and host)
  *
  * answered {"cache":"NAME","purged":N}.  A key is the filter's expanded
  * template ("http://example.com/a?"), %-decoded from the query. */
@@ -74,7 +76,10 @@ bool pt_admin_cache(pt_conn_t *c, const pt_h1_req_t *req)
         answer(c, 400, "{\"error\":\"give one key=KEY or one non-empty prefix=PREFIX\"}\n", NULL);
         return true;
     }
-    size_t n = key.p ? pt_cache_invalidate(ch, key) : pt_cache_purge_prefix(ch, pre);
+    /* a prefix that starts with '/' is a path's, after the scheme and host */
+    size_t n = key.p             ? pt_cache_invalidate(ch, key)
+               : pre.p[0] == '/' ? pt_cache_purge_path_prefix(ch, pre)
+                                 : pt_cache_purge_prefix(ch, pre);
     char body[320];
     snprintf(body, sizeof(body), "{\"cache\":\"%s\",\"purged\":%zu}\n", cname, n);
     answer(c, 200, body, "Cache-Control: no-store\r\n");

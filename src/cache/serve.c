@@ -251,11 +251,19 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
     return true;
 }
 
+static char *put_field(char *p, const pt_h1_header_t *f)
+{
+    p = put(p, f->name);
+    p = put(p, PT_STR(": "));
+    p = put(p, f->value);
+    return put(p, PT_STR("\r\n"));
+}
+
 size_t pt_cache_merge_head(pt_conn_t *c, const pt_cache_head_t *stored, const pt_h1_resp_t *r304, bool keep_cookies,
-                           char **out)
+                           int64_t now_s, bool add_cookies, char **out)
 {
     const pt_h1_resp_t *s = &stored->r;
-    size_t cap = s->head_len + r304->head_len + 4 * (s->nheaders + r304->nheaders) + 8;
+    size_t cap = s->head_len + r304->head_len + 4 * (s->nheaders + r304->nheaders) + 64;
     char *o = pt_arena_alloc(&c->arena, cap), *p = o;
     if (!o)
         return 0;
@@ -266,23 +274,28 @@ size_t pt_cache_merge_head(pt_conn_t *c, const pt_cache_head_t *stored, const pt
     p = put(p, PT_STR("\r\n"));
     const pt_h1_header_t *ch = pt_h1_resp_find(r304, PT_STR("connection"));
     pt_str_t tokens = ch ? pt_proxy_connection_names(ch->value) : PT_STR_NULL;
+    bool dated = pt_h1_resp_find(r304, PT_STR("date")) != NULL;
     for (size_t i = 0; i < s->nheaders; i++) { /* the stored fields the 304 does not replace */
         const pt_h1_header_t *f = &s->headers[i];
         const pt_h1_header_t *nf = pt_h1_resp_find(r304, f->name);
         if (nf && !pt_cache_update_skips(f->name) && !not_stored(f->name, tokens, keep_cookies))
             continue;
-        p = put(p, f->name);
-        p = put(p, PT_STR(": "));
-        p = put(p, f->value);
-        p = put(p, PT_STR("\r\n"));
+        if (!dated && pt_str_caseeq_cs(f->name, "date"))
+            continue; /* a 304 without Date was generated when it came (RFC 9110 6.6.1) */
+        p = put_field(p, f);
     }
     for (size_t i = 0; i < r304->nheaders; i++) { /* then the 304's, in its order */
         const pt_h1_header_t *f = &r304->headers[i];
-        if (pt_cache_update_skips(f->name) || not_stored(f->name, tokens, keep_cookies))
+        bool cookie = add_cookies && pt_str_caseeq_cs(f->name, "set-cookie");
+        if (!cookie && (pt_cache_update_skips(f->name) || not_stored(f->name, tokens, keep_cookies)))
             continue;
-        p = put(p, f->name);
-        p = put(p, PT_STR(": "));
-        p = put(p, f->value);
+        p = put_field(p, f);
+    }
+    if (!dated) {
+        char d[29];
+        pt_http_date_format(now_s, d);
+        p = put(p, PT_STR("Date: "));
+        p = put(p, (pt_str_t){d, 29});
         p = put(p, PT_STR("\r\n"));
     }
     p = put(p, PT_STR("\r\n"));

@@ -896,6 +896,35 @@ size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
     return dropped;
 }
 
+/* Does key, "scheme://authority/path...", have a path that starts with
+ * prefix (which starts with '/')? */
+static bool path_starts(const char *key, size_t n, pt_str_t prefix)
+{
+    const char *sep = n > 3 ? memmem(key, n, "://", 3) : NULL;
+    const char *path = sep ? memchr(sep + 3, '/', (size_t)(key + n - sep - 3)) : NULL;
+    return path && (size_t)(key + n - path) >= prefix.n && memcmp(path, prefix.p, prefix.n) == 0;
+}
+
+size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix)
+{
+    if (!ch || !prefix.n || prefix.p[0] != '/')
+        return 0;
+    size_t dropped = 0;
+    char *key = malloc(PT_CACHE_KEY_MAX);
+    if (!key)
+        return 0;
+    cs_lock(ch);
+    for (uint32_t i = 0; i < ch->h->fresh_entry && i < ch->nentries; i++) {
+        const entry_t *e = &ch->e[i];
+        if (e->state != ST_FREE && e->key_len <= PT_CACHE_KEY_MAX &&
+            chain_io(ch, e->first, e->nblocks, 0, key, e->key_len, IO_OUT) && path_starts(key, e->key_len, prefix))
+            dropped += drop(ch, i);
+    }
+    cs_unlock(ch);
+    free(key);
+    return dropped;
+}
+
 /* ---- a dead worker ---- */
 
 /* The caches of this process's table: a cache dropped or resized by a

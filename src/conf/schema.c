@@ -902,7 +902,11 @@ static const pt_section_t limits_section = {"limits", sizeof(pt_limits_conf_t), 
 
 static int check_cache(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
-    const pt_cache_conf_t *ca = obj;
+    pt_cache_conf_t *ca = obj;
+    if (ca->name && !ca->name[0]) {
+        pt_conf_error_key(cc, n, "name", "a cache needs a name");
+        return -1;
+    }
     if (ca->name && strlen(ca->name) > 57) { /* the shared zone's name is "cache:NAME" in 64 bytes */
         pt_conf_error_key(cc, n, "name", "a cache's name has at most 57 bytes");
         return -1;
@@ -918,6 +922,8 @@ static int check_cache(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
                           (long long)ca->memory, (long long)pages * psize);
         return -1;
     }
+    if (!ca->max_object_size) /* not given: 8MiB, or a quarter of memory when that is less */
+        ca->max_object_size = ca->memory / 4 < (8 << 20) ? ca->memory / 4 : 8 << 20;
     if (ca->max_object_size > ca->memory / 4) {
         pt_conf_error_key(cc, n, "max_object_size", "max_object_size (%lld bytes) must be at most a quarter of memory",
                           (long long)ca->max_object_size);
@@ -950,10 +956,11 @@ static const pt_directive_t cache_keys[] = {
      "used least recently are evicted. Pages are taken as it fills."},
     {"disk", PT_T_SECTION, CA(disk), NULL, 0, 0, NULL, &cache_disk_section, NULL, NULL, NULL, PT_F_OPTIONAL, NULL,
      "A second tier on disk (not built yet: a file that has it is refused)."},
-    {"max_object_size", PT_T_SIZE, CA(max_object_size), "8MiB", 0, (int64_t)1 << 36, NULL, NULL, NULL, NULL, NULL,
+    {"max_object_size", PT_T_SIZE, CA(max_object_size), NULL, 1, (int64_t)1 << 36, NULL, NULL, NULL, NULL, NULL,
      0, NULL,
-     "A response whose head and body are larger is passed on to its client and not stored; as its size is "
-     "often not known in advance, its storing is abandoned once it passes this. At most a quarter of memory."},
+     "A response whose stored head and body together are larger is passed on to its client and not stored; as "
+     "its size is often not known in advance, its storing is abandoned once it passes this. At most a quarter "
+     "of memory; by default 8MiB, or a quarter of memory when that is less."},
     END,
 };
 static const pt_section_t cache_section = {"caches", sizeof(pt_cache_conf_t), cache_keys, check_cache, NULL, NULL};

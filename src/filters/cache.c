@@ -25,6 +25,7 @@
 #include "portico/cache_policy.h"
 #include "portico/conf.h"
 #include "portico/conn.h"
+#include "portico/err-t.h"
 #include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/log.h"
@@ -108,7 +109,13 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     if (!c->methods.n)
         c->mask = PT_M_GET | PT_M_HEAD;
     c->default_key = strcmp(c->key, DEFAULT_KEY) == 0;
-    c->key_tpl = pt_tpl_compile(cc, pt_node_get(n, "key") ? pt_node_get(n, "key") : n, c->key, PT_TPL_FIELD);
+    const pt_node_t *kn = pt_node_get(n, "key") ? pt_node_get(n, "key") : n;
+    c->key_tpl = pt_tpl_compile(cc, kn, c->key, PT_TPL_FIELD);
+    if (c->key_tpl && !pt_tpl_has_vars(c->key_tpl)) {
+        pt_conf_error(cc, kn, "a key without variables would give every request the same stored response "
+                              "(the default is \"%s\")", DEFAULT_KEY);
+        return -1;
+    }
     c->rules = (pt_cache_rules_t){c->store_set_cookie, c->cache_authorized, c->default_ttl, c->stale_while_revalidate,
                                   c->stale_if_error};
     return c->key_tpl ? rc : -1;
@@ -142,7 +149,9 @@ static const pt_directive_t keys[] = {
      "and TRACE) and its response is not an error, the stored responses of its target are dropped."},
     {"key", PT_T_STR, K(key), DEFAULT_KEY, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, "template",
      "What identifies a stored response, over the same variables as the limits' keys and ${scheme} and ${query}. "
-     "A response's Vary adds the request fields it names. A key longer than 4096 bytes is not cached."},
+     "In the default key the host is in lower case and without the scheme's default port. A response's Vary "
+     "adds the request fields it names. A key longer than 4096 bytes is not cached; a key without variables is "
+     "refused."},
     {"store_set_cookie", PT_T_BOOL, K(store_set_cookie), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Store responses that carry Set-Cookie (the cookie is then stored and sent with every hit). By default they "
      "are passed on and not stored."},
@@ -278,12 +287,17 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
     if (st->qi.cc.flags & PT_CC_ONLY_IF_CACHED) { /* §5.2.1.7 */
         st->fwd = "miss";
         st->detail = "only-if-cached";
+        pt_cache_count(st->ch, PT_CST_MISS);
         pt_req_respond(c, 504, "text/plain", "504 Gateway Timeout: not in the cache\n", 38, NULL, st->head_req);
         return PT_RESPOND;
     }
     if (!st->fwd)
         st->fwd = st->qi.no_cache ? "request" : found == PT_CACHE_VARY_MISS ? "vary-miss" : "uri-miss";
-    if (!st->head_req && !st->revalidating && !st->no_store) {
+    /* one fetch (or revalidation) per key at a time; not for requests whose
+     * answer is theirs alone (no-store, Authorization), which would leave a
+     * pass mark that turns collapsing off for everyone */
+    bool shared = !st->no_store && (!st->qi.authorization || st->conf->cache_authorized);
+    if (!st->head_req && shared) {
         int64_t now = wall_ms();
         int lk = st->conf->lock_timeout && (!st->waited || now < st->wait_until_ms)
                      ? pt_cache_lock(st->ch, st->key, c->w->column, now, st->conf->lock_timeout)
@@ -294,11 +308,15 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
     }
     if (!keep_fields(c, st, req))
         return PT_FAIL;
-    if (st->qi.range && !st->head_req && !st->no_store) {
-        /* the whole response, to store: the client may be answered the whole (RFC 9110 §14.2) */
+    if (st->qi.range && st->locked && !st->revalidating) {
+        /* the whole response, to store: the client may be answered the
+         * whole (RFC 9110 §14.2); a key passed (too large, not storable)
+         * keeps its ranges */
         pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("Range"), PT_STR_NULL);
         pt_fx_add(c, fx, false, PT_HDR_REMOVE, PT_STR("If-Range"), PT_STR_NULL);
     }
+    if (!st->revalidating)
+        pt_cache_count(st->ch, PT_CST_MISS); /* once, as it goes upstream (not at every look of a wait) */
     st->tap = (pt_resp_tap_t){tap_head, tap_body, tap_end, tap_failed, false};
     fx->tap = &st->tap;
     return PT_NEXT;
@@ -340,7 +358,8 @@ static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, st
         st->found = true;
         if (use != PT_USE_MISS && (st->head_loaded = pt_cache_load_head(c, st->ch, &st->hit, &st->head))) {
             if (use == PT_USE_REVALIDATE) {
-                ask_validation(c, fx, st);
+                if (!st->revalidating) /* once: a wait for another's revalidation looks again */
+                    ask_validation(c, fx, st);
             } else {
                 st->collapsed = st->waited;
                 if (use != PT_USE_FRESH)
@@ -352,8 +371,42 @@ static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, st
             }
         }
     }
-    pt_cache_count(st->ch, PT_CST_MISS);
     return miss(c, req, fx, st, found);
+}
+
+/* The request's host as keys have it: lower case, without the scheme's
+ * default port (so "Example.COM:80" and "example.com" are one key). */
+static pt_str_t key_host(pt_conn_t *c, pt_str_t host)
+{
+    const char *dflt = c->ssl ? ":443" : ":80";
+    size_t dl = strlen(dflt);
+    if (host.n > dl && memcmp(host.p + host.n - dl, dflt, dl) == 0)
+        host.n -= dl;
+    char *h = pt_arena_alloc(&c->arena, host.n + 1);
+    if (!h)
+        return PT_STR_NULL;
+    for (size_t i = 0; i < host.n; i++)
+        h[i] = pt_lower(host.p[i]);
+    h[host.n] = '\0';
+    return (pt_str_t){h, host.n};
+}
+
+/* The default key, ${scheme}://${host}${path}?${query}, with the host as
+ * key_host makes it; 0, or the expansion's error. */
+static int default_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_fx_t *fx, state_t *st)
+{
+    pt_str_t path = fx->req_path, q = req->query;
+    for (size_t i = 0; i < q.n; i++)
+        if ((unsigned char)q.p[i] < 0x20 || q.p[i] == 0x7f)
+            return PT_EINVAL;
+    st->host = key_host(c, req->host);
+    char *k = st->host.p ? pt_arena_printf(&c->arena, "%s://%.*s%.*s?%.*s", c->ssl ? "https" : "http",
+                                           PT_STR_FMT(st->host), PT_STR_FMT(path), PT_STR_FMT(q))
+                         : NULL;
+    if (!k)
+        return PT_ENOMEM;
+    st->key = pt_str_from(k);
+    return 0;
 }
 
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
@@ -368,7 +421,8 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         if (!st->ch || (!cached && !pt_cache_method_invalidates(req->method)))
             return PT_NEXT;
         bool missing;
-        int rc = pt_tpl_expand_all(conf->key_tpl, c, req, &st->key, &missing);
+        int rc = conf->default_key ? default_key(c, req, fx, st)
+                                   : pt_tpl_expand_all(conf->key_tpl, c, req, &st->key, &missing);
         if (rc < 0)
             return pt_tpl_refuse(c, req, rc);
         if (st->key.n > PT_CACHE_KEY_MAX) {
@@ -378,8 +432,6 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
         }
         if (!cached) { /* an unsafe method: its success drops what is stored for its target */
             st->invalidate = true;
-            char *h = req->host.n ? pt_arena_strndup(&c->arena, req->host.p, req->host.n) : NULL;
-            st->host = h ? (pt_str_t){h, req->host.n} : PT_STR_NULL;
             st->tap = (pt_resp_tap_t){tap_head, tap_body, tap_end, NULL, false};
             fx->tap = &st->tap;
             return PT_NEXT;
@@ -466,26 +518,69 @@ static void invalidate(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
 
 /* A 304 to our validation: the stored head takes the 304's fields, the
  * client is answered from it, and the object is stored again with them. */
-static bool revalidated(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
+/* A stored head parsed from bytes in the request arena. */
+static bool parse_head(pt_conn_t *c, char *b, size_t n, pt_cache_head_t *h)
 {
-    char *merged;
-    size_t n = pt_cache_merge_head(c, &st->head, r, st->conf->store_set_cookie, &merged);
-    pt_cache_head_t h;
     pt_h1_header_t *fields = n ? pt_arena_alloc(&c->arena, (2 + n / 4) * sizeof(*fields)) : NULL;
     if (!fields)
         return false;
     pt_h1_limits_t lim = {n + 1, n + 1, 2 + n / 4};
-    h = (pt_cache_head_t){.r = {.headers = fields}, .base = merged};
-    if (pt_h1_parse_response(merged, n, &lim, &h.r) != (int)n)
+    *h = (pt_cache_head_t){.r = {.headers = fields}, .base = b};
+    if (pt_h1_parse_response(b, n, &lim, &h->r) != (int)n)
         return false;
-    const pt_h1_header_t *e = pt_h1_resp_find(&h.r, PT_STR("etag"));
-    const pt_h1_header_t *lm = pt_h1_resp_find(&h.r, PT_STR("last-modified"));
-    h.etag = e ? e->value : PT_STR_NULL;
-    h.last_modified = lm ? lm->value : PT_STR_NULL;
+    const pt_h1_header_t *e = pt_h1_resp_find(&h->r, PT_STR("etag"));
+    const pt_h1_header_t *lm = pt_h1_resp_find(&h->r, PT_STR("last-modified"));
+    h->etag = e ? e->value : PT_STR_NULL;
+    h->last_modified = lm ? lm->value : PT_STR_NULL;
+    return true;
+}
+
+/* Stores the refreshed head with the body of the object it refreshes. */
+static void store_refreshed(pt_conn_t *c, state_t *st, const pt_cache_head_t *h, const char *head, size_t n,
+                            const pt_cache_meta_t *m)
+{
+    pt_cache_writer_t w = {0};
+    char names[512], values[PT_CACHE_VARIANT_MAX];
+    long nl = pt_cache_vary_names(h->r.headers, h->r.nheaders, names, sizeof(names));
+    long vl = nl > 0 ? pt_cache_vary_values((pt_str_t){names, (size_t)nl}, st->fields, st->nfields, values,
+                                            sizeof(values))
+                     : 0;
+    if (nl >= 0 && vl >= 0 &&
+        pt_cache_store_begin(st->ch, &w, st->key, (pt_str_t){names, (size_t)(nl > 0 ? nl : 0)},
+                             (pt_str_t){values, (size_t)vl}, c->w->column, (uint64_t)n + m->body_len) &&
+        pt_cache_store_append(&w, head, n) &&
+        pt_cache_store_append_from(&w, &st->hit, st->hit.meta.head_len, st->hit.meta.body_len))
+        pt_cache_store_commit(&w, m);
+    else if (w.active)
+        pt_cache_store_abort(&w);
+}
+
+/* A 304 to our validation (§4.3.4): when it selects the stored response,
+ * the stored head takes its fields, the client is answered from it (with
+ * the 304's Set-Cookie, for that client only), and the object is stored
+ * again with them, unless the merged head may no longer be stored (a 304
+ * that says private or no-store: the object is dropped).  False when it
+ * selects another response, or the client could not be answered. */
+static bool revalidated(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
+{
+    const pt_h1_header_t *e = pt_h1_resp_find(r, PT_STR("etag")), *lm = pt_h1_resp_find(r, PT_STR("last-modified"));
+    if (!pt_cache_304_selects(e ? e->value : PT_STR_NULL, lm ? lm->value : PT_STR_NULL, st->head.etag,
+                              st->head.last_modified)) {
+        pt_log_warn("cache: a 304 for %.*s names another response than the stored one; it is dropped, req=%s",
+                    PT_STR_FMT(st->key), st->c->req->reqid);
+        pt_cache_invalidate(st->ch, st->key);
+        return false;
+    }
+    int64_t now = wall_ms();
+    char *merged, *shown;
+    size_t n = pt_cache_merge_head(c, &st->head, r, st->conf->store_set_cookie, now / 1000, false, &merged);
+    size_t sn = pt_cache_merge_head(c, &st->head, r, st->conf->store_set_cookie, now / 1000, true, &shown);
+    pt_cache_head_t h, hs;
+    if (!n || !sn || !parse_head(c, merged, n, &h) || !parse_head(c, shown, sn, &hs))
+        return false;
     pt_cache_resp_info_t ri;
     pt_cache_resp_info(&ri, st->hit.meta.status, h.r.headers, h.r.nheaders);
     ri.age_s = pt_cache_age_parse(r->headers, r->nheaders) > 0 ? pt_cache_age_parse(r->headers, r->nheaders) : 0;
-    int64_t now = wall_ms();
     pt_cache_meta_t m;
     make_meta(st, &ri, st->hit.meta.status, now, &m);
     m.head_len = (uint32_t)n;
@@ -494,23 +589,33 @@ static bool revalidated(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
     pt_cache_count(st->ch, PT_CST_REVALIDATED);
     pt_cache_hit_t as_new = st->hit; /* the old body, with the new head's figures */
     as_new.meta.lifetime_ms = m.lifetime_ms;
-    if (!st->detached && !answer(c, st, &as_new, &h, st->fields, st->nfields, age_ms_of(&m, now)))
+    if (!st->detached && !answer(c, st, &as_new, &hs, st->fields, st->nfields, age_ms_of(&m, now)))
         return false;
-    pt_cache_writer_t w = {0};
-    char names[512], values[PT_CACHE_VARIANT_MAX];
-    long nl = pt_cache_vary_names(h.r.headers, h.r.nheaders, names, sizeof(names));
-    long vl = nl > 0 ? pt_cache_vary_values((pt_str_t){names, (size_t)nl}, st->fields, st->nfields, values,
-                                            sizeof(values))
-                     : 0;
-    if (nl >= 0 && vl >= 0 &&
-        pt_cache_store_begin(st->ch, &w, st->key, (pt_str_t){names, (size_t)(nl > 0 ? nl : 0)},
-                             (pt_str_t){values, (size_t)vl}, c->w->column, (uint64_t)n + m.body_len) &&
-        pt_cache_store_append(&w, merged, n) && pt_cache_store_append_from(&w, &st->hit, st->hit.meta.head_len,
-                                                                           st->hit.meta.body_len))
-        pt_cache_store_commit(&w, &m);
-    else if (w.active)
-        pt_cache_store_abort(&w);
+    int why = pt_cache_storable(&st->qi, &ri, &st->conf->rules);
+    if (why == PT_NS_NONE) {
+        store_refreshed(c, st, &h, merged, n, &m);
+    } else { /* the origin says it may no longer be shared */
+        st->detail = pt_cache_nostore_name(why);
+        pt_cache_invalidate(st->ch, st->key);
+    }
     return true;
+}
+
+/* Our validation's 304 could not answer the client (it named another
+ * response, or the object went away meanwhile: a concurrent revalidation
+ * replaced it).  A client that asked nothing conditional must never get
+ * that 304: it is answered from what the key holds now, or 502. */
+static void answer_after_304(pt_conn_t *c, state_t *st)
+{
+    vctx_t v = {st->fields, st->nfields};
+    pt_cache_hit_t hit;
+    pt_cache_head_t h;
+    if (pt_cache_lookup(st->ch, st->key, variant_of, &v, &hit) == PT_CACHE_FOUND &&
+        pt_cache_load_head(c, st->ch, &hit, &h) &&
+        answer(c, st, &hit, &h, st->fields, st->nfields, age_ms_of(&hit.meta, wall_ms())))
+        return;
+    st->detail = "revalidation-failed";
+    pt_req_respond(c, 502, "text/plain", "502 Bad Gateway\n", 16, NULL, st->head_req);
 }
 
 /* Starts storing a response that may be stored: its head now, its body
@@ -586,9 +691,11 @@ static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, cons
         invalidate(c, st, r);
         return false;
     }
-    if (st->revalidating && r->status == 304 && revalidated(c, st, r)) {
+    if (st->revalidating && r->status == 304) {
+        if (!revalidated(c, st, r) && !st->detached)
+            answer_after_304(c, st);
         unlock(st, false);
-        return true;
+        return true; /* a refresh's client has its answer already */
     }
     if (r->status == 304 && st->qi.conditional) { /* the client's own conditional: says nothing of storing */
         unlock(st, false);
@@ -604,7 +711,7 @@ static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, cons
     int why = pt_cache_storable(&st->qi, &ri, &st->conf->rules);
     if (why != PT_NS_NONE) {
         st->detail = pt_cache_nostore_name(why);
-        unlock(st, true);
+        unlock(st, why != PT_NS_AUTHORIZATION); /* a pass mark only for what the response says of itself */
         return false;
     }
     start_store(c, st, r, base, &ri);

@@ -73,7 +73,7 @@ static void check_stored(pt_conn_t *c, const pt_h1_resp_t *r, const char *base, 
 static void check_merge(pt_conn_t *c, const pt_cache_head_t *s, const pt_h1_resp_t *r304)
 {
     char *out;
-    size_t n = pt_cache_merge_head(c, s, r304, false, &out);
+    size_t n = pt_cache_merge_head(c, s, r304, false, 1700000100, false, &out);
     PT_ASSERT(n > 0);
     static pt_h1_header_t mh[4 * MAX_HEADERS];
     pt_h1_resp_t m;
@@ -94,6 +94,8 @@ static void check_merge(pt_conn_t *c, const pt_cache_head_t *s, const pt_h1_resp
         const pt_h1_header_t *f = &s->r.headers[i];
         if (pt_h1_resp_find(r304, f->name) && !pt_cache_update_skips(f->name) && !never_kept(f->name, tokens, false))
             continue; /* replaced */
+        if (pt_str_caseeq_cs(f->name, "date") && !pt_h1_resp_find(r304, PT_STR("date")))
+            continue; /* replaced by the 304's time */
         bool found = false;
         for (size_t k = 0; k < m.nheaders && !found; k++)
             found = pt_str_eq(m.headers[k].name, f->name) && pt_str_eq(m.headers[k].value, f->value);
