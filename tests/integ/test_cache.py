@@ -427,6 +427,10 @@ def test_a_filter_naming_no_cache_is_located(tmpdir_path, origin):
         f.write(config(free_port(), origin, filt='{ methods: [GET, POST] }'))
     r = run_portico('-t', '-c', path)
     assert r.returncode != 0 and 'only GET and HEAD are cached' in r.stderr, r.stderr
+    with open(path, 'w') as f:
+        f.write(config(free_port(), origin, filt='{ key: "same-for-all" }'))
+    r = run_portico('-t', '-c', path)
+    assert r.returncode != 0 and 'a key without variables' in r.stderr and f'{path}:' in r.stderr, r.stderr
 
 
 # ---- stale-if-error ----
