@@ -601,6 +601,38 @@ static bool revalidated(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
     return true;
 }
 
+/* A HEAD's response while a GET's is stored (§4.3.5): when its
+ * validators select the stored response it refreshes the stored head, as
+ * a 304 would; when they name another, the stored one is out of date and
+ * dropped.  The HEAD's own answer goes to its client as it is. */
+static void head_updates(pt_conn_t *c, state_t *st, const pt_h1_resp_t *r)
+{
+    const pt_h1_header_t *e = pt_h1_resp_find(r, PT_STR("etag")), *lm = pt_h1_resp_find(r, PT_STR("last-modified"));
+    if (!e && !lm)
+        return; /* says nothing of which response it is */
+    if (!pt_cache_304_selects(e ? e->value : PT_STR_NULL, lm ? lm->value : PT_STR_NULL, st->head.etag,
+                              st->head.last_modified)) {
+        pt_cache_invalidate(st->ch, st->key);
+        return;
+    }
+    int64_t now = wall_ms();
+    char *merged;
+    size_t n = pt_cache_merge_head(c, &st->head, r, st->conf->store_set_cookie, now / 1000, false, &merged);
+    pt_cache_head_t h;
+    if (!n || !parse_head(c, merged, n, &h))
+        return;
+    pt_cache_resp_info_t ri;
+    pt_cache_resp_info(&ri, st->hit.meta.status, h.r.headers, h.r.nheaders);
+    pt_cache_meta_t m;
+    make_meta(st, &ri, st->hit.meta.status, now, &m);
+    m.head_len = (uint32_t)n;
+    m.body_len = st->hit.meta.body_len;
+    if (pt_cache_storable(&st->qi, &ri, &st->conf->rules) == PT_NS_NONE)
+        store_refreshed(c, st, &h, merged, n, &m);
+    else
+        pt_cache_invalidate(st->ch, st->key);
+}
+
 /* Our validation's 304 could not answer the client (it named another
  * response, or the object went away meanwhile: a concurrent revalidation
  * replaced it).  A client that asked nothing conditional must never get
@@ -701,6 +733,8 @@ static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, cons
         unlock(st, false);
         return false;
     }
+    if (st->head_req && st->found && r->status == st->hit.meta.status && st->head_loaded)
+        head_updates(c, st, r); /* §4.3.5 */
     if (st->head_req || st->no_store) {
         st->detail = st->no_store ? "no-store" : NULL;
         unlock(st, false);

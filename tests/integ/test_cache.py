@@ -695,3 +695,49 @@ def test_http2_stale_while_revalidate_ends_the_stream_before_the_refresh(gateway
         assert origin.count('/h2swr') == 2
     finally:
         gate.set()
+
+
+# ---- targeted fields, Age from the upstream, HEAD updates ----
+
+@pytest.mark.parametrize('cc,cdn,stored', [('no-store', 'max-age=60', True), ('max-age=60', 'no-store', False),
+                                           ('max-age=60', 'max-age=0', False)])
+def test_cdn_cache_control_wins_and_is_not_forwarded(cached, origin, cc, cdn, stored):
+    port, _, _ = cached()
+    origin.set('/cdn', 200, {'Cache-Control': cc, 'CDN-Cache-Control': cdn}, b'cdn')
+    _, h1, _ = get(port, '/cdn')
+    _, h2, _ = get(port, '/cdn')
+    assert origin.count('/cdn') == (1 if stored else 2)
+    assert 'cdn-cache-control' not in h1 and 'cdn-cache-control' not in h2, (h1, h2)
+    assert h2['cache-control'] == cc  # the client's own directives pass as they are
+
+
+@pytest.mark.parametrize('age,first_age', [('30', 30), ('abc', 0), ('99999999999999999999', None)])
+def test_the_upstreams_age_counts(cached, origin, age, first_age):
+    port, _, _ = cached()
+    origin.set('/age', 200, {'Cache-Control': 'max-age=60', 'Age': age, 'ETag': '"a"'}, b'aged')
+    get(port, '/age')
+    s, h, b = get(port, '/age')
+    if first_age is None:  # saturated: stale at once, so it is revalidated
+        assert origin.count('/age') == 2
+        return
+    assert origin.count('/age') == 1 and first_age <= int(h['age']) <= first_age + 2, h
+
+
+def test_a_head_response_updates_or_drops_the_stored_get(cached, origin):
+    port, _, _ = cached()
+    state = {'etag': '"g1"', 'gen': '1'}
+    origin.handler('/hu', lambda r: (200, {'Cache-Control': 'max-age=1', 'ETag': state['etag'], 'X-Gen': state['gen']},
+                                     b'get body'))
+    get(port, '/hu')
+    time.sleep(1.3)
+    state['gen'] = '2'
+    s, h, b = get(port, '/hu', method='HEAD')  # stale: the HEAD goes upstream, its 200 selects the stored GET
+    assert (s, h['x-gen']) == (200, '2')
+    s, h, b = get(port, '/hu')
+    assert (s, b, h['x-gen']) == (200, b'get body', '2') and 'portico; hit' in h['cache-status'], h
+    assert origin.count('/hu', 'GET') == 1
+    time.sleep(1.3)
+    state['etag'] = '"g2"'
+    get(port, '/hu', method='HEAD')  # another response now: the stored GET is dropped
+    s, h, b = get(port, '/hu')
+    assert 'fwd=uri-miss' in h['cache-status'] and origin.count('/hu', 'GET') == 2, h
