@@ -62,6 +62,24 @@ static char *put(char *o, pt_str_t s)
     return o + s.n;
 }
 
+static char *put_field(char *p, const pt_h1_header_t *f)
+{
+    p = put(p, f->name);
+    p = put(p, PT_STR(": "));
+    p = put(p, f->value);
+    return put(p, PT_STR("\r\n"));
+}
+
+/* "Date: <IMF-fixdate of t>\r\n" */
+static char *put_date(char *p, int64_t t)
+{
+    char d[29];
+    pt_http_date_format(t, d);
+    p = put(p, PT_STR("Date: "));
+    p = put(p, (pt_str_t){d, 29});
+    return put(p, PT_STR("\r\n"));
+}
+
 size_t pt_cache_stored_head(pt_conn_t *c, const pt_h1_resp_t *r, const char *base, bool keep_cookies, int64_t date_s,
                             char **out)
 {
@@ -86,18 +104,10 @@ size_t pt_cache_stored_head(pt_conn_t *c, const pt_h1_resp_t *r, const char *bas
         if (not_stored(f->name, tokens, keep_cookies))
             continue;
         date |= pt_str_caseeq_cs(f->name, "date");
-        p = put(p, f->name);
-        p = put(p, PT_STR(": "));
-        p = put(p, f->value);
-        p = put(p, PT_STR("\r\n"));
+        p = put_field(p, f);
     }
-    if (!date) { /* the Date the client got from us (response.c adds one): the same on every hit */
-        char d[29];
-        pt_http_date_format(date_s, d);
-        p = put(p, PT_STR("Date: "));
-        p = put(p, (pt_str_t){d, 29});
-        p = put(p, PT_STR("\r\n"));
-    }
+    if (!date) /* the Date the client got from us (response.c adds one): the same on every hit */
+        p = put_date(p, date_s);
     p = put(p, PT_STR("\r\n"));
     *out = o;
     return (size_t)(p - o);
@@ -251,14 +261,6 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
     return true;
 }
 
-static char *put_field(char *p, const pt_h1_header_t *f)
-{
-    p = put(p, f->name);
-    p = put(p, PT_STR(": "));
-    p = put(p, f->value);
-    return put(p, PT_STR("\r\n"));
-}
-
 size_t pt_cache_merge_head(pt_conn_t *c, const pt_cache_head_t *stored, const pt_h1_resp_t *r304, bool keep_cookies,
                            int64_t now_s, bool add_cookies, char **out)
 {
@@ -291,13 +293,8 @@ size_t pt_cache_merge_head(pt_conn_t *c, const pt_cache_head_t *stored, const pt
             continue;
         p = put_field(p, f);
     }
-    if (!dated) {
-        char d[29];
-        pt_http_date_format(now_s, d);
-        p = put(p, PT_STR("Date: "));
-        p = put(p, (pt_str_t){d, 29});
-        p = put(p, PT_STR("\r\n"));
-    }
+    if (!dated)
+        p = put_date(p, now_s);
     p = put(p, PT_STR("\r\n"));
     *out = o;
     return (size_t)(p - o);
