@@ -5,7 +5,9 @@
  *                                   P starting with '/' is a path prefix
  *                                   (on every scheme and host)
  *
- * answered {"cache":"NAME","purged":N}.  A key is the filter's expanded
+ * answered {"cache":"NAME","purged":N}: N objects dropped from memory;
+ * with a disk tier, "disk":"queued" too (its process removes the files,
+ * before any load queued after, and logs how many).   A key is the filter's expanded
  * template ("http://example.com/a?"), %-decoded from the query. */
 #include "config.h"
 
@@ -14,11 +16,29 @@
 
 #include "portico/admin.h"
 #include "portico/auth.h"
+#include "portico/cache_disk.h"
 #include "portico/cache_store.h"
 #include "portico/conn.h"
 #include "portico/http.h"
 #include "portico/request.h"
 #include "portico/worker.h"
+
+/* The disk tier's figures, as its process keeps them. */
+static void disk_json(FILE *f, pt_cdisk_t *d)
+{
+    if (!d)
+        return;
+    pt_cdisk_stats_t s;
+    pt_cdisk_stats(d, &s);
+    fprintf(f,
+            ",\"disk\":{\"files\":%llu,\"bytes\":%llu,\"size\":%llu,\"writes\":%llu,\"loads\":%llu,"
+            "\"evictions\":%llu,\"dropped\":%llu,\"errors\":%llu,\"wipes\":%llu,\"purged\":%llu,\"indexing\":%s,"
+            "\"pid\":%u}",
+            (unsigned long long)s.files, (unsigned long long)s.bytes, (unsigned long long)s.size,
+            (unsigned long long)s.writes, (unsigned long long)s.loads, (unsigned long long)s.evictions,
+            (unsigned long long)s.dropped, (unsigned long long)s.errors, (unsigned long long)s.wipes,
+            (unsigned long long)s.purged, s.indexing ? "true" : "false", s.pid);
+}
 
 void pt_admin_caches_json(FILE *f, pt_worker_t *w)
 {
@@ -36,6 +56,7 @@ void pt_admin_caches_json(FILE *f, pt_worker_t *w)
                 (unsigned long long)s.capacity, (unsigned long long)s.evictions);
         for (int k = 0; k < PT_CST__COUNT; k++)
             fprintf(f, ",\"%s\":%llu", names[k], (unsigned long long)s.counters[k]);
+        disk_json(f, pt_cache_disk(ch));
         fputc('}', f);
     }
     fputc(']', f);
@@ -81,7 +102,10 @@ bool pt_admin_cache(pt_conn_t *c, const pt_h1_req_t *req)
                : pre.p[0] == '/' ? pt_cache_purge_path_prefix(ch, pre)
                                  : pt_cache_purge_prefix(ch, pre);
     char body[320];
-    snprintf(body, sizeof(body), "{\"cache\":\"%s\",\"purged\":%zu}\n", cname, n);
+    /* the disk tier's files go in its process, after every command queued
+     * before: no load can bring them back; its count is logged */
+    snprintf(body, sizeof(body), "{\"cache\":\"%s\",\"purged\":%zu%s}\n", cname, n,
+             pt_cache_disk(ch) ? ",\"disk\":\"queued\"" : "");
     answer(c, 200, body, "Cache-Control: no-store\r\n");
     return true;
 }

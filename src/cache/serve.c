@@ -17,6 +17,7 @@
 #include "portico/cache.h"
 #include "portico/cache_policy.h"
 #include "portico/conn.h"
+#include "portico/cache_disk.h"
 #include "portico/filter.h"
 #include "portico/http.h"
 #include "portico/proxy.h"
@@ -37,6 +38,8 @@ int pt_cache_prepare(const pt_config_t *c)
             memory[i] = (size_t)cc->memory;
         }
         rc = pt_caches_prepare(names, memory, n);
+        if (rc == 0)
+            rc = pt_cdisks_prepare(c);
     } else {
         errno = ENOMEM;
     }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "portico/cache_disk.h"
 #include "portico/cache_store.h"
 #include "portico/str.h"
 #include "portico/zone.h"
@@ -72,6 +73,7 @@ struct pt_cache {
     uint32_t *link;         /* link[b]: the block after b in its chain */
     unsigned char *blocks;
     uint32_t nentries, nblocks, nbuckets;
+    pt_cdisk_t *disk; /* its disk tier (cache_disk.h), NULL */
 };
 
 /* Takes the zone's lock; when its last holder died holding it, the cache

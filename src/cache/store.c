@@ -45,11 +45,13 @@
 #include <string.h>
 
 #include "portico/assert.h"
+#include "portico/cache_disk.h"
 #include "portico/cache_store.h"
 #include "portico/digest.h"
 #include "portico/log.h"
 #include "portico/zone.h"
 
+#include "disk-int.h"
 #include "store-int.h"
 
 #define MAGIC 0x4341434845530001ull /* "CACHES" v1 */
@@ -620,6 +622,8 @@ bool pt_cache_update_meta(pt_cache_t *ch, const pt_cache_hit_t *hit, const pt_ca
     if (ok)
         e->meta = *meta;
     cs_unlock(ch);
+    if (ok && ch->disk)
+        pt_cdisk_post_write(ch->disk, ch, hit->slot, hit->gen);
     return ok;
 }
 
@@ -820,7 +824,22 @@ static void replace_others(pt_cache_t *ch, uint32_t i)
     }
 }
 
-bool pt_cache_store_commit(pt_cache_writer_t *w, const pt_cache_meta_t *meta)
+/* Has the key of object i a committed object that a disk object of i's
+ * variant must not replace: one of the same variant, or ones that vary
+ * on other names?  Under the lock. */
+static bool newer_in_memory(pt_cache_t *ch, uint32_t i)
+{
+    const entry_t *e = &ch->e[i];
+    uint32_t n = 0;
+    for (uint32_t j = *bucket_of(ch, e->hash); j != NIL && n++ < ch->nentries; j = ch->e[j].chain) {
+        const entry_t *o = &ch->e[j];
+        if (j != i && o->state == ST_READY && same_key(ch, e, o) && (!same_names(ch, e, o) || same_values(ch, e, o)))
+            return true;
+    }
+    return false;
+}
+
+static bool commit(pt_cache_writer_t *w, const pt_cache_meta_t *meta, bool if_absent)
 {
     if (!w->active)
         return false;
@@ -832,7 +851,7 @@ bool pt_cache_store_commit(pt_cache_writer_t *w, const pt_cache_meta_t *meta)
         return false;
     }
     entry_t *e = &ch->e[w->slot];
-    if (e->dropped || (uint64_t)meta->head_len + meta->body_len != w->len) {
+    if (e->dropped || (uint64_t)meta->head_len + meta->body_len != w->len || (if_absent && newer_in_memory(ch, w->slot))) {
         free_entry(ch, w->slot);
         cs_unlock(ch);
         return false;
@@ -845,6 +864,20 @@ bool pt_cache_store_commit(pt_cache_writer_t *w, const pt_cache_meta_t *meta)
     stat_add(&ch->h->objects, 1);
     cs_unlock(ch);
     return true;
+}
+
+bool pt_cache_store_commit(pt_cache_writer_t *w, const pt_cache_meta_t *meta)
+{
+    if (!commit(w, meta, false))
+        return false;
+    if (w->ch->disk)
+        pt_cdisk_post_write(w->ch->disk, w->ch, w->slot, w->gen);
+    return true;
+}
+
+bool cs_commit_if_absent(pt_cache_writer_t *w, const pt_cache_meta_t *meta)
+{
+    return commit(w, meta, true);
 }
 
 /* ---- invalidation ---- */
@@ -865,6 +898,9 @@ size_t pt_cache_invalidate(pt_cache_t *ch, pt_str_t key)
 {
     if (!ch || key.n > PT_CACHE_KEY_MAX)
         return 0;
+    /* the disk's first: a miss between the two must not load it back */
+    if (ch->disk)
+        pt_cdisk_post_invalidate(ch->disk, key);
     uint64_t hash = cs_hash(ch, key);
     size_t dropped = 0;
     cs_lock(ch);
@@ -882,6 +918,8 @@ size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
 {
     if (!ch)
         return 0;
+    if (ch->disk)
+        pt_cdisk_post_purge(ch->disk, prefix, false);
     size_t dropped = 0;
     cs_lock(ch);
     /* every entry ever handed out: a purge is rare, and keys are only
@@ -898,7 +936,7 @@ size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
 
 /* Does key, "scheme://authority/path...", have a path that starts with
  * prefix (which starts with '/')? */
-static bool path_starts(const char *key, size_t n, pt_str_t prefix)
+bool cs_path_starts(const char *key, size_t n, pt_str_t prefix)
 {
     const char *sep = n > 3 ? memmem(key, n, "://", 3) : NULL;
     const char *path = sep ? memchr(sep + 3, '/', (size_t)(key + n - sep - 3)) : NULL;
@@ -909,6 +947,8 @@ size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix)
 {
     if (!ch || !prefix.n || prefix.p[0] != '/')
         return 0;
+    if (ch->disk)
+        pt_cdisk_post_purge(ch->disk, prefix, true);
     size_t dropped = 0;
     char *key = malloc(PT_CACHE_KEY_MAX);
     if (!key)
@@ -917,7 +957,7 @@ size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix)
     for (uint32_t i = 0; i < ch->h->fresh_entry && i < ch->nentries; i++) {
         const entry_t *e = &ch->e[i];
         if (e->state != ST_FREE && e->key_len <= PT_CACHE_KEY_MAX &&
-            chain_io(ch, e->first, e->nblocks, 0, key, e->key_len, IO_OUT) && path_starts(key, e->key_len, prefix))
+            chain_io(ch, e->first, e->nblocks, 0, key, e->key_len, IO_OUT) && cs_path_starts(key, e->key_len, prefix))
             dropped += drop(ch, i);
     }
     cs_unlock(ch);
@@ -940,6 +980,48 @@ void pt_caches_forget_column(int column)
         cs_locks_forget(ch, column);
         cs_unlock(ch);
     }
+}
+
+/* ---- the disk tier's side (disk-int.h) ---- */
+
+void cs_set_disk(pt_cache_t *ch, pt_cdisk_t *d)
+{
+    ch->disk = d;
+}
+
+pt_cdisk_t *pt_cache_disk(pt_cache_t *ch)
+{
+    return ch ? ch->disk : NULL;
+}
+
+uint64_t cs_store_id(const pt_cache_t *ch)
+{
+    return ch->h->seed[0] ^ ch->h->seed2[1];
+}
+
+bool cs_object(pt_cache_t *ch, uint32_t slot, uint32_t gen, cs_object_t *o)
+{
+    if (!ch || slot >= ch->nentries)
+        return false;
+    cs_lock(ch);
+    const entry_t *e = &ch->e[slot];
+    bool ok = e->gen == gen && e->state == ST_READY;
+    if (ok)
+        *o = (cs_object_t){.hit = {.slot = slot, .gen = gen, .meta = e->meta},
+                           .key_len = e->key_len,
+                           .names_len = e->names_len,
+                           .values_len = e->values_len,
+                           .total = prefix_len(e) + e->len};
+    cs_unlock(ch);
+    return ok;
+}
+
+bool cs_object_read(pt_cache_t *ch, const cs_object_t *o, void *buf)
+{
+    const entry_t *e = &ch->e[o->hit.slot];
+    uint32_t first = __atomic_load_n(&e->first, __ATOMIC_RELAXED);
+    uint32_t nb = __atomic_load_n(&e->nblocks, __ATOMIC_RELAXED);
+    return chain_io(ch, first, nb, 0, buf, o->total, IO_OUT) && still(ch, &o->hit);
 }
 
 /* ---- figures ---- */

@@ -96,8 +96,36 @@ static void check_listeners(pt_conf_ctx_t *cc, pt_config_t *c)
     }
 }
 
+/* Two disk tiers in one directory would index and remove each other's
+ * files. */
+static bool same_dir(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    while (na > 1 && a[na - 1] == '/')
+        na--;
+    while (nb > 1 && b[nb - 1] == '/')
+        nb--;
+    return na == nb && memcmp(a, b, na) == 0;
+}
+
+static void check_cache_paths(pt_conf_ctx_t *cc, const pt_config_t *c)
+{
+    for (size_t i = 0; i < c->caches.n; i++) {
+        const pt_cache_conf_t *a = PT_LIST_AT(c->caches, pt_cache_conf_t, i);
+        for (size_t j = 0; a->disk.node && a->disk.path && j < i; j++) {
+            const pt_cache_conf_t *b = PT_LIST_AT(c->caches, pt_cache_conf_t, j);
+            if (b->disk.node && b->disk.path && same_dir(a->disk.path, b->disk.path)) {
+                pt_conf_error(cc, key_node(a->disk.node, "path"), "caches \"%s\" and \"%s\" have the same disk path %s",
+                              b->name ? b->name : "", a->name ? a->name : "", a->disk.path);
+                pt_conf_note(cc, key_node(b->disk.node, "path"), "\"%s\"'s is here", b->name ? b->name : "");
+            }
+        }
+    }
+}
+
 static void check_routes(pt_conf_ctx_t *cc, pt_config_t *c)
 {
+    check_cache_paths(cc, c);
     check_unique_names(cc, &c->upstreams, sizeof(pt_upstream_conf_t), offsetof(pt_upstream_conf_t, name),
                        "upstream");
     check_unique_names(cc, &c->routes, sizeof(pt_route_conf_t), offsetof(pt_route_conf_t, name), "route");

@@ -81,7 +81,7 @@ static const habit_t habits[] = {
     {"portico.yaml", "worker_shutdown_timeout", "nginx's", "shutdown_timeout", NULL, NULL},
     {"portico.yaml", "listen", "nginx's", "listeners", "a list of { name, address }", NULL},
     {"portico.yaml", "set_real_ip_from", "nginx's", "trusted_proxies", NULL, NULL},
-    {"portico.yaml", "proxy_cache_path", "nginx's", "caches", "a list of { name, memory, max_object_size }", NULL},
+    {"portico.yaml", "proxy_cache_path", "nginx's", "caches", "a list of { name, memory, max_object_size, disk: { path, size } }", NULL},
     {"portico.yaml", "cache", NULL, "caches", "a list of { name, memory }; a route's cache filter uses one", NULL},
     {"portico.yaml", "server", "nginx's", NULL,
      "a server block becomes listeners (its listen) and routes (its locations)", NULL},

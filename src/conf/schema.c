@@ -929,8 +929,13 @@ static int check_cache(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
                           (long long)ca->max_object_size);
         return -1;
     }
-    if (ca->disk.node) {
-        pt_conf_error_key(cc, n, "disk", "the disk tier is not built yet: remove disk (the cache is memory only)");
+    if (ca->disk.node && ca->disk.path && (ca->disk.path[0] != '/' || strlen(ca->disk.path) > 1024)) {
+        pt_conf_error_key(cc, ca->disk.node, "path", "the disk tier's path must be absolute, of at most 1024 bytes");
+        return -1;
+    }
+    if (ca->disk.node && ca->disk.size < ca->max_object_size) {
+        pt_conf_error_key(cc, ca->disk.node, "size", "size (%lld bytes) must be at least max_object_size (%lld bytes)",
+                          (long long)ca->disk.size, (long long)ca->max_object_size);
         return -1;
     }
     return 0;
@@ -940,9 +945,11 @@ static int check_cache(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 #define CD(f) (offsetof(pt_cache_conf_t, disk.f) - offsetof(pt_cache_conf_t, disk))
 static const pt_directive_t cache_disk_keys[] = {
     {"path", PT_T_STR, CD(path), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, "path",
-     "The directory of the cache's files."},
+     "The directory of the cache's files, an absolute path. It is made if missing; the files go in its data/ "
+     "subdirectory, which is given to the workers' user. Two caches must not share one."},
     {"size", PT_T_SIZE, CD(size), NULL, 1 << 20, (int64_t)1 << 50, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED,
-     NULL, "The most the files may take."},
+     NULL, "The most the files may take (their headers and keys included). Beyond it, the files used least "
+     "recently are removed."},
     END,
 };
 static const pt_section_t cache_disk_section = {"disk", sizeof(((pt_cache_conf_t *)0)->disk), cache_disk_keys, NULL,
@@ -955,7 +962,10 @@ static const pt_directive_t cache_keys[] = {
      "objects and all, across a reload while the name and this size are unchanged. When it is full, the objects "
      "used least recently are evicted. Pages are taken as it fills."},
     {"disk", PT_T_SECTION, CA(disk), NULL, 0, 0, NULL, &cache_disk_section, NULL, NULL, NULL, PT_F_OPTIONAL, NULL,
-     "A second tier on disk (not built yet: a file that has it is refused)."},
+     "A second tier on disk, which survives a restart. Objects are written to files by a process of their own "
+     "(the cache disk process), never by a worker, after they are stored in memory; a miss in memory for a key "
+     "on disk waits (at most a second) for that process to put it back in memory. At start the files are "
+     "indexed in the background."},
     {"max_object_size", PT_T_SIZE, CA(max_object_size), NULL, 1, (int64_t)1 << 36, NULL, NULL, NULL, NULL, NULL,
      0, NULL,
      "A response whose stored head and body together are larger is passed on to its client and not stored; as "

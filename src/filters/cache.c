@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "portico/cache.h"
+#include "portico/cache_disk.h"
 #include "portico/cache_policy.h"
 #include "portico/conf.h"
 #include "portico/conn.h"
@@ -34,6 +35,7 @@
 #include "portico/worker.h"
 
 #define DEFAULT_KEY "${scheme}://${host}${path}?${query}"
+#define DISK_WAIT_MS 1000  /* the longest a miss waits for a load from the disk tier */
 #define POLL_MS 5          /* how often a request waiting on another's fetch looks again */
 #define PASS_MS 10000      /* a key whose response was not storable: requests go upstream at once for this long */
 
@@ -79,6 +81,10 @@ typedef struct state {
     struct event timer;
     bool armed, waited;
     int64_t wait_until_ms;
+    /* waiting on a load from the disk tier */
+    bool disk_asked;
+    uint64_t disk_ticket;
+    int64_t disk_until_ms;
 } state_t;
 
 static int64_t wall_ms(void)
@@ -259,6 +265,17 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     pt_req_resume(st->c);
 }
 
+/* Looks again in POLL_MS. */
+static pt_verdict_t poll_later(pt_conn_t *c, state_t *st)
+{
+    st->c = c;
+    evtimer_assign(&st->timer, c->w->base, on_poll, st);
+    struct timeval tv = {0, POLL_MS * 1000};
+    evtimer_add(&st->timer, &tv);
+    st->armed = true;
+    return PT_SUSPEND;
+}
+
 /* Another request is fetching the key: look again in POLL_MS. */
 static pt_verdict_t wait_for_fetch(pt_conn_t *c, state_t *st)
 {
@@ -267,12 +284,36 @@ static pt_verdict_t wait_for_fetch(pt_conn_t *c, state_t *st)
         st->wait_until_ms = wall_ms() + st->conf->lock_timeout;
         pt_cache_count(st->ch, PT_CST_COLLAPSED);
     }
-    st->c = c;
-    evtimer_assign(&st->timer, c->w->base, on_poll, st);
-    struct timeval tv = {0, POLL_MS * 1000};
-    evtimer_add(&st->timer, &tv);
-    st->armed = true;
-    return PT_SUSPEND;
+    return poll_later(c, st);
+}
+
+/* A miss in memory for a key the disk tier may have: a load is queued,
+ * and the request looks again every POLL_MS until it was carried out, at
+ * most DISK_WAIT_MS (then, or when it could not be queued, it goes on as
+ * a miss).  True when it waits. */
+static bool wait_for_disk(state_t *st)
+{
+    pt_cdisk_t *d = pt_cache_disk(st->ch);
+    if (!d || st->revalidating || st->qi.no_cache)
+        return false;
+    if (!st->disk_ticket) {
+        if (st->disk_asked || !pt_cdisk_maybe(d, st->key))
+            return false;
+        st->disk_asked = true;
+        st->disk_ticket = pt_cdisk_post_load(d, st->key);
+        st->disk_until_ms = wall_ms() + DISK_WAIT_MS;
+        if (st->disk_ticket) {
+            st->fwd = NULL; /* a hit, if the load brings it; a miss says so again */
+            st->detail = "disk";
+        }
+        return st->disk_ticket != 0;
+    }
+    if (pt_cdisk_done(d, st->disk_ticket) || wall_ms() >= st->disk_until_ms) {
+        st->disk_ticket = 0;
+        st->detail = NULL;
+        return false;
+    }
+    return true;
 }
 
 static void unlock(state_t *st, bool pass);
@@ -285,6 +326,8 @@ static bool tap_failed(pt_conn_t *c, pt_resp_tap_t *t, int status);
 static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, state_t *st, int found)
 {
     if (st->qi.cc.flags & PT_CC_ONLY_IF_CACHED) { /* §5.2.1.7 */
+        if (wait_for_disk(st))
+            return poll_later(c, st);
         st->fwd = "miss";
         st->detail = "only-if-cached";
         pt_cache_count(st->ch, PT_CST_MISS);
@@ -297,7 +340,7 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
      * answer is theirs alone (no-store, Authorization), which would leave a
      * pass mark that turns collapsing off for everyone */
     bool shared = !st->no_store && (!st->qi.authorization || st->conf->cache_authorized);
-    if (!st->head_req && shared) {
+    if (!st->head_req && shared && !st->locked) { /* (held already after a wait for the disk) */
         int64_t now = wall_ms();
         int lk = st->conf->lock_timeout && (!st->waited || now < st->wait_until_ms)
                      ? pt_cache_lock(st->ch, st->key, c->w->column, now, st->conf->lock_timeout)
@@ -306,6 +349,8 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
             return wait_for_fetch(c, st);
         st->locked = lk == PT_CACHE_LOCKED;
     }
+    if (wait_for_disk(st))
+        return poll_later(c, st);
     if (!keep_fields(c, st, req))
         return PT_FAIL;
     if (st->qi.range && st->locked && !st->revalidating) {

@@ -24,6 +24,7 @@
 #include "portico/grpc.h"
 #include "portico/limit_filter.h"
 #include "portico/log.h"
+#include "portico/privileges.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 
@@ -310,20 +311,6 @@ static void start_heartbeat(pt_worker_t *w)
     beat(w);
 }
 
-static int drop_privileges(pt_worker_t *w)
-{
-    if (!w->drop_privileges)
-        return 0;
-    if (setgroups(0, NULL) < 0 && errno != EPERM)
-        return -1;
-    if (initgroups(w->conf->user, w->gid) < 0 || setgid(w->gid) < 0 || setuid(w->uid) < 0) {
-        pt_log_crit("cannot change to user \"%s\": %s", w->conf->user, strerror(errno));
-        return -1;
-    }
-    prctl(PR_SET_DUMPABLE, 1); /* keep core dumps possible after setuid */
-    return 0;
-}
-
 static int setup(pt_worker_t *w)
 {
     struct event_config *cfg = event_config_new();
@@ -422,7 +409,7 @@ int pt_worker_run(pt_worker_t *w)
     /* If the master dies, stop gracefully rather than serve unsupervised. */
     prctl(PR_SET_PDEATHSIG, SIGQUIT);
     pt_lset_keep_slot(w->lset, w->slot);
-    if (drop_privileges(w) < 0 || setup(w) < 0) {
+    if (pt_drop_privileges(w->drop_privileges, w->conf->user, w->uid, w->gid) < 0 || setup(w) < 0) {
         pt_log_crit("worker failed to start");
         return 2;
     }

@@ -602,11 +602,6 @@ def test_other_gateways_names_get_a_hint(tmpdir_path, origin):
         f.write(config(free_port(), origin).replace('      cache: {}', '      proxy-cache: {}'))
     r = run_portico('-t', '-c', path)
     assert r.returncode != 0 and 'what Portico calls "cache"' in r.stderr, r.stderr
-    with open(path, 'w') as f:
-        f.write(config(free_port(), origin).replace('    max_object_size: 1MiB', '    max_object_size: 1MiB\n'
-                                                     '    disk: { path: /tmp/x, size: 1GiB }'))
-    r = run_portico('-t', '-c', path)
-    assert r.returncode != 0 and 'the disk tier is not built yet' in r.stderr and f'{path}:' in r.stderr, r.stderr
 
 
 # ---- HTTP/2 clients, the access log, memory ----

@@ -1,0 +1,385 @@
+"""The response cache's disk tier (issue 15) through the real binary: files
+written by the cache disk process, a restart that keeps them, loads into
+memory on a miss, the size bound, invalidation and purge reaching the
+files, bad files, the process's death and a reload."""
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from cache_origin import Origin
+from conftest import free_port, request, run_portico, wait_for
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    yield o
+    o.stop()
+
+
+def config(port, admin, origin, path, memory='4MiB', size='16MiB', max_object='1MiB', filt='{}'):
+    return f'''listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+admin: {{ address: 127.0.0.1:{admin} }}
+caches:
+  - name: default
+    memory: {memory}
+    max_object_size: {max_object}
+    disk: {{ path: {path}, size: {size} }}
+upstreams:
+  - name: up
+    targets: ["127.0.0.1:{origin.port}"]
+routes:
+  - name: main
+    match: {{ paths: ["/*"] }}
+    upstream: up
+    filters:
+      cache: {filt}
+'''
+
+
+class Disk:
+    """A gateway with a disk tier: its ports, its directory, its figures."""
+
+    def __init__(self, gateway, origin, tmp, workers=2, **kw):
+        self.port, self.admin = free_port(), free_port()
+        self.path = os.path.join(tmp, 'cache')
+        self.origin = origin
+        self.g = gateway(config(self.port, self.admin, origin, self.path, **kw), workers=workers)
+
+    def get(self, path, headers=None, method='GET', body=None):
+        return request(self.port, method, path, body=body, headers={'Host': 'example.com', **(headers or {})})
+
+    def cache(self):
+        return json.loads(request(self.admin, 'GET', '/status')[2])['caches'][0]
+
+    def disk(self):
+        return self.cache()['disk']
+
+    def written(self, n):
+        wait_for(lambda: self.disk()['writes'] >= n, what=f'{n} files written')
+
+    def indexed(self):
+        wait_for(lambda: self.disk()['pid'] and not self.disk()['indexing'], what='the index made')
+
+    def start(self):
+        n = self.g.count(r'\] master\[\d+\]: ready: generation 1,')
+        self.g.start(wait=False)
+        self.g.wait_log(r'\] master\[\d+\]: ready: generation 1,', n + 1)
+
+    def restart(self):
+        assert self.g.stop() == 0
+        self.start()
+        self.indexed()
+
+    def files(self):
+        out = []
+        for root, _, names in os.walk(os.path.join(self.path, 'data')):
+            out += [os.path.join(root, n) for n in names]
+        return out
+
+    def disk_pid(self):
+        pids = re.findall(r'started the cache disk process \(pid (\d+)\)', self.g.log())
+        return int(pids[-1]) if pids else None
+
+
+@pytest.fixture
+def disk(gateway, origin, tmpdir_path):
+    def make(**kw):
+        return Disk(gateway, origin, tmpdir_path, **kw)
+    return make
+
+
+def cs(h):
+    return [p.strip() for p in h['cache-status'].split(';')]
+
+
+# ---- a restart ----
+
+@pytest.mark.parametrize('size', [0, 1, 4096, 300000])
+def test_an_object_survives_a_restart_byte_for_byte(disk, origin, size):
+    d = disk()
+    body = (bytes(range(256)) * (size // 256 + 1))[:size]
+    origin.set('/a', 200, {'Cache-Control': 'max-age=600', 'ETag': '"a1"', 'X-Kept': 'yes'}, body)
+    s, h1, b = d.get('/a')
+    assert (s, b) == (200, body) and 'stored' in cs(h1)
+    d.written(1)
+    assert len(d.files()) == 1
+    d.restart()
+    assert d.disk()['files'] == 1 and d.cache()['objects'] == 0
+    time.sleep(1.1)
+    s, h, b = d.get('/a')
+    assert (s, b) == (200, body), h
+    assert cs(h)[:2] == ['portico', 'hit'] and 'detail=disk' in cs(h), h
+    assert h['etag'] == '"a1"' and h['x-kept'] == 'yes' and h['date'] == h1['date']
+    assert int(h['age']) >= 1 and h['content-length'] == str(size)
+    assert origin.count('/a') == 1
+    assert d.disk()['loads'] == 1
+    s, h, b = d.get('/a')  # now in memory
+    assert (s, b) == (200, body) and 'detail=disk' not in h['cache-status'] and d.disk()['loads'] == 1
+
+
+def test_vary_variants_survive_a_restart(disk, origin):
+    d = disk()
+    origin.handler('/v', lambda r: (200, {'Cache-Control': 'max-age=600', 'Vary': 'Accept-Language'},
+                                    b'lang ' + r.headers.get('accept-language', '-').encode()))
+    assert d.get('/v', {'Accept-Language': 'en'})[2] == b'lang en'
+    assert d.get('/v', {'Accept-Language': 'fr'})[2] == b'lang fr'
+    d.written(2)
+    d.restart()
+    assert d.get('/v', {'Accept-Language': 'fr'})[2] == b'lang fr'
+    assert d.get('/v', {'Accept-Language': 'en'})[2] == b'lang en'
+    assert origin.count('/v') == 2
+    assert d.get('/v', {'Accept-Language': 'de'})[2] == b'lang de'  # never stored: a miss
+    assert origin.count('/v') == 3
+
+
+def test_a_stale_object_from_disk_is_revalidated(disk, origin):
+    d = disk()
+
+    def fn(r):
+        if r.headers.get('if-none-match') == '"s1"':
+            return 304, {'Cache-Control': 'max-age=600', 'ETag': '"s1"'}, b''
+        return 200, {'Cache-Control': 'max-age=1', 'ETag': '"s1"'}, b'stale body'
+    origin.handler('/s', fn)
+    d.get('/s')
+    d.written(1)
+    d.restart()
+    time.sleep(1.2)
+    s, h, b = d.get('/s')
+    assert (s, b) == (200, b'stale body') and 'fwd-status=304' in h['cache-status'], h
+    assert origin.last('/s').headers.get('if-none-match') == '"s1"'
+    assert origin.count('/s') == 2
+
+
+def test_only_if_cached_is_answered_from_disk(disk, origin):
+    d = disk()
+    origin.set('/o', 200, {'Cache-Control': 'max-age=600'}, b'on disk')
+    d.get('/o')
+    d.written(1)
+    d.restart()
+    s, h, b = d.get('/o', {'Cache-Control': 'only-if-cached'})
+    assert (s, b) == (200, b'on disk')
+    assert d.get('/never', {'Cache-Control': 'only-if-cached'})[0] == 504
+    assert origin.count('/o') == 1 and origin.count('/never') == 0
+
+
+# ---- memory and disk ----
+
+def test_an_object_evicted_from_memory_comes_back_from_disk(disk, origin):
+    d = disk(memory='1MiB', max_object='128KiB')
+    body = b'e' * 50000
+    origin.handler('/ev', lambda r: (200, {'Cache-Control': 'max-age=600'}, body + r.target.encode()))
+    for i in range(40):
+        d.get(f'/ev?i={i}')
+    d.written(40)
+    assert d.cache()['evictions'] > 0
+    s, h, b = d.get('/ev?i=0')
+    assert (s, b) == (200, body + b'/ev?i=0') and 'detail=disk' in h['cache-status'], h
+    assert origin.count('/ev') == 40
+
+
+def test_the_files_stay_within_size(disk, origin):
+    d = disk(memory='2MiB', size='1MiB', max_object='256KiB')
+    body = b'z' * 60000
+    origin.handler('/sz', lambda r: (200, {'Cache-Control': 'max-age=600'}, body))
+    for i in range(50):
+        d.get(f'/sz?i={i}')
+    d.written(50)
+    st = d.disk()
+    assert st['bytes'] <= 1 << 20 and st['evictions'] > 0, st
+    on_disk = sum(os.path.getsize(f) for f in d.files())
+    assert on_disk == st['bytes'] and on_disk <= 1 << 20
+    d.restart()
+    assert d.disk()['bytes'] == on_disk
+    s, h, b = d.get('/sz?i=49')  # the newest are kept
+    assert b == body and 'detail=disk' in h['cache-status']
+
+
+def test_a_stuck_disk_process_holds_up_no_request(disk, origin):
+    d = disk()
+    origin.set('/st', 200, {'Cache-Control': 'max-age=600'}, b'stuck')
+    d.get('/st')
+    d.written(1)
+    d.restart()
+    pid = d.disk_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        s, h, b = d.get('/st')  # its load is never carried out: it waits a second at most, then the origin
+        assert (s, b) == (200, b'stuck') and time.time() - t0 < 3
+        assert origin.count('/st') == 2
+        origin.set('/new', 200, {'Cache-Control': 'max-age=600'}, b'new')
+        for i in range(20):  # misses and hits of what memory holds go on as ever
+            assert d.get(f'/new?i={i % 5}')[0] == 200
+        assert origin.count('/new') == 5
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+# ---- invalidation and purge ----
+
+def test_purges_and_invalidations_reach_the_files(disk, origin):
+    d = disk()
+    for path in ('/p/key', '/p/post', '/p/pre/1', '/p/pre/2', '/p/kept'):
+        origin.handler(path, lambda r: (200, {'Cache-Control': 'max-age=600'}, b'p ' + r.method.encode()))
+        d.get(path)
+    d.written(5)
+    r = request(d.admin, 'DELETE', '/cache/default?key=http://example.com/p/key%3F')
+    assert json.loads(r[2]) == {'cache': 'default', 'purged': 1, 'disk': 'queued'}
+    assert d.get('/p/post', method='POST', body=b'x')[0] == 200
+    r = request(d.admin, 'DELETE', '/cache/default?prefix=/p/pre/')
+    assert json.loads(r[2])['purged'] == 2
+    wait_for(lambda: d.disk()['files'] == 1, what='the files removed')
+    assert len(d.files()) == 1
+    d.restart()
+    for path in ('/p/key', '/p/post', '/p/pre/1', '/p/pre/2'):
+        assert 'fwd=uri-miss' in d.get(path)[1]['cache-status'], path
+    assert 'detail=disk' in d.get('/p/kept')[1]['cache-status']
+
+
+def test_a_purge_after_a_restart_is_not_undone_by_a_load(disk, origin):
+    d = disk()
+    origin.set('/race', 200, {'Cache-Control': 'max-age=600'}, b'old')
+    d.get('/race')
+    d.written(1)
+    d.restart()
+    # memory is empty: the purge removes nothing there, and the GET right
+    # after it must not load the file back
+    r = request(d.admin, 'DELETE', '/cache/default?key=http://example.com/race%3F')
+    assert json.loads(r[2])['purged'] == 0
+    origin.set('/race', 200, {'Cache-Control': 'max-age=600'}, b'new')
+    assert d.get('/race')[2] == b'new'
+    assert origin.count('/race') == 2
+
+
+# ---- files that are not whole ----
+
+def test_bad_files_are_removed_at_start_and_good_ones_kept(disk, origin):
+    d = disk()
+    origin.set('/good', 200, {'Cache-Control': 'max-age=600'}, b'good' * 1000)
+    origin.set('/cut', 200, {'Cache-Control': 'max-age=600'}, b'cut' * 1000)
+    d.get('/good')
+    d.get('/cut')
+    d.written(2)
+    assert d.g.stop() == 0
+    files = d.files()
+    good = [f for f in files if b'/good' in open(f, 'rb').read()][0]
+    cut = [f for f in files if f != good][0]
+    with open(cut, 'r+b') as f:  # a write that never reached the disk whole
+        f.truncate(os.path.getsize(cut) - 10)
+    sub = os.path.dirname(good)
+    junk = os.path.join(sub, 'f' * 32)
+    with open(junk, 'wb') as f:
+        f.write(b'PTCD' + b'\x01' * 200)
+    with open(os.path.join(sub, 'a' * 32 + '.tmp'), 'wb') as f:
+        f.write(b'half')
+    renamed = os.path.join(sub, '0' * 32)  # a whole file under another object's name
+    with open(good, 'rb') as f, open(renamed, 'wb') as o:
+        o.write(f.read())
+    d.start()
+    d.indexed()
+    assert sorted(d.files()) == [good]
+    assert d.disk()['files'] == 1
+    assert 'detail=disk' in d.get('/good')[1]['cache-status']
+    assert d.get('/cut')[2] == b'cut' * 1000 and origin.count('/cut') == 2
+
+
+# ---- the process ----
+
+def test_the_disk_process_is_respawned(disk, origin):
+    d = disk()
+    origin.set('/r', 200, {'Cache-Control': 'max-age=600'}, b'respawn')
+    d.get('/r')
+    d.written(1)
+    pid = d.disk_pid()
+    os.kill(pid, signal.SIGKILL)
+    d.g.wait_log(r'the cache disk process \(pid %d\) was killed by signal 9; respawning' % pid)
+    wait_for(lambda: d.disk_pid() != pid, what='a new disk process')
+    d.indexed()
+    assert d.disk()['files'] == 1
+    request(d.admin, 'DELETE', '/cache/default?prefix=/nothing')  # the queue still flows
+    r = request(d.admin, 'DELETE', '/cache/default?key=http://example.com/r%3F')
+    assert json.loads(r[2])['purged'] == 1
+    wait_for(lambda: d.disk()['files'] == 0, what='the purge carried out by the new process')
+
+
+def test_a_reload_keeps_the_disk_process_unless_the_tier_changed(disk, origin, tmpdir_path):
+    d = disk()
+    origin.set('/k', 200, {'Cache-Control': 'max-age=600'}, b'kept')
+    d.get('/k')
+    d.written(1)
+    pid = d.disk_pid()
+    d.g.reload()
+    time.sleep(0.3)
+    assert d.disk_pid() == pid and d.get('/k')[2] == b'kept'
+    d.g.write(config(d.port, d.admin, origin, d.path, size='32MiB'))
+    d.g.reload()
+    wait_for(lambda: d.disk_pid() != pid, what='a new disk process')
+    d.g.wait_log(r'the cache disk process \(pid %d\) exited' % pid)
+    d.indexed()
+    assert d.disk()['files'] == 1 and d.disk()['size'] == 32 << 20
+    assert d.get('/k')[2] == b'kept' and origin.count('/k') == 1
+
+
+def test_a_stop_leaves_no_process_behind(disk, origin):
+    d = disk()
+    pid = d.disk_pid()
+    assert pid and os.path.exists(f'/proc/{pid}')
+    assert d.g.stop(signal.SIGQUIT) == 0
+    assert not os.path.exists(f'/proc/{pid}')
+    assert 'the cache disk process (pid %d) exited' % pid in d.g.log()
+
+
+# ---- configuration ----
+
+@pytest.mark.parametrize('disk_yaml,message', [
+    ('{ path: relative/dir, size: 16MiB }', 'path must be absolute'),
+    ('{ path: /tmp/x, size: 100KiB }', 'size'),
+    ('{ path: /tmp/x, size: 2MiB }', 'must be at least max_object_size'),
+    ('{ size: 16MiB }', 'path'),
+])
+def test_bad_disk_settings_are_located(tmpdir_path, disk_yaml, message):
+    conf = os.path.join(tmpdir_path, 'p.yaml')
+    with open(conf, 'w') as f:
+        f.write(f'''listeners: [{{ name: m, address: "127.0.0.1:{free_port()}" }}]
+caches:
+  - name: default
+    memory: 64MiB
+    max_object_size: 8MiB
+    disk: {disk_yaml}
+''')
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode != 0
+    assert re.search(r'p\.yaml:\d+:\d+: .*' + re.escape(message), r.stderr), r.stderr
+
+
+def test_two_caches_in_one_directory_are_refused(tmpdir_path):
+    conf = os.path.join(tmpdir_path, 'p.yaml')
+    with open(conf, 'w') as f:
+        f.write(f'''listeners: [{{ name: m, address: "127.0.0.1:{free_port()}" }}]
+caches:
+  - {{ name: a, memory: 4MiB, disk: {{ path: /var/tmp/pc, size: 16MiB }} }}
+  - {{ name: b, memory: 4MiB, disk: {{ path: /var/tmp/pc/, size: 16MiB }} }}
+''')
+    r = run_portico('-t', '-c', conf)
+    assert r.returncode != 0
+    assert re.search(r'p\.yaml:4:\d+: error: caches "a" and "b" have the same disk path', r.stderr), r.stderr
+
+
+def test_a_path_that_is_a_file_fails_the_start_and_a_reload_keeps_the_old(gateway, origin, tmpdir_path):
+    port, admin = free_port(), free_port()
+    blocker = os.path.join(tmpdir_path, 'afile')
+    with open(blocker, 'w') as f:
+        f.write('not a directory')
+    g = gateway(config(port, admin, origin, os.path.join(tmpdir_path, 'ok')))
+    origin.set('/x', 200, {'Cache-Control': 'max-age=600'}, b'old config')
+    g.write(config(port, admin, origin, blocker))
+    g.reload(ok=False)
+    assert 'cannot make ' + blocker + '/data' in g.log()
+    assert request(port, 'GET', '/x')[2] == b'old config'
