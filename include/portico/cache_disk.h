@@ -52,6 +52,9 @@ void pt_cdisk_signature(const pt_config_t *c, char *out, size_t cap);
 /* Makes each disk tier's directory (and its parents) and gives it to the
  * workers' user.  0, or -1 with the reason in err. */
 int pt_cdisk_make_dirs(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen);
+/* The disk process died: until another serves them, no miss waits for a
+ * load (pt_cdisk_maybe says no). */
+void pt_cdisks_gone(void);
 /* The disk process's life, in the forked child: never returns. */
 _Noreturn void pt_cdisk_process(const pt_config_t *c, int column, bool drop, uid_t uid, gid_t gid);
 

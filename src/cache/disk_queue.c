@@ -134,6 +134,13 @@ int pt_cdisks_prepare(const pt_config_t *c)
     return 0;
 }
 
+void pt_cdisks_gone(void)
+{
+    for (size_t i = 0; i < ndisks; i++)
+        if (disks[i])
+            atomic_store_explicit(&disks[i]->h->pid, 0, memory_order_release);
+}
+
 pt_cdisk_t *cdq_get(const char *name)
 {
     for (size_t i = 0; i < ndisks; i++)

@@ -386,6 +386,7 @@ static bool cachedisk_reaped(pid_t pid, int st)
         return false;
     pt_caches_forget_column(cd.column);
     pt_column_give(cd.column);
+    pt_cdisks_gone();
     cd.pid = 0;
     bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (m.stopping || cd.restart) {
