@@ -20,9 +20,13 @@
 
 #define MAGIC 0x4344495348510001ull /* "CDISHQ" v1 */
 #define DISK_MAGIC 0x43444b21u
-#define MAP_MIN (1u << 16)
-#define MAP_MAX (1u << 22)
-#define BYTES_PER_MAP 16384 /* a count per 16 KiB of disk */
+/* Counts in the presence map: a fixed number, so that the zone's size
+ * does not depend on the configuration and a reload that changes the
+ * tier's size or path keeps the zone, queue and all (the old workers
+ * still draining post to the queue the new process takes).  A million
+ * counts (4 MiB) keep false positives (a load asked for in vain) rare up
+ * to about a million files. */
+#define NMAP (1u << 20)
 
 static pt_cdisk_t **disks;
 static size_t ndisks;
@@ -33,18 +37,9 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-static uint32_t map_size(uint64_t size)
+static size_t zone_size(void)
 {
-    uint64_t want = size / BYTES_PER_MAP;
-    uint32_t n = MAP_MIN;
-    while (n < want && n < MAP_MAX)
-        n *= 2;
-    return n;
-}
-
-static size_t zone_size(uint64_t size)
-{
-    return align64(sizeof(dq_hdr_t)) + align64(DQ_NCELLS * sizeof(dq_cell_t)) + (size_t)map_size(size) * 4;
+    return align64(sizeof(dq_hdr_t)) + align64(DQ_NCELLS * sizeof(dq_cell_t)) + (size_t)NMAP * 4;
 }
 
 bool pt_cdisk_any(const pt_config_t *c)
@@ -73,7 +68,7 @@ static pt_cdisk_t *prepare_one(const pt_cache_conf_t *cc)
 {
     char zname[64];
     snprintf(zname, sizeof(zname), "cdisk:%s", cc->name);
-    size_t zsize = zone_size((uint64_t)cc->disk.size);
+    size_t zsize = zone_size();
     pt_cdisk_t *d = calloc(1, sizeof(*d));
     pt_zone_t *z = d ? pt_zone_get(zname, zsize) : NULL;
     if (!z) {
@@ -86,9 +81,10 @@ static pt_cdisk_t *prepare_one(const pt_cache_conf_t *cc)
     d->map = (_Atomic uint32_t *)(p + align64(sizeof(dq_hdr_t)) + align64(DQ_NCELLS * sizeof(dq_cell_t)));
     snprintf(d->name, sizeof(d->name), "%s", cc->name);
     dq_hdr_t *H = d->h;
-    if (pt_zone_reused(z) && H->magic == MAGIC && H->size == (uint64_t)cc->disk.size &&
-        H->nmap == map_size((uint64_t)cc->disk.size))
+    if (pt_zone_reused(z) && H->magic == MAGIC && H->nmap == NMAP) {
+        H->size = (uint64_t)cc->disk.size; /* for /status; the process serving it reads its own */
         return d;
+    }
     memset(H, 0, sizeof(*H));
     if (RAND_bytes((unsigned char *)H->seed, sizeof(H->seed)) != 1) {
         free(d);
@@ -96,7 +92,7 @@ static pt_cdisk_t *prepare_one(const pt_cache_conf_t *cc)
         return NULL;
     }
     H->size = (uint64_t)cc->disk.size;
-    H->nmap = map_size(H->size);
+    H->nmap = NMAP;
     atomic_store_explicit(&H->indexing, 1, memory_order_relaxed); /* until a process has read the files */
     H->magic = MAGIC;
     return d;
