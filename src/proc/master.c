@@ -210,6 +210,7 @@ static struct {
     int column;
     char signature[4096]; /* of the configuration it serves */
     bool restart;         /* told to stop for a new one */
+    bool stop_told;       /* told to stop with the master */
     int64_t started_ms, respawn_at, backoff;
 } cd;
 
@@ -1016,9 +1017,7 @@ static void stop(bool graceful)
             read_chan(&m.procs[i]); /* an 'R' may be on its way */
         kill(m.procs[i].pid, !m.procs[i].ready ? SIGKILL : graceful ? SIGQUIT : SIGTERM);
     }
-    if (cd.pid)
-        kill(cd.pid, SIGTERM);
-    cd.respawn_at = 0;
+    cd.respawn_at = 0; /* the disk process stops after the last worker: a worker draining may still invalidate */
     m.kill_at = now_ms() + (graceful ? m.conf->shutdown_timeout : 0) + KILL_GRACE_MS;
 }
 
@@ -1064,8 +1063,13 @@ static int loop(void)
     struct pollfd pfd[MAX_PROCS + 2];
     proc_t *who[MAX_PROCS + 2];
     for (;;) {
-        if (m.stopping && m.nprocs == 0 && !cd.pid)
-            return 0;
+        if (m.stopping && m.nprocs == 0) {
+            if (!cd.pid)
+                return 0;
+            if (!cd.stop_told)
+                kill(cd.pid, SIGTERM);
+            cd.stop_told = true;
+        }
         if (m.hup_queued && !m.stopping && !reload_busy()) {
             m.hup_queued = false;
             reload();

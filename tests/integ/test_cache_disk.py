@@ -258,6 +258,27 @@ def test_a_purge_after_a_restart_is_not_undone_by_a_load(disk, origin):
     assert origin.count('/race') == 2
 
 
+def test_an_invalidation_drained_at_a_graceful_stop_reaches_the_files(disk, origin):
+    import threading
+    d = disk(workers=1)
+    origin.handler('/gs', lambda r: (200, {'Cache-Control': 'max-age=600'}, b'v1') if r.method == 'GET'
+                   else (200, {}, b'posted', 1.0))
+    d.get('/gs')
+    d.written(1)
+    done = []
+    t = threading.Thread(target=lambda: done.append(d.get('/gs', method='POST', body=b'x')))
+    t.start()
+    wait_for(lambda: origin.count('/gs', method='POST') == 1, what='the POST at the origin')
+    os.kill(d.g.proc.pid, signal.SIGQUIT)  # the worker drains the POST; the disk process must outlive it
+    t.join(10)
+    assert done and done[0][0] == 200
+    assert d.g.proc.wait(15) == 0
+    d.start()
+    d.indexed()
+    assert d.disk()['files'] == 0
+    assert 'fwd=uri-miss' in d.get('/gs')[1]['cache-status']
+
+
 # ---- files that are not whole ----
 
 def test_bad_files_are_removed_at_start_and_good_ones_kept(disk, origin):
