@@ -36,6 +36,7 @@
 
 #define DEFAULT_KEY "${scheme}://${host}${path}?${query}"
 #define DISK_WAIT_MS 1000  /* the longest a miss waits for a load from the disk tier */
+#define DISK_POLL_MS 1      /* ... and one waiting for a load (a file read takes about that) */
 #define POLL_MS 5          /* how often a request waiting on another's fetch looks again */
 #define PASS_MS 10000      /* a key whose response was not storable: requests go upstream at once for this long */
 
@@ -265,12 +266,12 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     pt_req_resume(st->c);
 }
 
-/* Looks again in POLL_MS. */
-static pt_verdict_t poll_later(pt_conn_t *c, state_t *st)
+/* Looks again in ms milliseconds. */
+static pt_verdict_t poll_in(pt_conn_t *c, state_t *st, int ms)
 {
     st->c = c;
     evtimer_assign(&st->timer, c->w->base, on_poll, st);
-    struct timeval tv = {0, POLL_MS * 1000};
+    struct timeval tv = {0, ms * 1000};
     evtimer_add(&st->timer, &tv);
     st->armed = true;
     return PT_SUSPEND;
@@ -284,7 +285,7 @@ static pt_verdict_t wait_for_fetch(pt_conn_t *c, state_t *st)
         st->wait_until_ms = wall_ms() + st->conf->lock_timeout;
         pt_cache_count(st->ch, PT_CST_COLLAPSED);
     }
-    return poll_later(c, st);
+    return poll_in(c, st, POLL_MS);
 }
 
 /* A miss in memory for a key the disk tier may have: a load is queued,
@@ -327,7 +328,7 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
 {
     if (st->qi.cc.flags & PT_CC_ONLY_IF_CACHED) { /* §5.2.1.7 */
         if (wait_for_disk(st))
-            return poll_later(c, st);
+            return poll_in(c, st, DISK_POLL_MS);
         st->fwd = "miss";
         st->detail = "only-if-cached";
         pt_cache_count(st->ch, PT_CST_MISS);
@@ -350,7 +351,7 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
         st->locked = lk == PT_CACHE_LOCKED;
     }
     if (wait_for_disk(st))
-        return poll_later(c, st);
+        return poll_in(c, st, DISK_POLL_MS);
     if (!keep_fields(c, st, req))
         return PT_FAIL;
     if (st->qi.range && st->locked && !st->revalidating) {
