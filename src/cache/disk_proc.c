@@ -703,7 +703,8 @@ _Noreturn void pt_cdisk_process(const pt_config_t *c, int col, bool drop, uid_t 
 
 /* ---- in the master ---- */
 
-/* mkdir -p of path, each part made given to uid:gid when drop. */
+/* mkdir -p of path, each part made given to uid:gid when drop (parts
+ * that exist are left as they are). */
 static int make_path(const char *path, bool drop, uid_t uid, gid_t gid)
 {
     char p[PATH_MAX];
@@ -713,7 +714,7 @@ static int make_path(const char *path, bool drop, uid_t uid, gid_t gid)
         if (was != '/' && was != 0)
             continue;
         *s = 0;
-        if (mkdir(p, 0700) == 0) {
+        if (mkdir(p, was ? 0755 : 0700) == 0) { /* the parents as mkdir -p makes them; data/ ours alone */
             if (drop && chown(p, uid, gid) < 0)
                 return -1;
         } else if (errno != EEXIST) {
