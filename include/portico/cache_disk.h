@@ -55,6 +55,10 @@ int pt_cdisk_make_dirs(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, ch
 /* The disk process died: until another serves them, no miss waits for a
  * load (pt_cdisk_maybe says no). */
 void pt_cdisks_gone(void);
+/* In the master as it exits: a disk tier whose process did not carry
+ * out every drop (killed, stuck) is marked (data/wipe) to be dropped
+ * whole at the next start, so that nothing dropped comes back. */
+void pt_cdisks_at_exit(const pt_config_t *c);
 /* The disk process's life, in the forked child: never returns. */
 _Noreturn void pt_cdisk_process(const pt_config_t *c, int column, bool drop, uid_t uid, gid_t gid);
 

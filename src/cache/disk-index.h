@@ -19,6 +19,7 @@ typedef struct dent {
     uint64_t khash;           /* of the key (the presence map's) */
     uint64_t nhash;           /* of the Vary names */
     uint64_t size;            /* of the file */
+    uint64_t used;            /* the index's tick when it was last added or used */
     char name[PT_CDF_NAME_LEN + 1];
     uint32_t key_len;
     char key[];
@@ -29,6 +30,7 @@ typedef struct dindex {
     size_t nbuckets, n;
     dent_t *mru, *lru;
     uint64_t bytes;
+    uint64_t tick;
 } dindex_t;
 
 /* A new entry (not in the index yet); NULL when memory ran out. */

@@ -42,6 +42,8 @@ typedef struct dq_hdr {
     _Atomic uint32_t wipe;    /* an invalidation was lost: drop every file first */
     _Atomic uint32_t pid;     /* the disk process serving it, 0 */
     _Atomic uint32_t indexing;
+    _Atomic uint32_t tombs;   /* drops were taken while indexing: a process that dies before the index is
+                               * made leaves files that may hold them, which the next one must drop */
     _Atomic uint64_t files, bytes, writes, loads, evictions, dropped, errors, wipes, purged;
 } dq_hdr_t;
 
@@ -55,6 +57,9 @@ struct pt_cdisk {
     int efd; /* wakes the disk process */
 };
 
+/* Are drops queued and not carried out, or taken while indexing and not
+ * made good (tombs)? */
+bool cdq_drops_pending(const pt_cdisk_t *d);
 /* The disk tier of cache `name` (NULL: none), in this process's table. */
 pt_cdisk_t *cdq_get(const char *name);
 /* The hash of a key in the presence map. */
@@ -81,6 +86,9 @@ bool cs_commit_if_absent(pt_cache_writer_t *w, const pt_cache_meta_t *meta);
 /* Does key, "scheme://authority/path...", have a path that starts with
  * prefix (which starts with '/')? */
 bool cs_path_starts(const char *key, size_t n, pt_str_t prefix);
+/* Drops from memory alone (nothing queued): key, or (prefix) a key or
+ * (path) path prefix; how many objects. */
+size_t cs_drop_memory(pt_cache_t *ch, int path, pt_str_t text, bool prefix);
 /* The cache's disk tier, set by pt_cdisks_prepare. */
 void cs_set_disk(pt_cache_t *ch, pt_cdisk_t *d);
 

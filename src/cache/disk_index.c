@@ -87,6 +87,7 @@ bool dx_add(dindex_t *x, dent_t *e, bool tail)
         link_back(x, e);
     else
         link_front(x, e);
+    e->used = tail ? 0 : ++x->tick;
     x->n++;
     x->bytes += e->size;
     return true;
@@ -122,6 +123,7 @@ void dx_remove(dindex_t *x, dent_t *e)
 
 void dx_touch(dindex_t *x, dent_t *e)
 {
+    e->used = ++x->tick;
     if (x->mru != e) {
         unlink_lru(x, e);
         link_front(x, e);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,8 @@
 #define COMMANDS_PER_TURN 64
 #define FILES_PER_SLICE 128
 #define TOMBSTONES_MAX 10000
+#define LOADS_PER_KEY 4        /* objects of one key put back into memory by one load */
+#define VARIANTS_PER_KEY 64    /* files of one key; beyond, the least recently used goes */
 
 typedef struct tomb {
     struct tomb *next;
@@ -183,6 +186,20 @@ static void index_file(dcache_t *dc, const char *name, pt_str_t key, uint64_t nh
         return;
     }
     atomic_fetch_add_explicit(map_at(dc, khash), 1, memory_order_relaxed);
+    /* a key's variants are bounded: a client that varies a field at will
+     * must not fill the disk with one key */
+    dent_t *oldest = NULL;
+    size_t nkey = 0;
+    for (dent_t *o = dx_next_of(&dc->x, khash, NULL); o; o = dx_next_of(&dc->x, khash, o))
+        if (dx_is_key(o, key)) {
+            nkey++;
+            if (o != e && (!oldest || o->used < oldest->used))
+                oldest = o;
+        }
+    if (nkey > VARIANTS_PER_KEY && oldest) {
+        drop_file(dc, oldest);
+        atomic_fetch_add_explicit(&dc->d->h->evictions, 1, memory_order_relaxed);
+    }
 }
 
 /* Writes buf (n bytes) as the file `name`: aside, then renamed. */
@@ -256,76 +273,123 @@ static void do_write(dcache_t *dc, const dq_cell_t *c)
     free(buf);
 }
 
-/* Reads a whole file into memory: its header in *f and its bytes (header
- * included) in *out (the caller frees it); false when it is not a whole
- * file of this version (the caller removes it). */
-static bool read_file(dcache_t *dc, const char *path, size_t limit, pt_cdf_t *f, unsigned char **out, size_t *n)
+/* Reads a file into memory (its first `limit` bytes, or all of it): its
+ * header in *f and its bytes (header included) in *out, which the
+ * caller frees.  1; 0 when it is not a whole file of this version (the
+ * caller removes it); -1 when it could not be read (left as it is: a
+ * descriptor or memory short now is no reason to lose it). */
+static int read_file(dcache_t *dc, const char *path, size_t limit, pt_cdf_t *f, unsigned char **out, size_t *n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO under a file's name must not hang the process */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat sb;
-    unsigned char *buf = NULL;
-    bool ok = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= PT_CDF_HEADER;
-    size_t want = ok ? (size_t)sb.st_size : 0;
-    if (ok && limit && want > limit)
-        want = limit;
-    ok = ok && (buf = malloc(want)) != NULL;
+    if (fd < 0)
+        return errno == ELOOP || errno == ENXIO ? 0 : -1;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size < PT_CDF_HEADER) {
+        bool bad = errno != EIO;
+        close(fd);
+        return bad ? 0 : -1;
+    }
+    size_t want = limit && (size_t)sb.st_size > limit ? limit : (size_t)sb.st_size;
+    unsigned char *buf = malloc(want);
     size_t got = 0;
-    while (ok && got < want) {
+    int rc = buf ? 1 : -1;
+    while (rc == 1 && got < want) {
         ssize_t r = pread(fd, buf + got, want - got, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
-        ok = r > 0;
-        got += ok ? (size_t)r : 0;
+        if (r <= 0)
+            rc = r == 0 ? 0 : -1; /* shorter than it said: cut meanwhile */
+        else
+            got += (size_t)r;
     }
+    close(fd);
     uint64_t max = (uint64_t)dc->conf->max_object_size;
-    ok = ok && pt_cdf_decode(buf, got, max, f) && pt_cdf_file_size(f) == (uint64_t)sb.st_size &&
-         got >= PT_CDF_HEADER + (uint64_t)f->key_len + f->names_len + f->values_len;
-    if (fd >= 0)
-        close(fd);
-    if (!ok) {
+    if (rc == 1 && !(pt_cdf_decode(buf, got, max, f) && pt_cdf_file_size(f) == (uint64_t)sb.st_size &&
+                     got >= PT_CDF_HEADER + (uint64_t)f->key_len + f->names_len + f->values_len))
+        rc = 0;
+    if (rc != 1) {
         free(buf);
-        return false;
+        return rc;
     }
     *out = buf;
     *n = got;
-    return true;
+    return 1;
 }
 
-/* Puts file e back into memory, unless memory has a newer object of its
- * key.  False when the file is bad (removed). */
-static bool load_one(dcache_t *dc, dent_t *e)
+/* The variant of a file, for a lookup of its key in memory: -1 (a
+ * miss) when memory's objects of the key vary on other names. */
+typedef struct fvariant {
+    pt_str_t names, values;
+} fvariant_t;
+
+static long file_variant(pt_str_t names, char *out, size_t cap, void *arg)
+{
+    const fvariant_t *v = arg;
+    if (!pt_str_eq(names, v->names) || v->values.n > cap)
+        return -1;
+    memcpy(out, v->values.p, v->values.n);
+    return (long)v->values.n;
+}
+
+enum { LOAD_BAD, LOAD_IN_MEMORY, LOAD_DONE, LOAD_LATER };
+
+/* Puts file e back into memory when memory does not hold its variant
+ * (its head and key are read first, the rest only then) and *budget
+ * allows; LOAD_BAD when the file is bad (the caller removes it). */
+static int load_one(dcache_t *dc, dent_t *e, int *budget)
 {
     char path[PATH_MAX];
     file_path(dc, e->name, "", path, sizeof(path));
     pt_cdf_t f;
     unsigned char *buf;
     size_t n;
-    if (!read_file(dc, path, 0, &f, &buf, &n))
-        return false;
-    const char *key = (char *)buf + PT_CDF_HEADER, *names = key + f.key_len, *values = names + f.names_len;
-    const unsigned char *data = (const unsigned char *)values + f.values_len;
-    bool mine = f.key_len == e->key_len && !memcmp(key, e->key, e->key_len);
-    pt_cache_writer_t w = {0};
-    if (mine && pt_cache_store_begin(dc->ch, &w, (pt_str_t){key, f.key_len}, (pt_str_t){names, f.names_len},
-                                     (pt_str_t){values, f.values_len}, column, f.data_len) &&
-        pt_cache_store_append(&w, data, f.data_len) && cs_commit_if_absent(&w, &f.meta))
-        atomic_fetch_add_explicit(&dc->d->h->loads, 1, memory_order_relaxed);
-    else if (w.active)
-        pt_cache_store_abort(&w);
+    int rd = read_file(dc, path, PT_CDF_HEADER + 3 * PT_CACHE_KEY_MAX, &f, &buf, &n);
+    if (rd <= 0)
+        return rd == 0 ? LOAD_BAD : LOAD_LATER;
+    pt_str_t key = {(char *)buf + PT_CDF_HEADER, f.key_len};
+    fvariant_t v = {{key.p + key.n, f.names_len}, {key.p + key.n + f.names_len, f.values_len}};
+    pt_cache_hit_t hit;
+    int r = !dx_is_key(e, key)                                                    ? LOAD_BAD
+            : pt_cache_lookup(dc->ch, key, file_variant, &v, &hit) == PT_CACHE_FOUND ? LOAD_IN_MEMORY
+            : *budget <= 0                                                        ? LOAD_LATER
+                                                                                  : LOAD_DONE;
+    if (r == LOAD_DONE && n < pt_cdf_file_size(&f)) { /* the rest of it */
+        free(buf);
+        if ((rd = read_file(dc, path, 0, &f, &buf, &n)) <= 0)
+            return rd == 0 ? LOAD_BAD : LOAD_LATER;
+        key.p = (char *)buf + PT_CDF_HEADER;
+        v = (fvariant_t){{key.p + key.n, f.names_len}, {key.p + key.n + f.names_len, f.values_len}};
+    }
+    if (r == LOAD_DONE) {
+        (*budget)--;
+        const unsigned char *data = (const unsigned char *)v.values.p + v.values.n;
+        pt_cache_writer_t w = {0};
+        if (pt_cache_store_begin(dc->ch, &w, key, v.names, v.values, column, f.data_len) &&
+            pt_cache_store_append(&w, data, f.data_len) && cs_commit_if_absent(&w, &f.meta))
+            atomic_fetch_add_explicit(&dc->d->h->loads, 1, memory_order_relaxed);
+        else if (w.active)
+            pt_cache_store_abort(&w);
+    }
     free(buf);
-    return mine;
+    return r;
 }
 
+/* A key's objects that memory lacks, LOADS_PER_KEY at most, most recently
+ * used first: a key with many variants costs each load a read of their
+ * heads, not of every body. */
 static void do_load(dcache_t *dc, pt_str_t key)
 {
     uint64_t khash = cdq_hash(dc->d, key);
+    int budget = LOADS_PER_KEY;
     for (dent_t *e = dx_next_of(&dc->x, khash, NULL), *next; e; e = next) {
         next = dx_next_of(&dc->x, khash, e);
         if (!dx_is_key(e, key))
             continue;
-        if (load_one(dc, e)) {
+        int r = load_one(dc, e, &budget);
+        if (r == LOAD_DONE) {
             dx_touch(&dc->x, e);
-        } else {
+        } else if (r == LOAD_BAD) {
             errno = EINVAL;
             file_error(dc, "read (removed)", e->name);
             drop_file(dc, e);
@@ -377,6 +441,9 @@ static void free_tombs(dcache_t *dc)
 
 static void do_drop(dcache_t *dc, uint32_t type, pt_str_t text)
 {
+    /* a load queued before this drop may have put the object back into
+     * memory after the worker dropped it there: dropped again */
+    cs_drop_memory(dc->ch, type == DQ_PURGE_PATH, text, type != DQ_INVALIDATE);
     size_t n = 0;
     if (type == DQ_INVALIDATE) {
         uint64_t khash = cdq_hash(dc->d, text);
@@ -396,8 +463,10 @@ static void do_drop(dcache_t *dc, uint32_t type, pt_str_t text)
             }
         }
     }
-    if (dc->scanning)
+    if (dc->scanning) {
         add_tomb(dc, type, text);
+        atomic_store_explicit(&dc->d->h->tombs, 1, memory_order_release);
+    }
     if (type != DQ_INVALIDATE && n)
         pt_log_info("cache \"%s\": %zu file%s purged", dc->conf->name, n, n == 1 ? "" : "s");
     atomic_fetch_add_explicit(&dc->d->h->purged, n, memory_order_relaxed);
@@ -484,8 +553,12 @@ static void index_found(dcache_t *dc, const char *path, const char *name)
     unsigned char *buf;
     size_t n;
     char made[PT_CDF_NAME_LEN + 1];
-    if (!read_file(dc, path, PT_CDF_HEADER + 3 * PT_CACHE_KEY_MAX, &f, &buf, &n)) {
-        unlink(path);
+    int rd = read_file(dc, path, PT_CDF_HEADER + 3 * PT_CACHE_KEY_MAX, &f, &buf, &n);
+    if (rd <= 0) {
+        if (rd == 0)
+            unlink(path);
+        else
+            file_error(dc, "read", path);
         return;
     }
     pt_str_t key = {(char *)buf + PT_CDF_HEADER, f.key_len};
@@ -506,6 +579,7 @@ static void scan_slice(dcache_t *dc)
         if (!walk_next(&dc->scan, path, sizeof(path), &name)) {
             dc->scanning = false;
             free_tombs(dc);
+            atomic_store_explicit(&dc->d->h->tombs, 0, memory_order_release);
             atomic_store_explicit(&dc->d->h->indexing, 0, memory_order_relaxed);
             pt_log_info("cache \"%s\": %zu files (%llu bytes) indexed in %s", dc->conf->name, dc->x.n,
                         (unsigned long long)dc->x.bytes, dc->dir);
@@ -557,17 +631,27 @@ static void remove_old_slice(dcache_t *dc)
 static void wipe(dcache_t *dc, const char *why)
 {
     char aside[PATH_MAX];
-    join(aside, sizeof(aside), "%s/old.%d.%u", dc->data, (int)getpid(), old_seq++);
+    join(aside, sizeof(aside), "%s/old.%d.%lld.%u", dc->data, (int)getpid(), (long long)mono_ms(), old_seq++);
     walk_end(&dc->scan);
     dc->scanning = false;
     free_tombs(dc);
-    if (rename(dc->dir, aside) < 0 && errno != ENOENT)
+    if (rename(dc->dir, aside) < 0 && errno != ENOENT) {
+        /* the files must go all the same: now, one by one */
         file_error(dc, "set aside", dc->dir);
+        walk_t w;
+        char path[PATH_MAX];
+        const char *name;
+        walk_start(&w, dc->dir, true);
+        while (walk_next(&w, path, sizeof(path), &name))
+            if (unlink(path) < 0 && errno != ENOENT)
+                file_error(dc, "remove", path);
+    }
     if (mkdir(dc->dir, 0700) < 0 && errno != EEXIST)
         file_error(dc, "make", dc->dir);
     dx_clear(&dc->x);
     memset((void *)dc->d->map, 0, (size_t)dc->d->h->nmap * sizeof(*dc->d->map));
     atomic_store_explicit(&dc->d->h->indexing, 0, memory_order_relaxed);
+    atomic_store_explicit(&dc->d->h->tombs, 0, memory_order_release);
     atomic_fetch_add_explicit(&dc->d->h->wipes, 1, memory_order_relaxed);
     publish(dc);
     pt_log_warn("cache \"%s\": every file dropped: %s", dc->conf->name, why);
@@ -619,10 +703,19 @@ static bool start_cache(dcache_t *dc, const pt_cache_conf_t *cc)
         return false;
     }
     memset((void *)dc->d->map, 0, (size_t)dc->d->h->nmap * sizeof(*dc->d->map));
+    char marker[PATH_MAX];
+    join(marker, sizeof(marker), "%s/wipe", dc->data);
+    if (atomic_load_explicit(&dc->d->h->tombs, memory_order_acquire))
+        wipe(dc, "the last disk process died while indexing, after taking a drop");
+    else if (access(marker, F_OK) == 0)
+        wipe(dc, "the last run stopped with drops not carried out");
+    if (unlink(marker) < 0 && errno != ENOENT)
+        file_error(dc, "remove", marker);
     atomic_store_explicit(&dc->d->h->indexing, 1, memory_order_relaxed);
     walk_start(&dc->scan, dc->dir, false);
     dc->scanning = true;
-    find_old(dc);
+    if (!dc->removing_old)
+        find_old(dc);
     atomic_store_explicit(&dc->d->h->pid, (uint32_t)getpid(), memory_order_release);
     return true;
 }
@@ -703,9 +796,9 @@ _Noreturn void pt_cdisk_process(const pt_config_t *c, int col, bool drop, uid_t 
 
 /* ---- in the master ---- */
 
-/* mkdir -p of path, each part made given to uid:gid when drop (parts
- * that exist are left as they are). */
-static int make_path(const char *path, bool drop, uid_t uid, gid_t gid)
+/* mkdir -p of path's parents and path itself, as root made them: only
+ * data/ is given away (pt_cdisk_make_dirs). */
+static int make_path(const char *path)
 {
     char p[PATH_MAX];
     join(p, sizeof(p), "%s", path);
@@ -714,12 +807,8 @@ static int make_path(const char *path, bool drop, uid_t uid, gid_t gid)
         if (was != '/' && was != 0)
             continue;
         *s = 0;
-        if (mkdir(p, was ? 0755 : 0700) == 0) { /* the parents as mkdir -p makes them; data/ ours alone */
-            if (drop && chown(p, uid, gid) < 0)
-                return -1;
-        } else if (errno != EEXIST) {
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
             return -1;
-        }
         *s = was;
         if (!was)
             break;
@@ -727,29 +816,125 @@ static int make_path(const char *path, bool drop, uid_t uid, gid_t gid)
     return 0;
 }
 
+/* The data/ directories this master holds locked (flock on data/lock),
+ * so that a second gateway on one of them is refused; kept until it
+ * exits. */
+static struct held {
+    dev_t dev;
+    ino_t ino;
+    int fd;
+} held[64];
+static size_t nheld;
+
+static bool is_held(const struct stat *sb)
+{
+    for (size_t i = 0; i < nheld; i++)
+        if (held[i].dev == sb->st_dev && held[i].ino == sb->st_ino)
+            return true;
+    return false;
+}
+
+/* Locks data/ (open as dfd) for this master: 0, or -1 with errno
+ * (EWOULDBLOCK: another process holds it). */
+static int hold(int dfd, const struct stat *sb)
+{
+    if (is_held(sb))
+        return 0;
+    if (nheld == sizeof(held) / sizeof(held[0])) {
+        errno = EMFILE;
+        return -1;
+    }
+    int fd = openat(dfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    held[nheld++] = (struct held){sb->st_dev, sb->st_ino, fd};
+    return 0;
+}
+
+/* data/ under one cache's path: made 0700 for the workers' user, never
+ * through a symbolic link (root must not give away what one points to),
+ * refused when another cache of this file or another gateway uses it. */
+static int make_data(const pt_cache_conf_t *cc, bool drop, uid_t uid, gid_t gid, struct stat *seen, size_t nseen,
+                     struct stat *sb, char *err, size_t errlen)
+{
+    char data[PATH_MAX];
+    join(data, sizeof(data), "%s/data", cc->disk.path);
+    if (make_path(cc->disk.path) < 0 || (mkdir(data, 0700) < 0 && errno != EEXIST)) {
+        snprintf(err, errlen, "cache \"%s\": cannot make %s: %s", cc->name, data, strerror(errno));
+        return -1;
+    }
+    int fd = open(data, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, sb) < 0) {
+        snprintf(err, errlen, "cache \"%s\": %s %s", cc->name, data,
+                 errno == ELOOP || errno == ENOTDIR ? "is not a directory (a symbolic link is not followed)"
+                                                    : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    for (size_t k = 0; k < nseen; k++)
+        if (seen[k].st_dev == sb->st_dev && seen[k].st_ino == sb->st_ino) {
+            snprintf(err, errlen, "cache \"%s\": %s is also another cache's directory", cc->name, data);
+            close(fd);
+            return -1;
+        }
+    int rc = 0;
+    if (drop && (sb->st_uid != uid || sb->st_gid != gid) && fchown(fd, uid, gid) < 0) {
+        snprintf(err, errlen, "cache \"%s\": cannot give %s to the workers' user: %s", cc->name, data, strerror(errno));
+        rc = -1;
+    } else if (hold(fd, sb) < 0) {
+        snprintf(err, errlen, "cache \"%s\": %s: %s", cc->name, data,
+                 errno == EWOULDBLOCK ? "another gateway uses it (it holds data/lock)" : strerror(errno));
+        rc = -1;
+    }
+    close(fd);
+    return rc;
+}
+
 int pt_cdisk_make_dirs(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    struct stat *seen = calloc(c->caches.n ? c->caches.n : 1, sizeof(*seen));
+    size_t n = 0;
+    int rc = seen ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < c->caches.n; i++) {
+        const pt_cache_conf_t *cc = PT_LIST_AT(c->caches, pt_cache_conf_t, i);
+        if (cc->disk.node && (rc = make_data(cc, drop, uid, gid, seen, n, &seen[n], err, errlen)) == 0)
+            n++;
+    }
+    if (!seen)
+        snprintf(err, errlen, "out of memory");
+    free(seen);
+    return rc;
+}
+
+void pt_cdisks_at_exit(const pt_config_t *c)
 {
     for (size_t i = 0; i < c->caches.n; i++) {
         const pt_cache_conf_t *cc = PT_LIST_AT(c->caches, pt_cache_conf_t, i);
-        char data[PATH_MAX];
-        struct stat sb;
-        if (!cc->disk.node)
+        pt_cdisk_t *d = cc->disk.node ? cdq_get(cc->name) : NULL;
+        if (!d || !cdq_drops_pending(d))
             continue;
+        char data[PATH_MAX];
         join(data, sizeof(data), "%s/data", cc->disk.path);
-        if (make_path(data, drop, uid, gid) < 0 || stat(data, &sb) < 0) {
-            snprintf(err, errlen, "cache \"%s\": cannot make %s: %s", cc->name, data, strerror(errno));
-            return -1;
-        }
-        if (!S_ISDIR(sb.st_mode)) {
-            snprintf(err, errlen, "cache \"%s\": %s is not a directory", cc->name, data);
-            return -1;
-        }
-        /* data/ is ours: the workers' user's, whoever made it */
-        if (drop && (sb.st_uid != uid || sb.st_gid != gid) && chown(data, uid, gid) < 0) {
-            snprintf(err, errlen, "cache \"%s\": cannot give %s to the workers' user: %s", cc->name, data,
-                     strerror(errno));
-            return -1;
-        }
+        int dfd = open(data, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = dfd >= 0 ? openat(dfd, "wipe", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+        if (fd >= 0)
+            pt_log_warn("cache \"%s\": the disk process did not carry out every purge or invalidation; its files "
+                        "will be dropped at the next start",
+                        cc->name);
+        else
+            pt_log_error("cache \"%s\": the disk process did not carry out every purge or invalidation, and %s/wipe "
+                         "cannot be made (%s): remove %s/v1 before the next start",
+                         cc->name, data, strerror(errno), data);
+        if (fd >= 0)
+            close(fd);
+        if (dfd >= 0)
+            close(dfd);
     }
-    return 0;
 }

@@ -137,6 +137,20 @@ void pt_cdisks_gone(void)
             atomic_store_explicit(&disks[i]->h->pid, 0, memory_order_release);
 }
 
+bool cdq_drops_pending(const pt_cdisk_t *d)
+{
+    const dq_hdr_t *H = d->h;
+    if (atomic_load_explicit(&H->tombs, memory_order_acquire) || atomic_load_explicit(&H->wipe, memory_order_acquire))
+        return true;
+    uint64_t head = __atomic_load_n(&H->head, __ATOMIC_ACQUIRE);
+    for (uint64_t t = atomic_load_explicit(&H->tail, memory_order_acquire); t < head; t++) {
+        uint32_t type = d->cells[t % DQ_NCELLS].type;
+        if (type == DQ_INVALIDATE || type == DQ_PURGE_PREFIX || type == DQ_PURGE_PATH)
+            return true;
+    }
+    return false;
+}
+
 pt_cdisk_t *cdq_get(const char *name)
 {
     for (size_t i = 0; i < ndisks; i++)

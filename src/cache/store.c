@@ -894,13 +894,8 @@ static size_t drop(pt_cache_t *ch, uint32_t i)
     return 1;
 }
 
-size_t pt_cache_invalidate(pt_cache_t *ch, pt_str_t key)
+static size_t invalidate_memory(pt_cache_t *ch, pt_str_t key)
 {
-    if (!ch || key.n > PT_CACHE_KEY_MAX)
-        return 0;
-    /* the disk's first: a miss between the two must not load it back */
-    if (ch->disk)
-        pt_cdisk_post_invalidate(ch->disk, key);
     uint64_t hash = cs_hash(ch, key);
     size_t dropped = 0;
     cs_lock(ch);
@@ -914,12 +909,21 @@ size_t pt_cache_invalidate(pt_cache_t *ch, pt_str_t key)
     return dropped;
 }
 
-size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
+size_t pt_cache_invalidate(pt_cache_t *ch, pt_str_t key)
 {
-    if (!ch)
+    if (!ch || key.n > PT_CACHE_KEY_MAX)
         return 0;
+    /* memory first, then the disk's queue: a load queued between the two
+     * may put the object back, but the disk process drops it from memory
+     * again when it takes this drop, right after that load */
+    size_t n = invalidate_memory(ch, key);
     if (ch->disk)
-        pt_cdisk_post_purge(ch->disk, prefix, false);
+        pt_cdisk_post_invalidate(ch->disk, key);
+    return n;
+}
+
+static size_t purge_prefix_memory(pt_cache_t *ch, pt_str_t prefix)
+{
     size_t dropped = 0;
     cs_lock(ch);
     /* every entry ever handed out: a purge is rare, and keys are only
@@ -934,6 +938,16 @@ size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
     return dropped;
 }
 
+size_t pt_cache_purge_prefix(pt_cache_t *ch, pt_str_t prefix)
+{
+    if (!ch)
+        return 0;
+    size_t n = purge_prefix_memory(ch, prefix);
+    if (ch->disk)
+        pt_cdisk_post_purge(ch->disk, prefix, false);
+    return n;
+}
+
 /* Does key, "scheme://authority/path...", have a path that starts with
  * prefix (which starts with '/')? */
 bool cs_path_starts(const char *key, size_t n, pt_str_t prefix)
@@ -943,12 +957,8 @@ bool cs_path_starts(const char *key, size_t n, pt_str_t prefix)
     return path && (size_t)(key + n - path) >= prefix.n && memcmp(path, prefix.p, prefix.n) == 0;
 }
 
-size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix)
+static size_t purge_path_memory(pt_cache_t *ch, pt_str_t prefix)
 {
-    if (!ch || !prefix.n || prefix.p[0] != '/')
-        return 0;
-    if (ch->disk)
-        pt_cdisk_post_purge(ch->disk, prefix, true);
     size_t dropped = 0;
     char *key = malloc(PT_CACHE_KEY_MAX);
     if (!key)
@@ -963,6 +973,26 @@ size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix)
     cs_unlock(ch);
     free(key);
     return dropped;
+}
+
+size_t pt_cache_purge_path_prefix(pt_cache_t *ch, pt_str_t prefix)
+{
+    if (!ch || !prefix.n || prefix.p[0] != '/')
+        return 0;
+    size_t n = purge_path_memory(ch, prefix);
+    if (ch->disk)
+        pt_cdisk_post_purge(ch->disk, prefix, true);
+    return n;
+}
+
+/* The disk process carries out a drop: memory is dropped again, since a
+ * load queued before the drop may have put the object back after the
+ * worker dropped it (disk-int.h). */
+size_t cs_drop_memory(pt_cache_t *ch, int path, pt_str_t text, bool prefix)
+{
+    if (!ch || text.n > PT_CACHE_KEY_MAX)
+        return 0;
+    return !prefix ? invalidate_memory(ch, text) : path ? purge_path_memory(ch, text) : purge_prefix_memory(ch, text);
 }
 
 /* ---- a dead worker ---- */

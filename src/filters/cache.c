@@ -303,17 +303,15 @@ static bool wait_for_disk(state_t *st)
         st->disk_asked = true;
         st->disk_ticket = pt_cdisk_post_load(d, st->key);
         st->disk_until_ms = wall_ms() + DISK_WAIT_MS;
-        if (st->disk_ticket) {
-            st->fwd = NULL; /* a hit, if the load brings it; a miss says so again */
-            st->detail = "disk";
-        }
-        return st->disk_ticket != 0;
-    }
-    if (pt_cdisk_done(d, st->disk_ticket) || wall_ms() >= st->disk_until_ms) {
+        if (!st->disk_ticket)
+            return false;
+    } else if (pt_cdisk_done(d, st->disk_ticket) || wall_ms() >= st->disk_until_ms) {
         st->disk_ticket = 0;
         st->detail = NULL;
         return false;
     }
+    st->fwd = NULL; /* a hit, if the load brings it; a miss says so after */
+    st->detail = "disk";
     return true;
 }
 
@@ -326,9 +324,12 @@ static bool tap_failed(pt_conn_t *c, pt_resp_tap_t *t, int status);
 /* A miss: take the key's fetch lock, or wait for whoever has it. */
 static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, state_t *st, int found)
 {
+    /* a key the disk tier may hold: its load first, before the fetch
+     * lock, so that no request waits on the disk longer than DISK_WAIT_MS
+     * whatever the others wait for */
+    if (wait_for_disk(st))
+        return poll_in(c, st, DISK_POLL_MS);
     if (st->qi.cc.flags & PT_CC_ONLY_IF_CACHED) { /* §5.2.1.7 */
-        if (wait_for_disk(st))
-            return poll_in(c, st, DISK_POLL_MS);
         st->fwd = "miss";
         st->detail = "only-if-cached";
         pt_cache_count(st->ch, PT_CST_MISS);
@@ -341,7 +342,7 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
      * answer is theirs alone (no-store, Authorization), which would leave a
      * pass mark that turns collapsing off for everyone */
     bool shared = !st->no_store && (!st->qi.authorization || st->conf->cache_authorized);
-    if (!st->head_req && shared && !st->locked) { /* (held already after a wait for the disk) */
+    if (!st->head_req && shared) {
         int64_t now = wall_ms();
         int lk = st->conf->lock_timeout && (!st->waited || now < st->wait_until_ms)
                      ? pt_cache_lock(st->ch, st->key, c->w->column, now, st->conf->lock_timeout)
@@ -350,8 +351,6 @@ static pt_verdict_t miss(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, stat
             return wait_for_fetch(c, st);
         st->locked = lk == PT_CACHE_LOCKED;
     }
-    if (wait_for_disk(st))
-        return poll_in(c, st, DISK_POLL_MS);
     if (!keep_fields(c, st, req))
         return PT_FAIL;
     if (st->qi.range && st->locked && !st->revalidating) {

@@ -1086,7 +1086,10 @@ static int loop(void)
         if (cd.respawn_at && cd.respawn_at - now < timeout)
             timeout = cd.respawn_at > now ? cd.respawn_at - now : 0;
         if (m.stopping && now >= m.kill_at) {
-            pt_log_warn("%zu workers did not stop in time: killing them", m.nprocs);
+            if (m.nprocs)
+                pt_log_warn("%zu workers did not stop in time: killing them", m.nprocs);
+            else
+                pt_log_warn("the cache disk process (pid %d) did not stop in time: killing it", (int)cd.pid);
             for (size_t i = 0; i < m.nprocs; i++)
                 kill(m.procs[i].pid, SIGKILL);
             if (cd.pid)
@@ -1259,6 +1262,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         spawn(s);
     cachedisk_sync();
     int rc = loop();
+    pt_cdisks_at_exit(m.conf);
     pt_log_notice("stopped");
     if (m.pid_file)
         pt_pidfile_remove(m.pid_file, getpid());

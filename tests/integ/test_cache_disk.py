@@ -79,7 +79,7 @@ class Disk:
 
     def files(self):
         out = []
-        for root, _, names in os.walk(os.path.join(self.path, 'data')):
+        for root, _, names in os.walk(os.path.join(self.path, 'data', 'v1')):
             out += [os.path.join(root, n) for n in names]
         return out
 
@@ -404,3 +404,142 @@ def test_a_path_that_is_a_file_fails_the_start_and_a_reload_keeps_the_old(gatewa
     g.reload(ok=False)
     assert 'cannot make ' + blocker + '/data' in g.log()
     assert request(port, 'GET', '/x')[2] == b'old config'
+
+
+# ---- what the hostile review found (each failed before its fix) ----
+
+def test_a_symlinked_data_directory_is_refused_and_not_given_away(gateway, origin, tmpdir_path):
+    if os.geteuid() != 0:
+        pytest.skip('needs root, to drop to nobody')
+    victim = os.path.join(tmpdir_path, 'victim')
+    os.mkdir(victim, 0o700)
+    path = os.path.join(tmpdir_path, 'p', 'cache')
+    os.makedirs(path)
+    os.symlink(victim, os.path.join(path, 'data'))
+    port, admin = free_port(), free_port()
+    g = gateway(config(port, admin, origin, path) + 'user: nobody\n', start=False)
+    g.start(wait=False)
+    assert g.proc.wait(10) != 0
+    assert 'is not a directory (a symbolic link is not followed)' in g.log()
+    assert os.stat(victim).st_uid == 0 and os.stat(victim).st_mode & 0o777 == 0o700
+    # made afresh: the parents stay root's, only data/ is the workers' user's
+    fresh = os.path.join(tmpdir_path, 'q', 'cache')
+    g2 = gateway(config(free_port(), free_port(), origin, fresh) + 'user: nobody\n')
+    assert os.stat(fresh).st_uid == 0 and os.stat(os.path.dirname(fresh)).st_uid == 0
+    import pwd
+    assert os.stat(os.path.join(fresh, 'data')).st_uid == pwd.getpwnam('nobody').pw_uid
+    assert g2.stop() == 0
+
+
+def test_a_load_queued_before_a_purge_does_not_bring_it_back(disk, origin):
+    import threading
+    d = disk()
+    origin.set('/race2', 200, {'Cache-Control': 'max-age=600'}, b'old')
+    d.get('/race2')
+    d.written(1)
+    d.restart()
+    pid = d.disk()['pid']
+    os.kill(pid, signal.SIGSTOP)  # the load below is queued, not carried out, until the purge is queued too
+    got = []
+    try:
+        t = threading.Thread(target=lambda: got.append(d.get('/race2')))
+        t.start()
+        time.sleep(0.2)
+        r = request(d.admin, 'DELETE', '/cache/default?key=http://example.com/race2%3F')
+        assert json.loads(r[2])['purged'] == 0
+        origin.set('/race2', 200, {'Cache-Control': 'max-age=600'}, b'new')
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t.join(5)
+    # asked before the purge: the old object from disk, or the new one if
+    # the purge was carried out before it looked again
+    assert got and got[0][2] in (b'old', b'new'), got
+    wait_for(lambda: d.disk()['files'] <= 1 and d.disk()['purged'] == 1, what='the purge carried out')
+    for _ in range(3):  # the load put "old" back into memory; the purge dropped it there again
+        s, h, b = d.get('/race2')
+        assert b == b'new', h
+
+
+def test_drops_not_carried_out_at_a_stop_drop_the_tier_at_the_next_start(disk, origin):
+    d = disk()
+    origin.set('/lost', 200, {'Cache-Control': 'max-age=600'}, b'kept?')
+    d.get('/lost')
+    d.written(1)
+    pid = d.disk()['pid']
+    os.kill(pid, signal.SIGSTOP)  # a hung disk: the master kills it at the stop, the purge still queued
+    request(d.admin, 'DELETE', '/cache/default?key=http://example.com/lost%3F')
+    assert d.g.stop(timeout=30) == 0
+    assert 'will be dropped at the next start' in d.g.log()
+    d.start()
+    d.indexed()
+    assert d.disk()['files'] == 0 and d.disk()['wipes'] == 1
+    assert 'fwd=uri-miss' in d.get('/lost')[1]['cache-status']
+    assert 'every file dropped: the last run stopped with drops not carried out' in d.g.log()
+
+
+def test_a_key_with_many_variants_is_bounded_on_disk_and_in_each_load(disk, origin):
+    d = disk()
+    origin.handler('/vs', lambda r: (200, {'Cache-Control': 'max-age=600', 'Vary': 'X-V'},
+                                     b'v' + r.headers.get('x-v', '').encode()))
+    for i in range(80):
+        d.get('/vs', {'X-V': str(i)})
+    d.written(80)
+    wait_for(lambda: d.disk()['files'] == 64, what='64 variants kept')
+    d.restart()
+    s, h, b = d.get('/vs', {'X-V': '79'})
+    assert b == b'v79'
+    assert d.disk()['loads'] <= 4
+
+
+def test_misses_waiting_on_a_stuck_disk_wait_a_second_each_not_in_turn(disk, origin):
+    import concurrent.futures
+    d = disk()
+    origin.handler('/w', lambda r: (200, {'Cache-Control': 'max-age=600', 'Vary': 'X-V'}, b'w'))
+    d.get('/w', {'X-V': 'a'})
+    d.written(1)
+    d.restart()
+    pid = d.disk()['pid']
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        def one(i):
+            t0 = time.time()
+            s = d.get('/w', {'X-V': str(i)})[0]
+            return s, time.time() - t0
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            out = list(ex.map(one, range(8)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert all(s == 200 for s, _ in out)
+    assert max(t for _, t in out) < 2.5, out  # were 1, 2, ... 6 s one after another
+
+
+def test_a_slow_load_is_still_a_hit_in_cache_status(disk, origin):
+    import threading
+    d = disk()
+    origin.set('/slow', 200, {'Cache-Control': 'max-age=600'}, b'slow')
+    d.get('/slow')
+    d.written(1)
+    d.restart()
+    pid = d.disk()['pid']
+    os.kill(pid, signal.SIGSTOP)
+    threading.Timer(0.1, os.kill, (pid, signal.SIGCONT)).start()
+    s, h, b = d.get('/slow')
+    assert b == b'slow' and cs(h)[:2] == ['portico', 'hit'] and 'detail=disk' in cs(h), h
+
+
+def test_one_directory_under_two_names_or_two_gateways_is_refused(gateway, origin, tmpdir_path):
+    base = os.path.join(tmpdir_path, 'T')
+    os.makedirs(base)
+    port, admin = free_port(), free_port()
+    two = config(port, admin, origin, os.path.join(base, 'c'), filt='{ cache: default }').replace('''upstreams:''', f'''  - name: other
+    memory: 2MiB
+    disk: {{ path: {base}/./c, size: 16MiB }}
+upstreams:''')
+    g = gateway(two, start=False)
+    g.start(wait=False)
+    assert g.proc.wait(10) != 0 and "is also another cache's directory" in g.log()
+    first = gateway(config(free_port(), free_port(), origin, os.path.join(base, 'd')))
+    second = gateway(config(free_port(), free_port(), origin, os.path.join(base, 'd')), start=False)
+    second.start(wait=False)
+    assert second.proc.wait(10) != 0 and 'another gateway uses it' in second.log()
+    assert first.proc.poll() is None
