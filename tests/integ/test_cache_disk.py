@@ -543,3 +543,36 @@ upstreams:''')
     second.start(wait=False)
     assert second.proc.wait(10) != 0 and 'another gateway uses it' in second.log()
     assert first.proc.poll() is None
+
+
+def test_a_purge_taken_while_indexing_survives_the_disk_process_dying(disk, origin):
+    import hashlib
+    import struct
+    d = disk(size='1GiB')
+    origin.set('/f', 200, {'Cache-Control': 'max-age=600'}, b'template')
+    d.get('/f')
+    d.written(1)
+    assert d.g.stop() == 0
+    tpl = open(d.files()[0], 'rb').read()
+    kl, nl, vl = struct.unpack_from('<III', tpl, 8)
+    rest = tpl[96 + kl:]
+    v1 = os.path.join(d.path, 'data', 'v1')
+    for i in range(40000):  # files of keys http://example.com/f0? ... written as the tier writes them
+        key = f'http://example.com/f{i}?'.encode()
+        hdr = bytearray(tpl[:96])
+        struct.pack_into('<I', hdr, 8, len(key))
+        name = hashlib.sha256(struct.pack('<QQQ', len(key), nl, vl) + key + rest[:nl + vl]).digest()[:16].hex()
+        os.makedirs(os.path.join(v1, name[:2]), exist_ok=True)
+        with open(os.path.join(v1, name[:2], name), 'wb') as f:
+            f.write(bytes(hdr) + key + rest)
+    d.start()
+    assert d.disk()['indexing']
+    request(d.admin, 'DELETE', '/cache/default?prefix=/f')
+    wait_for(lambda: d.disk()['purged'] > 0, what='the purge taken')
+    st = d.disk()
+    assert st['indexing'], st  # taken while indexing: some files are not read yet
+    os.kill(st['pid'], signal.SIGKILL)
+    wait_for(lambda: d.disk()['pid'] not in (0, st['pid']), what='a new disk process')
+    d.indexed()
+    assert d.disk()['files'] == 0 and d.disk()['wipes'] == 1
+    assert 'fwd=uri-miss' in d.get('/f77')[1]['cache-status']
