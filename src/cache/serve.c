@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "portico/cache.h"
 #include "portico/cache_policy.h"
+#include "portico/cache_store.h"
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/http.h"
@@ -204,6 +206,32 @@ static void give_up(pt_conn_t *c, size_t pending, size_t nresp)
     }
 }
 
+/* Bodies from this size on are sent from the cache's blocks, pinned; a
+ * smaller one costs less to copy than to pin and unpin. */
+#define PIN_MIN (16 * 1024)
+
+/* Queues bytes [off, off + len) of hit's object: pinned, as spans of its
+ * blocks (the queue unpins it once they are sent), or else copied.  False
+ * when the object went away before it was copied. */
+static bool queue_body(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, pt_cache_pin_t *pin, uint64_t off,
+                       uint64_t len)
+{
+    if (pin) {
+        struct iovec iov[PT_OUTQ_SEGS];
+        int n = pt_cache_pin_spans(pin, off, len, iov, pt_outq_free_segs(&c->out) - 2);
+        for (int i = 0; i < n; i++)
+            pt_outq_ref_held(&c->out, iov[i].iov_base, iov[i].iov_len, i == n - 1 ? pt_cache_pin_hold(pin) : NULL);
+        if (n > 0)
+            return true;
+        pt_cache_unpin(pin); /* in too many pieces for the queue: copied */
+    }
+    char *dst = pt_outq_reserve(&c->out, len);
+    if (!dst || !pt_cache_read(ch, hit, off, dst, len))
+        return false;
+    pt_outq_commit(&c->out, len);
+    return true;
+}
+
 bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, const pt_cache_head_t *h, int status,
                      int64_t age_s, bool head_only, const pt_h1_header_t *reqh, size_t nreqh)
 {
@@ -214,10 +242,15 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
     uint64_t len = status == 206 ? last - first + 1 : status == 416 ? 0 : total;
     bool body = !head_only && status != 304 && len;
     size_t start = c->out.pending, nresp = r->fx ? r->fx->nresp : 0;
-    /* room for the head and the body at once: the body is copied once,
-     * straight from the store into the queue, and the buffer grows once */
-    if (!pt_outq_reserve(&c->out, hit->meta.head_len + 1024 + (body ? len : 0)))
+    pt_cache_pin_t *pin = body && len >= PIN_MIN ? pt_cache_pin(ch, hit, c->w->column) : NULL;
+    /* room for the head and a copied body at once: the body is copied
+     * once, straight from the store into the queue, and the buffer grows
+     * once */
+    if (!pt_outq_reserve(&c->out, hit->meta.head_len + 1024 + (body && !pin ? len : 0))) {
+        if (pin)
+            pt_cache_unpin(pin);
         return false;
+    }
     if (r->fx)
         pt_filters_response(c, r->fx, status, false);
     char extra[128];
@@ -245,16 +278,14 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
         .fields_size = hit->meta.head_len,
     };
     if (!pt_resp_write_head(&c->out, &rh, r->fx, NULL)) {
+        if (pin)
+            pt_cache_unpin(pin);
         give_up(c, start, nresp);
         return false;
     }
-    if (body) {
-        char *dst = pt_outq_reserve(&c->out, len);
-        if (!dst || !pt_cache_read(ch, hit, hit->meta.head_len + first, dst, len)) {
-            give_up(c, start, nresp); /* dropped while we copied: answered as a miss */
-            return false;
-        }
-        pt_outq_commit(&c->out, len);
+    if (body && !queue_body(c, ch, hit, pin, hit->meta.head_len + first, len)) {
+        give_up(c, start, nresp); /* dropped while we copied: answered as a miss */
+        return false;
     }
     r->ent.status = status;
     r->ent.bytes_out += c->out.pending - start;
