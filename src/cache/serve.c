@@ -253,8 +253,10 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
     }
     if (r->fx)
         pt_filters_response(c, r->fx, status, false);
-    char extra[128];
-    int el = snprintf(extra, sizeof(extra), "Age: %lld\r\n", (long long)age_s);
+    char extra[128] = "Age: ";
+    int el = 5 + (int)pt_fmt_u64(extra + 5, age_s > 0 ? (unsigned long long)age_s : 0, 0); /* no printf per hit */
+    extra[el++] = '\r';
+    extra[el++] = '\n';
     if (status == 206)
         el += snprintf(extra + el, sizeof(extra) - (size_t)el, "Content-Range: bytes %llu-%llu/%llu\r\n",
                        (unsigned long long)first, (unsigned long long)last, (unsigned long long)total);

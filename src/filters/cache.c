@@ -774,6 +774,31 @@ static void tap_end(pt_conn_t *c, pt_resp_tap_t *t)
     unlock(st, false);
 }
 
+/* A bounded text being made (no printf on every hit: it cost as much as
+ * the rest of the field's work). */
+typedef struct text {
+    char p[512];
+    size_t n;
+} text_t;
+
+static void put_s(text_t *t, const char *s)
+{
+    size_t l = strlen(s), room = sizeof(t->p) - 1 - t->n;
+    memcpy(t->p + t->n, s, l < room ? l : room);
+    t->n += l < room ? l : room;
+}
+
+static void put_i(text_t *t, int64_t v)
+{
+    char d[24];
+    size_t l = 0;
+    if (v < 0)
+        d[l++] = '-';
+    l += pt_fmt_u64(d + l, v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v, 0);
+    d[l] = '\0';
+    put_s(t, d);
+}
+
 /* Cache-Status (RFC 9211) and no CDN-Cache-Control for the client. */
 static pt_verdict_t on_response(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst, int status)
 {
@@ -782,36 +807,40 @@ static pt_verdict_t on_response(pt_conn_t *c, const void *vconf, pt_fx_t *fx, vo
     pt_fx_add(c, fx, true, PT_HDR_REMOVE, PT_STR("CDN-Cache-Control"), PT_STR_NULL);
     if (!conf->status_header || !st || !st->ch || st->invalidate || !st->key.p)
         return PT_NEXT;
-    char v[512];
-    int n = snprintf(v, sizeof(v), "portico; %s%s", st->fwd ? "fwd=" : "hit", st->fwd ? st->fwd : "");
-    if (st->fwd_status)
-        n += snprintf(v + n, sizeof(v) - (size_t)n, "; fwd-status=%d", st->fwd_status);
+    text_t v = {.n = 0};
+    put_s(&v, st->fwd ? "portico; fwd=" : "portico; hit");
+    put_s(&v, st->fwd ? st->fwd : "");
+    if (st->fwd_status) {
+        put_s(&v, "; fwd-status=");
+        put_i(&v, st->fwd_status);
+    }
     if (st->stored)
-        n += snprintf(v + n, sizeof(v) - (size_t)n, "; stored");
+        put_s(&v, "; stored");
     if (st->collapsed)
-        n += snprintf(v + n, sizeof(v) - (size_t)n, "; collapsed");
+        put_s(&v, "; collapsed");
     if (st->ttl_known || st->stored) {
-        int64_t ttl = st->ttl_known ? st->ttl_s : st->meta.lifetime_ms / 1000;
-        n += snprintf(v + n, sizeof(v) - (size_t)n, "; ttl=%lld", (long long)ttl);
+        put_s(&v, "; ttl=");
+        put_i(&v, st->ttl_known ? st->ttl_s : st->meta.lifetime_ms / 1000);
     }
     bool printable = st->key.n < 256;
     for (size_t i = 0; i < st->key.n && printable; i++)
         printable = st->key.p[i] >= 0x20 && st->key.p[i] < 0x7f;
-    if (printable && (size_t)n < sizeof(v) - 16) { /* an sf-string: \ and " escaped */
-        n += snprintf(v + n, sizeof(v) - (size_t)n, "; key=\"");
-        for (size_t i = 0; i < st->key.n && (size_t)n < sizeof(v) - 4; i++) {
+    if (printable && v.n < sizeof(v.p) - 16) { /* an sf-string: \ and " escaped */
+        put_s(&v, "; key=\"");
+        for (size_t i = 0; i < st->key.n && v.n < sizeof(v.p) - 4; i++) {
             if (st->key.p[i] == '"' || st->key.p[i] == '\\')
-                v[n++] = '\\';
-            v[n++] = st->key.p[i];
+                v.p[v.n++] = '\\';
+            v.p[v.n++] = st->key.p[i];
         }
-        v[n++] = '"';
-        v[n] = '\0';
+        v.p[v.n++] = '"';
     }
-    if (st->detail && (size_t)n < sizeof(v) - 40)
-        n += snprintf(v + n, sizeof(v) - (size_t)n, "; detail=%s", st->detail);
-    char *copy = pt_arena_strndup(&c->arena, v, (size_t)n);
+    if (st->detail && v.n < sizeof(v.p) - 40) {
+        put_s(&v, "; detail=");
+        put_s(&v, st->detail);
+    }
+    char *copy = pt_arena_strndup(&c->arena, v.p, v.n);
     if (copy)
-        pt_fx_add(c, fx, true, PT_HDR_SET, PT_STR("Cache-Status"), (pt_str_t){copy, (size_t)n});
+        pt_fx_add(c, fx, true, PT_HDR_SET, PT_STR("Cache-Status"), (pt_str_t){copy, v.n});
     return PT_NEXT;
 }
 
