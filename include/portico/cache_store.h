@@ -97,15 +97,22 @@ typedef struct pt_cache_pin pt_cache_pin_t;
  * caller's choice).  The pin is the worker's until pt_cache_unpin. */
 pt_cache_pin_t *pt_cache_pin(pt_cache_t *ch, const pt_cache_hit_t *hit, int column);
 void pt_cache_unpin(pt_cache_pin_t *p);
-/* The pin as an output queue's hold (outq.h): its release unpins. */
-struct pt_outq_hold *pt_cache_pin_hold(pt_cache_pin_t *p);
-/* Bytes [off, off + n) of the pinned object (head, then body) as at most
- * max spans in shared memory (blocks that follow each other make one),
- * valid until it is unpinned: their count, or -1 when more are needed
- * (or the range is past the object).  Ranges asked for in increasing
+/* Bytes [off, off + n) of the pinned object (head, then body), or as
+ * many of them as max spans in shared memory hold (blocks that follow
+ * each other make one), valid until it is unpinned: the spans' count, or
+ * -1 when the range is past the object.  Ranges asked for in increasing
  * order walk the block chain once in all. */
 struct iovec;
 int pt_cache_pin_spans(pt_cache_pin_t *p, uint64_t off, uint64_t n, struct iovec *iov, int max);
+/* Sends bytes [off, off + n) of the pinned object through q, in slices:
+ * the spans q has room for now, the next slice when that one was sent
+ * (q->open meanwhile: nothing else may be queued), so a large object
+ * takes a few of q's segments however it lies, and its chain is walked
+ * once.  The pin is then q's: released with the last slice, or when q
+ * drops what it holds.  False (nothing queued, the pin still the
+ * caller's) when q is another producer's or has no room. */
+struct pt_outq;
+bool pt_cache_pin_queue(pt_cache_pin_t *p, struct pt_outq *q, uint64_t off, uint64_t n);
 
 /* Replaces the metadata of a found object (a 304 that changed only its
  * freshness).  False when it is gone. */

@@ -13,9 +13,10 @@
 #define PT_OUTQ_SEGS 32 /* a 64 KiB body in 4 KiB cache blocks, and its head, fit */
 
 /* Something that keeps referenced bytes in place (a pinned cache object):
- * released once the queue no longer needs them. */
+ * released once the queue no longer needs them; sent: they were sent (a
+ * producer may queue what comes next then, see open), not dropped. */
 typedef struct pt_outq_hold {
-    void (*release)(struct pt_outq_hold *h);
+    void (*release)(struct pt_outq_hold *h, bool sent);
 } pt_outq_hold_t;
 
 typedef struct pt_outq {
@@ -29,6 +30,7 @@ typedef struct pt_outq {
     int first, nseg;
     size_t pending; /* bytes not yet sent */
     size_t refs;    /* of them, bytes in referenced spans */
+    bool open;      /* a producer queues more when its hold is released as sent: nothing else may be queued */
 } pt_outq_t;
 
 /* Appends a copy of p[0..n). Returns false when out of memory. */

@@ -63,10 +63,8 @@ void cs_pins_forget(pt_cache_t *ch, int column)
             unpin_record(ch, column, k);
 }
 
-static void release(pt_outq_hold_t *h)
-{
-    pt_cache_unpin((pt_cache_pin_t *)h);
-}
+
+static void release(pt_outq_hold_t *h, bool sent);
 
 pt_cache_pin_t *pt_cache_pin(pt_cache_t *ch, const pt_cache_hit_t *hit, int column)
 {
@@ -113,11 +111,6 @@ void pt_cache_unpin(pt_cache_pin_t *p)
     p->ch = NULL;
 }
 
-pt_outq_hold_t *pt_cache_pin_hold(pt_cache_pin_t *p)
-{
-    return &p->hold;
-}
-
 /* The block that holds byte pos of the chain (pos a multiple of BLOCK),
  * walked from the cursor when it is not past it: spans asked for in
  * order walk the chain once in all.  NIL for a broken chain. */
@@ -145,7 +138,7 @@ int pt_cache_pin_spans(pt_cache_pin_t *p, uint64_t off, uint64_t n, struct iovec
     if (off > p->len || n > p->len - off || pos + n > (uint64_t)p->nblocks * BLOCK)
         return -1;
     int k = 0;
-    while (n) {
+    while (n && max > 0) {
         uint32_t b = block_at(p, pos - pos % BLOCK);
         if (b == NIL)
             return -1;
@@ -155,11 +148,51 @@ int pt_cache_pin_spans(pt_cache_pin_t *p, uint64_t off, uint64_t n, struct iovec
             iov[k - 1].iov_len += c; /* blocks taken in order lie in order: one span */
         } else {
             if (k == max)
-                return -1;
+                break;
             iov[k++] = (struct iovec){at, c};
         }
         pos += c;
         n -= c;
     }
     return k;
+}
+
+/* Queues the next slice of what p feeds its queue: as many spans as the
+ * queue has room for, the last one holding the pin.  False when none
+ * could be queued. */
+static bool queue_slice(pt_cache_pin_t *p)
+{
+    struct iovec iov[PT_OUTQ_SEGS];
+    int n = pt_cache_pin_spans(p, p->next, p->end - p->next, iov, pt_outq_free_segs(p->q) - 2);
+    for (int i = 0; i < n; i++) {
+        pt_outq_ref_held(p->q, iov[i].iov_base, iov[i].iov_len, i == n - 1 ? &p->hold : NULL);
+        p->next += iov[i].iov_len;
+    }
+    p->q->open = p->next < p->end; /* the rest comes when this slice was sent */
+    return n > 0;
+}
+
+/* The queue is done with the slice that held p: sent, the next one is
+ * queued (a pinned chain cannot fail); dropped, or all sent, p goes. */
+static void release(pt_outq_hold_t *h, bool sent)
+{
+    pt_cache_pin_t *p = (pt_cache_pin_t *)h;
+    if (sent && p->q && p->next < p->end && queue_slice(p))
+        return;
+    if (p->q)
+        p->q->open = false;
+    pt_cache_unpin(p);
+}
+
+bool pt_cache_pin_queue(pt_cache_pin_t *p, pt_outq_t *q, uint64_t off, uint64_t n)
+{
+    if (off > p->len || n > p->len - off || !n || q->open)
+        return false;
+    p->q = q;
+    p->next = off;
+    p->end = off + n;
+    if (queue_slice(p))
+        return true;
+    p->q = NULL;
+    return false;
 }

@@ -210,20 +210,16 @@ static void give_up(pt_conn_t *c, size_t pending, size_t nresp)
  * smaller one costs less to copy than to pin and unpin. */
 #define PIN_MIN (16 * 1024)
 
-/* Queues bytes [off, off + len) of hit's object: pinned, as spans of its
- * blocks (the queue unpins it once they are sent), or else copied.  False
- * when the object went away before it was copied. */
+/* Queues bytes [off, off + len) of hit's object: pinned, as slices of
+ * spans of its blocks (the queue unpins it once they are sent), or else
+ * copied whole.  False when the object went away before it was copied. */
 static bool queue_body(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, pt_cache_pin_t *pin, uint64_t off,
                        uint64_t len)
 {
     if (pin) {
-        struct iovec iov[PT_OUTQ_SEGS];
-        int n = pt_cache_pin_spans(pin, off, len, iov, pt_outq_free_segs(&c->out) - 2);
-        for (int i = 0; i < n; i++)
-            pt_outq_ref_held(&c->out, iov[i].iov_base, iov[i].iov_len, i == n - 1 ? pt_cache_pin_hold(pin) : NULL);
-        if (n > 0)
+        if (pt_cache_pin_queue(pin, &c->out, off, len))
             return true;
-        pt_cache_unpin(pin); /* in too many pieces for the queue: copied */
+        pt_cache_unpin(pin); /* the queue is full: copied */
     }
     char *dst = pt_outq_reserve(&c->out, len);
     if (!dst || !pt_cache_read(ch, hit, off, dst, len))
@@ -285,12 +281,13 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
         give_up(c, start, nresp);
         return false;
     }
+    size_t head = c->out.pending - start;
     if (body && !queue_body(c, ch, hit, pin, hit->meta.head_len + first, len)) {
         give_up(c, start, nresp); /* dropped while we copied: answered as a miss */
         return false;
     }
     r->ent.status = status;
-    r->ent.bytes_out += c->out.pending - start;
+    r->ent.bytes_out += head + (body ? len : 0); /* a sliced body is not all queued yet */
     return true;
 }
 

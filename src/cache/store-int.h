@@ -79,6 +79,8 @@ struct pt_cache_pin {
     uint64_t pre, len;         /* bytes of the chain before the head; of the head and body */
     uint32_t cur_block;        /* the block that holds byte cur_pos of the chain */
     uint64_t cur_pos;          /* a multiple of BLOCK */
+    pt_outq_t *q;              /* pt_cache_pin_queue: the queue it feeds, */
+    uint64_t next, end;        /* and the object's bytes still to queue */
 };
 
 /* A cache as a process sees it: made by the master, inherited by workers. */

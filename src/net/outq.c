@@ -85,13 +85,13 @@ bool pt_outq_ref_held(pt_outq_t *q, const void *p, size_t n, pt_outq_hold_t *hol
     return true;
 }
 
-/* Segment i is done with (sent or dropped): its hold is let go. */
+/* Segment i is dropped: its hold is let go. */
 static void release(pt_outq_t *q, int i)
 {
     pt_outq_hold_t *h = q->seg[i].hold;
     if (h) {
         q->seg[i].hold = NULL;
-        h->release(h);
+        h->release(h, false);
     }
 }
 
@@ -117,6 +117,7 @@ void pt_outq_reset(pt_outq_t *q)
 {
     for (int i = q->first; i < q->first + q->nseg; i++)
         release(q, i);
+    q->open = false;
     q->len = 0;
     q->first = q->nseg = 0;
     q->pending = q->refs = 0;
@@ -143,9 +144,12 @@ static void consume(pt_outq_t *q, size_t w)
         q->pending -= take;
         w -= take;
         if (q->seg[i].n == 0) {
-            release(q, i);
+            pt_outq_hold_t *h = q->seg[i].hold;
+            q->seg[i].hold = NULL;
             q->first++;
             q->nseg--;
+            if (h) /* last: it may queue more (the queue is consistent again) */
+                h->release(h, true);
         }
     }
 }

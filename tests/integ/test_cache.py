@@ -410,6 +410,50 @@ def test_issue15_a_slow_client_gets_the_old_bytes_of_a_purged_and_replaced_hit(c
     assert c['bytes'] <= 5 * size + 65536, c  # sent: the purged object's blocks were given back
 
 
+
+def _read_responses(s, n):
+    """n HTTP/1.1 responses with Content-Length from socket s: [(head, body)]."""
+    buf, out = b'', []
+    s.settimeout(10)
+    while len(out) < n:
+        head, sep, rest = buf.partition(b'\r\n\r\n')
+        if sep:
+            length = int([ln.split(b':')[1] for ln in head.split(b'\r\n') if ln.lower().startswith(b'content-length:')][0])
+            if len(rest) >= length:
+                out.append((head, rest[:length]))
+                buf = rest[length:]
+                continue
+        chunk = s.recv(1 << 20)
+        assert chunk, (len(out), buf[:200])
+        buf += chunk
+    return out
+
+
+def test_issue15_pipelined_hits_of_an_object_in_scattered_blocks_come_back_in_order(cached, origin):
+    """A large object whose blocks lie scattered is sent in slices; the
+    pipelined requests behind it are answered after its last byte."""
+    import socket
+    port, admin, _ = cached(workers=1, memory='16MiB', max_object='4MiB')
+    for i in range(80):  # then every other one purged: the next object takes scattered blocks
+        origin.set(f'/s{i}', 200, {'Cache-Control': 'max-age=60'}, _pattern(i, 3000))
+        get(port, f'/s{i}')
+    for i in range(0, 80, 2):
+        assert request(admin, 'DELETE', f'/cache/default?key=http%3A%2F%2Fexample.com%2Fs{i}%3F')[0] == 200
+    big = _pattern(99, 1024 * 1024 + 5)
+    origin.set('/frag', 200, {'Cache-Control': 'max-age=60'}, big)
+    assert get(port, '/frag')[2] == big
+    s = socket.create_connection(('127.0.0.1', port))
+    reqs = [b'/frag', b'/s1', b'/frag', b'/s3']
+    s.sendall(b''.join(b'GET %s HTTP/1.1\r\nHost: example.com\r\n\r\n' % r for r in reqs))
+    got = _read_responses(s, len(reqs))
+    s.close()
+    assert [b for _, b in got] == [big, _pattern(1, 3000), big, _pattern(3, 3000)]
+    assert all(b'portico; hit' in h for h, _ in got), [h for h, _ in got]
+    s, h, b = get(port, '/frag', headers={'Range': 'bytes=4000-700000'})
+    assert s == 206 and b == big[4000:700001]
+    assert origin.count('/frag') == 1
+
+
 # ---- collapsed forwarding ----
 
 def test_concurrent_misses_reach_the_origin_once(cached, origin):

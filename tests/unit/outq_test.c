@@ -21,12 +21,13 @@ static size_t drain(int fd, char *buf, size_t cap)
 
 typedef struct counted {
     pt_outq_hold_t hold;
-    int released;
+    int released, sent;
 } counted_t;
 
-static void count_release(pt_outq_hold_t *h)
+static void count_release(pt_outq_hold_t *h, bool sent)
 {
     ((counted_t *)h)->released++;
+    ((counted_t *)h)->sent += sent;
 }
 
 /* Holds are released once, when their segment is sent, truncated away,
@@ -35,13 +36,13 @@ static void holds(int fd, int peer)
 {
     pt_outq_t q = {0};
     static const char pinned[] = "0123456789";
-    counted_t a = {{count_release}, 0}, b = {{count_release}, 0}, c = {{count_release}, 0};
+    counted_t a = {{count_release}, 0, 0}, b = {{count_release}, 0, 0}, c = {{count_release}, 0, 0};
     ok(pt_outq_copy(&q, "HEAD", 4) && pt_outq_ref(&q, pinned, 3) && pt_outq_ref_held(&q, pinned + 5, 5, &a.hold),
        "a head, then spans of which the last holds");
     ssize_t w = pt_outq_flush(&q, fd);
     char got[32] = {0};
     drain(peer, got, sizeof(got) - 1);
-    ok(w == 12 && a.released == 1 && strcmp(got, "HEAD01256789") == 0, "sent: released once");
+    ok(w == 12 && a.released == 1 && a.sent == 1 && strcmp(got, "HEAD01256789") == 0, "sent: released once, as sent");
     pt_outq_copy(&q, "H", 1);
     size_t mark = q.pending;
     pt_outq_ref_held(&q, pinned, 4, &b.hold);
@@ -54,7 +55,7 @@ static void holds(int fd, int peer)
     ok(b.released == 2 && c.released == 1 && q.nseg == 0, "reset: every hold released");
     pt_outq_ref_held(&q, pinned, 2, &c.hold);
     pt_outq_free(&q);
-    ok(c.released == 2, "freed: released");
+    ok(c.released == 2 && b.sent == 0 && c.sent == 0, "freed: released; the dropped ones not as sent");
     ok(!pt_outq_ref_held(&q, pinned, 0, &c.hold) && c.released == 2, "nothing to send: not taken");
     pt_outq_free(&q);
 }
