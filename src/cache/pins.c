@@ -63,7 +63,6 @@ void cs_pins_forget(pt_cache_t *ch, int column)
             unpin_record(ch, column, k);
 }
 
-
 static void release(pt_outq_hold_t *h, bool sent);
 
 pt_cache_pin_t *pt_cache_pin(pt_cache_t *ch, const pt_cache_hit_t *hit, int column)
@@ -168,7 +167,7 @@ static bool queue_slice(pt_cache_pin_t *p)
         pt_outq_ref_held(p->q, iov[i].iov_base, iov[i].iov_len, i == n - 1 ? &p->hold : NULL);
         p->next += iov[i].iov_len;
     }
-    p->q->open = p->next < p->end; /* the rest comes when this slice was sent */
+    p->q->open = n > 0 && p->next < p->end; /* the rest comes when this slice was sent */
     return n > 0;
 }
 

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/uio.h>
 
 #include "portico/cache.h"
 #include "portico/cache_policy.h"

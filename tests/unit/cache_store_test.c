@@ -935,6 +935,14 @@ static void pins_slices(void)
     ok(bytes_used(ch) > 0, "purged while it is queued: its blocks stay");
     pt_outq_reset(&q);
     ok(bytes_used(ch) == 0 && !q.open && consistent(ch), "dropped by the queue: unpinned");
+    store(ch, "/sliced", 62, n);
+    p = pin_key(ch, "/sliced", 2);
+    while (pt_outq_free_segs(&q) > 2)
+        pt_outq_ref(&q, "x", 1);
+    ok(!pt_cache_pin_queue(p, &q, 0, n) && !q.open, "a queue without room takes nothing, and is not left open");
+    pt_cache_unpin(p);
+    pt_outq_reset(&q);
+    pt_cache_purge_prefix(ch, PT_STR(""));
     pt_outq_free(&q);
     free(got);
     free(want);
