@@ -391,6 +391,26 @@ static pt_str_t key_host(pt_conn_t *c, pt_str_t host)
     return (pt_str_t){h, host.n};
 }
 
+/* "scheme://host" path "?" query in the arena, NUL-terminated; NULL when
+ * the arena is spent.  Made for every request, so without printf (it
+ * cost 15% of a hit's instructions); no part holds a NUL (the parser and
+ * the path's normal form leave none). */
+static pt_str_t make_key(pt_conn_t *c, pt_str_t scheme, pt_str_t host, pt_str_t path, pt_str_t q)
+{
+    size_t n = scheme.n + 3 + host.n + path.n + 1 + q.n;
+    char *k = pt_arena_alloc(&c->arena, n + 1), *p = k;
+    if (!k)
+        return PT_STR_NULL;
+    const pt_str_t parts[] = {scheme, PT_STR("://"), host, path, PT_STR("?"), q};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (parts[i].n)
+            memcpy(p, parts[i].p, parts[i].n);
+        p += parts[i].n;
+    }
+    *p = '\0';
+    return (pt_str_t){k, n};
+}
+
 /* The default key, ${scheme}://${host}${path}?${query}, with the host as
  * key_host makes it; 0, or the expansion's error. */
 static int default_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_fx_t *fx, state_t *st)
@@ -400,13 +420,8 @@ static int default_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_fx_t *fx, 
         if ((unsigned char)q.p[i] < 0x20 || q.p[i] == 0x7f)
             return PT_EINVAL;
     st->host = key_host(c, req->host);
-    char *k = st->host.p ? pt_arena_printf(&c->arena, "%s://%.*s%.*s?%.*s", c->ssl ? "https" : "http",
-                                           PT_STR_FMT(st->host), PT_STR_FMT(path), PT_STR_FMT(q))
-                         : NULL;
-    if (!k)
-        return PT_ENOMEM;
-    st->key = pt_str_from(k);
-    return 0;
+    st->key = st->host.p ? make_key(c, c->ssl ? PT_STR("https") : PT_STR("http"), st->host, path, q) : PT_STR_NULL;
+    return st->key.p ? 0 : PT_ENOMEM;
 }
 
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
@@ -492,9 +507,7 @@ static pt_str_t key_of_uri(pt_conn_t *c, const state_t *st, pt_str_t uri)
     const char *q = memchr(path.p, '?', path.n), *hash = memchr(path.p, '#', path.n);
     size_t pl = q ? (size_t)(q - path.p) : hash ? (size_t)(hash - path.p) : path.n;
     size_t ql = q ? (hash && hash > q ? (size_t)(hash - q - 1) : path.n - pl - 1) : 0;
-    char *k = pt_arena_printf(&c->arena, "%.*s://%.*s%.*s?%.*s", PT_STR_FMT(scheme), PT_STR_FMT(st->host), (int)pl,
-                              path.p, (int)ql, q ? q + 1 : "");
-    return k ? pt_str_from(k) : PT_STR_NULL;
+    return make_key(c, scheme, st->host, (pt_str_t){path.p, pl}, (pt_str_t){q ? q + 1 : "", ql});
 }
 
 /* Drops what is stored for the target of a successful unsafe request,
