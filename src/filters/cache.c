@@ -391,7 +391,7 @@ static pt_str_t key_host(pt_conn_t *c, pt_str_t host)
     return (pt_str_t){h, host.n};
 }
 
-/* "scheme://host" path "?" query in the arena, NUL-terminated; NULL when
+/* "scheme://host" path "?" query in the arena, NUL-terminated; PT_STR_NULL when
  * the arena is spent.  Made for every request, so without printf (it
  * cost 15% of a hit's instructions); no part holds a NUL (the parser and
  * the path's normal form leave none). */
