@@ -85,6 +85,35 @@ int pt_cache_lookup(pt_cache_t *ch, pt_str_t key, pt_cache_variant_fn variant, v
  * False when the object was dropped or replaced meanwhile: what was
  * copied must not be used (answer as a miss). */
 bool pt_cache_read(pt_cache_t *ch, const pt_cache_hit_t *hit, uint64_t off, void *out, size_t n);
+/* ---- pins: sending an object's bytes from where they are ---- */
+
+/* A pin keeps a found object's bytes in place: evicted, purged or
+ * replaced meanwhile, it is gone for every lookup, but its blocks are not
+ * reused until it is unpinned.  Pins are few per worker (pins.c); a worker
+ * that dies with pins has them given back by pt_caches_forget_column. */
+typedef struct pt_cache_pin pt_cache_pin_t;
+/* Pins hit's object for worker column: NULL when it is gone (answer as a
+ * miss) or the worker holds as many pins as it may (copy it then: the
+ * caller's choice).  The pin is the worker's until pt_cache_unpin. */
+pt_cache_pin_t *pt_cache_pin(pt_cache_t *ch, const pt_cache_hit_t *hit, int column);
+void pt_cache_unpin(pt_cache_pin_t *p);
+/* Bytes [off, off + n) of the pinned object (head, then body), or as
+ * many of them as max spans in shared memory hold (blocks that follow
+ * each other make one), valid until it is unpinned: the spans' count, or
+ * -1 when the range is past the object.  Ranges asked for in increasing
+ * order walk the block chain once in all. */
+struct iovec;
+int pt_cache_pin_spans(pt_cache_pin_t *p, uint64_t off, uint64_t n, struct iovec *iov, int max);
+/* Sends bytes [off, off + n) of the pinned object through q, in slices:
+ * the spans q has room for now, the next slice when that one was sent
+ * (q->open meanwhile: nothing else may be queued), so a large object
+ * takes a few of q's segments however it lies, and its chain is walked
+ * once.  The pin is then q's: released with the last slice, or when q
+ * drops what it holds.  False (nothing queued, the pin still the
+ * caller's) when q is another producer's or has no room. */
+struct pt_outq;
+bool pt_cache_pin_queue(pt_cache_pin_t *p, struct pt_outq *q, uint64_t off, uint64_t n);
+
 /* Replaces the metadata of a found object (a 304 that changed only its
  * freshness).  False when it is gone. */
 bool pt_cache_update_meta(pt_cache_t *ch, const pt_cache_hit_t *hit, const pt_cache_meta_t *meta);

@@ -10,7 +10,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PT_OUTQ_SEGS 16
+#define PT_OUTQ_SEGS 32 /* a 64 KiB body in 4 KiB cache blocks, and its head, fit */
+
+/* Something that keeps referenced bytes in place (a pinned cache object):
+ * released once the queue no longer needs them; sent: they were sent (a
+ * producer may queue what comes next then, see open), not dropped. */
+typedef struct pt_outq_hold {
+    void (*release)(struct pt_outq_hold *h, bool sent);
+} pt_outq_hold_t;
 
 typedef struct pt_outq {
     char *buf; /* copied bytes */
@@ -18,10 +25,12 @@ typedef struct pt_outq {
     struct {
         const char *ext; /* NULL: bytes at buf + off */
         size_t off, n;
+        pt_outq_hold_t *hold; /* released when this segment is sent or dropped */
     } seg[PT_OUTQ_SEGS];
     int first, nseg;
     size_t pending; /* bytes not yet sent */
     size_t refs;    /* of them, bytes in referenced spans */
+    bool open;      /* a producer queues more when its hold is released as sent: nothing else may be queued */
 } pt_outq_t;
 
 /* Appends a copy of p[0..n). Returns false when out of memory. */
@@ -35,6 +44,16 @@ char *pt_outq_reserve(pt_outq_t *q, size_t n);
 void pt_outq_commit(pt_outq_t *q, size_t n);
 /* Appends a reference to p[0..n). */
 bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n);
+/* The same, with a hold released (hold->release(hold), once) when these
+ * bytes were sent, or dropped by truncate, reset or free: put it on the
+ * last span of what it keeps in place.  False (the hold not taken) when
+ * out of segments. */
+bool pt_outq_ref_held(pt_outq_t *q, const void *p, size_t n, pt_outq_hold_t *hold);
+/* Segments still free. */
+static inline int pt_outq_free_segs(const pt_outq_t *q)
+{
+    return PT_OUTQ_SEGS - q->nseg;
+}
 static inline bool pt_outq_empty(const pt_outq_t *q)
 {
     return q->pending == 0;

@@ -16,6 +16,7 @@
 
 #include "portico/cache.h"
 #include "portico/cache_policy.h"
+#include "portico/cache_store.h"
 #include "portico/conn.h"
 #include "portico/cache_disk.h"
 #include "portico/filter.h"
@@ -207,6 +208,28 @@ static void give_up(pt_conn_t *c, size_t pending, size_t nresp)
     }
 }
 
+/* Bodies from this size on are sent from the cache's blocks, pinned; a
+ * smaller one costs less to copy than to pin and unpin. */
+#define PIN_MIN (16 * 1024)
+
+/* Queues bytes [off, off + len) of hit's object: pinned, as slices of
+ * spans of its blocks (the queue unpins it once they are sent), or else
+ * copied whole.  False when the object went away before it was copied. */
+static bool queue_body(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, pt_cache_pin_t *pin, uint64_t off,
+                       uint64_t len)
+{
+    if (pin) {
+        if (pt_cache_pin_queue(pin, &c->out, off, len))
+            return true;
+        pt_cache_unpin(pin); /* the queue is full: copied */
+    }
+    char *dst = pt_outq_reserve(&c->out, len);
+    if (!dst || !pt_cache_read(ch, hit, off, dst, len))
+        return false;
+    pt_outq_commit(&c->out, len);
+    return true;
+}
+
 bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, const pt_cache_head_t *h, int status,
                      int64_t age_s, bool head_only, const pt_h1_header_t *reqh, size_t nreqh)
 {
@@ -217,14 +240,21 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
     uint64_t len = status == 206 ? last - first + 1 : status == 416 ? 0 : total;
     bool body = !head_only && status != 304 && len;
     size_t start = c->out.pending, nresp = r->fx ? r->fx->nresp : 0;
-    /* room for the head and the body at once: the body is copied once,
-     * straight from the store into the queue, and the buffer grows once */
-    if (!pt_outq_reserve(&c->out, hit->meta.head_len + 1024 + (body ? len : 0)))
+    pt_cache_pin_t *pin = body && len >= PIN_MIN ? pt_cache_pin(ch, hit, c->w->column) : NULL;
+    /* room for the head and a copied body at once: the body is copied
+     * once, straight from the store into the queue, and the buffer grows
+     * once */
+    if (!pt_outq_reserve(&c->out, hit->meta.head_len + 1024 + (body && !pin ? len : 0))) {
+        if (pin)
+            pt_cache_unpin(pin);
         return false;
+    }
     if (r->fx)
         pt_filters_response(c, r->fx, status, false);
-    char extra[128];
-    int el = snprintf(extra, sizeof(extra), "Age: %lld\r\n", (long long)age_s);
+    char extra[128] = "Age: ";
+    int el = 5 + (int)pt_fmt_u64(extra + 5, age_s > 0 ? (unsigned long long)age_s : 0, 0); /* no printf per hit */
+    extra[el++] = '\r';
+    extra[el++] = '\n';
     if (status == 206)
         el += snprintf(extra + el, sizeof(extra) - (size_t)el, "Content-Range: bytes %llu-%llu/%llu\r\n",
                        (unsigned long long)first, (unsigned long long)last, (unsigned long long)total);
@@ -248,19 +278,18 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
         .fields_size = hit->meta.head_len,
     };
     if (!pt_resp_write_head(&c->out, &rh, r->fx, NULL)) {
+        if (pin)
+            pt_cache_unpin(pin);
         give_up(c, start, nresp);
         return false;
     }
-    if (body) {
-        char *dst = pt_outq_reserve(&c->out, len);
-        if (!dst || !pt_cache_read(ch, hit, hit->meta.head_len + first, dst, len)) {
-            give_up(c, start, nresp); /* dropped while we copied: answered as a miss */
-            return false;
-        }
-        pt_outq_commit(&c->out, len);
+    size_t head = c->out.pending - start;
+    if (body && !queue_body(c, ch, hit, pin, hit->meta.head_len + first, len)) {
+        give_up(c, start, nresp); /* dropped while we copied: answered as a miss */
+        return false;
     }
     r->ent.status = status;
-    r->ent.bytes_out += c->out.pending - start;
+    r->ent.bytes_out += head + (body ? len : 0); /* a sliced body is not all queued yet */
     return true;
 }
 

@@ -54,7 +54,7 @@
 #include "disk-int.h"
 #include "store-int.h"
 
-#define MAGIC 0x4341434845530001ull /* "CACHES" v1 */
+#define MAGIC 0x4341434845530002ull /* "CACHES" v2: with the pin table */
 #define CACHE_MAGIC 0x43414348u      /* pt_cache_t, in process memory */
 #define MIN_MEMORY (1u << 20)
 #define NAME_MAX_LEN 57 /* "cache:" + name fits a zone's name[64] */
@@ -79,7 +79,7 @@ static size_t align64(size_t n)
 static bool layout(pt_cache_t *ch, void *data, size_t size)
 {
     size_t hsize = align64(sizeof(cache_hdr_t)), lsize = align64(NLOCKS * sizeof(flock_t));
-    size_t fixed = hsize + lsize + 4 * 64; /* and the alignment of the parts after */
+    size_t fixed = hsize + lsize + 4 * 64 + PIN_TABLE_SIZE; /* and the alignment of the parts after */
     if (size < fixed)
         return false;
     size_t per = BLOCK + sizeof(uint32_t) + sizeof(entry_t) + sizeof(uint32_t);
@@ -96,7 +96,8 @@ static bool layout(pt_cache_t *ch, void *data, size_t size)
     ch->e = (entry_t *)(p + align64(hsize + lsize + (size_t)b * sizeof(uint32_t)));
     ch->link = (uint32_t *)((char *)ch->e + align64(n * sizeof(entry_t)));
     ch->blocks = (unsigned char *)ch->link + align64(n * sizeof(uint32_t));
-    PT_ASSERT((size_t)((char *)ch->blocks + n * BLOCK - p) <= size);
+    ch->pins = (uint32_t *)(ch->blocks + n * BLOCK); /* at the end: the pin table (pins.c) */
+    PT_ASSERT((size_t)((char *)ch->pins + PIN_TABLE_SIZE - p) <= size);
     ch->nentries = ch->nblocks = (uint32_t)n;
     ch->nbuckets = b;
     return true;
@@ -116,6 +117,7 @@ static void clear(pt_cache_t *ch)
         ch->e[i].state = ST_FREE;
     }
     atomic_thread_fence(memory_order_release);
+    cs_pins_clear(ch);
     for (uint32_t i = 0; i < ch->nbuckets; i++)
         ch->buckets[i] = NIL;
     memset(ch->locks, 0, NLOCKS * sizeof(flock_t));
@@ -309,20 +311,9 @@ static void bucket_unlink(pt_cache_t *ch, uint32_t i)
         *p = ch->e[i].chain;
 }
 
-/* Frees entry i and gives its blocks back.  Its generation changes first
- * (and a release fence follows): a reader that copied bytes written after
- * this sees it changed. */
-static void free_entry(pt_cache_t *ch, uint32_t i)
+void cs_give_back(pt_cache_t *ch, uint32_t i)
 {
     entry_t *e = &ch->e[i];
-    __atomic_store_n(&e->gen, e->gen + 1, __ATOMIC_RELAXED);
-    atomic_thread_fence(memory_order_release);
-    if (e->state == ST_READY) {
-        lru_unlink(ch, i);
-        stat_add(&ch->h->objects, -1);
-    }
-    if (e->state != ST_FREE)
-        bucket_unlink(ch, i);
     if (e->nblocks) {
         __atomic_store_n(&ch->link[e->last], ch->h->free_block, __ATOMIC_RELAXED);
         ch->h->free_block = e->first;
@@ -334,6 +325,30 @@ static void free_entry(pt_cache_t *ch, uint32_t i)
     e->first = e->last = NIL;
     e->next = ch->h->free_entry;
     ch->h->free_entry = i;
+}
+
+/* Frees entry i and gives its blocks back.  Its generation changes first
+ * (and a release fence follows): a reader that copied bytes written after
+ * this sees it changed.  A pinned object leaves the index now and keeps
+ * its blocks (ST_GONE) until its last pin goes: they are being sent. */
+static void free_entry(pt_cache_t *ch, uint32_t i)
+{
+    entry_t *e = &ch->e[i];
+    if (e->state == ST_GONE)
+        return; /* out of the index already; its last unpin gives it back */
+    __atomic_store_n(&e->gen, e->gen + 1, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_release);
+    if (e->state == ST_READY) {
+        lru_unlink(ch, i);
+        stat_add(&ch->h->objects, -1);
+    }
+    if (e->state != ST_FREE)
+        bucket_unlink(ch, i);
+    if (e->pins) {
+        e->state = ST_GONE;
+        return;
+    }
+    cs_give_back(ch, i);
 }
 
 /* Drops the least recently used committed object; false when none is. */
@@ -886,6 +901,8 @@ bool cs_commit_if_absent(pt_cache_writer_t *w, const pt_cache_meta_t *meta)
  * commit (a purge must not be undone by a write that was under way). */
 static size_t drop(pt_cache_t *ch, uint32_t i)
 {
+    if (ch->e[i].state == ST_GONE)
+        return 0; /* dropped before, still pinned */
     if (ch->e[i].state == ST_STORING) {
         ch->e[i].dropped = 1;
         return 0;
@@ -1008,6 +1025,7 @@ void pt_caches_forget_column(int column)
             if (ch->e[i].state == ST_STORING && ch->e[i].column == column)
                 free_entry(ch, i);
         cs_locks_forget(ch, column);
+        cs_pins_forget(ch, column);
         cs_unlock(ch);
     }
 }

@@ -148,7 +148,10 @@ static int handle_input(pt_conn_t *c)
             progress = 1;
             continue;
         }
-        if (c->out.pending > OUT_HIGH || c->ipos == c->ilen || handed_over(c) || c->state == PT_CS_FILTER)
+        /* out.open: an answer still queues its body in slices (a cache hit):
+         * the next one waits for its end */
+        if (c->out.pending > OUT_HIGH || c->out.open || c->ipos == c->ilen || handed_over(c) ||
+            c->state == PT_CS_FILTER)
             break;
         if (!c->requests && !c->in_request && lc && lc->http2 && !pt_conn_is_stream(c)) {
             int h2 = h2_preface(c);

@@ -8,7 +8,7 @@
 
 #include "portico/outq.h"
 
-static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n)
+static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n, pt_outq_hold_t *hold)
 {
     int last = q->first + q->nseg - 1;
     /* copies that follow each other in buf share a segment */
@@ -22,6 +22,7 @@ static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n)
         q->seg[q->first + q->nseg].ext = ext;
         q->seg[q->first + q->nseg].off = off;
         q->seg[q->first + q->nseg].n = n;
+        q->seg[q->first + q->nseg].hold = hold;
         q->nseg++;
     }
     q->pending += n;
@@ -50,7 +51,7 @@ void pt_outq_commit(pt_outq_t *q, size_t n)
 {
     if (!n)
         return;
-    add_seg(q, NULL, q->len, n);
+    add_seg(q, NULL, q->len, n, NULL);
     q->len += n;
 }
 
@@ -72,8 +73,26 @@ bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n)
         return true;
     if (q->nseg == PT_OUTQ_SEGS)
         return false;
-    add_seg(q, p, 0, n);
+    add_seg(q, p, 0, n, NULL);
     return true;
+}
+
+bool pt_outq_ref_held(pt_outq_t *q, const void *p, size_t n, pt_outq_hold_t *hold)
+{
+    if (q->nseg == PT_OUTQ_SEGS || !n)
+        return false;
+    add_seg(q, p, 0, n, hold);
+    return true;
+}
+
+/* Segment i is dropped: its hold is let go. */
+static void release(pt_outq_t *q, int i)
+{
+    pt_outq_hold_t *h = q->seg[i].hold;
+    if (h) {
+        q->seg[i].hold = NULL;
+        h->release(h, false);
+    }
 }
 
 void pt_outq_truncate(pt_outq_t *q, size_t pending)
@@ -87,13 +106,18 @@ void pt_outq_truncate(pt_outq_t *q, size_t pending)
             q->refs -= drop;
         else
             q->len -= drop; /* copies since the mark are the end of buf */
-        if (!q->seg[last].n)
+        if (!q->seg[last].n) {
+            release(q, last);
             q->nseg--;
+        }
     }
 }
 
 void pt_outq_reset(pt_outq_t *q)
 {
+    for (int i = q->first; i < q->first + q->nseg; i++)
+        release(q, i);
+    q->open = false;
     q->len = 0;
     q->first = q->nseg = 0;
     q->pending = q->refs = 0;
@@ -120,8 +144,12 @@ static void consume(pt_outq_t *q, size_t w)
         q->pending -= take;
         w -= take;
         if (q->seg[i].n == 0) {
+            pt_outq_hold_t *h = q->seg[i].hold;
+            q->seg[i].hold = NULL;
             q->first++;
             q->nseg--;
+            if (h) /* last: it may queue more (the queue is consistent again) */
+                h->release(h, true);
         }
     }
 }
@@ -174,6 +202,8 @@ ssize_t pt_outq_flush_fn(pt_outq_t *q, pt_write_fn fn, void *ctx)
 
 void pt_outq_free(pt_outq_t *q)
 {
+    for (int i = q->first; i < q->first + q->nseg; i++)
+        release(q, i);
     free(q->buf);
     memset(q, 0, sizeof(*q));
 }

@@ -2,14 +2,16 @@
  * a program of operations read from the bytes: four writers beginning,
  * appending (their own bytes, or another object's), committing and
  * aborting objects of a few keys and variants; lookups and reads;
- * invalidations, purges, metadata updates, fetch locks; in a 1 MiB cache,
- * so that eviction runs all the time.
+ * invalidations, purges, metadata updates, fetch locks; pins and unpins;
+ * in a 1 MiB cache, so that eviction runs all the time.
  * Invariants checked: no crash; after every operation the blocks of the
  * live objects, the free blocks and the blocks never taken add up to all
  * of them, and the LRU list holds exactly the committed objects; what a
  * lookup finds is an object of that key and variant, whose bytes read
  * back as written; a commit is seen by the next lookup, an invalidation
- * too; and when every writer has stopped and everything is purged, no
+ * too; a pinned object's bytes stay as written, whatever was evicted,
+ * purged or replaced meanwhile, until it is unpinned; and when every
+ * writer has stopped, every pin is let go and everything is purged, no
  * block is left in use. */
 #include "config.h"
 
@@ -17,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "../../src/cache/store-int.h"
 #include "portico/assert.h"
@@ -43,7 +46,19 @@ typedef struct writer {
     unsigned key, var;
 } writer_t;
 
+/* A pin held, and what its object must read as. */
+typedef struct held {
+    pt_cache_pin_t *p;
+    uint32_t id;
+    uint64_t len;
+    bool mixed;
+    int column;
+} held_t;
+
+#define HELD 8
+
 static writer_t writers[WRITERS];
+static held_t held[HELD];
 static bool mixed[IDS]; /* objects that copied bytes from another */
 static uint32_t next_id;
 
@@ -169,6 +184,54 @@ static void op_commit(pt_cache_t *ch, prog_t *g)
     PT_ASSERT(check_lookup(ch, w->key, w->var, &hit) == (long)w->id); /* seen at once */
 }
 
+/* Pins what a lookup finds, in place h (one held there is let go). */
+static void op_pin(pt_cache_t *ch, held_t *h, unsigned k, unsigned var)
+{
+    pt_cache_hit_t hit;
+    if (h->p)
+        pt_cache_unpin(h->p);
+    h->p = NULL;
+    long id = check_lookup(ch, k, var, &hit);
+    if (id < 0)
+        return;
+    h->column = (int)(var % WRITERS);
+    h->p = pt_cache_pin(ch, &hit, h->column);
+    PT_ASSERT(h->p); /* one process, fewer than PINS held: only a gone object is refused */
+    h->id = (uint32_t)id;
+    h->len = (uint64_t)hit.meta.head_len + hit.meta.body_len;
+    h->mixed = mixed[id];
+}
+
+/* A pinned object reads as it was written, then is unpinned. */
+static void op_unpin(held_t *h)
+{
+    if (!h->p)
+        return;
+    struct iovec iov[64];
+    int n = pt_cache_pin_spans(h->p, 0, h->len, iov, 64);
+    PT_ASSERT(n > 0); /* as much of it as 64 spans hold */
+    uint64_t at = 0;
+    for (int i = 0; i < n; i++)
+        for (size_t j = 0; j < iov[i].iov_len; j++, at++) {
+            unsigned char b = ((unsigned char *)iov[i].iov_base)[j];
+            PT_ASSERT(at < 4 ? b == (unsigned char)(h->id >> (8 * at)) : at < 8 || h->mixed || b == pat(h->id, at));
+        }
+    PT_ASSERT(at <= h->len && (n < 64 || at == h->len || n == 64));
+    pt_cache_unpin(h->p);
+    h->p = NULL;
+}
+
+/* A column forgotten (its worker died): its pins are not ours any more. */
+static void forget(int column)
+{
+    pt_caches_forget_column(column);
+    for (int i = 0; i < HELD; i++)
+        if (held[i].p && held[i].column == column) {
+            pt_cache_unpin(held[i].p); /* its record is gone: only ours is let go */
+            held[i].p = NULL;
+        }
+}
+
 static void op_misc(pt_cache_t *ch, prog_t *g, unsigned op)
 {
     unsigned k = take(g) % KEYS, var = take(g);
@@ -193,7 +256,11 @@ static void op_misc(pt_cache_t *ch, prog_t *g, unsigned op)
     } else if (op == 5) {
         pt_cache_unlock(ch, pt_str_from(keys[k]), var % WRITERS, take(g));
     } else if (op == 6) {
-        pt_caches_forget_column((int)(var % WRITERS));
+        forget((int)(var % WRITERS));
+    } else if (op == 7) {
+        op_pin(ch, &held[take(g) % HELD], k, var);
+    } else if (op == 8) {
+        op_unpin(&held[take(g) % HELD]);
     }
 }
 
@@ -209,7 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     prog_t g = {data, size};
     next_id = 0;
     while (g.n) {
-        unsigned op = take(&g) % 13;
+        unsigned op = take(&g) % 15;
         if (op == 0)
             op_begin(ch, &g);
         else if (op <= 2)
@@ -227,6 +294,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* everything stopped and purged: nothing is left in use */
     for (int i = 0; i < WRITERS; i++)
         pt_cache_store_abort(&writers[i].w);
+    for (int i = 0; i < HELD; i++)
+        op_unpin(&held[i]);
     pt_cache_purge_prefix(ch, PT_STR(""));
     for (int i = 0; i < WRITERS; i++)
         pt_caches_forget_column(i);

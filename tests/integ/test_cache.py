@@ -359,6 +359,101 @@ def test_status_shows_the_cache(cached, origin):
     assert 100 < c['bytes'] <= c['capacity']
 
 
+
+def _pattern(seed, n):
+    block = bytes((seed * 31 + i * 7 + (i >> 9)) & 0xff for i in range(65536))
+    return (block * (n // len(block) + 1))[:n]
+
+
+def test_issue15_a_slow_client_gets_the_old_bytes_of_a_purged_and_replaced_hit(cached, origin):
+    """A large hit is sent from the cache's blocks, pinned: purged, replaced
+    and its memory wanted by other objects while a slow client reads it,
+    the client still gets the old bytes, byte for byte."""
+    import json
+    import socket
+    size = 3 * 1024 * 1024
+    old, new = _pattern(1, size), _pattern(2, size)
+    port, admin, _ = cached(workers=1, memory='16MiB', max_object='4MiB')
+    origin.set('/big', 200, {'Cache-Control': 'max-age=60'}, old)
+    assert get(port, '/big')[2] == old
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(('127.0.0.1', port))
+    s.sendall(b'GET /big HTTP/1.1\r\nHost: example.com\r\n\r\n')
+    got = s.recv(1024)
+    assert got.startswith(b'HTTP/1.1 200'), got
+    st, _, b = request(admin, 'DELETE', '/cache/default?key=http%3A%2F%2Fexample.com%2Fbig%3F')
+    assert st == 200 and b'"purged":1' in b, b
+    c = json.loads(request(admin, 'GET', '/status')[2])['caches'][0]
+    assert c['objects'] == 0 and c['bytes'] >= size, c  # purged, its blocks held while they are sent
+    origin.set('/big', 200, {'Cache-Control': 'max-age=60'}, new)
+    assert get(port, '/big')[2] == new  # stored again: the replacement
+    st, h, b = get(port, '/big')
+    assert b == new and 'portico; hit' in h['cache-status'], h
+    for i in range(4):  # other objects take every block that is free
+        origin.set(f'/fill{i}', 200, {'Cache-Control': 'max-age=60'}, _pattern(3 + i, size))
+        get(port, f'/fill{i}')
+    s.settimeout(10)
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+        head, sep, body = got.partition(b'\r\n\r\n')
+        if sep and len(body) >= size:
+            break
+    s.close()
+    head, _, body = got.partition(b'\r\n\r\n')
+    assert b'content-length: %d' % size in head.lower(), head
+    assert len(body) == size and body == old  # the old bytes, intact
+    c = json.loads(request(admin, 'GET', '/status')[2])['caches'][0]
+    assert c['bytes'] <= 5 * size + 65536, c  # sent: the purged object's blocks were given back
+
+
+
+def _read_responses(s, n):
+    """n HTTP/1.1 responses with Content-Length from socket s: [(head, body)]."""
+    buf, out = b'', []
+    s.settimeout(10)
+    while len(out) < n:
+        head, sep, rest = buf.partition(b'\r\n\r\n')
+        if sep:
+            length = int([ln.split(b':')[1] for ln in head.split(b'\r\n') if ln.lower().startswith(b'content-length:')][0])
+            if len(rest) >= length:
+                out.append((head, rest[:length]))
+                buf = rest[length:]
+                continue
+        chunk = s.recv(1 << 20)
+        assert chunk, (len(out), buf[:200])
+        buf += chunk
+    return out
+
+
+def test_issue15_pipelined_hits_of_an_object_in_scattered_blocks_come_back_in_order(cached, origin):
+    """A large object whose blocks lie scattered is sent in slices; the
+    pipelined requests behind it are answered after its last byte."""
+    import socket
+    port, admin, _ = cached(workers=1, memory='16MiB', max_object='4MiB')
+    for i in range(80):  # then every other one purged: the next object takes scattered blocks
+        origin.set(f'/s{i}', 200, {'Cache-Control': 'max-age=60'}, _pattern(i, 3000))
+        get(port, f'/s{i}')
+    for i in range(0, 80, 2):
+        assert request(admin, 'DELETE', f'/cache/default?key=http%3A%2F%2Fexample.com%2Fs{i}%3F')[0] == 200
+    big = _pattern(99, 1024 * 1024 + 5)
+    origin.set('/frag', 200, {'Cache-Control': 'max-age=60'}, big)
+    assert get(port, '/frag')[2] == big
+    s = socket.create_connection(('127.0.0.1', port))
+    reqs = [b'/frag', b'/s1', b'/frag', b'/s3']
+    s.sendall(b''.join(b'GET %s HTTP/1.1\r\nHost: example.com\r\n\r\n' % r for r in reqs))
+    got = _read_responses(s, len(reqs))
+    s.close()
+    assert [b for _, b in got] == [big, _pattern(1, 3000), big, _pattern(3, 3000)]
+    assert all(b'portico; hit' in h for h, _ in got), [h for h, _ in got]
+    s, h, b = get(port, '/frag', headers={'Range': 'bytes=4000-700000'})
+    assert s == 206 and b == big[4000:700001]
+    assert origin.count('/frag') == 1
+
+
 # ---- collapsed forwarding ----
 
 def test_concurrent_misses_reach_the_origin_once(cached, origin):

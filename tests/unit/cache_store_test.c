@@ -3,8 +3,10 @@
  * eviction in a cache that never grows, reads that lose a race with a
  * free, writers invisible until commit, a dead writer's blocks given back
  * (forget_column, a SIGKILLed child, a lock held by a dead process), two
- * processes writing and reading the same keys at once, fetch locks, and a
- * zone kept across a "reload". */
+ * processes writing and reading the same keys at once, fetch locks, pins
+ * (a pinned object purged, replaced or evicted keeps its bytes until
+ * unpinned; a dead column's pins are given back), and a zone kept across
+ * a "reload". */
 #include "config.h"
 
 #include <errno.h>
@@ -12,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +23,7 @@
 #include "../../src/cache/store-int.h"
 #include "../unit/tap.h"
 #include "portico/cache_store.h"
+#include "portico/outq.h"
 #include "portico/zone.h"
 
 #define MIB (1024 * 1024)
@@ -747,6 +752,204 @@ static void reload(void)
        "a refused prepare changes nothing");
 }
 
+/* ---- pins ---- */
+
+/* Do the spans of pinned object p, [0, n), hold version v's bytes? */
+static bool pinned_holds(pt_cache_pin_t *p, uint32_t v, size_t n)
+{
+    struct iovec iov[64];
+    int k = pt_cache_pin_spans(p, 0, n, iov, 64);
+    uint64_t at = 0;
+    for (int i = 0; i < k; i++)
+        for (size_t j = 0; j < iov[i].iov_len; j++, at++)
+            if (((unsigned char *)iov[i].iov_base)[j] != pat(v, at))
+                return false;
+    return k > 0 && at == n;
+}
+
+static pt_cache_pin_t *pin_key(pt_cache_t *ch, const char *key, int column)
+{
+    pt_cache_hit_t hit;
+    if (pt_cache_lookup(ch, pt_str_from(key), variant, NULL, &hit) != PT_CACHE_FOUND)
+        return NULL;
+    return pt_cache_pin(ch, &hit, column);
+}
+
+/* Fills the cache with other objects: every block not pinned is reused. */
+static void churn(pt_cache_t *ch, uint32_t v)
+{
+    char key[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "/churn%d", i);
+        store(ch, key, v + (uint32_t)i, 60000);
+    }
+}
+
+/* A purged, a replaced and an evicted object keep their blocks while
+ * pinned, byte for byte; the last unpin gives them back. */
+static void pins_drop(void)
+{
+    pt_cache_t *ch = pt_cache_get("lru");
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    ok(store(ch, "/p1", 40, 70000) && store(ch, "/p2", 41, 70000) && store(ch, "/p3", 42, 70000), "three objects");
+    pt_cache_pin_t *p1 = pin_key(ch, "/p1", 2), *p2 = pin_key(ch, "/p2", 2), *p3 = pin_key(ch, "/p3", 2);
+    ok(p1 && p2 && p3 && pinned_holds(p1, 40, 70000), "pinned; its spans are its bytes");
+    uint64_t used = bytes_used(ch);
+    ok(pt_cache_invalidate(ch, PT_STR("/p1")) == 1 && look(ch, "/p1", NULL) == PT_CACHE_ABSENT,
+       "a pinned object is purged: no lookup finds it");
+    ok(bytes_used(ch) == used && pt_cache_purge_prefix(ch, PT_STR("/p1")) == 0, "its blocks stay; not purged twice");
+    ok(store(ch, "/p2", 43, 70000) && holds(ch, "/p2", NULL, 43, 70000), "a pinned object is replaced");
+    churn(ch, 100);
+    ok(look(ch, "/p3", NULL) == PT_CACHE_ABSENT, "and one is evicted by others");
+    ok(pinned_holds(p1, 40, 70000) && pinned_holds(p2, 41, 70000) && pinned_holds(p3, 42, 70000),
+       "the purged, replaced and evicted objects' pinned bytes are intact after the cache was refilled");
+    ok(consistent(ch), "the store's accounts agree");
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    uint64_t pinned = bytes_used(ch);
+    ok(pinned >= 3 * 70000, "only the pinned objects' blocks are in use");
+    pt_cache_unpin(p1);
+    pt_cache_unpin(p2);
+    pt_cache_unpin(p3);
+    ok(bytes_used(ch) == 0 && consistent(ch), "the last unpins give their blocks back");
+    ok(store(ch, "/p4", 44, 70000), "and they are used again");
+    pt_cache_pin_t *p4 = pin_key(ch, "/p4", 2);
+    pt_cache_unpin(p4);
+    ok(holds(ch, "/p4", NULL, 44, 70000), "an object unpinned and not dropped stays");
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    ok(bytes_used(ch) == 0, "and is purged as any other");
+}
+
+/* Two pins of one object (two workers): its blocks go with the last. */
+static void pins_shared(void)
+{
+    pt_cache_t *ch = pt_cache_get("lru");
+    store(ch, "/s", 50, 30000);
+    pt_cache_pin_t *a = pin_key(ch, "/s", 2), *b = pin_key(ch, "/s", 3);
+    pt_cache_invalidate(ch, PT_STR("/s"));
+    pt_cache_unpin(a);
+    ok(bytes_used(ch) > 0 && pinned_holds(b, 50, 30000), "one pin of two let go: the blocks stay");
+    pt_cache_unpin(b);
+    ok(bytes_used(ch) == 0 && consistent(ch), "the second: given back");
+}
+
+/* A worker's row is bounded; a gone object cannot be pinned; spans. */
+static void pins_limits(void)
+{
+    pt_cache_t *ch = pt_cache_get("lru");
+    store(ch, "/l", 51, 20000);
+    pt_cache_hit_t hit;
+    pt_cache_lookup(ch, PT_STR("/l"), variant, NULL, &hit);
+    pt_cache_pin_t *p[PINS + 1];
+    int n = 0;
+    while (n <= (int)PINS && (p[n] = pt_cache_pin(ch, &hit, 2)))
+        n++;
+    is_int(n, PINS, "a worker holds at most PINS pins (then: copy)");
+    for (int i = 0; i < n; i++)
+        pt_cache_unpin(p[i]);
+    pt_cache_pin_t *q = pt_cache_pin(ch, &hit, 2);
+    ok(q != NULL, "one let go: pinned again");
+    struct iovec iov[8];
+    ok(pt_cache_pin_spans(q, 19990, 11, iov, 8) < 0, "a span past the end is refused");
+    int k = pt_cache_pin_spans(q, 5000, 9000, iov, 8);
+    ok(k > 0 && pt_cache_pin_spans(q, 100, 10, iov, 8) > 0 && ((unsigned char *)iov[0].iov_base)[0] == pat(51, 100),
+       "spans asked for out of order");
+    pt_cache_unpin(q);
+    pt_cache_invalidate(ch, PT_STR("/l"));
+    ok(pt_cache_pin(ch, &hit, 2) == NULL, "a gone object is not pinned");
+    ok(bytes_used(ch) == 0 && consistent(ch), "nothing is left");
+}
+
+/* A worker that dies with pins: the master gives them back. */
+static void pins_dead_column(void)
+{
+    pt_cache_t *ch = pt_cache_get("lru");
+    store(ch, "/d", 52, 30000);
+    int fds[2];
+    if (pipe(fds) != 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        pt_cache_pin_t *p = pin_key(ch, "/d", 9);
+        (void)!write(fds[1], p ? "P" : "-", 1);
+        pause();
+        _exit(0);
+    }
+    char c = 0;
+    ok(read(fds[0], &c, 1) == 1 && c == 'P', "a child pins an object");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    pt_cache_invalidate(ch, PT_STR("/d"));
+    ok(bytes_used(ch) > 0, "purged: its blocks stay, the dead child's pin holds them");
+    pt_caches_forget_column(9);
+    ok(bytes_used(ch) == 0 && consistent(ch), "forget_column gives the dead column's pins back");
+    store(ch, "/d2", 53, 30000);
+    pt_cache_pin_t *mine = pin_key(ch, "/d2", 2);
+    pt_caches_forget_column(9);
+    pt_cache_invalidate(ch, PT_STR("/d2"));
+    ok(bytes_used(ch) > 0 && pinned_holds(mine, 53, 30000), "another column's pins are not given back");
+    pt_cache_unpin(mine);
+    ok(bytes_used(ch) == 0, "until unpinned");
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* A large object whose blocks lie scattered goes through an output queue
+ * in slices (the queue has room for a few spans at a time), byte for byte;
+ * the pin goes with the last slice, or when the queue drops it. */
+static void pins_slices(void)
+{
+    pt_cache_t *ch = pt_cache_get("lru");
+    char key[32];
+    for (int i = 0; i < 80; i++) { /* every other block free: the next object is in pieces */
+        snprintf(key, sizeof(key), "/frag%d", i);
+        store(ch, key, (uint32_t)i, 4000);
+    }
+    for (int i = 0; i < 80; i += 2) {
+        snprintf(key, sizeof(key), "/frag%d", i);
+        pt_cache_invalidate(ch, pt_str_from(key));
+    }
+    size_t n = 150000;
+    ok(store(ch, "/sliced", 60, n), "a large object in scattered blocks");
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
+        return;
+    pt_outq_t q = {0};
+    pt_cache_pin_t *p = pin_key(ch, "/sliced", 2);
+    ok(p && pt_cache_pin_queue(p, &q, 0, n) && q.open && q.pending < n, "queued: a first slice, more to come");
+    unsigned char *got = malloc(n), *want = make(60, n);
+    size_t at = 0;
+    int flushes = 0;
+    while (at < n && flushes++ < 10000) {
+        pt_outq_flush(&q, sv[0]);
+        ssize_t r;
+        while (at < n && (r = read(sv[1], got + at, n - at)) > 0)
+            at += (size_t)r;
+    }
+    ok(at == n && memcmp(got, want, n) == 0 && !q.open && pt_outq_empty(&q), "all of it, in order, byte for byte");
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    ok(bytes_used(ch) == 0 && consistent(ch), "the pin went with the last slice");
+    store(ch, "/sliced", 61, n);
+    p = pin_key(ch, "/sliced", 2);
+    ok(p && pt_cache_pin_queue(p, &q, 8, n - 8) && !pt_cache_pin_queue(p, &q, 0, 8), "a queue takes one producer");
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    ok(bytes_used(ch) > 0, "purged while it is queued: its blocks stay");
+    pt_outq_reset(&q);
+    ok(bytes_used(ch) == 0 && !q.open && consistent(ch), "dropped by the queue: unpinned");
+    store(ch, "/sliced", 62, n);
+    p = pin_key(ch, "/sliced", 2);
+    while (pt_outq_free_segs(&q) > 2)
+        pt_outq_ref(&q, "x", 1);
+    ok(!pt_cache_pin_queue(p, &q, 0, n) && !q.open, "a queue without room takes nothing, and is not left open");
+    pt_cache_unpin(p);
+    pt_outq_reset(&q);
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    pt_outq_free(&q);
+    free(got);
+    free(want);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     prepare();
@@ -766,6 +969,11 @@ int main(void)
     two_processes();
     fetch_locks();
     counters();
+    pins_drop();
+    pins_shared();
+    pins_limits();
+    pins_dead_column();
+    pins_slices();
     reload();
     pt_zone_free_all();
     return done_testing();

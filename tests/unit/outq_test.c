@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +18,48 @@ static size_t drain(int fd, char *buf, size_t cap)
         n += (size_t)r;
     return n;
 }
+
+typedef struct counted {
+    pt_outq_hold_t hold;
+    int released, sent;
+} counted_t;
+
+static void count_release(pt_outq_hold_t *h, bool sent)
+{
+    ((counted_t *)h)->released++;
+    ((counted_t *)h)->sent += sent;
+}
+
+/* Holds are released once, when their segment is sent, truncated away,
+ * reset or freed; not before. */
+static void holds(int fd, int peer)
+{
+    pt_outq_t q = {0};
+    static const char pinned[] = "0123456789";
+    counted_t a = {{count_release}, 0, 0}, b = {{count_release}, 0, 0}, c = {{count_release}, 0, 0};
+    ok(pt_outq_copy(&q, "HEAD", 4) && pt_outq_ref(&q, pinned, 3) && pt_outq_ref_held(&q, pinned + 5, 5, &a.hold),
+       "a head, then spans of which the last holds");
+    ssize_t w = pt_outq_flush(&q, fd);
+    char got[32] = {0};
+    drain(peer, got, sizeof(got) - 1);
+    ok(w == 12 && a.released == 1 && a.sent == 1 && strcmp(got, "HEAD01256789") == 0, "sent: released once, as sent");
+    pt_outq_copy(&q, "H", 1);
+    size_t mark = q.pending;
+    pt_outq_ref_held(&q, pinned, 4, &b.hold);
+    ok(b.released == 0, "queued: held");
+    pt_outq_truncate(&q, mark);
+    ok(b.released == 1 && q.pending == 1, "truncated away: released");
+    pt_outq_ref_held(&q, pinned, 4, &b.hold);
+    pt_outq_ref_held(&q, pinned, 2, &c.hold);
+    pt_outq_reset(&q);
+    ok(b.released == 2 && c.released == 1 && q.nseg == 0, "reset: every hold released");
+    pt_outq_ref_held(&q, pinned, 2, &c.hold);
+    pt_outq_free(&q);
+    ok(c.released == 2 && b.sent == 0 && c.sent == 0, "freed: released; the dropped ones not as sent");
+    ok(!pt_outq_ref_held(&q, pinned, 0, &c.hold) && c.released == 2, "nothing to send: not taken");
+    pt_outq_free(&q);
+}
+
 
 int main(void)
 {
@@ -99,6 +142,7 @@ int main(void)
         ok(tq.pending == 2 && tq.nseg == 1 && tq.len == 2 && tq.refs == 0, "into a segment: it is cut");
         pt_outq_free(&tq);
     }
+    holds(sv[0], sv[1]);
     close(sv[1]);
     w = pt_outq_flush(&q, sv[0]);
     ok(w < 0, "a closed peer is an error (%zd)", w);
