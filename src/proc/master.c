@@ -1204,10 +1204,14 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         pt_log_warn("cannot give the error log to user %s: %s", c->user, strerror(-given));
     m.nworkers = o->workers ? o->workers : pt_config_workers(c);
     pt_lset_t next = {0};
-    if (pt_lset_prepare(&m.lset, c, m.nworkers, &next, err, sizeof(err)) < 0 ||
-        prepare_access_log(c, m.drop, m.uid, m.gid, err, sizeof(err)) < 0 ||
+    if (pt_lset_prepare(&m.lset, c, m.nworkers, &next, err, sizeof(err)) < 0) {
+        pt_log_crit("%s", err);
+        return 1;
+    }
+    if (prepare_access_log(c, m.drop, m.uid, m.gid, err, sizeof(err)) < 0 ||
         pt_cdisk_make_dirs(c, m.drop, m.uid, m.gid, err, sizeof(err)) < 0) {
         pt_log_crit("%s", err);
+        pt_lset_discard(&m.lset, &next);
         return 1;
     }
     pt_lset_commit(&m.lset, &next);
