@@ -12,6 +12,11 @@ typedef struct pt_conn pt_conn_t;
 
 /* Answers one request on the admin listener (GET /status). */
 void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req);
+/* GET /healthz, /ready and /config (admin_info.c): true when it answered. */
+bool pt_admin_info(pt_conn_t *c, const pt_h1_req_t *req);
+/* May this request change state (admin.token)?  False when it was
+ * answered 401 or 403. */
+bool pt_admin_may_change(pt_conn_t *c, const pt_h1_req_t *req);
 /* DELETE /cache/NAME?key=|prefix= (admin_cache.c): false when the path is
  * not under /cache/. */
 bool pt_admin_cache(pt_conn_t *c, const pt_h1_req_t *req);

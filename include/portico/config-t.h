@@ -88,6 +88,7 @@ typedef struct pt_admin_conf {
     const pt_node_t *node; /* NULL: no admin listener */
     pt_addr_t address;
     bool allow_remote;
+    char *token; /* state-changing requests need "Authorization: Bearer <token>"; NULL: none */
 } pt_admin_conf_t;
 
 typedef struct pt_target_conf {

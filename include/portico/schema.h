@@ -53,6 +53,13 @@ void pt_schema_dump(FILE *f, const pt_section_t *s, const void *obj, const pt_li
 /* Prints obj as one YAML flow map ({ a: 1, b: [x] }), ${VAR} values as
  * written (prov may be NULL). */
 void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov);
+/* Prints obj as one JSON object, as pt_schema_dump_flow would as YAML:
+ * secrets redacted, ${VAR} values as written, every word (durations,
+ * sizes, addresses) a string. */
+void pt_schema_dump_json(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov);
+/* Prints a flow's key: ", key: " (or "key: " for the first), quoted in
+ * JSON; for printers of PT_T_CUSTOM fields. */
+void pt_schema_put_key(FILE *f, const char *key, bool first);
 /* Prints the mdoc key reference of portico.yaml(5). */
 /* Writes prose for mdoc: one sentence per line, no line that starts with a
  * control character. */

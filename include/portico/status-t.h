@@ -28,6 +28,7 @@ typedef struct pt_status_worker {
 typedef struct pt_status {
     pid_t master_pid;
     uint32_t generation;
+    int nworkers; /* of the serving generation */
     int64_t started_ms;
     int64_t config_loaded_ms;
     char config_file[512];

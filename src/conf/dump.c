@@ -10,9 +10,24 @@
 #include "portico/config-t.h"
 #include "portico/schema.h"
 
+/* pt_schema_dump_json under way: flows are printed as JSON (keys and
+ * every scalar that is not a number or a boolean quoted, JSON's escapes),
+ * the custom printers' included, since they print flows with these
+ * functions.  The process is single-threaded. */
+static bool json;
+
 static void put_quoted(FILE *f, const char *s)
 {
     fputc('"', f);
+    for (; json && *s; s++) { /* RFC 8259 §7 */
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
@@ -58,6 +73,34 @@ static void put_string(FILE *f, const char *s, const void *field, unsigned flags
         put_quoted(f, s);
 }
 
+/* A word YAML takes bare (5s, 64MiB, round-robin, 127.0.0.1:80): a
+ * string in JSON. */
+static void put_word(FILE *f, const char *w)
+{
+    if (json)
+        put_quoted(f, w);
+    else
+        fputs(w, f);
+}
+
+/* A custom printer's text: in JSON, a flow it printed is JSON already,
+ * and a word is quoted. */
+static void put_custom(FILE *f, const pt_directive_t *d, const void *field, const pt_list_t *prov)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = json ? open_memstream(&buf, &len) : NULL;
+    d->print(m ? m : f, field, prov);
+    if (!m)
+        return;
+    fclose(m);
+    if (buf && (buf[0] == '{' || buf[0] == '['))
+        fputs(buf, f);
+    else
+        put_quoted(f, buf ? buf : "");
+    free(buf);
+}
+
 /* Prints a scalar field; false when the field is unset and should be left out.
  * A value from ${NAME}, whatever its type (a port, a count, a duration),
  * is printed as written: which of them are secret is not ours to guess. */
@@ -83,23 +126,23 @@ static bool put_scalar(FILE *f, const pt_directive_t *d, const void *field, cons
         return true;
     case PT_T_DURATION:
         pt_value_format_duration(*(const int64_t *)field, buf, sizeof(buf));
-        fputs(buf, f);
+        put_word(f, buf);
         return true;
     case PT_T_SIZE:
         pt_value_format_size(*(const int64_t *)field, buf, sizeof(buf));
-        fputs(buf, f);
+        put_word(f, buf);
         return true;
     case PT_T_ENUM:
-        fputs(d->enums[*(const int *)field], f);
+        put_word(f, d->enums[*(const int *)field]);
         return true;
     case PT_T_ADDR:
         if (!((const pt_addr_t *)field)->len)
             return false;
         pt_addr_format((const struct sockaddr *)&((const pt_addr_t *)field)->ss, buf, sizeof(buf));
-        fputs(buf, f);
+        put_word(f, buf);
         return true;
     case PT_T_CUSTOM:
-        d->print(f, field, prov);
+        put_custom(f, d, field, prov);
         return true;
     default:
         return false;
@@ -326,7 +369,7 @@ void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj, const 
             continue;
         if ((d->type == PT_T_STR && !*(char *const *)field) || (d->type == PT_T_ADDR && !((const pt_addr_t *)field)->len))
             continue;
-        fprintf(f, "%s %s: ", first ? "" : ",", d->key);
+        pt_schema_put_key(f, d->key, first);
         first = 0;
         if (d->type == PT_T_SECTION) {
             pt_schema_dump_flow(f, d->sub, field, prov);
@@ -357,4 +400,16 @@ void pt_schema_dump_flow(FILE *f, const pt_section_t *s, const void *obj, const 
         }
     }
     fputs(first ? "}" : " }", f);
+}
+
+void pt_schema_put_key(FILE *f, const char *key, bool first)
+{
+    fprintf(f, json ? "%s \"%s\": " : "%s %s: ", first ? "" : ",", key);
+}
+
+void pt_schema_dump_json(FILE *f, const pt_section_t *s, const void *obj, const pt_list_t *prov)
+{
+    json = true;
+    pt_schema_dump_flow(f, s, obj, prov);
+    json = false;
 }

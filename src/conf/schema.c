@@ -330,14 +330,28 @@ static int check_admin(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
                           a->address.text);
         return -1;
     }
+    if (a->token && strlen(a->token) < 16) {
+        pt_conf_error_key(cc, n, "token", "an admin token has at least 16 bytes (openssl rand -hex 32 makes one)");
+        return -1;
+    }
+    for (const char *p = a->token ? a->token : ""; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            pt_conf_error_key(cc, n, "token", "an admin token has no spaces or control characters");
+            return -1;
+        }
     return 0;
 }
 
 static const pt_directive_t admin_keys[] = {
     {"address", PT_T_ADDR, F(pt_admin_conf_t, address), "127.0.0.1:9180", 0, 0, NULL, NULL, NULL, NULL, NULL,
-     PT_F_PORT0, NULL, "Address of the admin API (GET /status)."},
+     PT_F_PORT0, NULL, "Address of the admin API (GET /status, /healthz, /ready, /config; DELETE /cache/NAME)."},
     {"allow_remote", PT_T_BOOL, F(pt_admin_conf_t, allow_remote), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Must be true for an address outside 127.0.0.0/8 and ::1."},
+    {"token", PT_T_STR, F(pt_admin_conf_t, token), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
+     "A bearer token (at least 16 bytes) that every request changing state (a purge, a target change) must "
+     "send as Authorization: Bearer TOKEN; compared in constant time. Give it from the environment "
+     "(token: ${PORTICO_ADMIN_TOKEN}). Without one, such requests are refused unless the admin address is a "
+     "loopback one. Reading (GET /status, /metrics, /config, /healthz, /ready) needs none."},
     END,
 };
 static const pt_section_t admin_section = {"admin", sizeof(pt_admin_conf_t), admin_keys, check_admin, NULL,

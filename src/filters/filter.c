@@ -129,7 +129,7 @@ void pt_filters_print(FILE *f, const void *field, const pt_list_t *prov)
     for (int i = 0; i < PT_FILTER__COUNT; i++) {
         if (!fs->conf[i])
             continue;
-        fprintf(f, "%s %s: ", first ? "" : ",", pt_filters[i]->name);
+        pt_schema_put_key(f, pt_filters[i]->name, first);
         if (fs->conf[i] == PT_FILTER_OFF)
             fputs("false", f);
         else

@@ -196,6 +196,7 @@ static int board_slot(void)
 static void board_config(void)
 {
     m.status->generation = m.gen;
+    m.status->nworkers = m.nworkers;
     m.status->config_loaded_ms = wall_ms();
     snprintf(m.status->config_file, sizeof(m.status->config_file), "%s", m.conf->file);
     memcpy(m.status->config_sha256, m.conf->sha256_hex, sizeof(m.status->config_sha256));
