@@ -28,6 +28,8 @@ _Static_assert(PIN_COLUMNS == PT_SHARED_COLUMNS, "a row of pins for every column
 _Static_assert(PINS == 64, "pins_busy has a bit per record");
 _Static_assert((uint64_t)PIN_COLUMNS * PINS <= UINT16_MAX, "an entry's pin count cannot overflow");
 
+#define PIN_SHARE 4 /* pinned objects hold at most 1/PIN_SHARE of the blocks */
+
 static uint32_t *row(pt_cache_t *ch, int column)
 {
     return ch->pins + (size_t)column * PINS;
@@ -39,6 +41,7 @@ void cs_pins_clear(pt_cache_t *ch)
         ch->pins[i] = NIL;
     for (uint32_t i = 0; i < ch->nentries; i++)
         ch->e[i].pins = 0;
+    ch->h->pinned_blocks = 0;
 }
 
 /* Record k of column's row lets go of its entry; the entry's last pin
@@ -50,7 +53,10 @@ static void unpin_record(pt_cache_t *ch, int column, uint32_t k)
     *r = NIL;
     if (i >= ch->nentries || !ch->e[i].pins)
         return; /* the cache was emptied meanwhile (clear): nothing is pinned */
-    if (--ch->e[i].pins == 0 && ch->e[i].state == ST_GONE)
+    if (--ch->e[i].pins > 0)
+        return;
+    ch->h->pinned_blocks -= ch->e[i].nblocks <= ch->h->pinned_blocks ? ch->e[i].nblocks : ch->h->pinned_blocks;
+    if (ch->e[i].state == ST_GONE)
         cs_give_back(ch, i);
 }
 
@@ -74,7 +80,15 @@ pt_cache_pin_t *pt_cache_pin(pt_cache_t *ch, const pt_cache_hit_t *hit, int colu
     cs_lock(ch);
     entry_t *e = &ch->e[hit->slot];
     bool ok = e->gen == hit->gen && e->state == ST_READY;
+    /* pinned objects may hold a quarter of the cache at most: a client
+     * that stops reading (an HTTP/2 stream at window 0) must not keep the
+     * blocks of dropped objects from everyone else; past it, hits are
+     * copied, which costs only its own connection */
+    if (ok && !e->pins && ch->h->pinned_blocks + e->nblocks > ch->nblocks / PIN_SHARE)
+        ok = false;
     if (ok) {
+        if (!e->pins)
+            ch->h->pinned_blocks += e->nblocks;
         e->pins++;
         row(ch, column)[k] = hit->slot;
     }

@@ -65,6 +65,7 @@ typedef struct cache_hdr {
     _Atomic uint32_t blocks_used, objects;
     _Atomic uint64_t evictions, resets;
     _Atomic uint64_t counters[PT_CST__COUNT];
+    uint32_t pinned_blocks; /* blocks of pinned objects (under the lock; pins.c caps them) */
 } cache_hdr_t;
 
 /* A pin as the worker that holds it sees it (in its own memory): which

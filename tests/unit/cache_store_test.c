@@ -791,32 +791,63 @@ static void pins_drop(void)
 {
     pt_cache_t *ch = pt_cache_get("lru");
     pt_cache_purge_prefix(ch, PT_STR(""));
-    ok(store(ch, "/p1", 40, 70000) && store(ch, "/p2", 41, 70000) && store(ch, "/p3", 42, 70000), "three objects");
+    ok(store(ch, "/p1", 40, 40000) && store(ch, "/p2", 41, 40000) && store(ch, "/p3", 42, 40000), "three objects");
     pt_cache_pin_t *p1 = pin_key(ch, "/p1", 2), *p2 = pin_key(ch, "/p2", 2), *p3 = pin_key(ch, "/p3", 2);
-    ok(p1 && p2 && p3 && pinned_holds(p1, 40, 70000), "pinned; its spans are its bytes");
+    ok(p1 && p2 && p3 && pinned_holds(p1, 40, 40000), "pinned; its spans are its bytes");
     uint64_t used = bytes_used(ch);
     ok(pt_cache_invalidate(ch, PT_STR("/p1")) == 1 && look(ch, "/p1", NULL) == PT_CACHE_ABSENT,
        "a pinned object is purged: no lookup finds it");
     ok(bytes_used(ch) == used && pt_cache_purge_prefix(ch, PT_STR("/p1")) == 0, "its blocks stay; not purged twice");
-    ok(store(ch, "/p2", 43, 70000) && holds(ch, "/p2", NULL, 43, 70000), "a pinned object is replaced");
+    ok(store(ch, "/p2", 43, 40000) && holds(ch, "/p2", NULL, 43, 40000), "a pinned object is replaced");
     churn(ch, 100);
     ok(look(ch, "/p3", NULL) == PT_CACHE_ABSENT, "and one is evicted by others");
-    ok(pinned_holds(p1, 40, 70000) && pinned_holds(p2, 41, 70000) && pinned_holds(p3, 42, 70000),
+    ok(pinned_holds(p1, 40, 40000) && pinned_holds(p2, 41, 40000) && pinned_holds(p3, 42, 40000),
        "the purged, replaced and evicted objects' pinned bytes are intact after the cache was refilled");
     ok(consistent(ch), "the store's accounts agree");
     pt_cache_purge_prefix(ch, PT_STR(""));
     uint64_t pinned = bytes_used(ch);
-    ok(pinned >= 3 * 70000, "only the pinned objects' blocks are in use");
+    ok(pinned >= 3 * 40000, "only the pinned objects' blocks are in use");
     pt_cache_unpin(p1);
     pt_cache_unpin(p2);
     pt_cache_unpin(p3);
     ok(bytes_used(ch) == 0 && consistent(ch), "the last unpins give their blocks back");
-    ok(store(ch, "/p4", 44, 70000), "and they are used again");
+    ok(store(ch, "/p4", 44, 40000), "and they are used again");
     pt_cache_pin_t *p4 = pin_key(ch, "/p4", 2);
     pt_cache_unpin(p4);
-    ok(holds(ch, "/p4", NULL, 44, 70000), "an object unpinned and not dropped stays");
+    ok(holds(ch, "/p4", NULL, 44, 40000), "an object unpinned and not dropped stays");
     pt_cache_purge_prefix(ch, PT_STR(""));
     ok(bytes_used(ch) == 0, "and is purged as any other");
+}
+
+/* Pinned objects hold a quarter of the cache at most: a client that
+ * stops reading must not keep everyone's blocks; past it, pinning is
+ * refused (the hit is copied) until a pin goes. */
+static void pins_capped(void)
+{
+    pt_cache_t *ch = pt_cache_get("lru");
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    pt_cache_stats_t st;
+    pt_cache_stats(ch, &st);
+    uint64_t quarter = st.capacity / 4, each = quarter / 3 - 2 * 4096; /* its key and rounding to blocks */
+    ok(store(ch, "/q1", 60, each) && store(ch, "/q2", 61, each) && store(ch, "/q3", 62, each) &&
+           store(ch, "/q4", 63, each),
+       "four objects of a little less than a twelfth of the cache each");
+    pt_cache_pin_t *a = pin_key(ch, "/q1", 2), *b = pin_key(ch, "/q2", 2), *c = pin_key(ch, "/q3", 3);
+    ok(a && b && c, "three are pinned (within a quarter)");
+    ok(!pin_key(ch, "/q4", 2), "the fourth is not: past a quarter");
+    pt_cache_pin_t *again = pin_key(ch, "/q1", 3);
+    ok(again != NULL, "a pinned object may be pinned again (it takes no more blocks)");
+    pt_cache_invalidate(ch, PT_STR("/q1"));
+    pt_cache_unpin(a);
+    ok(!pin_key(ch, "/q4", 2), "a dropped object still pinned counts until its last pin goes");
+    pt_cache_unpin(again);
+    pt_cache_pin_t *d = pin_key(ch, "/q4", 2);
+    ok(d != NULL, "then the fourth is pinned");
+    pt_cache_unpin(b);
+    pt_cache_unpin(c);
+    pt_cache_unpin(d);
+    pt_cache_purge_prefix(ch, PT_STR(""));
+    ok(bytes_used(ch) == 0 && consistent(ch), "all given back");
 }
 
 /* Two pins of one object (two workers): its blocks go with the last. */
@@ -970,6 +1001,7 @@ int main(void)
     fetch_locks();
     counters();
     pins_drop();
+    pins_capped();
     pins_shared();
     pins_limits();
     pins_dead_column();
