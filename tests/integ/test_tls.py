@@ -161,19 +161,21 @@ def test_session_tickets_work_across_workers_and_a_reload(gateway, certs):
 
 def test_ticket_keys_rotate(gateway, certs):
     port = free_port()
-    # Periods of 2 s: each handshake below has most of a period to land in
-    # the one meant, also when the machine is busy (with 1 s, a handshake
-    # slowed by load landed a period late).
-    gateway(tls_listener(port, certs, ', ticket_key_rotation: 2s') + ROUTES, workers=2)
+    # Periods of 4 s: each handshake below has most of a period to land in
+    # the one meant, also when the machine is busy (with 2 s, a handshake
+    # of the ASan build on a loaded machine landed a period late; with
+    # 1 s, one of the plain build did).
+    P = 4
+    gateway(tls_listener(port, certs, f', ticket_key_rotation: {P}s') + ROUTES, workers=2)
     ctx = client_ctx(certs, maximum_version=ssl.TLSVersion.TLSv1_2)
-    while time.time() % 2 > 0.1:  # periods start on even seconds: begin early in one
+    while time.time() % P > 0.1:  # periods start on multiples of P seconds: begin early in one
         time.sleep(0.01)
     sess = get(port, ctx)[2]['session']
-    k = sess.time - sess.time % 2  # the start of the period the session (and its ticket) was made in
+    k = sess.time - sess.time % P  # the start of the period the session (and its ticket) was made in
     assert get(port, ctx, session=sess)[2]['reused']  # this period's key
-    time.sleep(max(0.0, k + 2.2 - time.time()))  # on the clock, not after the handshakes
+    time.sleep(max(0.0, k + P + 0.2 - time.time()))  # on the clock, not after the handshakes
     assert get(port, ctx, session=sess)[2]['reused']  # the last period's key is still accepted
-    time.sleep(max(0.0, k + 4.2 - time.time()))
+    time.sleep(max(0.0, k + 2 * P + 0.2 - time.time()))
     assert not get(port, ctx, session=sess)[2]['reused']  # two periods on: a full handshake
 
 
