@@ -267,9 +267,9 @@ class RedisSentinel(_Started):
         old = self.master
         self.sentinel.cli('SENTINEL', 'FAILOVER', self.master_name)
         new = self._wait_new_master(old, timeout)
-        # sentinel turns the old master into a replica at its next INFO
-        # round (every 10 s to a master it thinks down): 15 s was short on
-        # a loaded machine (a fresh clone's scripts/check)
+        # sentinel turns the old master into a replica on its own
+        # schedule: 15 s was short once on a loaded machine (a fresh
+        # clone's scripts/check)
         wait_for(lambda: old.info('replication').get('role') == 'slave', timeout, interval=0.05,
                  what='the old master to become a replica')
         return new
