@@ -564,7 +564,10 @@ static void index_found(dcache_t *dc, const char *path, const char *name)
     pt_str_t key = {(char *)buf + PT_CDF_HEADER, f.key_len};
     pt_str_t names = {key.p + key.n, f.names_len}, values = {names.p + names.n, f.values_len};
     uint64_t khash = cdq_hash(dc->d, key);
-    if (!pt_cdf_name(key, names, values, made) || strcmp(made, name) != 0 || tombstoned(dc, key))
+    bool dropped = tombstoned(dc, key);
+    if (dropped) /* a purge or invalidation taken before it was read */
+        atomic_fetch_add_explicit(&dc->d->h->purged, 1, memory_order_relaxed);
+    if (dropped || !pt_cdf_name(key, names, values, made) || strcmp(made, name) != 0)
         unlink(path);
     else if (!dx_find(&dc->x, khash, name)) /* one written since start is newer */
         index_file(dc, name, key, pt_keyed_hash(names.p, names.n), pt_cdf_file_size(&f), true);

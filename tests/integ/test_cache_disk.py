@@ -566,6 +566,7 @@ def test_a_purge_taken_while_indexing_survives_the_disk_process_dying(disk, orig
         with open(os.path.join(v1, name[:2], name), 'wb') as f:
             f.write(bytes(hdr) + key + rest)
     d.start()
+    wait_for(lambda: d.disk()['pid'] and d.disk()['files'] > 0, what='some files indexed')
     assert d.disk()['indexing']
     request(d.admin, 'DELETE', '/cache/default?prefix=/f')
     wait_for(lambda: d.disk()['purged'] > 0, what='the purge taken')
