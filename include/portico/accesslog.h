@@ -34,6 +34,7 @@ typedef struct pt_alog_entry {
     int completion;               /* enum pt_completion */
     const char *route;
     const char *consumer; /* the consumer an auth filter found, or NULL */
+    const char *trace_id;
     const char *upstream_addr;
     const char *tls_protocol, *tls_cipher; /* NULL: plain HTTP */
     int upstream_status;

@@ -9,6 +9,7 @@
 
 #include "portico/arena.h"
 #include "portico/schema-t.h"
+#include "portico/trace-t.h"
 #include "portico/value.h"
 
 typedef struct pt_route pt_route_t;
@@ -333,6 +334,7 @@ typedef struct pt_config {
     pt_redis_conf_t redis;
     pt_limits_conf_t limits;
     pt_list_t caches;        /* pt_cache_conf_t */
+    pt_trace_conf_t tracing;
     struct pt_cidr *trusted; /* compiled trusted_proxies */
     size_t ntrusted;
 

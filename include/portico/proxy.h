@@ -51,6 +51,7 @@ typedef struct pt_fwd_ctx {
     bool path_plain;        /* the path is known to be in normal form (else it is normalised here) */
     int slashes;            /* the listener's escaped_slashes: the path sent is normalised as routed */
     bool *stripped;         /* out, or NULL: set when strip_prefix cut the path */
+    struct pt_trace_req *trace; /* the request's trace: its fields replace the client's, or NULL */
 } pt_fwd_ctx_t;
 
 /* Writes the request head to send upstream into buf (size bytes).

@@ -34,6 +34,7 @@ typedef struct pt_req {
     bool path_plain;        /* its path was already in normal form (routing found it so) */
     struct pt_proxy *proxy; /* the content source answering it, while it does */
     struct pt_grpc *grpc_call;
+    struct pt_trace_req *trace; /* NULL: not traced (no tracing: block) */
     /* a body read away after the request was answered (respond routes) */
     int64_t body_left;
     bool body_chunked;

@@ -23,6 +23,7 @@ typedef struct pt_status_worker {
     uint64_t limit_rejected;   /* requests refused by a limit filter */
     uint64_t limit_fallbacks;  /* limit decisions made locally because Redis could not be asked */
     uint8_t redis_fallback;    /* its Redis client is in a fallback episode now */
+    uint64_t trace_exported, trace_dropped, trace_failed_exports; /* spans sent, spans lost, exports failed */
 } pt_status_worker_t;
 
 typedef struct pt_status {
@@ -37,6 +38,7 @@ typedef struct pt_status {
     uint64_t access_log_lost_exited; /* the access_log_lost of workers that exited */
     uint64_t auth_failures_exited[8];
     uint64_t limit_rejected_exited, limit_fallbacks_exited;
+    uint64_t trace_exported_exited, trace_dropped_exited, trace_failed_exports_exited;
     pt_status_worker_t workers[PT_STATUS_MAX_WORKERS];
 } pt_status_t;
 

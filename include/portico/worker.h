@@ -57,6 +57,7 @@ struct pt_worker {
     struct pt_prober *prober;      /* active health checks: slot 0 only */
     struct pt_resolver *resolver;  /* targets given by host name */
     struct pt_redis *redis;        /* the limits' Redis client, when the file has redis: */
+    struct pt_tracer *tracer;      /* span export, when the file has tracing: */
     struct event reaper;
     bool reap_pending;
     pt_conn_t *spare; /* closed connections kept for reuse, with their buffers */

@@ -123,6 +123,20 @@ static void limits_json(FILE *f, pt_worker_t *w)
     fputc('}', f);
 }
 
+/* ,"tracing":{...}: spans exported and dropped, and failed exports, by
+ * every worker (those that exited included), when tracing is on. */
+static void tracing_json(FILE *f, const pt_worker_t *w)
+{
+    const pt_status_t *st = w->status;
+    if (!w->conf->tracing.node)
+        return;
+    fprintf(f, ",\"tracing\":{\"exported\":%llu,\"dropped\":%llu,\"failed_exports\":%llu}",
+            (unsigned long long)sum_workers(st, offsetof(pt_status_worker_t, trace_exported), st->trace_exported_exited),
+            (unsigned long long)sum_workers(st, offsetof(pt_status_worker_t, trace_dropped), st->trace_dropped_exited),
+            (unsigned long long)sum_workers(st, offsetof(pt_status_worker_t, trace_failed_exports),
+                                            st->trace_failed_exports_exited));
+}
+
 static char *status_json(pt_worker_t *w, size_t *len)
 {
     char *buf = NULL;
@@ -198,6 +212,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
     fputc(']', f);
     zones_json(f, w);
     limits_json(f, w);
+    tracing_json(f, w);
     pt_admin_caches_json(f, w);
     fprintf(f, "}\n");
     fclose(f);

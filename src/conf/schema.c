@@ -20,6 +20,7 @@
 #include "portico/log.h"
 #include "portico/route_conf.h"
 #include "portico/schema.h"
+#include "portico/trace.h"
 #include "portico/value.h"
 
 #define END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL}
@@ -1059,6 +1060,11 @@ static const pt_directive_t root_keys[] = {
      "The local counters of the rate limits."},
     {"caches", PT_T_LIST, F(pt_config_t, caches), NULL, 0, 0, NULL, &cache_section, NULL, NULL, NULL, 0, NULL,
      "Response caches, each used by the cache filters that name it."},
+    {"tracing", PT_T_SECTION, F(pt_config_t, tracing), NULL, 0, 0, NULL, &pt_schema_tracing, NULL, NULL, NULL,
+     PT_F_OPTIONAL, NULL,
+     "Distributed tracing: W3C Trace Context (and B3) propagated upstream, a server span per request and a "
+     "client span per upstream attempt, exported in batches as OTLP/HTTP JSON or Zipkin v2 JSON. Absent: no "
+     "tracing, and the trace fields go upstream as the client sent them."},
     {"trusted_proxies", PT_T_LIST, F(pt_config_t, trusted_proxies), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL, NULL,
      0, "list of addresses",
      "Addresses and ranges (10.0.0.0/8, ::1) of proxies in front of Portico whose X-Forwarded-For, "

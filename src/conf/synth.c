@@ -126,6 +126,7 @@ void pt_conf_synth_upstreams(pt_conf_ctx_t *cc, pt_node_t *root)
     if (!root || root->type != PT_NODE_MAP)
         return;
     synth_filters(cc, root, pt_node_get(root, "global_filters"));
+    synth_one(cc, root, pt_node_get(pt_node_get(root, "tracing"), "endpoint")); /* span export */
     static const char *const lists[] = {"routes", "consumers"};
     for (size_t l = 0; l < 2; l++) {
         const pt_node_t *seq = pt_node_get(root, lists[l]);

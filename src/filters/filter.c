@@ -327,7 +327,7 @@ void pt_filters_done(pt_conn_t *c, pt_fx_t *fx)
 /* ---- templates ---- */
 
 enum { TV_LIT, TV_ROUTE, TV_PARAM, TV_CLIENT_IP, TV_REQUEST_ID, TV_HOST, TV_PATH, TV_CONSUMER, TV_TLS_PROTOCOL,
-       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY, TV_HEADER, TV_QUERY, TV_SCHEME, TV_ARGS };
+       TV_TLS_SUBJECT, TV_TLS_SAN, TV_TLS_VERIFY, TV_HEADER, TV_QUERY, TV_SCHEME, TV_ARGS, TV_TRACE_ID };
 
 typedef struct tseg {
     int kind;
@@ -391,6 +391,7 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
         } vars[] = {{"route", TV_ROUTE},
                     {"client_ip", TV_CLIENT_IP},
                     {"request_id", TV_REQUEST_ID},
+                    {"trace_id", TV_TRACE_ID},
                     {"host", TV_HOST},
                     {"path", TV_PATH},
                     {"scheme", TV_SCHEME},
@@ -425,7 +426,7 @@ pt_tpl_t *pt_tpl_compile(pt_conf_ctx_t *cc, const pt_node_t *n, const char *text
         if (kind < 0) {
             pt_conf_error(cc, n,
                           "unknown variable ${%.*s} (use route, param.NAME, header.NAME, query.NAME, client_ip, "
-                          "request_id, host, path, scheme, query, consumer, tls_protocol, tls_client_subject, tls_client_san, "
+                          "request_id, trace_id, host, path, scheme, query, consumer, tls_protocol, tls_client_subject, tls_client_san, "
                           "tls_client_verify)",
                           (int)name.n, name.p);
             return NULL;
@@ -554,6 +555,8 @@ static pt_str_t var_value(const tseg_t *s, pt_conn_t *c, const pt_h1_req_t *req)
         return pt_client_ip(c, req);
     case TV_REQUEST_ID:
         return (pt_str_t){c->req->reqid, c->req->reqid_len};
+    case TV_TRACE_ID: /* empty without tracing */
+        return c->req->ent.trace_id ? (pt_str_t){c->req->ent.trace_id, 32} : PT_STR_NULL;
     case TV_HOST:
         return req ? req->host : c->req->fx ? c->req->fx->host : PT_STR_NULL;
     case TV_PATH:

@@ -1,6 +1,6 @@
 /* request-headers and response-headers: set, add and remove header fields
  * on the way to the upstream or back to the client.  Values are templates:
- * ${route}, ${param.NAME}, ${client_ip}, ${request_id}, ${host}, ${path}
+ * ${route}, ${param.NAME}, ${client_ip}, ${request_id}, ${trace_id}, ${host}, ${path}
  * and the ${tls_*} ones (filter.c). */
 #include "config.h"
 

@@ -37,6 +37,7 @@
 #include "portico/proxy.h"
 #include "portico/request.h"
 #include "portico/tls.h"
+#include "portico/trace.h"
 #include "portico/upstream.h"
 
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_RAW };
@@ -565,6 +566,11 @@ static void fail(pt_proxy_t *p, int kind, int err)
                                        "upstream timed out", "upstream closed the connection",
                                        "upstream sent an invalid response", "client sent an invalid body",
                                        "TLS handshake with the upstream failed"};
+    static const char *const error_type[] = {"connect_failed", "connect_timeout", "send_failed", "timeout",
+                                             "connection_reset", "invalid_response", "client_invalid_body",
+                                             "tls_failed"};
+    if (c->req->trace)
+        pt_trace_attempt_error(c, error_type[kind]);
     if (kind == F_CLIENT_BODY) {
         pt_log_info("client sent an invalid chunked body, req=%s", c->req->reqid);
     } else if (!stale) {
@@ -998,6 +1004,8 @@ static int64_t now_us(pt_conn_t *c)
 /* The balancer learns how an attempt ended (latency < 0: it failed). */
 static void attempt_over(pt_proxy_t *p, int64_t latency_us)
 {
+    if (p->c->req && p->c->req->trace)
+        pt_trace_attempt_end(p->c, p->head_seen ? p->status : 0);
     if (p->counted) {
         pt_balancer_done(p->up, p->target, latency_us, now_us(p->c));
         p->counted = false;
@@ -1076,6 +1084,8 @@ static bool start_attempt(pt_proxy_t *p)
     p->attempts++;
     pt_target_t *t = &p->up->targets[idx];
     c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
+    if (c->req->trace) /* a client span, whose id the head upstream now carries */
+        pt_trace_attempt_start(c, t);
     pt_upconn_t *uc = pt_pool_acquire(c->w, p->up, t);
     if (!uc) {
         int err = errno;
@@ -1153,13 +1163,14 @@ size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_rout
         .slashes = pt_path_slashes(c->acc->ls->conf),
         .path_plain = c->req->path_plain,
         .stripped = stripped,
+        .trace = c->req->trace,
     };
     if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
         pt_req_set_id(c->req, f.request_id);
     /* Each field may grow by a byte ("a:" becomes "a: "); the forwarding
      * fields, the route's Host and the filters' edits come on top. */
     size_t cap = req->head_len + req->nheaders + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) +
-                 pt_fx_request_bytes(c->req->fx);
+                 pt_fx_request_bytes(c->req->fx) + (c->req->trace ? PT_TRACE_FIELDS_MAX : 0);
     *head = pt_arena_alloc(&c->arena, cap);
     return *head ? pt_proxy_request_head(&f, *head, cap) : 0;
 }

@@ -16,6 +16,7 @@
 #include "portico/location.h"
 #include "portico/proxy.h"
 #include "portico/response.h"
+#include "portico/trace.h"
 
 /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  * Transfer-Encoding, Upgrade: switched on the length first, as this runs
@@ -164,6 +165,8 @@ static void copy_fields(pt_head_t *o, const pt_fwd_ctx_t *f, forwarded_t *fw)
         pt_str_t n = req->headers[i].name, v = req->headers[i].value;
         if (pt_proxy_hop_by_hop(n) || named_by_connection(n, connection))
             continue;
+        if (f->trace && pt_trace_is_field(n))
+            continue; /* replaced by the trace's own (pt_trace_put_fields) */
         if (f->fx && pt_fx_overrides(f->fx->req, f->fx->nreq, n))
             continue; /* request-headers sets or removes it */
         switch (n.n) {
@@ -249,6 +252,13 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
     put_request_line(&o, f);
     copy_fields(&o, f, &fw);
     put_forwarding(&o, f, &fw);
+    if (f->trace) {
+        size_t k = o.overflow ? 0 : pt_trace_put_fields(f->trace, o.p, (size_t)(o.end - o.p));
+        if (k)
+            o.p += k;
+        else
+            o.overflow = true;
+    }
     for (size_t i = 0; f->fx && i < f->fx->nreq; i++) {
         const pt_hdr_edit_t *e = &f->fx->req[i];
         if (e->op == PT_HDR_REMOVE)

@@ -18,6 +18,7 @@
 #include "portico/request.h"
 #include "portico/response.h"
 #include "portico/tls.h"
+#include "portico/trace.h"
 
 /* ---- the request's id ---- */
 
@@ -202,6 +203,9 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
         }
     }
     make_id(r);
+    r->trace = pt_trace_req_start(c, req);
+    if (r->trace)
+        e->trace_id = r->trace->trace_hex;
     return r;
 }
 
@@ -210,6 +214,8 @@ void pt_req_end(pt_conn_t *c)
     pt_req_t *r = c->req;
     if (!r)
         return;
+    if (r->trace) /* while the filters' edits (Cache-Status) are still there */
+        pt_trace_req_end(c);
     struct timeval now;
     event_base_gettimeofday_cached(c->w->base, &now);
     r->ent.request_us = (int64_t)(now.tv_sec - r->ent.start.tv_sec) * 1000000 + (now.tv_usec - r->ent.start.tv_usec);

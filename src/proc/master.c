@@ -238,6 +238,10 @@ static void remove_proc(proc_t *p)
             __atomic_load_n(&m.status->workers[p->board].limit_rejected, __ATOMIC_RELAXED);
         m.status->limit_fallbacks_exited +=
             __atomic_load_n(&m.status->workers[p->board].limit_fallbacks, __ATOMIC_RELAXED);
+        m.status->trace_exported_exited += __atomic_load_n(&m.status->workers[p->board].trace_exported, __ATOMIC_RELAXED);
+        m.status->trace_dropped_exited += __atomic_load_n(&m.status->workers[p->board].trace_dropped, __ATOMIC_RELAXED);
+        m.status->trace_failed_exports_exited +=
+            __atomic_load_n(&m.status->workers[p->board].trace_failed_exports, __ATOMIC_RELAXED);
         m.status->workers[p->board] = (pt_status_worker_t){0};
     }
     *p = m.procs[--m.nprocs];

@@ -25,6 +25,7 @@
 #include "portico/limit_filter.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
+#include "portico/trace.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
 
@@ -358,6 +359,8 @@ static int setup(pt_worker_t *w)
     w->resolver = pt_resolver_start(w);
     if (w->slot == 0)
         w->prober = pt_prober_start(w);
+    if (w->conf->tracing.node)
+        w->tracer = pt_tracer_start(w);
     if (RAND_bytes((unsigned char *)&w->reqid_seed, sizeof(w->reqid_seed)) != 1)
         w->reqid_seed = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     return 0;
@@ -367,6 +370,9 @@ static void teardown(pt_worker_t *w)
 {
     while (w->conns)
         pt_conn_close(w->conns);
+    /* the spans it holds go out before the pools close (bounded) */
+    pt_tracer_stop(w->tracer, w->conf->tracing.timeout < 3000 ? w->conf->tracing.timeout : 3000);
+    w->tracer = NULL;
     pt_limit_redis_set(NULL); /* after the requests that may have waited for it */
     pt_redis_free(w->redis);
     w->redis = NULL;

@@ -1,0 +1,280 @@
+/* The spans of a request: its server span, from its head to its log line,
+ * and one client span per upstream attempt, so that retries show as
+ * several.  The trace continues the caller's (traceparent, else B3) or
+ * starts; the upstream gets a traceparent in the same trace whose parent
+ * is the attempt's client span, sampled or not.  Only sampled spans are
+ * queued (export.c). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/conn.h"
+#include "portico/filter.h"
+#include "portico/listener.h"
+#include "portico/request.h"
+#include "portico/trace.h"
+#include "portico/upstream.h"
+#include "portico/value.h"
+#include "portico/worker.h"
+
+static void span_str(char *dst, size_t size, pt_str_t s)
+{
+    size_t n = s.p ? (s.n < size - 1 ? s.n : size - 1) : 0;
+    if (n)
+        memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+static int64_t now_ns(pt_worker_t *w)
+{
+    return pt_worker_now_us(w) * 1000;
+}
+
+pt_trace_req_t *pt_trace_req_start(pt_conn_t *c, const pt_h1_req_t *req)
+{
+    pt_worker_t *w = c->w;
+    if (!w->tracer || c->acc->ls->kind == PT_LS_ADMIN)
+        return NULL;
+    const pt_trace_conf_t *tc = &w->conf->tracing;
+    pt_trace_req_t *t = pt_arena_zalloc(&c->arena, sizeof(*t));
+    if (!t)
+        return NULL;
+    pt_trace_parent_t par;
+    if (req) {
+        pt_trace_extract(req->headers, req->nheaders, &par);
+    } else {
+        par.source = PT_TRACE_SRC_NONE;
+        par.sampled = -1;
+        par.tslen = 0;
+    }
+    t->source = par.source;
+    if (par.source != PT_TRACE_SRC_NONE) {
+        memcpy(t->trace_id, par.trace_id, 16);
+        memcpy(t->parent_id, par.span_id, 8);
+        t->has_parent = true;
+    } else {
+        pt_trace_new_id(t->trace_id, 16);
+    }
+    pt_trace_new_id(t->span_id, 8);
+    if (tc->parent_based && par.sampled >= 0)
+        t->sampled = par.sampled == 1;
+    else
+        t->sampled = tc->always || pt_trace_rand() < tc->threshold;
+    if (par.tslen) {
+        t->tracestate = pt_arena_strndup(&c->arena, par.tracestate, par.tslen); /* the head's buffer may move */
+        t->tslen = t->tracestate ? par.tslen : 0;
+    }
+    pt_trace_hex(t->trace_id, 16, t->trace_hex);
+    t->trace_hex[32] = '\0';
+    const struct timeval *st = &c->req->ent.start;
+    t->start_ns = ((int64_t)st->tv_sec * 1000000 + st->tv_usec) * 1000;
+    return t;
+}
+
+/* ---- the fields the upstream gets ---- */
+
+size_t pt_trace_put_fields(pt_trace_req_t *t, char *dst, size_t room)
+{
+    char b[PT_TRACE_FIELDS_MAX], tid[33], sid[17];
+    pt_trace_hex(t->trace_id, 16, tid);
+    pt_trace_hex(t->span_id, 8, sid);
+    tid[32] = sid[16] = '\0';
+    /* until an attempt says otherwise (gRPC), the parent upstream is the server span */
+    int n = snprintf(b, sizeof(b), "traceparent: 00-%s-%s-%s\r\n", tid, sid, t->sampled ? "01" : "00");
+    size_t off[2] = {(size_t)n - 21, 0};
+    if (t->tslen)
+        n += snprintf(b + n, sizeof(b) - (size_t)n, "tracestate: %.*s\r\n", (int)t->tslen, t->tracestate);
+    if (t->source == PT_TRACE_SRC_B3) {
+        off[1] = (size_t)n + 4 + 33;
+        n += snprintf(b + n, sizeof(b) - (size_t)n, "b3: %s-%s-%c-%s\r\n", tid, sid, t->sampled ? '1' : '0', sid);
+    } else if (t->source == PT_TRACE_SRC_B3_MULTI) {
+        int k = snprintf(b + n, sizeof(b) - (size_t)n, "X-B3-TraceId: %s\r\nX-B3-SpanId: ", tid);
+        off[1] = (size_t)(n + k);
+        n += k;
+        n += snprintf(b + n, sizeof(b) - (size_t)n, "%s\r\nX-B3-ParentSpanId: %s\r\nX-B3-Sampled: %c\r\n", sid, sid,
+                      t->sampled ? '1' : '0');
+    }
+    if ((size_t)n >= sizeof(b) || (size_t)n > room)
+        return 0;
+    memcpy(dst, b, (size_t)n);
+    t->up_ids[0] = dst + off[0];
+    t->up_ids[1] = off[1] ? dst + off[1] : NULL;
+    return (size_t)n;
+}
+
+/* ---- client spans ---- */
+
+void pt_trace_attempt_start(pt_conn_t *c, const struct pt_target *tg)
+{
+    pt_trace_req_t *t = c->req->trace;
+    if (t->in_attempt)
+        pt_trace_attempt_end(c, 0);
+    pt_trace_new_id(t->attempt_id, 8);
+    for (int i = 0; i < 2; i++)
+        if (t->up_ids[i]) /* each attempt is the upstream's parent in turn */
+            pt_trace_hex(t->attempt_id, 8, t->up_ids[i]);
+    t->attempts++;
+    t->target = tg;
+    t->attempt_error = NULL;
+    t->attempt_start_ns = now_ns(c->w);
+    t->in_attempt = true;
+}
+
+void pt_trace_attempt_error(pt_conn_t *c, const char *type)
+{
+    pt_trace_req_t *t = c->req->trace;
+    if (t->in_attempt && !t->attempt_error)
+        t->attempt_error = type;
+}
+
+/* "host" and port of "host:port" or "[v6]:port" (as a target is written). */
+static void split_host_port(const char *hp, char *host, size_t size, int *port)
+{
+    const char *colon = strrchr(hp, ':');
+    const char *close = strrchr(hp, ']');
+    *port = 0;
+    if (colon && (!close || colon > close)) {
+        *port = atoi(colon + 1);
+        span_str(host, size, (pt_str_t){hp, (size_t)(colon - hp)});
+    } else {
+        span_str(host, size, pt_str_from(hp));
+    }
+}
+
+static void span_ids(pt_span_t *s, const pt_trace_req_t *t)
+{
+    memcpy(s->trace_id, t->trace_id, 16);
+}
+
+void pt_trace_attempt_end(pt_conn_t *c, int status)
+{
+    pt_trace_req_t *t = c->req->trace;
+    if (!t->in_attempt)
+        return;
+    t->in_attempt = false;
+    if (!t->sampled || !c->w->tracer)
+        return;
+    pt_span_t s;
+    memset(&s, 0, sizeof(s));
+    span_ids(&s, t);
+    memcpy(s.span_id, t->attempt_id, 8);
+    memcpy(s.parent_id, t->span_id, 8);
+    s.has_parent = true;
+    s.kind = PT_SPAN_CLIENT;
+    s.resend = (uint8_t)(t->attempts > 256 ? 255 : t->attempts - 1);
+    s.status = status;
+    s.start_ns = t->attempt_start_ns;
+    s.end_ns = now_ns(c->w);
+    span_str(s.method, sizeof(s.method), c->req->ent.method);
+    const pt_target_t *tg = t->target;
+    if (tg) {
+        const char *hp = tg->log_name ? tg->log_name : tg->conf ? tg->conf->address : tg->name;
+        split_host_port(hp, s.server_address, sizeof(s.server_address), &s.server_port);
+        if (tg->addrlen)
+            pt_addr_format_ip((const struct sockaddr *)&tg->addr, s.peer, sizeof(s.peer));
+    }
+    if (t->attempt_error)
+        snprintf(s.error_type, sizeof(s.error_type), "%s", t->attempt_error);
+    else if (status >= 400 || status == 0) /* a client span fails with a 4xx too (semantic conventions) */
+        snprintf(s.error_type, sizeof(s.error_type), status ? "%d" : "aborted", status);
+    pt_tracer_push(c->w->tracer, &s);
+}
+
+/* ---- the server span ---- */
+
+/* The Cache-Status the cache filter set: "hit", "fwd=uri-miss", ... */
+static void cache_status(const pt_fx_t *fx, char *dst, size_t size)
+{
+    for (size_t i = 0; fx && i < fx->nresp; i++) {
+        pt_str_t v = fx->resp[i].value;
+        if (fx->resp[i].op == PT_HDR_REMOVE || !PT_STR_IEQ(fx->resp[i].name, "cache-status"))
+            continue;
+        const char *semi = memchr(v.p, ';', v.n);
+        if (!semi)
+            continue;
+        const char *p = semi + 1, *end = v.p + v.n;
+        while (p < end && *p == ' ')
+            p++;
+        const char *e = memchr(p, ';', (size_t)(end - p));
+        span_str(dst, size, (pt_str_t){p, (size_t)((e ? e : end) - p)});
+        return;
+    }
+}
+
+static void ratelimit(const pt_fx_t *fx, char *dst, size_t size)
+{
+    if (!fx)
+        return;
+    switch (fx->limit_refused) {
+    case 'r':
+        snprintf(dst, size, "rejected: limit-req");
+        return;
+    case 'n':
+        snprintf(dst, size, "rejected: limit-conn");
+        return;
+    case 0:
+        if (fx->confs[PT_FILTER_LIMIT_REQ] || fx->confs[PT_FILTER_LIMIT_COUNT] || fx->confs[PT_FILTER_LIMIT_CONN])
+            snprintf(dst, size, "allowed");
+        return;
+    default:
+        snprintf(dst, size, "rejected: limit-count");
+        return;
+    }
+}
+
+static void server_attrs(pt_span_t *s, const pt_req_t *r)
+{
+    const pt_alog_entry_t *e = &r->ent;
+    span_str(s->method, sizeof(s->method), e->method);
+    pt_str_t path = e->target;
+    const char *q = path.p ? memchr(path.p, '?', path.n) : NULL;
+    if (q) /* the query is left out: it may carry a credential */
+        path.n = (size_t)(q - path.p);
+    span_str(s->path, sizeof(s->path), path);
+    if (r->route) {
+        const pt_route_conf_t *rc = r->route;
+        const char *rt = rc->match.paths.n == 1 && rc->match.paths.v[0] ? rc->match.paths.v[0]
+                         : rc->log_name                                 ? rc->log_name
+                                                                        : rc->name;
+        snprintf(s->route, sizeof(s->route), "%s", rt ? rt : "");
+    }
+    char host[sizeof(s->server_address)];
+    span_str(host, sizeof(host), e->host);
+    split_host_port(host, s->server_address, sizeof(s->server_address), &s->server_port);
+    if (e->peer)
+        pt_addr_format_ip(e->peer, s->peer, sizeof(s->peer));
+    if (e->protocol.n == 8) /* HTTP/1.0, HTTP/1.1, HTTP/2.0 */
+        snprintf(s->protocol, sizeof(s->protocol), "%s", e->protocol.p[5] == '2' ? "2" : e->protocol.p[7] == '0' ? "1.0" : "1.1");
+    s->status = e->status;
+    if (e->status >= 500)
+        snprintf(s->error_type, sizeof(s->error_type), "%d", e->status);
+    if (e->consumer)
+        snprintf(s->consumer, sizeof(s->consumer), "%s", e->consumer);
+    cache_status(r->fx, s->cache_status, sizeof(s->cache_status));
+    ratelimit(r->fx, s->ratelimit, sizeof(s->ratelimit));
+}
+
+void pt_trace_req_end(pt_conn_t *c)
+{
+    pt_req_t *r = c->req;
+    pt_trace_req_t *t = r->trace;
+    if (t->in_attempt) { /* never left open by the proxy; a safety net */
+        pt_trace_attempt_error(c, "aborted");
+        pt_trace_attempt_end(c, 0);
+    }
+    if (!t->sampled || !c->w->tracer)
+        return;
+    pt_span_t s;
+    memset(&s, 0, sizeof(s));
+    span_ids(&s, t);
+    memcpy(s.span_id, t->span_id, 8);
+    memcpy(s.parent_id, t->parent_id, 8);
+    s.has_parent = t->has_parent;
+    s.kind = PT_SPAN_SERVER;
+    s.start_ns = t->start_ns;
+    s.end_ns = now_ns(c->w);
+    server_attrs(&s, r);
+    pt_tracer_push(c->w->tracer, &s);
+}
