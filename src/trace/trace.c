@@ -182,7 +182,7 @@ bool pt_trace_is_field(pt_str_t n)
         return PT_STR_IEQ(n, "traceparent") || PT_STR_IEQ(n, "x-b3-spanid");
     case 12:
         return PT_STR_IEQ(n, "x-b3-traceid") || PT_STR_IEQ(n, "x-b3-sampled");
-    case 18:
+    case 17:
         return PT_STR_IEQ(n, "x-b3-parentspanid");
     default:
         return false;
