@@ -10,6 +10,7 @@ class GrpcServer:
     def __init__(self, tls=None):
         self.peers = []
         self.calls = 0
+        self.metadata = []  # of each unary call, as a dict
         h = grpc.method_handlers_generic_handler('test.Echo', {
             'Unary': grpc.unary_unary_rpc_method_handler(self.unary),
             'Fail': grpc.unary_unary_rpc_method_handler(self.fail),
@@ -40,6 +41,7 @@ class GrpcServer:
         self._seen(ctx)
         ctx.set_trailing_metadata((('x-trailer', 'yes'),))
         md = dict(ctx.invocation_metadata())
+        self.metadata.append(md)
         return b'echo:' + req + b' from ' + md.get('x-who', '-').encode()
 
     def fail(self, req, ctx):

@@ -589,6 +589,13 @@ def own_answers(c, port):
     st, s = traced('/cached/x')
     assert st == 200 and s['attrs']['portico.cache_status'] == 'hit'
     assert not [x for x in c.spans() if x['trace'] == s['trace'] and x['kind'] == 'CLIENT']
+    # a head that cannot be parsed: answered 400, and still a (root) server span
+    sk = socket.create_connection(('127.0.0.1', port), timeout=10)
+    sk.sendall(b'GET /api/x HTTP/1.1\r\nHost: t\r\nbad header line\r\n\r\n')
+    assert sk.recv(100).startswith(b'HTTP/1.1 400')
+    sk.close()
+    bad = c.wait_spans(lambda x: x['kind'] == 'SERVER' and x['attrs'].get('http.response.status_code') == 400, 1)
+    assert bad[0]['parent'] is None and not bad[0]['error']
 
 
 def test_http2_requests_have_spans(gateway, backends, collector):
@@ -609,6 +616,33 @@ def test_http2_requests_have_spans(gateway, backends, collector):
     ids = {s['id'] for s in servers}
     assert all(s['parent'] in ids for s in spans if s['kind'] == 'CLIENT')
     assert {upstream_traceparent(r)[1] for r in b.requests} == {s['id'] for s in spans if s['kind'] == 'CLIENT'}
+
+
+def test_grpc_calls_have_server_spans(gateway, collector):
+    grpc = pytest.importorskip('grpc')
+    from grpc_server import GrpcServer
+    server, c = GrpcServer(), collector()
+    port = free_port()
+    try:
+        gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true }}]
+upstreams: [{{ name: g, scheme: grpc, targets: ["127.0.0.1:{server.port}"] }}]
+routes:
+  - {{ name: echo, match: {{ paths: ["/test.Echo/*"] }}, upstream: g }}
+{tracing_block(endpoint(c))}''', workers=1)
+        with grpc.insecure_channel(f'127.0.0.1:{port}') as ch:
+            resp = ch.unary_unary('/test.Echo/Unary')(b'hi', metadata=(('traceparent', f'00-{TP_ID}-{TP_SPAN}-01'),),
+                                                      timeout=5)
+            assert resp.startswith(b'echo:hi')
+            with pytest.raises(grpc.RpcError):  # Portico's own answer: no route
+                ch.unary_unary('/other.Svc/X')(b'x', metadata=(('traceparent', f'00-{"e" * 32}-{TP_SPAN}-01'),),
+                                               timeout=5)
+        server_span = server_span_of(c, TP_ID)
+        assert server_span['parent'] == TP_SPAN and server_span['attrs']['network.protocol.version'] == '2'
+        m = TRACEPARENT_RE.match(server.metadata[0]['traceparent'])
+        assert m and m.group(1) == TP_ID and m.group(2) == server_span['id']  # no client span: the server span
+        assert server_span_of(c, 'e' * 32)['attrs']['url.path'] == '/other.Svc/X'
+    finally:
+        server.stop()
 
 
 # ---- a slow or dead collector ----
