@@ -267,7 +267,7 @@ int main(void)
     fails("an unknown template variable",
           L "routes:\n  - { respond: {}, filters: { request-headers: { set: { x-a: \"${nope}\" } } } }\n",
           "p.yaml:4:57: error: routes[0].filters.request-headers: unknown variable ${nope} (use route, param.NAME, "
-          "header.NAME, query.NAME, client_ip, request_id, host, path, scheme, query, consumer, tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)");
+          "header.NAME, query.NAME, client_ip, request_id, trace_id, host, path, scheme, query, consumer, tls_protocol, tls_client_subject, tls_client_san, tls_client_verify)");
     fails("setting Host with request-headers",
           L "routes:\n  - { respond: {}, filters: { request-headers: { set: { host: x } } } }\n",
           "p.yaml:4:57: error: routes[0].filters.request-headers: header \"host\" is set by Portico; use the route's "
