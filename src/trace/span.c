@@ -143,9 +143,16 @@ static void split_host_port(const char *hp, char *host, size_t size, int *port)
     }
 }
 
-static void span_ids(pt_span_t *s, const pt_trace_req_t *t)
+/* A span of t's trace, zeroed but for its ids and kind. */
+static void span_init(pt_span_t *s, const pt_trace_req_t *t, int kind, const uint8_t *id, const uint8_t *parent)
 {
+    memset(s, 0, sizeof(*s));
     memcpy(s->trace_id, t->trace_id, 16);
+    memcpy(s->span_id, id, 8);
+    if (parent)
+        memcpy(s->parent_id, parent, 8);
+    s->has_parent = parent != NULL;
+    s->kind = (uint8_t)kind;
 }
 
 void pt_trace_attempt_end(pt_conn_t *c, int status)
@@ -157,12 +164,7 @@ void pt_trace_attempt_end(pt_conn_t *c, int status)
     if (!t->sampled || !c->w->tracer)
         return;
     pt_span_t s;
-    memset(&s, 0, sizeof(s));
-    span_ids(&s, t);
-    memcpy(s.span_id, t->attempt_id, 8);
-    memcpy(s.parent_id, t->span_id, 8);
-    s.has_parent = true;
-    s.kind = PT_SPAN_CLIENT;
+    span_init(&s, t, PT_SPAN_CLIENT, t->attempt_id, t->span_id);
     s.resend = (uint8_t)(t->attempts > 256 ? 255 : t->attempts - 1);
     s.status = status;
     s.start_ns = t->attempt_start_ns;
@@ -267,12 +269,7 @@ void pt_trace_req_end(pt_conn_t *c)
     if (!t->sampled || !c->w->tracer)
         return;
     pt_span_t s;
-    memset(&s, 0, sizeof(s));
-    span_ids(&s, t);
-    memcpy(s.span_id, t->span_id, 8);
-    memcpy(s.parent_id, t->parent_id, 8);
-    s.has_parent = t->has_parent;
-    s.kind = PT_SPAN_SERVER;
+    span_init(&s, t, PT_SPAN_SERVER, t->span_id, t->has_parent ? t->parent_id : NULL);
     s.start_ns = t->start_ns;
     s.end_ns = now_ns(c->w);
     server_attrs(&s, r);

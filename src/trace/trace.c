@@ -45,6 +45,14 @@ static bool all_zero(const uint8_t *b, size_t n)
     return true;
 }
 
+static void set_parent(pt_trace_parent_t *out, int source, const uint8_t tid[16], const uint8_t sid[8], int sampled)
+{
+    out->source = source;
+    memcpy(out->trace_id, tid, 16);
+    memcpy(out->span_id, sid, 8);
+    out->sampled = sampled;
+}
+
 int pt_trace_parse_traceparent(pt_str_t v, pt_trace_parent_t *out)
 {
     /* 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 */
@@ -56,10 +64,7 @@ int pt_trace_parse_traceparent(pt_str_t v, pt_trace_parent_t *out)
         return -1;
     if (all_zero(tid, 16) || all_zero(sid, 8))
         return -1;
-    out->source = PT_TRACE_SRC_W3C;
-    memcpy(out->trace_id, tid, 16);
-    memcpy(out->span_id, sid, 8);
-    out->sampled = flags & 1;
+    set_parent(out, PT_TRACE_SRC_W3C, tid, sid, flags & 1);
     return 0;
 }
 
@@ -119,10 +124,7 @@ int pt_trace_parse_b3(pt_str_t v, pt_trace_parent_t *out)
         return -1;
     if (np == 4 && !b3_span_id(part[3], pid))
         return -1;
-    out->source = PT_TRACE_SRC_B3;
-    memcpy(out->trace_id, tid, 16);
-    memcpy(out->span_id, sid, 8);
-    out->sampled = sampled;
+    set_parent(out, PT_TRACE_SRC_B3, tid, sid, sampled);
     return 0;
 }
 
@@ -154,10 +156,7 @@ int pt_trace_parse_b3_multi(pt_str_t trace_id, pt_str_t span_id, pt_str_t sample
     uint8_t tid[16], sid[8];
     if (!b3_trace_id(trace_id, tid) || !b3_span_id(span_id, sid))
         return -1;
-    out->source = PT_TRACE_SRC_B3_MULTI;
-    memcpy(out->trace_id, tid, 16);
-    memcpy(out->span_id, sid, 8);
-    out->sampled = s;
+    set_parent(out, PT_TRACE_SRC_B3_MULTI, tid, sid, s);
     return 0;
 }
 
