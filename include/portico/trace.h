@@ -67,7 +67,7 @@ void pt_trace_hex(const uint8_t *b, size_t n, char *out);
  * generator seeded by pt_trace_seed. */
 void pt_trace_seed(uint64_t a, uint64_t b);
 uint64_t pt_trace_rand(void);
-void pt_trace_new_id(uint8_t *id, size_t n);
+void pt_trace_new_id(uint8_t *id, size_t n); /* n: 8 or 16 */
 
 /* ---- the spans of a request (span.c) ---- */
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/str.h"
 #include "portico/trace.h"
 
 void pt_sbuf_put(pt_sbuf_t *b, const char *s, size_t n)
@@ -66,15 +67,22 @@ static void put_hex(pt_sbuf_t *b, const uint8_t *id, size_t n)
     pt_sbuf_put(b, "\"", 1);
 }
 
+/* Every number here is a count, a port or a time: never negative. */
 static void put_i64(pt_sbuf_t *b, long long v, bool quoted)
 {
     char t[32];
-    int n = snprintf(t, sizeof(t), quoted ? "\"%lld\"" : "%lld", v);
-    pt_sbuf_put(b, t, (size_t)n);
+    size_t n = 0;
+    if (quoted)
+        t[n++] = '"';
+    n += pt_fmt_u64(t + n, v > 0 ? (unsigned long long)v : 0, 0);
+    if (quoted)
+        t[n++] = '"';
+    pt_sbuf_put(b, t, n);
 }
 
 /* The span's attributes, each given to `put` once: a string, or an int
- * (s NULL). */
+ * (s NULL).  Keys are JSON strings already, quotes and all: written as
+ * they are. */
 typedef void (*attr_fn)(pt_sbuf_t *b, const char *key, const char *s, long long i, bool *first);
 
 static void str_attr(pt_sbuf_t *b, attr_fn put, const char *key, const char *v, bool *first)
@@ -86,33 +94,41 @@ static void str_attr(pt_sbuf_t *b, attr_fn put, const char *key, const char *v, 
 static void each_attr(pt_sbuf_t *b, const pt_span_t *s, attr_fn put, bool *firstp)
 {
     bool first = *firstp;
-    str_attr(b, put, "http.request.method", s->method, &first);
+    str_attr(b, put, "\"http.request.method\"", s->method, &first);
     if (s->kind == PT_SPAN_SERVER) {
-        str_attr(b, put, "url.path", s->path, &first);
-        str_attr(b, put, "http.route", s->route, &first);
-        str_attr(b, put, "network.protocol.version", s->protocol, &first);
+        str_attr(b, put, "\"url.path\"", s->path, &first);
+        str_attr(b, put, "\"http.route\"", s->route, &first);
+        str_attr(b, put, "\"network.protocol.version\"", s->protocol, &first);
     }
-    str_attr(b, put, "server.address", s->server_address, &first);
+    str_attr(b, put, "\"server.address\"", s->server_address, &first);
     if (s->server_port)
-        put(b, "server.port", NULL, s->server_port, &first);
-    str_attr(b, put, "network.peer.address", s->peer, &first);
+        put(b, "\"server.port\"", NULL, s->server_port, &first);
+    str_attr(b, put, "\"network.peer.address\"", s->peer, &first);
     if (s->status)
-        put(b, "http.response.status_code", NULL, s->status, &first);
+        put(b, "\"http.response.status_code\"", NULL, s->status, &first);
     if (s->kind == PT_SPAN_CLIENT && s->resend)
-        put(b, "http.request.resend_count", NULL, s->resend, &first);
-    str_attr(b, put, "error.type", s->error_type, &first);
-    str_attr(b, put, "portico.consumer", s->consumer, &first);
-    str_attr(b, put, "portico.cache_status", s->cache_status, &first);
-    str_attr(b, put, "portico.ratelimit", s->ratelimit, &first);
+        put(b, "\"http.request.resend_count\"", NULL, s->resend, &first);
+    str_attr(b, put, "\"error.type\"", s->error_type, &first);
+    str_attr(b, put, "\"portico.consumer\"", s->consumer, &first);
+    str_attr(b, put, "\"portico.cache_status\"", s->cache_status, &first);
+    str_attr(b, put, "\"portico.ratelimit\"", s->ratelimit, &first);
     *firstp = first;
 }
 
-static void span_name(const pt_span_t *s, char *buf, size_t size)
+/* "GET /users/:id" for a server span with a route, else the method. */
+static void put_name(pt_sbuf_t *b, const pt_span_t *s)
 {
-    if (s->kind == PT_SPAN_SERVER && s->route[0])
-        snprintf(buf, size, "%s %s", s->method[0] ? s->method : "HTTP", s->route);
-    else
-        snprintf(buf, size, "%s", s->method[0] ? s->method : "HTTP");
+    char name[sizeof(s->method) + 1 + sizeof(s->route)];
+    size_t m = strlen(s->method[0] ? s->method : "HTTP"), n = m;
+    memcpy(name, s->method[0] ? s->method : "HTTP", m);
+    if (s->kind == PT_SPAN_SERVER && s->route[0]) {
+        size_t r = strlen(s->route);
+        name[n++] = ' ';
+        memcpy(name + n, s->route, r);
+        n += r;
+    }
+    name[n] = '\0';
+    pt_sbuf_json_str(b, name);
 }
 
 /* ---- OTLP ---- */
@@ -121,7 +137,7 @@ static void otlp_attr(pt_sbuf_t *b, const char *key, const char *s, long long i,
 {
     put_cs(b, *first ? "{\"key\":" : ",{\"key\":");
     *first = false;
-    pt_sbuf_json_str(b, key);
+    put_cs(b, key);
     if (s) {
         put_cs(b, ",\"value\":{\"stringValue\":");
         pt_sbuf_json_str(b, s);
@@ -139,8 +155,6 @@ static bool is_error(const pt_span_t *s)
 
 static void otlp_span(pt_sbuf_t *b, const pt_span_t *s)
 {
-    char name[160];
-    span_name(s, name, sizeof(name));
     put_cs(b, "{\"traceId\":");
     put_hex(b, s->trace_id, 16);
     put_cs(b, ",\"spanId\":");
@@ -150,7 +164,7 @@ static void otlp_span(pt_sbuf_t *b, const pt_span_t *s)
         put_hex(b, s->parent_id, 8);
     }
     put_cs(b, ",\"name\":");
-    pt_sbuf_json_str(b, name);
+    put_name(b, s);
     put_cs(b, s->kind == PT_SPAN_SERVER ? ",\"kind\":2" : ",\"kind\":3"); /* SPAN_KIND_SERVER, SPAN_KIND_CLIENT */
     put_cs(b, ",\"startTimeUnixNano\":");
     put_i64(b, s->start_ns, true);
@@ -184,7 +198,7 @@ static void zipkin_tag(pt_sbuf_t *b, const char *key, const char *s, long long i
 {
     put_cs(b, *first ? "" : ",");
     *first = false;
-    pt_sbuf_json_str(b, key);
+    put_cs(b, key);
     put_cs(b, ":");
     if (s) {
         pt_sbuf_json_str(b, s);
@@ -195,8 +209,6 @@ static void zipkin_tag(pt_sbuf_t *b, const char *key, const char *s, long long i
 
 static void zipkin_span(pt_sbuf_t *b, const pt_trace_conf_t *tc, const pt_span_t *s)
 {
-    char name[160];
-    span_name(s, name, sizeof(name));
     put_cs(b, "{\"traceId\":");
     put_hex(b, s->trace_id, 16);
     put_cs(b, ",\"id\":");
@@ -206,7 +218,7 @@ static void zipkin_span(pt_sbuf_t *b, const pt_trace_conf_t *tc, const pt_span_t
         put_hex(b, s->parent_id, 8);
     }
     put_cs(b, s->kind == PT_SPAN_SERVER ? ",\"kind\":\"SERVER\",\"name\":" : ",\"kind\":\"CLIENT\",\"name\":");
-    pt_sbuf_json_str(b, name);
+    put_name(b, s);
     int64_t us = s->start_ns / 1000, dur = (s->end_ns - s->start_ns) / 1000;
     put_cs(b, ",\"timestamp\":");
     put_i64(b, us, false);
@@ -228,7 +240,7 @@ static void zipkin_span(pt_sbuf_t *b, const pt_trace_conf_t *tc, const pt_span_t
     bool first = true;
     each_attr(b, s, zipkin_tag, &first);
     if (is_error(s))
-        zipkin_tag(b, "error", s->error_type, 0, &first); /* Zipkin's mark of a failed span */
+        zipkin_tag(b, "\"error\"", s->error_type, 0, &first); /* Zipkin's mark of a failed span */
     put_cs(b, "}}");
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/assert.h"
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/listener.h"
@@ -25,6 +26,17 @@ static void span_str(char *dst, size_t size, pt_str_t s)
     if (n)
         memcpy(dst, s.p, n);
     dst[n] = '\0';
+}
+
+static void span_cs(char *dst, size_t size, const char *s)
+{
+    span_str(dst, size, pt_str_from(s ? s : ""));
+}
+
+/* A status as error.type: "503". */
+static void span_status(char *dst, int status)
+{
+    dst[pt_fmt_u64(dst, (unsigned)status, 0)] = '\0';
 }
 
 static int64_t now_ns(pt_worker_t *w)
@@ -75,33 +87,61 @@ pt_trace_req_t *pt_trace_req_start(pt_conn_t *c, const pt_h1_req_t *req)
 
 /* ---- the fields the upstream gets ---- */
 
+/* Appends n bytes at *p (the caller has checked the room). */
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
 size_t pt_trace_put_fields(pt_trace_req_t *t, char *dst, size_t room)
 {
-    char b[PT_TRACE_FIELDS_MAX], tid[33], sid[17];
-    pt_trace_hex(t->trace_id, 16, tid);
+    /* on every traced request, sampled or not: plain copies, no printf */
+    const char *tid = t->trace_hex;
+    char sid[16];
     pt_trace_hex(t->span_id, 8, sid);
-    tid[32] = sid[16] = '\0';
-    /* until an attempt says otherwise (gRPC), the parent upstream is the server span */
-    int n = snprintf(b, sizeof(b), "traceparent: 00-%s-%s-%s\r\n", tid, sid, t->sampled ? "01" : "00");
-    size_t off[2] = {(size_t)n - 21, 0};
-    if (t->tslen)
-        n += snprintf(b + n, sizeof(b) - (size_t)n, "tracestate: %.*s\r\n", (int)t->tslen, t->tracestate);
-    if (t->source == PT_TRACE_SRC_B3) {
-        off[1] = (size_t)n + 4 + 33;
-        n += snprintf(b + n, sizeof(b) - (size_t)n, "b3: %s-%s-%c-%s\r\n", tid, sid, t->sampled ? '1' : '0', sid);
-    } else if (t->source == PT_TRACE_SRC_B3_MULTI) {
-        int k = snprintf(b + n, sizeof(b) - (size_t)n, "X-B3-TraceId: %s\r\nX-B3-SpanId: ", tid);
-        off[1] = (size_t)(n + k);
-        n += k;
-        n += snprintf(b + n, sizeof(b) - (size_t)n, "%s\r\nX-B3-ParentSpanId: %s\r\nX-B3-Sampled: %c\r\n", sid, sid,
-                      t->sampled ? '1' : '0');
-    }
-    if ((size_t)n >= sizeof(b) || (size_t)n > room)
+    size_t need = 70 + (t->tslen ? 14 + t->tslen : 0) + (t->source == PT_TRACE_SRC_B3 ? 74 : 0) +
+                  (t->source == PT_TRACE_SRC_B3_MULTI ? 133 : 0);
+    if (need > room)
         return 0;
-    memcpy(dst, b, (size_t)n);
-    t->up_ids[0] = dst + off[0];
-    t->up_ids[1] = off[1] ? dst + off[1] : NULL;
-    return (size_t)n;
+    char *p = dst, *ids[2] = {NULL, NULL};
+    /* until an attempt says otherwise (gRPC), the parent upstream is the server span */
+    p = PUT_LIT(p, "traceparent: 00-");
+    p = put(p, tid, 32);
+    *p++ = '-';
+    ids[0] = p;
+    p = put(p, sid, 16);
+    p = put(p, t->sampled ? "-01\r\n" : "-00\r\n", 5);
+    if (t->tslen) {
+        p = PUT_LIT(p, "tracestate: ");
+        p = put(p, t->tracestate, t->tslen);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (t->source == PT_TRACE_SRC_B3) { /* b3: TRACE-SPAN-SAMPLED-PARENT */
+        p = PUT_LIT(p, "b3: ");
+        p = put(p, tid, 32);
+        *p++ = '-';
+        ids[1] = p;
+        p = put(p, sid, 16);
+        p = put(p, t->sampled ? "-1-" : "-0-", 3);
+        p = put(p, sid, 16);
+        p = PUT_LIT(p, "\r\n");
+    } else if (t->source == PT_TRACE_SRC_B3_MULTI) {
+        p = PUT_LIT(p, "X-B3-TraceId: ");
+        p = put(p, tid, 32);
+        p = PUT_LIT(p, "\r\nX-B3-SpanId: ");
+        ids[1] = p;
+        p = put(p, sid, 16);
+        p = PUT_LIT(p, "\r\nX-B3-ParentSpanId: ");
+        p = put(p, sid, 16);
+        p = put(p, t->sampled ? "\r\nX-B3-Sampled: 1\r\n" : "\r\nX-B3-Sampled: 0\r\n", 19);
+    }
+    PT_ASSERT((size_t)(p - dst) <= need);
+    t->up_ids[0] = ids[0];
+    t->up_ids[1] = ids[1];
+    return (size_t)(p - dst);
 }
 
 /* ---- client spans ---- */
@@ -144,6 +184,21 @@ static void split_host_port(const char *hp, char *host, size_t size, int *port)
 }
 
 /* A span of t's trace, zeroed but for its ids and kind. */
+/* A target's address as text, formatted again only when the target or
+ * its address (a new resolution) changes: most spans go to the same. */
+static void target_ip(const pt_target_t *tg, char *dst, size_t size)
+{
+    static const pt_target_t *last;
+    static struct sockaddr_storage last_addr;
+    static char text[48];
+    if (tg != last || memcmp(&last_addr, &tg->addr, sizeof(last_addr)) != 0) {
+        pt_addr_format_ip((const struct sockaddr *)&tg->addr, text, sizeof(text));
+        last = tg;
+        memcpy(&last_addr, &tg->addr, sizeof(last_addr));
+    }
+    span_cs(dst, size, text);
+}
+
 static void span_init(pt_span_t *s, const pt_trace_req_t *t, int kind, const uint8_t *id, const uint8_t *parent)
 {
     memset(s, 0, sizeof(*s));
@@ -175,12 +230,12 @@ void pt_trace_attempt_end(pt_conn_t *c, int status)
         const char *hp = tg->log_name ? tg->log_name : tg->conf ? tg->conf->address : tg->name;
         split_host_port(hp, s.server_address, sizeof(s.server_address), &s.server_port);
         if (tg->addrlen)
-            pt_addr_format_ip((const struct sockaddr *)&tg->addr, s.peer, sizeof(s.peer));
+            target_ip(tg, s.peer, sizeof(s.peer));
     }
     if (t->attempt_error)
-        snprintf(s.error_type, sizeof(s.error_type), "%s", t->attempt_error);
+        span_cs(s.error_type, sizeof(s.error_type), t->attempt_error);
     else if (status >= 400 || status == 0) /* a client span fails with a 4xx too (semantic conventions) */
-        snprintf(s.error_type, sizeof(s.error_type), status ? "%d" : "aborted", status);
+        status ? span_status(s.error_type, status) : span_cs(s.error_type, sizeof(s.error_type), "aborted");
     pt_tracer_push(c->w->tracer, &s);
 }
 
@@ -211,17 +266,17 @@ static void ratelimit(const pt_fx_t *fx, char *dst, size_t size)
         return;
     switch (fx->limit_refused) {
     case 'r':
-        snprintf(dst, size, "rejected: limit-req");
+        span_cs(dst, size, "rejected: limit-req");
         return;
     case 'n':
-        snprintf(dst, size, "rejected: limit-conn");
+        span_cs(dst, size, "rejected: limit-conn");
         return;
     case 0:
         if (fx->confs[PT_FILTER_LIMIT_REQ] || fx->confs[PT_FILTER_LIMIT_COUNT] || fx->confs[PT_FILTER_LIMIT_CONN])
-            snprintf(dst, size, "allowed");
+            span_cs(dst, size, "allowed");
         return;
     default:
-        snprintf(dst, size, "rejected: limit-count");
+        span_cs(dst, size, "rejected: limit-count");
         return;
     }
 }
@@ -240,20 +295,20 @@ static void server_attrs(pt_span_t *s, const pt_req_t *r)
         const char *rt = rc->match.paths.n == 1 && rc->match.paths.v[0] ? rc->match.paths.v[0]
                          : rc->log_name                                 ? rc->log_name
                                                                         : rc->name;
-        snprintf(s->route, sizeof(s->route), "%s", rt ? rt : "");
+        span_cs(s->route, sizeof(s->route), rt);
     }
     char host[sizeof(s->server_address)];
     span_str(host, sizeof(host), e->host);
     split_host_port(host, s->server_address, sizeof(s->server_address), &s->server_port);
-    if (e->peer)
-        pt_addr_format_ip(e->peer, s->peer, sizeof(s->peer));
+    span_str(s->peer, sizeof(s->peer), pt_conn_peer_ip(r->c)); /* formatted once per connection */
     if (e->protocol.n == 8) /* HTTP/1.0, HTTP/1.1, HTTP/2.0 */
-        snprintf(s->protocol, sizeof(s->protocol), "%s", e->protocol.p[5] == '2' ? "2" : e->protocol.p[7] == '0' ? "1.0" : "1.1");
+        span_cs(s->protocol, sizeof(s->protocol),
+                e->protocol.p[5] == '2' ? "2" : e->protocol.p[7] == '0' ? "1.0" : "1.1");
     s->status = e->status;
     if (e->status >= 500)
-        snprintf(s->error_type, sizeof(s->error_type), "%d", e->status);
+        span_status(s->error_type, e->status);
     if (e->consumer)
-        snprintf(s->consumer, sizeof(s->consumer), "%s", e->consumer);
+        span_cs(s->consumer, sizeof(s->consumer), e->consumer);
     cache_status(r->fx, s->cache_status, sizeof(s->cache_status));
     ratelimit(r->fx, s->ratelimit, sizeof(s->ratelimit));
 }

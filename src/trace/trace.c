@@ -8,14 +8,20 @@
 
 #include "portico/trace.h"
 
-static const char hexdigits[] = "0123456789abcdef";
+/* Two digits per byte from one table: ids are written on every traced
+ * request, sampled or not. */
+static const char hexpairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f"
+    "303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f"
+    "909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+    "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 void pt_trace_hex(const uint8_t *b, size_t n, char *out)
 {
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdigits[b[i] >> 4];
-        out[2 * i + 1] = hexdigits[b[i] & 15];
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, hexpairs + 2 * b[i], 2);
 }
 
 /* Lowercase hex only: the specifications say so, and an uppercase id is
@@ -291,11 +297,14 @@ uint64_t pt_trace_rand(void)
 
 void pt_trace_new_id(uint8_t *id, size_t n)
 {
+    /* n is 8 or 16: whole words; all zeros (one draw in 2^64) is redrawn */
+    uint64_t any;
     do {
-        for (size_t i = 0; i < n; i += 8) {
+        any = 0;
+        for (size_t i = 0; i + 8 <= n; i += 8) {
             uint64_t r = pt_trace_rand();
-            size_t k = n - i < 8 ? n - i : 8;
-            memcpy(id + i, &r, k);
+            memcpy(id + i, &r, 8);
+            any |= r;
         }
-    } while (all_zero(id, n));
+    } while (!any);
 }

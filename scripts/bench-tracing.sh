@@ -1,0 +1,35 @@
+#!/bin/sh
+# scripts/bench-tracing.sh [bench/run options]: tracing against the plain
+# route, side by side (../shared/bench/run): tracing with sample 0 (ids made
+# and propagated, nothing recorded), 0.01 and 1, exporting OTLP JSON to a
+# collector stub this script starts on a free port (and stops).
+# Default: req/s (-c 64 -d 5 -k 3); pass --instructions ... for callgrind.
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+dir=$(mktemp -d)
+cport=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+/usr/bin/python3 - "$cport" > /dev/null 2>&1 <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('content-length', 0)))
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+PY
+cpid=$!
+trap 'kill "$cpid" 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+[ $# -eq 0 ] && set -- -c 64 -d 5 -k 3
+b="$here/scripts/bench-portico.sh"
+t="tracing: { endpoint: \"http://127.0.0.1:$cport/v1/traces\", interval: 1s, sample"
+targets="plain=cmd:$b"
+targets="$targets|sample-0=cmd:PORTICO_BENCH_EXTRA='$t: 0 }' $b"
+targets="$targets|sample-1pct=cmd:PORTICO_BENCH_EXTRA='$t: 0.01 }' $b"
+targets="$targets|sample-all=cmd:PORTICO_BENCH_EXTRA='$t: 1 }' $b"
+IFS='|'
+# shellcheck disable=SC2086
+"$here/../shared/bench/run" --base plain "$@" $targets
