@@ -252,6 +252,24 @@ def test_retries_are_several_client_spans(gateway, backends, collector):
     assert server['attrs']['error.type'] == '503'
 
 
+def test_client_vanishing_mid_request_still_ends_its_spans(gateway, backends, collector):
+    b, c = backends(), collector()
+    port = free_port()
+    gateway(config(port, b.port, endpoint(c), more_routes='  - { name: slow, match: { paths: [/slow] }, upstream: up }'),
+            workers=1)
+    sk = socket.create_connection(('127.0.0.1', port), timeout=10)
+    sk.sendall(f'GET /slow?ms=1500 HTTP/1.1\r\nHost: t\r\ntraceparent: 00-{TP_ID}-{TP_SPAN}-01\r\n\r\n'.encode())
+    wait_for(lambda: len(b.requests) == 1, what='the request upstream')
+    sk.close()  # gone before the answer
+    spans = c.wait_spans(lambda s: s['trace'] == TP_ID, 2)
+    server = [s for s in spans if s['kind'] == 'SERVER'][0]
+    client = [s for s in spans if s['kind'] == 'CLIENT'][0]
+    assert client['parent'] == server['id']
+    # the upstream's answer came (the client's close is seen when writing), or the attempt was cut short
+    assert client['attrs'].get('http.response.status_code') == 200 or client['attrs']['error.type'] == 'aborted'
+    assert request(port, 'GET', '/api/after')[0] == 200  # and the worker goes on
+
+
 def test_failed_connect_client_span_has_error_type(gateway, backends, collector):
     b, c = backends(), collector()
     port, dead = free_port(), dead_port()
