@@ -243,6 +243,7 @@ typedef struct pt_route_conf {
     bool rewrite_location; /* strip_prefix goes back into Location and Content-Location */
     char *upstream_host;
     int64_t max_body_size; /* 0: no limit */
+    bool tracing;          /* false: no spans, the client's trace fields go upstream untouched */
     pt_filterset_t filters;
     const void *const *fconf; /* effective: route over global; NULL when no filter is on */
     struct {

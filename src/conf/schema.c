@@ -706,6 +706,9 @@ static const pt_directive_t route_keys[] = {
      NULL, "The Host header sent upstream. Unset: the client's Host is passed through."},
     {"max_body_size", PT_T_SIZE, F(pt_route_conf_t, max_body_size), "0", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Largest request body; larger gets 413 before anything reaches the upstream. 0: no limit."},
+    {"tracing", PT_T_BOOL, F(pt_route_conf_t, tracing), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "With a tracing block: false records no span for the route's requests, and their traceparent, tracestate "
+     "and B3 fields go upstream as the client sent them, as if Portico were not tracing."},
     {"respond", PT_T_SECTION, F(pt_route_conf_t, respond), NULL, 0, 0, NULL, &respond_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "Portico answers the request itself."},
     {"filters", PT_T_CUSTOM, F(pt_route_conf_t, filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,

@@ -1163,7 +1163,7 @@ size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_rout
         .slashes = pt_path_slashes(c->acc->ls->conf),
         .path_plain = c->req->path_plain,
         .stripped = stripped,
-        .trace = c->req->trace,
+        .trace = r->tracing ? c->req->trace : NULL,
     };
     if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
         pt_req_set_id(c->req, f.request_id);

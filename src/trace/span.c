@@ -184,6 +184,12 @@ static void split_host_port(const char *hp, char *host, size_t size, int *port)
 }
 
 /* A span of t's trace, zeroed but for its ids and kind. */
+/* Are t's spans queued: sampled, and not on a route with tracing: false? */
+static bool recorded(const pt_conn_t *c, const pt_trace_req_t *t)
+{
+    return t->sampled && c->w->tracer && !(c->req->route && !c->req->route->tracing);
+}
+
 /* A target's address as text, formatted again only when the target or
  * its address (a new resolution) changes: most spans go to the same. */
 static void target_ip(const pt_target_t *tg, char *dst, size_t size)
@@ -216,7 +222,7 @@ void pt_trace_attempt_end(pt_conn_t *c, int status)
     if (!t->in_attempt)
         return;
     t->in_attempt = false;
-    if (!t->sampled || !c->w->tracer)
+    if (!recorded(c, t))
         return;
     pt_span_t s;
     span_init(&s, t, PT_SPAN_CLIENT, t->attempt_id, t->span_id);
@@ -321,7 +327,7 @@ void pt_trace_req_end(pt_conn_t *c)
         pt_trace_attempt_error(c, "aborted");
         pt_trace_attempt_end(c, 0);
     }
-    if (!t->sampled || !c->w->tracer)
+    if (!recorded(c, t))
         return;
     pt_span_t s;
     span_init(&s, t, PT_SPAN_SERVER, t->span_id, t->has_parent ? t->parent_id : NULL);

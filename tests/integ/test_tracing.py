@@ -758,6 +758,25 @@ routes:
     assert r.header('traceparent') == bad and r.header('b3') == '1' and r.header('tracestate') == 'a=1'
 
 
+def test_route_with_tracing_false(gateway, backends, collector):
+    b, c = backends(), collector()
+    port = free_port()
+    gateway(config(port, b.port, endpoint(c),
+                   more_routes='  - { name: quiet, match: { paths: ["/quiet/*"] }, upstream: up, tracing: false }'),
+            workers=1)
+    bad = f'00-{TP_ID.upper()}-{TP_SPAN}-01'
+    st, _, _ = request(port, 'GET', '/quiet/x', headers={'traceparent': bad, 'tracestate': 'a=1', 'b3': '1'})
+    assert st == 200
+    r = b.requests[-1]
+    assert r.header('traceparent') == bad and r.header('tracestate') == 'a=1' and r.header('b3') == '1'
+    st, _, _ = request(port, 'GET', '/quiet/y', headers={'traceparent': f'00-{TP_ID}-{TP_SPAN}-01'})
+    assert b.requests[-1].header('traceparent') == f'00-{TP_ID}-{TP_SPAN}-01'
+    marker = 'a' * 32
+    request(port, 'GET', '/api/x', headers={'traceparent': f'00-{marker}-{TP_SPAN}-01'})
+    c.wait_spans(lambda s: s['trace'] == marker, 2)
+    assert not [s for s in c.spans() if s['trace'] == TP_ID or s['attrs'].get('url.path', '').startswith('/quiet')]
+
+
 # ---- configuration ----
 
 @pytest.mark.parametrize('extra,message', [
