@@ -21,6 +21,7 @@ typedef struct pt_trace_conf {
     int exporter;          /* enum pt_trace_exporter */
     char *endpoint;        /* http:// or https:// URL the batches are POSTed to */
     char *service_name;
+    pt_kvlist_t headers;   /* more fields for the collector (an API key): secrets */
     int64_t batch_size;    /* spans per export at most */
     int64_t queue_size;    /* spans a worker holds at most; more are dropped */
     int64_t interval;      /* ms: a batch goes out at least this often */

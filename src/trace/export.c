@@ -46,6 +46,8 @@ struct pt_tracer {
     bool kick_pending;
     char host[300];
     char *target;
+    char *fields;      /* Content-Type, User-Agent and the configured headers */
+    char *log_url;     /* the endpoint without its query (it may hold a key) */
     /* failures since the last report */
     int64_t last_log_ms;
     uint64_t failures_unreported, dropped_unreported;
@@ -79,7 +81,7 @@ static void report_failure(pt_tracer_t *tr, const char *why, size_t spans)
         return;
     pt_log_warn("tracing: export to %s failed: %s; %llu export%s failed and %llu spans were dropped since the last "
                 "report",
-                tr->tc->endpoint, why, (unsigned long long)tr->failures_unreported,
+                tr->log_url, why, (unsigned long long)tr->failures_unreported,
                 tr->failures_unreported == 1 ? "" : "s", (unsigned long long)tr->dropped_unreported);
     tr->last_log_ms = now;
     tr->failures_unreported = tr->dropped_unreported = 0;
@@ -141,7 +143,7 @@ static void export_batch(pt_tracer_t *tr)
         .method = "POST",
         .target = pt_str_from(tr->target),
         .host = pt_str_from(tr->host),
-        .headers = PT_STR("Content-Type: application/json\r\nUser-Agent: portico/" PACKAGE_VERSION "\r\n"),
+        .headers = pt_str_from(tr->fields),
         .body = {tr->body.p, tr->body.n},
         .timeout_ms = tr->tc->timeout,
     };
@@ -182,6 +184,22 @@ void pt_tracer_push(pt_tracer_t *tr, const pt_span_t *s)
     }
 }
 
+/* The fields of every export: ours, then the configured ones. */
+static char *collector_fields(const pt_trace_conf_t *tc)
+{
+    static const char ours[] = "Content-Type: application/json\r\nUser-Agent: portico/" PACKAGE_VERSION "\r\n";
+    size_t n = sizeof(ours);
+    for (size_t i = 0; i < tc->headers.n; i++)
+        n += strlen(tc->headers.v[i].key) + strlen(tc->headers.v[i].value) + 4;
+    char *s = malloc(n), *p = s;
+    if (!s)
+        return NULL;
+    p += sprintf(p, "%s", ours);
+    for (size_t i = 0; i < tc->headers.n; i++)
+        p += sprintf(p, "%s: %s\r\n", tc->headers.v[i].key, tc->headers.v[i].value);
+    return s;
+}
+
 pt_tracer_t *pt_tracer_start(pt_worker_t *w)
 {
     const pt_trace_conf_t *tc = &w->conf->tracing;
@@ -189,15 +207,20 @@ pt_tracer_t *pt_tracer_start(pt_worker_t *w)
     pt_span_t *ring = calloc((size_t)tc->queue_size, sizeof(*ring));
     const pt_uri_t *u = tc->uri;
     char *target = u ? malloc(strlen(u->path_query) + 2) : NULL;
+    char *fields = collector_fields(tc), *log_url = strndup(tc->endpoint, strcspn(tc->endpoint, "?"));
     const pt_upstream_conf_t *uc = u ? pt_conf_uri_upstream(w->conf, u) : NULL; /* synth.c made it */
-    if (!tr || !ring || !target || !uc) {
+    if (!tr || !ring || !target || !fields || !log_url || !uc) {
         free(tr);
         free(ring);
         free(target);
-        pt_log_error("cannot start tracing: %s", uc ? "out of memory" : "no upstream for the endpoint");
+        free(fields);
+        free(log_url);
+        pt_log_error("cannot start tracing: %s", uc || !u ? "out of memory" : "no upstream for the endpoint");
         return NULL;
     }
     sprintf(target, "%s%s", u->path_query[0] == '?' ? "/" : "", u->path_query);
+    tr->fields = fields;
+    tr->log_url = log_url;
     bool dflt = u->port == (u->https ? 443 : 80);
     snprintf(tr->host, sizeof(tr->host), dflt ? "%s" : "%s:%d", u->host, u->port);
     tr->magic = PT_TRACER_MAGIC;
@@ -251,6 +274,8 @@ void pt_tracer_stop(pt_tracer_t *tr, int64_t timeout_ms)
     COUNT(tr, trace_dropped, tr->count);
     free(tr->ring);
     free(tr->target);
+    free(tr->fields);
+    free(tr->log_url);
     free(tr->body.p);
     tr->magic = 0;
     free(tr);

@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "portico/conf.h"
 #include "portico/config.h"
+#include "portico/http.h"
 #include "portico/schema.h"
 #include "portico/trace.h"
 #include "portico/value.h"
@@ -43,6 +45,23 @@ static int check_tracing(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
         pt_conf_error_key(cc, n, "queue_size", "queue_size (%lld) must be at least batch_size (%lld)",
                           (long long)tc->queue_size, (long long)tc->batch_size);
         return -1;
+    }
+    for (size_t i = 0; i < tc->headers.n; i++) {
+        const char *name = tc->headers.v[i].key, *why = pt_value_field_text(tc->headers.v[i].value, false);
+        bool token = name[0] != '\0';
+        for (const char *q = name; *q; q++)
+            token &= pt_http_is_tchar((unsigned char)*q) != 0;
+        if (!token || why) {
+            pt_conf_error_key(cc, n, "headers", "\"%s\": %s", name, !token ? "not a field name" : why);
+            return -1;
+        }
+        static const char *const ours[] = {"host", "content-length", "content-type", "transfer-encoding",
+                                           "connection", "user-agent"};
+        for (size_t k = 0; k < sizeof(ours) / sizeof(ours[0]); k++)
+            if (strcasecmp(name, ours[k]) == 0) {
+                pt_conf_error_key(cc, n, "headers", "\"%s\" is set by Portico", name);
+                return -1;
+            }
     }
     tc->always = tc->sample >= 1;
     tc->threshold = tc->sample <= 0 ? 0 : tc->always ? UINT64_MAX : (uint64_t)ldexp(tc->sample, 64);
@@ -80,6 +99,9 @@ static const pt_directive_t tracing_keys[] = {
      "Where batches are POSTed: http:// or https:// (verified against the system's CAs), e.g. "
      "http://collector:4318/v1/traces or http://zipkin:9411/api/v2/spans. A host that is the name of an upstream "
      "goes to that upstream; any other host gets an upstream of its own, named by scheme, host and port."},
+    {"headers", PT_T_KVMAP, T(headers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
+     "More header fields for the collector, such as an API key (Authorization: \"Bearer ${OTLP_TOKEN}\"). "
+     "Content-Type, Content-Length, Host, User-Agent and Connection are Portico's."},
     {"service_name", PT_T_STR, T(service_name), "portico", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The service.name of the spans (Zipkin's localEndpoint.serviceName)."},
     {"batch_size", PT_T_INT, T(batch_size), "512", 1, 8192, NULL, NULL, NULL, NULL, NULL, 0, NULL,
@@ -87,7 +109,7 @@ static const pt_directive_t tracing_keys[] = {
      "interval otherwise; one export is in flight at a time per worker."},
     {"interval", PT_T_DURATION, T(interval), "5s", 10, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "How often a worker sends the spans it holds when fewer than batch_size."},
-    {"queue_size", PT_T_INT, T(queue_size), "2048", 1, 1000000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+    {"queue_size", PT_T_INT, T(queue_size), "2048", 1, 65536, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "The most finished spans a worker holds while an export is in flight or the collector is slow or down "
      "(about 800 bytes each, allocated when the worker starts). A span past it is dropped and counted "
      "(tracing.dropped in /status), as are the spans of a failed export (tracing.failed_exports): a request never "

@@ -31,6 +31,7 @@ class Collector:
     def __init__(self, mode='ok'):
         self.mode = mode
         self.posts = []  # (path, content-type, parsed body)
+        self.headers = []  # of each POST, names in lower case
         self.lock = threading.Lock()
         self.release = threading.Event()
         me = self
@@ -43,6 +44,7 @@ class Collector:
                 body = self.rfile.read(n)
                 with me.lock:
                     me.posts.append((self.path, self.headers.get('content-type'), json.loads(body)))
+                    me.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if me.mode == 'hang':
                     while not me.release.is_set():  # until the client gives up
                         r, _, _ = select.select([self.connection], [], [], 0.05)
@@ -662,7 +664,7 @@ routes:
 def test_collector_down_requests_go_on_and_drops_are_counted(gateway, backends):
     b = backends()
     port, admin = free_port(), free_port()
-    g = gateway(config(port, b.port, f'http://127.0.0.1:{dead_port()}/v1/traces', admin=admin,
+    g = gateway(config(port, b.port, f'http://127.0.0.1:{dead_port()}/v1/traces?key=sekrit', admin=admin,
                        tracing_extra='  batch_size: 2\n  queue_size: 4'), workers=1)
     for i in range(30):
         st, h, _ = request(port, 'GET', f'/api/{i}')
@@ -672,6 +674,7 @@ def test_collector_down_requests_go_on_and_drops_are_counted(gateway, backends):
     assert t['exported'] == 0 and t['dropped'] >= 2 * t['failed_exports'] and t['dropped'] > 0
     assert t['dropped'] <= 60
     assert g.count(r'tracing: export to http://127\.0\.0\.1:\d+/v1/traces failed') == 1  # once a minute at most
+    assert 'sekrit' not in g.log()  # the endpoint's query may hold a key
 
 
 def test_collector_hanging_requests_go_on(gateway, backends, collector):
@@ -773,6 +776,23 @@ def test_route_with_tracing_false(gateway, backends, collector):
     assert not [s for s in c.spans() if s['trace'] == TP_ID or s['attrs'].get('url.path', '').startswith('/quiet')]
 
 
+def test_collector_headers_are_sent_and_kept_secret(gateway, backends, collector):
+    b, c = backends(), collector()
+    port, admin = free_port(), free_port()
+    token = 'otlp-token-0123456789'
+    g = gateway(config(port, b.port, endpoint(c, '/v1/traces?tenant=t1'), admin=admin,
+                       tracing_extra='  headers: { Authorization: "Bearer ${OTLP_TOKEN}", x-scope: edge }'),
+                workers=1, env={'OTLP_TOKEN': token})
+    request(port, 'GET', '/api/x')
+    c.wait_spans(lambda s: True, 2)
+    assert c.headers[0]['authorization'] == f'Bearer {token}' and c.headers[0]['x-scope'] == 'edge'
+    assert c.headers[0]['content-type'] == 'application/json' and c.posts[0][0] == '/v1/traces?tenant=t1'
+    st, _, body = request(admin, 'GET', '/config')
+    assert st == 200 and token not in body.decode()
+    r = run_portico('-T', '-c', g.conf, env=dict(os.environ, OTLP_TOKEN=token))
+    assert r.returncode == 0 and token not in r.stdout and 'tracing' in r.stdout, r.stdout + r.stderr
+
+
 # ---- configuration ----
 
 @pytest.mark.parametrize('extra,message', [
@@ -781,6 +801,10 @@ def test_route_with_tracing_false(gateway, backends, collector):
     ('  exporter: jaeger', r'exporter'),
     ('  batch_size: 100\n  queue_size: 10', r'queue_size \(10\) must be at least batch_size \(100\)'),
     ('  interval: 1ms', r'interval'),
+    ('  headers: { "bad name": x }', r'headers: "bad name": not a field name'),
+    ('  headers: { Host: x }', r'headers: "Host" is set by Portico'),
+    ('  headers: { x-a: "a\\r\\nb" }', r'headers: "x-a"'),
+    ('  queue_size: 100000', r'queue_size'),
 ])
 def test_bad_tracing_values_are_errors_at_their_place(tmpdir_path, extra, message):
     path = os.path.join(tmpdir_path, 'p.yaml')
