@@ -295,6 +295,11 @@ static void server_attrs(pt_span_t *s, const pt_req_t *r)
     const char *q = path.p ? memchr(path.p, '?', path.n) : NULL;
     if (q) /* the query is left out: it may carry a credential */
         path.n = (size_t)(q - path.p);
+    const char *scheme = path.n && path.p[0] != '/' ? memmem(path.p, path.n, "://", 3) : NULL;
+    if (scheme) { /* an absolute-form target: its path alone */
+        const char *slash = memchr(scheme + 3, '/', (size_t)(path.p + path.n - scheme - 3));
+        path = slash ? (pt_str_t){slash, (size_t)(path.p + path.n - slash)} : PT_STR("/");
+    }
     span_str(s->path, sizeof(s->path), path);
     if (r->route) {
         const pt_route_conf_t *rc = r->route;

@@ -603,6 +603,8 @@ def own_answers(c, port):
     st, s = traced('/cached/x')
     assert st == 200 and s['attrs']['portico.cache_status'] == 'hit'
     assert not [x for x in c.spans() if x['trace'] == s['trace'] and x['kind'] == 'CLIENT']
+    st, h = raw_get(port, f'http://example.com/hello?key=k', [('traceparent', f'00-{"f" * 32}-{TP_SPAN}-01')])
+    assert st == 200 and server_span_of(c, 'f' * 32)['attrs']['url.path'] == '/hello'  # absolute form: the path
     # a head that cannot be parsed: answered 400, and still a (root) server span
     sk = socket.create_connection(('127.0.0.1', port), timeout=10)
     sk.sendall(b'GET /api/x HTTP/1.1\r\nHost: t\r\nbad header line\r\n\r\n')
