@@ -89,7 +89,9 @@ typedef struct pt_admin_conf {
     pt_addr_t address;
     bool allow_remote;
     char *token; /* state-changing requests need "Authorization: Bearer <token>"; NULL: none */
+    int runtime_changes; /* enum pt_rtc: what a reload does with the targets changed through the API */
 } pt_admin_conf_t;
+enum pt_rtc { PT_RTC_REVERT, PT_RTC_KEEP };
 
 typedef struct pt_target_conf {
     const pt_node_t *node;

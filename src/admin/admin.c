@@ -13,6 +13,7 @@
 #include "portico/http.h"
 #include "portico/limit.h"
 #include "portico/request.h"
+#include "portico/runtime.h"
 #include "portico/secret.h"
 #include "portico/upstream.h"
 #include "portico/zone.h"
@@ -174,15 +175,21 @@ static char *status_json(pt_worker_t *w, size_t *len)
     fputs("},\"upstreams\":[", f);
     int64_t now_ms = pt_worker_now_us(w) / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
-        const pt_upstream_t *u = &w->upstreams[i];
+        pt_upstream_t *u = &w->upstreams[i];
+        pt_runtime_sync(u); /* the admin API's last changes, even with no request since */
         fprintf(f, "%s{\"name\":", i ? "," : "");
         put_json_str(f, u->conf->name);
         fprintf(f, ",\"balancer\":\"%s\",\"worker_retries\":%llu,\"worker_retries_refused\":%llu,\"targets\":[",
                 balancer_names[u->kind], (unsigned long long)u->budget.retried, (unsigned long long)u->budget.refused);
-        for (size_t k = 0; k < u->ntargets; k++) {
+        for (size_t k = 0, first_t = 1; k < u->ntargets; k++) {
             const pt_target_t *t = &u->targets[k];
-            fprintf(f, "%s{\"address\":", k ? "," : "");
+            if (t->rt_state == PT_RT_FREE || (t->rt_state == PT_RT_REMOVED && !t->inflight))
+                continue; /* removed through the admin API: shown while attempts on it finish */
+            fprintf(f, "%s{\"address\":", first_t ? "" : ",");
+            first_t = 0;
             put_json_str(f, t->name);
+            fprintf(f, ",\"state\":\"%s\",\"added\":%s,\"full_weight\":%lld", pt_rt_state_names[t->rt_state],
+                    t->rt_added ? "true" : "false", (long long)t->full_weight);
             fprintf(f,
                     ",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
                     "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu",
@@ -207,7 +214,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
 void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req)
 {
     bool head = req->method_bit == PT_M_HEAD;
-    if (!pt_admin_may_change(c, req) || pt_admin_info(c, req) || pt_admin_cache(c, req))
+    if (!pt_admin_may_change(c, req) || pt_admin_info(c, req) || pt_admin_cache(c, req) || pt_admin_targets(c, req))
         return;
     if (!pt_str_eq(req->path, PT_STR("/status"))) {
         pt_req_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);

@@ -342,9 +342,12 @@ static int check_admin(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return 0;
 }
 
+static const char *const runtime_changes_names[] = {"revert", "keep", NULL};
+
 static const pt_directive_t admin_keys[] = {
     {"address", PT_T_ADDR, F(pt_admin_conf_t, address), "127.0.0.1:9180", 0, 0, NULL, NULL, NULL, NULL, NULL,
-     PT_F_PORT0, NULL, "Address of the admin API (GET /status, /healthz, /ready, /config; DELETE /cache/NAME)."},
+     PT_F_PORT0, NULL, "Address of the admin API (GET /status, /healthz, /ready, /config; DELETE /cache/NAME; "
+     "PATCH, POST and DELETE on /upstreams/NAME/targets)."},
     {"allow_remote", PT_T_BOOL, F(pt_admin_conf_t, allow_remote), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Must be true for an address outside 127.0.0.0/8 and ::1."},
     {"token", PT_T_STR, F(pt_admin_conf_t, token), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
@@ -352,6 +355,13 @@ static const pt_directive_t admin_keys[] = {
      "send as Authorization: Bearer TOKEN; compared in constant time. Give it from the environment "
      "(token: ${PORTICO_ADMIN_TOKEN}). Without one, such requests are refused unless the admin address is a "
      "loopback one. Reading (GET /status, /metrics, /config, /healthz, /ready) needs none."},
+    {"runtime_changes", PT_T_ENUM, F(pt_admin_conf_t, runtime_changes), "revert", 0, 0, runtime_changes_names, NULL,
+     NULL, NULL, NULL, 0, NULL,
+     "What a reload does with the target changes made through the admin API (PATCH, POST and DELETE on "
+     "/upstreams/NAME/targets): revert drops them all, the file wins (the reload's log line lists them); keep "
+     "keeps those that still apply: a weight, a state or a removal of a target the new file still lists, and "
+     "the targets added to an upstream the new file still has (a weight set through the API wins over the "
+     "file's). What no longer applies is dropped and listed."},
     END,
 };
 static const pt_section_t admin_section = {"admin", sizeof(pt_admin_conf_t), admin_keys, check_admin, NULL,

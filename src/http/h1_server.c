@@ -13,11 +13,13 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "portico/admin.h"
 #include "portico/assert.h"
 #include "portico/err-t.h"
 #include "portico/grpc.h"
 #include "portico/h1_server.h"
 #include "portico/h2.h"
+#include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
@@ -169,6 +171,8 @@ static int handle_input(pt_conn_t *c)
         int rc = pt_h1_parse_request(c->ibuf + c->ipos, c->ilen - c->ipos, &lim, &req, &status);
         if (rc == PT_EAGAIN)
             break;
+        if (rc > 0 && c->acc->ls->kind == PT_LS_ADMIN && !pt_admin_body_ready(c, &req, (size_t)rc))
+            break; /* the admin API answers with the body at hand: the head is parsed again then */
         progress = 1;
         if (rc < 0) {
             if (pt_req_start(c, NULL)) {

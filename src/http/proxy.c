@@ -1175,7 +1175,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     }
     pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
-    bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
+    bool *tried = pt_arena_zalloc(&c->arena, up->cap); /* targets added at run time during the request */
     char *head = NULL;
     bool stripped = false;
     size_t head_len = p && tried ? pt_proxy_forward_head(c, req, r, false, &head, &stripped) : 0;

@@ -46,6 +46,7 @@
 #include "portico/resolve_async.h"
 #include "portico/rlimit.h"
 #include "portico/router.h"
+#include "portico/runtime.h"
 #include "portico/sdnotify.h"
 #include "portico/secret.h"
 #include "portico/status-t.h"
@@ -95,6 +96,7 @@ static struct master {
     bool sweep_due; /* zones of an old generation can go once it has exited */
     unsigned long zone_mark; /* pt_zone_mark() before the zones of the reload under way */
     pt_zone_t *upzone;
+    char reverted[512]; /* the admin API's target changes the last reload dropped */
     /* A reload under way: the new file's host names are being resolved
      * (pending), then its generation starts beside the serving one, which
      * is kept in prev until every new worker is ready. */
@@ -437,7 +439,7 @@ static void announce(bool now)
     snprintf(status, sizeof(status), "generation %u, %d worker%s", m.gen, m.nworkers, m.nworkers == 1 ? "" : "s");
     if (m.reloading) {
         m.reloading = false;
-        pt_log_notice("reload ok: %s", status);
+        pt_log_notice("reload ok: %s%s", status, m.reverted);
     } else {
         pt_log_notice("ready: %s", status);
     }
@@ -733,6 +735,7 @@ static void promote(void)
     pt_lset_discard(&m.lset, &m.prev.lset); /* closes the sockets only the old generation had */
     pt_config_free(m.prev.conf);
     m.prev = (typeof(m.prev)){0};
+    snprintf(m.reverted, sizeof(m.reverted), "%s", pt_runtime_reloaded(m.conf)); /* said by "reload ok" */
     m.status->reloads++;
     board_config();
     retire_past_cap();

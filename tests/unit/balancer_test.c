@@ -7,9 +7,9 @@
 
 static pt_upstream_t make(const int *weights, size_t n)
 {
-    pt_upstream_t u = {.ntargets = n, .targets = calloc(n, sizeof(pt_target_t))};
+    pt_upstream_t u = {.ntargets = n, .cap = n, .targets = calloc(n, sizeof(pt_target_t))};
     for (size_t i = 0; i < n; i++)
-        u.targets[i].weight = weights[i];
+        u.targets[i].weight = u.targets[i].full_weight = weights[i];
     return u;
 }
 
