@@ -303,8 +303,10 @@ static void apply(pt_upstream_t *u, const entry_t *es, size_t n)
         }
     }
     u->rt_excluded = 0;
-    for (size_t k = 0; k < u->ntargets; k++)
+    for (size_t k = 0; k < u->ntargets; k++) {
         u->rt_excluded += u->targets[k].rt_state != PT_RT_UP;
+        u->targets[k].current = 0; /* round robin starts afresh over the new set */
+    }
     if (pt_balancer_ring(u) < 0)
         pt_log_error("upstream \"%s\": out of memory for the hashing ring", u->conf->name);
 }
