@@ -2,6 +2,7 @@
 and DELETE on /upstreams/NAME/targets, seen by every worker through shared
 memory, under a real load of several client threads against recording
 backends; authorisation, bad inputs, reloads both ways, a respawned worker."""
+import concurrent.futures
 import http.client
 import json
 import os
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import free_port, request, wait_for
+from conftest import free_port, raw, request, wait_for
 
 TOKEN = 'targets-token-0123456789abcdef'
 BALANCERS = ['round-robin', 'least-connections', 'consistent-hashing', 'latency', 'random-two']
@@ -67,11 +68,8 @@ def load(port, n, threads=4, prefix='/r', statuses=None):
             with lock:
                 got.append(st)
         c.close()
-    ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, range(threads)))
     return got
 
 
@@ -264,21 +262,6 @@ def test_changes_refused_on_a_remote_address_without_a_token(gateway, backends):
 
 # ---- bad inputs ----
 
-def raw_admin(admin, data, timeout=5):
-    s = socket.create_connection(('127.0.0.1', admin), timeout=timeout)
-    try:
-        s.sendall(data)
-        out = b''
-        while b'\r\n\r\n' not in out:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
-
-
 def test_bad_inputs_get_clear_errors(setup):
     g, port, admin, (a, b, c) = setup()
     ta = target_path(a)
@@ -334,9 +317,9 @@ def test_bad_inputs_get_clear_errors(setup):
     assert admin_call(admin, 'POST', '/upstreams/up/targets', add)[0] == 201
     assert admin_call(admin, 'POST', '/upstreams/up/targets', add)[0] == 409
     # a huge body: 413 without reading it; a chunked one: 411
-    out = raw_admin(admin, f'PATCH {ta} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{{"weight":'.encode())
+    out = raw(admin, f'PATCH {ta} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{{"weight":'.encode())
     assert out.startswith(b'HTTP/1.1 413 '), out
-    out = raw_admin(admin, f'PATCH {ta} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'
+    out = raw(admin, f'PATCH {ta} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'
                     '5\r\n{"a":\r\n0\r\n\r\n'.encode())
     assert out.startswith(b'HTTP/1.1 411 '), out
     # a body that comes late is waited for; one that never comes ends with the header timeout
