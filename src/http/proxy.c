@@ -526,7 +526,7 @@ static bool another_target(pt_proxy_t *p)
     int64_t now = now_us(p->c) / 1000;
     for (size_t i = 0; i < p->up->ntargets; i++) {
         const pt_target_t *t = &p->up->targets[i];
-        if (i != p->target && t->addrlen && !(t->shared && pt_health_down(t->shared, now)))
+        if (i != p->target && t->addrlen && t->rt_state == PT_RT_UP && !(t->shared && pt_health_down(t->shared, now)))
             return true;
     }
     return false;

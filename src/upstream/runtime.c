@@ -81,7 +81,7 @@ int pt_runtime_key(const char *addr, char *key, size_t size, bool *numeric)
 
 void pt_runtime_conf_key(const pt_target_conf_t *tc, char *key, size_t size)
 {
-    if (tc->addr.len)
+    if (tc->addr.text) /* numeric (a host name's addr is what it resolved to at load) */
         pt_addr_format((const struct sockaddr *)&tc->addr.ss, key, size);
     else
         snprintf(key, size, "%s", tc->address);

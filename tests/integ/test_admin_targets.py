@@ -447,3 +447,41 @@ def test_a_respawned_worker_sees_the_changes(setup):
         assert v[f'127.0.0.1:{a.port}']['state'] == 'down' and v[f'127.0.0.1:{c.port}']['added']
     st = load(port, 200, prefix='/respawned')
     assert st.count(200) == 200 and near(counts([a, b, c], '/respawned'), [0, 100, 100])
+
+
+# ---- HTTP/2 clients, and a file target given by host name ----
+
+def test_http2_clients_follow_the_changes(gateway, backends):
+    import subprocess
+    a, b, c = backends(), backends(), backends()
+    port, admin = free_port(), free_port()
+    cfg = config(port, admin, [(a, 100), (b, 100)]).replace(f'address: 127.0.0.1:{port} }}',
+                                                            f'address: 127.0.0.1:{port}, http2: true }}')
+    g = gateway(cfg)
+
+    def h2(path, n):  # n streams at once on one HTTP/2 connection
+        out = subprocess.run(['nghttp', '-n', '-s', '-m', str(n), f'http://127.0.0.1:{port}{path}'],
+                             capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+    admin_call(admin, 'PATCH', target_path(a), {'state': 'drain'})
+    admin_call(admin, 'POST', '/upstreams/up/targets', {'address': f'127.0.0.1:{c.port}', 'weight': 100})
+    every_worker(g, admin, lambda v: f'127.0.0.1:{c.port}' in v)
+    for _ in range(4):
+        h2('/h2', 50)
+    na, nb, nc = (sum(1 for r in x.requests if r.target == '/h2') for x in (a, b, c))
+    assert na == 0 and nb + nc == 200 and nb > 40 and nc > 40, (na, nb, nc)
+
+
+def test_a_file_target_given_by_host_name_is_changed_by_its_name(gateway, backends):
+    a, b = backends(), backends()
+    port, admin = free_port(), free_port()
+    cfg = config(port, admin, [(a, 100)]).replace(f'"127.0.0.1:{a.port}"', f'"localhost:{a.port}"')
+    cfg = cfg.replace('targets: [{ address', f'targets: [{{ address: "127.0.0.1:{b.port}" }}, {{ address', 1)
+    g = gateway(cfg)
+    s, _, v = admin_call(admin, 'PATCH', f'/upstreams/up/targets/localhost:{a.port}', {'state': 'down'})
+    assert s == 200 and v['address'] == f'localhost:{a.port}' and v['state'] == 'down'
+    # /status names it by the address it resolved to
+    every_worker(g, admin, lambda v: v[f'127.0.0.1:{a.port}']['state'] == 'down' and
+                 v[f'127.0.0.1:{b.port}']['state'] == 'up')
+    st = load(port, 100, prefix='/named')
+    assert st.count(200) == 100 and counts([a, b], '/named') == [0, 100]
