@@ -63,6 +63,7 @@ enum pt_rt_result {
     PT_RT_TOO_MANY,      /* PT_RT_MAX_ADDED added to this upstream already (409) */
     PT_RT_ZONE_FULL,     /* no entry left in the zone (503) */
     PT_RT_NO_ZONE,       /* no zone (503) */
+    PT_RT_LONG_NAME,     /* an upstream name of PT_RT_NAME_MAX bytes or more (400) */
 };
 
 /* Changes target `key` (from pt_runtime_key) of uc: op PATCH sets weight

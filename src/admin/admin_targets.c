@@ -180,8 +180,9 @@ static void result(pt_conn_t *c, int rc, const pt_upstream_conf_t *uc, const cha
         "at most 32 targets may be added to an upstream at run time",
         "the table of run-time changes is full",
         "run-time changes are not available",
+        "an upstream whose name has 128 bytes or more cannot be changed at run time",
     };
-    static const int statuses[] = {200, 404, 409, 409, 503, 503};
+    static const int statuses[] = {200, 404, 409, 409, 503, 503, 400};
     if (rc) {
         fail(c, statuses[rc], errors[rc]);
         return;
@@ -269,7 +270,7 @@ bool pt_admin_targets(pt_conn_t *c, const pt_h1_req_t *req)
         fail(c, 404, "not found: /upstreams/NAME/targets[/ADDRESS]");
         return true;
     }
-    char uname[PT_RT_NAME_MAX], raw[PT_RT_ADDR_MAX], key[PT_RT_ADDR_MAX] = "";
+    char uname[1024], raw[PT_RT_ADDR_MAX], key[PT_RT_ADDR_MAX] = "";
     const pt_upstream_conf_t *uc = NULL;
     for (size_t i = 0; decode(name, uname, sizeof(uname)) && i < c->w->conf->upstreams.n && !uc; i++)
         if (strcmp(PT_LIST_AT(c->w->conf->upstreams, pt_upstream_conf_t, i)->name, uname) == 0)

@@ -198,7 +198,7 @@ int pt_runtime_change(const pt_upstream_conf_t *uc, const char *key, int op, int
     if (!tb)
         return PT_RT_NO_ZONE;
     if (strlen(uc->name) >= PT_RT_NAME_MAX)
-        return PT_RT_ZONE_FULL;
+        return PT_RT_LONG_NAME;
     const pt_target_conf_t *tc = conf_target(uc, key);
     pt_zone_lock(zone);
     *before = view(tc, find(tb, uc->name, key));

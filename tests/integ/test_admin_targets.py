@@ -485,3 +485,14 @@ def test_a_file_target_given_by_host_name_is_changed_by_its_name(gateway, backen
                  v[f'127.0.0.1:{b.port}']['state'] == 'up')
     st = load(port, 100, prefix='/named')
     assert st.count(200) == 100 and counts([a, b], '/named') == [0, 100]
+
+
+def test_a_long_upstream_name_is_refused_clearly(gateway, backends):
+    a = backends()
+    port, admin = free_port(), free_port()
+    long_name = 'n' * 130
+    gateway(config(port, admin, [(a, 100)]).replace('name: other', f'name: {long_name}'))
+    s, _, v = admin_call(admin, 'PATCH', f'/upstreams/{long_name}/targets/127.0.0.1:1', {'weight': 5})
+    assert s == 400 and '128 bytes' in v['error']
+    s, _, v = admin_call(admin, 'PATCH', f'/upstreams/{"n" * 2000}/targets/127.0.0.1:1', {'weight': 5})
+    assert s == 404 and 'no such upstream' in v['error']
