@@ -59,7 +59,10 @@ static bool decode(pt_str_t s, char *buf, size_t size)
             unsigned v = 0;
             for (int k = 1; k <= 2; k++) {
                 char h = i + (size_t)k < s.n ? s.p[i + (size_t)k] : 0;
-                int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                int d = h >= '0' && h <= '9'   ? h - '0'
+                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                               : -1;
                 if (d < 0)
                     return false;
                 v = v * 16 + (unsigned)d;
