@@ -56,18 +56,10 @@ static bool decode(pt_str_t s, char *buf, size_t size)
     for (size_t i = 0; i < s.n; i++) {
         unsigned ch = (unsigned char)s.p[i];
         if (ch == '%') {
-            unsigned v = 0;
-            for (int k = 1; k <= 2; k++) {
-                char h = i + (size_t)k < s.n ? s.p[i + (size_t)k] : 0;
-                int d = h >= '0' && h <= '9'   ? h - '0'
-                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                               : -1;
-                if (d < 0)
-                    return false;
-                v = v * 16 + (unsigned)d;
-            }
-            ch = v;
+            int hi = i + 2 < s.n ? pt_hexval(s.p[i + 1]) : -1, lo = i + 2 < s.n ? pt_hexval(s.p[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return false;
+            ch = (unsigned)(hi << 4 | lo);
             i += 2;
         }
         if (ch < 0x20 || ch == 0x7f || n + 1 >= size)
