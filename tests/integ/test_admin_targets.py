@@ -150,8 +150,9 @@ def test_drain_loses_no_request_and_lets_a_slow_one_finish(setup):
                    rf'target 127\.0\.0\.1:{a.port} of upstream "up": weight 100 -> 100, state up -> drain') == 1
 
 
-def test_down_takes_no_request_and_all_down_is_503(setup):
-    g, port, admin, (a, b, _) = setup()
+@pytest.mark.parametrize('balancer', BALANCERS)
+def test_down_takes_no_request_and_all_down_is_503(setup, balancer):
+    g, port, admin, (a, b, _) = setup(balancer=balancer)
     assert admin_call(admin, 'PATCH', target_path(a), {'state': 'down'})[0] == 200
     st = load(port, 200, prefix='/down')
     assert st.count(200) == 200 and counts([a, b], '/down') == [0, 200]
@@ -496,3 +497,15 @@ def test_a_long_upstream_name_is_refused_clearly(gateway, backends):
     assert s == 400 and '128 bytes' in v['error']
     s, _, v = admin_call(admin, 'PATCH', f'/upstreams/{"n" * 2000}/targets/127.0.0.1:1', {'weight': 5})
     assert s == 404 and 'no such upstream' in v['error']
+
+
+def test_targets_out_of_service_are_not_tried_even_when_all_down_says_try(gateway, backends):
+    a, b = backends(), backends()
+    port, admin = free_port(), free_port()
+    extra = ', when_all_down: try, healthchecks: { passive: { unhealthy: { http_failures: 1 } } }'
+    g = gateway(config(port, admin, [(a, 100), (b, 100)], upstream_extra=extra))
+    admin_call(admin, 'PATCH', target_path(a), {'state': 'down'})
+    admin_call(admin, 'PATCH', target_path(b), {'state': 'drain'})
+    assert load(port, 20, prefix='/try') == [503] * 20 and counts([a, b], '/try') == [0, 0]
+    admin_call(admin, 'PATCH', target_path(b), {'state': 'up'})
+    assert load(port, 20, prefix='/one') == [200] * 20 and counts([a, b], '/one') == [0, 20]
