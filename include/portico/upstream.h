@@ -84,8 +84,11 @@ typedef struct pt_target {
  * the API deleted, kept while attempts on it are under way; FREE a slot
  * for targets added at run time, unused. */
 enum pt_rt_state { PT_RT_UP, PT_RT_DRAIN, PT_RT_DOWN, PT_RT_REMOVED, PT_RT_FREE };
-/* Targets the admin API may add to one upstream. */
+/* Targets the admin API may add to one upstream; and the slots beyond
+ * them a worker has for deleted ones that still have attempts under way
+ * (when those are taken too, an addition waits for one to end). */
 #define PT_RT_MAX_ADDED 32
+#define PT_RT_SPARE_SLOTS 8
 
 typedef struct pt_ring_point {
     uint64_t hash;

@@ -238,8 +238,10 @@ static pt_target_t *slot_for(pt_upstream_t *u, const char *key, bool *fresh)
         if (!spare && (t->rt_state == PT_RT_FREE || (t->rt_state == PT_RT_REMOVED && !t->inflight)))
             spare = t;
     }
-    if (!spare && u->ntargets < u->cap)
+    if (!spare && u->ntargets < u->cap) {
         spare = &u->targets[u->ntargets++];
+        *spare = (pt_target_t){.weight = 1, .full_weight = 1, .rt_state = PT_RT_FREE, .rt_added = true};
+    }
     if (!spare)
         return NULL;
     if (spare->rt_state != PT_RT_FREE)
@@ -248,20 +250,17 @@ static pt_target_t *slot_for(pt_upstream_t *u, const char *key, bool *fresh)
     return spare;
 }
 
-static void add_target(pt_upstream_t *u, const entry_t *e, bool *seen)
+/* False when it has no slot yet. */
+static bool add_target(pt_upstream_t *u, const entry_t *e, bool *seen)
 {
     bool fresh;
     pt_target_t *t = slot_for(u, e->key, &fresh);
-    if (!t) {
-        pt_log_warn("upstream \"%s\": no room for target %s added at run time yet (every slot has attempts under "
-                    "way); it is taken at a later change",
-                    u->conf->name, e->key);
-        return;
-    }
+    if (!t)
+        return false;
     if (fresh) {
         pt_addr_t a;
         if (pt_value_addr(e->key, &a, 0) != NULL)
-            return; /* the API only adds numeric addresses */
+            return true; /* the API only adds numeric addresses */
         t->rt_added = true;
         t->inflight = 0;
         t->current = 0;
@@ -270,11 +269,15 @@ static void add_target(pt_upstream_t *u, const entry_t *e, bool *seen)
     }
     seen[t - u->targets] = true;
     set_target(t, e->weight, e->state);
+    return true;
 }
 
-/* Applies the entries of u (n of them) to u's targets. */
-static void apply(pt_upstream_t *u, const entry_t *es, size_t n)
+/* Applies the entries of u (n of them) to u's targets.  False when an
+ * added target found no slot: every spare one holds a deleted target
+ * with attempts under way. */
+static bool apply(pt_upstream_t *u, const entry_t *es, size_t n)
 {
+    bool placed = true;
     bool seen[u->cap];
     memset(seen, 0, sizeof(seen));
     for (size_t k = 0; k < u->nconf; k++) {
@@ -290,7 +293,7 @@ static void apply(pt_upstream_t *u, const entry_t *es, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         if (es[i].added && !conf_target(u->conf, es[i].key))
-            add_target(u, &es[i], seen);
+            placed &= add_target(u, &es[i], seen);
     for (size_t k = u->nconf; k < u->ntargets; k++) {
         pt_target_t *t = &u->targets[k];
         if (seen[k] || t->rt_state == PT_RT_FREE)
@@ -309,6 +312,7 @@ static void apply(pt_upstream_t *u, const entry_t *es, size_t n)
     }
     if (pt_balancer_ring(u) < 0)
         pt_log_error("upstream \"%s\": out of memory for the hashing ring", u->conf->name);
+    return placed;
 }
 
 void pt_runtime_sync(pt_upstream_t *u)
@@ -331,7 +335,8 @@ void pt_runtime_sync(pt_upstream_t *u)
             es[n++] = tb->e[i];
     u->rt_seen = atomic_load_explicit(&tb->version, memory_order_acquire);
     pt_zone_unlock(zone);
-    apply(u, es, n);
+    if (!apply(u, es, n))
+        u->rt_seen = UINT64_MAX; /* again at the next pick, until a slot is free */
     free(es);
 }
 

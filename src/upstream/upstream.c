@@ -215,9 +215,11 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
         pt_upstream_t *u = &v[i];
         u->conf = uc;
         u->ntargets = u->nconf = uc->targets.n;
-        /* room for the targets the admin API may add, twice: one removed
-         * keeps its slot while attempts on it finish */
-        u->cap = u->nconf + 2 * PT_RT_MAX_ADDED;
+        /* room for the targets the admin API may add, and a few more: one
+         * removed keeps its slot while attempts on it finish.  Slots past
+         * ntargets are set up when taken (runtime.c), so calloc's pages
+         * of the unused ones need not be touched. */
+        u->cap = u->nconf + PT_RT_MAX_ADDED + PT_RT_SPARE_SLOTS;
         u->rt_seen = UINT64_MAX; /* the run-time changes are applied on the first pick */
         u->all = v;
         u->nall = c->upstreams.n;
@@ -226,8 +228,6 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
             pt_upstreams_free(v, i);
             return NULL;
         }
-        for (size_t k = u->nconf; k < u->cap; k++)
-            u->targets[k] = (pt_target_t){.weight = 1, .full_weight = 1, .rt_state = PT_RT_FREE, .rt_added = true};
         for (size_t k = 0; k < u->ntargets; k++) {
             const pt_target_conf_t *tc = PT_LIST_AT(uc->targets, pt_target_conf_t, k);
             pt_target_t *t = &u->targets[k];

@@ -509,3 +509,33 @@ def test_targets_out_of_service_are_not_tried_even_when_all_down_says_try(gatewa
     assert load(port, 20, prefix='/try') == [503] * 20 and counts([a, b], '/try') == [0, 0]
     admin_call(admin, 'PATCH', target_path(b), {'state': 'up'})
     assert load(port, 20, prefix='/one') == [200] * 20 and counts([a, b], '/one') == [0, 20]
+
+
+def test_an_addition_waits_for_a_slot_while_deleted_ones_finish(gateway, backends):
+    """A worker keeps a deleted target's slot while attempts on it are under
+    way: with every spare slot held so, an addition waits, then lands."""
+    slow = backends(delay_ms=1500, host='0.0.0.0')  # 127.0.x.y all reach it
+    a, b = backends(), backends()
+    port, admin = free_port(), free_port()
+    g = gateway(config(port, admin, [(a, 100), (b, 100)]), workers=1)
+    first = [f'127.0.2.{i}:{slow.port}' for i in range(32)]
+    second = [f'127.0.3.{i}:{slow.port}' for i in range(32)]
+    for addr in first:
+        assert admin_call(admin, 'POST', '/upstreams/up/targets', {'address': addr})[0] == 201
+    statuses = []
+    t = threading.Thread(target=load, args=(port, 68), kwargs={'threads': 68, 'prefix': '/held', 'statuses': statuses})
+    t.start()
+    wait_for(lambda: len(slow.requests) >= 60, 10, what='the slow requests under way')
+    for addr in first:
+        assert admin_call(admin, 'DELETE', f'/upstreams/up/targets/{addr}')[0] == 200
+    for addr in second:
+        assert admin_call(admin, 'POST', '/upstreams/up/targets', {'address': addr})[0] == 201
+    views = statuses_of(admin, 1)
+    (v,) = views.values()
+    placed = [x for x in second if x in v]
+    assert 0 < len(placed) < 32, len(placed)  # the spare slots only, for now
+    t.join()
+    assert statuses == [200] * 68  # the deleted targets' attempts finished
+    load(port, 4, prefix='/next')  # a pick takes the slots freed meanwhile
+    (v,) = statuses_of(admin, 1).values()
+    assert all(x in v and v[x]['state'] == 'up' for x in second) and not any(x in v for x in first)
