@@ -67,7 +67,8 @@ enum pt_rt_result {
 };
 
 /* Changes target `key` (from pt_runtime_key) of uc: op PATCH sets weight
- * (> 0) and/or state (>= 0); ADD adds it with weight (> 0); DELETE
+ * (> 0) and/or state (>= 0); ADD adds it with weight (0: 100, or the
+ * file's for a file target deleted earlier); DELETE
  * removes it.  *before and *after say what it was and is.  0 or an enum
  * pt_rt_result. */
 int pt_runtime_change(const pt_upstream_conf_t *uc, const char *key, int op, int64_t weight, int state,

@@ -1,7 +1,8 @@
 /* The admin API's run-time target changes (runtime.c keeps them):
  *
  *   PATCH  /upstreams/NAME/targets/ADDRESS   {"weight": N} and/or {"state": "up"|"drain"|"down"}
- *   POST   /upstreams/NAME/targets           {"address": "IP:PORT", "weight": N}  (weight: 100 if absent)
+ *   POST   /upstreams/NAME/targets           {"address": "IP:PORT", "weight": N}
+ *          (weight: 100 if absent, or the file's for a file target deleted earlier)
  *   DELETE /upstreams/NAME/targets/ADDRESS
  *
  * NAME and ADDRESS may be %-encoded ("%5B::1%5D:8080").  ADDRESS is a
@@ -238,8 +239,6 @@ static void change(pt_conn_t *c, const pt_h1_req_t *req, const pt_upstream_conf_
                              "host names would need DNS");
                 goto out;
             }
-            if (!weight)
-                weight = 100; /* the file's default */
         }
     }
     pt_rt_view_t before, after;

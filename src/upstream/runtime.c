@@ -170,22 +170,17 @@ static int apply_op(table_t *tb, const pt_upstream_conf_t *uc, const pt_target_c
         return PT_RT_TOO_MANY;
     if (!e && !(e = new_entry(tb, uc->name, key)))
         return PT_RT_ZONE_FULL;
-    if (op == PT_RT_DELETE) {
-        *e = (entry_t){.state = PT_RT_UP, .removed = 1};
-    } else if (op == PT_RT_ADD) {
-        e->removed = 0;
-        e->added = !tc;
+    if (op != PT_RT_PATCH) { /* a deletion, or a target (back) in service */
+        e->removed = op == PT_RT_DELETE;
+        e->added = op == PT_RT_ADD && !tc;
         e->state = PT_RT_UP;
-        e->weight = (int32_t)weight;
+        /* no weight: 100 for a new target, the file's for one put back */
+        e->weight = op == PT_RT_DELETE ? 0 : weight ? (int32_t)weight : tc ? 0 : 100;
     } else {
         if (weight > 0)
             e->weight = (int32_t)weight;
         if (state >= 0)
             e->state = (uint8_t)state;
-    }
-    if (op == PT_RT_DELETE) { /* the entry was wiped: its names go back */
-        snprintf(e->upstream, sizeof(e->upstream), "%s", uc->name);
-        snprintf(e->key, sizeof(e->key), "%s", key);
     }
     tidy_entry(tc, e);
     return 0;

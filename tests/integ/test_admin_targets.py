@@ -199,14 +199,14 @@ def test_added_removed_and_weights_with_every_balancer(setup, balancer):
 
 
 def test_status_shows_the_runtime_state_in_every_worker(setup):
-    g, port, admin, (a, b, c) = setup()
+    g, port, admin, (a, b, c) = setup(weights=[100, 40])
     admin_call(admin, 'PATCH', target_path(a), {'weight': 250, 'state': 'drain'})
     admin_call(admin, 'POST', '/upstreams/up/targets', {'address': f'127.0.0.1:{c.port}', 'weight': 7})
     views = every_worker(g, admin, lambda v: f'127.0.0.1:{c.port}' in v)
     for v in views.values():
         ta, tb, tc = v[f'127.0.0.1:{a.port}'], v[f'127.0.0.1:{b.port}'], v[f'127.0.0.1:{c.port}']
         assert (ta['state'], ta['full_weight'], ta['added']) == ('drain', 250, False)
-        assert (tb['state'], tb['full_weight'], tb['added']) == ('up', 100, False)
+        assert (tb['state'], tb['full_weight'], tb['added']) == ('up', 40, False)
         assert (tc['state'], tc['full_weight'], tc['added']) == ('up', 7, True)
     # several requests on one admin connection: each change answered in turn
     conn = http.client.HTTPConnection('127.0.0.1', admin, timeout=5)
@@ -216,6 +216,12 @@ def test_status_shows_the_runtime_state_in_every_worker(setup):
         assert r.status == 200 and json.loads(r.read())['weight'] == w
     conn.close()
     every_worker(g, admin, lambda v: v[f'127.0.0.1:{b.port}']['full_weight'] == 3)
+    # a file target deleted and put back without a weight has the file's again
+    assert admin_call(admin, 'DELETE', target_path(b))[0] == 200
+    s, _, v = admin_call(admin, 'POST', '/upstreams/up/targets', {'address': f'127.0.0.1:{b.port}'})
+    assert s == 201 and (v['weight'], v['added'], v['state']) == (40, False, 'up')
+    s, _, v = admin_call(admin, 'POST', '/upstreams/up/targets', {'address': '127.0.0.1:9'})
+    assert s == 201 and (v['weight'], v['added']) == (100, True)
 
 
 def test_an_ipv6_address_and_an_encoded_path(setup):
