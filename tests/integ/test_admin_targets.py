@@ -83,27 +83,31 @@ def near(got, want):
     return True
 
 
-def statuses_of(admin, tries=12):
-    """/status from several connections: {worker pid: {address: target}}."""
+def statuses_of(admin, tries=12, serving=None):
+    """/status from several connections: {worker pid: {address: target}};
+    `serving` (a set) gets the pids of the serving generation's workers."""
     seen = {}
     for _ in range(tries):
         s, _, st = admin_call(admin, 'GET', '/status')
         assert s == 200
         up = next(u for u in st['upstreams'] if u['name'] == 'up')
         seen[st['served_by']] = {t['address']: t for t in up['targets']}
+        if serving is not None:
+            serving |= {w['pid'] for w in st['workers'] if w['generation'] == st['generation']}
     return seen
 
 
 def every_worker(g, admin, pred):
-    """Every worker's /status satisfies pred (asked until both answered)."""
-    pids = set(g.worker_pids())
-    views = {}
+    """Every worker of the serving generation (old ones may still drain
+    after a reload) answers a /status that satisfies pred."""
+    views, serving = {}, set()
 
     def check():
-        views.update(statuses_of(admin, 4))
-        return pids <= set(views) and all(pred(views[p]) for p in pids)
+        serving.clear()
+        views.update(statuses_of(admin, 4, serving))
+        return serving <= set(views) and all(pred(views[p]) for p in serving)
     wait_for(check, 10, what='every worker\'s view')
-    return views
+    return {p: views[p] for p in serving}
 
 
 @pytest.fixture
