@@ -81,6 +81,10 @@ int pt_runtime_key(const char *addr, char *key, size_t size, bool *numeric);
 /* The key of a target of the file. */
 void pt_runtime_conf_key(const pt_target_conf_t *tc, char *key, size_t size);
 
+/* Entries in use in the zone (read without the lock: approximate while
+ * a change is made), for /status. */
+size_t pt_runtime_used(void);
+
 extern const char *const pt_rt_state_names[]; /* "up", "drain", "down", "removed", "free" */
 
 #endif

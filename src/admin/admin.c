@@ -83,6 +83,9 @@ static void zones_json(FILE *f, pt_worker_t *w)
         fprintf(f, "{\"name\":\"%s\",\"slots\":%zu,\"used\":%zu,\"evicted\":%llu,\"refused\":%llu}",
                 pt_zone_name(z), st.slots, st.used, st.evicted, st.refused);
     }
+    if (pt_runtime_version) /* the admin API's target changes */
+        fprintf(f, "%s{\"name\":\"upstream-runtime\",\"slots\":%d,\"used\":%zu}", z ? "," : "", PT_RT_ENTRIES,
+                pt_runtime_used());
     fputc(']', f);
 }
 

@@ -205,6 +205,15 @@ int pt_runtime_change(const pt_upstream_conf_t *uc, const char *key, int op, int
     return rc;
 }
 
+size_t pt_runtime_used(void)
+{
+    table_t *tb = table();
+    size_t n = 0;
+    for (uint32_t i = 0; tb && i < tb->n && i < PT_RT_ENTRIES; i++)
+        n += tb->e[i].upstream[0] != '\0';
+    return n;
+}
+
 /* ---- a worker's view ---- */
 
 /* Sets t's weight and state; one out of service keeps no idle connection

@@ -220,6 +220,8 @@ def test_status_shows_the_runtime_state_in_every_worker(setup):
         assert r.status == 200 and json.loads(r.read())['weight'] == w
     conn.close()
     every_worker(g, admin, lambda v: v[f'127.0.0.1:{b.port}']['full_weight'] == 3)
+    zones = {z['name']: z for z in admin_call(admin, 'GET', '/status')[2]['zones']}
+    assert zones['upstream-runtime'] == {'name': 'upstream-runtime', 'slots': 4096, 'used': 3}  # a, b, c
     # a file target deleted and put back without a weight has the file's again
     assert admin_call(admin, 'DELETE', target_path(b))[0] == 200
     s, _, v = admin_call(admin, 'POST', '/upstreams/up/targets', {'address': f'127.0.0.1:{b.port}'})
