@@ -20,6 +20,12 @@ bool pt_admin_may_change(pt_conn_t *c, const pt_h1_req_t *req);
 /* DELETE /cache/NAME?key=|prefix= (admin_cache.c): false when the path is
  * not under /cache/. */
 bool pt_admin_cache(pt_conn_t *c, const pt_h1_req_t *req);
+/* GET /metrics (admin_metrics.c): true when it answered or suspended the
+ * request while the body is made. */
+bool pt_admin_metrics(pt_conn_t *c, const pt_h1_req_t *req);
+/* The request ends: a scrape under way for it is dropped. */
+struct pt_req;
+void pt_admin_scrape_end(struct pt_req *r);
 /* ,"caches":[...] for /status. */
 void pt_admin_caches_json(FILE *f, pt_worker_t *w);
 

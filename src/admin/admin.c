@@ -207,7 +207,7 @@ static char *status_json(pt_worker_t *w, size_t *len)
 void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req)
 {
     bool head = req->method_bit == PT_M_HEAD;
-    if (!pt_admin_may_change(c, req) || pt_admin_info(c, req) || pt_admin_cache(c, req))
+    if (!pt_admin_may_change(c, req) || pt_admin_info(c, req) || pt_admin_metrics(c, req) || pt_admin_cache(c, req))
         return;
     if (!pt_str_eq(req->path, PT_STR("/status"))) {
         pt_req_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);

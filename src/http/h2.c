@@ -870,6 +870,7 @@ int pt_h2_start(pt_conn_t *c)
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     c->h2 = h;
     c->state = PT_CS_H2;
+    c->spoke_h2 = true;
     return 0;
 }
 
