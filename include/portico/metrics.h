@@ -39,6 +39,8 @@ enum {
     PT_MXW_T_RETRIES,
     PT_MXW_T_CONNECT_FAILURES,
     PT_MXW_T_TIMEOUTS,
+    PT_MXW_T_CONNECTS, /* connections opened */
+    PT_MXW_T_REUSES,   /* attempts on a kept-alive connection */
     /* listener */
     PT_MXW_L_ACCEPTED = 0,
     PT_MXW_L_CLOSED_H1,
@@ -126,6 +128,12 @@ void pt_metrics_sum(const pt_mx_zone_t *z, uint32_t r, unsigned word, unsigned n
  * their counts, merged over the blocks: at most max (the last one is
  * UINT32_MAX, "other", when more were seen).  Returns how many. */
 int pt_metrics_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t *counts, int max);
+/* Requests answered and client connections accepted and open, summed
+ * over every route and listener (the admin listener left out), for /status. */
+typedef struct pt_mx_totals {
+    uint64_t requests, accepted, active;
+} pt_mx_totals_t;
+void pt_metrics_totals(const pt_mx_zone_t *z, pt_mx_totals_t *t);
 /* The zone's histogram buckets (upper bounds in seconds). */
 unsigned pt_metrics_buckets(const pt_mx_zone_t *z, const double **bounds);
 

@@ -664,3 +664,22 @@ int pt_metrics_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t
     } while (!still(z, s));
     return n;
 }
+
+void pt_metrics_totals(const pt_mx_zone_t *z, pt_mx_totals_t *tot)
+{
+    *tot = (pt_mx_totals_t){0};
+    uint32_t admin = pt_mx_listener(NULL);
+    for (uint32_t r = 0; r < z->cap; r++) {
+        int kind = __atomic_load_n(&z->names[r].kind, __ATOMIC_ACQUIRE);
+        if (kind == PT_MXK_ROUTE) {
+            uint64_t v[PT_MXW_HIST + PT_MX_MAX_BUCKETS + 2];
+            pt_metrics_sum(z, r, PT_MXW_HIST + z->nbuckets, 1, v); /* the histogram's count */
+            tot->requests += v[0];
+        } else if (kind == PT_MXK_LISTENER && r != admin) {
+            uint64_t v[3];
+            pt_metrics_sum(z, r, PT_MXW_L_ACCEPTED, 3, v);
+            tot->accepted += v[0];
+            tot->active += v[0] > v[1] + v[2] ? v[0] - v[1] - v[2] : 0;
+        }
+    }
+}

@@ -324,3 +324,23 @@ routes:
     assert parse(scrape(admin))[0][('portico_requests_total', frozenset(
         {'route': 'r1', 'method': 'GET', 'code': '200'}.items()))] == 1
     promtool(text)
+
+
+def test_status_sums_every_worker(mx):
+    import json
+    g, port, admin, b = mx()
+    many(port, 40)
+    many(port, 3, path='/keyed/x')
+    st = json.loads(request(admin, 'GET', '/status')[2])
+    assert st['requests'] == 43
+    assert st['connections']['accepted'] >= 8 and st['connections']['active'] == 0
+    up = st['upstreams'][0]
+    t = up['targets'][0]
+    assert t['attempts'] == 40 and t['connect_failures'] == 0 and t['timeouts'] == 0
+    assert t['connects'] + t['reuses'] == 40 and t['connects'] >= 2  # both workers connected
+    assert t['worker_connects'] <= t['connects']
+    assert up['retries'] == 0 and up['retries_refused'] == 0
+    g.reload()
+    many(port, 7)
+    st = json.loads(request(admin, 'GET', '/status')[2])
+    assert st['requests'] == 50 and st['upstreams'][0]['targets'][0]['attempts'] == 47
