@@ -119,6 +119,8 @@ typedef struct pt_mx_zone pt_mx_zone_t;
 pt_mx_zone_t *pt_metrics_zone(void);
 /* Row r's kind, and its labels (NUL-terminated copies; l2 empty when none). */
 int pt_metrics_row(const pt_mx_zone_t *z, uint32_t r, char *l1, size_t n1, char *l2, size_t n2);
+/* Row r's kind alone (a cheap look before pt_metrics_row). */
+int pt_metrics_kind(const pt_mx_zone_t *z, uint32_t r);
 /* How many rows may hold series (a bound on row numbers). */
 uint32_t pt_metrics_rows(const pt_mx_zone_t *z);
 /* Sums word `word` .. word + n - 1 of row r over every block, retired

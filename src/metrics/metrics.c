@@ -552,6 +552,11 @@ unsigned pt_metrics_buckets(const pt_mx_zone_t *z, const double **bounds)
     return z->nbuckets;
 }
 
+int pt_metrics_kind(const pt_mx_zone_t *z, uint32_t r)
+{
+    return __atomic_load_n(&z->names[r].kind, __ATOMIC_ACQUIRE);
+}
+
 int pt_metrics_row(const pt_mx_zone_t *z, uint32_t r, char *l1, size_t n1, char *l2, size_t n2)
 {
     const row_name_t *n = &z->names[r];

@@ -36,6 +36,7 @@ struct pt_scrape {
     bool oom;
     int family;   /* the next to render */
     uint32_t row; /* within a family of rows: the next row */
+    char le[PT_MX_MAX_BUCKETS + 1][40]; /* the buckets' bounds as written: ,le="0.005"} */
 };
 
 /* ---- the buffer ---- */
@@ -195,31 +196,31 @@ static void histogram(rowctx_t *x, const char *name)
     unsigned nb = pt_metrics_buckets(x->s->z, &bounds);
     uint64_t v[PT_MX_MAX_BUCKETS + 2];
     pt_metrics_sum(x->s->z, x->r, PT_MXW_HIST, nb + 2, v);
-    char b[160];
+    (void)bounds;
+    size_t nl = strlen(name), ll = strlen(x->labels);
     uint64_t cum = 0;
     for (unsigned i = 0; i <= nb; i++) {
         cum += i < nb ? v[i] : 0;
-        snprintf(b, sizeof(b), "%s_bucket{", name);
-        puts_(x->s, b);
-        puts_(x->s, x->labels);
-        puts_(x->s, ",le=\"");
-        if (i < nb)
-            put_double(x->s, bounds[i]);
-        else
-            puts_(x->s, "+Inf");
-        puts_(x->s, "\"} ");
+        put(x->s, name, nl);
+        put(x->s, "_bucket{", 8);
+        put(x->s, x->labels, ll);
+        puts_(x->s, x->s->le[i]);
         put_u64(x->s, i < nb ? cum : v[nb]); /* +Inf: every observation, the count */
         put(x->s, "\n", 1);
     }
-    snprintf(b, sizeof(b), "%s_sum{", name);
-    puts_(x->s, b);
-    puts_(x->s, x->labels);
-    puts_(x->s, "} ");
-    put_double(x->s, (double)v[nb + 1] / 1e6);
-    snprintf(b, sizeof(b), "\n%s_count{", name);
-    puts_(x->s, b);
-    puts_(x->s, x->labels);
-    puts_(x->s, "} ");
+    put(x->s, name, nl);
+    put(x->s, "_sum{", 5);
+    put(x->s, x->labels, ll);
+    put(x->s, "} ", 2);
+    if (v[nb + 1] % 1000000 == 0) /* whole seconds, the common case of 0 */
+        put_u64(x->s, v[nb + 1] / 1000000);
+    else
+        put_double(x->s, (double)v[nb + 1] / 1e6);
+    put(x->s, "\n", 1);
+    put(x->s, name, nl);
+    put(x->s, "_count{", 7);
+    put(x->s, x->labels, ll);
+    put(x->s, "} ", 2);
     put_u64(x->s, v[nb]);
     put(x->s, "\n", 1);
 }
@@ -528,6 +529,21 @@ pt_scrape_t *pt_scrape_new(pt_worker_t *w)
         return NULL;
     s->w = w;
     s->z = pt_metrics_zone();
+    if (s->z) { /* the bounds as written, once */
+        const double *bounds;
+        unsigned nb = pt_metrics_buckets(s->z, &bounds);
+        for (unsigned i = 0; i <= nb; i++) {
+            pt_scrape_t tmp = {0};
+            puts_(&tmp, ",le=\"");
+            if (i < nb)
+                put_double(&tmp, bounds[i]);
+            else
+                puts_(&tmp, "+Inf");
+            puts_(&tmp, "\"} ");
+            snprintf(s->le[i], sizeof(s->le[i]), "%.*s", (int)tmp.len, tmp.buf ? tmp.buf : "");
+            free(tmp.buf);
+        }
+    }
     return s;
 }
 
@@ -560,7 +576,8 @@ int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
             if ((k & 31) == 31 && mono_us() >= until)
                 return s->oom ? -1 : 0;
             x.r = s->row;
-            if (pt_metrics_row(s->z, x.r, x.l1, sizeof(x.l1), x.l2, sizeof(x.l2)) == f->kind)
+            if (pt_metrics_kind(s->z, x.r) == f->kind &&
+                pt_metrics_row(s->z, x.r, x.l1, sizeof(x.l1), x.l2, sizeof(x.l2)) == f->kind)
                 f->render(&x, f);
         }
         s->family++;
