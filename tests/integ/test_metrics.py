@@ -344,3 +344,34 @@ def test_status_sums_every_worker(mx):
     many(port, 7)
     st = json.loads(request(admin, 'GET', '/status')[2])
     assert st['requests'] == 50 and st['upstreams'][0]['targets'][0]['attempts'] == 47
+
+
+def test_a_reload_that_outgrows_the_zone_keeps_every_count(mx):
+    """300 more routes: a bigger zone replaces the
+    first one; the scrape adds the old one in while its workers drain, and
+    the master folds it in once they exited."""
+    g, port, admin, b = mx()
+    many(port, 30)
+    # a request that is still under way on an old worker when the reload happens
+    slow = []
+    t = threading.Thread(target=lambda: slow.append(request(port, 'GET', '/x?delay', timeout=30)[0]))
+    b.delay = 1.5
+    t.start()
+    time.sleep(0.3)
+    extra = ''.join(f'''  - name: more{i}
+    match: {{ paths: ["/more/{i}"] }}
+    upstream: be
+''' for i in range(300))
+    g.write(config(port, admin, [b.port], routes_extra=extra))
+    g.reload()
+    b.delay = 0
+    s, _ = parse(scrape(admin))
+    assert value(s, 'portico_requests_total', route='main', method='GET', code='200') == 30
+    assert value(s, 'portico_metrics_series_rows', state='capacity') > 256
+    t.join()
+    assert slow == [200]
+    many(port, 5, path='/more/299')
+    wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='draining') == 0)
+    s, _ = parse(scrape(admin))
+    assert value(s, 'portico_requests_total', route='main', method='GET', code='200') == 31  # the slow one too
+    assert value(s, 'portico_requests_total', route='more299', method='GET', code='200') == 5
