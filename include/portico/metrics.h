@@ -47,6 +47,7 @@ enum {
     PT_MXW_L_CLOSED_H2,
     PT_MXW_L_TLS_HANDSHAKES,
     PT_MXW_L_TLS_FAILURES,
+    PT_MXW_L_H2, /* connections that went on in HTTP/2 */
     /* filter: a limit's refusals and Redis fallbacks, an auth filter's failures by reason */
     PT_MXW_F_REJECTED = 0,
     PT_MXW_F_FALLBACKS,

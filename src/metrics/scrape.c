@@ -274,10 +274,15 @@ static void listener_closed(rowctx_t *x, const rowfam_t *f)
 
 static void listener_active(rowctx_t *x, const rowfam_t *f)
 {
-    uint64_t v[3];
+    uint64_t v[PT_MXW_L_H2 + 1];
     labels_of(x, f->l1, NULL);
-    pt_metrics_sum(x->s->z, x->r, PT_MXW_L_ACCEPTED, 3, v);
-    sample(x->s, f->name, x->labels, v[0] > v[1] + v[2] ? v[0] - v[1] - v[2] : 0);
+    pt_metrics_sum(x->s->z, x->r, 0, PT_MXW_L_H2 + 1, v);
+    uint64_t h1 = v[PT_MXW_L_ACCEPTED] - v[PT_MXW_L_H2], h2 = v[PT_MXW_L_H2];
+    char l[sizeof(x->labels) + 32];
+    snprintf(l, sizeof(l), "%s,protocol=\"http/1.1\"", x->labels);
+    sample(x->s, f->name, l, h1 > v[PT_MXW_L_CLOSED_H1] ? h1 - v[PT_MXW_L_CLOSED_H1] : 0);
+    snprintf(l, sizeof(l), "%s,protocol=\"h2\"", x->labels);
+    sample(x->s, f->name, l, h2 > v[PT_MXW_L_CLOSED_H2] ? h2 - v[PT_MXW_L_CLOSED_H2] : 0);
 }
 
 static bool is_limit(const char *f)
@@ -332,7 +337,7 @@ static const rowfam_t rowfams[] = {
      "Attempts sent on a kept-alive connection to a target.", "upstream", "target", PT_MXW_T_REUSES},
     {PT_MXK_LISTENER, single, "portico_connections_accepted_total", "counter",
      "Client connections accepted, by listener.", "listener", NULL, PT_MXW_L_ACCEPTED},
-    {PT_MXK_LISTENER, listener_active, "portico_connections_active", "gauge", "Client connections open now.",
+    {PT_MXK_LISTENER, listener_active, "portico_connections_active", "gauge", "Client connections open now, by the protocol they speak (until HTTP/2 starts on one, http/1.1).",
      "listener", NULL, 0},
     {PT_MXK_LISTENER, listener_closed, "portico_connections_closed_total", "counter",
      "Client connections closed, by listener and the protocol they spoke.", "listener", NULL, 0},

@@ -180,7 +180,7 @@ def test_filters_targets_and_connections_are_counted(mx, backends):
     accepted = value(s, 'portico_connections_accepted_total', listener='main')
     closed = value(s, 'portico_connections_closed_total', listener='main', protocol='http/1.1')
     assert accepted >= 3 and closed == accepted  # every client connection was closed by now
-    assert value(s, 'portico_connections_active', listener='main') == 0
+    assert value(s, 'portico_connections_active', listener='main', protocol='http/1.1') == 0
     # a target that refuses connections: attempts, connect failures, retries
     b2 = backends()
     g.write(config(port, admin, [b2.port, dead]))
@@ -205,6 +205,16 @@ def test_h2_connections_are_counted_apart(mx):
     wait_for(lambda: closed() == 1)
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_requests_total', route='main', method='GET', code='200') == 2
+    assert value(s, 'portico_connections_active', listener='main', protocol='h2') == 0
+    # an HTTP/2 connection held open (its preface and an empty SETTINGS frame)
+    c = socket.create_connection(('127.0.0.1', port))
+    c.sendall(b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + b'\x00\x00\x00\x04\x00\x00\x00\x00\x00')
+    c.recv(100)
+    s, _ = parse(scrape(admin))
+    assert value(s, 'portico_connections_active', listener='main', protocol='h2') == 1
+    assert value(s, 'portico_connections_active', listener='main', protocol='http/1.1') == 0
+    c.close()
+    wait_for(lambda: closed() == 2)
 
 
 def test_a_killed_worker_keeps_its_counts(mx):
