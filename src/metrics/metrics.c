@@ -50,6 +50,7 @@ static struct {
     row_name_t *rows; /* cap of them */
     uint32_t *mark;   /* the preparation that last used each row */
     uint32_t cap, hw; /* rows in use are below hw */
+    uint32_t need;    /* the rows of the configuration being prepared are below need */
     uint32_t marks;
     uint32_t serving_mark; /* the configuration that serves now */
     uint32_t *hash;    /* open addressing over rows: row + 1, 0 = empty */
@@ -149,6 +150,8 @@ static uint32_t row_of(int kind, const char *l1, const char *l2)
         t.hash[i] = r + 1;
     }
     t.mark[r] = t.marks;
+    if (r + 1 > t.need)
+        t.need = r + 1;
     return r;
 }
 
@@ -350,6 +353,7 @@ static int map_config(const pt_config_t *c)
 int pt_metrics_prepare(const pt_config_t *c, int nworkers)
 {
     t.marks++;
+    t.need = 0;
     if (map_config(c) < 0) {
         errno = ENOMEM;
         return -1;
@@ -359,7 +363,7 @@ int pt_metrics_prepare(const pt_config_t *c, int nworkers)
     uint32_t nblocks = 2 + (uint32_t)nworkers * 2;
     if (nblocks > MAX_BLOCKS)
         nblocks = MAX_BLOCKS;
-    if (grow(t.hw, nblocks, &c->metrics) < 0)
+    if (grow(t.need, nblocks, &c->metrics) < 0)
         return -1;
     set_older();
     publish_names();
