@@ -93,6 +93,13 @@ typedef struct pt_admin_conf {
 } pt_admin_conf_t;
 enum pt_rtc { PT_RTC_REVERT, PT_RTC_KEEP };
 
+/* `metrics:` (metrics.h). */
+typedef struct pt_metrics_conf {
+    const pt_node_t *node;
+    double buckets[32]; /* upper bounds in seconds, ascending; the rest 0 */
+    int64_t nbuckets;
+} pt_metrics_conf_t;
+
 typedef struct pt_target_conf {
     const pt_node_t *node;
     char *address;
@@ -244,6 +251,7 @@ typedef struct pt_route_conf {
     bool rewrite_location; /* strip_prefix goes back into Location and Content-Location */
     char *upstream_host;
     int64_t max_body_size; /* 0: no limit */
+    bool metrics;          /* the route's series in /metrics */
     pt_filterset_t filters;
     const void *const *fconf; /* effective: route over global; NULL when no filter is on */
     struct {
@@ -319,6 +327,7 @@ typedef struct pt_config {
     pt_accesslog_conf_t access_log;
     pt_list_t listeners; /* pt_listener_conf_t */
     pt_admin_conf_t admin;
+    pt_metrics_conf_t metrics;
     pt_list_t upstreams; /* pt_upstream_conf_t */
     struct {
         const pt_node_t *node;

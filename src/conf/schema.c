@@ -715,6 +715,10 @@ static const pt_directive_t route_keys[] = {
      NULL, "The Host header sent upstream. Unset: the client's Host is passed through."},
     {"max_body_size", PT_T_SIZE, F(pt_route_conf_t, max_body_size), "0", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Largest request body; larger gets 413 before anything reaches the upstream. 0: no limit."},
+    {"metrics", PT_T_BOOL, F(pt_route_conf_t, metrics), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The route's series in the admin API's /metrics (requests, their duration, bytes, and its auth and limit "
+     "filters' counts). false leaves them out, to bound what a scrape of very many routes carries; the "
+     "upstreams' series stay."},
     {"respond", PT_T_SECTION, F(pt_route_conf_t, respond), NULL, 0, 0, NULL, &respond_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "Portico answers the request itself."},
     {"filters", PT_T_CUSTOM, F(pt_route_conf_t, filters), NULL, 0, 0, NULL, NULL, NULL, pt_filters_set,
@@ -1051,6 +1055,8 @@ static const pt_directive_t root_keys[] = {
      PT_F_REQUIRED, NULL, "Addresses Portico serves HTTP on."},
     {"admin", PT_T_SECTION, F(pt_config_t, admin), NULL, 0, 0, NULL, &admin_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "The admin API listener."},
+    {"metrics", PT_T_SECTION, F(pt_config_t, metrics), NULL, 0, 0, NULL, &pt_schema_metrics, NULL, NULL, NULL, 0,
+     NULL, "The Prometheus metrics of the admin API (GET /metrics)."},
     {"upstreams", PT_T_LIST, F(pt_config_t, upstreams), NULL, 0, 0, NULL, &pt_schema_upstream, NULL, NULL, NULL, 0,
      NULL, "Groups of servers that routes send requests to."},
     {"resolver", PT_T_SECTION, F(pt_config_t, resolver), NULL, 0, 0, NULL, &resolver_section, NULL, NULL, NULL, 0,

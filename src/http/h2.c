@@ -28,6 +28,7 @@
 #include "portico/h1_server.h"
 #include "portico/h2.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/proxy.h"
 #include "portico/tls.h"
 #include "portico/worker.h"
@@ -870,6 +871,8 @@ int pt_h2_start(pt_conn_t *c)
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     c->h2 = h;
     c->state = PT_CS_H2;
+    c->spoke_h2 = true;
+    pt_mx_add(pt_mx_listener(c->acc->ls->conf), PT_MXW_L_H2, 1);
     return 0;
 }
 

@@ -34,6 +34,7 @@
 #include "portico/io.h"
 #include "portico/location.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
 #include "portico/tls.h"
@@ -554,6 +555,13 @@ static void fail(pt_proxy_t *p, int kind, int err)
     bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
     /* a pooled connection the upstream had closed before we wrote */
     bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
+    if (p->counted && kind != F_CLIENT_BODY && !stale) {
+        uint32_t row = pt_mx_target(p->up->conf, p->up->targets[p->target].conf);
+        if (kind == F_CONNECT || kind == F_TLS)
+            pt_mx_add(row, PT_MXW_T_CONNECT_FAILURES, 1);
+        else if (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT)
+            pt_mx_add(row, PT_MXW_T_TIMEOUTS, 1);
+    }
     if (p->counted && p->up->passive && kind != F_CLIENT_BODY && !stale) {
         int outcome = kind == F_CONNECT || kind == F_TLS ? PT_OUT_TCP_FAIL
                       : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? PT_OUT_TIMEOUT
@@ -1075,6 +1083,10 @@ static bool start_attempt(pt_proxy_t *p)
     p->tried[idx] = true;
     p->attempts++;
     pt_target_t *t = &p->up->targets[idx];
+    uint32_t row = pt_mx_target(p->up->conf, t->conf);
+    pt_mx_add(row, PT_MXW_T_ATTEMPTS, 1);
+    if (p->attempts > 1)
+        pt_mx_add(row, PT_MXW_T_RETRIES, 1);
     c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     pt_upconn_t *uc = pt_pool_acquire(c->w, p->up, t);
     if (!uc) {

@@ -13,6 +13,7 @@
 #include "portico/grpc.h"
 #include "portico/http.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/path.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
@@ -178,6 +179,7 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
     r->grpc = false;
     r->proxy = NULL;
     r->grpc_call = NULL;
+    r->scrape = NULL;
     r->body_left = 0;
     r->body_chunked = false;
     c->req = r;
@@ -217,6 +219,8 @@ void pt_req_end(pt_conn_t *c)
         pt_filters_done(c, r->fx); /* before the arena that holds their state is reset */
         r->fx = NULL;
     }
+    if (r->scrape)
+        pt_admin_scrape_end(r);
     r->ent.route = r->route ? r->route->log_name : NULL;
     r->ent.match = r->route ? &r->match : NULL;
     r->ent.request_id = (pt_str_t){r->reqid, r->reqid_len};
@@ -225,6 +229,10 @@ void pt_req_end(pt_conn_t *c)
         for (size_t i = 0; i < cf->nsecret_args; i++) /* on any route, read or not: no log line holds a key */
             pt_req_redact_query(c, NULL, cf->secret_args[i]);
     pt_accesslog_write(&r->ent);
+    if (c->acc->ls->kind != PT_LS_ADMIN) /* the admin API's requests are not traffic */
+        pt_metrics_request(pt_mx_route(r->route ? r->route->index : cf->routes.n), pt_http_method(r->ent.method),
+                           r->ent.status, r->ent.request_us, r->ent.bytes_in, r->ent.bytes_out,
+                           r->route ? pt_mx_upstream(r->route->up) : PT_MX_NONE, r->ent.upstream_us);
     c->req = NULL;
     pt_arena_reset(&c->arena);
 }
@@ -233,6 +241,12 @@ void pt_req_end(pt_conn_t *c)
 
 void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len, const char *extra,
                     bool head_only)
+{
+    pt_req_respond_held(c, status, ctype, body, len, extra, head_only, NULL);
+}
+
+void pt_req_respond_held(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                         const char *extra, bool head_only, pt_outq_hold_t *hold)
 {
     pt_req_t *r = c->req;
     PT_ASSERT(r != NULL);
@@ -265,6 +279,8 @@ void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *bod
         pt_grpc_error_extra(c, pt_grpc_status_of(status), msg, more);
         r->ent.status = status;
         r->ent.bytes_out += c->out.pending - start;
+        if (hold)
+            hold->release(hold, false);
         return;
     }
     if (r->fx)
@@ -284,10 +300,18 @@ void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *bod
     };
     if (!pt_resp_write_head(&c->out, &h, r->fx, pt_worker_date(c->w))) {
         c->closing = true;
+        if (hold)
+            hold->release(hold, false);
         return;
     }
-    if (!head_only)
+    if (!head_only && !hold)
         pt_conn_queue(c, body, len);
+    else if (!head_only && len && pt_outq_ref_held(&c->out, body, len, hold))
+        hold = NULL; /* the queue releases it */
+    else if (!head_only && len)
+        c->closing = true; /* out of segments: cut short (never with a fresh response queue) */
+    if (hold)
+        hold->release(hold, false);
     r->ent.status = status;
     r->ent.bytes_out += c->out.pending - start;
 }
@@ -440,6 +464,7 @@ void pt_req_handle(pt_conn_t *c, pt_h1_req_t *req)
         r->grpc = ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
     }
     if (c->acc->ls->kind == PT_LS_ADMIN) {
+        c->resuming = false; /* a resumed admin request (GET /metrics) finds its own state */
         pt_admin_handle(c, req);
         return;
     }
