@@ -8,13 +8,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import threading
 import time
+import urllib.parse
 
 import pytest
 
+from cache_origin import Origin
 from conftest import free_port, raw, request, run_portico, wait_for
 from hostile_h2 import H2
 from test_h2 import ended, response
@@ -29,70 +29,24 @@ def wait_lines(path, n, what='log lines'):
     return lines(path)
 
 
-class Upstream:
-    """An HTTP/1.1 upstream whose response fields the request chooses:
-    /h?f=Name:value&f=... (in order; repeated names are several fields).
-    /slow?ms=N answers after N ms.  Keep-alive."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        import urllib.parse
-        f = c.makefile('rb')
-        try:
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                length = 0
-                while True:
-                    h = f.readline()
-                    if h in (b'\r\n', b'\n', b''):
-                        break
-                    if h.lower().startswith(b'content-length:'):
-                        length = int(h.split(b':')[1])
-                if length:
-                    f.read(length)
-                target = line.split(b' ')[1].decode()
-                u = urllib.parse.urlsplit(target)
-                q = urllib.parse.parse_qs(u.query)
-                if u.path == '/slow':
-                    time.sleep(int(q['ms'][0]) / 1000)
-                head = 'HTTP/1.1 200 OK\r\n'
-                for fl in q.get('f', []):
-                    head += fl.replace(':', ': ', 1) + '\r\n'
-                body = b'up ' + u.path.encode()
-                head += f'Content-Length: {len(body)}\r\n\r\n'
-                c.sendall(head.encode('latin-1') + body)
-        except OSError:
-            pass
-        finally:
-            c.close()
+def scripted(req):
+    """/PATH?f=Name:value&f=...: those fields, in order (a name twice: two
+    fields); &ms=N: after N ms."""
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(req.target).query)
+    fields = {}
+    for fl in q.get('f', []):
+        k, v = fl.split(':', 1)
+        fields.setdefault(k, []).append(v)
+    return 200, fields, b'up ' + req.path.encode(), int(q.get('ms', ['0'])[0]) / 1000
 
 
 @pytest.fixture
 def upstream():
-    u = Upstream()
-    yield u
-    u.stop()
+    o = Origin()
+    for path in ('/h', '/slow', '/c/1', '/p/1', '/items/7'):
+        o.handler(path, scripted)
+    yield o
+    o.stop()
 
 
 def gw_config(port, up=None, alog='', routes='', admin='', listener='', extra=''):
@@ -354,6 +308,35 @@ def test_cache_status_says_miss_hit_bypass_or_nothing(gateway, tmpdir_path, upst
         assert request(port, method, path, headers=headers)[0] == 200
     got = [ln.split(' ', 1)[1] for ln in wait_lines(log, 5)]
     assert got == [c1 + ' miss', c1 + ' hit', c1 + ' miss', c1 + ' -', '/p/1 -']
+
+
+def test_cache_status_says_revalidated_and_stale(gateway, tmpdir_path, upstream):
+    """A stored response that must be revalidated: a 304 answers the
+    client from the store (revalidated); an upstream that fails while
+    stale-if-error allows it: the stale one is served (stale)."""
+    calls = []
+
+    def revalidate(req):
+        if req.headers.get('if-none-match') == '"v1"':
+            return 304, {'ETag': '"v1"', 'Cache-Control': 'max-age=0'}, b''
+        return 200, {'ETag': '"v1"', 'Cache-Control': 'max-age=0'}, b'body'
+
+    def failing(req):
+        calls.append(req)
+        if len(calls) == 1:
+            return 200, {'ETag': '"s1"', 'Cache-Control': 'max-age=0, stale-if-error=60'}, b'body'
+        return 503, {}, b'down'
+    upstream.handler('/c/r', revalidate)
+    upstream.handler('/c/s', failing)
+    port, log = free_port(), os.path.join(tmpdir_path, 'a.log')
+    gateway(gw_config(port, up=upstream, alog=f'path: {log}, format: "$target $status $cache_status"',
+                      extra='caches: [{ name: default, memory: 1MiB }]\n',
+                      routes=proxy_route('cached', '/c/*', extra=', filters: { cache: {} }')), workers=1)
+    for path in ['/c/r', '/c/r', '/c/s', '/c/s']:
+        st, _, body = request(port, 'GET', path)
+        assert (st, body) == (200, b'body'), (path, st, body)
+    assert wait_lines(log, 4) == ['/c/r 200 miss', '/c/r 200 revalidated', '/c/s 200 miss', '/c/s 200 stale']
+    assert len(calls) == 2
 
 
 def test_trace_id_is_a_dash_when_not_traced(gateway, tmpdir_path):
