@@ -83,7 +83,8 @@ void pt_accesslog_write(const pt_alog_entry_t *e);
 void pt_accesslog_take_fields(const pt_accesslog_conf_t *conf, pt_alog_entry_t *e, int kind,
                               const struct pt_h1_header *f, size_t n);
 /* The same from a response head as written ("HTTP/1.1 200 OK\r\n" and
- * "Name: value\r\n" lines): what Portico sent ($sent_http_NAME). */
+ * "Name: value\r\n" lines): what Portico sent ($sent_http_NAME); to an
+ * HTTP/2 client, less the fields HTTP/2 does not carry (Connection...). */
 void pt_accesslog_take_head(const pt_accesslog_conf_t *conf, pt_alog_entry_t *e, int kind, const char *head,
                             size_t len);
 /* The same with this worker's format, when e's log is on: the request's

@@ -162,9 +162,21 @@ void pt_accesslog_take_fields(const pt_accesslog_conf_t *conf, pt_alog_entry_t *
 /* The fields of a head we wrote ourselves: CRLF lines "Name: value". */
 #define HEAD_FIELDS_MAX 128
 
+/* A field an HTTP/2 stream does not send (h2.c drops it from the head). */
+static bool is_hop_by_hop(pt_str_t n)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                      "trailer",    "upgrade",    "transfer-encoding"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (n.n == strlen(hop[i]) && strncasecmp(n.p, hop[i], n.n) == 0)
+            return true;
+    return false;
+}
+
 void pt_accesslog_take_head(const pt_accesslog_conf_t *conf, pt_alog_entry_t *e, int kind, const char *head,
                             size_t len)
 {
+    bool h2 = e->protocol.n == 8 && memcmp(e->protocol.p, "HTTP/2.0", 8) == 0;
     if (!pt_accesslog_wants(conf, kind))
         return;
     pt_h1_header_t f[HEAD_FIELDS_MAX];
@@ -181,7 +193,9 @@ void pt_accesslog_take_head(const pt_accesslog_conf_t *conf, pt_alog_entry_t *e,
                 v++;
             while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
                 ve--;
-            f[nf++] = (pt_h1_header_t){{p, (size_t)(colon - p)}, {v, (size_t)(ve - v)}};
+            pt_h1_header_t h = {{p, (size_t)(colon - p)}, {v, (size_t)(ve - v)}};
+            if (!h2 || !is_hop_by_hop(h.name))
+                f[nf++] = h;
         }
         p = eol;
     }
