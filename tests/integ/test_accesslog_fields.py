@@ -148,6 +148,21 @@ def test_a_route_overrides_the_global_sampling_key_by_key(gateway, tmpdir_path):
     assert sorted(lines(log)) == sorted(['a-err 404', 'b 200'] * 4)
 
 
+def test_a_reload_changes_what_is_logged(gateway, tmpdir_path):
+    port, log = free_port(), os.path.join(tmpdir_path, 'a.log')
+    before = respond_route('r', '/r') + respond_route('s', '/s')
+    g = gateway(gw_config(port, alog=f'path: {log}, format: "$route $http_x_n"', routes=before), workers=2)
+    keepalive(port, [('/r', {'X-N': '1'}), ('/s', {'X-N': '1'})])
+    wait_lines(log, 2)
+    g.write(gw_config(port, alog=f'path: {log}, format: "$route $http_x_n $sent_http_content_type"',
+                      routes=respond_route('r', '/r', extra=', access_log: false') + respond_route('s', '/s')))
+    g.reload()
+    keepalive(port, [('/r', {'X-N': '2'}), ('/s', {'X-N': '2'})])
+    wait_lines(log, 3)
+    time.sleep(0.3)
+    assert lines(log) == ['r 1', 's 1', 's 2 text/plain']
+
+
 @pytest.mark.parametrize('where, text, message, at', [
     ('global', 'sample: 1.5', 'expected a ratio from 0 to 1', '1.5'),
     ('global', 'sample: often', 'expected a ratio from 0 to 1', 'often'),
@@ -333,14 +348,16 @@ def test_cache_status_says_miss_hit_bypass_or_nothing(gateway, tmpdir_path, upst
     extra = 'caches: [{ name: default, memory: 1MiB }]\n'
     routes = (proxy_route('cached', '/c/*', extra=', filters: { cache: { default_ttl: 60s } }') +
               proxy_route('plain', '/p/*'))
-    gateway(gw_config(port, up=upstream, alog=f'path: {log}, format: "$request_id $target $cache_status"',
+    gateway(gw_config(port, up=upstream, alog=f'path: {log}, format: "$request_id $target $cache_status '
+                                               f'$sent_http_x_up"',
                       extra=extra, routes=routes), workers=1)
-    c1 = '/c/1?f=Cache-Control:max-age%3D60'
+    c1 = '/c/1?f=Cache-Control:max-age%3D60&f=X-Up:u'
     for path, method, headers in [(c1, 'GET', {}), (c1, 'GET', {}), (c1, 'GET', {'Cache-Control': 'no-cache'}),
                                   (c1, 'POST', {}), ('/p/1', 'GET', {})]:
         assert request(port, method, path, headers=headers)[0] == 200
     got = [ln.split(' ', 1)[1] for ln in wait_lines(log, 5)]
-    assert got == [c1 + ' miss', c1 + ' hit', c1 + ' miss', c1 + ' -', '/p/1 -']
+    # the hit's fields are the stored response's, as the cache sent them
+    assert got == [c1 + ' miss u', c1 + ' hit u', c1 + ' miss u', c1 + ' - u', '/p/1 - -']
 
 
 def test_cache_status_says_revalidated_and_stale(gateway, tmpdir_path, upstream):
