@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -87,10 +88,40 @@ static void put_secs(char **p, char *end, int64_t us, int json)
         put(p, end, json ? "null" : "-", json ? 4 : 1);
 }
 
+/* A variable that is one of the entry's strings, as it is: true and *s. */
+static bool string_of(int var, const pt_alog_entry_t *e, pt_str_t *s)
+{
+    const char *cs;
+    switch (var) {
+    case PT_AV_METHOD: *s = e->method; return true;
+    case PT_AV_PROTOCOL: *s = e->protocol; return true;
+    case PT_AV_REQUEST_ID: *s = e->request_id; return true;
+    case PT_AV_HOST: *s = e->host; return true;
+    case PT_AV_USER_AGENT: *s = e->user_agent; return true;
+    case PT_AV_REFERER: *s = e->referer; return true;
+    case PT_AV_ROUTE: cs = e->route; break;
+    case PT_AV_UPSTREAM_ADDR: cs = e->upstream_addr; break;
+    case PT_AV_TLS_PROTOCOL: cs = e->tls_protocol; break;
+    case PT_AV_TLS_CIPHER: cs = e->tls_cipher; break;
+    case PT_AV_COMPLETION: cs = pt_completion_names[e->completion]; break;
+    case PT_AV_CONSUMER: cs = e->consumer; break;
+    case PT_AV_CACHE_STATUS: cs = e->cache_status; break;
+    case PT_AV_TRACE_ID: cs = e->trace_id; break;
+    default: return false;
+    }
+    *s = pt_str_from(cs);
+    return true;
+}
+
 static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_entry_t *e, int json)
 {
     char tmp[64];
     struct tm tm;
+    pt_str_t str;
+    if (string_of(s->var, e, &str)) {
+        put_esc(p, end, str, json, PT_ALOG_FIELD_MAX);
+        return;
+    }
     switch (s->var) {
     case PT_AV_TIME:
         gmtime_r(&e->start.tv_sec, &tm);
@@ -110,14 +141,8 @@ static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_e
             put(p, end, "-", json ? 0 : 1);
         }
         break;
-    case PT_AV_METHOD:
-        put_esc(p, end, e->method, json, PT_ALOG_FIELD_MAX);
-        break;
     case PT_AV_TARGET:
         put_esc(p, end, e->target, json, PT_ALOG_TARGET_MAX);
-        break;
-    case PT_AV_PROTOCOL:
-        put_esc(p, end, e->protocol, json, PT_ALOG_FIELD_MAX);
         break;
     case PT_AV_STATUS:
         put_fmt(p, end, "%d", e->status);
@@ -130,42 +155,6 @@ static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_e
         break;
     case PT_AV_REQUEST_TIME:
         put_fmt(p, end, "%.3f", (double)e->request_us / 1e6);
-        break;
-    case PT_AV_ROUTE:
-        put_esc(p, end, pt_str_from(e->route), json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_REQUEST_ID:
-        put_esc(p, end, e->request_id, json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_HOST:
-        put_esc(p, end, e->host, json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_USER_AGENT:
-        put_esc(p, end, e->user_agent, json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_REFERER:
-        put_esc(p, end, e->referer, json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_UPSTREAM_ADDR:
-        put_esc(p, end, pt_str_from(e->upstream_addr), json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_TLS_PROTOCOL:
-        put_esc(p, end, pt_str_from(e->tls_protocol), json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_TLS_CIPHER:
-        put_esc(p, end, pt_str_from(e->tls_cipher), json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_COMPLETION:
-        put_esc(p, end, pt_str_from(pt_completion_names[e->completion]), json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_CONSUMER:
-        put_esc(p, end, e->consumer ? pt_str_from(e->consumer) : PT_STR_NULL, json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_CACHE_STATUS:
-        put_esc(p, end, e->cache_status ? pt_str_from(e->cache_status) : PT_STR_NULL, json, PT_ALOG_FIELD_MAX);
-        break;
-    case PT_AV_TRACE_ID:
-        put_esc(p, end, e->trace_id ? pt_str_from(e->trace_id) : PT_STR_NULL, json, PT_ALOG_FIELD_MAX);
         break;
     case PT_AV_UPSTREAM_STATUS:
         if (e->upstream_status)
