@@ -561,3 +561,30 @@ def test_admin_access_log_false_and_bad_values(tmpdir_path):
     assert r.returncode == 0, r.stderr
     path, err = check_fails(tmpdir_path, base.replace('ADMINLOG', 'true'))
     assert 'expected the path of the admin API' in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to start as root and change users')
+def test_the_admin_log_is_made_for_the_workers_user_and_rotated(gateway, tmpdir_path):
+    """Started as root with user: nobody, the workers cannot create a file
+    in a directory of root's: the master makes the admin API's log for
+    them, at start and at each SIGUSR1, as it does the traffic's."""
+    import pwd
+    d = os.path.join(tmpdir_path, 'logs')
+    os.mkdir(d, 0o755)
+    port, admin = free_port(), free_port()
+    alog = os.path.join(d, 'admin.log')
+    g = gateway(gw_config(port, alog=f'path: {d}/access.log, format: "$target $status"',
+                          admin=f'admin: {{ address: 127.0.0.1:{admin}, access_log: {alog} }}\n',
+                          extra='user: nobody\n', routes=respond_route('r', '/*')), workers=2)
+    nobody = pwd.getpwnam('nobody').pw_uid
+    assert os.stat(alog).st_uid == nobody
+    request(admin, 'GET', '/healthz')
+    assert wait_lines(alog, 1) == ['/healthz 200']
+    os.rename(alog, alog + '.1')
+    os.kill(g.proc.pid, signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(alog) and os.stat(alog).st_uid == nobody, what='the new admin log')
+    deadline = time.time() + 10
+    while time.time() < deadline and '/status 200' not in ''.join(lines(alog)):
+        request(admin, 'GET', '/status')  # a worker may reopen after the first of these
+        time.sleep(0.1)
+    assert '/status 200' in lines(alog) and lines(alog + '.1')[0] == '/healthz 200'
