@@ -86,6 +86,16 @@ static bool consume_body(pt_conn_t *c)
     return true;
 }
 
+/* A head that could not be parsed (or did not come whole) still logs its
+ * method, target and protocol as far as its request line got, copied
+ * out of the input buffer. */
+static void log_what_came(pt_conn_t *c)
+{
+    pt_alog_entry_t *e = &c->req->ent;
+    pt_h1_peek_request_line(c->ibuf + c->ipos, c->ilen - c->ipos, &e->method, &e->target, &e->protocol);
+    pt_req_detach(c);
+}
+
 /* The client's first bytes are HTTP/2's preface (prior knowledge):
  * 1 switched, 0 not, -1 wait for the rest of it. */
 static int h2_preface(pt_conn_t *c)
@@ -177,6 +187,7 @@ static int handle_input(pt_conn_t *c)
         if (rc < 0) {
             if (pt_req_start(c, NULL)) {
                 c->req->ent.bytes_in = c->ilen - c->ipos;
+                log_what_came(c);
                 pt_req_respond_error(c, status);
             }
             c->ipos = c->ilen;
@@ -246,8 +257,10 @@ static void on_timeout(pt_conn_t *c)
         pt_log_info("client timed out while sending the request head");
         c->timer_kind = PT_TM_NONE;
         pt_outq_reset(&c->out);
-        if (pt_req_start(c, NULL))
+        if (pt_req_start(c, NULL)) {
+            log_what_came(c);
             pt_req_respond_error(c, 408);
+        }
         end_request(c);
         run(c);
         return;

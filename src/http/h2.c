@@ -645,7 +645,10 @@ static void respond_now(pt_h2_stream_t *st, const char *status, const char *body
     st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, 2, &dp) == 0;
     /* no stream connection, so no request: its log line is written here */
     pt_conn_t *c = st->h2->c;
-    pt_alog_entry_t e = {.peer = (const struct sockaddr *)&c->peer, .upstream_us = -1};
+    pt_alog_entry_t e = {.peer = (const struct sockaddr *)&c->peer,
+                         .upstream_us = -1,
+                         .upstream_connect_us = -1,
+                         .upstream_header_us = -1};
     event_base_gettimeofday_cached(c->w->base, &e.start);
     e.method = st->method ? pt_str_from(st->method) : PT_STR_NULL;
     e.target = st->path ? pt_str_from(st->path) : PT_STR_NULL;

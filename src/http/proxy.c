@@ -94,6 +94,7 @@ struct pt_proxy {
     bool detached;  /* the client was answered already (fx->detached): nothing of the response goes to it */
     pt_resp_tap_t *tap; /* storing: the tap gets the body */
     struct timeval up_start;
+    int64_t attempt_us; /* when the last attempt started (the log's upstream times) */
 };
 
 static bool start_attempt(pt_proxy_t *p);
@@ -263,6 +264,7 @@ static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
         .chunked = !p->resp_no_body && p->client_chunked,
         .close = p->close_client,
         .http10 = p->client_minor == 0,
+        .log = &c->req->ent,
     };
     pt_location_ctx_t loc;
     if (p->location) /* the Host it went with, as put_request_line wrote it; the log's copy of the client's */
@@ -302,6 +304,8 @@ static int take_response_head(pt_proxy_t *p)
             p->head_seen = true;
             p->status = r.status;
             c->req->ent.upstream_status = r.status;
+            c->req->ent.upstream_header_us = now_us(c) - p->attempt_us;
+            pt_accesslog_take(&c->req->ent, PT_ALOG_HDR_UPSTREAM, r.headers, r.nheaders); /* before ibuf moves */
             if (p->up->passive)
                 pt_health_report(p->up, p->target,
                                  pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK, now_us(c) / 1000);
@@ -821,6 +825,7 @@ static int connect_step(pt_proxy_t *p, pt_upconn_t *uc)
         }
     }
     uc->connecting = false;
+    p->c->req->ent.upstream_connect_us = now_us(p->c) - p->attempt_us;
     return STEP_PROGRESS;
 }
 
@@ -1082,6 +1087,8 @@ static bool start_attempt(pt_proxy_t *p)
     p->counted = true;
     p->tried[idx] = true;
     p->attempts++;
+    p->attempt_us = ctx.now_us;
+    c->req->ent.upstream_connect_us = c->req->ent.upstream_header_us = -1;
     pt_target_t *t = &p->up->targets[idx];
     uint32_t row = pt_mx_target(p->up->conf, t->conf);
     pt_mx_add(row, PT_MXW_T_ATTEMPTS, 1);
@@ -1105,6 +1112,8 @@ static bool start_attempt(pt_proxy_t *p)
     uc->eof = uc->reset = false;
     if (uc->connecting)
         pt_upconn_timer(uc, p->up->conf->timeouts.connect);
+    else
+        c->req->ent.upstream_connect_us = 0; /* kept alive, as nginx logs it */
     return true;
 }
 

@@ -186,7 +186,9 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
     pt_alog_entry_t *e = &r->ent;
     e->start = c->head_start;
     e->peer = (const struct sockaddr *)&c->peer;
-    e->upstream_us = -1;
+    e->upstream_us = e->upstream_connect_us = e->upstream_header_us = -1;
+    e->admin = c->acc->ls->kind == PT_LS_ADMIN;
+    e->arena = &c->arena;
     if (c->ssl) {
         e->tls_protocol = pt_tls_protocol(c->ssl);
         e->tls_cipher = pt_tls_cipher(c->ssl);
@@ -196,11 +198,13 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
         e->target = req->target;
         e->protocol = pt_conn_is_stream(c) ? PT_STR("HTTP/2.0") : (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
         e->host = req->host;
-        if (c->w->conf->access_log.path) { /* looked up only for the log */
+        if (pt_accesslog_on(e->admin)) { /* looked up only for the log */
             const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
             e->user_agent = h ? h->value : PT_STR_NULL;
             h = pt_h1_find(req, PT_STR("referer"));
             e->referer = h ? h->value : PT_STR_NULL;
+            /* copied now: the head's buffer moves before the line is written */
+            pt_accesslog_take(e, PT_ALOG_HDR_REQ, req->headers, req->nheaders);
         }
     }
     make_id(r);
@@ -223,6 +227,7 @@ void pt_req_end(pt_conn_t *c)
         pt_admin_scrape_end(r);
     r->ent.route = r->route ? r->route->log_name : NULL;
     r->ent.match = r->route ? &r->match : NULL;
+    r->ent.policy = r->route && r->route->access_log.node ? &r->route->access_log : NULL;
     r->ent.request_id = (pt_str_t){r->reqid, r->reqid_len};
     const pt_config_t *cf = c->w->conf;
     if (cf->nsecret_args && r->ent.target.p && memchr(r->ent.target.p, '?', r->ent.target.n))
@@ -297,6 +302,7 @@ void pt_req_respond_held(pt_conn_t *c, int status, const char *ctype, const char
         .content_length = (int64_t)len,
         .close = c->closing,
         .keep_alive_1_0 = !c->closing && minor == 0,
+        .log = &r->ent,
     };
     if (!pt_resp_write_head(&c->out, &h, r->fx, pt_worker_date(c->w))) {
         c->closing = true;
@@ -342,9 +348,9 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
     const pt_fx_t *fx = r->fx;
     if (fx)
         pt_filters_response(c, r->fx, (int)rc->respond.status, false);
-    if (fx && fx->nresp) {
-        /* response headers edited: the head goes the common way instead
-         * of the one prebuilt at load */
+    if ((fx && fx->nresp) || pt_accesslog_wants_sent(&r->ent)) {
+        /* response headers edited (or logged): the head goes the common
+         * way instead of the one prebuilt at load */
         size_t n = rc->respond.headers.n;
         pt_h1_header_t fields[n ? n : 1];
         bool ctype = false;
@@ -357,7 +363,7 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
             .status = (int)rc->respond.status,
             .fields = fields,
             .nfields = n,
-            .extra = ctype || pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type"))
+            .extra = ctype || (fx && pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type")))
                          ? PT_STR_NULL
                          : PT_STR("Content-Type: text/plain\r\n"),
             .server = true,
@@ -365,6 +371,7 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
             .content_length = (int64_t)strlen(rc->respond.body),
             .close = c->closing,
             .keep_alive_1_0 = !c->closing && req->minor == 0,
+            .log = &r->ent,
         };
         if (!pt_resp_write_head(&c->out, &h, fx, pt_worker_date(c->w)))
             c->closing = true;

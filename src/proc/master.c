@@ -169,23 +169,32 @@ static int resolve_user(const pt_config_t *c, uid_t *uid, gid_t *gid, bool *drop
     return 0;
 }
 
-/* The access log is created by the master, owned by the workers' user,
- * so that workers can reopen it after logrotate moved it. */
-static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen)
+/* The access logs (the traffic's, the admin API's) are created by the
+ * master, owned by the workers' user, so that workers can reopen them
+ * after logrotate moved them. */
+static int prepare_log_file(const pt_config_t *c, const char *path, bool drop, uid_t uid, gid_t gid, char *err,
+                            size_t errlen)
 {
-    if (!c->access_log.path)
+    if (!path)
         return 0;
-    int fd = open(c->access_log.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot open the access log %s: %s", c->access_log.path, strerror(errno));
+        snprintf(err, errlen, "cannot open the access log %s: %s", path, strerror(errno));
         return -1;
     }
     /* one already theirs keeps its group (logrotate's create 0640 portico adm) */
     struct stat st;
     if (drop && (fstat(fd, &st) < 0 || st.st_uid != uid) && fchown(fd, uid, gid) < 0)
-        pt_log_warn("cannot give %s to user %s: %s", c->access_log.path, c->user, strerror(errno));
+        pt_log_warn("cannot give %s to user %s: %s", path, c->user, strerror(errno));
     close(fd);
     return 0;
+}
+
+static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (prepare_log_file(c, c->access_log.path, drop, uid, gid, err, errlen) < 0)
+        return -1;
+    return prepare_log_file(c, c->admin.access_log, drop, uid, gid, err, errlen);
 }
 
 /* ---- the status board ---- */
