@@ -62,6 +62,8 @@ pt_verdict_t pt_auth_absent(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, i
 pt_verdict_t pt_auth_refuse(pt_conn_t *c, const pt_h1_req_t *req, int status, int reason, const char *message,
                             const char *extra);
 void pt_auth_count(pt_conn_t *c, int reason);
+/* The same, for filter (PT_FILTER_*) where no filter's on_request runs. */
+void pt_auth_count_in(pt_conn_t *c, int filter, int reason);
 
 /* The field a credential is read from: the first called name (in any
  * case, '-' and '_' alike), and whether there are several.  Several are

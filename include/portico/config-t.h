@@ -26,15 +26,31 @@ typedef struct pt_log_conf {
     int level;
 } pt_log_conf_t;
 
+/* Which requests the access log keeps: access_log.sample and
+ * sample_errors, or a route's access_log (false, or its own sampling). */
+enum { PT_ALOG_ERRORS_ALWAYS, PT_ALOG_ERRORS_SAMPLED };
+typedef struct pt_alog_policy {
+    const pt_node_t *node; /* a route's: NULL when it has no access_log key (the global policy) */
+    bool off;              /* a route's access_log: false */
+    double sample;         /* 0..1; < 0 in a route's: the global one */
+    int sample_errors;     /* PT_ALOG_ERRORS_*; < 0 in a route's: the global one */
+    uint64_t cut;          /* compiled from sample: a request is kept when a draw is below it */
+} pt_alog_policy_t;
+
 typedef struct pt_accesslog_conf {
     const pt_node_t *node;
     char *path; /* NULL: off */
     char *format;
     int64_t buffer;
     int64_t flush;
+    pt_alog_policy_t policy; /* sample, sample_errors */
+    pt_strlist_t fields;     /* format: json: the fields, in order (none: the default set) */
     /* compiled */
     int kind;
-    void *compiled;
+    void *compiled;               /* pt_alog_seg_t[]: the template, or the JSON fields */
+    struct pt_alog_hdr *hdrs;     /* the header fields the format names ($http_NAME, ...) */
+    size_t nhdrs;
+    size_t line_max;              /* the longest line the format can make */
 } pt_accesslog_conf_t;
 
 typedef struct pt_tls_cert_conf {
@@ -90,7 +106,17 @@ typedef struct pt_admin_conf {
     pt_addr_t address;
     bool allow_remote;
     char *token; /* state-changing requests need "Authorization: Bearer <token>"; NULL: none */
+    int runtime_changes; /* enum pt_rtc: what a reload does with the targets changed through the API */
+    char *access_log; /* the admin API's own access log file; NULL: none */
 } pt_admin_conf_t;
+enum pt_rtc { PT_RTC_REVERT, PT_RTC_KEEP };
+
+/* `metrics:` (metrics.h). */
+typedef struct pt_metrics_conf {
+    const pt_node_t *node;
+    double buckets[32]; /* upper bounds in seconds, ascending; the rest 0 */
+    int64_t nbuckets;
+} pt_metrics_conf_t;
 
 typedef struct pt_target_conf {
     const pt_node_t *node;
@@ -243,9 +269,11 @@ typedef struct pt_route_conf {
     bool rewrite_location; /* strip_prefix goes back into Location and Content-Location */
     char *upstream_host;
     int64_t max_body_size; /* 0: no limit */
+    bool metrics;          /* the route's series in /metrics */
     bool tracing;          /* false: no spans, the client's trace fields go upstream untouched */
     pt_filterset_t filters;
     const void *const *fconf; /* effective: route over global; NULL when no filter is on */
+    pt_alog_policy_t access_log; /* node NULL: the global access_log's sampling */
     struct {
         const pt_node_t *node; /* NULL: no respond action */
         int64_t status;
@@ -319,6 +347,7 @@ typedef struct pt_config {
     pt_accesslog_conf_t access_log;
     pt_list_t listeners; /* pt_listener_conf_t */
     pt_admin_conf_t admin;
+    pt_metrics_conf_t metrics;
     pt_list_t upstreams; /* pt_upstream_conf_t */
     struct {
         const pt_node_t *node;

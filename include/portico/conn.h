@@ -74,6 +74,7 @@ struct pt_conn {
     bool nodelay; /* TCP_NODELAY is set (once the connection is kept alive) */
     bool closing;      /* close once the output is flushed */
     bool dead;
+    bool spoke_h2;     /* HTTP/2 ran on it (for the metrics, once it closes) */
     bool tls_peeked;   /* the first bytes were looked at: plain HTTP on a TLS port? */
     /* the protocol's loop */
     bool in_request;   /* between the first byte of a head and the end of its body */

@@ -143,6 +143,9 @@ typedef struct pt_filter {
     int (*link)(pt_conf_ctx_t *cc, const pt_config_t *c, void *conf, const char *scope);
 } pt_filter_t;
 
+/* The circuit of a route with a circuit-breaker: 0 closed, 1 open, 2
+ * half-open; -1 when it has none (for the metrics). */
+int pt_circuit_breaker_state(const char *route);
 extern const pt_filter_t *const pt_filters[PT_FILTER__COUNT];
 
 /* The `filters:` setter for the schema (routes, global_filters, consumers):

@@ -49,6 +49,14 @@ typedef struct pt_h1_req {
  * req->headers must point to an array of lim->max_headers entries. */
 int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_req_t *req, int *status);
 
+/* What the start of a request that could not be parsed says, for the
+ * access log: the method (a token and a space), then the target (the bytes
+ * up to the next space or line end, whatever they are: the log escapes
+ * them), then the protocol when "HTTP/1.0" or "HTTP/1.1" ends the line.
+ * Each is PT_STR_NULL when the request did not get that far; all point
+ * into buf. */
+void pt_h1_peek_request_line(const char *buf, size_t len, pt_str_t *method, pt_str_t *target, pt_str_t *protocol);
+
 /* Finds a header by name (case-insensitive); the first one, or NULL. */
 const pt_h1_header_t *pt_h1_find(const pt_h1_req_t *req, pt_str_t name);
 

@@ -64,6 +64,7 @@ typedef struct pt_proxy_framing {
     bool chunked; /* Transfer-Encoding: chunked (a length unknown to an HTTP/1.1 client) */
     bool close;   /* Connection: close */
     bool http10;  /* the client speaks HTTP/1.0 (kept alive: Connection: keep-alive) */
+    struct pt_alog_entry *log; /* the access log entry that takes the fields sent, or NULL */
 } pt_proxy_framing_t;
 /* Queues the client's head for the upstream's response head r (parsed at
  * base): its status line and reason, its fields less the hop-by-hop ones,

@@ -34,6 +34,7 @@ typedef struct pt_req {
     bool path_plain;        /* its path was already in normal form (routing found it so) */
     struct pt_proxy *proxy; /* the content source answering it, while it does */
     struct pt_grpc *grpc_call;
+    struct pt_scrape_job *scrape; /* GET /metrics being made (admin_metrics.c) */
     struct pt_trace_req *trace; /* NULL: not traced (no tracing: block) */
     /* a body read away after the request was answered (respond routes) */
     int64_t body_left;
@@ -63,6 +64,11 @@ void pt_req_end(pt_conn_t *c);
  * extra: more header lines ("Allow: GET\r\n"), or NULL. */
 void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len, const char *extra,
                     bool head_only);
+/* The same with a body referenced, not copied: hold is released once the
+ * body was sent or dropped (and at once when it is not queued). */
+typedef struct pt_outq_hold pt_outq_hold_t;
+void pt_req_respond_held(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                         const char *extra, bool head_only, pt_outq_hold_t *hold);
 /* The same for a plain error: "NNN Reason\n", and the connection closes. */
 void pt_req_respond_error(pt_conn_t *c, int status);
 /* Copies every string of the request that later stages read (the log

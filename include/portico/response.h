@@ -44,6 +44,7 @@ typedef struct pt_resp_head {
     size_t fields_size;             /* the fields' size as the source had them (the upstream's head
                                        length), or 0: counted here; each may grow by 1 byte */
     const pt_resp_rewrite_t *rewrite; /* NULL: every field as it is */
+    struct pt_alog_entry *log;        /* the access log entry that takes the fields sent, or NULL */
 } pt_resp_head_t;
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n": the Date line's length. */

@@ -23,6 +23,7 @@ struct pt_conf_ctx {
 /* The top-level section (schema.c). */
 extern const pt_section_t pt_schema_root;
 extern const pt_section_t pt_schema_listener, pt_schema_upstream, pt_schema_route;
+extern const pt_section_t pt_schema_metrics; /* metrics_conf.c */
 /* The element of a list of strings, and of a list of HTTP statuses
  * (PT_T_LIST with .elem). */
 extern const pt_directive_t pt_schema_str_elem, pt_schema_status_elem;

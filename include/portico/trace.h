@@ -20,6 +20,7 @@
 typedef struct pt_conn pt_conn_t;
 typedef struct pt_worker pt_worker_t;
 struct pt_target;
+struct pt_fx;
 
 #define PT_TRACESTATE_MAX 512 /* a longer tracestate is not passed on */
 #define PT_TRACE_FIELDS_MAX (PT_TRACESTATE_MAX + 256) /* every trace field sent upstream */
@@ -93,9 +94,10 @@ typedef struct pt_trace_req {
  * from the caller's fields or new, in c's request arena.  NULL when
  * tracing is off, on the admin listener, or out of memory. */
 pt_trace_req_t *pt_trace_req_start(pt_conn_t *c, const pt_h1_req_t *req);
-/* The request ends (before its log line): its server span is queued when
- * sampled, with what the log entry and the filters say. */
-void pt_trace_req_end(pt_conn_t *c);
+/* The request ends (before its log line, after the filters' on_done): its
+ * server span is queued when sampled, with what the log entry and the
+ * filters (fx, may be NULL) say. */
+void pt_trace_req_end(pt_conn_t *c, const struct pt_fx *fx);
 /* The trace fields for the upstream written at dst (room bytes): the
  * caller's B3 fields replaced in the form they came, traceparent always,
  * the caller's tracestate when its traceparent was valid.  Returns their

@@ -71,7 +71,24 @@ typedef struct pt_target {
     struct ssl_session_st *tls_session; /* scheme https: offered on the next connect */
     void *grpc_conns;        /* scheme grpc(s): this worker's HTTP/2 connections (grpc.c) */
     uint64_t connects, reuses;
+    /* run-time changes (runtime.c): the weight in force (the file's or the
+     * admin API's; slow start ramps t->weight up to it), the state, and
+     * whether the admin API added it (conf is NULL then) */
+    int64_t full_weight;
+    int rt_state; /* enum pt_rt_state */
+    bool rt_added;
 } pt_target_t;
+
+/* A target's state set through the admin API.  DRAIN and DOWN take no new
+ * attempts (DOWN also closes its idle connections); REMOVED is a target
+ * the API deleted, kept while attempts on it are under way; FREE a slot
+ * for targets added at run time, unused. */
+enum pt_rt_state { PT_RT_UP, PT_RT_DRAIN, PT_RT_DOWN, PT_RT_REMOVED, PT_RT_FREE };
+/* Targets the admin API may add to one upstream; and the slots beyond
+ * them a worker has for deleted ones that still have attempts under way
+ * (when those are taken too, an addition waits for one to end). */
+#define PT_RT_MAX_ADDED 32
+#define PT_RT_SPARE_SLOTS 8
 
 typedef struct pt_ring_point {
     uint64_t hash;
@@ -81,7 +98,15 @@ typedef struct pt_ring_point {
 typedef struct pt_upstream {
     const pt_upstream_conf_t *conf;
     pt_target_t *targets;
-    size_t ntargets;
+    size_t ntargets;        /* in use: the file's, then those added at run
+                             * time; grows (never past cap), never shrinks,
+                             * so that indexes held by attempts stay valid */
+    size_t cap;             /* room in targets[]: size per-target arrays by it */
+    size_t nconf;           /* the file's targets: targets[0..nconf) */
+    size_t rt_excluded;     /* targets no new attempt may go to (run-time state) */
+    uint64_t rt_seen;       /* the run-time changes' version last applied */
+    struct pt_upstream *all; /* the worker's upstreams (this one among them) */
+    size_t nall;
     int kind;               /* enum pt_balancer_kind */
     pt_ring_point_t *ring;  /* consistent-hashing: sorted by hash */
     size_t nring;
@@ -161,6 +186,12 @@ pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc);
 bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa,
                             socklen_t len);
 
+/* A target added at run time (runtime.c) leaves its address: its idle
+ * connections closed, its shared slot left; the slot is free for another.
+ * Only with no attempt under way on it.  pt_upstreams_readdress() gives
+ * such a slot its address (t->rt_added set: named as given). */
+void pt_upstreams_unbind(pt_upstream_t *u, pt_target_t *t);
+
 /* Asynchronous DNS (evdns) in each worker: every target given by host
  * name is resolved at start and again when its answer expires. */
 typedef struct pt_resolver pt_resolver_t;
@@ -175,6 +206,9 @@ bool pt_resolver_settled(const pt_resolver_t *r);
 
 /* Prepares the balancer of u (the consistent-hashing ring). 0 or -1. */
 int pt_balancer_init(pt_upstream_t *u);
+/* (Re)builds the consistent-hashing ring of u from its targets' weights
+ * (nothing for the other balancers).  0 or -1 (out of memory). */
+int pt_balancer_ring(pt_upstream_t *u);
 /* Chooses a target with u's balancer, avoiding those marked in tried[] when
  * another exists.  ctx may be NULL.  Returns its index. */
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx);

@@ -12,7 +12,9 @@
 #include "portico/conn.h"
 #include "portico/http.h"
 #include "portico/limit.h"
+#include "portico/metrics.h"
 #include "portico/request.h"
+#include "portico/runtime.h"
 #include "portico/secret.h"
 #include "portico/upstream.h"
 #include "portico/zone.h"
@@ -82,6 +84,9 @@ static void zones_json(FILE *f, pt_worker_t *w)
         fprintf(f, "{\"name\":\"%s\",\"slots\":%zu,\"used\":%zu,\"evicted\":%llu,\"refused\":%llu}",
                 pt_zone_name(z), st.slots, st.used, st.evicted, st.refused);
     }
+    if (pt_runtime_version) /* the admin API's target changes */
+        fprintf(f, "%s{\"name\":\"upstream-runtime\",\"slots\":%d,\"used\":%zu}", z ? "," : "", PT_RT_ENTRIES,
+                pt_runtime_used());
     fputc(']', f);
 }
 
@@ -185,25 +190,58 @@ static char *status_json(pt_worker_t *w, size_t *len)
                 n += __atomic_load_n(&st->workers[i].auth_failures[r], __ATOMIC_RELAXED);
         fprintf(f, "%s\"%s\":%llu", r ? "," : "", pt_auth_reason_names[r], (unsigned long long)n);
     }
-    fputs("},\"upstreams\":[", f);
+    fputc('}', f);
+    pt_mx_zone_t *mz = pt_metrics_zone();
+    if (mz) {
+        pt_mx_totals_t tot;
+        pt_metrics_totals(mz, &tot);
+        fprintf(f, ",\"requests\":%llu,\"connections\":{\"accepted\":%llu,\"active\":%llu}",
+                (unsigned long long)tot.requests, (unsigned long long)tot.accepted, (unsigned long long)tot.active);
+    }
+    fputs(",\"upstreams\":[", f);
     int64_t now_ms = pt_worker_now_us(w) / 1000;
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
-        const pt_upstream_t *u = &w->upstreams[i];
+        pt_upstream_t *u = &w->upstreams[i];
+        pt_runtime_sync(u); /* the admin API's last changes, even with no request since */
         fprintf(f, "%s{\"name\":", i ? "," : "");
         put_json_str(f, u->conf->name);
-        fprintf(f, ",\"balancer\":\"%s\",\"worker_retries\":%llu,\"worker_retries_refused\":%llu,\"targets\":[",
-                balancer_names[u->kind], (unsigned long long)u->budget.retried, (unsigned long long)u->budget.refused);
-        for (size_t k = 0; k < u->ntargets; k++) {
+        uint64_t refused = 0, retries = 0, v[PT_MXW_T_REUSES + 1];
+        pt_mx_zone_t *z = pt_metrics_zone();
+        if (z)
+            pt_metrics_sum(z, pt_mx_upstream(u->conf), PT_MXW_UP_REFUSED, 1, &refused);
+        for (size_t k = 0; z && k < u->ntargets; k++) {
+            pt_metrics_sum(z, pt_mx_target(u->conf, u->targets[k].conf), PT_MXW_T_RETRIES, 1, v);
+            retries += v[0];
+        }
+        fprintf(f,
+                ",\"balancer\":\"%s\",\"retries\":%llu,\"retries_refused\":%llu,\"worker_retries\":%llu,"
+                "\"worker_retries_refused\":%llu,\"targets\":[",
+                balancer_names[u->kind], (unsigned long long)retries, (unsigned long long)refused,
+                (unsigned long long)u->budget.retried, (unsigned long long)u->budget.refused);
+        for (size_t k = 0, first_t = 1; k < u->ntargets; k++) {
             const pt_target_t *t = &u->targets[k];
-            fprintf(f, "%s{\"address\":", k ? "," : "");
+            if (t->rt_state == PT_RT_FREE || (t->rt_state == PT_RT_REMOVED && !t->inflight))
+                continue; /* removed through the admin API: shown while attempts on it finish */
+            fprintf(f, "%s{\"address\":", first_t ? "" : ",");
+            first_t = 0;
             put_json_str(f, t->name);
+            fprintf(f, ",\"state\":\"%s\",\"added\":%s,\"full_weight\":%lld", pt_rt_state_names[t->rt_state],
+                    t->rt_added ? "true" : "false", (long long)t->full_weight);
+            memset(v, 0, sizeof(v));
+            if (z) /* every worker's, the exited ones' included */
+                pt_metrics_sum(z, pt_mx_target(u->conf, t->conf), 0, PT_MXW_T_REUSES + 1, v);
             fprintf(f,
                     ",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
-                    "\"ewma_ms\":%.3f,\"connects\":%llu,\"reuses\":%llu,\"idle\":%zu",
+                    "\"ewma_ms\":%.3f,\"attempts\":%llu,\"connect_failures\":%llu,\"timeouts\":%llu,"
+                    "\"connects\":%llu,\"reuses\":%llu,\"worker_connects\":%llu,\"worker_reuses\":%llu,"
+                    "\"idle\":%zu",
                     (long long)t->weight,
                     (long long)(t->shared ? atomic_load(&t->shared->inflight) : t->inflight), (long long)t->inflight,
                     t->ewma_us / 1000, /* this worker's: each one learns its own */
-                    (unsigned long long)t->connects, (unsigned long long)t->reuses, t->nidle);
+                    (unsigned long long)v[PT_MXW_T_ATTEMPTS], (unsigned long long)v[PT_MXW_T_CONNECT_FAILURES],
+                    (unsigned long long)v[PT_MXW_T_TIMEOUTS], (unsigned long long)v[PT_MXW_T_CONNECTS],
+                    (unsigned long long)v[PT_MXW_T_REUSES], (unsigned long long)t->connects,
+                    (unsigned long long)t->reuses, t->nidle);
             target_health(f, t, now_ms);
             fputc('}', f);
         }
@@ -222,7 +260,8 @@ static char *status_json(pt_worker_t *w, size_t *len)
 void pt_admin_handle(pt_conn_t *c, const pt_h1_req_t *req)
 {
     bool head = req->method_bit == PT_M_HEAD;
-    if (!pt_admin_may_change(c, req) || pt_admin_info(c, req) || pt_admin_cache(c, req))
+    if (!pt_admin_may_change(c, req) || pt_admin_info(c, req) || pt_admin_metrics(c, req) || pt_admin_cache(c, req) ||
+        pt_admin_targets(c, req))
         return;
     if (!pt_str_eq(req->path, PT_STR("/status"))) {
         pt_req_respond(c, 404, "application/json", "{\"error\":\"not found\"}\n", 22, NULL, head);

@@ -11,6 +11,7 @@
 #include "portico/conn.h"
 #include "portico/credentials.h"
 #include "portico/filter.h"
+#include "portico/metrics.h"
 #include "portico/http.h"
 #include "portico/request.h"
 #include "portico/status-t.h"
@@ -40,11 +41,18 @@ bool pt_auth_reserved_field(pt_str_t n)
            pt_str_field_eq(n, PT_STR("x-credential-identifier"));
 }
 
-void pt_auth_count(pt_conn_t *c, int reason)
+void pt_auth_count_in(pt_conn_t *c, int filter, int reason)
 {
     pt_worker_t *w = c->w;
     if (w->status && w->board >= 0)
         __atomic_add_fetch(&w->status->workers[w->board].auth_failures[reason], 1, __ATOMIC_RELAXED);
+    if (c->req && c->req->route && filter >= 0 && filter < PT_FILTER__COUNT)
+        pt_mx_add(pt_mx_filter(c->req->route->index, filter), PT_MXW_F_AUTH + (unsigned)reason, 1);
+}
+
+void pt_auth_count(pt_conn_t *c, int reason)
+{
+    pt_auth_count_in(c, c->req && c->req->fx ? c->req->fx->next : -1, reason);
 }
 
 static bool add_edit(pt_conn_t *c, pt_fx_t *fx, int op, pt_str_t name, pt_str_t value)

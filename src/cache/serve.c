@@ -276,6 +276,7 @@ bool pt_cache_answer(pt_conn_t *c, pt_cache_t *ch, const pt_cache_hit_t *hit, co
         .close = c->closing,
         .keep_alive_1_0 = !c->closing && minor == 0,
         .fields_size = hit->meta.head_len,
+        .log = &r->ent,
     };
     if (!pt_resp_write_head(&c->out, &rh, r->fx, NULL)) {
         if (pin)

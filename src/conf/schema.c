@@ -140,12 +140,47 @@ static const pt_directive_t access_log_keys[] = {
      "$time, $time_iso8601, $remote_addr, $method, $target, $protocol, $status, $bytes_in, "
      "$bytes_out, $request_time, $route, $request_id, $host, $user_agent, $referer, "
      "$upstream_addr, $upstream_status, $upstream_time, $tls_protocol, $tls_cipher, $completion, "
-     "$consumer (the consumer an auth filter found, - when none) and "
-     "$param_NAME for a route parameter. $bytes_out counts what was handed to the client's socket; "
+     "$consumer (the consumer an auth filter found, - when none), "
+     "$cache_status (the cache filter's verdict: hit, miss, stale, revalidated or bypass; - without one), "
+     "$trace_id (the request's trace id, - when not traced), "
+     "$upstream_connect_time and $upstream_header_time (seconds with milliseconds, as nginx: from the start of "
+     "the last attempt until its connection was ready, 0.000 for a kept-alive one, and until its response "
+     "head was read; - without an upstream, or when that attempt got no further), "
+     "$param_NAME for a route parameter, and header fields by name as nginx spells them (lower case, "
+     "dashes as underscores, matched whatever the field's case): $http_NAME (the request's), "
+     "$sent_http_NAME (the response head Portico sent the client, after the filters' edits) and "
+     "$upstream_http_NAME (the last attempt's response head as the upstream sent it). Several fields of a "
+     "name are joined with \", \" (a Cookie's with \"; \"); a value keeps at most 1024 bytes, and at most "
+     "2048 of the line once escaped; - when absent. Authorization and Proxy-Authorization show their scheme "
+     "only (Bearer ***), Cookie and Set-Cookie their cookies' names (sid=***), and a field whose name holds "
+     "key, token, secret, passw or session shows ***. gRPC calls have no header fields or upstream times "
+     "in the log. "
+     "$bytes_out counts what was handed to the client's socket; "
      "$completion says how the request ended: ok (the whole response), client_gone (the client closed or "
      "reset first: status 499 when nothing was answered), upstream_cut (the upstream reset, closed early or "
      "sent a broken body after the head went out), timeout (a deadline passed after the head went out) or "
-     "error. A request cut short is logged once, with the status the client got."},
+     "error. A request cut short is logged once, with the status the client got. Strings are escaped: "
+     "\\xHH in the text formats (quotes, backslashes, control and non-ASCII bytes), \\u00HH in JSON. "
+     "A request that could not be parsed (400, 414, 431, 505) logs the method and target when its request "
+     "line got that far."},
+    {"fields", PT_T_LIST, F(pt_accesslog_conf_t, fields), NULL, 0, 0, NULL, NULL, &pt_schema_str_elem, NULL,
+     NULL, 0, "list of strings",
+     "With format: json, the fields of each line, in order, each the name of a variable above without its $ "
+     "(time is $time_iso8601, under the key time): [time, status, http_x_request_id, sent_http_content_type]. "
+     "An unknown name is an error. Unset: time, remote_addr, method, target, protocol, status, bytes_in, "
+     "bytes_out, request_time, route, request_id, host, user_agent, referer, upstream_addr, upstream_status, "
+     "upstream_time, tls_protocol, tls_cipher, completion and consumer. Numbers are JSON numbers (null when "
+     "absent), other fields strings (\"\" when absent)."},
+    {"sample", PT_T_CUSTOM, F(pt_accesslog_conf_t, policy.sample), "1", 0, 0, NULL, NULL, NULL,
+     pt_accesslog_set_ratio, pt_accesslog_print_ratio, 0, "ratio",
+     "The share of requests logged, from 0 to 1 (0.1: one in ten, drawn at random by each worker). "
+     "A route's access_log overrides it. Errors are kept whatever the draw, unless sample_errors says "
+     "sampled."},
+    {"sample_errors", PT_T_ENUM, F(pt_accesslog_conf_t, policy.sample_errors), "always", 0, 0,
+     pt_alog_errors_names, NULL, NULL, NULL, NULL, 0, NULL,
+     "always: a request answered 4xx or 5xx (499 when the client left), or whose response was cut short, "
+     "is logged whatever sample says; sampled: errors are sampled as the rest. With always and sample "
+     "below 1, the log holds every error and a share of the rest, so ratios read from it overstate errors."},
     {"buffer", PT_T_SIZE, F(pt_accesslog_conf_t, buffer), "64k", 0, 16 << 20, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Lines are buffered per worker up to this size; 0 writes every line at once."},
     {"flush", PT_T_DURATION, F(pt_accesslog_conf_t, flush), "1s", 1, 60000, NULL, NULL, NULL, NULL, NULL, 0,
@@ -343,9 +378,12 @@ static int check_admin(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     return 0;
 }
 
+static const char *const runtime_changes_names[] = {"revert", "keep", NULL};
+
 static const pt_directive_t admin_keys[] = {
     {"address", PT_T_ADDR, F(pt_admin_conf_t, address), "127.0.0.1:9180", 0, 0, NULL, NULL, NULL, NULL, NULL,
-     PT_F_PORT0, NULL, "Address of the admin API (GET /status, /healthz, /ready, /config; DELETE /cache/NAME)."},
+     PT_F_PORT0, NULL, "Address of the admin API (GET /status, /healthz, /ready, /config; DELETE /cache/NAME; "
+     "PATCH, POST and DELETE on /upstreams/NAME/targets)."},
     {"allow_remote", PT_T_BOOL, F(pt_admin_conf_t, allow_remote), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Must be true for an address outside 127.0.0.0/8 and ::1."},
     {"token", PT_T_STR, F(pt_admin_conf_t, token), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
@@ -353,6 +391,17 @@ static const pt_directive_t admin_keys[] = {
      "send as Authorization: Bearer TOKEN; compared in constant time. Give it from the environment "
      "(token: ${PORTICO_ADMIN_TOKEN}). Without one, such requests are refused unless the admin address is a "
      "loopback one. Reading (GET /status, /metrics, /config, /healthz, /ready) needs none."},
+    {"runtime_changes", PT_T_ENUM, F(pt_admin_conf_t, runtime_changes), "revert", 0, 0, runtime_changes_names, NULL,
+     NULL, NULL, NULL, 0, NULL,
+     "What a reload does with the target changes made through the admin API (PATCH, POST and DELETE on "
+     "/upstreams/NAME/targets): revert drops them all, the file wins (the reload's log line lists them); keep "
+     "keeps those that still apply: a weight, a state or a removal of a target the new file still lists, and "
+     "the targets added to an upstream the new file still has (a weight set through the API wins over the "
+     "file's). What no longer applies is dropped and listed."},
+    {"access_log", PT_T_CUSTOM, F(pt_admin_conf_t, access_log), "false", 0, 0, NULL, NULL, NULL,
+     pt_accesslog_set_admin, pt_accesslog_print_admin, 0, "path or false",
+     "The admin API's own access log, in access_log's format (and buffer, flush), never sampled; false: "
+     "none. Requests to the admin listener never go to the traffic's access log. Reopened on SIGUSR1."},
     END,
 };
 static const pt_section_t admin_section = {"admin", sizeof(pt_admin_conf_t), admin_keys, check_admin, NULL,
@@ -706,6 +755,10 @@ static const pt_directive_t route_keys[] = {
      NULL, "The Host header sent upstream. Unset: the client's Host is passed through."},
     {"max_body_size", PT_T_SIZE, F(pt_route_conf_t, max_body_size), "0", 0, 0, NULL, NULL, NULL, NULL, NULL, 0,
      NULL, "Largest request body; larger gets 413 before anything reaches the upstream. 0: no limit."},
+    {"metrics", PT_T_BOOL, F(pt_route_conf_t, metrics), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+     "The route's series in the admin API's /metrics (requests, their duration, bytes, and its auth and limit "
+     "filters' counts). false leaves them out, to bound what a scrape of very many routes carries; the "
+     "upstreams' series stay."},
     {"tracing", PT_T_BOOL, F(pt_route_conf_t, tracing), "true", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "With a tracing block: false records no span for the route's requests, and their traceparent, tracestate "
      "and B3 fields go upstream as the client sent them, as if Portico were not tracing."},
@@ -715,6 +768,11 @@ static const pt_directive_t route_keys[] = {
      pt_filters_print, 0, "map of filters",
      "Filters of this route, by name, each with its settings (see FILTERS); a filter named here replaces the "
      "one in global_filters, and false turns that one off."},
+    {"access_log", PT_T_CUSTOM, F(pt_route_conf_t, access_log), NULL, 0, 0, NULL, NULL, NULL,
+     pt_accesslog_set_route, pt_accesslog_print_route, 0, "false or map",
+     "false: this route's requests are not logged, errors included. A map overrides the global sampling for "
+     "the route: { sample: 0.01, sample_errors: always } (either key alone keeps the global other). "
+     "Unset or true: access_log.sample and sample_errors."},
     END,
 };
 const pt_section_t pt_schema_route = {"route", sizeof(pt_route_conf_t), route_keys, pt_route_compile,
@@ -1045,6 +1103,8 @@ static const pt_directive_t root_keys[] = {
      PT_F_REQUIRED, NULL, "Addresses Portico serves HTTP on."},
     {"admin", PT_T_SECTION, F(pt_config_t, admin), NULL, 0, 0, NULL, &admin_section, NULL, NULL, NULL,
      PT_F_OPTIONAL, NULL, "The admin API listener."},
+    {"metrics", PT_T_SECTION, F(pt_config_t, metrics), NULL, 0, 0, NULL, &pt_schema_metrics, NULL, NULL, NULL, 0,
+     NULL, "The Prometheus metrics of the admin API (GET /metrics)."},
     {"upstreams", PT_T_LIST, F(pt_config_t, upstreams), NULL, 0, 0, NULL, &pt_schema_upstream, NULL, NULL, NULL, 0,
      NULL, "Groups of servers that routes send requests to."},
     {"resolver", PT_T_SECTION, F(pt_config_t, resolver), NULL, 0, 0, NULL, &resolver_section, NULL, NULL, NULL, 0,

@@ -76,6 +76,7 @@ typedef struct state {
     const char *detail;
     int fwd_status;
     bool stored, collapsed;
+    const char *verdict; /* the access log's $cache_status when the client got a stored response */
     int64_t ttl_s;
     bool ttl_known;
     /* waiting on another's fetch */
@@ -411,6 +412,7 @@ static pt_verdict_t lookup(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *fx, st
                     pt_cache_count(st->ch, PT_CST_STALE);
                 if (answer(c, st, &st->hit, &st->head, req->headers, req->nheaders, age)) {
                     pt_cache_count(st->ch, PT_CST_HIT);
+                    st->verdict = use == PT_USE_FRESH ? "hit" : "stale";
                     return use == PT_USE_SWR ? refresh(c, req, fx, st) : PT_RESPOND;
                 }
             }
@@ -702,8 +704,10 @@ static void answer_after_304(pt_conn_t *c, state_t *st)
     pt_cache_head_t h;
     if (pt_cache_lookup(st->ch, st->key, variant_of, &v, &hit) == PT_CACHE_FOUND &&
         pt_cache_load_head(c, st->ch, &hit, &h) &&
-        answer(c, st, &hit, &h, st->fields, st->nfields, age_ms_of(&hit.meta, wall_ms())))
+        answer(c, st, &hit, &h, st->fields, st->nfields, age_ms_of(&hit.meta, wall_ms()))) {
+        st->verdict = "hit";
         return;
+    }
     st->detail = "revalidation-failed";
     pt_req_respond(c, 502, "text/plain", "502 Bad Gateway\n", 16, NULL, st->head_req);
 }
@@ -762,6 +766,7 @@ static bool serve_stale_on_error(pt_conn_t *c, state_t *st, int status)
     st->detail = "stale-if-error";
     if (!answer(c, st, &st->hit, &st->head, st->fields, st->nfields, age))
         return false;
+    st->verdict = "stale";
     pt_cache_count(st->ch, PT_CST_STALE);
     unlock(st, false);
     return true;
@@ -782,8 +787,12 @@ static bool tap_head(pt_conn_t *c, pt_resp_tap_t *t, const pt_h1_resp_t *r, cons
         return false;
     }
     if (st->revalidating && r->status == 304) {
-        if (!revalidated(c, st, r) && !st->detached)
+        if (revalidated(c, st, r)) {
+            if (!st->detached) /* a refresh's client got the stale one */
+                st->verdict = "revalidated";
+        } else if (!st->detached) {
             answer_after_304(c, st);
+        }
         unlock(st, false);
         return true; /* a refresh's client has its answer already */
     }
@@ -907,6 +916,10 @@ static void on_done(pt_conn_t *c, const void *conf, pt_fx_t *fx, void *vst)
     state_t *st = vst;
     if (!st)
         return;
+    if (st->ch && !st->invalidate && st->key.p && c->req) /* as Cache-Status says it, in a word */
+        c->req->ent.cache_status = st->verdict                                   ? st->verdict
+                                   : st->fwd && strcmp(st->fwd, "bypass") == 0 ? "bypass"
+                                                                               : "miss";
     if (st->armed) {
         evtimer_del(&st->timer);
         st->armed = false;

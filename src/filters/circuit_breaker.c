@@ -163,3 +163,9 @@ static void on_done(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *vst)
 const pt_filter_t pt_filter_circuit_breaker = {.name = "circuit-breaker", .schema = &schema,
                                                .state_size = sizeof(state_t), .on_request = on_request,
                                                .on_done = on_done};
+
+int pt_circuit_breaker_state(const char *route)
+{
+    breaker_t *b = zone ? slot(route, false) : NULL;
+    return b ? atomic_load(&b->state) : -1;
+}

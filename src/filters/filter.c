@@ -257,6 +257,7 @@ pt_verdict_t pt_filters_request(pt_conn_t *c, const pt_h1_req_t *req, pt_fx_t *f
         void *st = state_of(c, fx, f);
         if (pt_filters[f]->state_size && !st)
             return PT_FAIL;
+        fx->next = f; /* the filter running: its counts in the metrics are its own */
         pt_verdict_t v = pt_filters[f]->on_request(c, req, conf, fx, st);
         if (v == PT_SUSPEND) {
             fx->next = f; /* on resume it runs again: its state says where it is */

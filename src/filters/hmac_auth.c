@@ -282,7 +282,7 @@ static pt_verdict_t on_body(pt_conn_t *c, const void *vconf, pt_fx_t *fx, void *
     st->digest = NULL;
     if (ok)
         return PT_NEXT;
-    pt_auth_count(c, PT_AUTH_BAD_SIGNATURE);
+    pt_auth_count_in(c, PT_FILTER_HMAC_AUTH, PT_AUTH_BAD_SIGNATURE); /* on_body: no filter is running */
     pt_log_info("hmac-auth: the body does not match its Digest header, req=%s", c->req->reqid);
     fx->reject = 401;
     return PT_RESPOND;

@@ -4,7 +4,13 @@
  * (a full disk) is dropped, never retried: the loop must not wait on a
  * disk.  Lost entries are counted on the status board and reported at
  * most once a minute, as nginx does, so a full disk under the access log
- * does not fill the error log's too. */
+ * does not fill the error log's too.
+ *
+ * Two files: the traffic's (access_log.path) and the admin API's
+ * (admin.access_log), so that probes and scrapes never mix with traffic.
+ * Which requests the traffic log keeps is sampled here (access_log.sample,
+ * a route's access_log), with this worker's own generator: no lock, no
+ * system call. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,227 +26,31 @@
 #include "portico/accesslog.h"
 #include "portico/accesslog_conf.h"
 #include "portico/log.h"
-#include "portico/router.h"
-#include "portico/value.h"
 
 #define REPORT_EVERY_MS 60000
 
-static struct {
-    const pt_accesslog_conf_t *conf;
+/* One file and its buffer. */
+typedef struct sink {
+    const char *path;
     int fd;
     char *buf;
     size_t len, cap;
     size_t lead;  /* 1: buf starts with the newline that ends a torn line */
     bool torn;    /* the file ends in a line written in part */
-    struct event *timer;
-    uint64_t *lost;      /* the worker's entry on the status board, or NULL */
     uint64_t unreported; /* entries lost since the last report */
     int err;             /* of the last failed write */
     int64_t reported_ms; /* CLOCK_MONOTONIC; 0: never */
-} alog = {.fd = -1};
+} sink_t;
+
+static struct {
+    const pt_accesslog_conf_t *conf;
+    sink_t traffic, admin;
+    struct event *timer;
+    uint64_t *lost; /* the worker's entry on the status board, or NULL */
+    uint64_t rng;   /* splitmix64 state, seeded per worker */
+} alog = {.traffic = {.fd = -1}, .admin = {.fd = -1}};
 
 const char *const pt_completion_names[] = {"ok", "ok", "client_gone", "upstream_cut", "timeout", "error"};
-
-static void put(char **p, char *end, const char *s, size_t n)
-{
-    if ((size_t)(end - *p) < n)
-        n = (size_t)(end - *p);
-    memcpy(*p, s, n);
-    *p += n;
-}
-
-#define FIELD_MAX 512   /* what one logged string may take of a line, escaped */
-#define TARGET_MAX 2048 /* the target may take more */
-
-/* Text formats escape quotes, backslashes and control bytes as \xHH, as
- * nginx does, so a hostile header cannot forge a log line.  JSON escapes
- * them as \u00HH, and bytes past 0x7e too (header bytes are not UTF-8:
- * each is taken as Latin-1), so every line is valid UTF-8 and JSON.  A
- * field stops at a whole escape once it has taken max bytes of the line,
- * so the fields after it and the line's end always fit. */
-static void put_esc(char **p, char *end, pt_str_t s, int json, size_t max)
-{
-    static const char hex[] = "0123456789abcdef";
-    if (!s.p || !s.n) {
-        if (!json)
-            put(p, end, "-", 1);
-        return;
-    }
-    char *stop = (size_t)(end - *p) > max + 8 ? *p + max : end - 8;
-    for (size_t i = 0; i < s.n && *p + 6 <= stop; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) {
-            if (json) {
-                char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                if (c == '"' || c == '\\') {
-                    esc[1] = (char)c;
-                    put(p, end, esc, 2);
-                } else {
-                    put(p, end, esc, 6);
-                }
-            } else {
-                char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-                put(p, end, esc, 4);
-            }
-        } else {
-            *(*p)++ = (char)c;
-        }
-    }
-}
-
-static void put_fmt(char **p, char *end, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put_fmt(char **p, char *end, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(*p, (size_t)(end - *p), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *p += (size_t)n < (size_t)(end - *p) ? (size_t)n : (size_t)(end - *p) - 1;
-}
-
-static void put_param(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_entry_t *e)
-{
-    pt_str_t v = PT_STR_NULL;
-    for (size_t i = 0; e->match && i < e->match->nparams; i++)
-        if (pt_str_eq(e->match->params[i].name, (pt_str_t){s->lit, s->len}))
-            v = e->match->params[i].value;
-    put_esc(p, end, v, 0, FIELD_MAX);
-}
-
-static void put_var(char **p, char *end, int var, const pt_alog_entry_t *e, int json)
-{
-    char tmp[64];
-    struct tm tm;
-    switch (var) {
-    case PT_AV_TIME:
-        gmtime_r(&e->start.tv_sec, &tm);
-        strftime(tmp, sizeof(tmp), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        put(p, end, tmp, strlen(tmp));
-        break;
-    case PT_AV_TIME_ISO:
-        gmtime_r(&e->start.tv_sec, &tm);
-        put_fmt(p, end, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(e->start.tv_usec / 1000));
-        break;
-    case PT_AV_REMOTE_ADDR:
-        if (e->peer) {
-            pt_addr_format_ip(e->peer, tmp, sizeof(tmp));
-            put(p, end, tmp, strlen(tmp));
-        } else {
-            put(p, end, "-", json ? 0 : 1);
-        }
-        break;
-    case PT_AV_METHOD:
-        put_esc(p, end, e->method, json, FIELD_MAX);
-        break;
-    case PT_AV_TARGET:
-        put_esc(p, end, e->target, json, TARGET_MAX);
-        break;
-    case PT_AV_PROTOCOL:
-        put_esc(p, end, e->protocol, json, FIELD_MAX);
-        break;
-    case PT_AV_STATUS:
-        put_fmt(p, end, "%d", e->status);
-        break;
-    case PT_AV_BYTES_IN:
-        put_fmt(p, end, "%llu", (unsigned long long)e->bytes_in);
-        break;
-    case PT_AV_BYTES_OUT:
-        put_fmt(p, end, "%llu", (unsigned long long)e->bytes_out);
-        break;
-    case PT_AV_REQUEST_TIME:
-        put_fmt(p, end, "%.3f", (double)e->request_us / 1e6);
-        break;
-    case PT_AV_ROUTE:
-        put_esc(p, end, pt_str_from(e->route), json, FIELD_MAX);
-        break;
-    case PT_AV_REQUEST_ID:
-        put_esc(p, end, e->request_id, json, FIELD_MAX);
-        break;
-    case PT_AV_HOST:
-        put_esc(p, end, e->host, json, FIELD_MAX);
-        break;
-    case PT_AV_USER_AGENT:
-        put_esc(p, end, e->user_agent, json, FIELD_MAX);
-        break;
-    case PT_AV_REFERER:
-        put_esc(p, end, e->referer, json, FIELD_MAX);
-        break;
-    case PT_AV_UPSTREAM_ADDR:
-        put_esc(p, end, pt_str_from(e->upstream_addr), json, FIELD_MAX);
-        break;
-    case PT_AV_TLS_PROTOCOL:
-        put_esc(p, end, pt_str_from(e->tls_protocol), json, FIELD_MAX);
-        break;
-    case PT_AV_TLS_CIPHER:
-        put_esc(p, end, pt_str_from(e->tls_cipher), json, FIELD_MAX);
-        break;
-    case PT_AV_COMPLETION:
-        put_esc(p, end, pt_str_from(pt_completion_names[e->completion]), json, FIELD_MAX);
-        break;
-    case PT_AV_CONSUMER:
-        if (e->consumer)
-            put_esc(p, end, pt_str_from(e->consumer), json, FIELD_MAX);
-        else if (!json)
-            put(p, end, "-", 1);
-        break;
-    case PT_AV_UPSTREAM_STATUS:
-        if (e->upstream_status)
-            put_fmt(p, end, "%d", e->upstream_status);
-        else
-            put(p, end, json ? "null" : "-", json ? 4 : 1);
-        break;
-    case PT_AV_UPSTREAM_TIME:
-        if (e->upstream_us >= 0)
-            put_fmt(p, end, "%.3f", (double)e->upstream_us / 1e6);
-        else
-            put(p, end, json ? "null" : "-", json ? 4 : 1);
-        break;
-    }
-}
-
-static int var_is_string(int v)
-{
-    return v != PT_AV_STATUS && v != PT_AV_BYTES_IN && v != PT_AV_BYTES_OUT && v != PT_AV_REQUEST_TIME &&
-           v != PT_AV_UPSTREAM_STATUS && v != PT_AV_UPSTREAM_TIME;
-}
-
-size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_t *e, char *buf, size_t size)
-{
-    char *p = buf, *end = buf + size - 1;
-    if (conf->kind == PT_ALOG_JSON) {
-        static const int order[] = {PT_AV_TIME_ISO, PT_AV_REMOTE_ADDR, PT_AV_METHOD, PT_AV_TARGET,
-                                    PT_AV_PROTOCOL, PT_AV_STATUS, PT_AV_BYTES_IN, PT_AV_BYTES_OUT,
-                                    PT_AV_REQUEST_TIME, PT_AV_ROUTE, PT_AV_REQUEST_ID, PT_AV_HOST,
-                                    PT_AV_USER_AGENT, PT_AV_REFERER, PT_AV_UPSTREAM_ADDR,
-                                    PT_AV_UPSTREAM_STATUS, PT_AV_UPSTREAM_TIME, PT_AV_TLS_PROTOCOL,
-                                    PT_AV_TLS_CIPHER, PT_AV_COMPLETION, PT_AV_CONSUMER};
-        put(&p, end, "{", 1);
-        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-            int v = order[i];
-            const char *name = v == PT_AV_TIME_ISO ? "time" : pt_alog_var_names[v];
-            put_fmt(&p, end, "%s\"%s\":", i ? "," : "", name);
-            if (var_is_string(v))
-                put(&p, end, "\"", 1);
-            put_var(&p, end, v, e, 1);
-            if (var_is_string(v))
-                put(&p, end, "\"", 1);
-        }
-        put(&p, end, "}", 1);
-    } else {
-        for (const pt_alog_seg_t *s = conf->compiled; s && s->var != -2; s++) {
-            if (s->var == -1)
-                put(&p, end, s->lit, s->len);
-            else if (s->var == PT_AV_PARAM)
-                put_param(&p, end, s, e);
-            else
-                put_var(&p, end, s->var, e, 0);
-        }
-    }
-    *p++ = '\n';
-    return (size_t)(p - buf);
-}
 
 static int64_t mono_ms(void)
 {
@@ -251,51 +61,57 @@ static int64_t mono_ms(void)
 
 /* One error line for what was lost since the last one, unless one was
  * written less than a minute ago (`now`: whatever the time). */
-static void report(bool now)
+static void report(sink_t *k, bool now)
 {
     int64_t t = mono_ms();
-    if (!alog.unreported || (!now && alog.reported_ms && t - alog.reported_ms < REPORT_EVERY_MS))
+    if (!k->unreported || (!now && k->reported_ms && t - k->reported_ms < REPORT_EVERY_MS))
         return;
-    pt_log_error("access log write failed: %s: %s; %llu entr%s lost%s (reported at most once a minute)",
-                 alog.conf->path, strerror(alog.err), (unsigned long long)alog.unreported,
-                 alog.unreported == 1 ? "y" : "ies", alog.reported_ms ? " since the last report" : "");
-    alog.reported_ms = t;
-    alog.unreported = 0;
+    pt_log_error("access log write failed: %s: %s; %llu entr%s lost%s (reported at most once a minute)", k->path,
+                 strerror(k->err), (unsigned long long)k->unreported, k->unreported == 1 ? "y" : "ies",
+                 k->reported_ms ? " since the last report" : "");
+    k->reported_ms = t;
+    k->unreported = 0;
 }
 
 /* The entries of buf[off, len) are lost, and so is the one that off cuts:
  * every newline not written is an entry lost, but the leading one. */
-static void count_lost(size_t off)
+static void count_lost(sink_t *k, size_t off)
 {
     uint64_t n = 0;
-    for (const char *p = alog.buf + off, *end = alog.buf + alog.len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+    for (const char *p = k->buf + off, *end = k->buf + k->len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
         n++;
-    if (off < alog.lead)
+    if (off < k->lead)
         n--;
     if (alog.lost)
         __atomic_fetch_add(alog.lost, n, __ATOMIC_RELAXED);
-    alog.unreported += n;
+    k->unreported += n;
 }
 
-void pt_accesslog_flush(void)
+static void flush_sink(sink_t *k)
 {
     size_t off = 0;
-    while (off < alog.len && alog.fd >= 0) {
-        ssize_t w = write(alog.fd, alog.buf + off, alog.len - off);
+    while (off < k->len && k->fd >= 0) {
+        ssize_t w = write(k->fd, k->buf + off, k->len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            alog.err = w < 0 ? errno : EIO;
-            count_lost(off);
+            k->err = w < 0 ? errno : EIO;
+            count_lost(k, off);
             break;
         }
         off += (size_t)w;
     }
     if (off)
-        alog.torn = alog.buf[off - 1] != '\n';
-    alog.len = alog.lead = 0;
-    if (alog.unreported)
-        report(false);
+        k->torn = k->buf[off - 1] != '\n';
+    k->len = k->lead = 0;
+    if (k->unreported)
+        report(k, false);
+}
+
+void pt_accesslog_flush(void)
+{
+    flush_sink(&alog.traffic);
+    flush_sink(&alog.admin);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -309,21 +125,46 @@ static int open_file(const char *path)
     return fd < 0 ? -errno : fd;
 }
 
-int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf, uint64_t *lost)
+/* Room for lines of up to line_max bytes, whatever the buffer setting. */
+static int open_sink(sink_t *k, const char *path, const pt_accesslog_conf_t *conf)
+{
+    k->path = path;
+    if (!path)
+        return 0;
+    int fd = open_file(path);
+    if (fd < 0)
+        return fd;
+    k->fd = fd;
+    k->cap = conf->buffer > 4096 ? (size_t)conf->buffer : 4096;
+    if (k->cap < 2 * conf->line_max)
+        k->cap = 2 * conf->line_max;
+    k->buf = malloc(k->cap);
+    k->len = 0;
+    return k->buf ? 0 : -ENOMEM;
+}
+
+static uint64_t seed(void)
+{
+    uint64_t s = 0;
+    if (getentropy(&s, sizeof(s)) < 0 || !s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
+    }
+    return s;
+}
+
+int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf, const char *admin_path,
+                       uint64_t *lost)
 {
     alog.conf = conf;
     alog.lost = lost;
-    if (!conf->path)
-        return 0;
-    int fd = open_file(conf->path);
-    if (fd < 0)
-        return fd;
-    alog.fd = fd;
-    alog.cap = conf->buffer > 4096 ? (size_t)conf->buffer : 4096;
-    alog.buf = malloc(alog.cap);
-    alog.len = 0;
-    if (!alog.buf)
-        return -ENOMEM;
+    alog.rng = seed(); /* after fork: every worker draws its own */
+    int rc = open_sink(&alog.traffic, conf->path, conf);
+    if (rc == 0)
+        rc = open_sink(&alog.admin, admin_path, conf);
+    if (rc < 0 || (!conf->path && !admin_path))
+        return rc;
     alog.timer = event_new(base, -1, EV_PERSIST, on_flush, NULL);
     struct timeval tv = {conf->flush / 1000, (conf->flush % 1000) * 1000};
     if (!alog.timer || event_add(alog.timer, &tv) < 0)
@@ -331,48 +172,114 @@ int pt_accesslog_start(struct event_base *base, const pt_accesslog_conf_t *conf,
     return 0;
 }
 
+bool pt_accesslog_on(bool admin)
+{
+    return (admin ? alog.admin.fd : alog.traffic.fd) >= 0;
+}
+
+void pt_accesslog_take(pt_alog_entry_t *e, int kind, const struct pt_h1_header *f, size_t n)
+{
+    if (alog.conf && alog.conf->nhdrs && pt_accesslog_on(e->admin))
+        pt_accesslog_take_fields(alog.conf, e, kind, f, n);
+}
+
+bool pt_accesslog_wants_sent(const pt_alog_entry_t *e)
+{
+    return alog.conf && alog.conf->nhdrs && pt_accesslog_on(e->admin) &&
+           pt_accesslog_wants(alog.conf, PT_ALOG_HDR_SENT);
+}
+
+void pt_accesslog_take_sent(pt_alog_entry_t *e, const char *head, size_t len)
+{
+    if (pt_accesslog_wants_sent(e))
+        pt_accesslog_take_head(alog.conf, e, PT_ALOG_HDR_SENT, head, len);
+}
+
+/* splitmix64 (Steele, Lea, Flood 2014): equidistributed 64-bit outputs
+ * from a counter, two multiplies per draw. */
+static uint64_t draw(void)
+{
+    uint64_t z = (alog.rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* An error: a 4xx or 5xx (499: the client left), or a response cut short. */
+static bool is_error(const pt_alog_entry_t *e)
+{
+    return e->status >= 400 || (e->completion != PT_DONE_UNSET && e->completion != PT_DONE_OK);
+}
+
+/* Is this request's line kept?  The route's policy over the global one. */
+static bool kept(const pt_alog_entry_t *e)
+{
+    const pt_alog_policy_t *g = &alog.conf->policy, *r = e->policy;
+    if (r && r->off)
+        return false;
+    bool own = r && r->sample >= 0;
+    uint64_t cut = own ? r->cut : g->cut;
+    int errors = r && r->sample_errors >= 0 ? r->sample_errors : g->sample_errors;
+    if (cut == UINT64_MAX || (errors == PT_ALOG_ERRORS_ALWAYS && is_error(e)))
+        return true;
+    return cut && draw() < cut;
+}
+
 void pt_accesslog_write(const pt_alog_entry_t *e)
 {
-    if (alog.fd < 0)
+    sink_t *k = e->admin ? &alog.admin : &alog.traffic;
+    if (k->fd < 0 || (!e->admin && !kept(e)))
         return;
-    if (alog.cap - alog.len < 8192)
-        pt_accesslog_flush();
-    if (alog.torn && alog.len == 0) {
+    if (k->cap - k->len < alog.conf->line_max + 2)
+        flush_sink(k);
+    if (k->torn && k->len == 0) {
         /* Half a line ends the file: end it, rather than glue this entry
          * to it.  One byte, only after a write that failed midway. */
-        alog.buf[0] = '\n';
-        alog.len = alog.lead = 1;
+        k->buf[0] = '\n';
+        k->len = k->lead = 1;
     }
-    alog.len += pt_accesslog_format(alog.conf, e, alog.buf + alog.len, alog.cap - alog.len);
+    k->len += pt_accesslog_format(alog.conf, e, k->buf + k->len, k->cap - k->len);
     if (alog.conf->buffer == 0)
-        pt_accesslog_flush();
+        flush_sink(k);
+}
+
+static int reopen_sink(sink_t *k)
+{
+    if (k->fd < 0 || !k->path)
+        return 0;
+    flush_sink(k);
+    int fd = open_file(k->path);
+    if (fd < 0)
+        return fd;
+    close(k->fd);
+    k->fd = fd;
+    if (lseek(fd, 0, SEEK_END) == 0)
+        k->torn = false; /* a new file (rotated): no torn line to end */
+    return 0;
 }
 
 int pt_accesslog_reopen(void)
 {
-    if (alog.fd < 0 || !alog.conf->path)
-        return 0;
-    pt_accesslog_flush();
-    int fd = open_file(alog.conf->path);
-    if (fd < 0)
-        return fd;
-    close(alog.fd);
-    alog.fd = fd;
-    if (lseek(fd, 0, SEEK_END) == 0)
-        alog.torn = false; /* a new file (rotated): no torn line to end */
-    return 0;
+    int rc = reopen_sink(&alog.traffic), arc = reopen_sink(&alog.admin);
+    return rc < 0 ? rc : arc;
+}
+
+static void close_sink(sink_t *k)
+{
+    flush_sink(k);
+    report(k, true); /* what is still untold, whatever the minute */
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+    free(k->buf);
+    k->buf = NULL;
 }
 
 void pt_accesslog_stop(void)
 {
-    pt_accesslog_flush();
-    report(true); /* what is still untold, whatever the minute */
     if (alog.timer)
         event_free(alog.timer);
     alog.timer = NULL;
-    if (alog.fd >= 0)
-        close(alog.fd);
-    alog.fd = -1;
-    free(alog.buf);
-    alog.buf = NULL;
+    close_sink(&alog.traffic);
+    close_sink(&alog.admin);
 }

@@ -393,6 +393,29 @@ static int check_request_line(const char *p, size_t line_len, pt_h1_req_t *req, 
     return split_target(req, status);
 }
 
+void pt_h1_peek_request_line(const char *buf, size_t len, pt_str_t *method, pt_str_t *target, pt_str_t *protocol)
+{
+    *method = *target = *protocol = PT_STR_NULL;
+    const char *p = buf, *end = buf + len;
+    for (int i = 0; i < 4 && end - p >= 2 && p[0] == '\r' && p[1] == '\n'; i++)
+        p += 2; /* the empty lines the parser skips */
+    const char *s = p;
+    while (p < end && pt_http_is_tchar((unsigned char)*p))
+        p++;
+    if (p == s || p == end || *p != ' ')
+        return;
+    *method = (pt_str_t){s, (size_t)(p - s)};
+    s = ++p;
+    while (p < end && *p != ' ' && *p != '\r' && *p != '\n')
+        p++;
+    if (p == s)
+        return;
+    *target = (pt_str_t){s, (size_t)(p - s)};
+    if (end - p >= 10 && p[0] == ' ' && memcmp(p + 1, "HTTP/1.", 7) == 0 && (p[8] == '0' || p[8] == '1') &&
+        (p[9] == '\r' || p[9] == '\n'))
+        *protocol = (pt_str_t){p + 1, 8};
+}
+
 int pt_h1_parse_request(const char *buf, size_t len, const pt_h1_limits_t *lim, pt_h1_req_t *req, int *status)
 {
     pt_h1_header_t *headers = req->headers;

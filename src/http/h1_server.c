@@ -13,11 +13,13 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "portico/admin.h"
 #include "portico/assert.h"
 #include "portico/err-t.h"
 #include "portico/grpc.h"
 #include "portico/h1_server.h"
 #include "portico/h2.h"
+#include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
@@ -82,6 +84,16 @@ static bool consume_body(pt_conn_t *c)
         return false;
     end_request(c);
     return true;
+}
+
+/* A head that could not be parsed (or did not come whole) still logs its
+ * method, target and protocol as far as its request line got, copied
+ * out of the input buffer. */
+static void log_what_came(pt_conn_t *c)
+{
+    pt_alog_entry_t *e = &c->req->ent;
+    pt_h1_peek_request_line(c->ibuf + c->ipos, c->ilen - c->ipos, &e->method, &e->target, &e->protocol);
+    pt_req_detach(c);
 }
 
 /* The client's first bytes are HTTP/2's preface (prior knowledge):
@@ -169,10 +181,13 @@ static int handle_input(pt_conn_t *c)
         int rc = pt_h1_parse_request(c->ibuf + c->ipos, c->ilen - c->ipos, &lim, &req, &status);
         if (rc == PT_EAGAIN)
             break;
+        if (rc > 0 && c->acc->ls->kind == PT_LS_ADMIN && !pt_admin_body_ready(c, &req, (size_t)rc))
+            break; /* the admin API answers with the body at hand: the head is parsed again then */
         progress = 1;
         if (rc < 0) {
             if (pt_req_start(c, NULL)) {
                 c->req->ent.bytes_in = c->ilen - c->ipos;
+                log_what_came(c);
                 pt_req_respond_error(c, status);
             }
             c->ipos = c->ilen;
@@ -242,8 +257,10 @@ static void on_timeout(pt_conn_t *c)
         pt_log_info("client timed out while sending the request head");
         c->timer_kind = PT_TM_NONE;
         pt_outq_reset(&c->out);
-        if (pt_req_start(c, NULL))
+        if (pt_req_start(c, NULL)) {
+            log_what_came(c);
             pt_req_respond_error(c, 408);
+        }
         end_request(c);
         run(c);
         return;

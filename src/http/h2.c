@@ -28,6 +28,7 @@
 #include "portico/h1_server.h"
 #include "portico/h2.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/proxy.h"
 #include "portico/tls.h"
 #include "portico/worker.h"
@@ -644,7 +645,10 @@ static void respond_now(pt_h2_stream_t *st, const char *status, const char *body
     st->submitted = nghttp2_submit_response(st->h2->s, st->id, nv, 2, &dp) == 0;
     /* no stream connection, so no request: its log line is written here */
     pt_conn_t *c = st->h2->c;
-    pt_alog_entry_t e = {.peer = (const struct sockaddr *)&c->peer, .upstream_us = -1};
+    pt_alog_entry_t e = {.peer = (const struct sockaddr *)&c->peer,
+                         .upstream_us = -1,
+                         .upstream_connect_us = -1,
+                         .upstream_header_us = -1};
     event_base_gettimeofday_cached(c->w->base, &e.start);
     e.method = st->method ? pt_str_from(st->method) : PT_STR_NULL;
     e.target = st->path ? pt_str_from(st->path) : PT_STR_NULL;
@@ -870,6 +874,8 @@ int pt_h2_start(pt_conn_t *c)
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     c->h2 = h;
     c->state = PT_CS_H2;
+    c->spoke_h2 = true;
+    pt_mx_add(pt_mx_listener(c->acc->ls->conf), PT_MXW_L_H2, 1);
     return 0;
 }
 

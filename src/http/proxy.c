@@ -34,6 +34,7 @@
 #include "portico/io.h"
 #include "portico/location.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
 #include "portico/tls.h"
@@ -94,6 +95,7 @@ struct pt_proxy {
     bool detached;  /* the client was answered already (fx->detached): nothing of the response goes to it */
     pt_resp_tap_t *tap; /* storing: the tap gets the body */
     struct timeval up_start;
+    int64_t attempt_us; /* when the last attempt started (the log's upstream times) */
 };
 
 static bool start_attempt(pt_proxy_t *p);
@@ -263,6 +265,7 @@ static bool queue_response_head(pt_proxy_t *p, const pt_h1_resp_t *r, const char
         .chunked = !p->resp_no_body && p->client_chunked,
         .close = p->close_client,
         .http10 = p->client_minor == 0,
+        .log = &c->req->ent,
     };
     pt_location_ctx_t loc;
     if (p->location) /* the Host it went with, as put_request_line wrote it; the log's copy of the client's */
@@ -302,6 +305,8 @@ static int take_response_head(pt_proxy_t *p)
             p->head_seen = true;
             p->status = r.status;
             c->req->ent.upstream_status = r.status;
+            c->req->ent.upstream_header_us = now_us(c) - p->attempt_us;
+            pt_accesslog_take(&c->req->ent, PT_ALOG_HDR_UPSTREAM, r.headers, r.nheaders); /* before ibuf moves */
             if (p->up->passive)
                 pt_health_report(p->up, p->target,
                                  pt_health_bad_status(p->up, r.status) ? PT_OUT_HTTP_FAIL : PT_OUT_OK, now_us(c) / 1000);
@@ -527,7 +532,7 @@ static bool another_target(pt_proxy_t *p)
     int64_t now = now_us(p->c) / 1000;
     for (size_t i = 0; i < p->up->ntargets; i++) {
         const pt_target_t *t = &p->up->targets[i];
-        if (i != p->target && t->addrlen && !(t->shared && pt_health_down(t->shared, now)))
+        if (i != p->target && t->addrlen && t->rt_state == PT_RT_UP && !(t->shared && pt_health_down(t->shared, now)))
             return true;
     }
     return false;
@@ -555,6 +560,13 @@ static void fail(pt_proxy_t *p, int kind, int err)
     bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
     /* a pooled connection the upstream had closed before we wrote */
     bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
+    if (p->counted && kind != F_CLIENT_BODY && !stale) {
+        uint32_t row = pt_mx_target(p->up->conf, p->up->targets[p->target].conf);
+        if (kind == F_CONNECT || kind == F_TLS)
+            pt_mx_add(row, PT_MXW_T_CONNECT_FAILURES, 1);
+        else if (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT)
+            pt_mx_add(row, PT_MXW_T_TIMEOUTS, 1);
+    }
     if (p->counted && p->up->passive && kind != F_CLIENT_BODY && !stale) {
         int outcome = kind == F_CONNECT || kind == F_TLS ? PT_OUT_TCP_FAIL
                       : (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT) ? PT_OUT_TIMEOUT
@@ -819,6 +831,7 @@ static int connect_step(pt_proxy_t *p, pt_upconn_t *uc)
         }
     }
     uc->connecting = false;
+    p->c->req->ent.upstream_connect_us = now_us(p->c) - p->attempt_us;
     return STEP_PROGRESS;
 }
 
@@ -1082,7 +1095,13 @@ static bool start_attempt(pt_proxy_t *p)
     p->counted = true;
     p->tried[idx] = true;
     p->attempts++;
+    p->attempt_us = ctx.now_us;
+    c->req->ent.upstream_connect_us = c->req->ent.upstream_header_us = -1;
     pt_target_t *t = &p->up->targets[idx];
+    uint32_t row = pt_mx_target(p->up->conf, t->conf);
+    pt_mx_add(row, PT_MXW_T_ATTEMPTS, 1);
+    if (p->attempts > 1)
+        pt_mx_add(row, PT_MXW_T_RETRIES, 1);
     c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     if (c->req->trace) /* a client span, whose id the head upstream now carries */
         pt_trace_attempt_start(c, t);
@@ -1103,6 +1122,8 @@ static bool start_attempt(pt_proxy_t *p)
     uc->eof = uc->reset = false;
     if (uc->connecting)
         pt_upconn_timer(uc, p->up->conf->timeouts.connect);
+    else
+        c->req->ent.upstream_connect_us = 0; /* kept alive, as nginx logs it */
     return true;
 }
 
@@ -1186,7 +1207,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     }
     pt_proxy_t *p = pt_arena_zalloc(&c->arena, sizeof(*p));
     pt_upstream_t *up = pt_worker_upstream(w, r->up);
-    bool *tried = pt_arena_zalloc(&c->arena, up->ntargets);
+    bool *tried = pt_arena_zalloc(&c->arena, up->cap); /* targets added at run time during the request */
     char *head = NULL;
     bool stripped = false;
     size_t head_len = p && tried ? pt_proxy_forward_head(c, req, r, false, &head, &stripped) : 0;

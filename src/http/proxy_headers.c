@@ -324,6 +324,7 @@ size_t pt_proxy_response_head(pt_outq_t *q, const pt_h1_resp_t *r, const char *b
         .keep_alive_1_0 = !fr->tunnel && !fr->close && fr->http10,
         .fields_size = r->head_len,
         .rewrite = loc ? &rw : NULL,
+        .log = fr->log,
     };
     return pt_resp_write_head(q, &h, fx, date);
 }

@@ -13,6 +13,7 @@
 #include "portico/grpc.h"
 #include "portico/http.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/path.h"
 #include "portico/proxy.h"
 #include "portico/request.h"
@@ -179,13 +180,16 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
     r->grpc = false;
     r->proxy = NULL;
     r->grpc_call = NULL;
+    r->scrape = NULL;
     r->body_left = 0;
     r->body_chunked = false;
     c->req = r;
     pt_alog_entry_t *e = &r->ent;
     e->start = c->head_start;
     e->peer = (const struct sockaddr *)&c->peer;
-    e->upstream_us = -1;
+    e->upstream_us = e->upstream_connect_us = e->upstream_header_us = -1;
+    e->admin = c->acc->ls->kind == PT_LS_ADMIN;
+    e->arena = &c->arena;
     if (c->ssl) {
         e->tls_protocol = pt_tls_protocol(c->ssl);
         e->tls_cipher = pt_tls_cipher(c->ssl);
@@ -195,11 +199,13 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
         e->target = req->target;
         e->protocol = pt_conn_is_stream(c) ? PT_STR("HTTP/2.0") : (pt_str_t){req->minor ? "HTTP/1.1" : "HTTP/1.0", 8};
         e->host = req->host;
-        if (c->w->conf->access_log.path) { /* looked up only for the log */
+        if (pt_accesslog_on(e->admin)) { /* looked up only for the log */
             const pt_h1_header_t *h = pt_h1_find(req, PT_STR("user-agent"));
             e->user_agent = h ? h->value : PT_STR_NULL;
             h = pt_h1_find(req, PT_STR("referer"));
             e->referer = h ? h->value : PT_STR_NULL;
+            /* copied now: the head's buffer moves before the line is written */
+            pt_accesslog_take(e, PT_ALOG_HDR_REQ, req->headers, req->nheaders);
         }
     }
     make_id(r);
@@ -214,23 +220,31 @@ void pt_req_end(pt_conn_t *c)
     pt_req_t *r = c->req;
     if (!r)
         return;
-    if (r->trace) /* while the filters' edits (Cache-Status) are still there */
-        pt_trace_req_end(c);
     struct timeval now;
     event_base_gettimeofday_cached(c->w->base, &now);
     r->ent.request_us = (int64_t)(now.tv_sec - r->ent.start.tv_sec) * 1000000 + (now.tv_usec - r->ent.start.tv_usec);
+    pt_fx_t *fx = r->fx;
     if (r->fx) {
         pt_filters_done(c, r->fx); /* before the arena that holds their state is reset */
         r->fx = NULL;
     }
+    if (r->trace) /* after on_done (the cache's verdict), while the filters' state is still there */
+        pt_trace_req_end(c, fx);
+    if (r->scrape)
+        pt_admin_scrape_end(r);
     r->ent.route = r->route ? r->route->log_name : NULL;
     r->ent.match = r->route ? &r->match : NULL;
+    r->ent.policy = r->route && r->route->access_log.node ? &r->route->access_log : NULL;
     r->ent.request_id = (pt_str_t){r->reqid, r->reqid_len};
     const pt_config_t *cf = c->w->conf;
     if (cf->nsecret_args && r->ent.target.p && memchr(r->ent.target.p, '?', r->ent.target.n))
         for (size_t i = 0; i < cf->nsecret_args; i++) /* on any route, read or not: no log line holds a key */
             pt_req_redact_query(c, NULL, cf->secret_args[i]);
     pt_accesslog_write(&r->ent);
+    if (c->acc->ls->kind != PT_LS_ADMIN) /* the admin API's requests are not traffic */
+        pt_metrics_request(pt_mx_route(r->route ? r->route->index : cf->routes.n), pt_http_method(r->ent.method),
+                           r->ent.status, r->ent.request_us, r->ent.bytes_in, r->ent.bytes_out,
+                           r->route ? pt_mx_upstream(r->route->up) : PT_MX_NONE, r->ent.upstream_us);
     c->req = NULL;
     pt_arena_reset(&c->arena);
 }
@@ -239,6 +253,12 @@ void pt_req_end(pt_conn_t *c)
 
 void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len, const char *extra,
                     bool head_only)
+{
+    pt_req_respond_held(c, status, ctype, body, len, extra, head_only, NULL);
+}
+
+void pt_req_respond_held(pt_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                         const char *extra, bool head_only, pt_outq_hold_t *hold)
 {
     pt_req_t *r = c->req;
     PT_ASSERT(r != NULL);
@@ -271,6 +291,8 @@ void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *bod
         pt_grpc_error_extra(c, pt_grpc_status_of(status), msg, more);
         r->ent.status = status;
         r->ent.bytes_out += c->out.pending - start;
+        if (hold)
+            hold->release(hold, false);
         return;
     }
     if (r->fx)
@@ -287,13 +309,22 @@ void pt_req_respond(pt_conn_t *c, int status, const char *ctype, const char *bod
         .content_length = (int64_t)len,
         .close = c->closing,
         .keep_alive_1_0 = !c->closing && minor == 0,
+        .log = &r->ent,
     };
     if (!pt_resp_write_head(&c->out, &h, r->fx, pt_worker_date(c->w))) {
         c->closing = true;
+        if (hold)
+            hold->release(hold, false);
         return;
     }
-    if (!head_only)
+    if (!head_only && !hold)
         pt_conn_queue(c, body, len);
+    else if (!head_only && len && pt_outq_ref_held(&c->out, body, len, hold))
+        hold = NULL; /* the queue releases it */
+    else if (!head_only && len)
+        c->closing = true; /* out of segments: cut short (never with a fresh response queue) */
+    if (hold)
+        hold->release(hold, false);
     r->ent.status = status;
     r->ent.bytes_out += c->out.pending - start;
 }
@@ -324,9 +355,9 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
     const pt_fx_t *fx = r->fx;
     if (fx)
         pt_filters_response(c, r->fx, (int)rc->respond.status, false);
-    if (fx && fx->nresp) {
-        /* response headers edited: the head goes the common way instead
-         * of the one prebuilt at load */
+    if ((fx && fx->nresp) || pt_accesslog_wants_sent(&r->ent)) {
+        /* response headers edited (or logged): the head goes the common
+         * way instead of the one prebuilt at load */
         size_t n = rc->respond.headers.n;
         pt_h1_header_t fields[n ? n : 1];
         bool ctype = false;
@@ -339,7 +370,7 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
             .status = (int)rc->respond.status,
             .fields = fields,
             .nfields = n,
-            .extra = ctype || pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type"))
+            .extra = ctype || (fx && pt_fx_overrides(fx->resp, fx->nresp, PT_STR("content-type")))
                          ? PT_STR_NULL
                          : PT_STR("Content-Type: text/plain\r\n"),
             .server = true,
@@ -347,6 +378,7 @@ static void respond_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
             .content_length = (int64_t)strlen(rc->respond.body),
             .close = c->closing,
             .keep_alive_1_0 = !c->closing && req->minor == 0,
+            .log = &r->ent,
         };
         if (!pt_resp_write_head(&c->out, &h, fx, pt_worker_date(c->w)))
             c->closing = true;
@@ -446,6 +478,7 @@ void pt_req_handle(pt_conn_t *c, pt_h1_req_t *req)
         r->grpc = ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0;
     }
     if (c->acc->ls->kind == PT_LS_ADMIN) {
+        c->resuming = false; /* a resumed admin request (GET /metrics) finds its own state */
         pt_admin_handle(c, req);
         return;
     }

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "portico/accesslog.h"
 #include "portico/filter.h"
 #include "portico/head.h"
 #include "portico/http.h"
@@ -82,5 +83,7 @@ size_t pt_resp_write_head(pt_outq_t *q, const pt_resp_head_t *h, const pt_fx_t *
         PT_HEAD_LIT(&o, "Connection: keep-alive\r\n");
     PT_HEAD_LIT(&o, "\r\n");
     size_t n = pt_head_len(&o);
+    if (n && h->log) /* $sent_http_NAME: what goes out, edits and all */
+        pt_accesslog_take_sent(h->log, o.start, n);
     return pt_head_commit(&o, q) ? n : 0;
 }

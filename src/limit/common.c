@@ -15,6 +15,7 @@
 #include "portico/http.h"
 #include "portico/limit_filter.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/request.h"
 #include "portico/schema.h"
 #include "portico/worker.h"
@@ -285,6 +286,8 @@ pt_verdict_t pt_limit_finish(pt_conn_t *c, const pt_h1_req_t *req, const pt_limi
     if (c->w->board >= 0)
         __atomic_add_fetch(&c->w->status->workers[c->w->board].limit_rejected, 1, __ATOMIC_RELAXED);
     c->req->fx->limit_refused = lc->kind;
+    if (c->req->route)
+        pt_mx_add(pt_mx_filter(c->req->route->index, c->req->fx->next), PT_MXW_F_REJECTED, 1);
     pt_req_respond(c, code, "text/plain", msg, len, b, req->method_bit == PT_M_HEAD);
     return PT_RESPOND;
 }
@@ -344,6 +347,8 @@ static void fallback_flag(pt_conn_t *c, uint8_t on)
 
 void pt_limit_fell_back(pt_conn_t *c)
 {
+    if (c->req && c->req->route && c->req->fx && c->req->fx->next < PT_FILTER__COUNT)
+        pt_mx_add(pt_mx_filter(c->req->route->index, c->req->fx->next), PT_MXW_F_FALLBACKS, 1);
     if (c->w->board >= 0)
         __atomic_add_fetch(&c->w->status->workers[c->w->board].limit_fallbacks, 1, __ATOMIC_RELAXED);
     fallback_flag(c, 1);

@@ -23,6 +23,7 @@
 #include "portico/conn.h"
 #include "portico/io.h"
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/tls.h"
 #include "portico/value.h"
 
@@ -97,6 +98,12 @@ int pt_conn_read(pt_conn_t *c)
 
 /* ---- TLS ---- */
 
+/* The metrics row of the connection's listener. */
+static uint32_t mx_row(const pt_conn_t *c)
+{
+    return pt_mx_listener(c->acc->ls->conf);
+}
+
 /* Do the client's first bytes look like plain HTTP (a method and a space,
  * or HTTP/2's preface) rather than a TLS record?  OpenSSL itself knows only
  * GET, POST, HEAD and PUT.  1: plain HTTP; 0: TLS (a record starts with a
@@ -132,6 +139,7 @@ int pt_conn_tls_step(pt_conn_t *c)
     c->tls_peeked = true; /* the handshake reads from here on */
     int rc = plain ? PT_TLS_PLAIN_HTTP : pt_tls_handshake(c->ssl, why, sizeof(why));
     if (rc == PT_TLS_OK) {
+        pt_mx_add(mx_row(c), PT_MXW_L_TLS_HANDSHAKES, 1);
         c->state = PT_CS_HEAD;
         c->readable = true; /* the request may have come with the last flight */
         pt_conn_timer(c, PT_TM_NONE, -1);
@@ -148,6 +156,7 @@ int pt_conn_tls_step(pt_conn_t *c)
     }
     char peer[80];
     pt_conn_peer_name(c, peer, sizeof(peer));
+    pt_mx_add(mx_row(c), PT_MXW_L_TLS_FAILURES, 1);
     if (rc == PT_TLS_PLAIN_HTTP) {
         static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
                                   "Connection: close\r\n\r\nThis port speaks HTTPS: use https:// here\n";
@@ -186,6 +195,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     switch (c->timer_kind) {
     case PT_TM_TLS:
         pt_log_info("TLS handshake timed out on %s", c->acc->ls->name);
+        pt_mx_add(mx_row(c), PT_MXW_L_TLS_FAILURES, 1);
         pt_conn_close(c);
         return;
     case PT_TM_LINGER:
@@ -396,6 +406,7 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     event_assign(&c->ev, w->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST | EV_CLOSED, on_event, c);
     evtimer_assign(&c->timer, w->base, on_timer, c);
     event_add(&c->ev, NULL);
+    pt_mx_add(mx_row(c), PT_MXW_L_ACCEPTED, 1);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -445,6 +456,7 @@ void pt_conn_close(pt_conn_t *c)
         pt_worker_schedule_reap(c->w);
         return;
     }
+    pt_mx_add(mx_row(c), c->spoke_h2 ? PT_MXW_L_CLOSED_H2 : PT_MXW_L_CLOSED_H1, 1);
     pt_tls_close(c->ssl);
     c->ssl = NULL;
     close(c->fd);

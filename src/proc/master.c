@@ -41,11 +41,13 @@
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/master.h"
+#include "portico/metrics.h"
 #include "portico/pidfile.h"
 #include "portico/preflight.h"
 #include "portico/resolve_async.h"
 #include "portico/rlimit.h"
 #include "portico/router.h"
+#include "portico/runtime.h"
 #include "portico/sdnotify.h"
 #include "portico/secret.h"
 #include "portico/status-t.h"
@@ -73,6 +75,8 @@ typedef struct proc {
     int board; /* index in the status board */
     int column; /* in the shared per-target counters: its own (column.h) */
     pt_zone_t *upzone; /* the shared target zone of its generation */
+    void *mx_zone;     /* the metrics zone its block is in (metrics.h) */
+    int mx_block;
 } proc_t;
 
 static struct master {
@@ -95,6 +99,7 @@ static struct master {
     bool sweep_due; /* zones of an old generation can go once it has exited */
     unsigned long zone_mark; /* pt_zone_mark() before the zones of the reload under way */
     pt_zone_t *upzone;
+    char reverted[512]; /* the admin API's target changes the last reload dropped */
     /* A reload under way: the new file's host names are being resolved
      * (pending), then its generation starts beside the serving one, which
      * is kept in prev until every new worker is ready. */
@@ -164,23 +169,32 @@ static int resolve_user(const pt_config_t *c, uid_t *uid, gid_t *gid, bool *drop
     return 0;
 }
 
-/* The access log is created by the master, owned by the workers' user,
- * so that workers can reopen it after logrotate moved it. */
-static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen)
+/* The access logs (the traffic's, the admin API's) are created by the
+ * master, owned by the workers' user, so that workers can reopen them
+ * after logrotate moved them. */
+static int prepare_log_file(const pt_config_t *c, const char *path, bool drop, uid_t uid, gid_t gid, char *err,
+                            size_t errlen)
 {
-    if (!c->access_log.path)
+    if (!path)
         return 0;
-    int fd = open(c->access_log.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot open the access log %s: %s", c->access_log.path, strerror(errno));
+        snprintf(err, errlen, "cannot open the access log %s: %s", path, strerror(errno));
         return -1;
     }
     /* one already theirs keeps its group (logrotate's create 0640 portico adm) */
     struct stat st;
     if (drop && (fstat(fd, &st) < 0 || st.st_uid != uid) && fchown(fd, uid, gid) < 0)
-        pt_log_warn("cannot give %s to user %s: %s", c->access_log.path, c->user, strerror(errno));
+        pt_log_warn("cannot give %s to user %s: %s", path, c->user, strerror(errno));
     close(fd);
     return 0;
+}
+
+static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (prepare_log_file(c, c->access_log.path, drop, uid, gid, err, errlen) < 0)
+        return -1;
+    return prepare_log_file(c, c->admin.access_log, drop, uid, gid, err, errlen);
 }
 
 /* ---- the status board ---- */
@@ -298,12 +312,15 @@ static int spawn(int slot)
         return -1;
     }
     int board = board_slot();
+    void *mx_zone;
+    int mx_block = pt_metrics_take_block(&mx_zone);
     pid_t pid = fork();
     if (pid < 0) {
         pt_log_error("fork: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
         pt_column_give(column);
+        pt_metrics_fold(mx_zone, mx_block);
         return -1;
     }
     if (pid == 0) {
@@ -312,6 +329,7 @@ static int spawn(int slot)
         for (size_t i = 0; i < m.nprocs; i++)
             close(m.procs[i].chan);
         close_reload_fds();
+        pt_metrics_attach(mx_block);
         pt_router_t *router = pt_router_build(m.conf);
         pt_upstream_t *ups = pt_upstreams_build(m.conf, m.upzone, column);
         pt_worker_t w = {.magic = PT_WORKER_MAGIC, .conf = m.conf, .router = router, .upstreams = ups,
@@ -329,7 +347,8 @@ static int spawn(int slot)
     m.slots[slot].respawn_at = 0;
     proc_t *p = &m.procs[m.nprocs++];
     *p = (proc_t){.pid = pid, .slot = slot, .gen = m.gen, .chan = sv[0], .started_ms = now_ms(),
-                  .watchdog = m.conf->worker_watchdog, .board = board, .column = column, .upzone = m.upzone};
+                  .watchdog = m.conf->worker_watchdog, .board = board, .column = column, .upzone = m.upzone,
+                  .mx_zone = mx_zone, .mx_block = mx_block};
     if (board >= 0)
         m.status->workers[board] = (pt_status_worker_t){
             .pid = pid, .slot = slot, .generation = m.gen, .state = PT_W_STARTING, .started_ms = wall_ms(), .heartbeat_ms = now_ms()};
@@ -441,7 +460,7 @@ static void announce(bool now)
     snprintf(status, sizeof(status), "generation %u, %d worker%s", m.gen, m.nworkers, m.nworkers == 1 ? "" : "s");
     if (m.reloading) {
         m.reloading = false;
-        pt_log_notice("reload ok: %s", status);
+        pt_log_notice("reload ok: %s%s", status, m.reverted);
     } else {
         pt_log_notice("ready: %s", status);
     }
@@ -538,6 +557,7 @@ static void reap(void)
         pt_limits_forget_column(p->column);
         pt_caches_forget_column(p->column);
         pt_column_give(p->column);
+        pt_metrics_fold(p->mx_zone, p->mx_block); /* what it counted stays in the sums */
         remove_proc(p);
         if (starting)
             abandon_generation(why);
@@ -547,6 +567,7 @@ static void reap(void)
         for (size_t i = 0; i < m.nprocs; i++)
             old_left |= m.procs[i].gen != m.gen; /* older, or a generation that failed to start */
         if (!old_left) {
+            pt_metrics_tidy(); /* before the zones it folds in are unmapped */
             pt_zone_sweep();
             pt_upstreams_tidy(m.upzone); /* what only the old generation used */
             m.sweep_due = false;
@@ -634,7 +655,8 @@ static void reload_failed(const char *why)
 static pt_zone_t *prepare_zones(const pt_config_t *c)
 {
     pt_zone_t *z = pt_upstreams_zone(c);
-    return z && pt_filters_prepare(c) == 0 && pt_limits_prepare(c, pt_limit_used(c)) == 0 && pt_cache_prepare(c) == 0 &&
+    int nworkers = m.o.workers ? m.o.workers : pt_config_workers(c);
+    return z && pt_metrics_prepare(c, nworkers) == 0 && pt_filters_prepare(c) == 0 && pt_limits_prepare(c, pt_limit_used(c)) == 0 && pt_cache_prepare(c) == 0 &&
                    pt_tls_prepare(c) == 0
                ? z
                : NULL;
@@ -737,6 +759,7 @@ static void promote(void)
     pt_lset_discard(&m.lset, &m.prev.lset); /* closes the sockets only the old generation had */
     pt_config_free(m.prev.conf);
     m.prev = (typeof(m.prev)){0};
+    snprintf(m.reverted, sizeof(m.reverted), "%s", pt_runtime_reloaded(m.conf)); /* said by "reload ok" */
     m.status->reloads++;
     board_config();
     retire_past_cap();
@@ -787,6 +810,7 @@ static void abandon_generation(const char *why)
     if (m.o.log_level < 0)
         pt_log_level = m.conf->error_log.level;
     pt_zone_abandon(m.zone_mark); /* the zones it made at other sizes are not the serving generation's */
+    pt_metrics_abandon();
     pt_zone_t *z = prepare_zones(m.conf);
     m.upzone = z ? z : m.prev.upzone;
     m.prev = (typeof(m.prev)){0};
@@ -854,6 +878,7 @@ static void resolved(void)
     if (!upzone) {
         snprintf(err, sizeof(err), "cannot map shared memory: %s", strerror(errno));
         pt_zone_abandon(m.zone_mark);
+        pt_metrics_abandon();
         prepare_zones(m.conf); /* the modules' zones are the serving generation's again */
         pt_lset_discard(&m.lset, &next);
         pt_config_free(nc);
@@ -1220,9 +1245,8 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         return 1;
     }
     pt_lset_commit(&m.lset, &next);
-    m.upzone = pt_upstreams_zone(c);
-    if (!m.upzone || pt_filters_prepare(c) < 0 || pt_limits_prepare(c, pt_limit_used(c)) < 0 || pt_cache_prepare(c) < 0 ||
-        pt_tls_prepare(c) < 0) {
+    m.upzone = prepare_zones(c);
+    if (!m.upzone) {
         pt_log_crit("cannot map shared memory: %s", strerror(errno));
         return 1;
     }

@@ -345,9 +345,11 @@ static int setup(pt_worker_t *w)
         evsignal_add(sigs[i].ev, NULL);
     }
     uint64_t *lost = w->board >= 0 ? &w->status->workers[w->board].access_log_lost : NULL;
-    int rc = pt_accesslog_start(w->base, &w->conf->access_log, lost);
+    int rc = pt_accesslog_start(w->base, &w->conf->access_log, w->conf->admin.access_log, lost);
     if (rc < 0) {
-        pt_log_crit("cannot open the access log %s: %s", w->conf->access_log.path, strerror(-rc));
+        pt_log_crit("cannot open the access log %s%s%s: %s", w->conf->access_log.path ? w->conf->access_log.path : "",
+                    w->conf->access_log.path && w->conf->admin.access_log ? " or " : "",
+                    w->conf->admin.access_log ? w->conf->admin.access_log : "", strerror(-rc));
         return -1;
     }
     if (w->conf->redis.node) { /* the limits with policy redis; connects in the background */

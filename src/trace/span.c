@@ -247,25 +247,6 @@ void pt_trace_attempt_end(pt_conn_t *c, int status)
 
 /* ---- the server span ---- */
 
-/* The Cache-Status the cache filter set: "hit", "fwd=uri-miss", ... */
-static void cache_status(const pt_fx_t *fx, char *dst, size_t size)
-{
-    for (size_t i = 0; fx && i < fx->nresp; i++) {
-        pt_str_t v = fx->resp[i].value;
-        if (fx->resp[i].op == PT_HDR_REMOVE || !PT_STR_IEQ(fx->resp[i].name, "cache-status"))
-            continue;
-        const char *semi = memchr(v.p, ';', v.n);
-        if (!semi)
-            continue;
-        const char *p = semi + 1, *end = v.p + v.n;
-        while (p < end && *p == ' ')
-            p++;
-        const char *e = memchr(p, ';', (size_t)(end - p));
-        span_str(dst, size, (pt_str_t){p, (size_t)((e ? e : end) - p)});
-        return;
-    }
-}
-
 static void ratelimit(const pt_fx_t *fx, char *dst, size_t size)
 {
     if (!fx)
@@ -287,7 +268,7 @@ static void ratelimit(const pt_fx_t *fx, char *dst, size_t size)
     }
 }
 
-static void server_attrs(pt_span_t *s, const pt_req_t *r)
+static void server_attrs(pt_span_t *s, const pt_req_t *r, const pt_fx_t *fx)
 {
     const pt_alog_entry_t *e = &r->ent;
     span_str(s->method, sizeof(s->method), e->method);
@@ -320,11 +301,11 @@ static void server_attrs(pt_span_t *s, const pt_req_t *r)
         span_status(s->error_type, e->status);
     if (e->consumer)
         span_cs(s->consumer, sizeof(s->consumer), e->consumer);
-    cache_status(r->fx, s->cache_status, sizeof(s->cache_status));
-    ratelimit(r->fx, s->ratelimit, sizeof(s->ratelimit));
+    span_cs(s->cache_status, sizeof(s->cache_status), e->cache_status); /* as $cache_status: hit, miss, ... */
+    ratelimit(fx, s->ratelimit, sizeof(s->ratelimit));
 }
 
-void pt_trace_req_end(pt_conn_t *c)
+void pt_trace_req_end(pt_conn_t *c, const pt_fx_t *fx)
 {
     pt_req_t *r = c->req;
     pt_trace_req_t *t = r->trace;
@@ -338,6 +319,6 @@ void pt_trace_req_end(pt_conn_t *c)
     span_init(&s, t, PT_SPAN_SERVER, t->span_id, t->has_parent ? t->parent_id : NULL);
     s.start_ns = t->start_ns;
     s.end_ns = now_ns(c->w);
-    server_attrs(&s, r);
+    server_attrs(&s, r, fx);
     pt_tracer_push(c->w->tracer, &s);
 }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/runtime.h"
 #include "portico/upstream.h"
 
 #define EWMA_TAU_US 10e6   /* the EWMA forgets with a 10 s time constant */
@@ -58,20 +59,39 @@ int pt_balancer_init(pt_upstream_t *u)
     }
     if (RAND_bytes((unsigned char *)&u->rng, sizeof(u->rng)) != 1 || !u->rng)
         u->rng = 0x9e3779b97f4a7c15ull;
+    return pt_balancer_ring(u);
+}
+
+/* A target on the ring: not a free slot, nor one the admin API removed
+ * (drained and down ones keep their points, so that their keys come back
+ * to them). */
+static bool on_ring(const pt_target_t *t)
+{
+    return t->rt_state != PT_RT_FREE && t->rt_state != PT_RT_REMOVED;
+}
+
+int pt_balancer_ring(pt_upstream_t *u)
+{
+    free(u->ring);
+    u->ring = NULL;
+    u->nring = 0;
     if (u->kind != PT_BAL_HASH)
         return 0;
     size_t n = 0;
     for (size_t i = 0; i < u->ntargets; i++)
-        n += (size_t)(u->targets[i].weight * PT_RING_POINTS / 100) + 1;
-    u->ring = malloc(n * sizeof(pt_ring_point_t));
+        if (on_ring(&u->targets[i]))
+            n += (size_t)(u->targets[i].full_weight * PT_RING_POINTS / 100) + 1;
+    u->ring = malloc((n ? n : 1) * sizeof(pt_ring_point_t));
     if (!u->ring)
         return -1;
     for (size_t i = 0; i < u->ntargets; i++) {
-        size_t points = (size_t)(u->targets[i].weight * PT_RING_POINTS / 100) + 1;
+        const pt_target_t *t = &u->targets[i];
+        if (!on_ring(t))
+            continue;
+        size_t points = (size_t)(t->full_weight * PT_RING_POINTS / 100) + 1;
         for (size_t k = 0; k < points; k++) {
             char key[128];
             /* the configured address: a host name keeps its points when it re-resolves */
-            const pt_target_t *t = &u->targets[i];
             int len = snprintf(key, sizeof(key), "%s#%zu", t->conf ? t->conf->address : t->name, k);
             u->ring[u->nring++] = (pt_ring_point_t){hash64(key, (size_t)len), (uint32_t)i};
         }
@@ -188,7 +208,7 @@ static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
         return;
     for (size_t i = 0; i < u->ntargets; i++) {
         pt_target_t *t = &u->targets[i];
-        int64_t full = t->conf ? t->conf->weight : t->weight, since = t->shared ? atomic_load(&t->shared->up_since_ms) : 0;
+        int64_t full = t->full_weight, since = t->shared ? atomic_load(&t->shared->up_since_ms) : 0;
         if (since && now_ms - since < ramp) {
             int64_t w = full * (now_ms - since) / ramp;
             t->weight = w < full / 10 ? (full / 10 ? full / 10 : 1) : w;
@@ -198,28 +218,48 @@ static void apply_slow_start(pt_upstream_t *u, int64_t now_ms)
     }
 }
 
+/* A pick that can only land on a target in service (excluded: those the
+ * admin API drained, downed or removed), when another choice said no
+ * more than "not tried yet". */
+static size_t pick_in_service(pt_upstream_t *u, const bool *excluded, const pt_pick_ctx_t *ctx)
+{
+    if (u->kind == PT_BAL_HASH && u->nring)
+        return pick_hash(u, excluded, ctx ? ctx->key : PT_STR_NULL); /* the next one on the ring */
+    return pick_rr(u, excluded);
+}
+
 size_t pt_balancer_pick(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)
 {
-    if (!(u->passive || u->active || u->unresolved) || !ctx || !ctx->now_us)
+    if (pt_runtime_stale(u))
+        pt_runtime_sync(u);
+    bool health = (u->passive || u->active || u->unresolved) && ctx && ctx->now_us;
+    if (!health && !u->rt_excluded)
         return pick_kind(u, tried, ctx);
-    /* a target that is down, or has no address yet, counts as tried */
-    int64_t now_ms = ctx->now_us / 1000;
-    bool skip[u->ntargets], unresolved[u->ntargets];
-    size_t up = 0, resolved = 0;
+    /* a target that is down, or has no address yet, counts as tried; one
+     * out of service (run-time state) is never taken */
+    int64_t now_ms = health ? ctx->now_us / 1000 : 0;
+    bool skip[u->ntargets], usable_only[u->ntargets], out[u->ntargets];
+    size_t up = 0, usable = 0;
     for (size_t i = 0; i < u->ntargets; i++) {
-        bool res = u->targets[i].addrlen != 0, ok = res && pt_health_up(u, i, now_ms);
-        resolved += res;
+        out[i] = u->targets[i].rt_state != PT_RT_UP;
+        bool res = !out[i] && (!health || u->targets[i].addrlen != 0);
+        bool ok = res && (!health || pt_health_up(u, i, now_ms));
+        usable += res;
         up += ok;
         skip[i] = !ok || (tried && tried[i]);
-        unresolved[i] = !res || (tried && tried[i]);
+        usable_only[i] = !res || (tried && tried[i]);
     }
+    size_t idx;
     if (!up) {
-        if (u->conf->when_all_down == 0 || !resolved)
+        if (!usable || u->conf->when_all_down == 0)
             return PT_PICK_NONE;
-        return pick_kind(u, unresolved, ctx); /* try them anyway */
+        idx = pick_kind(u, usable_only, ctx); /* try them anyway */
+    } else {
+        if (health)
+            apply_slow_start(u, now_ms);
+        idx = pick_kind(u, skip, ctx);
     }
-    apply_slow_start(u, now_ms);
-    return pick_kind(u, skip, ctx);
+    return out[idx] ? pick_in_service(u, out, ctx) : idx;
 }
 
 static size_t pick_kind(pt_upstream_t *u, const bool *tried, const pt_pick_ctx_t *ctx)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "portico/log.h"
+#include "portico/metrics.h"
 #include "portico/upstream.h"
 
 #define WINDOW 10
@@ -44,6 +45,7 @@ bool pt_budget_retry(pt_upstream_t *u, int64_t now_ms)
     uint64_t allowed = (uint64_t)u->conf->retry_budget.min_per_second * WINDOW +
                        requests * (uint64_t)u->conf->retry_budget.percent / 100;
     if (retries >= allowed) {
+        pt_mx_add(pt_mx_upstream(u->conf), PT_MXW_UP_REFUSED, 1);
         if (b->refused++ % 1000 == 0) /* the first, and one in a thousand */
             pt_log_warn("upstream \"%s\": retry budget spent (%llu retries for %llu requests in %d s); "
                         "failures are passed on",

@@ -215,7 +215,7 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
 {
     size_t n = 0;
     for (size_t i = 0; i < w->conf->upstreams.n; i++)
-        for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
+        for (size_t k = 0; k < w->upstreams[i].nconf; k++) /* the file's: added ones are numeric */
             n += !w->upstreams[i].targets[k].conf->addr.text;
     if (!n)
         return NULL;
@@ -231,7 +231,7 @@ pt_resolver_t *pt_resolver_start(pt_worker_t *w)
     *r = (pt_resolver_t){.w = w, .dns = dns, .v = v, .strict = w->generation > 1};
     for (size_t i = 0; i < w->conf->upstreams.n; i++) {
         pt_upstream_t *u = &w->upstreams[i];
-        for (size_t k = 0; k < u->ntargets; k++) {
+        for (size_t k = 0; k < u->nconf; k++) {
             if (u->targets[k].conf->addr.text)
                 continue; /* numeric */
             name_t *nm = &v[r->n++];

@@ -8,6 +8,7 @@
 
 #include "portico/assert.h"
 #include "portico/log.h"
+#include "portico/runtime.h"
 #include "portico/secret.h"
 #include "portico/upstream.h"
 #include "portico/worker.h"
@@ -120,7 +121,7 @@ static void carry(pt_zone_t *z, pt_zone_t *old)
 pt_zone_t *pt_upstreams_zone(const pt_config_t *c)
 {
     pt_zone_t *z = pt_zone_get("upstream-targets", zone_size(c));
-    if (!z)
+    if (!z || pt_runtime_prepare() < 0) /* the admin API's changes: one zone, kept */
         return NULL;
     pt_zone_lock(z);
     for (size_t i = 0; i < zone_slots(z); i++) { /* the last configuration's */
@@ -213,8 +214,16 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
         const pt_upstream_conf_t *uc = PT_LIST_AT(c->upstreams, pt_upstream_conf_t, i);
         pt_upstream_t *u = &v[i];
         u->conf = uc;
-        u->ntargets = uc->targets.n;
-        u->targets = calloc(u->ntargets, sizeof(pt_target_t));
+        u->ntargets = u->nconf = uc->targets.n;
+        /* room for the targets the admin API may add, and a few more: one
+         * removed keeps its slot while attempts on it finish.  Slots past
+         * ntargets are set up when taken (runtime.c), so calloc's pages
+         * of the unused ones need not be touched. */
+        u->cap = u->nconf + PT_RT_MAX_ADDED + PT_RT_SPARE_SLOTS;
+        u->rt_seen = UINT64_MAX; /* the run-time changes are applied on the first pick */
+        u->all = v;
+        u->nall = c->upstreams.n;
+        u->targets = calloc(u->cap, sizeof(pt_target_t));
         if (!u->targets) {
             pt_upstreams_free(v, i);
             return NULL;
@@ -223,7 +232,7 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
             const pt_target_conf_t *tc = PT_LIST_AT(uc->targets, pt_target_conf_t, k);
             pt_target_t *t = &u->targets[k];
             t->conf = tc;
-            t->weight = tc->weight;
+            t->weight = t->full_weight = tc->weight;
             memcpy(&t->addr, &tc->addr.ss, sizeof(t->addr));
             t->addrlen = tc->addr.len;
             if (t->addrlen) {
@@ -250,12 +259,12 @@ pt_upstream_t *pt_upstreams_build(const pt_config_t *c, pt_zone_t *z, int column
     return v;
 }
 
-/* Does another target of the worker point to s? */
-static bool other_points_to(pt_worker_t *w, const pt_target_t *t, const pt_target_shared_t *s)
+/* Does another target of the worker (its upstreams: all[0..n)) point to s? */
+static bool other_points_to(const pt_upstream_t *all, size_t n, const pt_target_t *t, const pt_target_shared_t *s)
 {
-    for (size_t i = 0; i < w->conf->upstreams.n; i++)
-        for (size_t k = 0; k < w->upstreams[i].ntargets; k++)
-            if (&w->upstreams[i].targets[k] != t && w->upstreams[i].targets[k].shared == s)
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < all[i].ntargets; k++)
+            if (&all[i].targets[k] != t && all[i].targets[k].shared == s)
                 return true;
     return false;
 }
@@ -263,6 +272,7 @@ static bool other_points_to(pt_worker_t *w, const pt_target_t *t, const pt_targe
 bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, const struct sockaddr *sa,
                             socklen_t len)
 {
+    (void)w; /* u->all: the worker's upstreams */
     bool same = t->addrlen == len && memcmp(&t->addr, sa, len) == 0;
     if (same && (t->shared || !u->zone))
         return false;
@@ -283,21 +293,47 @@ bool pt_upstreams_readdress(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t, co
             }
         }
         t->shared = now; /* before the look at the worker's other targets */
-        if (old && old != now && !other_points_to(w, t, old))
+        if (old && old != now && !other_points_to(u->all, u->nall, t, old))
             leave(u->zone, old, u->column);
         pt_zone_unlock(u->zone);
     }
     t->shared = now;
     if (same)
         return false; /* bound again after the zone was full: no move */
-    if (!t->addrlen && u->unresolved)
+    if (!t->addrlen && u->unresolved && !t->rt_added)
         u->unresolved--;
     memcpy(&t->addr, sa, len);
     t->addrlen = len;
-    name_target(t, name);
+    if (t->rt_added) /* its name is the key the API gave: no ${NAME} in it to mask */
+        snprintf(t->name, sizeof(t->name), "%s", name);
+    else
+        name_target(t, name);
     while (t->idle) /* connections to the old address */
         pt_upconn_close(t->idle);
     return true;
+}
+
+void pt_upstreams_unbind(pt_upstream_t *u, pt_target_t *t)
+{
+    while (t->idle)
+        pt_upconn_close(t->idle);
+    if (t->tls_session)
+        SSL_SESSION_free(t->tls_session);
+    t->tls_session = NULL;
+    if (u->zone && t->shared) {
+        pt_zone_lock(u->zone);
+        pt_target_shared_t *s = t->shared;
+        t->shared = NULL;
+        if (!other_points_to(u->all, u->nall, t, s))
+            leave(u->zone, s, u->column);
+        pt_zone_unlock(u->zone);
+    }
+    t->shared = NULL;
+    t->addrlen = 0;
+    t->name[0] = '\0';
+    t->ewma_us = 0;
+    t->ewma_at_us = 0;
+    t->connects = t->reuses = 0;
 }
 
 pt_upstream_t *pt_worker_upstream(pt_worker_t *w, const pt_upstream_conf_t *uc)

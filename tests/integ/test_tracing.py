@@ -599,7 +599,7 @@ def own_answers(c, port):
     assert st == 429 and s['attrs']['portico.ratelimit'] == 'rejected: limit-count'
     assert not [x for x in c.spans() if x['trace'] == s['trace'] and x['kind'] == 'CLIENT']
     st, s = traced('/cached/x')
-    assert st == 200 and s['attrs']['portico.cache_status'].startswith('fwd=')
+    assert st == 200 and s['attrs']['portico.cache_status'] == 'miss'
     st, s = traced('/cached/x')
     assert st == 200 and s['attrs']['portico.cache_status'] == 'hit'
     assert not [x for x in c.spans() if x['trace'] == s['trace'] and x['kind'] == 'CLIENT']
@@ -740,6 +740,18 @@ def test_reload_keeps_exporting_and_old_workers_flush(gateway, backends, collect
 
 
 # ---- off ----
+
+def test_trace_id_in_the_access_log(gateway, backends, collector, tmpdir_path):
+    b, c = backends(), collector()
+    port = free_port()
+    alog = os.path.join(tmpdir_path, 'access.log')
+    gateway(config(port, b.port, endpoint(c), top=f'access_log: {{ path: {alog}, format: "$trace_id $status", flush: 10ms }}\n'),
+            workers=1)
+    request(port, 'GET', '/api/x', headers={'traceparent': f'00-{TP_ID}-{TP_SPAN}-00'})
+    st, h, _ = request(port, 'GET', '/api/y')
+    wait_for(lambda: os.path.exists(alog) and len(open(alog).read().splitlines()) == 2, what='two log lines')
+    assert open(alog).read().splitlines() == [f'{TP_ID} 200', f'{h["x-trace-id"]} 200']
+
 
 def test_no_tracing_block_passes_fields_untouched(gateway, backends):
     b = backends()

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "../unit/tap.h"
@@ -7,9 +8,9 @@
 
 static pt_upstream_t make(const int *weights, size_t n)
 {
-    pt_upstream_t u = {.ntargets = n, .targets = calloc(n, sizeof(pt_target_t))};
+    pt_upstream_t u = {.ntargets = n, .cap = n, .targets = calloc(n, sizeof(pt_target_t))};
     for (size_t i = 0; i < n; i++)
-        u.targets[i].weight = weights[i];
+        u.targets[i].weight = u.targets[i].full_weight = weights[i];
     return u;
 }
 
@@ -134,5 +135,36 @@ int main(void)
     }
     ok(slow < 300, "latency: the slow target gets little traffic (%d of 3,000)", slow);
     free(l.targets);
+
+    /* run-time states: a drained, downed or removed target is never picked,
+     * not even when every other one was tried; none left: PT_PICK_NONE */
+    static const char *const kinds[] = {"round-robin", "least-connections", "consistent-hashing", "latency",
+                                        "random-two"};
+    int w4[] = {100, 100, 100, 100};
+    for (int kind = 0; kind < 5; kind++) {
+        pt_upstream_conf_t kc = {.balancer = kind};
+        pt_upstream_t x = make(w4, 4);
+        x.conf = &kc;
+        for (int i = 0; i < 4; i++)
+            snprintf(x.targets[i].name, sizeof(x.targets[i].name), "10.0.1.%d:80", i + 1);
+        x.targets[1].rt_state = PT_RT_DRAIN;
+        x.targets[2].rt_state = PT_RT_DOWN;
+        x.targets[3].rt_state = PT_RT_REMOVED;
+        x.rt_excluded = 3;
+        pt_balancer_init(&x);
+        bool tried4[4] = {true, false, false, false};
+        int bad = 0;
+        for (int k = 0; k < 1000; k++) {
+            char key[16];
+            pt_pick_ctx_t rctx = {{key, (size_t)snprintf(key, sizeof(key), "k%d", k)}, 1000000};
+            bad += pt_balancer_pick(&x, k % 2 ? tried4 : NULL, &rctx) != 0;
+        }
+        ok(bad == 0, "%s: only the target in service is picked (%d others of 1,000)", kinds[kind], bad);
+        x.targets[0].rt_state = PT_RT_DRAIN;
+        x.rt_excluded = 4;
+        ok(pt_balancer_pick(&x, NULL, NULL) == PT_PICK_NONE, "%s: none in service: no pick", kinds[kind]);
+        free(x.ring);
+        free(x.targets);
+    }
     return done_testing();
 }
