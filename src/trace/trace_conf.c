@@ -4,39 +4,19 @@
  * keep-alive and TLS like any other. */
 #include "config.h"
 
-#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "portico/accesslog_conf.h"
 #include "portico/conf.h"
 #include "portico/config.h"
 #include "portico/http.h"
 #include "portico/schema.h"
 #include "portico/trace.h"
 #include "portico/value.h"
-
-static int set_sample(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
-{
-    char *end = NULL;
-    double v = n->type == PT_NODE_SCALAR && n->s[0] ? strtod(n->s, &end) : NAN;
-    if (!end || *end || !(v >= 0 && v <= 1)) {
-        pt_conf_error(cc, n, "expected a share from 0 to 1 (0.1 records one new trace in ten), not %s%s%s",
-                      n->type == PT_NODE_SCALAR ? "\"" : "", n->type == PT_NODE_SCALAR ? n->s : pt_node_type_name(n),
-                      n->type == PT_NODE_SCALAR ? "\"" : "");
-        return -1;
-    }
-    *(double *)field = v;
-    return 0;
-}
-
-static void print_sample(FILE *f, const void *field, const pt_list_t *prov)
-{
-    (void)prov;
-    fprintf(f, "%g", *(const double *)field);
-}
 
 static int check_tracing(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
@@ -64,7 +44,7 @@ static int check_tracing(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             }
     }
     tc->always = tc->sample >= 1;
-    tc->threshold = tc->sample <= 0 ? 0 : tc->always ? UINT64_MAX : (uint64_t)ldexp(tc->sample, 64);
+    tc->threshold = pt_accesslog_cut(tc->sample); /* the same draw as the access log's sampling */
     if (!tc->endpoint)
         return -1; /* reported: it is required */
     pt_uri_t *u = pt_arena_zalloc(cc->arena, sizeof(*u));
@@ -84,7 +64,8 @@ static const char *const exporter_names[] = {"otlp", "zipkin", NULL};
 #define T(f) offsetof(pt_trace_conf_t, f)
 #define END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL}
 static const pt_directive_t tracing_keys[] = {
-    {"sample", PT_T_CUSTOM, T(sample), "1", 0, 0, NULL, NULL, NULL, set_sample, print_sample, 0, "number",
+    {"sample", PT_T_CUSTOM, T(sample), "1", 0, 0, NULL, NULL, NULL, pt_accesslog_set_ratio,
+     pt_accesslog_print_ratio, 0, "ratio",
      "The share of new traces that are recorded, from 0 to 1: a request that starts a trace is sampled with this "
      "probability. Whether or not a request is sampled, its trace is propagated upstream (traceparent with the "
      "sampled flag 00 or 01) and its trace id is in $trace_id and ${trace_id}."},

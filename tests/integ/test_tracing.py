@@ -810,8 +810,8 @@ def test_collector_headers_are_sent_and_kept_secret(gateway, backends, collector
 # ---- configuration ----
 
 @pytest.mark.parametrize('extra,message', [
-    ('  sample: 1.5', r'tracing\.sample|expected a share from 0 to 1'),
-    ('  sample: lots', r'expected a share from 0 to 1'),
+    ('  sample: 1.5', r'tracing\.sample: expected a ratio from 0 to 1'),
+    ('  sample: lots', r'expected a ratio from 0 to 1'),
     ('  exporter: jaeger', r'exporter'),
     ('  batch_size: 100\n  queue_size: 10', r'queue_size \(10\) must be at least batch_size \(100\)'),
     ('  interval: 1ms', r'interval'),
