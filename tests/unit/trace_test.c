@@ -7,8 +7,10 @@
 
 #include "../unit/tap.h"
 #include "portico/arena.h"
+#include "portico/config.h"
 #include "portico/json.h"
 #include "portico/trace.h"
+#include "portico/value.h"
 
 #define TID "4bf92f3577b34da6a3ce929d0e0e4736"
 #define SID "00f067aa0ba902b7"
@@ -286,8 +288,60 @@ static void encoders(void)
     free(b.p);
 }
 
+static pt_config_t *load(const char *text, char *first, size_t size)
+{
+    pt_diag_t d;
+    pt_diag_init(&d);
+    pt_config_t *c = pt_config_load_text("p.yaml", text, strlen(text), &d);
+    first[0] = '\0';
+    if (d.n)
+        pt_diag_format(&d, 0, first, size);
+    pt_diag_free(&d);
+    return c;
+}
+
+#define LT "listeners: [{ address: 127.0.0.1:8080 }]\nroutes: [{ match: { paths: [/a] }, respond: {} }]\n"
+
+static void configuration(void)
+{
+    char first[1024];
+    pt_config_t *c = load(LT, first, sizeof(first));
+    ok(c && !c->tracing.node, "no tracing block: tracing off");
+    pt_config_free(c);
+    c = load(LT "tracing: { endpoint: \"http://collector:4318/v1/traces\" }\n", first, sizeof(first));
+    ok(c != NULL, "a tracing block loads (%s)", first);
+    if (c) {
+        const pt_trace_conf_t *t = &c->tracing;
+        ok(t->sample == 1 && t->always && t->threshold == UINT64_MAX && t->parent_based, "sample 1, parent_based");
+        is_int(t->exporter, PT_TRACE_OTLP, "otlp by default");
+        is_str(t->service_name, "portico", "service_name portico");
+        is_int(t->batch_size, 512, "batch_size 512");
+        is_int(t->queue_size, 2048, "queue_size 2048");
+        is_int(t->interval, 5000, "interval 5s");
+        is_int(t->timeout, 10000, "timeout 10s");
+        ok(t->uri && t->uri->port == 4318 && strcmp(t->uri->path_query, "/v1/traces") == 0, "the endpoint's parts");
+        const pt_upstream_conf_t *up = t->uri ? pt_conf_uri_upstream(c, t->uri) : NULL;
+        ok(up && strcmp(up->name, "http://collector:4318") == 0, "an upstream made for the endpoint");
+        const pt_route_conf_t *r = PT_LIST_AT(c->routes, pt_route_conf_t, 0);
+        ok(r->tracing, "a route is traced by default");
+    }
+    pt_config_free(c);
+    c = load(LT "tracing: { endpoint: \"http://127.0.0.1:9411/api/v2/spans\", sample: 0.25, exporter: zipkin }\n",
+             first, sizeof(first));
+    ok(c && c->tracing.threshold == (uint64_t)1 << 62 && !c->tracing.always && c->tracing.exporter == PT_TRACE_ZIPKIN,
+       "sample 0.25: a quarter of the draws");
+    pt_config_free(c);
+    c = load(LT "tracing: { endpoint: \"http://127.0.0.1:1/\", sample: 2 }\n", first, sizeof(first));
+    ok(!c && strstr(first, "p.yaml:3:53: error: tracing.sample: expected a ratio from 0 to 1"), "sample 2: %s", first);
+    pt_config_free(c);
+    c = load(LT "tracing: { sample: 0 }\n", first, sizeof(first));
+    ok(!c && strstr(first, "endpoint"), "the endpoint is required: %s", first);
+    pt_config_free(c);
+}
+
 int main(void)
 {
+    configuration();
     traceparent();
     b3_single();
     b3_multi();
