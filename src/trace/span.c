@@ -6,7 +6,6 @@
  * queued (export.c). */
 #include "config.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,7 +74,7 @@ pt_trace_req_t *pt_trace_req_start(pt_conn_t *c, const pt_h1_req_t *req)
     else
         t->sampled = tc->always || pt_trace_rand() < tc->threshold;
     if (par.tslen) {
-        t->tracestate = pt_arena_strndup(&c->arena, par.tracestate, par.tslen); /* the head's buffer may move */
+        t->tracestate = pt_arena_strndup(&c->arena, par.tracestate, par.tslen); /* par is on the stack */
         t->tslen = t->tracestate ? par.tslen : 0;
     }
     pt_trace_hex(t->trace_id, 16, t->trace_hex);
@@ -183,7 +182,6 @@ static void split_host_port(const char *hp, char *host, size_t size, int *port)
     }
 }
 
-/* A span of t's trace, zeroed but for its ids and kind. */
 /* Are t's spans queued: sampled, and not on a route with tracing: false? */
 static bool recorded(const pt_conn_t *c, const pt_trace_req_t *t)
 {
@@ -205,6 +203,7 @@ static void target_ip(const pt_target_t *tg, char *dst, size_t size)
     span_cs(dst, size, text);
 }
 
+/* A span of t's trace, zeroed but for its ids and kind. */
 static void span_init(pt_span_t *s, const pt_trace_req_t *t, int kind, const uint8_t *id, const uint8_t *parent)
 {
     memset(s, 0, sizeof(*s));
