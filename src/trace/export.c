@@ -51,7 +51,6 @@ struct pt_tracer {
     /* failures since the last report */
     int64_t last_log_ms;
     uint64_t failures_unreported, dropped_unreported;
-    const char *last_error;
 };
 
 static pt_status_worker_t *board(pt_tracer_t *tr)
@@ -75,7 +74,6 @@ static void report_failure(pt_tracer_t *tr, const char *why, size_t spans)
     COUNT(tr, trace_dropped, spans);
     tr->failures_unreported++;
     tr->dropped_unreported += spans;
-    tr->last_error = why;
     int64_t now = pt_worker_now_us(tr->w) / 1000;
     if (tr->last_log_ms && now - tr->last_log_ms < LOG_EVERY_MS)
         return;
