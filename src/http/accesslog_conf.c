@@ -291,7 +291,7 @@ static const pt_directive_t route_keys[] = {
      pt_accesslog_set_ratio, pt_accesslog_print_ratio, 0, "ratio", "This route's access_log.sample."},
     {"sample_errors", PT_T_ENUM, offsetof(pt_alog_policy_t, sample_errors), NULL, 0, 0, pt_alog_errors_names,
      NULL, NULL, NULL, NULL, 0, NULL, "This route's access_log.sample_errors."},
-    {NULL},
+    {NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL},
 };
 static const pt_section_t route_section = {"access_log", sizeof(pt_alog_policy_t), route_keys, NULL, NULL, NULL};
 
