@@ -9,6 +9,9 @@
 #   PORTICO_BENCH_FILTERS='key-auth: {}' \
 #   PORTICO_BENCH_EXTRA='consumers: [{ name: b, credentials: [{ type: key-auth, key: bench-key }] }]' \
 #   ../shared/bench/run -H 'apikey: bench-key' key=cmd:scripts/bench-portico.sh
+# PORTICO_BENCH_ROUTE (more keys of the route, a flow map's inside:
+# "metrics: false") and PORTICO_BENCH_LOG (a top-level access_log's
+# inside: "path: /tmp/x.log, format: json") too.
 set -e
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${PORTICO_BIN:-$here/build/portico}
@@ -24,7 +27,8 @@ upstreams:
     targets: ["127.0.0.1:${BACKEND_PORT:?}"]
     keepalive: { size: 1024, requests: 1000000 }
 ${PORTICO_BENCH_EXTRA:-}
+${PORTICO_BENCH_LOG:+access_log: { $PORTICO_BENCH_LOG \}}
 routes:
-  - { name: all, match: { paths: ["/*"] }, upstream: origin, filters: { ${PORTICO_BENCH_FILTERS:-} } }
+  - { name: all, match: { paths: ["/*"] }, upstream: origin, filters: { ${PORTICO_BENCH_FILTERS:-} }${PORTICO_BENCH_ROUTE:+, $PORTICO_BENCH_ROUTE} }
 YAML
 exec "$bin" -f -c "$dir/portico.yaml"

@@ -32,6 +32,7 @@
 
 #include "portico/cache.h"
 #include "portico/cache_disk.h"
+#include "portico/cdisk_keeper.h"
 #include "portico/column.h"
 #include "portico/config.h"
 #include "portico/err-t.h"
@@ -218,16 +219,6 @@ static void board_config(void)
 
 /* ---- workers ---- */
 
-/* The cache disk process (cache_disk.h): one, for every disk tier of the
- * serving configuration; restarted when a reload changes them. */
-static struct {
-    pid_t pid;
-    int column;
-    char signature[4096]; /* of the configuration it serves */
-    bool restart;         /* told to stop for a new one */
-    bool stop_told;       /* told to stop with the master */
-    int64_t started_ms, respawn_at, backoff;
-} cd;
 
 static proc_t *find_proc(pid_t pid)
 {
@@ -356,82 +347,24 @@ static int spawn(int slot)
     return 0;
 }
 
-/* ---- the cache disk process ---- */
+/* ---- the cache disk process (cdisk_keeper.c) ---- */
 
-static void cachedisk_spawn(void)
+/* In the disk process: what only the master may hold. */
+static void cdk_in_child(void)
 {
-    cd.respawn_at = 0;
-    cd.restart = false;
-    if (!pt_cdisk_any(m.conf) || m.stopping)
-        return;
-    int column = pt_column_take();
-    if (column < 0) {
-        cd.respawn_at = now_ms() + 1000;
-        return;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        pt_log_error("fork: %s", strerror(errno));
-        pt_column_give(column);
-        cd.respawn_at = now_ms() + 1000;
-        return;
-    }
-    if (pid == 0) {
-        close(m.sigfd);
-        for (size_t i = 0; i < m.nprocs; i++)
-            close(m.procs[i].chan);
-        close_reload_fds();
-        pt_lset_close(&m.lset);
-        pt_cdisk_process(m.conf, column, m.drop, m.uid, m.gid);
-    }
-    cd.pid = pid;
-    cd.column = column;
-    cd.started_ms = now_ms();
-    pt_cdisk_signature(m.conf, cd.signature, sizeof(cd.signature));
-    pt_log_notice("started the cache disk process (pid %d)", (int)pid);
+    close(m.sigfd);
+    for (size_t i = 0; i < m.nprocs; i++)
+        close(m.procs[i].chan);
+    close_reload_fds();
+    pt_lset_close(&m.lset);
 }
 
-/* After a start or a reload: the process serving the configuration's
- * disk tiers, kept when they are the same. */
-static void cachedisk_sync(void)
+static const pt_cdk_ctx_t *cdk(void)
 {
-    char sig[sizeof(cd.signature)];
-    pt_cdisk_signature(m.conf, sig, sizeof(sig));
-    if (cd.pid && strcmp(sig, cd.signature) != 0) {
-        kill(cd.pid, SIGTERM); /* the next starts when it has exited */
-        cd.restart = true;
-    } else if (!cd.pid && sig[0] && !cd.respawn_at) {
-        cachedisk_spawn();
-    }
-}
-
-static bool cachedisk_reaped(pid_t pid, int st)
-{
-    if (!cd.pid || pid != cd.pid)
-        return false;
-    pt_caches_forget_column(cd.column);
-    pt_column_give(cd.column);
-    pt_cdisks_gone();
-    cd.pid = 0;
-    bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    if (m.stopping || cd.restart) {
-        if (clean)
-            pt_log_notice("the cache disk process (pid %d) exited", (int)pid);
-        else
-            pt_log_warn("the cache disk process (pid %d) %s %d", (int)pid,
-                        WIFSIGNALED(st) ? "was killed by signal" : "exited with status",
-                        WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-        if (cd.restart)
-            cachedisk_spawn();
-        return true;
-    }
-    int64_t lived = now_ms() - cd.started_ms;
-    cd.backoff = lived < 2000 ? (cd.backoff ? (cd.backoff * 2 > 30000 ? 30000 : cd.backoff * 2) : 100) : 0;
-    cd.respawn_at = now_ms() + cd.backoff;
-    pt_log_error("the cache disk process (pid %d) %s %d; respawning in %lld ms", (int)pid,
-                 WIFSIGNALED(st) ? "was killed by signal" : "exited with status",
-                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), (long long)cd.backoff);
-    return true;
+    static pt_cdk_ctx_t x;
+    x = (pt_cdk_ctx_t){.conf = m.conf, .stopping = m.stopping, .drop = m.drop, .uid = m.uid, .gid = m.gid,
+                       .in_child = cdk_in_child};
+    return &x;
 }
 
 static void promote(void);
@@ -511,7 +444,7 @@ static void reap(void)
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         proc_t *p = find_proc(pid);
         if (!p) {
-            cachedisk_reaped(pid, st);
+            pt_cdk_reaped(cdk(), pid, st);
             continue;
         }
         char how[96], why[192];
@@ -579,8 +512,7 @@ static void reap(void)
 static void respawn_due(void)
 {
     int64_t now = now_ms();
-    if (cd.respawn_at && cd.respawn_at <= now)
-        cachedisk_spawn();
+    pt_cdk_due(cdk(), now);
     for (int s = 0; s < m.nworkers; s++) {
         if (!m.slots[s].respawn_at || m.slots[s].respawn_at > now)
             continue;
@@ -763,7 +695,7 @@ static void promote(void)
     m.status->reloads++;
     board_config();
     retire_past_cap();
-    cachedisk_sync();
+    pt_cdk_sync(cdk());
 }
 
 /* The new generation cannot serve (a worker of it exited before all were
@@ -1047,7 +979,7 @@ static void stop(bool graceful)
             read_chan(&m.procs[i]); /* an 'R' may be on its way */
         kill(m.procs[i].pid, !m.procs[i].ready ? SIGKILL : graceful ? SIGQUIT : SIGTERM);
     }
-    cd.respawn_at = 0; /* the disk process stops after the last worker: a worker draining may still invalidate */
+    pt_cdk_no_respawn(); /* the disk process stops after the last worker: a worker draining may still invalidate */
     m.kill_at = now_ms() + (graceful ? m.conf->shutdown_timeout : 0) + KILL_GRACE_MS;
 }
 
@@ -1081,8 +1013,7 @@ static void on_signal(int sig)
             pt_log_notice("logs reopened");
         for (size_t i = 0; i < m.nprocs; i++)
             kill(m.procs[i].pid, SIGUSR1);
-        if (cd.pid)
-            kill(cd.pid, SIGUSR1);
+        pt_cdk_signal(SIGUSR1);
         break;
     }
     }
@@ -1093,13 +1024,8 @@ static int loop(void)
     struct pollfd pfd[MAX_PROCS + 2];
     proc_t *who[MAX_PROCS + 2];
     for (;;) {
-        if (m.stopping && m.nprocs == 0) {
-            if (!cd.pid)
-                return 0;
-            if (!cd.stop_told)
-                kill(cd.pid, SIGTERM);
-            cd.stop_told = true;
-        }
+        if (m.stopping && m.nprocs == 0 && pt_cdk_stopped())
+            return 0;
         if (m.hup_queued && !m.stopping && !reload_busy()) {
             m.hup_queued = false;
             reload();
@@ -1113,17 +1039,15 @@ static int loop(void)
         for (int s = 0; s < m.nworkers; s++)
             if (m.slots[s].respawn_at && m.slots[s].respawn_at - now < timeout)
                 timeout = m.slots[s].respawn_at > now ? m.slots[s].respawn_at - now : 0;
-        if (cd.respawn_at && cd.respawn_at - now < timeout)
-            timeout = cd.respawn_at > now ? cd.respawn_at - now : 0;
+        timeout = pt_cdk_timeout(now, timeout);
         if (m.stopping && now >= m.kill_at) {
             if (m.nprocs)
                 pt_log_warn("%zu workers did not stop in time: killing them", m.nprocs);
             else
-                pt_log_warn("the cache disk process (pid %d) did not stop in time: killing it", (int)cd.pid);
+                pt_log_warn("the cache disk process (pid %d) did not stop in time: killing it", (int)pt_cdk_pid());
             for (size_t i = 0; i < m.nprocs; i++)
                 kill(m.procs[i].pid, SIGKILL);
-            if (cd.pid)
-                kill(cd.pid, SIGKILL);
+            pt_cdk_signal(SIGKILL);
             m.kill_at = now + 1000;
         }
         nfds_t n = 0, job = 0;
@@ -1293,7 +1217,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
                   m.nworkers == 1 ? "" : "s", where);
     for (int s = 0; s < m.nworkers; s++)
         spawn(s);
-    cachedisk_sync();
+    pt_cdk_sync(cdk());
     int rc = loop();
     pt_cdisks_at_exit(m.conf);
     pt_log_notice("stopped");
