@@ -10,19 +10,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
 cport=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-/usr/bin/python3 - "$cport" > /dev/null 2>&1 <<'PY' &
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get('content-length', 0)))
-        self.send_response(200)
-        self.send_header('Content-Length', '0')
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
-PY
+/usr/bin/python3 "$here/scripts/collector-stub" "$cport" > /dev/null 2>&1 &
 cpid=$!
 trap 'kill "$cpid" 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
 [ $# -eq 0 ] && set -- -c 64 -d 5 -k 3

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "portico/h1_parser.h"
+#include "portico/sbuf.h"
 #include "portico/schema-t.h"
 #include "portico/str.h"
 #include "portico/trace-t.h"
@@ -150,16 +151,6 @@ void pt_tracer_push(pt_tracer_t *tr, const pt_span_t *s);
  * the loop, then everything is freed. */
 void pt_tracer_stop(pt_tracer_t *tr, int64_t timeout_ms);
 
-/* A growing output buffer for the encoders. */
-typedef struct pt_sbuf {
-    char *p;
-    size_t n, cap;
-    bool failed; /* out of memory: p holds what was written before */
-} pt_sbuf_t;
-void pt_sbuf_put(pt_sbuf_t *b, const char *s, size_t n);
-/* A JSON string (quoted): control characters and bytes past 0x7f escaped,
- * so that any input gives valid JSON. */
-void pt_sbuf_json_str(pt_sbuf_t *b, const char *s);
 /* The request body of an export of spans v[0..n): OTLP/HTTP JSON
  * (ExportTraceServiceRequest) or a Zipkin v2 JSON array. */
 void pt_trace_encode_otlp(pt_sbuf_t *b, const pt_trace_conf_t *tc, const pt_span_t *v, size_t n);

@@ -19,6 +19,7 @@
 #include "portico/limit.h"
 #include "portico/metrics.h"
 #include "portico/scrape.h"
+#include "portico/sbuf.h"
 #include "portico/secret.h"
 #include "portico/status-t.h"
 #include "portico/str.h"
@@ -31,9 +32,7 @@
 struct pt_scrape {
     pt_worker_t *w;
     pt_mx_zone_t *z;
-    char *buf;
-    size_t len, cap;
-    bool oom;
+    pt_sbuf_t out;
     int family;   /* the next to render */
     uint32_t row; /* within a family of rows: the next row */
     char le[PT_MX_MAX_BUCKETS + 1][40]; /* the buckets' bounds as written: ,le="0.005"} */
@@ -43,31 +42,17 @@ struct pt_scrape {
 
 static void put(pt_scrape_t *s, const char *p, size_t n)
 {
-    if (s->len + n > s->cap) {
-        size_t cap = s->cap ? s->cap : 65536;
-        while (cap < s->len + n)
-            cap *= 2;
-        char *b = realloc(s->buf, cap);
-        if (!b) {
-            s->oom = true;
-            return;
-        }
-        s->buf = b;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
+    pt_sbuf_put(&s->out, p, n);
 }
 
 static void puts_(pt_scrape_t *s, const char *p)
 {
-    put(s, p, strlen(p));
+    pt_sbuf_puts(&s->out, p);
 }
 
 static void put_u64(pt_scrape_t *s, uint64_t v)
 {
-    char d[24];
-    put(s, d, pt_fmt_u64(d, v, 0));
+    pt_sbuf_u64(&s->out, v);
 }
 
 static void putf(pt_scrape_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -545,8 +530,8 @@ pt_scrape_t *pt_scrape_new(pt_worker_t *w)
             else
                 puts_(&tmp, "+Inf");
             puts_(&tmp, "\"} ");
-            snprintf(s->le[i], sizeof(s->le[i]), "%.*s", (int)tmp.len, tmp.buf ? tmp.buf : "");
-            free(tmp.buf);
+            snprintf(s->le[i], sizeof(s->le[i]), "%.*s", (int)tmp.out.n, tmp.out.p ? tmp.out.p : "");
+            free(tmp.out.p);
         }
     }
     return s;
@@ -563,7 +548,7 @@ int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
 {
     int64_t until = mono_us() + budget_us;
     rowctx_t x = {.s = s};
-    while (s->family < NROWFAMS + 1 && !s->oom) {
+    while (s->family < NROWFAMS + 1 && !s->out.failed) {
         if (s->family == NROWFAMS || !s->z) { /* the small ones, in one go */
             process_families(s);
             target_families(s);
@@ -579,7 +564,7 @@ int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
         uint32_t cap = pt_metrics_rows(s->z);
         for (unsigned k = 0; s->row < cap; s->row++, k++) {
             if ((k & 31) == 31 && mono_us() >= until)
-                return s->oom ? -1 : 0;
+                return s->out.failed ? -1 : 0;
             x.r = s->row;
             if (pt_metrics_kind(s->z, x.r) == f->kind &&
                 pt_metrics_row(s->z, x.r, x.l1, sizeof(x.l1), x.l2, sizeof(x.l2)) == f->kind)
@@ -588,15 +573,14 @@ int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
         s->family++;
         s->row = 0;
     }
-    return s->oom ? -1 : 1;
+    return s->out.failed ? -1 : 1;
 }
 
 char *pt_scrape_body(pt_scrape_t *s, size_t *len)
 {
-    *len = s->len;
-    char *b = s->buf;
-    s->buf = NULL; /* the caller's now */
-    s->len = s->cap = 0;
+    *len = s->out.n;
+    char *b = s->out.p;
+    s->out = (pt_sbuf_t){0}; /* the caller's now */
     return b;
 }
 
@@ -604,6 +588,6 @@ void pt_scrape_free(pt_scrape_t *s)
 {
     if (!s)
         return;
-    free(s->buf);
+    free(s->out.p);
     free(s);
 }
