@@ -49,7 +49,9 @@ static void check_unique_names(pt_conf_ctx_t *cc, const pt_list_t *l, size_t siz
     for (size_t i = 0; i < l->n; i++) {
         const char *obj = (const char *)l->v + i * size;
         const char *name = *(char *const *)(obj + name_off);
-        if (name) /* an item whose own keys failed to load may lack its name */
+        if (name && !*name) /* the metrics' route="" is the requests no route took */
+            pt_conf_error(cc, key_node(*(const pt_node_t *const *)obj, "name"), "a %s name may not be empty", what);
+        else if (name) /* an item whose own keys failed to load may lack its name */
             v[n++] = (named_t){name, i, *(const pt_node_t *const *)obj};
     }
     qsort(v, n, sizeof(named_t), cmp_named);

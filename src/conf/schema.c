@@ -300,6 +300,10 @@ static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     pt_listener_conf_t *l = obj;
     if (!l->name)
         l->name = l->address.text;
+    if (strcmp(l->name, "admin") == 0) {
+        pt_conf_error_key(cc, n, "name", "\"admin\" is the admin listener's name (in the metrics): choose another");
+        return -1;
+    }
     if (l->max_header_size < l->max_request_line) {
         pt_conf_error_key(cc, n, "max_header_size", "%lld is smaller than max_request_line (%lld)",
                           (long long)l->max_header_size, (long long)l->max_request_line);
@@ -310,7 +314,7 @@ static int check_listener(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 
 static const pt_directive_t listener_keys[] = {
     {"name", PT_T_STR, F(pt_listener_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "A unique name for logs and metrics. Default: the address."},
+     "A unique name for logs and metrics, not empty and not admin (the admin listener's). Default: the address."},
     {"address", PT_T_ADDR, F(pt_listener_conf_t, address), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL,
      PT_F_REQUIRED | PT_F_PORT0, NULL,
      "IP address and port to listen on: 0.0.0.0:8080, [::]:8080, 127.0.0.1:80, or :8080 for all IPv4 "
@@ -728,7 +732,7 @@ static const pt_section_t respond_section = {"respond", sizeof(((pt_route_conf_t
 
 static const pt_directive_t route_keys[] = {
     {"name", PT_T_STR, F(pt_route_conf_t, name), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "A unique name for logs. Default: routes[N]."},
+     "A unique name for logs and metrics, not empty. Default: routes[N]."},
     {"match", PT_T_SECTION, F(pt_route_conf_t, match), NULL, 0, 0, NULL, &match_section, NULL, NULL, NULL, 0,
      NULL, "What requests the route takes. Without it, every request."},
     {"priority", PT_T_INT, F(pt_route_conf_t, priority), "0", -1000000, 1000000, NULL, NULL, NULL, NULL, NULL, 0,

@@ -33,6 +33,7 @@ typedef struct row_name {
 } row_name_t;
 
 struct pt_mx_zone {
+    char name[32]; /* "metrics.N": each zone made has a name of its own */
     uint32_t cap, width, nblocks, nbuckets;
     double bounds[PT_MX_MAX_BUCKETS];
     _Atomic uint64_t seq;               /* odd while the master folds a block */
@@ -106,22 +107,43 @@ static uint32_t find_row(const row_name_t *n)
     return PT_MX_NONE;
 }
 
+/* A label of at most max bytes into out: the name as it is, or cut at a
+ * character boundary (a label must be UTF-8) with "~" and 8 hex digits of
+ * a hash of the whole name, so that two long names stay two series.
+ * Returns the length. */
+static size_t label_fit(const char *s, size_t max, char *out)
+{
+    size_t n = strlen(s);
+    if (n <= max) {
+        memcpy(out, s, n);
+        return n;
+    }
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    size_t cut = max - 9;
+    while (cut && ((uint8_t)s[cut] & 0xc0) == 0x80)
+        cut--; /* not inside a character */
+    memcpy(out, s, cut);
+    char tail[10];
+    snprintf(tail, sizeof(tail), "~%08x", h);
+    memcpy(out + cut, tail, 9);
+    return cut + 9;
+}
+
 /* The row of a series, found or taken; PT_MX_NONE when out of memory. */
 static uint32_t row_of(int kind, const char *l1, const char *l2)
 {
     row_name_t n = {.kind = (uint8_t)kind};
-    char buf[1024];
-    l1 = pt_secret_masked(l1, buf, sizeof(buf)); /* a ${NAME} in a name is no label */
-    size_t a = strlen(l1), b = l2 ? strlen(l2) : 0;
-    if (a > LABEL_MAX / 2 && a + b > LABEL_MAX)
-        a = b < LABEL_MAX / 2 ? LABEL_MAX - b : LABEL_MAX / 2;
-    if (a + b > LABEL_MAX)
-        b = LABEL_MAX - a;
+    char b1[1024], b2[1024];
+    l1 = pt_secret_masked(l1, b1, sizeof(b1)); /* a ${NAME} in a name is no label */
+    l2 = l2 ? pt_secret_masked(l2, b2, sizeof(b2)) : "";
+    size_t a = strlen(l1), b = strlen(l2);
+    size_t max1 = b < LABEL_MAX / 2 ? LABEL_MAX - b : LABEL_MAX / 2; /* the second label takes up to half */
+    a = label_fit(l1, max1, n.text);
+    b = label_fit(l2, LABEL_MAX - a, n.text + a);
     n.n1 = (uint8_t)a;
     n.n2 = (uint8_t)b;
-    memcpy(n.text, l1, a);
-    if (b)
-        memcpy(n.text + a, l2, b);
     uint32_t r = find_row(&n);
     if (r == PT_MX_NONE) {
         for (r = 0; r < t.hw && t.rows[r].kind != PT_MXK_FREE; r++)
@@ -195,9 +217,13 @@ static void fold_row(pt_mx_zone_t *z, const pt_mx_zone_t *zf, const uint64_t *fr
         for (unsigned w = 0; w < PT_MXW_HIST; w++)
             to[w] += from[w];
     }
-    if (z->nbuckets == zf->nbuckets && !memcmp(z->bounds, zf->bounds, sizeof(z->bounds)))
+    if (z->nbuckets == zf->nbuckets && !memcmp(z->bounds, zf->bounds, sizeof(z->bounds))) {
         for (unsigned w = PT_MXW_HIST; w < PT_MXW_HIST + z->nbuckets + 2; w++)
             to[w] += from[w];
+    } else { /* other buckets: the count and the sum carry over (+Inf is the count), the buckets do not */
+        to[PT_MXW_HIST + z->nbuckets] += from[PT_MXW_HIST + zf->nbuckets];
+        to[PT_MXW_HIST + z->nbuckets + 1] += from[PT_MXW_HIST + zf->nbuckets + 1];
+    }
 }
 
 static void fold_block(pt_mx_zone_t *z, pt_mx_zone_t *zf, uint32_t b)
@@ -233,7 +259,7 @@ static int grow(uint32_t rows, uint32_t nblocks, const pt_metrics_conf_t *mc)
     t.before = old;
     if (old && old->cap >= rows && old->nblocks >= nblocks && old->width == width &&
         !memcmp(old->bounds, mc->buckets, sizeof(old->bounds))) {
-        pt_zone_get("metrics", zone_bytes(old->cap, old->width, old->nblocks)); /* kept at the next sweep */
+        pt_zone_get(old->name, zone_bytes(old->cap, old->width, old->nblocks)); /* kept at the next sweep */
         return 0;
     }
     if (old && t.nall == MAX_OLDER) {
@@ -245,11 +271,17 @@ static int grow(uint32_t rows, uint32_t nblocks, const pt_metrics_conf_t *mc)
         cap *= 2;
     if (old && old->nblocks > nblocks)
         nblocks = old->nblocks;
-    pt_zone_t *shm = pt_zone_get("metrics", zone_bytes(cap, width, nblocks));
+    /* a name of its own: a zone of the same size is a new one all the same,
+     * never the one in use (its workers count on in it) */
+    static unsigned made;
+    char name[32];
+    snprintf(name, sizeof(name), "metrics.%u", made++);
+    pt_zone_t *shm = pt_zone_get(name, zone_bytes(cap, width, nblocks));
     if (!shm)
         return -1;
     pt_mx_zone_t *z = pt_zone_data(shm);
     *z = (pt_mx_zone_t){.cap = cap, .width = width, .nblocks = nblocks, .nbuckets = (uint32_t)mc->nbuckets};
+    memcpy(z->name, name, sizeof(name));
     memcpy(z->bounds, mc->buckets, sizeof(z->bounds));
     size_t head = (sizeof(pt_mx_zone_t) + 63) & ~(size_t)63;
     z->names = (row_name_t *)((char *)z + head);
@@ -623,14 +655,30 @@ void pt_metrics_sum(const pt_mx_zone_t *z, uint32_t r, unsigned word, unsigned n
         add_zone(z, r, word, n, out);
         for (int i = 0; i < MAX_OLDER; i++) {
             const pt_mx_zone_t *o = atomic_load(&((pt_mx_zone_t *)z)->older[i]);
-            if (o && (word < PT_MXW_HIST || (o->nbuckets == z->nbuckets && !memcmp(o->bounds, z->bounds, sizeof(o->bounds)))))
+            if (!o)
+                continue;
+            if (o->nbuckets == z->nbuckets && !memcmp(o->bounds, z->bounds, sizeof(o->bounds))) {
                 add_zone(o, r, word, n, out);
+                continue;
+            }
+            for (unsigned k = 0; k < n; k++) { /* other buckets: what carries over (fold_row) */
+                unsigned w = word + k, from = w;
+                if (w >= PT_MXW_HIST)
+                    from = w == PT_MXW_HIST + z->nbuckets       ? PT_MXW_HIST + o->nbuckets
+                           : w == PT_MXW_HIST + z->nbuckets + 1 ? PT_MXW_HIST + o->nbuckets + 1
+                                                                : UINT32_MAX;
+                if (from != UINT32_MAX)
+                    add_zone(o, r, from, 1, out + k);
+            }
         }
     } while (!still(z, s));
 }
 
-/* Adds the (method, status) pairs of row r of z's blocks to keys/counts. */
-static int add_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t *counts, int n, int max)
+/* Adds the (method, status) pairs of row r of z's blocks to keys/counts
+ * (n of them, at most max - 1 named) and to *other (what is "other"
+ * already, and what does not fit). */
+static int add_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t *counts, int n, int max,
+                     uint64_t *other)
 {
     if (r >= z->cap)
         return n;
@@ -645,11 +693,13 @@ static int add_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t
             int k = 0;
             while (k < n && keys[k] != key)
                 k++;
+            if (key == UINT32_MAX || (k == n && n == max - 1)) {
+                *other += c;
+                continue;
+            }
             if (k == n) {
-                if (n == max)
-                    k = n - 1, keys[k] = UINT32_MAX; /* more than fit: the last is "other" */
-                else
-                    keys[n++] = key, counts[k] = 0;
+                keys[n++] = key;
+                counts[k] = 0;
             }
             counts[k] += c;
         }
@@ -659,18 +709,23 @@ static int add_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t
 
 int pt_metrics_codes(const pt_mx_zone_t *z, uint32_t r, uint64_t *keys, uint64_t *counts, int max)
 {
-    uint64_t s[MAX_OLDER + 1];
+    uint64_t s[MAX_OLDER + 1], other;
     int n;
     do {
         while (seqs(z, s) < 0)
             ;
-        n = add_codes(z, r, keys, counts, 0, max);
+        other = 0;
+        n = add_codes(z, r, keys, counts, 0, max, &other);
         for (int i = 0; i < MAX_OLDER; i++) {
             const pt_mx_zone_t *o = atomic_load(&((pt_mx_zone_t *)z)->older[i]);
             if (o)
-                n = add_codes(o, r, keys, counts, n, max);
+                n = add_codes(o, r, keys, counts, n, max, &other);
         }
     } while (!still(z, s));
+    if (other) { /* one "other", last */
+        keys[n] = UINT32_MAX;
+        counts[n++] = other;
+    }
     return n;
 }
 

@@ -19,6 +19,7 @@
 #include "portico/limit.h"
 #include "portico/metrics.h"
 #include "portico/scrape.h"
+#include "portico/runtime.h"
 #include "portico/sbuf.h"
 #include "portico/secret.h"
 #include "portico/status-t.h"
@@ -69,8 +70,8 @@ static void putf(pt_scrape_t *s, const char *fmt, ...)
 
 /* Appends name="value" (after a comma unless first) to out, a string of
  * cap bytes: backslash, double quote and line feed escaped as the format
- * says; other control bytes, which no configured name holds but an
- * address might, as '?'.  A value that does not fit is cut. */
+ * says, every other byte as it is.  A value that does not fit is cut
+ * (the rows' names are within LBL already). */
 static void add_label(char *out, size_t cap, const char *name, const char *v, bool first)
 {
     size_t n = strlen(out);
@@ -81,10 +82,12 @@ static void add_label(char *out, size_t cap, const char *name, const char *v, bo
         else if (*p == '\n')
             out[n++] = '\\', out[n++] = 'n';
         else
-            out[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+            out[n++] = *p; /* any other byte as it is: names that differ stay apart */
     }
     if (n + 2 > cap)
         n = cap - 2;
+    while (n && ((uint8_t)out[n] & 0xc0) == 0x80 && ((uint8_t)out[n - 1] & 0x80))
+        n--; /* a cut stays out of a character: a label is UTF-8 */
     out[n++] = '"';
     out[n] = '\0';
 }
@@ -395,13 +398,19 @@ static void target_families(pt_scrape_t *s)
     for (int f = 0; f < 4; f++) {
         family(s, names[f], types[f], helps[f]);
         for (size_t i = 0; i < w->conf->upstreams.n; i++) {
-            const pt_upstream_t *u = &w->upstreams[i];
+            pt_upstream_t *u = &w->upstreams[i];
+            pt_runtime_sync(u); /* the admin API's last changes, even with no request since */
             for (size_t k = 0; k < u->ntargets; k++) {
                 const pt_target_t *t = &u->targets[k];
+                if (t->rt_state == PT_RT_FREE || t->rt_state == PT_RT_REMOVED)
+                    continue; /* removed through the admin API */
                 const pt_target_shared_t *sh = t->shared;
-                char l[3 * LBL] = "", buf[1024];
+                char l[3 * LBL] = "", buf[1024], tbuf[1024];
                 add_label(l, sizeof(l), "upstream", pt_secret_masked(u->conf->name, buf, sizeof(buf)), true);
-                add_label(l, sizeof(l), "target", t->log_name ? t->log_name : t->name, false);
+                /* as the per-target counters name it: the address as written in the file */
+                add_label(l, sizeof(l), "target",
+                          t->conf && t->conf->address ? pt_secret_masked(t->conf->address, tbuf, sizeof(tbuf)) : t->name,
+                          false);
                 if (f == 0)
                     sample(s, names[f], l, sh ? !pt_health_down(sh, now_ms) : 1);
                 else if (f == 1) {
