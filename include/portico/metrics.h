@@ -106,6 +106,12 @@ uint32_t pt_mx_target(const pt_upstream_conf_t *u, const pt_target_conf_t *t);
 uint32_t pt_mx_listener(const pt_listener_conf_t *l); /* NULL: the admin listener */
 uint32_t pt_mx_filter(size_t route, int filter);
 
+/* Counts n on word (PT_MXW_T_*) of target t of upstream u: in its row, or
+ * for a target added through the admin API (no row) in its shared slot. */
+struct pt_upstream;
+struct pt_target;
+void pt_mx_target_add(const struct pt_upstream *u, const struct pt_target *t, unsigned word, uint64_t n);
+
 /* One request's end: its route's counters and histogram, and the
  * upstream's response time (upstream_us < 0: none). */
 void pt_metrics_request(uint32_t route_row, unsigned method_bit, int status, int64_t us, uint64_t in, uint64_t out,

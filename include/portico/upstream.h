@@ -51,6 +51,9 @@ typedef struct pt_target_shared {
     _Atomic int32_t last_probe_status; /* 0: none yet; -1 connect failed; -2 timeout */
     /* counters, for /status */
     _Atomic uint64_t probes_ok, probes_failed, passive_failures, marked_down;
+    /* a target added through the admin API has no row in the metrics zone:
+     * its PT_MXW_T_* counters (metrics.h) are kept here */
+    _Atomic uint64_t mx[6];
     _Atomic int32_t column[PT_SHARED_COLUMNS];
 } pt_target_shared_t;
 _Static_assert(offsetof(pt_target_shared_t, addr) == 0, "pt_zone_slot keys come first");
@@ -105,6 +108,7 @@ typedef struct pt_upstream {
     size_t nconf;           /* the file's targets: targets[0..nconf) */
     size_t rt_excluded;     /* targets no new attempt may go to (run-time state) */
     uint64_t rt_seen;       /* the run-time changes' version last applied */
+    uint64_t rt_digest;     /* of this upstream's entries then: a change elsewhere rebuilds nothing here */
     struct pt_upstream *all; /* the worker's upstreams (this one among them) */
     size_t nall;
     int kind;               /* enum pt_balancer_kind */

@@ -210,8 +210,9 @@ static char *status_json(pt_worker_t *w, size_t *len)
         if (z)
             pt_metrics_sum(z, pt_mx_upstream(u->conf), PT_MXW_UP_REFUSED, 1, &refused);
         for (size_t k = 0; z && k < u->ntargets; k++) {
-            pt_metrics_sum(z, pt_mx_target(u->conf, u->targets[k].conf), PT_MXW_T_RETRIES, 1, v);
-            retries += v[0];
+            const pt_target_t *t = &u->targets[k];
+            pt_metrics_sum(z, pt_mx_target(u->conf, t->conf), PT_MXW_T_RETRIES, 1, v);
+            retries += t->rt_added && t->shared ? atomic_load(&t->shared->mx[PT_MXW_T_RETRIES]) : v[0];
         }
         fprintf(f,
                 ",\"balancer\":\"%s\",\"retries\":%llu,\"retries_refused\":%llu,\"worker_retries\":%llu,"
@@ -230,6 +231,9 @@ static char *status_json(pt_worker_t *w, size_t *len)
             memset(v, 0, sizeof(v));
             if (z) /* every worker's, the exited ones' included */
                 pt_metrics_sum(z, pt_mx_target(u->conf, t->conf), 0, PT_MXW_T_REUSES + 1, v);
+            if (t->rt_added && t->shared) /* added through the admin API: no row, the shared slot's */
+                for (int k2 = 0; k2 <= PT_MXW_T_REUSES; k2++)
+                    v[k2] = atomic_load_explicit(&t->shared->mx[k2], memory_order_relaxed);
             fprintf(f,
                     ",\"weight\":%lld,\"inflight\":%lld,\"worker_inflight\":%lld,"
                     "\"ewma_ms\":%.3f,\"attempts\":%llu,\"connect_failures\":%llu,\"timeouts\":%llu,"

@@ -641,7 +641,7 @@ static const pt_directive_t upstream_keys[] = {
     {"balancer", PT_T_ENUM, F(pt_upstream_conf_t, balancer), "round-robin", 0, 0, balancer_names, NULL, NULL,
      NULL, NULL, 0, NULL,
      "How a target is chosen: round-robin (smooth, weighted); least-connections (fewest attempts under way "
-     "per unit of weight, counted in each worker); consistent-hashing (a ring of 640 points per 100 weight, "
+     "per unit of weight, counted in each worker); consistent-hashing (a ring of 640 points per 100 weight, 65,536 at most, scaled alike past that, "
      "keyed as hash says, so a target that leaves moves only its own keys); random-two (two drawn by weight, "
      "the one with fewer attempts under way); latency (two drawn by weight, the lower peak-EWMA of response "
      "times times attempts under way). A retry skips targets already tried."},

@@ -66,6 +66,23 @@ static int mask_of(const pt_alog_hdr_t *h)
     return MASK_NONE;
 }
 
+/* Does a cookie piece with no "=" start at v.p[i] (its first byte that
+ * is no blank)? */
+static bool nameless_piece(pt_str_t v, size_t i)
+{
+    if (v.p[i] == ' ' || v.p[i] == '\t')
+        return false;
+    size_t s = i;
+    while (s > 0 && (v.p[s - 1] == ' ' || v.p[s - 1] == '\t'))
+        s--;
+    if (s > 0 && v.p[s - 1] != ';')
+        return false; /* not the piece's first byte */
+    for (size_t k = i; k < v.n && v.p[k] != ';'; k++)
+        if (v.p[k] == '=')
+            return false;
+    return true;
+}
+
 /* Appends v (masked as `mask` says) to out[*n..max), cut at max. */
 static void append(char *out, size_t *n, size_t max, pt_str_t v, int mask)
 {
@@ -94,7 +111,8 @@ static void append(char *out, size_t *n, size_t max, pt_str_t v, int mask)
     }
     /* name=value pairs ("a=1; b=2", or a Set-Cookie's "a=1; Path=/"):
      * every value is masked, the first of a Set-Cookie (its cookie) and
-     * its attributes alike */
+     * its attributes alike; a piece with no "=" is a cookie with no name
+     * (RFC 6265bis: "Set-Cookie: VALUE"), or a flag (HttpOnly): *** */
     bool in_value = false;
     for (size_t i = 0; i < v.n; i++) {
         char c = v.p[i];
@@ -102,6 +120,12 @@ static void append(char *out, size_t *n, size_t max, pt_str_t v, int mask)
             in_value = false;
             PUT(c);
         } else if (in_value) {
+            continue;
+        } else if (nameless_piece(v, i)) {
+            in_value = true;
+            PUT('*');
+            PUT('*');
+            PUT('*');
             continue;
         } else if (c == '=') {
             in_value = true;

@@ -561,11 +561,11 @@ static void fail(pt_proxy_t *p, int kind, int err)
     /* a pooled connection the upstream had closed before we wrote */
     bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
     if (p->counted && kind != F_CLIENT_BODY && !stale) {
-        uint32_t row = pt_mx_target(p->up->conf, p->up->targets[p->target].conf);
+        const pt_target_t *t = &p->up->targets[p->target];
         if (kind == F_CONNECT || kind == F_TLS)
-            pt_mx_add(row, PT_MXW_T_CONNECT_FAILURES, 1);
+            pt_mx_target_add(p->up, t, PT_MXW_T_CONNECT_FAILURES, 1);
         else if (kind == F_CONNECT_TIMEOUT || kind == F_READ_TIMEOUT)
-            pt_mx_add(row, PT_MXW_T_TIMEOUTS, 1);
+            pt_mx_target_add(p->up, t, PT_MXW_T_TIMEOUTS, 1);
     }
     if (p->counted && p->up->passive && kind != F_CLIENT_BODY && !stale) {
         int outcome = kind == F_CONNECT || kind == F_TLS ? PT_OUT_TCP_FAIL
@@ -1098,10 +1098,9 @@ static bool start_attempt(pt_proxy_t *p)
     p->attempt_us = ctx.now_us;
     c->req->ent.upstream_connect_us = c->req->ent.upstream_header_us = -1;
     pt_target_t *t = &p->up->targets[idx];
-    uint32_t row = pt_mx_target(p->up->conf, t->conf);
-    pt_mx_add(row, PT_MXW_T_ATTEMPTS, 1);
+    pt_mx_target_add(p->up, t, PT_MXW_T_ATTEMPTS, 1);
     if (p->attempts > 1)
-        pt_mx_add(row, PT_MXW_T_RETRIES, 1);
+        pt_mx_target_add(p->up, t, PT_MXW_T_RETRIES, 1);
     c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     if (c->req->trace) /* a client span, whose id the head upstream now carries */
         pt_trace_attempt_start(c, t);

@@ -19,6 +19,7 @@
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/secret.h"
+#include "portico/upstream.h"
 #include "portico/zone.h"
 
 #define LABEL_MAX 200 /* bytes of a row's labels together; longer names are cut */
@@ -494,6 +495,16 @@ uint32_t pt_mx_target(const pt_upstream_conf_t *u, const pt_target_conf_t *tc)
         return PT_MX_NONE; /* a target added at run time has no row */
     size_t k = index_in(&u->targets, tc, sizeof(*tc));
     return k < u->targets.n ? pt_mx.target[i][k] : PT_MX_NONE;
+}
+
+void pt_mx_target_add(const pt_upstream_t *u, const pt_target_t *tg, unsigned word, uint64_t n)
+{
+    _Static_assert(PT_MXW_T_REUSES < sizeof(((pt_target_shared_t *)0)->mx) / sizeof(uint64_t), "a word for each");
+    uint32_t row = pt_mx_target(u->conf, tg->conf);
+    if (row != PT_MX_NONE)
+        pt_mx_add(row, word, n);
+    else if (tg->rt_added && tg->shared)
+        atomic_fetch_add_explicit(&tg->shared->mx[word], n, memory_order_relaxed);
 }
 
 uint32_t pt_mx_listener(const pt_listener_conf_t *l)

@@ -546,6 +546,26 @@ pt_scrape_t *pt_scrape_new(pt_worker_t *w)
     return s;
 }
 
+/* Targets added through the admin API have no rows: what this worker
+ * sees of them, with their counters from the shared target slots. */
+static void added_targets(pt_scrape_t *s, const rowfam_t *f)
+{
+    pt_worker_t *w = s->w;
+    for (size_t i = 0; i < w->conf->upstreams.n; i++) {
+        pt_upstream_t *u = &w->upstreams[i];
+        pt_runtime_sync(u);
+        for (size_t k = 0; k < u->ntargets; k++) {
+            const pt_target_t *t = &u->targets[k];
+            if (!t->rt_added || !t->shared || t->rt_state == PT_RT_FREE || t->rt_state == PT_RT_REMOVED)
+                continue;
+            char l[3 * LBL] = "", buf[1024];
+            add_label(l, sizeof(l), "upstream", pt_secret_masked(u->conf->name, buf, sizeof(buf)), true);
+            add_label(l, sizeof(l), "target", t->name, false);
+            sample(s, f->name, l, atomic_load_explicit(&t->shared->mx[f->word], memory_order_relaxed));
+        }
+    }
+}
+
 static int64_t mono_us(void)
 {
     struct timespec ts;
@@ -579,6 +599,8 @@ int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
                 pt_metrics_row(s->z, x.r, x.l1, sizeof(x.l1), x.l2, sizeof(x.l2)) == f->kind)
                 f->render(&x, f);
         }
+        if (f->kind == PT_MXK_TARGET)
+            added_targets(s, f);
         s->family++;
         s->row = 0;
     }

@@ -30,6 +30,7 @@
 /* ring points per 100 weight: 4x ketama's 160, so that shares stay within
  * 2% of the weights (the spread of arc lengths falls as 1/sqrt(points)) */
 #define PT_RING_POINTS 640
+#define PT_RING_MAX 65536 /* points of one ring at most */
 
 static uint64_t hash64(const char *p, size_t n)
 {
@@ -81,6 +82,12 @@ int pt_balancer_ring(pt_upstream_t *u)
     for (size_t i = 0; i < u->ntargets; i++)
         if (on_ring(&u->targets[i]))
             n += (size_t)(u->targets[i].full_weight * PT_RING_POINTS / 100) + 1;
+    /* at most PT_RING_MAX points: beyond, every target's are scaled down
+     * alike (the shares stay), so that a rebuild (a run-time change, in the
+     * worker's loop) stays short whatever the weights */
+    size_t total = n;
+    if (n > PT_RING_MAX)
+        n = PT_RING_MAX + u->ntargets;
     u->ring = malloc((n ? n : 1) * sizeof(pt_ring_point_t));
     if (!u->ring)
         return -1;
@@ -89,6 +96,8 @@ int pt_balancer_ring(pt_upstream_t *u)
         if (!on_ring(t))
             continue;
         size_t points = (size_t)(t->full_weight * PT_RING_POINTS / 100) + 1;
+        if (total > PT_RING_MAX)
+            points = points * PT_RING_MAX / total + 1;
         for (size_t k = 0; k < points; k++) {
             char key[128];
             /* the configured address: a host name keeps its points when it re-resolves */

@@ -177,7 +177,7 @@ pt_upconn_t *pt_pool_connect(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
     evtimer_assign(&uc->timer, w->base, on_timer, uc);
     event_add(&uc->ev, NULL);
     t->connects++;
-    pt_mx_add(pt_mx_target(u->conf, t->conf), PT_MXW_T_CONNECTS, 1);
+    pt_mx_target_add(u, t, PT_MXW_T_CONNECTS, 1);
     w->nupconns++;
     return uc;
 }
@@ -199,7 +199,7 @@ pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
         uc->readable = false;
         uc->reused = true;
         t->reuses++;
-        pt_mx_add(pt_mx_target(u->conf, t->conf), PT_MXW_T_REUSES, 1);
+        pt_mx_target_add(u, t, PT_MXW_T_REUSES, 1);
         return uc;
     }
     return pt_pool_connect(w, u, t);

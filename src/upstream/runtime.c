@@ -288,9 +288,11 @@ static bool apply(pt_upstream_t *u, const entry_t *es, size_t n)
         pt_target_t *t = &u->targets[k];
         char key[PT_RT_ADDR_MAX];
         pt_runtime_conf_key(t->conf, key, sizeof(key));
+        /* an entry added while an older file did not list the target (a
+         * change that straddled a reload) is this target's change too */
         const entry_t *e = NULL;
-        for (size_t i = 0; i < n && !e; i++)
-            if (!es[i].added && strcmp(es[i].key, key) == 0)
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(es[i].key, key) == 0 && (!e || e->added))
                 e = &es[i];
         pt_rt_view_t v = view(t->conf, e);
         set_target(t, v.weight, v.state);
@@ -339,8 +341,16 @@ void pt_runtime_sync(pt_upstream_t *u)
             es[n++] = tb->e[i];
     u->rt_seen = atomic_load_explicit(&tb->version, memory_order_acquire);
     pt_zone_unlock(zone);
-    if (!apply(u, es, n))
-        u->rt_seen = UINT64_MAX; /* again at the next pick, until a slot is free */
+    uint64_t digest = 1469598103934665603ull ^ n; /* FNV-1a over the entries: the same ones, nothing to do */
+    for (size_t i = 0; i < n * sizeof(*es); i++)
+        digest = (digest ^ ((const uint8_t *)es)[i]) * 1099511628211ull;
+    if (digest != u->rt_digest || !digest) {
+        u->rt_digest = digest;
+        if (!apply(u, es, n)) {
+            u->rt_seen = UINT64_MAX; /* again at the next pick, until a slot is free */
+            u->rt_digest = 0;
+        }
+    }
     free(es);
 }
 
