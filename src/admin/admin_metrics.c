@@ -74,8 +74,13 @@ static void respond(pt_conn_t *c, pt_scrape_t *s, bool head)
         return;
     }
     *hb = (held_body_t){.hold.release = release_body, .body = body};
-    pt_req_respond_held(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, "Cache-Control: no-store\r\n",
-                        head, &hb->hold);
+    unsigned slices;
+    int64_t longest;
+    pt_scrape_slices(s, &slices, &longest);
+    char extra[96]; /* what the scrape cost the worker's loop, for the benchmark and the curious */
+    snprintf(extra, sizeof(extra), "Cache-Control: no-store\r\nX-Scrape-Slices: %u, longest %lld us\r\n", slices,
+             (long long)longest);
+    pt_req_respond_held(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, extra, head, &hb->hold);
 }
 
 bool pt_admin_metrics(pt_conn_t *c, const pt_h1_req_t *req)

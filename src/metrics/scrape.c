@@ -37,6 +37,8 @@ struct pt_scrape {
     int family;   /* the next to render */
     uint32_t row; /* within a family of rows: the next row */
     char le[PT_MX_MAX_BUCKETS + 1][40]; /* the buckets' bounds as written: ,le="0.005"} */
+    unsigned slices;
+    int64_t longest_us; /* of the slices, for the X-Scrape-Slices answer field */
 };
 
 /* ---- the buffer ---- */
@@ -573,7 +575,26 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int step(pt_scrape_t *s, int64_t budget_us);
+
 int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
+{
+    int64_t t0 = mono_us();
+    int rc = step(s, budget_us);
+    int64_t took = mono_us() - t0;
+    s->slices++;
+    if (took > s->longest_us)
+        s->longest_us = took;
+    return rc;
+}
+
+void pt_scrape_slices(const pt_scrape_t *s, unsigned *slices, int64_t *longest_us)
+{
+    *slices = s->slices;
+    *longest_us = s->longest_us;
+}
+
+static int step(pt_scrape_t *s, int64_t budget_us)
 {
     int64_t until = mono_us() + budget_us;
     rowctx_t x = {.s = s};

@@ -319,7 +319,10 @@ routes:
 ''', workers=2)
     for i in range(0, 10000, 997):
         assert request(port, 'GET', f'/r{i}')[0] == 200
-    text = scrape(admin)
+    st, h, body = request(admin, 'GET', '/metrics')
+    m = re.fullmatch(r'(\d+), longest (\d+) us', h['x-scrape-slices'])
+    assert st == 200 and m and int(m.group(1)) > 1, h  # made in slices, not in one go
+    text = body.decode()
     s, _ = parse(text)
     counts = [n for (n, l) in s if n == 'portico_request_duration_seconds_count']
     assert len(counts) == 10001  # every route, and the unrouted
