@@ -243,6 +243,15 @@ static void put_forwarding(pt_head_t *o, const pt_fwd_ctx_t *f, const forwarded_
     put_header(o, "X-Request-Id", f->request_id);
 }
 
+/* Does a request-headers edit (set, add or remove) name this field? */
+static bool edited(const pt_fwd_ctx_t *f, pt_str_t name)
+{
+    for (size_t i = 0; f->fx && i < f->fx->nreq; i++)
+        if (pt_str_field_eq(f->fx->req[i].name, name))
+            return true;
+    return false;
+}
+
 size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
 {
     const pt_h1_req_t *req = f->req;
@@ -252,8 +261,14 @@ size_t pt_proxy_request_head(const pt_fwd_ctx_t *f, char *buf, size_t size)
     put_request_line(&o, f);
     copy_fields(&o, f, &fw);
     put_forwarding(&o, f, &fw);
-    if (f->trace) {
+    /* the trace's own fields, unless request-headers edits them: the
+     * operator's traceparent (or none) goes instead, never two */
+    if (f->trace && !edited(f, PT_STR("traceparent"))) {
+        size_t tslen = f->trace->tslen;
+        if (edited(f, PT_STR("tracestate")))
+            f->trace->tslen = 0;
         size_t k = o.overflow ? 0 : pt_trace_put_fields(f->trace, o.p, (size_t)(o.end - o.p));
+        f->trace->tslen = tslen;
         if (k)
             o.p += k;
         else

@@ -370,6 +370,10 @@ static int setup(pt_worker_t *w)
 
 static void teardown(pt_worker_t *w)
 {
+    /* no more accepts: a client knocking while the spans are flushed below
+     * would leave the listening socket readable, and the loop spinning */
+    for (size_t i = 0; i < w->nacceptors; i++)
+        event_del(&w->acceptors[i].ev);
     while (w->conns)
         pt_conn_close(w->conns);
     /* the spans it holds go out before the pools close (bounded) */

@@ -270,6 +270,8 @@ void pt_tracer_stop(pt_tracer_t *tr, int64_t timeout_ms)
         report_failure(tr, "the worker exits", tr->sending);
     }
     COUNT(tr, trace_dropped, tr->count);
+    evtimer_del(&tr->tick); /* an export that ended in the loop above may have armed them again */
+    event_del(&tr->kick);
     free(tr->ring);
     free(tr->target);
     free(tr->fields);

@@ -175,7 +175,9 @@ static void split_host_port(const char *hp, char *host, size_t size, int *port)
     const char *close = strrchr(hp, ']');
     *port = 0;
     if (colon && (!close || colon > close)) {
-        *port = atoi(colon + 1);
+        char *end;
+        long v = strtol(colon + 1, &end, 10);
+        *port = colon[1] >= '0' && colon[1] <= '9' && !*end && v > 0 && v <= 65535 ? (int)v : 0; /* else none */
         span_str(host, size, (pt_str_t){hp, (size_t)(colon - hp)});
     } else {
         span_str(host, size, pt_str_from(hp));
@@ -272,9 +274,11 @@ static void server_attrs(pt_span_t *s, const pt_req_t *r, const pt_fx_t *fx)
     const pt_alog_entry_t *e = &r->ent;
     span_str(s->method, sizeof(s->method), e->method);
     pt_str_t path = e->target;
-    const char *q = path.p ? memchr(path.p, '?', path.n) : NULL;
-    if (q) /* the query is left out: it may carry a credential */
-        path.n = (size_t)(q - path.p);
+    for (size_t i = 0; i < path.n; i++)
+        if (path.p[i] == '?' || path.p[i] == '#') { /* the query (and a fragment) left out: it may carry a credential */
+            path.n = i;
+            break;
+        }
     const char *scheme = path.n && path.p[0] != '/' ? memmem(path.p, path.n, "://", 3) : NULL;
     if (scheme) { /* an absolute-form target: its path alone */
         const char *slash = memchr(scheme + 3, '/', (size_t)(path.p + path.n - scheme - 3));

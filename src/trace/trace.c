@@ -207,22 +207,22 @@ static void note_field(found_t *f, pt_str_t n, pt_str_t v)
         if (PT_STR_IEQ(n, "b3") && !f->b3.p)
             f->b3 = v;
         break;
-    case 10:
-        if (PT_STR_IEQ(n, "x-b3-flags"))
+    case 10: /* the first of each, as b3: a later one may be injected */
+        if (PT_STR_IEQ(n, "x-b3-flags") && !f->b3_flags.p)
             f->b3_flags = v;
         break;
     case 11:
         if (PT_STR_IEQ(n, "traceparent")) {
             f->traceparent = v;
             f->ntraceparent++;
-        } else if (PT_STR_IEQ(n, "x-b3-spanid")) {
+        } else if (PT_STR_IEQ(n, "x-b3-spanid") && !f->b3_span.p) {
             f->b3_span = v;
         }
         break;
     case 12:
-        if (PT_STR_IEQ(n, "x-b3-traceid"))
+        if (PT_STR_IEQ(n, "x-b3-traceid") && !f->b3_trace.p)
             f->b3_trace = v;
-        else if (PT_STR_IEQ(n, "x-b3-sampled"))
+        else if (PT_STR_IEQ(n, "x-b3-sampled") && !f->b3_sampled.p)
             f->b3_sampled = v;
         break;
     }

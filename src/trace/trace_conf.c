@@ -18,6 +18,37 @@
 #include "portico/trace.h"
 #include "portico/value.h"
 
+static int set_endpoint(pt_conf_ctx_t *cc, const pt_node_t *n, void *field)
+{
+    if (n->type != PT_NODE_SCALAR) {
+        pt_conf_error(cc, n, "expected a URL, not %s", pt_node_type_name(n));
+        return -1;
+    }
+    *(char **)field = n->s;
+    return 0;
+}
+
+/* -T and /config show the endpoint with its query's values masked: a
+ * collector's key may be there (?api_key=...). */
+static void print_endpoint(FILE *f, const void *field, const pt_list_t *prov)
+{
+    (void)prov;
+    const char *u = *(char *const *)field;
+    if (!u)
+        return;
+    size_t q = strcspn(u, "?");
+    fwrite(u, 1, q, f);
+    for (const char *p = u + q; *p;) { /* at a ? or & */
+        fputc(*p++, f);
+        size_t name = strcspn(p, "=&");
+        fwrite(p, 1, name, f);
+        p += name;
+        if (*p == '=')
+            fputs("=***", f);
+        p += strcspn(p, "&");
+    }
+}
+
 static int check_tracing(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
 {
     pt_trace_conf_t *tc = obj;
@@ -76,10 +107,12 @@ static const pt_directive_t tracing_keys[] = {
     {"exporter", PT_T_ENUM, T(exporter), "otlp", 0, 0, exporter_names, NULL, NULL, NULL, NULL, 0, "otlp | zipkin",
      "otlp: OTLP/HTTP with the JSON encoding (an ExportTraceServiceRequest, ids as hex strings); zipkin: the Zipkin "
      "v2 JSON array of spans (timestamps in microseconds, as Zipkin has them)."},
-    {"endpoint", PT_T_STR, T(endpoint), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_REQUIRED, "URL",
+    {"endpoint", PT_T_CUSTOM, T(endpoint), NULL, 0, 0, NULL, NULL, NULL, set_endpoint, print_endpoint,
+     PT_F_REQUIRED, "URL",
      "Where batches are POSTed: http:// or https:// (verified against the system's CAs), e.g. "
      "http://collector:4318/v1/traces or http://zipkin:9411/api/v2/spans. A host that is the name of an upstream "
-     "goes to that upstream; any other host gets an upstream of its own, named by scheme, host and port."},
+     "goes to that upstream; any other host gets an upstream of its own, named by scheme, host and port. -T and "
+     "the admin API's /config show the values of its query as ***: a collector's key may be there."},
     {"headers", PT_T_KVMAP, T(headers), NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, PT_F_SECRET, NULL,
      "More header fields for the collector, such as an API key (Authorization: \"Bearer ${OTLP_TOKEN}\"). "
      "Content-Type, Content-Length, Host, User-Agent and Connection are Portico's."},
