@@ -27,6 +27,9 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
  * The proxy and gRPC calls both send this head. */
 size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head,
                              bool *stripped);
+/* The consistent-hashing key of a request (its upstream's hash settings),
+ * copied into the request arena; empty when the request has none. */
+pt_str_t pt_proxy_hash_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_upstream_conf_t *u);
 /* Drives the proxy after an event on the client side. */
 void pt_proxy_run(pt_proxy_t *p);
 /* The client timer fired while proxying. */

@@ -1126,75 +1126,6 @@ static bool start_attempt(pt_proxy_t *p)
     return true;
 }
 
-/* The consistent-hashing key of a request, pointing into its head. */
-static pt_str_t key_from(pt_conn_t *c, const pt_h1_req_t *req, int on, const char *name)
-{
-    pt_str_t v = PT_STR_NULL;
-    switch (on) {
-    case PT_HASH_HEADER: {
-        const pt_h1_header_t *h = name ? pt_h1_find(req, pt_str_from(name)) : NULL;
-        if (h)
-            v = h->value;
-        break;
-    }
-    case PT_HASH_COOKIE:
-        if (name)
-            v = pt_h1_cookie(req, name);
-        break;
-    case PT_HASH_QUERY:
-        if (name)
-            v = pt_h1_query_arg(req->query, name);
-        break;
-    case PT_HASH_IP:
-        v = pt_conn_peer_ip(c);
-        break;
-    case PT_HASH_URI:
-        v = req->target;
-        break;
-    }
-    return v;
-}
-
-static pt_str_t hash_key(pt_conn_t *c, const pt_h1_req_t *req, const pt_upstream_conf_t *u)
-{
-    pt_str_t v = key_from(c, req, u->hash.on, u->hash.name);
-    if (!v.n)
-        v = key_from(c, req, u->hash.fallback, u->hash.name);
-    char *copy = v.n ? pt_arena_strndup(&c->arena, v.p, v.n) : NULL;
-    return copy ? (pt_str_t){copy, v.n} : PT_STR_NULL;
-}
-
-size_t pt_proxy_forward_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r, bool grpc, char **head,
-                             bool *stripped)
-{
-    const pt_config_t *conf = c->w->conf;
-    pt_fwd_ctx_t f = {
-        .req = req,
-        .route = r,
-        .peer = (const struct sockaddr *)&c->peer,
-        .peer_ip = pt_conn_peer_ip(c),
-        .peer_trusted = conf->ntrusted && pt_cidr_match(conf->trusted, conf->ntrusted, (const struct sockaddr *)&c->peer),
-        .request_id = pt_proxy_request_id(req, (pt_str_t){c->req->reqid, c->req->reqid_len}),
-        .body_chunked = !grpc && req->chunked,
-        .body_length = grpc ? -1 : req->content_length, /* gRPC: the body is DATA */
-        .upgrade = !grpc && req->upgrade,
-        .tls = c->ssl != NULL,
-        .fx = c->req->fx,
-        .slashes = pt_path_slashes(c->acc->ls->conf),
-        .path_plain = c->req->path_plain,
-        .stripped = stripped,
-        .trace = r->tracing ? c->req->trace : NULL,
-    };
-    if (f.request_id.p != c->req->reqid) /* the client's id is the one we log */
-        pt_req_set_id(c->req, f.request_id);
-    /* Each field may grow by a byte ("a:" becomes "a: "); the forwarding
-     * fields, the route's Host and the filters' edits come on top. */
-    size_t cap = req->head_len + req->nheaders + 1024 + (r->upstream_host ? strlen(r->upstream_host) : 0) +
-                 pt_fx_request_bytes(c->req->fx) + (c->req->trace ? PT_TRACE_FIELDS_MAX : 0);
-    *head = pt_arena_alloc(&c->arena, cap);
-    return *head ? pt_proxy_request_head(&f, *head, cap) : 0;
-}
-
 void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
     pt_worker_t *w = c->w;
@@ -1240,7 +1171,7 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
     p->req_mode = req->chunked ? BODY_CHUNKED : req->content_length > 0 ? BODY_LENGTH : BODY_NONE;
     p->req_length = req->content_length;
     if (up->kind == PT_BAL_HASH)
-        p->hash_key = hash_key(c, req, r->up);
+        p->hash_key = pt_proxy_hash_key(c, req, r->up);
     p->head = head;
     p->head_len = head_len;
     p->location = r->location && stripped; /* the prefix goes back into its Location */

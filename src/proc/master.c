@@ -32,6 +32,7 @@
 
 #include "portico/cache.h"
 #include "portico/cache_disk.h"
+#include "portico/board.h"
 #include "portico/cdisk_keeper.h"
 #include "portico/column.h"
 #include "portico/config.h"
@@ -200,14 +201,6 @@ static int prepare_access_log(const pt_config_t *c, bool drop, uid_t uid, gid_t 
 
 /* ---- the status board ---- */
 
-static int board_slot(void)
-{
-    for (int i = 0; i < PT_STATUS_MAX_WORKERS; i++)
-        if (m.status->workers[i].state == PT_W_EMPTY)
-            return i;
-    return -1;
-}
-
 static void board_config(void)
 {
     m.status->generation = m.gen;
@@ -232,23 +225,8 @@ static void remove_proc(proc_t *p)
 {
     if (p->chan >= 0)
         close(p->chan);
-    if (p->board >= 0) {
-        /* its count outlives it: /status adds it to the live workers' */
-        m.status->access_log_lost_exited += __atomic_load_n(&m.status->workers[p->board].access_log_lost,
-                                                            __ATOMIC_RELAXED);
-        for (int r = 0; r < 8; r++)
-            m.status->auth_failures_exited[r] +=
-                __atomic_load_n(&m.status->workers[p->board].auth_failures[r], __ATOMIC_RELAXED);
-        m.status->limit_rejected_exited +=
-            __atomic_load_n(&m.status->workers[p->board].limit_rejected, __ATOMIC_RELAXED);
-        m.status->limit_fallbacks_exited +=
-            __atomic_load_n(&m.status->workers[p->board].limit_fallbacks, __ATOMIC_RELAXED);
-        m.status->trace_exported_exited += __atomic_load_n(&m.status->workers[p->board].trace_exported, __ATOMIC_RELAXED);
-        m.status->trace_dropped_exited += __atomic_load_n(&m.status->workers[p->board].trace_dropped, __ATOMIC_RELAXED);
-        m.status->trace_failed_exports_exited +=
-            __atomic_load_n(&m.status->workers[p->board].trace_failed_exports, __ATOMIC_RELAXED);
-        m.status->workers[p->board] = (pt_status_worker_t){0};
-    }
+    if (p->board >= 0)
+        pt_board_retire(m.status, p->board);
     *p = m.procs[--m.nprocs];
 }
 
@@ -302,7 +280,7 @@ static int spawn(int slot)
         pt_column_give(column);
         return -1;
     }
-    int board = board_slot();
+    int board = pt_board_slot(m.status);
     void *mx_zone;
     int mx_block = pt_metrics_take_block(&mx_zone);
     pid_t pid = fork();
