@@ -1,5 +1,6 @@
-/* libFuzzer target: the HTTP/1.1 request and response head parsers and the
- * chunked decoder.
+/* libFuzzer target: the HTTP/1.1 request and response head parsers, the
+ * chunked decoder, and the access log's look at a request line that did
+ * not parse.
  * Invariants checked: no crash, a complete head never claims more bytes
  * than it was given, and a parse is the same whatever the buffer holds
  * after the head. */
@@ -45,6 +46,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         PT_ASSERT(rc == PT_EAGAIN || (rc == PT_EINVAL && status >= 400 && status < 600));
     }
+    /* what a 400's log line says of it: within the input, in order */
+    pt_str_t m, t, pr;
+    pt_h1_peek_request_line((const char *)data, size, &m, &t, &pr);
+    const pt_str_t parts[] = {m, t, pr};
+    const char *after = (const char *)data;
+    for (size_t i = 0; i < 3; i++) {
+        if (!parts[i].p)
+            continue;
+        PT_ASSERT(parts[i].p >= after && parts[i].p + parts[i].n <= (const char *)data + size);
+        after = parts[i].p + parts[i].n;
+    }
+    PT_ASSERT(!t.p || m.p);  /* no target without a method */
+    PT_ASSERT(!pr.p || t.p); /* no protocol without a target */
     /* the same bytes as an upstream's response */
     pt_h1_resp_t resp = {.headers = headers};
     int rr = pt_h1_parse_response((const char *)data, size, &lim, &resp);
