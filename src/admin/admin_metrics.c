@@ -15,7 +15,7 @@
 #include "portico/request.h"
 #include "portico/scrape.h"
 
-#define SLICE_US 500
+#define SLICE_US 250
 
 struct pt_scrape_job {
     pt_conn_t *c;

@@ -514,14 +514,15 @@ static void zone_families(pt_scrape_t *s)
     putf(s, "portico_shm_zone_evictions_total{zone=\"limits\"} %llu\n", (unsigned long long)ls.evicted);
     family(s, "portico_metrics_series_rows", "gauge", "Rows of series the metrics zone holds, and its capacity.");
     uint32_t used = 0;
-    char a[LBL], b[LBL];
     for (uint32_t r = 0; r < pt_metrics_rows(s->z); r++)
-        used += pt_metrics_row(s->z, r, a, sizeof(a), b, sizeof(b)) != PT_MXK_FREE;
+        used += pt_metrics_kind(s->z, r) != PT_MXK_FREE;
     putf(s, "portico_metrics_series_rows{state=\"used\"} %u\n", used);
     putf(s, "portico_metrics_series_rows{state=\"capacity\"} %u\n", pt_metrics_rows(s->z));
 }
 
 /* ---- the slices ---- */
+
+static size_t last_len; /* of this worker's last scrape */
 
 pt_scrape_t *pt_scrape_new(pt_worker_t *w)
 {
@@ -530,6 +531,14 @@ pt_scrape_t *pt_scrape_new(pt_worker_t *w)
         return NULL;
     s->w = w;
     s->z = pt_metrics_zone();
+    /* room for what the last scrape made, and some: growing a body of
+     * megabytes by realloc may copy it whole, in one slice */
+    if (last_len) {
+        s->out.cap = last_len + last_len / 8;
+        s->out.p = malloc(s->out.cap);
+        if (!s->out.p)
+            s->out.cap = 0;
+    }
     if (s->z) { /* the bounds as written, once */
         const double *bounds;
         unsigned nb = pt_metrics_buckets(s->z, &bounds);
@@ -577,11 +586,21 @@ static int64_t mono_us(void)
 
 static int step(pt_scrape_t *s, int64_t budget_us);
 
+/* CPU time: a slice that the kernel preempted did not hold the loop for
+ * longer than it ran (the budget itself is in wall time, so a slice that
+ * was preempted ends sooner). */
+static int64_t cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int pt_scrape_step(pt_scrape_t *s, int64_t budget_us)
 {
-    int64_t t0 = mono_us();
+    int64_t t0 = cpu_us();
     int rc = step(s, budget_us);
-    int64_t took = mono_us() - t0;
+    int64_t took = cpu_us() - t0;
     s->slices++;
     if (took > s->longest_us)
         s->longest_us = took;
@@ -613,7 +632,7 @@ static int step(pt_scrape_t *s, int64_t budget_us)
             family(s, f->name, f->type, f->help);
         uint32_t cap = pt_metrics_rows(s->z);
         for (unsigned k = 0; s->row < cap; s->row++, k++) {
-            if ((k & 31) == 31 && mono_us() >= until)
+            if ((k & 7) == 7 && mono_us() >= until)
                 return s->out.failed ? -1 : 0;
             x.r = s->row;
             if (pt_metrics_kind(s->z, x.r) == f->kind &&
@@ -631,6 +650,7 @@ static int step(pt_scrape_t *s, int64_t budget_us)
 char *pt_scrape_body(pt_scrape_t *s, size_t *len)
 {
     *len = s->out.n;
+    last_len = s->out.n;
     char *b = s->out.p;
     s->out = (pt_sbuf_t){0}; /* the caller's now */
     return b;
