@@ -3,7 +3,6 @@
  * of the JSON format. */
 #include "config.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,15 +57,35 @@ static void put_esc(char **p, char *end, pt_str_t s, int json, size_t max)
     }
 }
 
-static void put_fmt(char **p, char *end, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put_fmt(char **p, char *end, const char *fmt, ...)
+static void put_u64(char **p, char *end, unsigned long long v)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(*p, (size_t)(end - *p), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *p += (size_t)n < (size_t)(end - *p) ? (size_t)n : (size_t)(end - *p) - 1;
+    char d[24];
+    put(p, end, d, pt_fmt_u64(d, v, 0));
+}
+
+/* us as seconds with milliseconds ("0.042"), rounded as %.3f does, without
+ * printf: a line has several. */
+static void put_ms(char **p, char *end, int64_t us)
+{
+    uint64_t ms = ((uint64_t)(us > 0 ? us : 0) + 500) / 1000;
+    put_u64(p, end, ms / 1000);
+    char f[4] = {'.', (char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10), (char)('0' + ms % 10)};
+    put(p, end, f, 4);
+}
+
+/* The time of a request in the log's two forms, made once a second: the
+ * part up to the seconds (and the ISO form's milliseconds added). */
+static const char *clock_text(time_t sec, bool iso)
+{
+    static time_t at[2] = {-1, -1};
+    static char text[2][40];
+    if (at[iso] != sec) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        strftime(text[iso], sizeof(text[iso]), iso ? "%Y-%m-%dT%H:%M:%S" : "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        at[iso] = sec;
+    }
+    return text[iso];
 }
 
 static void put_param(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_entry_t *e, int json)
@@ -83,7 +102,7 @@ static void put_param(char **p, char *end, const pt_alog_seg_t *s, const pt_alog
 static void put_secs(char **p, char *end, int64_t us, int json)
 {
     if (us >= 0)
-        put_fmt(p, end, "%.3f", (double)us / 1e6);
+        put_ms(p, end, us);
     else
         put(p, end, json ? "null" : "-", json ? 4 : 1);
 }
@@ -116,23 +135,25 @@ static bool string_of(int var, const pt_alog_entry_t *e, pt_str_t *s)
 static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_entry_t *e, int json)
 {
     char tmp[64];
-    struct tm tm;
     pt_str_t str;
     if (string_of(s->var, e, &str)) {
         put_esc(p, end, str, json, PT_ALOG_FIELD_MAX);
         return;
     }
     switch (s->var) {
-    case PT_AV_TIME:
-        gmtime_r(&e->start.tv_sec, &tm);
-        strftime(tmp, sizeof(tmp), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        put(p, end, tmp, strlen(tmp));
+    case PT_AV_TIME: {
+        const char *t = clock_text(e->start.tv_sec, false);
+        put(p, end, t, strlen(t));
         break;
-    case PT_AV_TIME_ISO:
-        gmtime_r(&e->start.tv_sec, &tm);
-        put_fmt(p, end, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(e->start.tv_usec / 1000));
+    }
+    case PT_AV_TIME_ISO: {
+        const char *t = clock_text(e->start.tv_sec, true);
+        int ms = (int)(e->start.tv_usec / 1000);
+        char f[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
+        put(p, end, t, strlen(t));
+        put(p, end, f, 5);
         break;
+    }
     case PT_AV_REMOTE_ADDR:
         if (e->peer) {
             pt_addr_format_ip(e->peer, tmp, sizeof(tmp));
@@ -145,20 +166,20 @@ static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_e
         put_esc(p, end, e->target, json, PT_ALOG_TARGET_MAX);
         break;
     case PT_AV_STATUS:
-        put_fmt(p, end, "%d", e->status);
+        put_u64(p, end, (unsigned)(e->status > 0 ? e->status : 0));
         break;
     case PT_AV_BYTES_IN:
-        put_fmt(p, end, "%llu", (unsigned long long)e->bytes_in);
+        put_u64(p, end, e->bytes_in);
         break;
     case PT_AV_BYTES_OUT:
-        put_fmt(p, end, "%llu", (unsigned long long)e->bytes_out);
+        put_u64(p, end, e->bytes_out);
         break;
     case PT_AV_REQUEST_TIME:
-        put_fmt(p, end, "%.3f", (double)e->request_us / 1e6);
+        put_ms(p, end, e->request_us);
         break;
     case PT_AV_UPSTREAM_STATUS:
         if (e->upstream_status)
-            put_fmt(p, end, "%d", e->upstream_status);
+            put_u64(p, end, (unsigned)(e->upstream_status > 0 ? e->upstream_status : 0));
         else
             put(p, end, json ? "null" : "-", json ? 4 : 1);
         break;
