@@ -29,6 +29,7 @@ typedef struct pt_alog_entry {
     struct timeval start;
     int64_t request_us;
     const struct sockaddr *peer;
+    pt_str_t peer_ip; /* the peer's address as text, when made already (the connection's); else from peer */
     pt_str_t method, target, protocol, host, user_agent, referer, request_id;
     int status;
     uint64_t bytes_in, bytes_out; /* bytes_out: handed to the client's socket */

@@ -37,6 +37,18 @@ static void put_esc(char **p, char *end, pt_str_t s, int json, size_t max)
     }
     char *stop = (size_t)(end - *p) > max + 8 ? *p + max : end - 8;
     for (size_t i = 0; i < s.n && *p + 6 <= stop; i++) {
+        /* a run of bytes that need no escape, copied at once */
+        size_t run = i;
+        while (run < s.n && (unsigned char)s.p[run] >= 0x20 && (unsigned char)s.p[run] < 0x7f && s.p[run] != '"' &&
+               s.p[run] != '\\')
+            run++;
+        if (run > i) {
+            size_t room = (size_t)(stop - 6 - *p) + 1, n = run - i < room ? run - i : room;
+            memcpy(*p, s.p + i, n);
+            *p += n;
+            i += n - 1;
+            continue;
+        }
         unsigned char c = (unsigned char)s.p[i];
         if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) {
             if (json) {
@@ -155,7 +167,9 @@ static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_e
         break;
     }
     case PT_AV_REMOTE_ADDR:
-        if (e->peer) {
+        if (e->peer_ip.n) {
+            put(p, end, e->peer_ip.p, e->peer_ip.n);
+        } else if (e->peer) {
             pt_addr_format_ip(e->peer, tmp, sizeof(tmp));
             put(p, end, tmp, strlen(tmp));
         } else {

@@ -187,6 +187,7 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
     pt_alog_entry_t *e = &r->ent;
     e->start = c->head_start;
     e->peer = (const struct sockaddr *)&c->peer;
+    e->peer_ip = pt_conn_peer_ip(c); /* made once a connection, kept alive or not */
     e->upstream_us = e->upstream_connect_us = e->upstream_header_us = -1;
     e->admin = c->acc->ls->kind == PT_LS_ADMIN;
     e->arena = &c->arena;
