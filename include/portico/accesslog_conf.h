@@ -67,9 +67,14 @@ typedef struct pt_alog_seg {
     const char *name; /* $param_NAME: NAME */
     size_t nlen;
     size_t slot; /* header variables: the index in conf->hdrs (and in the entry's hdr[]) */
+    const char *key; /* format: json: ,"NAME": and a " for a string, made at load (the first field skips the comma) */
+    size_t klen;
+    bool str;        /* format: json: the value is a string (quoted) */
 } pt_alog_seg_t;
 
 extern const char *const pt_alog_var_names[PT_AV__COUNT];
+/* Is the variable's value a string (quoted in JSON), not a number? */
+bool pt_alog_var_is_string(int var);
 
 /* Compiles access_log (format, fields, sample): the section's check. */
 int pt_accesslog_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj);

@@ -220,6 +220,12 @@ static int compile_json(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const pt_node
             }
         segs[i].lit = name;
         segs[i].len = len;
+        segs[i].str = pt_alog_var_is_string(segs[i].var);
+        char *key = pt_arena_alloc(cc->arena, len + 6);
+        if (!key)
+            return -1;
+        segs[i].klen = (size_t)sprintf(key, ",\"%.*s\":%s", (int)len, name, segs[i].str ? "\"" : "");
+        segs[i].key = key;
         max += len + 4 + var_max(segs[i].var);
     }
     segs[nf] = (pt_alog_seg_t){.var = -2};

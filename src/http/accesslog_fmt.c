@@ -217,7 +217,7 @@ static void put_var(char **p, char *end, const pt_alog_seg_t *s, const pt_alog_e
     }
 }
 
-static int var_is_string(int v)
+bool pt_alog_var_is_string(int v)
 {
     return v != PT_AV_STATUS && v != PT_AV_BYTES_IN && v != PT_AV_BYTES_OUT && v != PT_AV_REQUEST_TIME &&
            v != PT_AV_UPSTREAM_STATUS && v != PT_AV_UPSTREAM_TIME && v != PT_AV_UPSTREAM_CONNECT_TIME &&
@@ -236,14 +236,12 @@ size_t pt_accesslog_format(const pt_accesslog_conf_t *conf, const pt_alog_entry_
             put(&p, end, s->lit, s->len);
             continue;
         }
-        if (json) { /* the key is a variable's name: nothing to escape */
-            put(&p, end, first ? "\"" : ",\"", first ? 1 : 2);
-            put(&p, end, s->lit, s->len);
-            put(&p, end, var_is_string(s->var) ? "\":\"" : "\":", var_is_string(s->var) ? 3 : 2);
+        if (json) { /* the key, made at load: a variable's name, nothing to escape */
+            put(&p, end, s->key + first, s->klen - first);
             first = false;
         }
         put_var(&p, end, s, e, json);
-        if (json && var_is_string(s->var))
+        if (json && s->str)
             put(&p, end, "\"", 1);
     }
     if (json)
