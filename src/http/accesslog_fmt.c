@@ -27,6 +27,15 @@ static void put(char **p, char *end, const char *s, size_t n)
  * each is taken as Latin-1), so every line is valid UTF-8 and JSON.  A
  * field stops at a whole escape once it has taken max bytes of the line,
  * so the fields after it and the line's end always fit. */
+/* The bytes a log line takes as they are: printable ASCII but " and \. */
+static unsigned char plain[256];
+
+static void plain_init(void)
+{
+    for (int c = 0x20; c < 0x7f; c++)
+        plain[c] = c != '"' && c != '\\';
+}
+
 static void put_esc(char **p, char *end, pt_str_t s, int json, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
@@ -35,12 +44,13 @@ static void put_esc(char **p, char *end, pt_str_t s, int json, size_t max)
             put(p, end, "-", 1);
         return;
     }
+    if (!plain['a'])
+        plain_init();
     char *stop = (size_t)(end - *p) > max + 8 ? *p + max : end - 8;
     for (size_t i = 0; i < s.n && *p + 6 <= stop; i++) {
         /* a run of bytes that need no escape, copied at once */
         size_t run = i;
-        while (run < s.n && (unsigned char)s.p[run] >= 0x20 && (unsigned char)s.p[run] < 0x7f && s.p[run] != '"' &&
-               s.p[run] != '\\')
+        while (run < s.n && plain[(unsigned char)s.p[run]])
             run++;
         if (run > i) {
             size_t room = (size_t)(stop - 6 - *p) + 1, n = run - i < room ? run - i : room;
