@@ -8,12 +8,7 @@
 # Default: req/s (-c 64 -d 5 -k 3); pass --instructions ... for callgrind.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-dir=$(mktemp -d)
-cport=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-/usr/bin/python3 "$here/scripts/collector-stub" "$cport" > /dev/null 2>&1 &
-cpid=$!
-trap 'kill "$cpid" 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-[ $# -eq 0 ] && set -- -c 64 -d 5 -k 3
+. "$here/scripts/collector-env.sh"
 b="$here/scripts/bench-portico.sh"
 off="PORTICO_BENCH_ROUTE='metrics: false'"
 log="PORTICO_BENCH_LOG='path: $dir/access.log, format: json'"

@@ -31,6 +31,7 @@ typedef struct pt_req {
     char reqid[PT_REQID_MAX + 1]; /* the request id, NUL-terminated for logs */
     uint8_t reqid_len;
     bool grpc;              /* content-type application/grpc: Portico's own errors are gRPC statuses */
+    unsigned method_bit;    /* the parser's PT_M_*; 0: another method, or a head that did not parse */
     bool path_plain;        /* its path was already in normal form (routing found it so) */
     struct pt_proxy *proxy; /* the content source answering it, while it does */
     struct pt_grpc *grpc_call;

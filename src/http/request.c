@@ -178,6 +178,7 @@ pt_req_t *pt_req_start(pt_conn_t *c, const pt_h1_req_t *req)
     r->match.nparams = 0;
     r->fx = NULL;
     r->grpc = false;
+    r->method_bit = req ? req->method_bit : 0;
     r->proxy = NULL;
     r->grpc_call = NULL;
     r->scrape = NULL;
@@ -243,7 +244,8 @@ void pt_req_end(pt_conn_t *c)
             pt_req_redact_query(c, NULL, cf->secret_args[i]);
     pt_accesslog_write(&r->ent);
     if (c->acc->ls->kind != PT_LS_ADMIN) /* the admin API's requests are not traffic */
-        pt_metrics_request(pt_mx_route(r->route ? r->route->index : cf->routes.n), pt_http_method(r->ent.method),
+        pt_metrics_request(pt_mx_route(r->route ? r->route->index : cf->routes.n),
+                           r->method_bit ? r->method_bit : pt_http_method(r->ent.method), /* parsed once */
                            r->ent.status, r->ent.request_us, r->ent.bytes_in, r->ent.bytes_out,
                            r->route ? pt_mx_upstream(r->route->up) : PT_MX_NONE, r->ent.upstream_us);
     c->req = NULL;

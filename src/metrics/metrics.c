@@ -747,9 +747,9 @@ void pt_metrics_totals(const pt_mx_zone_t *z, pt_mx_totals_t *tot)
     for (uint32_t r = 0; r < z->cap; r++) {
         int kind = __atomic_load_n(&z->names[r].kind, __ATOMIC_ACQUIRE);
         if (kind == PT_MXK_ROUTE) {
-            uint64_t v[PT_MXW_HIST + PT_MX_MAX_BUCKETS + 2];
-            pt_metrics_sum(z, r, PT_MXW_HIST + z->nbuckets, 1, v); /* the histogram's count */
-            tot->requests += v[0];
+            uint64_t n;
+            pt_metrics_sum(z, r, PT_MXW_HIST + z->nbuckets, 1, &n); /* the histogram's count */
+            tot->requests += n;
         } else if (kind == PT_MXK_LISTENER && r != admin) {
             uint64_t v[3];
             pt_metrics_sum(z, r, PT_MXW_L_ACCEPTED, 3, v);

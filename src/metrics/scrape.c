@@ -159,8 +159,11 @@ static void labels_of(rowctx_t *x, const char *n1, const char *n2)
 static const char *const method_names[] = {"OTHER", "GET",     "HEAD",    "POST",  "PUT",
                                            "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"};
 
-static void route_requests(rowctx_t *x)
+typedef struct rowfam rowfam_t;
+
+static void codes(rowctx_t *x, const rowfam_t *f)
 {
+    (void)f;
     uint64_t keys[64], counts[64];
     int n = pt_metrics_codes(x->s->z, x->r, keys, counts, 64);
     labels_of(x, "route", NULL);
@@ -215,7 +218,6 @@ static void histogram(rowctx_t *x, const char *name)
     put(x->s, "\n", 1);
 }
 
-typedef struct rowfam rowfam_t;
 struct rowfam {
     int kind;
     void (*render)(rowctx_t *x, const rowfam_t *f);
@@ -242,12 +244,6 @@ static void hist(rowctx_t *x, const rowfam_t *f)
 {
     labels_of(x, f->l1, NULL);
     histogram(x, f->name);
-}
-
-static void codes(rowctx_t *x, const rowfam_t *f)
-{
-    (void)f;
-    route_requests(x);
 }
 
 static void listener_closed(rowctx_t *x, const rowfam_t *f)
