@@ -177,7 +177,12 @@ def test_added_removed_and_weights_with_every_balancer(setup, balancer):
     st = load(port, 600, prefix='/added')
     assert st.count(200) == 600
     n = counts([a, b, c], '/added')
-    assert min(n) > 600 * 0.15, n  # the new one gets its share
+    # the new one gets its share; latency: a target whose answers were once
+    # slow (peak-EWMA, 10 s to forget) loses every draw against the others,
+    # so only the new one is sure to get some
+    assert n[2] > 0 and sum(n) == 600, n
+    if balancer != 'latency':
+        assert min(n) > 600 * 0.15, n
     # removed: gets none
     s, _, v = admin_call(admin, 'DELETE', target_path(b))
     assert s == 200 and v['state'] == 'removed'
@@ -185,7 +190,9 @@ def test_added_removed_and_weights_with_every_balancer(setup, balancer):
     st = load(port, 400, prefix='/removed')
     assert st.count(200) == 400
     n = counts([a, b, c], '/removed')
-    assert n[1] == 0 and min(n[0], n[2]) > 400 * 0.2, n
+    assert n[1] == 0 and n[0] + n[2] == 400, n
+    if balancer != 'latency':
+        assert min(n[0], n[2]) > 400 * 0.2, n
     # a weight shifts the share (latency: the response times decide); one
     # client, so that least-connections and random-two see idle targets
     assert admin_call(admin, 'PATCH', target_path(a), {'weight': 400})[2]['weight'] == 400

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import run_portico, free_port, request, wait_for
-from test_metrics import many, parse, promtool, scrape, value
+from test_metrics import counted, many, parse, promtool, scrape, value
 
 
 def simple(port, admin, routes, extra='', listener='main'):
@@ -39,6 +39,7 @@ def test_a_bucket_change_of_the_same_length_keeps_and_counts(gateway):
     g = gateway(simple(port, admin, routes, 'metrics: { latency_buckets: [0.1, 1] }'))
     for _ in range(10):
         assert request(port, 'GET', '/r')[0] == 200
+    wait_for(lambda: counted(admin) >= 10)  # a request is counted as it ends, a moment after its answer
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_requests_total', route='r', method='GET', code='200') == 10
     bytes_before = value(s, 'portico_request_bytes_total', route='r')
@@ -47,6 +48,7 @@ def test_a_bucket_change_of_the_same_length_keeps_and_counts(gateway):
     wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='draining') == 0)
     for _ in range(3):
         assert request(port, 'GET', '/r')[0] == 200
+    wait_for(lambda: counted(admin) >= 13)
     text = scrape(admin)
     s, _ = parse(text)
     assert value(s, 'portico_requests_total', route='r', method='GET', code='200') == 13, route_lines(text, 'r')
@@ -71,6 +73,7 @@ upstreams: [{{ name: up, targets: ["${{TSEC}}"] }}]
 routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
 ''', env={'TSEC': secret})
     assert request(port, 'GET', '/a')[0] == 200
+    wait_for(lambda: counted(admin) >= 1)
     text = scrape(admin)
     assert secret not in json.loads(request(admin, 'GET', '/config')[2]).__repr__()
     leaked = [l for l in text.splitlines() if secret in l]
@@ -122,6 +125,7 @@ def test_routes_whose_names_differ_after_byte_200_are_apart(gateway):
     assert request(port, 'GET', '/a')[0] == 200
     assert request(port, 'GET', '/b')[0] == 200
     assert request(port, 'GET', '/b')[0] == 200
+    wait_for(lambda: counted(admin) >= 3)
     s, _ = parse(scrape(admin))
     routes = {dict(l)['route']: v for (n, l), v in s.items() if n == 'portico_requests_total'}
     long_ones = sorted(v for k, v in routes.items() if k.startswith('x' * 100))
@@ -202,10 +206,12 @@ upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
 routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
 ''', workers=2)
     codes = iter(c for c in range(200, 600) if c not in (204, 304))
+    sent = [0]
 
     def send(n):
         for _ in range(n):
             assert request(port, 'GET', f'/status/{next(codes)}')[0] > 0
+            sent[0] += 1
 
     for _ in range(10):  # until both workers have a full block
         send(20)
@@ -219,6 +225,7 @@ routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
         send(20)
         if sum('code="other"' in l for l in _named_pairs(admin, 'p')) > 1:
             break
+    wait_for(lambda: counted(admin) >= sent[0])
     text = request(admin, 'GET', '/metrics')[2].decode()
     others = [l for l in text.splitlines() if l.startswith('portico_requests_total{route="p",method="other"')]
     assert len(others) == 1, others
@@ -240,6 +247,7 @@ def test_a_change_of_the_bucket_count_keeps_count_equal_to_the_counter(gateway):
     g.reload()
     for _ in range(4):
         assert request(port, 'GET', '/r')[0] == 200
+    wait_for(lambda: counted(admin) >= 10)
     for attempt in range(2):  # while the old workers drain, and after
         text = scrape(admin)
         promtool(text)

@@ -82,8 +82,17 @@ routes:
 '''
 
 
-def many(port, n, path='/x', threads=4, method='GET', headers=None):
-    """n requests over several keep-alive connections (so both workers take some)."""
+def counted(admin):
+    """Requests counted so far, over every route."""
+    s, _ = parse(scrape(admin))
+    return sum(v for (name, _), v in s.items() if name == 'portico_request_duration_seconds_count')
+
+
+def many(port, n, path='/x', threads=4, method='GET', headers=None, admin=None):
+    """n requests over several keep-alive connections (so both workers take some).
+    With admin, returns once the n are counted: a worker counts a request as
+    it ends, which may be a moment after the client read the answer."""
+    start = counted(admin) if admin else 0
     statuses = []
     lock = threading.Lock()
 
@@ -105,6 +114,8 @@ def many(port, n, path='/x', threads=4, method='GET', headers=None):
         t.start()
     for t in ts:
         t.join()
+    if admin:
+        wait_for(lambda: counted(admin) >= start + n)
     return statuses
 
 
@@ -120,7 +131,7 @@ def mx(gateway, backends):
 
 def test_counts_are_exact_over_two_workers_and_a_reload(mx):
     g, port, admin, b = mx()
-    assert many(port, 60) == [200] * 60
+    assert many(port, 60, admin=admin) == [200] * 60
     text = scrape(admin)
     promtool(text)
     s, types = parse(text)
@@ -128,7 +139,7 @@ def test_counts_are_exact_over_two_workers_and_a_reload(mx):
     assert types['portico_requests_total'] == 'counter'
     assert types['portico_request_duration_seconds'] == 'histogram'
     g.reload()
-    assert many(port, 40) == [200] * 40
+    assert many(port, 40, admin=admin) == [200] * 40
     # the old generation's workers have exited or are draining: their counts stay
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_requests_total', route='main', method='GET', code='200') == 100
@@ -145,9 +156,9 @@ def test_counts_are_exact_over_two_workers_and_a_reload(mx):
 
 def test_histograms_are_consistent(mx):
     g, port, admin, b = mx()
-    many(port, 30)
-    many(port, 7, method='POST')
-    many(port, 5, path='/keyed/a')  # 401: no key
+    many(port, 30, admin=admin)
+    many(port, 7, method='POST', admin=admin)
+    many(port, 5, path='/keyed/a', admin=admin)  # 401: no key
     s, _ = parse(scrape(admin))
     for route in ('main', 'keyed'):
         total = sum(v for (n, l), v in s.items() if n == 'portico_requests_total' and ('route', route) in l)
@@ -170,22 +181,26 @@ def test_filters_targets_and_connections_are_counted(mx, backends):
     dead = free_port()  # nothing listens there
     g, port, admin, b = mx()
     key = {'apikey': 'key-of-alice-0123'}
-    st = many(port, 5, path='/keyed/x', threads=1, headers=key)
+    st = many(port, 5, path='/keyed/x', threads=1, headers=key, admin=admin)
     assert st == [200, 200, 429, 429, 429]
-    many(port, 2, path='/keyed/x', threads=1, headers={'apikey': 'wrong-key-000000'})
+    many(port, 2, path='/keyed/x', threads=1, headers={'apikey': 'wrong-key-000000'}, admin=admin)
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_ratelimit_rejections_total', route='keyed', filter='limit-count') == 3
     assert value(s, 'portico_auth_failures_total', route='keyed', filter='key-auth', reason='invalid') == 2
     assert value(s, 'portico_requests_total', route='keyed', method='GET', code='429') == 3
-    accepted = value(s, 'portico_connections_accepted_total', listener='main')
-    closed = value(s, 'portico_connections_closed_total', listener='main', protocol='http/1.1')
-    assert accepted >= 3 and closed == accepted  # every client connection was closed by now
-    assert value(s, 'portico_connections_active', listener='main', protocol='http/1.1') == 0
+    def conns():
+        s = parse(scrape(admin))[0]
+        return (value(s, 'portico_connections_accepted_total', listener='main'),
+                value(s, 'portico_connections_closed_total', listener='main', protocol='http/1.1'),
+                value(s, 'portico_connections_active', listener='main', protocol='http/1.1'))
+    # every client connection was closed (the worker sees each close a moment after the client made it)
+    wait_for(lambda: conns()[0] >= 3 and conns()[1] == conns()[0])
+    assert conns()[2] == 0
     # a target that refuses connections: attempts, connect failures, retries
     b2 = backends()
     g.write(config(port, admin, [b2.port, dead]))
     g.reload()
-    many(port, 10, threads=1)
+    many(port, 10, threads=1, admin=admin)
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_upstream_connect_failures_total', upstream='be', target=f'127.0.0.1:{dead}') >= 1
     fails = value(s, 'portico_upstream_connect_failures_total', upstream='be', target=f'127.0.0.1:{dead}')
@@ -219,13 +234,13 @@ def test_h2_connections_are_counted_apart(mx):
 
 def test_a_killed_worker_keeps_its_counts(mx):
     g, port, admin, b = mx()
-    many(port, 50)
+    many(port, 50, admin=admin)
     before = value(parse(scrape(admin))[0], 'portico_requests_total', route='main', method='GET', code='200')
     assert before == 50
     os.kill(g.worker_pids()[0], signal.SIGKILL)
     g.wait_log(r'respawning')
     wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='running') == 2)
-    many(port, 10)
+    many(port, 10, admin=admin)
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_requests_total', route='main', method='GET', code='200') == 60
 
@@ -268,8 +283,8 @@ def test_removed_routes_leave_and_kept_ones_keep_their_values(mx):
     match: { paths: ["/gone/*"] }
     upstream: be
 ''')
-    many(port, 4, path='/gone/x')
-    many(port, 6)
+    many(port, 4, path='/gone/x', admin=admin)
+    many(port, 6, admin=admin)
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_requests_total', route='gone', method='GET', code='200') == 4
     g.write(config(port, admin, [b.port], routes_extra='''  - name: "new\\"one\\\\x"
@@ -278,7 +293,7 @@ def test_removed_routes_leave_and_kept_ones_keep_their_values(mx):
 '''))
     g.reload()
     wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='draining') == 0)
-    many(port, 3, path='/new/x')
+    many(port, 3, path='/new/x', admin=admin)
     text = scrape(admin)
     promtool(text)
     s, _ = parse(text)
@@ -334,16 +349,16 @@ routes:
         c.sendall(b'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n')
         c.close()
     assert request(port, 'GET', '/r1')[0] == 200
-    assert parse(scrape(admin))[0][('portico_requests_total', frozenset(
-        {'route': 'r1', 'method': 'GET', 'code': '200'}.items()))] == 1
+    wait_for(lambda: parse(scrape(admin))[0].get(('portico_requests_total', frozenset(
+        {'route': 'r1', 'method': 'GET', 'code': '200'}.items()))) == 1)
     promtool(text)
 
 
 def test_status_sums_every_worker(mx):
     import json
     g, port, admin, b = mx()
-    many(port, 40)
-    many(port, 3, path='/keyed/x')
+    many(port, 40, admin=admin)
+    many(port, 3, path='/keyed/x', admin=admin)
     st = json.loads(request(admin, 'GET', '/status')[2])
     assert st['requests'] == 43
     assert st['connections']['accepted'] >= 8 and st['connections']['active'] == 0
@@ -354,7 +369,7 @@ def test_status_sums_every_worker(mx):
     assert t['worker_connects'] <= t['connects']
     assert up['retries'] == 0 and up['retries_refused'] == 0
     g.reload()
-    many(port, 7)
+    many(port, 7, admin=admin)
     st = json.loads(request(admin, 'GET', '/status')[2])
     assert st['requests'] == 50 and st['upstreams'][0]['targets'][0]['attempts'] == 47
 
@@ -364,7 +379,7 @@ def test_a_reload_that_outgrows_the_zone_keeps_every_count(mx):
     first one; the scrape adds the old one in while its workers drain, and
     the master folds it in once they exited."""
     g, port, admin, b = mx()
-    many(port, 30)
+    many(port, 30, admin=admin)
     # a request that is still under way on an old worker when the reload happens
     slow = []
     t = threading.Thread(target=lambda: slow.append(request(port, 'GET', '/x?delay', timeout=30)[0]))
@@ -383,7 +398,7 @@ def test_a_reload_that_outgrows_the_zone_keeps_every_count(mx):
     assert value(s, 'portico_metrics_series_rows', state='capacity') > 256
     t.join()
     assert slow == [200]
-    many(port, 5, path='/more/299')
+    many(port, 5, path='/more/299', admin=admin)
     wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='draining') == 0)
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_requests_total', route='main', method='GET', code='200') == 31  # the slow one too
