@@ -6,4 +6,4 @@ cport=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.
 /usr/bin/python3 "$here/scripts/collector-stub" "$cport" > /dev/null 2>&1 &
 cpid=$!
 trap 'kill "$cpid" 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-[ $# -eq 0 ] && set -- -c 64 -d 5 -k 3
+if [ $# -eq 0 ]; then set -- -c 64 -d 5 -k 3; fi

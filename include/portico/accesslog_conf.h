@@ -58,18 +58,20 @@ typedef struct pt_alog_hdr {
     int kind; /* enum pt_alog_hdr_kind */
 } pt_alog_hdr_t;
 
-/* var >= 0: a variable; -1: the literal lit/len; -2: the end.  In the
- * JSON format every segment is a variable and lit/len is its key. */
+/* A compiled format is segments, each the glue that goes before a value
+ * (the template's literal text; in the JSON format the field's key, the
+ * comma or brace before it, and the quotes around string values) and a
+ * variable; var -2 is the end, whose glue ends the line (with its '\n').
+ * Glue is made at load with PT_ALOG_PAD readable bytes, so that short
+ * glue is copied in whole blocks (line_max counts the pad). */
+#define PT_ALOG_PAD 32
 typedef struct pt_alog_seg {
     int var;
-    const char *lit;
-    size_t len;
+    const char *glue;
+    size_t glen;
     const char *name; /* $param_NAME: NAME */
     size_t nlen;
     size_t slot; /* header variables: the index in conf->hdrs (and in the entry's hdr[]) */
-    const char *key; /* format: json: ,"NAME": and a " for a string, made at load (the first field skips the comma) */
-    size_t klen;
-    bool str;        /* format: json: the value is a string (quoted) */
 } pt_alog_seg_t;
 
 extern const char *const pt_alog_var_names[PT_AV__COUNT];

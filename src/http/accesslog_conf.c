@@ -149,39 +149,63 @@ static int parse_var(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const char *name
     return -1;
 }
 
+/* Glue (see pt_alog_seg_t): the n bytes at text, with PT_ALOG_PAD readable. */
+static const char *glue_of(pt_conf_ctx_t *cc, const char *text, size_t n)
+{
+    char *g = pt_arena_zalloc(cc->arena, n > PT_ALOG_PAD ? n : PT_ALOG_PAD);
+    if (g && n)
+        memcpy(g, text, n);
+    return g;
+}
+
+/* The end segment, whose glue (tail, n bytes, and a '\n') ends the line;
+ * max is what the line's segments may take. */
+static int finish(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, pt_alog_seg_t *segs, size_t k, const char *tail,
+                  size_t n, size_t max)
+{
+    char *g = pt_arena_alloc(cc->arena, n + 1);
+    if (!g)
+        return -1;
+    memcpy(g, tail, n);
+    g[n] = '\n';
+    segs[k] = (pt_alog_seg_t){.var = -2, .glue = glue_of(cc, g, n + 1), .glen = n + 1};
+    a->compiled = segs;
+    a->line_max = max + n + 1 + PT_ALOG_PAD;
+    return segs[k].glue ? 0 : -1;
+}
+
 static int compile_template(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const pt_node_t *fn, const char *tpl)
 {
     size_t nseg = 1;
     for (const char *p = tpl; *p; p++)
-        nseg += *p == '$' ? 2 : 0;
+        nseg += *p == '$';
     pt_alog_seg_t *segs = pt_arena_zalloc(cc->arena, (nseg + 1) * sizeof(*segs));
     if (!segs)
         return -1;
-    size_t k = 0, max = 1;
+    size_t k = 0, max = 0;
     const char *p = tpl;
-    while (*p) {
+    for (;;) {
         const char *lit = p;
         while (*p && *p != '$')
             p++;
-        if (p > lit) {
-            segs[k++] = (pt_alog_seg_t){.var = -1, .lit = lit, .len = (size_t)(p - lit)};
-            max += (size_t)(p - lit);
-        }
         if (!*p)
-            break;
-        const char *name = ++p;
+            return finish(cc, a, segs, k, lit, (size_t)(p - lit), max);
+        const char *name = p + 1;
+        const char *glue = glue_of(cc, lit, (size_t)(p - lit));
+        p = name;
         while (is_var_char(*p))
             p++;
         if (parse_var(cc, a, name, (size_t)(p - name), &segs[k]) < 0) {
             pt_conf_error(cc, fn, "unknown variable $%.*s in the access log format", (int)(p - name), name);
             return -1;
         }
-        max += var_max(segs[k++].var);
+        if (!glue)
+            return -1;
+        segs[k].glue = glue;
+        segs[k].glen = (size_t)(name - 1 - lit);
+        max += segs[k].glen + var_max(segs[k].var);
+        k++;
     }
-    segs[k] = (pt_alog_seg_t){.var = -2};
-    a->compiled = segs;
-    a->line_max = max;
-    return 0;
 }
 
 /* format: json: fields (or the default set), each a variable's name
@@ -191,10 +215,12 @@ static int compile_json(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const pt_node
     const pt_node_t *fl = pt_node_get(n, "fields");
     size_t nf = a->fields.n ? a->fields.n : sizeof(json_default) / sizeof(json_default[0]);
     pt_alog_seg_t *segs = pt_arena_zalloc(cc->arena, (nf + 1) * sizeof(*segs));
-    if (!segs)
+    const char **names = pt_arena_zalloc(cc->arena, nf * sizeof(*names));
+    if (!segs || !names)
         return -1;
-    size_t max = 4;
+    size_t max = 0;
     int rc = 0;
+    bool quoted = false; /* the field before is a string: its closing quote opens this glue */
     for (size_t i = 0; i < nf; i++) {
         const char *name = a->fields.n ? a->fields.v[i] : json_default[i];
         const pt_node_t *at = fl && fl->type == PT_NODE_SEQ && i < fl->nitems ? fl->items[i] : n;
@@ -213,25 +239,27 @@ static int compile_json(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const pt_node
             rc = -1;
             continue;
         }
+        names[i] = name;
         for (size_t j = 0; j < i && !rc; j++)
-            if (segs[j].len == len && memcmp(segs[j].lit, name, len) == 0) {
+            if (names[j] && strcmp(names[j], name) == 0) {
                 pt_conf_error(cc, at, "access log field \"%s\" is listed twice", name);
                 rc = -1;
             }
-        segs[i].lit = name;
-        segs[i].len = len;
-        segs[i].str = pt_alog_var_is_string(segs[i].var);
-        char *key = pt_arena_alloc(cc->arena, len + 6);
+        bool str = pt_alog_var_is_string(segs[i].var);
+        char *key = pt_arena_alloc(cc->arena, len + 8);
         if (!key)
             return -1;
-        segs[i].klen = (size_t)sprintf(key, ",\"%.*s\":%s", (int)len, name, segs[i].str ? "\"" : "");
-        segs[i].key = key;
-        max += len + 4 + var_max(segs[i].var);
+        int kl = sprintf(key, "%s%c\"%.*s\":%s", quoted ? "\"" : "", i ? ',' : '{', (int)len, name, str ? "\"" : "");
+        segs[i].glue = glue_of(cc, key, (size_t)kl);
+        segs[i].glen = (size_t)kl;
+        if (!segs[i].glue)
+            return -1;
+        quoted = str;
+        max += (size_t)kl + var_max(segs[i].var);
     }
-    segs[nf] = (pt_alog_seg_t){.var = -2};
-    a->compiled = segs;
-    a->line_max = max;
-    return rc;
+    if (rc < 0)
+        return rc;
+    return finish(cc, a, segs, nf, quoted ? "\"}" : "}", quoted ? 2 : 1, max);
 }
 
 int pt_accesslog_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)

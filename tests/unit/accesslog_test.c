@@ -32,7 +32,7 @@ static pt_config_t *load(const char *fmt)
  * wrote, joined, masked, cut; formatted in text and JSON. */
 static void test_fields(pt_alog_entry_t e)
 {
-    char buf[8192];
+    static char buf[1 << 16];
     pt_arena_t a;
     pt_arena_init(&a, 1 << 16, 0);
     pt_config_t *c = load("[$http_x_tag] [$sent_http_x_up] [$upstream_http_x_up] [$http_cookie] [$http_authorization] "
@@ -150,7 +150,7 @@ int main(void)
         .route = "hello",
         .upstream_us = -1,
     };
-    char buf[2048];
+    static char buf[1 << 16];
     pt_config_t *c = load("combined");
     size_t n = pt_accesslog_format(&c->access_log, &e, buf, sizeof(buf));
     buf[n] = '\0';
