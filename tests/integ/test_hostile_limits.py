@@ -736,7 +736,11 @@ def test_req_delays_and_vanishing_clients(gateway, backends):
         t.join()
     assert 6 <= out.count(200) <= 7 and out.count(200) + out.count(429) == 10, out
     arr = sorted(r.t for r in be.requests)
-    assert all(0.05 < b - a < 0.3 for a, b in zip(arr, arr[1:])), arr
+    # at the rate: 0.1 s apart.  The backend stamps a request when its
+    # thread runs, which a loaded machine delays now and then, so one gap
+    # may look short and the next long: the span of them is what shows it
+    assert arr[-1] - arr[0] >= 0.08 * (len(arr) - 1), arr
+    assert all(b - a < 0.3 for a, b in zip(arr, arr[1:])), arr
     socks = []
     for _ in range(6):
         s = socket.create_connection(('127.0.0.1', port))

@@ -339,8 +339,32 @@ static void configuration(void)
     pt_config_free(c);
 }
 
+/* Every byte in every place of a word, against printf's digits. */
+static void hex_digits(void)
+{
+    uint8_t b[16];
+    char got[33], want[33];
+    bool same = true;
+    for (int v = 0; v < 256 && same; v++)
+        for (int at = 0; at < 16 && same; at++) {
+            for (int i = 0; i < 16; i++)
+                b[i] = (uint8_t)(i == at ? v : (v * 7 + i * 31) & 0xff);
+            pt_trace_hex(b, 16, got);
+            got[32] = '\0';
+            for (int i = 0; i < 16; i++)
+                snprintf(want + 2 * i, 3, "%02x", b[i]);
+            same = strcmp(got, want) == 0;
+        }
+    ok(same, "ids as lowercase hex, every byte in every place (%s)", got);
+    pt_trace_hex(b, 3, got); /* not whole words */
+    got[6] = '\0';
+    snprintf(want, sizeof(want), "%02x%02x%02x", b[0], b[1], b[2]);
+    is_str(got, want, "three bytes");
+}
+
 int main(void)
 {
+    hex_digits();
     configuration();
     traceparent();
     b3_single();
