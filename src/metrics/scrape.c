@@ -37,6 +37,12 @@ struct pt_scrape {
     int family;   /* the next to render */
     uint32_t row; /* within a family of rows: the next row */
     char le[PT_MX_MAX_BUCKETS + 1][40]; /* the buckets' bounds as written: ,le="0.005"} */
+    /* the rows of each kind, found once (in slices: a row's kind is on a
+     * cache line of its own), so that a family walks its own rows only */
+    uint32_t nrows, scanned;
+    uint8_t *kinds;                    /* the kind of each row scanned */
+    uint32_t *order;                   /* the rows, by kind */
+    uint32_t kstart[PT_MXK_FILTER + 2]; /* kind k's rows: order[kstart[k] .. kstart[k + 1]) */
     unsigned slices;
     int64_t longest_us; /* of the slices, for the X-Scrape-Slices answer field */
 };
@@ -509,9 +515,7 @@ static void zone_families(pt_scrape_t *s)
         putf(s, "portico_shm_zone_evictions_total{zone=\"%s\"} %llu\n", pt_zone_name(z), st.evicted);
     putf(s, "portico_shm_zone_evictions_total{zone=\"limits\"} %llu\n", (unsigned long long)ls.evicted);
     family(s, "portico_metrics_series_rows", "gauge", "Rows of series the metrics zone holds, and its capacity.");
-    uint32_t used = 0;
-    for (uint32_t r = 0; r < pt_metrics_rows(s->z); r++)
-        used += pt_metrics_kind(s->z, r) != PT_MXK_FREE;
+    uint32_t used = s->kstart[PT_MXK_FILTER + 1] - s->kstart[PT_MXK_FREE + 1]; /* as the scrape found them */
     putf(s, "portico_metrics_series_rows{state=\"used\"} %u\n", used);
     putf(s, "portico_metrics_series_rows{state=\"capacity\"} %u\n", pt_metrics_rows(s->z));
 }
@@ -609,30 +613,81 @@ void pt_scrape_slices(const pt_scrape_t *s, unsigned *slices, int64_t *longest_u
     *longest_us = s->longest_us;
 }
 
+/* Looks at the kind of rows until `until`: false when time is up first.
+ * Then sorts them by kind (a pass over a byte a row). */
+static bool index_rows(pt_scrape_t *s, int64_t until)
+{
+    if (!s->kinds) {
+        s->nrows = pt_metrics_rows(s->z);
+        s->kinds = malloc(s->nrows ? s->nrows : 1);
+        s->order = malloc((s->nrows ? s->nrows : 1) * sizeof(*s->order));
+        if (!s->kinds || !s->order) {
+            s->out.failed = true;
+            return false;
+        }
+    }
+    for (; s->scanned < s->nrows; s->scanned++) {
+        if ((s->scanned & 63) == 63 && mono_us() >= until)
+            return false;
+        int k = pt_metrics_kind(s->z, s->scanned);
+        s->kinds[s->scanned] = (uint8_t)(k >= PT_MXK_FREE && k <= PT_MXK_FILTER ? k : PT_MXK_FREE);
+    }
+    uint32_t at[PT_MXK_FILTER + 1] = {0};
+    for (uint32_t r = 0; r < s->nrows; r++)
+        at[s->kinds[r]]++;
+    for (int k = 0, sum = 0; k <= PT_MXK_FILTER + 1; k++) {
+        s->kstart[k] = (uint32_t)sum;
+        if (k <= PT_MXK_FILTER) {
+            sum += (int)at[k];
+            at[k] = s->kstart[k];
+        }
+    }
+    for (uint32_t r = 0; r < s->nrows; r++)
+        s->order[at[s->kinds[r]]++] = r;
+    return true;
+}
+
+/* The families after the rows' (process, targets added at run time,
+ * caches, zones): one a slice. */
+enum { TAIL_FAMILIES = 4 };
+
 static int step(pt_scrape_t *s, int64_t budget_us)
 {
     int64_t until = mono_us() + budget_us;
     rowctx_t x = {.s = s};
-    while (s->family < NROWFAMS + 1 && !s->out.failed) {
-        if (s->family == NROWFAMS || !s->z) { /* the small ones, in one go */
-            process_families(s);
-            target_families(s);
-            cache_families(s);
-            if (s->z)
+    if (s->z && s->scanned < pt_metrics_rows(s->z) + 1) {
+        if (!index_rows(s, until))
+            return s->out.failed ? -1 : 0;
+        s->scanned = s->nrows + 1; /* sorted */
+        if (mono_us() >= until)
+            return 0;
+    }
+    while (s->family < NROWFAMS + TAIL_FAMILIES && !s->out.failed) {
+        if (s->family >= NROWFAMS || !s->z) { /* the small ones, one a slice */
+            int tail = s->z ? s->family - NROWFAMS : -1;
+            if (tail <= 0)
+                process_families(s);
+            if (tail < 0 || tail == 1)
+                target_families(s);
+            if (tail < 0 || tail == 2)
+                cache_families(s);
+            if (tail == 3)
                 zone_families(s);
-            s->family = NROWFAMS + 1;
-            break;
+            s->family = tail < 0 ? NROWFAMS + TAIL_FAMILIES : s->family + 1;
+            if (s->family < NROWFAMS + TAIL_FAMILIES && mono_us() >= until)
+                return s->out.failed ? -1 : 0;
+            continue;
         }
         const rowfam_t *f = &rowfams[s->family];
         if (s->row == 0)
             family(s, f->name, f->type, f->help);
-        uint32_t cap = pt_metrics_rows(s->z);
-        for (unsigned k = 0; s->row < cap; s->row++, k++) {
+        const uint32_t *rows = s->order + s->kstart[f->kind];
+        uint32_t n = s->kstart[f->kind + 1] - s->kstart[f->kind];
+        for (unsigned k = 0; s->row < n; s->row++, k++) {
             if ((k & 7) == 7 && mono_us() >= until)
                 return s->out.failed ? -1 : 0;
-            x.r = s->row;
-            if (pt_metrics_kind(s->z, x.r) == f->kind &&
-                pt_metrics_row(s->z, x.r, x.l1, sizeof(x.l1), x.l2, sizeof(x.l2)) == f->kind)
+            x.r = rows[s->row];
+            if (pt_metrics_row(s->z, x.r, x.l1, sizeof(x.l1), x.l2, sizeof(x.l2)) == f->kind)
                 f->render(&x, f);
         }
         if (f->kind == PT_MXK_TARGET)
@@ -657,5 +712,7 @@ void pt_scrape_free(pt_scrape_t *s)
     if (!s)
         return;
     free(s->out.p);
+    free(s->kinds);
+    free(s->order);
     free(s);
 }
