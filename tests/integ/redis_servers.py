@@ -163,6 +163,14 @@ class RedisServer(_Started):
             raise AssertionError(f'redis-cli {" ".join(map(str, args))}: {p.stderr or p.stdout}')
         return p.stdout.strip()
 
+    def role(self):
+        """'master' or 'slave'; None while the server drops its clients
+        (it does so as sentinel turns it into a replica or back)."""
+        try:
+            return self.info('replication').get('role')
+        except AssertionError:
+            return None
+
     def info(self, section):
         out = {}
         for line in self.cli('INFO', section).splitlines():
@@ -253,7 +261,7 @@ class RedisSentinel(_Started):
                  what='the sentinel to name a new master')
         new = self.replica if self.master_addr() == self.replica.addr else None
         assert new is not None, f'unexpected master {self.master_addr()}'
-        wait_for(lambda: new.info('replication').get('role') == 'master', 15, interval=0.05,
+        wait_for(lambda: new.role() == 'master', 15, interval=0.05,
                  what='the replica to become master')
         self.master, self.replica = new, old
         return new
@@ -270,7 +278,7 @@ class RedisSentinel(_Started):
         # sentinel turns the old master into a replica on its own
         # schedule: 15 s was short once on a loaded machine (a fresh
         # clone's scripts/check)
-        wait_for(lambda: old.info('replication').get('role') == 'slave', timeout, interval=0.05,
+        wait_for(lambda: old.role() == 'slave', timeout, interval=0.05,
                  what='the old master to become a replica')
         return new
 
