@@ -419,6 +419,8 @@ static void drain(pt_conn_t *c)
         pt_h2_drain(c); /* GOAWAY: open streams finish, new ones are refused */
         return;
     }
+    if (handed_over(c))
+        return; /* the exchange under way keeps its own timers; its end closes (the worker drains) */
     arm_timer(c);
 }
 

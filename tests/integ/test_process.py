@@ -210,3 +210,33 @@ def test_a_worker_that_keeps_dying_is_respawned_with_back_off(gateway, tmpdir_pa
     assert len(delays) < 10  # a hot loop would have made hundreds
     assert 'cannot open the access log' in log
     assert g.proc.poll() is None  # the master itself stays up
+
+
+def test_a_reload_lets_a_proxied_request_in_flight_finish(gateway, backends, tmp_path):
+    """The worker drains while a request waits for its upstream: the
+    request's head deadline (header: 1s) must not be armed again then; it
+    was, and the client got 408 with a log line of nothing."""
+    b = backends(delay_ms=2500)
+    port = free_port()
+    log = tmp_path / 'access.log'
+    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}", timeouts: {{ header: 1s }} }}]
+access_log: {{ path: {log}, format: json, flush: 10ms }}
+upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
+routes: [{{ name: slow, match: {{ paths: ["/*"] }}, upstream: up }}]
+''', workers=1)
+    s = socket.create_connection(('127.0.0.1', port))
+    s.settimeout(15)
+    s.sendall(b'GET /slow HTTP/1.1\r\nHost: a\r\n\r\n')
+    time.sleep(0.5)
+    g.reload()
+    data = b''
+    while b'\r\n\r\n' not in data or not data.endswith(b'}') and b'content-length' not in data.lower():
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data.startswith(b'HTTP/1.1 200'), data[:200]
+    import json
+    lines = wait_for(lambda: [json.loads(l) for l in log.read_text().splitlines()] or None, what='a log line')
+    assert [(l['status'], l['route'], l['target']) for l in lines] == [(200, 'slow', '/slow')], lines
