@@ -110,6 +110,12 @@ uint32_t pt_mx_filter(size_t route, int filter);
  * for a target added through the admin API (no row) in its shared slot. */
 struct pt_upstream;
 struct pt_target;
+/* The label values the series of names l1 and l2 (l2 and o2 may be NULL)
+ * are shown with, as every family shows them: secrets masked, a long
+ * name cut with a hash of the whole (decision 109).  o1 and o2 hold
+ * PT_MX_LABEL_MAX + 1 bytes. */
+#define PT_MX_LABEL_MAX 200
+void pt_mx_labels(const char *l1, const char *l2, char *o1, char *o2);
 void pt_mx_target_add(const struct pt_upstream *u, const struct pt_target *t, unsigned word, uint64_t n);
 
 /* One request's end: its route's counters and histogram, and the

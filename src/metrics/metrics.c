@@ -22,7 +22,7 @@
 #include "portico/upstream.h"
 #include "portico/zone.h"
 
-#define LABEL_MAX 200 /* bytes of a row's labels together; longer names are cut */
+#define LABEL_MAX PT_MX_LABEL_MAX /* bytes of a row's labels together; longer names are cut */
 #define MAX_BLOCKS 1024
 #define RETIRED 1
 #define MAX_OLDER 4
@@ -132,17 +132,56 @@ static size_t label_fit(const char *s, size_t max, char *out)
     return cut + 9;
 }
 
+/* s with every secret's value masked (a ${NAME} in a name is no label),
+ * whole whatever its length (cut, two long names would be one), in
+ * memory of its own; "" when out of memory. */
+static char *masked(const char *s)
+{
+    size_t n = strlen(s), cap = n + 64;
+    for (;;) {
+        char *b = malloc(cap);
+        if (!b)
+            return NULL;
+        if (pt_secret_mask(s, n, b, cap) + 1 < cap)
+            return b;
+        free(b);
+        cap *= 4;
+    }
+}
+
+/* The labels of a series named l1 and l2 (NULL: none): masked, then each
+ * fitted (label_fit), the second taking up to half of LABEL_MAX. */
+static void label_pair(const char *l1, const char *l2, char *out, size_t *n1, size_t *n2)
+{
+    char *m1 = masked(l1), *m2 = l2 ? masked(l2) : NULL;
+    const char *a1 = m1 ? m1 : "", *a2 = m2 ? m2 : "";
+    size_t b = strlen(a2);
+    size_t max1 = b < LABEL_MAX / 2 ? LABEL_MAX - b : LABEL_MAX / 2;
+    *n1 = label_fit(a1, max1, out);
+    *n2 = label_fit(a2, LABEL_MAX - *n1, out + *n1);
+    free(m1);
+    free(m2);
+}
+
+void pt_mx_labels(const char *l1, const char *l2, char *o1, char *o2)
+{
+    char text[LABEL_MAX];
+    size_t n1, n2;
+    label_pair(l1, l2, text, &n1, &n2);
+    memcpy(o1, text, n1);
+    o1[n1] = '\0';
+    if (o2) {
+        memcpy(o2, text + n1, n2);
+        o2[n2] = '\0';
+    }
+}
+
 /* The row of a series, found or taken; PT_MX_NONE when out of memory. */
 static uint32_t row_of(int kind, const char *l1, const char *l2)
 {
     row_name_t n = {.kind = (uint8_t)kind};
-    char b1[1024], b2[1024];
-    l1 = pt_secret_masked(l1, b1, sizeof(b1)); /* a ${NAME} in a name is no label */
-    l2 = l2 ? pt_secret_masked(l2, b2, sizeof(b2)) : "";
-    size_t a = strlen(l1), b = strlen(l2);
-    size_t max1 = b < LABEL_MAX / 2 ? LABEL_MAX - b : LABEL_MAX / 2; /* the second label takes up to half */
-    a = label_fit(l1, max1, n.text);
-    b = label_fit(l2, LABEL_MAX - a, n.text + a);
+    size_t a, b;
+    label_pair(l1, l2, n.text, &a, &b);
     n.n1 = (uint8_t)a;
     n.n2 = (uint8_t)b;
     uint32_t r = find_row(&n);

@@ -28,7 +28,7 @@
 #include "portico/worker.h"
 #include "portico/zone.h"
 
-#define LBL 256
+#define LBL 512
 
 struct pt_scrape {
     pt_worker_t *w;
@@ -84,7 +84,9 @@ static void add_label(char *out, size_t cap, const char *name, const char *v, bo
 {
     size_t n = strlen(out);
     n += (size_t)snprintf(out + n, cap - n, "%s%s=\"", first ? "" : ",", name);
-    for (const char *p = v; *p && n + 4 < cap; p++) {
+    size_t start = n;
+    const char *p = v;
+    for (; *p && n + 4 < cap; p++) {
         if (*p == '\\' || *p == '"')
             out[n++] = '\\', out[n++] = *p;
         else if (*p == '\n')
@@ -92,10 +94,11 @@ static void add_label(char *out, size_t cap, const char *name, const char *v, bo
         else
             out[n++] = *p; /* any other byte as it is: names that differ stay apart */
     }
+    if (*p) /* cut (the buffers hold two fitted labels, so never): not inside a character */
+        while (n > start && ((uint8_t)out[n - 1] & 0x80))
+            n--;
     if (n + 2 > cap)
         n = cap - 2;
-    while (n && ((uint8_t)out[n] & 0xc0) == 0x80 && ((uint8_t)out[n - 1] & 0x80))
-        n--; /* a cut stays out of a character: a label is UTF-8 */
     out[n++] = '"';
     out[n] = '\0';
 }
@@ -409,12 +412,11 @@ static void target_families(pt_scrape_t *s)
                 if (t->rt_state == PT_RT_FREE || t->rt_state == PT_RT_REMOVED)
                     continue; /* removed through the admin API */
                 const pt_target_shared_t *sh = t->shared;
-                char l[3 * LBL] = "", buf[1024], tbuf[1024];
-                add_label(l, sizeof(l), "upstream", pt_secret_masked(u->conf->name, buf, sizeof(buf)), true);
+                char l[3 * LBL] = "", ul[PT_MX_LABEL_MAX + 1], tl[PT_MX_LABEL_MAX + 1];
                 /* as the per-target counters name it: the address as written in the file */
-                add_label(l, sizeof(l), "target",
-                          t->conf && t->conf->address ? pt_secret_masked(t->conf->address, tbuf, sizeof(tbuf)) : t->name,
-                          false);
+                pt_mx_labels(u->conf->name, t->conf && t->conf->address ? t->conf->address : t->name, ul, tl);
+                add_label(l, sizeof(l), "upstream", ul, true);
+                add_label(l, sizeof(l), "target", tl, false);
                 if (f == 0)
                     sample(s, names[f], l, sh ? !pt_health_down(sh, now_ms) : 1);
                 else if (f == 1) {
@@ -437,8 +439,9 @@ static void target_families(pt_scrape_t *s)
         int state = r->fconf && r->fconf[PT_FILTER_CIRCUIT_BREAKER] ? pt_circuit_breaker_state(r->name) : -1;
         if (state < 0)
             continue;
-        char l[3 * LBL] = "";
-        add_label(l, sizeof(l), "route", r->log_name ? r->log_name : r->name, true);
+        char l[3 * LBL] = "", rl[PT_MX_LABEL_MAX + 1];
+        pt_mx_labels(r->name, NULL, rl, NULL); /* as the route's rows name it */
+        add_label(l, sizeof(l), "route", rl, true);
         sample(s, "portico_circuit_breaker_state", l, (uint64_t)state);
     }
 }
@@ -569,9 +572,10 @@ static void added_targets(pt_scrape_t *s, const rowfam_t *f)
             const pt_target_t *t = &u->targets[k];
             if (!t->rt_added || !t->shared || t->rt_state == PT_RT_FREE || t->rt_state == PT_RT_REMOVED)
                 continue;
-            char l[3 * LBL] = "", buf[1024];
-            add_label(l, sizeof(l), "upstream", pt_secret_masked(u->conf->name, buf, sizeof(buf)), true);
-            add_label(l, sizeof(l), "target", t->name, false);
+            char l[3 * LBL] = "", ul[PT_MX_LABEL_MAX + 1], tl[PT_MX_LABEL_MAX + 1];
+            pt_mx_labels(u->conf->name, t->name, ul, tl);
+            add_label(l, sizeof(l), "upstream", ul, true);
+            add_label(l, sizeof(l), "target", tl, false);
             sample(s, f->name, l, atomic_load_explicit(&t->shared->mx[f->word], memory_order_relaxed));
         }
     }

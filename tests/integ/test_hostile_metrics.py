@@ -259,3 +259,72 @@ def test_a_change_of_the_bucket_count_keeps_count_equal_to_the_counter(gateway):
         assert set(b) == {'0.05', '0.5', '5', '+Inf'} and b['+Inf'] == 10
         assert b['0.05'] <= b['0.5'] <= b['5'] <= b['+Inf']
         wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='draining') == 0)
+
+
+def _labels_of(s, family, key):
+    return sorted(dict(l)[key] for (n, l), v in s.items() if n == family)
+
+
+def test_a_long_upstream_name_is_cut_alike_in_every_family(gateway, backends):
+    """An upstream named with 760 bytes: the per-target families (up,
+    weight, probes, marked down) wrote it whole into a label buffer that
+    cut the target label and the closing quote off: promtool refused
+    the scrape, and the families named the same upstream three ways."""
+    b = backends()
+    port, admin = free_port(), free_port()
+    name = 'U' * 760
+    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
+admin: {{ address: "127.0.0.1:{admin}" }}
+upstreams: [{{ name: {name}, targets: ["127.0.0.1:{b.port}"] }}]
+routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: {name} }}]
+''')
+    assert request(port, 'GET', '/a')[0] == 200
+    wait_for(lambda: counted(admin) >= 1)
+    text = scrape(admin)
+    promtool(text)
+    s, _ = parse(text)
+    ups = {f: _labels_of(s, f, 'upstream') for f in ('portico_upstream_target_up', 'portico_upstream_target_weight',
+                                                      'portico_upstream_attempts_total')}
+    assert len({tuple(v) for v in ups.values()}) == 1, ups
+    (label,) = ups['portico_upstream_attempts_total']
+    assert len(label.encode()) <= 200 and re.search(r'~[0-9a-f]{8}$', label), label
+    assert _labels_of(s, 'portico_upstream_target_up', 'target') == [f'127.0.0.1:{b.port}']
+
+
+def test_circuit_breaker_states_of_long_routes_are_apart_and_utf8(gateway):
+    """The circuit-breaker family wrote route names whole: two routes that
+    differ after byte 780 made one series twice, and a name of é cut in
+    the middle of a character made the scrape invalid."""
+    port, admin = free_port(), free_port()
+    names = ['R' * 780 + '1', 'R' * 780 + '2', 'yx' + 'é' * 400]
+    routes = '\n'.join(f'  - {{ name: "{n}", match: {{ paths: ["/{i}"] }}, respond: {{ status: 200 }},'
+                       f' filters: {{ circuit-breaker: {{}} }} }}' for i, n in enumerate(names))
+    g = gateway(simple(port, admin, routes))
+    for i in range(3):
+        assert request(port, 'GET', f'/{i}')[0] == 200
+    wait_for(lambda: counted(admin) >= 3)
+    text = scrape(admin)
+    promtool(text)
+    s, _ = parse(text)  # no series twice
+    cb = _labels_of(s, 'portico_circuit_breaker_state', 'route')
+    assert len(cb) == 3 and cb == _labels_of(s, 'portico_requests_total', 'route'), cb
+
+
+def test_long_route_names_stay_apart_when_the_file_has_a_secret(gateway):
+    """With any ${NAME} in the file, names were masked into 1,023 bytes
+    before the hash was taken: two routes that differ after that were
+    one series."""
+    port, admin = free_port(), free_port()
+    a, b = 'R' * 1100 + '1', 'R' * 1100 + '2'
+    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
+admin: {{ address: "127.0.0.1:{admin}", token: "${{PT_TOKEN}}" }}
+routes:
+  - {{ name: "{a}", match: {{ paths: ["/1"] }}, respond: {{ status: 200 }} }}
+  - {{ name: "{b}", match: {{ paths: ["/2"] }}, respond: {{ status: 200 }} }}
+''', env={'PT_TOKEN': '0123456789abcdef0123'})
+    for p in ('/1', '/1', '/2'):
+        assert request(port, 'GET', p)[0] == 200
+    wait_for(lambda: counted(admin) >= 3)
+    s, _ = parse(scrape(admin))
+    got = sorted(v for (n, l), v in s.items() if n == 'portico_requests_total' and dict(l)['route'].startswith('RRR'))
+    assert got == [1, 2], got
