@@ -242,13 +242,15 @@ static void fold_row(pt_mx_zone_t *z, const pt_mx_zone_t *zf, const uint64_t *fr
             uint64_t key = from[2 * i], n = from[2 * i + 1];
             if (!key || !n)
                 continue;
+            /* a named pair's slot, or the last, which is "other" only here:
+             * a name put there would become "other" at the next fold */
             int k = 0;
-            while (k < PT_MX_CODES - 1 && to[2 * k] && to[2 * k] != key)
+            while (key != UINT32_MAX && k < PT_MX_CODES - 1 && to[2 * k] && to[2 * k] != key)
                 k++;
-            if (!to[2 * k])
+            if (key == UINT32_MAX || k == PT_MX_CODES - 1)
+                to[2 * (k = PT_MX_CODES - 1)] = UINT32_MAX;
+            else if (!to[2 * k])
                 to[2 * k] = key;
-            else if (to[2 * k] != key)
-                to[2 * k] = UINT32_MAX; /* the last pair takes what does not fit: "other" */
             to[2 * k + 1] += n;
         }
         to[PT_MXW_BYTES_IN] += from[PT_MXW_BYTES_IN];
@@ -256,6 +258,16 @@ static void fold_row(pt_mx_zone_t *z, const pt_mx_zone_t *zf, const uint64_t *fr
     } else {
         for (unsigned w = 0; w < PT_MXW_HIST; w++)
             to[w] += from[w];
+        if (t.rows[r].kind == PT_MXK_LISTENER) {
+            /* the worker is gone, and its connections with it (a SIGKILL
+             * left them open in its counts): closed, or they would stay
+             * active for ever */
+            uint64_t h2 = from[PT_MXW_L_H2], h1 = from[PT_MXW_L_ACCEPTED] - h2;
+            if (h1 > from[PT_MXW_L_CLOSED_H1])
+                to[PT_MXW_L_CLOSED_H1] += h1 - from[PT_MXW_L_CLOSED_H1];
+            if (h2 > from[PT_MXW_L_CLOSED_H2])
+                to[PT_MXW_L_CLOSED_H2] += h2 - from[PT_MXW_L_CLOSED_H2];
+        }
     }
     if (z->nbuckets == zf->nbuckets && !memcmp(z->bounds, zf->bounds, sizeof(z->bounds))) {
         for (unsigned w = PT_MXW_HIST; w < PT_MXW_HIST + z->nbuckets + 2; w++)

@@ -328,3 +328,79 @@ routes:
     s, _ = parse(scrape(admin))
     got = sorted(v for (n, l), v in s.items() if n == 'portico_requests_total' and dict(l)['route'].startswith('RRR'))
     assert got == [1, 2], got
+
+
+def _kill_the_worker(g, admin):
+    (pid,) = g.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: g.worker_pids() and pid not in g.worker_pids(), what='a new worker')
+    wait_for(lambda: value(parse(scrape(admin))[0], 'portico_workers', state='running') == 1)
+
+
+def test_a_named_pair_in_the_retired_block_keeps_its_name(gateway, backends):
+    """What exited workers counted keeps 23 named (method, status) pairs
+    and "other".  The 24th pair could take the last slot by its name;
+    the next fold with a new pair made that slot "other", and a series
+    that had been shown by name vanished into it."""
+    b = backends()
+    port, admin = free_port(), free_port()
+    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
+admin: {{ address: "127.0.0.1:{admin}" }}
+upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
+routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
+''', workers=1)
+    sent = [0]
+
+    def send(method, code, n=1):
+        for _ in range(n):
+            assert request(port, method, f'/status/{code}')[0] == code
+            sent[0] += 1
+
+    def pairs():
+        s, _ = parse(scrape(admin))
+        return {(dict(l)['method'], dict(l)['code']): v for (n, l), v in s.items()
+                if n == 'portico_requests_total' and ('route', 'p') in l}
+
+    for code in range(201, 211):  # 10 pairs
+        send('GET', code)
+    wait_for(lambda: counted(admin) >= sent[0])
+    _kill_the_worker(g, admin)
+    for code in range(211, 225):  # 14 more: one past the named slots
+        send('GET', code)
+    wait_for(lambda: counted(admin) >= sent[0])
+    _kill_the_worker(g, admin)
+    named = {k: v for k, v in pairs().items() if k != ('other', 'other')}
+    assert len(named) == 23
+    send('GET', 230)  # a new pair, folded next
+    send('GET', 201, 5)
+    wait_for(lambda: counted(admin) >= sent[0])
+    _kill_the_worker(g, admin)
+    after = pairs()
+    for k, v in named.items():  # every series shown by name is still there
+        assert after.get(k, 0) >= v, (k, v, after.get(k))
+    assert after[('GET', '201')] == 6
+    assert sum(after.values()) == sent[0]
+
+
+def test_connections_of_a_killed_worker_are_not_active_for_ever(gateway):
+    """A worker killed with keep-alive connections open: they were counted
+    active for ever, in /metrics and in /status."""
+    import json
+    port, admin = free_port(), free_port()
+    g = gateway(simple(port, admin, '  - { name: r, match: { paths: ["/r"] }, respond: { status: 200 } }'),
+                workers=1)
+    socks = []
+    for _ in range(5):
+        s = socket.create_connection(('127.0.0.1', port))
+        s.sendall(b'GET /r HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert s.recv(4096).startswith(b'HTTP/1.1 200')
+        socks.append(s)
+    active = lambda: value(parse(scrape(admin))[0], 'portico_connections_active', listener='main', protocol='http/1.1')
+    wait_for(lambda: active() == 5)
+    _kill_the_worker(g, admin)
+    for s in socks:
+        s.close()
+    assert active() == 0
+    assert json.loads(request(admin, 'GET', '/status')[2])['connections']['active'] == 0
+    s, _ = parse(scrape(admin))
+    assert value(s, 'portico_connections_closed_total', listener='main', protocol='http/1.1') == 5
