@@ -154,7 +154,7 @@ static const pt_directive_t access_log_keys[] = {
      "2048 of the line once escaped; - when absent. Authorization and Proxy-Authorization show their scheme "
      "only (Bearer ***), Cookie and Set-Cookie their cookies' names (sid=***), and a field whose name holds "
      "key, token, secret, passw or session shows ***. gRPC calls have no header fields or upstream times "
-     "in the log. "
+     "in the log. The template's own text may hold no control byte but the tab: a request is one line. "
      "$bytes_out counts what was handed to the client's socket; "
      "$completion says how the request ended: ok (the whole response), client_gone (the client closed or "
      "reset first: status 499 when nothing was answered), upstream_cut (the upstream reset, closed early or "

@@ -182,6 +182,13 @@ static int compile_template(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const pt_
     pt_alog_seg_t *segs = pt_arena_zalloc(cc->arena, (nseg + 1) * sizeof(*segs));
     if (!segs)
         return -1;
+    for (const char *q = tpl; *q; q++)
+        if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f) {
+            pt_conf_error(cc, fn, "the access log format has a control byte (0x%02x) at offset %zu: each request "
+                                  "is one line, and a log line carries no control bytes but tabs",
+                          (unsigned char)*q, (size_t)(q - tpl));
+            return -1;
+        }
     size_t k = 0, max = 0;
     const char *p = tpl;
     for (;;) {

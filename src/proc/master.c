@@ -1175,6 +1175,7 @@ int pt_master_run(const pt_opts_t *o, pt_config_t *c)
         sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file past RLIMIT_FSIZE: its write fails (EFBIG), counted as lost, no kill */
     m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (m.sigfd < 0) {
         pt_log_crit("signalfd: %s", strerror(errno));

@@ -454,6 +454,11 @@ def test_json_fields_in_order(gateway, tmpdir_path, upstream):
     ('format: json, fields: [status, status]', 'access log field "status" is listed twice', 'status]'),
     ('format: combined, fields: [status]', 'fields go with format: json', '[status]'),
     ('format: "$status $sent_http_"', 'unknown variable $sent_http_', '"$status'),
+    # a line is one line: a literal with a line feed, a carriage return or
+    # an escape byte would write two, or hide what the terminal shows
+    ('format: "$status\\nsecond line $method"', 'control byte (0x0a) at offset 7', '"$status'),
+    ('format: "$status \\r\\x01 $method"', 'control byte (0x0d)', '"$status'),
+    ('format: "[\\e] $status"', 'control byte (0x1b)', '"['),
 ])
 def test_bad_json_fields_are_errors_at_their_place(tmpdir_path, alog, message, at):
     cfg = gw_config(free_port(), alog=f'path: /dev/null, {alog}', routes=respond_route('r', '/r'))

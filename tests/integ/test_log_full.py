@@ -135,3 +135,25 @@ def test_the_total_lost_outlives_the_workers_that_lost_them(gateway, small_fs):
     st = json.loads(http_get(admin, '/status')[2])
     assert all(w['access_log_lost'] <= 2 for w in st['workers'])  # the new ones lost only the /status entries
     assert st['access_log_lost'] >= before, (st['access_log_lost'], before)
+
+
+def test_a_file_size_limit_loses_entries_without_killing_workers(gateway, tmpdir_path):
+    """RLIMIT_FSIZE (ulimit -f): a write past it raised SIGXFSZ, which
+    killed the worker at each log write, so requests failed and the file
+    ended in half a line.  Now the write fails (EFBIG) and the entries are
+    lost and counted, as on a full disk."""
+    alog = os.path.join(tmpdir_path, 'access.log')
+    port, admin = free_port(), free_port()
+    g = gateway(basic_config(port, admin, extra=f'access_log: {{ path: {alog}, format: json, buffer: 0 }}'),
+                workers=1)
+    (pid,) = g.worker_pids()
+    subprocess.run(['prlimit', '--pid', str(pid), '--fsize=8192'], check=True)
+    n = 200
+    for _ in range(n):
+        assert http_get(port, '/hello')[0] == 200
+    assert g.worker_pids() == [pid]  # never killed
+    wait_for(lambda: sum(lost_by_worker(admin)) > 0, timeout=10, what='the lost entries on /status')
+    kept = open(alog).read()
+    assert len(kept) <= 8192  # the last line may be cut at the limit: nothing can end it there
+    assert all(json.loads(l) for l in kept.split('\n')[:-1])
+    assert sum(lost_by_worker(admin)) + kept.count('\n') == n  # whole lines, and the rest counted lost
