@@ -27,6 +27,8 @@
 #include "portico/h1_parser.h"
 #include "portico/h1_server.h"
 #include "portico/h2.h"
+#include "portico/http.h"
+#include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/proxy.h"
@@ -661,6 +663,9 @@ static void respond_now(pt_h2_stream_t *st, const char *status, const char *body
         e.tls_cipher = pt_tls_cipher(c->ssl);
     }
     pt_accesslog_write(&e);
+    if (c->acc->ls->kind != PT_LS_ADMIN) /* counted as the log has it: no route took it */
+        pt_metrics_request(pt_mx_route(c->w->conf->routes.n), pt_http_method(e.method), e.status, 0, 0, e.bytes_out,
+                           PT_MX_NONE, -1);
 }
 
 /* The request head is complete: the stream connection starts on it. */

@@ -404,3 +404,26 @@ def test_connections_of_a_killed_worker_are_not_active_for_ever(gateway):
     assert json.loads(request(admin, 'GET', '/status')[2])['connections']['active'] == 0
     s, _ = parse(scrape(admin))
     assert value(s, 'portico_connections_closed_total', listener='main', protocol='http/1.1') == 5
+
+
+def test_an_http2_request_answered_431_is_counted(gateway):
+    """HTTP/2 requests whose head is too big are answered before they have
+    a stream connection: they were logged but not counted."""
+    from test_h2 import RawH2, ended, response
+    port, admin = free_port(), free_port()
+    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}", http2: true, max_header_size: 8k }}]
+admin: {{ address: "127.0.0.1:{admin}" }}
+routes: [{{ name: r, match: {{ paths: ["/*"] }}, respond: {{ status: 200 }} }}]
+''', workers=1)
+    c = RawH2(port)
+    c.request(1, '/big-head', extra=[('x-big', 'a' * 12000)])
+    head, _, _ = response(c.frames(ended(1)), 1)
+    assert head[':status'] == '431'
+    c.request(3, '/after')
+    head, _, _ = response(c.frames(ended(3)), 3)
+    assert head[':status'] == '200'
+    wait_for(lambda: counted(admin) >= 2)
+    s, _ = parse(scrape(admin))
+    assert value(s, 'portico_requests_total', route='', method='GET', code='431') == 1
+    assert value(s, 'portico_requests_total', route='r', method='GET', code='200') == 1
+    assert value(s, 'portico_response_bytes_total', route='') == len('431 Request Header Fields Too Large\n')
