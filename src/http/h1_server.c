@@ -93,6 +93,8 @@ static void log_what_came(pt_conn_t *c)
 {
     pt_alog_entry_t *e = &c->req->ent;
     pt_h1_peek_request_line(c->ibuf + c->ipos, c->ilen - c->ipos, &e->method, &e->target, &e->protocol);
+    if (pt_conn_is_stream(c)) /* the head was made from an HTTP/2 stream's fields: its line says HTTP/1.1 */
+        e->protocol = PT_STR("HTTP/2.0");
     pt_req_detach(c);
 }
 

@@ -59,3 +59,19 @@ def test_a_stream_the_client_resets_mid_response_is_logged(gateway, backends, tm
     assert [r.target for r in b.requests][:1] == ['/big?size=5000000']
     time.sleep(1)
     assert any('/big?size=5000000' in ln for ln in lines(log)), lines(log)
+
+
+def test_a_path_the_parser_refuses_is_logged_as_http2(gateway, backends, tmp_path):
+    """A :path with a byte past 0x7e passes nghttp2 and is refused (400) by
+    the head parser, on the head made from the stream's fields: the log
+    line said HTTP/1.1, that head's protocol, not the client's."""
+    b, port, log = start_gateway(gateway, backends, tmp_path)
+    c = H2(port)
+    c.request(1, '/café')
+    c.request(3, '/ok')
+    got = c.frames(ended(3))
+    assert response(got, 1)[0][':status'] == '400' and response(got, 3)[0][':status'] == '200'
+    wait_for(lambda: len(lines(log)) == 2, what='two lines')
+    bad = next(ln for ln in lines(log) if ln.endswith(' 400'))
+    assert bad.startswith('HTTP/2.0 GET /caf'), lines(log)
+    assert [r.target for r in b.requests] == ['/ok']
