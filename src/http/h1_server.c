@@ -429,6 +429,12 @@ static void drain(pt_conn_t *c)
 /* Closing: the content source, the filters and HTTP/2 let go. */
 static void closed(pt_conn_t *c)
 {
+    if (!c->req && c->in_request && c->acc->ls->kind == PT_LS_ADMIN && c->ilen > c->ipos && pt_req_start(c, NULL)) {
+        /* the admin API starts a request once its body is in: one whose
+         * client left before is logged as a traffic request is (499) */
+        c->req->ent.bytes_in = c->ilen - c->ipos;
+        log_what_came(c);
+    }
     pt_req_t *r = c->req;
     if (r && r->proxy) {
         pt_proxy_abort(r->proxy);

@@ -602,3 +602,21 @@ def test_the_admin_log_is_made_for_the_workers_user_and_rotated(gateway, tmpdir_
         request(admin, 'GET', '/status')  # a worker may reopen after the first of these
         time.sleep(0.1)
     assert '/status 200' in lines(alog) and lines(alog + '.1')[0] == '/healthz 200'
+
+
+def test_an_admin_request_whose_body_is_cut_short_is_logged(gateway, tmpdir_path):
+    """The admin API starts a request once its body is in: a client that
+    sent the head and part of the body, then left, was in no log at all
+    (the traffic listener logs it 499)."""
+    port, admin = free_port(), free_port()
+    alog = os.path.join(tmpdir_path, 'admin.log')
+    gateway(gw_config(port, admin=f'admin: {{ address: 127.0.0.1:{admin}, access_log: {alog} }}\n',
+                      routes=respond_route('r', '/*')), workers=1)
+    s = socket.create_connection(('127.0.0.1', admin))
+    s.sendall(b'POST /upstreams/x/targets HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabc')
+    time.sleep(0.2)
+    s.close()
+    assert request(admin, 'GET', '/healthz')[0] == 200
+    got = wait_lines(alog, 2)
+    assert got[0].startswith('127.0.0.1 - - [') and '"POST /upstreams/x/targets HTTP/1.1" 499' in got[0], got
+    assert '"GET /healthz HTTP/1.1" 200' in got[1], got
