@@ -315,7 +315,7 @@ static int grow(uint32_t rows, uint32_t nblocks, const pt_metrics_conf_t *mc)
         return 0;
     }
     if (old && t.nall == MAX_OLDER) {
-        errno = EBUSY; /* so many replaced zones still in use: the reload fails, and is tried again later */
+        errno = EBUSY; /* so many replaced zones still in use: the reload fails (master.c says why) */
         return -1;
     }
     uint32_t cap = old && old->cap >= rows ? old->cap : 256;

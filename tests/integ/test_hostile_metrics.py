@@ -427,3 +427,45 @@ routes: [{{ name: r, match: {{ paths: ["/*"] }}, respond: {{ status: 200 }} }}]
     assert value(s, 'portico_requests_total', route='', method='GET', code='431') == 1
     assert value(s, 'portico_requests_total', route='r', method='GET', code='200') == 1
     assert value(s, 'portico_response_bytes_total', route='') == len('431 Request Header Fields Too Large\n')
+
+
+def test_a_fifth_zone_change_while_old_workers_drain_says_why_it_failed(gateway, backends):
+    """Each reload that changes the metrics zone (other latency_buckets)
+    keeps the zone it replaced while old workers count into it; four are
+    kept.  The fifth failed with "cannot map shared memory: Device or
+    resource busy", which told the operator nothing."""
+    b = backends(delay_ms=20000)
+    port, admin = free_port(), free_port()
+
+    def conf(i):
+        return f'''shutdown_timeout: 60s
+listeners: [{{ name: main, address: "127.0.0.1:{port}", timeouts: {{ header: 60s }} }}]
+admin: {{ address: "127.0.0.1:{admin}" }}
+metrics: {{ latency_buckets: [{0.1 * (i + 1):.1f}, 5] }}
+upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
+routes: [{{ name: slow, match: {{ paths: ["/*"] }}, upstream: up }}]
+'''
+    g = gateway(conf(0), workers=1)
+    held = []
+    try:
+        for i in range(1, 5):  # each generation keeps a request in flight, so its worker drains
+            s = socket.create_connection(('127.0.0.1', port))
+            s.sendall(b'GET /held HTTP/1.1\r\nHost: x\r\n\r\n')
+            held.append(s)
+            wait_for(lambda: len(b.requests) == i, what='the request upstream')
+            g.write(conf(i))
+            g.reload()
+        s = socket.create_connection(('127.0.0.1', port))
+        s.sendall(b'GET /held HTTP/1.1\r\nHost: x\r\n\r\n')
+        held.append(s)
+        wait_for(lambda: len(b.requests) == 5, what='the request upstream')
+        g.write(conf(5))
+        g.reload(ok=False)
+        assert re.search(r'reload failed: the metrics of four earlier reloads .* still counted into by old workers',
+                         g.log()), g.log()[-2000:]
+        assert 'Device or resource busy' not in g.log()
+        s, _ = parse(scrape(admin))
+        assert value(s, 'portico_config_generation') == 5
+    finally:
+        for s in held:
+            s.close()
