@@ -203,7 +203,11 @@ static int compile_template(pt_conf_ctx_t *cc, pt_accesslog_conf_t *a, const pt_
         while (is_var_char(*p))
             p++;
         if (parse_var(cc, a, name, (size_t)(p - name), &segs[k]) < 0) {
-            pt_conf_error(cc, fn, "unknown variable $%.*s in the access log format", (int)(p - name), name);
+            const char *e = p;
+            while ((*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || (*e >= '0' && *e <= '9') || *e == '_')
+                e++; /* the name as written, for the message */
+            pt_conf_error(cc, fn, "unknown variable $%.*s in the access log format%s", (int)(e - name), name,
+                          e > p ? " (variables are lower case)" : "");
             return -1;
         }
         if (!glue)
@@ -285,6 +289,11 @@ int pt_accesslog_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     else {
         pt_conf_error(cc, fn, "format \"%s\": expected combined, common, json, or a template with $variables",
                       a->format);
+        return -1;
+    }
+    const pt_node_t *fl = pt_node_get(n, "fields");
+    if (fl && !a->fields.n) { /* [] would be the default set, silently */
+        pt_conf_error_key(cc, n, "fields", "fields: [] lists no field (leave it out for the default set)");
         return -1;
     }
     if (a->fields.n && a->kind != PT_ALOG_JSON) {
