@@ -167,8 +167,8 @@ static const pt_directive_t access_log_keys[] = {
      NULL, 0, "list of strings",
      "With format: json, the fields of each line, in order, each the name of a variable above without its $ "
      "(time is $time_iso8601, under the key time): [time, status, http_x_request_id, sent_http_content_type]. "
-     "An unknown name is an error. Unset: time, remote_addr, method, target, protocol, status, bytes_in, "
-     "bytes_out, request_time, route, request_id, host, user_agent, referer, upstream_addr, upstream_status, "
+     "An unknown name is an error. Unset or empty (as -T prints it): time, remote_addr, method, target, "
+     "protocol, status, bytes_in, bytes_out, request_time, route, request_id, host, user_agent, referer, upstream_addr, upstream_status, "
      "upstream_time, tls_protocol, tls_cipher, completion and consumer. Numbers are JSON numbers (null when "
      "absent), other fields strings (\"\" when absent)."},
     {"sample", PT_T_CUSTOM, F(pt_accesslog_conf_t, policy.sample), "1", 0, 0, NULL, NULL, NULL,

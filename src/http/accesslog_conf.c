@@ -291,11 +291,6 @@ int pt_accesslog_compile(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
                       a->format);
         return -1;
     }
-    const pt_node_t *fl = pt_node_get(n, "fields");
-    if (fl && !a->fields.n) { /* [] would be the default set, silently */
-        pt_conf_error_key(cc, n, "fields", "fields: [] lists no field (leave it out for the default set)");
-        return -1;
-    }
     if (a->fields.n && a->kind != PT_ALOG_JSON) {
         pt_conf_error_key(cc, n, "fields", "fields go with format: json (a template names its own)");
         return -1;
