@@ -63,6 +63,9 @@ int pt_metrics_prepare(const pt_config_t *c, int nworkers);
 /* A reload failed (after pt_zone_abandon): the zone of the serving
  * configuration is the one in use again. */
 void pt_metrics_abandon(void);
+/* Why a load failed with errno err, when it is the metrics' own refusal
+ * (EBUSY: four replaced zones still counted into); else NULL. */
+const char *pt_metrics_refusal(int err);
 /* A block for a new worker (its own, or 0: the shared one), and the zone
  * it is in, to be handed back with pt_metrics_fold when it exits. */
 int pt_metrics_take_block(void **zone);

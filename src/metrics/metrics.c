@@ -346,6 +346,14 @@ static int grow(uint32_t rows, uint32_t nblocks, const pt_metrics_conf_t *mc)
     return 0;
 }
 
+const char *pt_metrics_refusal(int err)
+{
+    return err == EBUSY ? "the metrics of four earlier reloads that changed the metrics zone (more routes, other "
+                          "latency_buckets) are still counted into by old workers: reload again once they have "
+                          "exited (shutdown_timeout bounds it)"
+                        : NULL;
+}
+
 void pt_metrics_abandon(void)
 {
     if (!t.before || t.before == t.zone)

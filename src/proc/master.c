@@ -786,12 +786,8 @@ static void resolved(void)
     m.zone_mark = pt_zone_mark();
     pt_zone_t *upzone = prepare_zones(nc);
     if (!upzone) {
-        if (errno == EBUSY) /* pt_metrics: four metrics zones replaced, each still counted into */
-            snprintf(err, sizeof(err), "the metrics of four earlier reloads that changed the metrics zone "
-                                       "(more routes, other latency_buckets) are still counted into by old "
-                                       "workers: reload again once they have exited (shutdown_timeout bounds it)");
-        else
-            snprintf(err, sizeof(err), "cannot map shared memory: %s", strerror(errno));
+        const char *why = pt_metrics_refusal(errno);
+        snprintf(err, sizeof(err), why ? "%s" : "cannot map shared memory: %s", why ? why : strerror(errno));
         pt_zone_abandon(m.zone_mark);
         pt_metrics_abandon();
         prepare_zones(m.conf); /* the modules' zones are the serving generation's again */

@@ -24,6 +24,15 @@ routes:
 '''
 
 
+def proxied(port, admin, backend_port):
+    """Route p proxied to one backend, and the admin listener."""
+    return f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
+admin: {{ address: "127.0.0.1:{admin}" }}
+upstreams: [{{ name: up, targets: ["127.0.0.1:{backend_port}"] }}]
+routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
+'''
+
+
 def route_lines(text, route):
     return [l for l in text.splitlines() if not l.startswith('#') and f'route="{route}"' in l]
 
@@ -200,11 +209,7 @@ def test_more_than_64_status_pairs_make_one_other_series(gateway, backends):
     method="other",code="other" samples, and Prometheus keeps only one."""
     b = backends()
     port, admin = free_port(), free_port()
-    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
-admin: {{ address: "127.0.0.1:{admin}" }}
-upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
-routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
-''', workers=2)
+    g = gateway(proxied(port, admin, b.port), workers=2)
     codes = iter(c for c in range(200, 600) if c not in (204, 304))
     sent = [0]
 
@@ -344,11 +349,7 @@ def test_a_named_pair_in_the_retired_block_keeps_its_name(gateway, backends):
     that had been shown by name vanished into it."""
     b = backends()
     port, admin = free_port(), free_port()
-    g = gateway(f'''listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
-admin: {{ address: "127.0.0.1:{admin}" }}
-upstreams: [{{ name: up, targets: ["127.0.0.1:{b.port}"] }}]
-routes: [{{ name: p, match: {{ paths: ["/*"] }}, upstream: up }}]
-''', workers=1)
+    g = gateway(proxied(port, admin, b.port), workers=1)
     sent = [0]
 
     def send(method, code, n=1):
