@@ -20,6 +20,12 @@
 
 typedef struct pt_arena_chunk pt_arena_chunk_t;
 
+/* A chunk's own bookkeeping; an arena with chunk size PT_ARENA_BLOCK_CHUNK
+ * takes its chunks from the connection buffer pool (bufpool.h) and gives
+ * them back there. */
+#define PT_ARENA_CHUNK_HDR 32
+#define PT_ARENA_BLOCK_CHUNK (4096 - PT_ARENA_CHUNK_HDR)
+
 typedef struct pt_arena {
     pt_arena_chunk_t *head;
     size_t chunk_size;

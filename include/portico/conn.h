@@ -10,6 +10,7 @@
 #include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -57,11 +58,15 @@ struct pt_conn {
     pt_acceptor_t *acc;
     pt_conn_t *next, *prev;
     struct event ev, timer;
-    struct sockaddr_storage peer;
+    union { /* read it as (const struct sockaddr *)&c->peer */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer; /* not a sockaddr_storage: 100 bytes less on every idle connection */
     char peer_ip[48]; /* the client's address as text, made once when needed */
     uint8_t peer_ip_len;
 
-    char *ibuf;
+    char *ibuf; /* NULL while idle; a pool block (icap PT_BUF_SMALL), or grown past it */
     size_t ipos, ilen, icap;
     pt_outq_t out;
     pt_arena_t arena; /* the current request's: reset when it ends */
@@ -97,6 +102,13 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
 pt_conn_t *pt_conn_stream(pt_conn_t *parent, const pt_conn_ops_t *ops);
 /* Queues a copy of s; out of memory: the connection closes. */
 void pt_conn_queue(pt_conn_t *c, const void *s, size_t n);
+/* Grows the input buffer to at least cap bytes (an idle connection has
+ * none: its first is a pool block).  False when out of memory. */
+bool pt_conn_ibuf_grow(pt_conn_t *c, size_t cap);
+/* Nothing to do (no request, nothing buffered or queued): the input
+ * buffer, the output queue's block and the arena's chunk go back to the
+ * pool, to be taken again when bytes arrive.  Does nothing otherwise. */
+void pt_conn_idle(pt_conn_t *c);
 /* Reads from the client: 1 on progress, 0 when nothing was read. */
 int pt_conn_read(pt_conn_t *c);
 /* Writes what is queued: 1 if it wrote something, 0 if not, -1 when the

@@ -41,6 +41,9 @@ void pt_h2_goaway_close(pt_conn_t *c);
 void pt_h2_free(pt_conn_t *c);
 /* For the idle timer: streams open on c. */
 size_t pt_h2_streams(const pt_conn_t *c);
+/* No stream open and nothing to send: the session's idle memory may be
+ * given back after a while (h2_mem.h). */
+void pt_h2_idle(pt_conn_t *c);
 
 /* Stream connections: their reads and writes, and their end. */
 int pt_h2_stream_read(pt_conn_t *sc);

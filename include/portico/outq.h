@@ -19,14 +19,21 @@ typedef struct pt_outq_hold {
     void (*release)(struct pt_outq_hold *h, bool sent);
 } pt_outq_hold_t;
 
+typedef struct pt_outq_seg {
+    const char *ext; /* NULL: bytes at buf + off */
+    size_t off, n;
+    pt_outq_hold_t *hold; /* released when this segment is sent or dropped */
+} pt_outq_seg_t;
+
+/* The segments and the first PT_OUTQ_INLINE copied bytes share one pool
+ * block (bufpool.h), taken when something is first queued and given back
+ * by pt_outq_release: an idle connection's queue holds no memory. */
+#define PT_OUTQ_INLINE (4096 - PT_OUTQ_SEGS * sizeof(pt_outq_seg_t))
+
 typedef struct pt_outq {
-    char *buf; /* copied bytes */
+    char *buf; /* copied bytes: the block's inline room, or a larger buffer of its own */
     size_t len, cap;
-    struct {
-        const char *ext; /* NULL: bytes at buf + off */
-        size_t off, n;
-        pt_outq_hold_t *hold; /* released when this segment is sent or dropped */
-    } seg[PT_OUTQ_SEGS];
+    pt_outq_seg_t *seg; /* PT_OUTQ_SEGS of them, at the start of the block; NULL: no block */
     int first, nseg;
     size_t pending; /* bytes not yet sent */
     size_t refs;    /* of them, bytes in referenced spans */
@@ -76,6 +83,9 @@ ssize_t pt_outq_flush_fn(pt_outq_t *q, pt_write_fn fn, void *ctx);
 void pt_outq_truncate(pt_outq_t *q, size_t pending);
 /* Drops everything queued. */
 void pt_outq_reset(pt_outq_t *q);
+/* Drops everything queued and gives the memory back (an idle connection);
+ * the queue takes it again when something is queued. */
+void pt_outq_release(pt_outq_t *q);
 void pt_outq_free(pt_outq_t *q);
 
 #endif

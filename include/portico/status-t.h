@@ -24,6 +24,10 @@ typedef struct pt_status_worker {
     uint64_t limit_fallbacks;  /* limit decisions made locally because Redis could not be asked */
     uint8_t redis_fallback;    /* its Redis client is in a fallback episode now */
     uint64_t trace_exported, trace_dropped, trace_failed_exports; /* spans sent, spans lost, exports failed */
+    /* its connection buffers (bufpool.h) at its last heartbeat: held by
+     * connections with work, and kept free for the next ones */
+    uint32_t bufs_small, bufs_large, bufs_small_free, bufs_large_free;
+    uint32_t h2_idle_pages; /* pages idle HTTP/2 sessions gave back, since it started */
 } pt_status_worker_t;
 
 typedef struct pt_status {

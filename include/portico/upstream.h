@@ -9,12 +9,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "portico/bufpool.h"
 #include "portico/config-t.h"
 #include "portico/outq.h"
 #include "portico/str.h"
 
 #define PT_UPCONN_MAGIC 0x5550434eu
-#define PT_UPCONN_IBUF (64 * 1024)
+#define PT_UPCONN_IBUF PT_BUF_LARGE /* from the pool (bufpool.h), held only while in use */
 
 typedef struct pt_worker pt_worker_t;
 typedef struct pt_upconn pt_upconn_t;
@@ -146,7 +147,7 @@ struct pt_upconn {
     pt_target_t *t;
     void *owner; /* NULL while idle in the pool */
     pt_upconn_fn on_io, on_timeout;
-    char *ibuf;
+    char *ibuf; /* NULL while idle in the pool */
     size_t ipos, ilen, icap;
     pt_outq_t out;
     bool readable, writable, eof;

@@ -174,10 +174,15 @@ static char *status_json(pt_worker_t *w, size_t *len)
         int64_t age = mono_ms - __atomic_load_n(&sw->heartbeat_ms, __ATOMIC_RELAXED);
         fprintf(f,
                 "%s{\"pid\":%d,\"slot\":%d,\"generation\":%u,\"state\":\"%s\",\"started\":\"%s\","
-                "\"heartbeat_age_ms\":%lld,\"access_log_lost\":%llu}",
+                "\"heartbeat_age_ms\":%lld,\"access_log_lost\":%llu,\"buffers\":{\"small\":%u,\"large\":%u,"
+                "\"small_free\":%u,\"large_free\":%u},\"h2_idle_pages_returned\":%u}",
                 first ? "" : ",", (int)sw->pid, sw->slot, sw->generation, state_names[sw->state], ws,
                 (long long)(age > 0 ? age : 0),
-                (unsigned long long)__atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED));
+                (unsigned long long)__atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED),
+                __atomic_load_n(&sw->bufs_small, __ATOMIC_RELAXED), __atomic_load_n(&sw->bufs_large, __ATOMIC_RELAXED),
+                __atomic_load_n(&sw->bufs_small_free, __ATOMIC_RELAXED),
+                __atomic_load_n(&sw->bufs_large_free, __ATOMIC_RELAXED),
+                __atomic_load_n(&sw->h2_idle_pages, __ATOMIC_RELAXED));
         lost += __atomic_load_n(&sw->access_log_lost, __ATOMIC_RELAXED);
         first = 0;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "portico/arena.h"
+#include "portico/bufpool.h"
 
 /* Under AddressSanitizer the arena poisons what it has not handed out, as
  * varnish's workspace emulator does: a chunk's slack is poisoned, each
@@ -38,6 +39,16 @@ struct pt_arena_chunk {
     _Alignas(max_align_t) unsigned char data[];
 };
 
+_Static_assert(sizeof(pt_arena_chunk_t) == PT_ARENA_CHUNK_HDR, "PT_ARENA_BLOCK_CHUNK makes one PT_BUF_SMALL block");
+
+/* A chunk of the size of a pool block comes from the pool (a connection's
+ * request arena, given back when the connection is idle). */
+static pt_arena_chunk_t *chunk_mem(size_t size)
+{
+    size_t total = sizeof(pt_arena_chunk_t) + size;
+    return total == PT_BUF_SMALL ? pt_buf_get(PT_BUF_SMALL) : malloc(total);
+}
+
 #define ALIGN(n) (((n) + _Alignof(max_align_t) - 1) & ~(size_t)(_Alignof(max_align_t) - 1))
 
 void pt_arena_init(pt_arena_t *a, size_t chunk_size, size_t budget)
@@ -52,7 +63,7 @@ void pt_arena_init(pt_arena_t *a, size_t chunk_size, size_t budget)
 static pt_arena_chunk_t *add_chunk(pt_arena_t *a, size_t need)
 {
     size_t size = need > a->chunk_size ? need : a->chunk_size;
-    pt_arena_chunk_t *c = malloc(sizeof(*c) + size);
+    pt_arena_chunk_t *c = chunk_mem(size);
     if (!c)
         return NULL;
     POISON(c->data, size);
@@ -79,7 +90,7 @@ void *pt_arena_alloc(pt_arena_t *a, size_t n)
         /* A big allocation gets its own chunk behind the current one, so the
          * free space left in the current chunk is not wasted. */
         if (c && take > a->chunk_size / 4) {
-            pt_arena_chunk_t *big = malloc(sizeof(*big) + take);
+            pt_arena_chunk_t *big = chunk_mem(take);
             if (!big) {
                 a->overflow = true;
                 return NULL;
@@ -150,7 +161,10 @@ char *pt_arena_printf(pt_arena_t *a, const char *fmt, ...)
 static void free_chunk(pt_arena_chunk_t *c)
 {
     UNPOISON(c->data, c->size);
-    free(c);
+    if (sizeof(*c) + c->size == PT_BUF_SMALL)
+        pt_buf_put(c, PT_BUF_SMALL);
+    else
+        free(c);
 }
 
 void pt_arena_reset(pt_arena_t *a)

@@ -346,8 +346,13 @@ static void run(pt_conn_t *c)
         switch (c->state) {
         case PT_CS_H2:
             pt_h2_run(c);
-            if (!c->dead)
-                arm_timer(c);
+            if (c->dead)
+                return;
+            if (!pt_h2_streams(c)) { /* no stream open: the session alone is kept */
+                pt_conn_idle(c);
+                pt_h2_idle(c);
+            }
+            arm_timer(c);
             return;
         case PT_CS_PROXY:
             pt_proxy_run(c->req->proxy); /* it hands back with pt_h1_source_done */
@@ -392,6 +397,8 @@ static void run(pt_conn_t *c)
             progress = 1;
         }
         if (!progress) {
+            if (c->state == PT_CS_HEAD && !c->in_request)
+                pt_conn_idle(c); /* waiting for the next request: no buffers held meanwhile */
             arm_timer(c);
             return;
         }

@@ -22,11 +22,13 @@
 #include <strings.h>
 
 #include "portico/accesslog.h"
+#include "portico/bufpool.h"
 #include "portico/conn.h"
 #include "portico/err-t.h"
 #include "portico/h1_parser.h"
 #include "portico/h1_server.h"
 #include "portico/h2.h"
+#include "portico/h2_mem.h"
 #include "portico/http.h"
 #include "portico/listener.h"
 #include "portico/log.h"
@@ -111,6 +113,7 @@ struct pt_h2 {
     int32_t last_id;            /* the highest stream the client opened */
     int32_t opened[RECENT_IDS]; /* the last streams it opened (a ring) */
     unsigned nopened;
+    pt_h2_mem_t mem; /* nghttp2's allocations, and the idle list (h2_mem.c) */
 };
 
 /* The rapid-reset defence: RST_STREAM from the client spends a token; the
@@ -484,14 +487,10 @@ int pt_h2_stream_read(pt_conn_t *sc)
         sc->ipos = 0;
     }
     if (sc->icap - sc->ilen < avail && sc->icap < 256 * 1024) {
-        size_t cap = sc->icap * 2 < 256 * 1024 ? sc->icap * 2 : 256 * 1024;
+        size_t cap = sc->icap ? sc->icap : PT_BUF_SMALL;
         while (cap < sc->ilen + avail && cap < 256 * 1024)
             cap *= 2;
-        char *nb = realloc(sc->ibuf, cap);
-        if (nb) {
-            sc->ibuf = nb;
-            sc->icap = cap;
-        }
+        pt_conn_ibuf_grow(sc, cap < 256 * 1024 ? cap : 256 * 1024); /* out of memory: what fits */
     }
     size_t room = sc->icap - sc->ilen, n = avail < room ? avail : room;
     if (!n)
@@ -579,6 +578,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     pt_h2_stream_t *st = calloc(1, sizeof(*st));
     if (!st)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    pt_h2_mem_busy(&h->mem);
     st->h2 = h;
     st->id = f->hd.stream_id;
     st->body_left = -1;
@@ -859,8 +859,14 @@ int pt_h2_start(pt_conn_t *c)
                                                2 * (uint64_t)lc->http2_settings.reset_rate);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
+    /* responses are not indexed (as nginx): no table of ours kept per connection */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
+    /* a stream is forgotten when it closes (no RFC 7540 priority tree of
+     * closed streams): the stream table of an idle session is empty */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     nghttp2_option_set_max_send_header_block_length(opt, STREAM_BUFFER); /* max_headers fields (64 KiB by default) */
-    int rc = nghttp2_session_server_new2(&h->s, cb, h, opt);
+    nghttp2_mem mem = pt_h2_mem_allocator(&h->mem); /* copied into the session */
+    int rc = nghttp2_session_server_new3(&h->s, cb, h, opt, &mem);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rc) {
@@ -903,7 +909,16 @@ static int queue_frames(pt_h2_t *h, size_t high)
             return -1;
         moved = 1;
     }
+    if (moved)
+        pt_h2_mem_busy(&h->mem); /* the frame buffer is in use until nghttp2 is asked again */
     return moved;
+}
+
+void pt_h2_idle(pt_conn_t *c)
+{
+    pt_h2_t *h = c->h2;
+    if (h && !h->nstreams && pt_outq_empty(&c->out) && !nghttp2_session_want_write(h->s))
+        pt_h2_mem_idle(&h->mem, pt_worker_now_us(c->w) / 1000);
 }
 
 /* The end: GOAWAY with this code (and whatever else is queued) goes out if
@@ -1010,5 +1025,6 @@ void pt_h2_free(pt_conn_t *c)
         stream_free(st);
     }
     nghttp2_session_del(h->s);
+    pt_h2_mem_busy(&h->mem); /* off the idle list */
     free(h);
 }

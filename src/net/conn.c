@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "portico/assert.h"
+#include "portico/bufpool.h"
 #include "portico/conn.h"
 #include "portico/io.h"
 #include "portico/log.h"
@@ -27,7 +28,6 @@
 #include "portico/tls.h"
 #include "portico/value.h"
 
-#define IBUF_MIN 4096
 #define LINGER_MS 2000
 #define SPARE_MAX 256
 
@@ -64,6 +64,54 @@ int pt_conn_flush(pt_conn_t *c)
 
 /* ---- input ---- */
 
+bool pt_conn_ibuf_grow(pt_conn_t *c, size_t cap)
+{
+    if (cap <= c->icap)
+        return true;
+    if (cap <= PT_BUF_SMALL && !c->ibuf) {
+        if (!(c->ibuf = pt_buf_get(PT_BUF_SMALL)))
+            return false;
+        c->icap = PT_BUF_SMALL;
+        return true;
+    }
+    if (cap < PT_BUF_SMALL * 2)
+        cap = PT_BUF_SMALL * 2; /* a block is PT_BUF_SMALL exactly, and nothing else is */
+    char *b;
+    if (c->icap == PT_BUF_SMALL) { /* out of the pool block */
+        if (!(b = malloc(cap)))
+            return false;
+        memcpy(b, c->ibuf, c->ilen);
+        pt_buf_put(c->ibuf, PT_BUF_SMALL);
+    } else if (!(b = realloc(c->ibuf, cap))) {
+        return false;
+    }
+    c->ibuf = b;
+    c->icap = cap;
+    return true;
+}
+
+/* The input buffer goes back (empty: nothing in it is needed). */
+static void ibuf_release(pt_conn_t *c)
+{
+    if (c->icap == PT_BUF_SMALL)
+        pt_buf_put(c->ibuf, PT_BUF_SMALL);
+    else
+        free(c->ibuf);
+    c->ibuf = NULL;
+    c->icap = c->ipos = c->ilen = 0;
+}
+
+void pt_conn_idle(pt_conn_t *c)
+{
+    if (c->ipos != c->ilen || !pt_outq_empty(&c->out) || c->req)
+        return; /* there is work after all */
+    if (!c->ibuf && !c->out.seg && !c->arena.head)
+        return; /* given back already */
+    ibuf_release(c);
+    pt_outq_release(&c->out);
+    pt_arena_free(&c->arena);
+}
+
 int pt_conn_read(pt_conn_t *c)
 {
     if (c->ops->read)
@@ -77,16 +125,19 @@ int pt_conn_read(pt_conn_t *c)
     }
     const pt_listener_conf_t *lc = c->acc->ls->conf;
     size_t max = (lc ? (size_t)lc->max_header_size : 32768) + 1024;
-    if ((c->icap - c->ilen < 512 || c->state == PT_CS_PROXY) && c->icap < max) {
-        /* a head that does not fit yet, or a body to stream: grow */
-        size_t cap = c->state == PT_CS_PROXY || c->icap * 2 > max ? max : c->icap * 2;
-        char *b = realloc(c->ibuf, cap);
-        if (!b) {
+    if (!c->ibuf) { /* idle until now: the pool's block */
+        if (!pt_conn_ibuf_grow(c, PT_BUF_SMALL)) {
             c->closing = true;
             return 1;
         }
-        c->ibuf = b;
-        c->icap = cap;
+    }
+    if ((c->icap - c->ilen < 512 || c->state == PT_CS_PROXY) && c->icap < max) {
+        /* a head that does not fit yet, or a body to stream: grow */
+        size_t cap = c->state == PT_CS_PROXY || c->icap * 2 > max ? max : c->icap * 2;
+        if (!pt_conn_ibuf_grow(c, cap)) {
+            c->closing = true;
+            return 1;
+        }
     }
     if (c->icap == c->ilen)
         return 0; /* full: the parser will have said 431 */
@@ -336,43 +387,25 @@ void pt_conn_nodelay(pt_conn_t *c)
 static void destroy(pt_conn_t *c)
 {
     pt_arena_free(&c->arena);
-    free(c->ibuf);
+    ibuf_release(c);
     pt_outq_free(&c->out);
     free(c);
 }
 
-/* A connection with its buffers, zeroed: a closed one reused (no malloc)
- * or a new one.  NULL when out of memory. */
+/* A connection, zeroed, with no buffers yet (they come from the pool when
+ * there is work): a closed one reused (no malloc) or a new one.  NULL
+ * when out of memory. */
 static pt_conn_t *alloc_conn(pt_worker_t *w)
 {
     pt_conn_t *c = w->spare;
-    char *ibuf;
-    pt_arena_t arena;
-    pt_outq_t outq = {0};
-    size_t icap = IBUF_MIN;
     if (c) {
         w->spare = c->next;
         w->nspare--;
-        ibuf = c->ibuf;
-        icap = c->icap;
-        arena = c->arena;
-        outq = c->out;
-    } else {
-        c = malloc(sizeof(*c));
-        ibuf = malloc(IBUF_MIN);
-        pt_arena_init(&arena, 4096, 64 * 1024);
-        if (!c || !ibuf) {
-            free(c);
-            free(ibuf);
-            pt_arena_free(&arena);
-            return NULL;
-        }
+    } else if (!(c = malloc(sizeof(*c)))) {
+        return NULL;
     }
     memset(c, 0, sizeof(*c));
-    c->arena = arena;
-    c->out = outq;
-    c->icap = icap;
-    c->ibuf = ibuf;
+    pt_arena_init(&c->arena, PT_ARENA_BLOCK_CHUNK, 64 * 1024);
     c->magic = PT_CONN_MAGIC;
     return c;
 }
@@ -389,7 +422,7 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
     c->w = w;
     c->acc = a;
     c->ops = a->ops;
-    c->peer = *peer;
+    memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in));
     c->writable = true;
     c->readable = true; /* try at once: the request often arrived with the connection */
     const pt_tls_conf_t *tls = a->ls->conf ? &a->ls->conf->tls : NULL;
@@ -478,9 +511,11 @@ void pt_conn_free(pt_conn_t *c)
 {
     pt_worker_t *w = c->w;
     c->magic = 0;
-    if (w->nspare < SPARE_MAX && !w->draining && c->icap <= 64 * 1024) {
-        pt_arena_reset(&c->arena);
-        pt_outq_reset(&c->out);
+    if (w->nspare < SPARE_MAX && !w->draining) {
+        /* kept for the next accept, without buffers (the pool has them) */
+        pt_arena_free(&c->arena);
+        ibuf_release(c);
+        pt_outq_release(&c->out);
         c->next = w->spare;
         w->spare = c;
         w->nspare++;

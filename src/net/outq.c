@@ -6,7 +6,28 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "portico/bufpool.h"
 #include "portico/outq.h"
+
+_Static_assert(PT_OUTQ_SEGS * sizeof(pt_outq_seg_t) < PT_BUF_SMALL / 2, "the segments leave room for copies");
+
+static char *inline_buf(const pt_outq_t *q)
+{
+    return (char *)(q->seg + PT_OUTQ_SEGS);
+}
+
+/* The block of segments and first copies, taken when the queue is used. */
+static bool take_block(pt_outq_t *q)
+{
+    if (q->seg)
+        return true;
+    if (!(q->seg = pt_buf_get(PT_BUF_SMALL)))
+        return false;
+    q->buf = inline_buf(q);
+    q->cap = PT_OUTQ_INLINE;
+    q->len = 0;
+    return true;
+}
 
 static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n, pt_outq_hold_t *hold)
 {
@@ -32,15 +53,18 @@ static void add_seg(pt_outq_t *q, const char *ext, size_t off, size_t n, pt_outq
 
 char *pt_outq_reserve(pt_outq_t *q, size_t n)
 {
-    if (q->nseg == PT_OUTQ_SEGS)
+    if (q->nseg == PT_OUTQ_SEGS || !take_block(q))
         return NULL;
     if (q->cap - q->len < n) {
-        size_t cap = q->cap ? q->cap : 2048;
+        size_t cap = q->cap;
         while (cap - q->len < n)
             cap *= 2;
-        char *b = realloc(q->buf, cap);
+        bool own = q->buf != inline_buf(q);
+        char *b = own ? realloc(q->buf, cap) : malloc(cap);
         if (!b)
             return NULL;
+        if (!own)
+            memcpy(b, q->buf, q->len);
         q->buf = b;
         q->cap = cap;
     }
@@ -71,7 +95,7 @@ bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n)
 {
     if (!n)
         return true;
-    if (q->nseg == PT_OUTQ_SEGS)
+    if (q->nseg == PT_OUTQ_SEGS || !take_block(q))
         return false;
     add_seg(q, p, 0, n, NULL);
     return true;
@@ -79,7 +103,7 @@ bool pt_outq_ref(pt_outq_t *q, const void *p, size_t n)
 
 bool pt_outq_ref_held(pt_outq_t *q, const void *p, size_t n, pt_outq_hold_t *hold)
 {
-    if (q->nseg == PT_OUTQ_SEGS || !n)
+    if (q->nseg == PT_OUTQ_SEGS || !n || !take_block(q))
         return false;
     add_seg(q, p, 0, n, hold);
     return true;
@@ -123,9 +147,22 @@ void pt_outq_reset(pt_outq_t *q)
     q->pending = q->refs = 0;
     if (q->cap > 64 * 1024) { /* a burst is over: give the memory back */
         free(q->buf);
-        q->buf = NULL;
-        q->cap = 0;
+        q->buf = inline_buf(q);
+        q->cap = PT_OUTQ_INLINE;
     }
+}
+
+void pt_outq_release(pt_outq_t *q)
+{
+    pt_outq_reset(q);
+    if (!q->seg)
+        return;
+    if (q->buf != inline_buf(q))
+        free(q->buf);
+    pt_buf_put(q->seg, PT_BUF_SMALL);
+    q->seg = NULL;
+    q->buf = NULL;
+    q->cap = 0;
 }
 
 /* w bytes of the queue were written: drop them from the front. */
@@ -202,8 +239,6 @@ ssize_t pt_outq_flush_fn(pt_outq_t *q, pt_write_fn fn, void *ctx)
 
 void pt_outq_free(pt_outq_t *q)
 {
-    for (int i = q->first; i < q->first + q->nseg; i++)
-        release(q, i);
-    free(q->buf);
+    pt_outq_release(q);
     memset(q, 0, sizeof(*q));
 }

@@ -19,9 +19,11 @@
 
 #include "portico/accesslog.h"
 #include "portico/assert.h"
+#include "portico/bufpool.h"
 #include "portico/conn.h"
 #include "portico/h1_server.h"
 #include "portico/grpc.h"
+#include "portico/h2_mem.h"
 #include "portico/limit_filter.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
@@ -290,6 +292,16 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     pt_worker_t *w = arg;
     PT_CHECK_MAGIC(w, PT_WORKER_MAGIC);
     beat(w);
+    pt_buf_trim(); /* what a burst of connections took goes back to the system */
+    size_t pages = pt_h2_mem_trim(pt_worker_now_us(w) / 1000); /* and what idle HTTP/2 sessions hold */
+    pt_buf_stats_t bs;
+    pt_buf_stats(&bs);
+    pt_status_worker_t *sw = &w->status->workers[w->board];
+    __atomic_store_n(&sw->bufs_small, (uint32_t)bs.small_out, __ATOMIC_RELAXED);
+    __atomic_store_n(&sw->bufs_large, (uint32_t)bs.large_out, __ATOMIC_RELAXED);
+    __atomic_store_n(&sw->bufs_small_free, (uint32_t)bs.small_free, __ATOMIC_RELAXED);
+    __atomic_store_n(&sw->bufs_large_free, (uint32_t)bs.large_free, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sw->h2_idle_pages, (uint32_t)pages, __ATOMIC_RELAXED);
     if (w->redis) { /* for /status: is this worker counting locally for want of Redis? */
         pt_redis_stats_t st;
         pt_redis_stats(w->redis, &st);
@@ -411,6 +423,7 @@ static void teardown(pt_worker_t *w)
     event_base_loop(w->base, EVLOOP_NONBLOCK);
     event_base_loop(w->base, EVLOOP_NONBLOCK);
     event_base_free(w->base);
+    pt_buf_free_all(); /* the pool's free blocks: every connection is gone */
 }
 
 int pt_worker_run(pt_worker_t *w)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "portico/assert.h"
+#include "portico/bufpool.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/tls.h"
@@ -149,10 +150,9 @@ pt_upconn_t *pt_pool_connect(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
     if (fd < 0)
         return NULL;
     pt_upconn_t *uc = calloc(1, sizeof(*uc));
-    char *ibuf = malloc(PT_UPCONN_IBUF);
-    if (!uc || !ibuf) {
+    char *ibuf = uc ? pt_buf_get(PT_UPCONN_IBUF) : NULL;
+    if (!ibuf) {
         free(uc);
-        free(ibuf);
         close(fd);
         errno = ENOMEM;
         return NULL;
@@ -168,7 +168,7 @@ pt_upconn_t *pt_pool_connect(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
     uc->connecting = true;
     if (u->conf->scheme == PT_SCHEME_HTTPS && !(uc->ssl = pt_upstream_tls_new(u, t, fd))) {
         free(uc);
-        free(ibuf);
+        pt_buf_put(ibuf, PT_UPCONN_IBUF);
         close(fd);
         errno = ENOMEM;
         return NULL;
@@ -195,6 +195,11 @@ pt_upconn_t *pt_pool_acquire(pt_worker_t *w, pt_upstream_t *u, pt_target_t *t)
                             t->name);
             pt_upconn_close(uc);
             continue;
+        }
+        if (!(uc->ibuf = pt_buf_get(PT_UPCONN_IBUF))) { /* idle, it held none */
+            pt_upconn_close(uc);
+            errno = ENOMEM;
+            return NULL;
         }
         uc->readable = false;
         uc->reused = true;
@@ -227,6 +232,10 @@ void pt_pool_release(pt_upconn_t *uc, bool reusable)
     }
     uc->readable = false;
     uc->ipos = uc->ilen = 0;
+    /* idle: its buffers go back to the pool until it is taken again */
+    pt_buf_put(uc->ibuf, PT_UPCONN_IBUF);
+    uc->ibuf = NULL;
+    pt_outq_release(&uc->out);
     uc->next = uc->t->idle;
     uc->t->idle = uc;
     uc->t->nidle++;
@@ -256,7 +265,7 @@ void pt_upconn_close(pt_upconn_t *uc)
 void pt_upconn_free(pt_upconn_t *uc)
 {
     pt_outq_free(&uc->out);
-    free(uc->ibuf);
+    pt_buf_put(uc->ibuf, PT_UPCONN_IBUF);
     uc->magic = 0;
     free(uc);
 }

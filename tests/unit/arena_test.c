@@ -4,6 +4,7 @@
 
 #include "../unit/tap.h"
 #include "portico/arena.h"
+#include "portico/bufpool.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define ARENA_TEST_ASAN 1
@@ -57,8 +58,36 @@ static void poisoning(void)
 #endif
 }
 
+/* A connection's arena (chunk size PT_ARENA_BLOCK_CHUNK) takes its chunk
+ * from the buffer pool and gives it back when freed; its big allocations
+ * are malloc's as before. */
+static void pool_chunks(void)
+{
+    pt_buf_stats_t st0, st;
+    pt_buf_stats(&st0);
+    pt_arena_t a;
+    pt_arena_init(&a, PT_ARENA_BLOCK_CHUNK, 64 * 1024);
+    pt_buf_stats(&st);
+    ok(st.small_out == st0.small_out, "an arena takes nothing before its first allocation");
+    char *p = pt_arena_alloc(&a, 100);
+    pt_buf_stats(&st);
+    ok(p && st.small_out == st0.small_out + 1, "its chunk is one pool block");
+    ok(pt_arena_alloc(&a, 3000) && pt_arena_alloc(&a, 2000), "a big allocation beside it");
+    pt_buf_stats(&st);
+    ok(st.small_out == st0.small_out + 1, "the big one is not a pool block");
+    pt_arena_reset(&a);
+    pt_buf_stats(&st);
+    ok(st.small_out == st0.small_out + 1, "reset keeps the block");
+    pt_arena_free(&a);
+    pt_buf_stats(&st);
+    ok(st.small_out == st0.small_out, "freed: the block is back in the pool");
+    ok(pt_arena_alloc(&a, 10) != NULL, "a freed arena is used again");
+    pt_arena_free(&a);
+}
+
 int main(void)
 {
+    pool_chunks();
     pt_arena_t a;
     pt_arena_init(&a, 256, 0);
     char *p = pt_arena_alloc(&a, 10), *q = pt_arena_alloc(&a, 10);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../unit/tap.h"
+#include "portico/bufpool.h"
 #include "portico/head.h"
 #include "portico/outq.h"
 
@@ -61,12 +62,96 @@ static void holds(int fd, int peer)
 }
 
 
+/* An idle queue gives its block back; used again, it takes one, and what
+ * it holds past the block's inline room (a grown buffer) is intact. */
+static void release_and_again(int fd, int peer)
+{
+    pt_buf_stats_t st0, st;
+    pt_buf_stats(&st0);
+    pt_outq_t q = {0};
+    ok(q.seg == NULL && q.buf == NULL, "a new queue holds no memory");
+    pt_outq_copy(&q, "abc", 3);
+    pt_buf_stats(&st);
+    ok(q.seg != NULL && st.small_out == st0.small_out + 1, "the first bytes take a pool block");
+    char big[10000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)('a' + i % 26);
+    ok(pt_outq_copy(&q, big, sizeof(big)), "copies past the inline room grow a buffer of its own");
+    ok(q.cap >= 3 + sizeof(big) && q.buf != (char *)(q.seg + PT_OUTQ_SEGS), "not the inline room any more");
+    char got[16384];
+    ok(pt_outq_flush(&q, fd) == 3 + (ssize_t)sizeof(big) && drain(peer, got, sizeof(got)) == 3 + sizeof(big) &&
+           memcmp(got, "abc", 3) == 0 && memcmp(got + 3, big, sizeof(big)) == 0,
+       "what moved from the inline room to the grown buffer is sent whole, in order");
+    pt_outq_release(&q);
+    pt_buf_stats(&st);
+    ok(q.seg == NULL && q.buf == NULL && q.cap == 0 && st.small_out == st0.small_out, "released: the block is back");
+    pt_outq_release(&q);
+    ok(q.seg == NULL, "released twice: nothing happens");
+    for (int round = 0; round < 3; round++) {
+        pt_outq_copy(&q, "x", 1);
+        pt_outq_ref(&q, big, 5);
+        pt_outq_flush(&q, fd);
+        char b[8] = {0};
+        drain(peer, b, sizeof(b) - 1);
+        ok(strcmp(b, "xabcde") == 0, "taken again after a release: the bytes are right");
+        pt_outq_release(&q);
+    }
+    pt_outq_free(&q);
+}
+
+/* The pool: blocks come back to a bounded free list; past the bound they
+ * go to the allocator. */
+static void pool(void)
+{
+    pt_buf_stats_t st0, st;
+    pt_buf_stats(&st0);
+    void *a = pt_buf_get(PT_BUF_SMALL), *b = pt_buf_get(PT_BUF_LARGE);
+    ok(a && b, "a block of each size");
+    memset(a, 1, PT_BUF_SMALL);
+    memset(b, 2, PT_BUF_LARGE);
+    pt_buf_stats(&st);
+    ok(st.small_out == st0.small_out + 1 && st.large_out == st0.large_out + 1, "counted as held");
+    pt_buf_put(a, PT_BUF_SMALL);
+    pt_buf_put(b, PT_BUF_LARGE);
+    pt_buf_put(NULL, PT_BUF_SMALL);
+    pt_buf_stats(&st);
+    ok(st.small_out == st0.small_out && st.large_out == st0.large_out && st.small_free >= 1 && st.large_free >= 1,
+       "given back: on the free lists");
+    ok(pt_buf_get(PT_BUF_SMALL) == a, "the next one is the last given back (warm)");
+    pt_buf_put(a, PT_BUF_SMALL);
+    enum { N = 1000 };
+    static void *many[N];
+    for (int i = 0; i < N; i++)
+        many[i] = pt_buf_get(PT_BUF_SMALL);
+    for (int i = 0; i < N; i++)
+        pt_buf_put(many[i], PT_BUF_SMALL);
+    pt_buf_stats(&st);
+    ok(st.small_free >= N && st.small_out == st0.small_out, "a burst: kept until the heartbeat (it was the peak)");
+    for (int i = 0; i < N; i++) /* a steady load of that size takes them without the allocator */
+        many[i] = pt_buf_get(PT_BUF_SMALL);
+    for (int i = 0; i < N; i++)
+        pt_buf_put(many[i], PT_BUF_SMALL);
+    pt_buf_trim();
+    pt_buf_stats(&st);
+    ok(st.small_free >= N && st.trims == st0.trims, "the first heartbeat after it: still the last interval's peak");
+    pt_buf_trim();
+    pt_buf_stats(&st);
+    ok(st.small_free == 256 && st.trims == st0.trims + 1,
+       "the next: 256 kept, the rest freed, and the allocator asked to give it back");
+    pt_buf_trim();
+    pt_buf_stats_t st2;
+    pt_buf_stats(&st2);
+    ok(st2.trims == st.trims, "nothing freed since: not asked again");
+}
+
 int main(void)
 {
     int sv[2];
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    pool();
+    release_and_again(sv[0], sv[1]);
     pt_outq_t q = {0};
     static const char body[] = "BODY-BYTES";
     ok(pt_outq_copy(&q, "HEAD ", 5) && pt_outq_copy(&q, "MORE ", 5), "copies");
