@@ -7,17 +7,23 @@
  * pooled upstream connection) gives them back, and takes them again when
  * bytes arrive, as nginx's keep-alive handler does.
  *
- * Each process keeps a free list of each size (a worker is a process: no
- * locks), bounded by the most blocks it had out at once since its last
- * heartbeat (and at least 1 MiB of each), so a steady load takes and
- * gives back without the allocator.  pt_buf_trim (the heartbeat) frees
- * what a past burst left, and since the allocator keeps freed memory
- * resident, asks it to give free pages back to the system once enough was
- * freed since the * last time.  In an AddressSanitizer build a block on a free list is
- * poisoned: a pointer kept into a released buffer is reported. */
+ * Blocks are carved from slabs of 1 MiB (so they never sit between the
+ * small objects of the heap, where a freed block's pages could not go
+ * back to the system while a neighbour lives).  Each process keeps a free
+ * list of each size (a worker is a process: no locks), bounded by the
+ * most blocks it had out at once since its last heartbeat (and at least
+ * 1 MiB of each), so a steady load takes and gives back without a system
+ * call.  Past the bound a block's pages go back to the system
+ * (MADV_DONTNEED) and the block waits, cold, on a second list: a burst of
+ * connections leaves no resident memory once it is over.  pt_buf_trim
+ * (the heartbeat) does that for what a past burst left free, and asks
+ * malloc to give back what the burst's connections freed.  In an
+ * AddressSanitizer build a free block is poisoned: a pointer kept into a
+ * released buffer is reported. */
 #ifndef PORTICO_BUFPOOL_H
 #define PORTICO_BUFPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,11 +41,17 @@
 #define PT_BUF_ASAN 0 /* with ASan every block goes through bufpool.c, which poisons free ones */
 #endif
 
-/* A free list (the two are bufpool.c's; inline below for the fast path). */
+/* A size's blocks (the two are bufpool.c's; inline below for the fast
+ * path). */
 typedef struct pt_buf_pool {
-    void *head; /* a free block starts with the next one's address */
+    void *head; /* free blocks, resident: each starts with the next one's address */
     size_t nfree, out, keep, size;
-    size_t peak; /* the most handed out at once since the last heartbeat */
+    size_t peak;     /* the most handed out at once since the last heartbeat */
+    char *bump, *end; /* the newest slab's blocks not handed out yet */
+    void **cold;     /* free blocks whose pages went back to the system */
+    size_t ncold, coldcap;
+    void **slabs;
+    size_t nslabs;
 } pt_buf_pool_t;
 extern pt_buf_pool_t pt_buf_pools[2];
 void *pt_buf_get_slow(pt_buf_pool_t *p);
@@ -81,7 +93,7 @@ static inline void pt_buf_put(void *b, size_t size)
     p->nfree++;
     p->out--;
 }
-/* Frees the blocks on the free lists (a worker's exit). */
+/* Frees every slab (a worker's exit: no block may be in use). */
 void pt_buf_free_all(void);
 /* The heartbeat: frees the free blocks past the last interval's peak,
  * and returns free memory to the system when enough was freed since the
@@ -90,8 +102,9 @@ void pt_buf_trim(void);
 
 typedef struct pt_buf_stats {
     uint64_t small_out, large_out;   /* blocks handed out now */
-    uint64_t small_free, large_free; /* on the free lists */
-    uint64_t trims;                  /* times memory was handed back */
+    uint64_t small_free, large_free; /* free and resident */
+    uint64_t small_cold, large_cold; /* free, their pages given back */
+    uint64_t trims;                  /* heartbeats that gave memory back */
 } pt_buf_stats_t;
 void pt_buf_stats(pt_buf_stats_t *s);
 
