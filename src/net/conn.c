@@ -271,7 +271,11 @@ void pt_conn_start_linger(pt_conn_t *c)
     shutdown(c->fd, SHUT_WR);
     c->state = PT_CS_LINGER;
     c->readable = true;
-    c->ipos = c->ilen = 0;
+    /* what still comes is read into the stack and dropped: the buffers go back */
+    ibuf_release(c);
+    pt_outq_release(&c->out);
+    if (!c->req)
+        pt_arena_free(&c->arena);
     pt_conn_timer(c, PT_TM_LINGER, LINGER_MS);
     pt_conn_reschedule(c); /* what is already there raises no new edge */
 }
