@@ -80,6 +80,15 @@ void *pt_buf_get_slow(pt_buf_pool_t *p)
     return b;
 }
 
+/* A free block kept resident, for the next taker. */
+static void push_hot(pt_buf_pool_t *p, void *b)
+{
+    *(void **)b = p->head;
+    p->head = b;
+    p->nfree++;
+    POISON(b, p->size);
+}
+
 /* A free block's pages go back to the system; the block waits, cold. */
 static void give_back(pt_buf_pool_t *p, void *b)
 {
@@ -87,10 +96,7 @@ static void give_back(pt_buf_pool_t *p, void *b)
         size_t cap = p->coldcap ? p->coldcap * 2 : 1024;
         void **cold = realloc(p->cold, cap * sizeof(*cold));
         if (!cold) { /* keep it resident, then */
-            *(void **)b = p->head;
-            p->head = b;
-            p->nfree++;
-            POISON(b, p->size);
+            push_hot(p, b);
             return;
         }
         p->cold = cold;
@@ -109,10 +115,7 @@ void pt_buf_put_slow(pt_buf_pool_t *p, void *b)
         give_back(p, b);
         return;
     }
-    *(void **)b = p->head;
-    p->head = b;
-    p->nfree++;
-    POISON(b, p->size);
+    push_hot(p, b);
 }
 
 void pt_buf_free_all(void)

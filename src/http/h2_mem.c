@@ -72,10 +72,10 @@ static void *mem_realloc(void *p, size_t n, void *u)
     pt_h2_mem_t *m = u;
     if (!p && n >= FBUF_MIN && m->fbuf < 0) {
         void *q = paged(m, n, false);
-        if (q)
+        if (q) {
             m->fbuf = find(m, q);
-        if (q)
             return q;
+        }
     }
     int i = find(m, p);
     void *q = realloc(p, n);

@@ -101,15 +101,21 @@ static void ibuf_release(pt_conn_t *c)
     c->icap = c->ipos = c->ilen = 0;
 }
 
+/* The input buffer, the output queue's block and the arena's chunk go
+ * back to the pool (nothing in them is needed any more). */
+static void release_buffers(pt_conn_t *c)
+{
+    ibuf_release(c);
+    pt_outq_release(&c->out);
+    pt_arena_free(&c->arena);
+}
+
 void pt_conn_idle(pt_conn_t *c)
 {
     if (c->ipos != c->ilen || !pt_outq_empty(&c->out) || c->req)
         return; /* there is work after all */
-    if (!c->ibuf && !c->out.seg && !c->arena.head)
-        return; /* given back already */
-    ibuf_release(c);
-    pt_outq_release(&c->out);
-    pt_arena_free(&c->arena);
+    if (c->ibuf || c->out.seg || c->arena.head)
+        release_buffers(c);
 }
 
 int pt_conn_read(pt_conn_t *c)
@@ -390,9 +396,7 @@ void pt_conn_nodelay(pt_conn_t *c)
 /* A connection and its buffers, gone for good. */
 static void destroy(pt_conn_t *c)
 {
-    pt_arena_free(&c->arena);
-    ibuf_release(c);
-    pt_outq_free(&c->out);
+    release_buffers(c);
     free(c);
 }
 
@@ -516,10 +520,7 @@ void pt_conn_free(pt_conn_t *c)
     pt_worker_t *w = c->w;
     c->magic = 0;
     if (w->nspare < SPARE_MAX && !w->draining) {
-        /* kept for the next accept, without buffers (the pool has them) */
-        pt_arena_free(&c->arena);
-        ibuf_release(c);
-        pt_outq_release(&c->out);
+        release_buffers(c); /* kept for the next accept, without buffers (the pool has them) */
         c->next = w->spare;
         w->spare = c;
         w->nspare++;
