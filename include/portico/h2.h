@@ -41,6 +41,9 @@ void pt_h2_goaway_close(pt_conn_t *c);
 void pt_h2_free(pt_conn_t *c);
 /* For the idle timer: streams open on c. */
 size_t pt_h2_streams(const pt_conn_t *c);
+/* Streams are open but none has a request under way: what is left waits
+ * on the client (its window, the rest of a head). */
+bool pt_h2_waits_on_client(const pt_conn_t *c);
 /* No stream open and nothing to send: the session's idle memory may be
  * given back after a while (h2_mem.h). */
 void pt_h2_idle(pt_conn_t *c);

@@ -211,8 +211,17 @@ static void arm_timer(pt_conn_t *c)
     if (c->state == PT_CS_LINGER || c->state == PT_CS_FILTER) {
         return; /* the linger's own, or the filters' deadline */
     } else if (c->state == PT_CS_H2 && pt_outq_empty(&c->out) && pt_h2_streams(c)) {
-        pt_conn_timer(c, PT_TM_NONE, -1); /* streams open: each has its own timers */
-        return;
+        if (!pt_h2_waits_on_client(c)) {
+            pt_conn_timer(c, PT_TM_NONE, -1); /* requests under way: each has its own timers */
+            return;
+        }
+        /* WIP (issue 17 review, finding 1): streams whose answers wait on
+         * the client's window, or heads it never finished: a deadline, not
+         * moved by its PINGs */
+        if (c->timer_kind == TM_SEND)
+            return;
+        kind = TM_SEND;
+        ms = lc ? lc->timeouts.send : 30000;
     } else if (!pt_outq_empty(&c->out)) {
         kind = TM_SEND;
         ms = lc ? lc->timeouts.send : 30000;

@@ -895,6 +895,16 @@ size_t pt_h2_streams(const pt_conn_t *c)
     return c->h2 ? c->h2->nstreams : 0;
 }
 
+bool pt_h2_waits_on_client(const pt_conn_t *c)
+{
+    if (!c->h2)
+        return false;
+    for (const pt_h2_stream_t *st = c->h2->streams; st; st = st->next)
+        if (st->sc)
+            return false; /* a request under way: its own timers */
+    return true;
+}
+
 /* Moves what nghttp2 has to send onto the socket's queue, up to `high`
  * bytes queued.  -1 when out of memory, else whether anything moved. */
 static int queue_frames(pt_h2_t *h, size_t high)
