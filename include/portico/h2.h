@@ -42,8 +42,9 @@ void pt_h2_free(pt_conn_t *c);
 /* For the idle timer: streams open on c. */
 size_t pt_h2_streams(const pt_conn_t *c);
 /* Streams are open but none has a request under way: what is left waits
- * on the client (its window, the rest of a head). */
-bool pt_h2_waits_on_client(const pt_conn_t *c);
+ * on the client (its window, the rest of a head).  *moved: response body
+ * went out since the last call (the send deadline moves with it). */
+bool pt_h2_waits_on_client(pt_conn_t *c, bool *moved);
 /* No stream open and nothing to send: the session's idle memory may be
  * given back after a while (h2_mem.h). */
 void pt_h2_idle(pt_conn_t *c);

@@ -211,14 +211,15 @@ static void arm_timer(pt_conn_t *c)
     if (c->state == PT_CS_LINGER || c->state == PT_CS_FILTER) {
         return; /* the linger's own, or the filters' deadline */
     } else if (c->state == PT_CS_H2 && pt_outq_empty(&c->out) && pt_h2_streams(c)) {
-        if (!pt_h2_waits_on_client(c)) {
+        bool moved = false;
+        if (!pt_h2_waits_on_client(c, &moved)) {
             pt_conn_timer(c, PT_TM_NONE, -1); /* requests under way: each has its own timers */
             return;
         }
-        /* WIP (issue 17 review, finding 1): streams whose answers wait on
-         * the client's window, or heads it never finished: a deadline, not
-         * moved by its PINGs */
-        if (c->timer_kind == TM_SEND)
+        /* Answers wait on the client's window (or heads it never
+         * finished): timeouts.send between two sends, as nginx's
+         * send_timeout; its PINGs and SETTINGS do not move it. */
+        if (c->timer_kind == TM_SEND && !moved)
             return;
         kind = TM_SEND;
         ms = lc ? lc->timeouts.send : 30000;

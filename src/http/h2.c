@@ -106,6 +106,8 @@ struct pt_h2 {
      * is refused (REFUSED_STREAM: the client may retry it). */
     size_t running_heads, waiting_heads;
     bool squeezed; /* a stream waits for the budget */
+    uint64_t body_out, body_out_seen; /* response body bytes framed, and as of the last
+                                       * pt_h2_waits_on_client (the send deadline moves with them) */
     bool goaway;      /* draining: the shutdown notice went out */
     bool goaway_last; /* and the final GOAWAY, after a PING round trip */
     double reset_tokens; /* resets the client may still send (a token bucket) */
@@ -303,6 +305,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
         memcpy(out, st->body.p + st->body.pos, n);
     st->body.pos += n;
     st->h2->body_bytes -= n;
+    st->h2->body_out += n;
     buf_compact(&st->body);
     if (st->body_done && st->body.len == st->body.pos) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -895,13 +898,23 @@ size_t pt_h2_streams(const pt_conn_t *c)
     return c->h2 ? c->h2->nstreams : 0;
 }
 
-bool pt_h2_waits_on_client(const pt_conn_t *c)
+static bool waits_on_client(const pt_h2_t *h)
 {
-    if (!c->h2)
+    if (!h->nstreams)
         return false;
-    for (const pt_h2_stream_t *st = c->h2->streams; st; st = st->next)
+    for (const pt_h2_stream_t *st = h->streams; st; st = st->next)
         if (st->sc)
             return false; /* a request under way: its own timers */
+    return true;
+}
+
+bool pt_h2_waits_on_client(pt_conn_t *c, bool *moved)
+{
+    pt_h2_t *h = c->h2;
+    if (!h || !waits_on_client(h))
+        return false;
+    *moved = h->body_out != h->body_out_seen;
+    h->body_out_seen = h->body_out;
     return true;
 }
 
@@ -989,6 +1002,11 @@ void pt_h2_run(pt_conn_t *c)
          * queues (flow control, max_outbound_ack) and spots floods */
         if (c->readable && !c->eof)
             progress |= pt_conn_read(c);
+        /* A short read took the last bytes, and a reset (or end) that came
+         * on the same edge brings no new one: with every stream waiting on
+         * the client nothing else would look, so the socket is asked. */
+        if (!progress && !c->readable && !c->eof && waits_on_client(h) && pt_conn_peek_end(c))
+            progress = 1;
         if (!progress)
             return;
     }

@@ -367,6 +367,19 @@ bool pt_conn_reset_seen(pt_conn_t *c)
     return false; /* bytes (pipelined), or an end: a half-close is served */
 }
 
+bool pt_conn_peek_end(pt_conn_t *c)
+{
+    if (c->eof || pt_conn_is_stream(c))
+        return c->eof;
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        c->eof = true;
+        c->reset = n < 0;
+    }
+    return c->eof;
+}
+
 const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size)
 {
     pt_addr_format((const struct sockaddr *)&c->peer, buf, size);
