@@ -489,11 +489,15 @@ int pt_h2_stream_read(pt_conn_t *sc)
         sc->ilen -= sc->ipos;
         sc->ipos = 0;
     }
-    if (sc->icap - sc->ilen < avail && sc->icap < 256 * 1024) {
+    /* the head built from a header list of max_header_size must fit whole
+     * (its fields lose their 32 bytes of HPACK overhead and gain 4) */
+    size_t max = (size_t)st->h2->c->acc->ls->conf->max_header_size + 4096;
+    max = max > 256 * 1024 ? max : 256 * 1024;
+    if (sc->icap - sc->ilen < avail && sc->icap < max) {
         size_t cap = sc->icap ? sc->icap : PT_BUF_SMALL;
-        while (cap < sc->ilen + avail && cap < 256 * 1024)
+        while (cap < sc->ilen + avail && cap < max)
             cap *= 2;
-        pt_conn_ibuf_grow(sc, cap < 256 * 1024 ? cap : 256 * 1024); /* out of memory: what fits */
+        pt_conn_ibuf_grow(sc, cap < max ? cap : max); /* out of memory: what fits */
     }
     size_t room = sc->icap - sc->ilen, n = avail < room ? avail : room;
     if (!n)
@@ -856,7 +860,10 @@ int pt_h2_start(pt_conn_t *c)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    nghttp2_option_set_max_continuations(opt, 8);
+    /* CONTINUATION floods end the connection; a header list as large as
+     * max_header_size still fits, in frames of 16 KiB (SETTINGS_MAX_FRAME_SIZE) */
+    size_t continuations = (size_t)lc->max_header_size / 16384 + 2;
+    nghttp2_option_set_max_continuations(opt, continuations > 8 ? continuations : 8);
     /* nghttp2's own limit, above ours (which says ENHANCE_YOUR_CALM) */
     nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)lc->http2_settings.reset_burst,
                                                2 * (uint64_t)lc->http2_settings.reset_rate);

@@ -416,7 +416,7 @@ static void destroy(pt_conn_t *c)
 /* A connection, zeroed, with no buffers yet (they come from the pool when
  * there is work): a closed one reused (no malloc) or a new one.  NULL
  * when out of memory. */
-static pt_conn_t *alloc_conn(pt_worker_t *w)
+static pt_conn_t *alloc_conn(pt_worker_t *w, const pt_listener_conf_t *lc)
 {
     pt_conn_t *c = w->spare;
     if (c) {
@@ -426,14 +426,18 @@ static pt_conn_t *alloc_conn(pt_worker_t *w)
         return NULL;
     }
     memset(c, 0, sizeof(*c));
-    pt_arena_init(&c->arena, PT_ARENA_BLOCK_CHUNK, 64 * 1024);
+    /* A request's working memory: its head may be copied twice (parsed
+     * fields, the head forwarded upstream), so the bound follows the
+     * listener's max_header_size (a 1m head got 500, not its answer). */
+    size_t mhs = lc ? (size_t)lc->max_header_size : 32768, budget = 2 * mhs + 16 * 1024;
+    pt_arena_init(&c->arena, PT_ARENA_BLOCK_CHUNK, budget > 64 * 1024 ? budget : 64 * 1024);
     c->magic = PT_CONN_MAGIC;
     return c;
 }
 
 void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct sockaddr_storage *peer)
 {
-    pt_conn_t *c = alloc_conn(w);
+    pt_conn_t *c = alloc_conn(w, a->ls->conf);
     if (!c) {
         close(fd);
         pt_log_error("out of memory accepting a connection");
@@ -473,7 +477,7 @@ void pt_conn_accept(pt_worker_t *w, pt_acceptor_t *a, int fd, const struct socka
 pt_conn_t *pt_conn_stream(pt_conn_t *parent, const pt_conn_ops_t *ops)
 {
     pt_worker_t *w = parent->w;
-    pt_conn_t *c = alloc_conn(w);
+    pt_conn_t *c = alloc_conn(w, parent->acc->ls->conf);
     if (!c)
         return NULL;
     c->fd = -1;

@@ -367,3 +367,49 @@ def test_a_request_at_max_headers_is_forwarded(gateway, backends):
     out = raw(port, head)
     assert out.startswith(b'HTTP/1.1 200 '), out[:100]
     assert len(b.requests[-1].headers) >= 997
+
+
+@pytest.mark.parametrize('total', [70000, 500000, 1000000, 1048576 + 100])
+def test_a_head_up_to_max_header_size_1m_is_forwarded(gateway, backends, total):
+    """max_header_size: 1m (its largest).  Heads past about 64 KiB got 500
+    (the request's working memory had a fixed 64 KiB bound, and the head
+    forwarded upstream did not fit); they must reach the upstream whole,
+    over HTTP/1.1 and HTTP/2, and a head past the limit gets 431."""
+    from hyperframe.frame import ContinuationFrame, HeadersFrame
+    from test_h2 import RawH2, ended, response
+    b = backends()
+    port = free_port()
+    gateway(proxy_config(port, [b.port]).replace(f'address: 127.0.0.1:{port}\n',
+                                                  f'address: 127.0.0.1:{port}\n    http2: true\n'
+                                                  f'    max_header_size: 1m\n', 1), workers=1)
+    # fields of 60,000 bytes: the test backend reads lines of at most 64 KiB
+    n, last = divmod(total - 200, 60000)
+    fields = [(f'x-f{i}', chr(ord('a') + i % 26) * 60000) for i in range(n)] + [('x-last', 'z' * last)]
+    fits = total <= 1 << 20
+    head = b'GET /big-head HTTP/1.1\r\nHost: t\r\n' + \
+        b''.join(f'{k}: {v}\r\n'.encode() for k, v in fields) + b'Connection: close\r\n\r\n'
+    out = raw(port, head, timeout=15)
+    assert out.startswith(b'HTTP/1.1 200 ' if fits else b'HTTP/1.1 431 '), out[:100]
+    if fits:
+        got = dict((k.lower(), v) for k, v in b.requests[-1].headers)
+        assert all(got.get(k) == v for k, v in fields), 'a field did not reach the upstream whole'
+    seen = len(b.requests)
+    c = RawH2(port)
+    block = c.enc.encode([(':method', 'GET'), (':scheme', 'http'), (':authority', 't'), (':path', '/big-head-h2'),
+                          *fields])
+    parts = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+    frames = [HeadersFrame(1)] + [ContinuationFrame(1) for _ in parts[1:]]
+    for f, p in zip(frames, parts):
+        f.data = p
+    frames[0].flags.add('END_STREAM')
+    frames[-1].flags.add('END_HEADERS')
+    c.send(*frames)
+    got = c.frames(ended(1), timeout=15)
+    h, _, _ = response(got, 1)
+    assert h is not None and h[':status'] == ('200' if fits else '431'), (h, got[-3:])
+    if fits:
+        assert len(b.requests) == seen + 1
+        got = dict((k.lower(), v) for k, v in b.requests[-1].headers)
+        assert all(got.get(k) == v for k, v in fields), 'a field did not reach the upstream whole over HTTP/2'
+    else:
+        assert len(b.requests) == seen
