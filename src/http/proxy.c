@@ -11,7 +11,8 @@
  * `retries`, `retry_timeout` and the retry budget); a failure before any
  * response byte, or a status in `retry_statuses`, is retried for
  * idempotent requests whose body is still whole in the client buffer; a
- * pooled connection that turns out closed is retried once on a fresh one
+ * pooled connection that turns out closed is retried once on a new one
+ * (never from the pool: the upstream may have closed them all at once)
  * as long as nothing of the response came back. */
 #include "config.h"
 
@@ -560,6 +561,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
     bool got_bytes = uc && (uc->ilen > 0 || p->head_done);
     /* a pooled connection the upstream had closed before we wrote */
     bool stale = reused && !got_bytes && (kind == F_RESET || kind == F_SEND);
+    /* retried once, on a new connection (not the target's fault, not news) */
+    bool stale_retry = stale && p->replayable && p->stale_retries < 1 && !c->w->draining;
     if (p->counted && kind != F_CLIENT_BODY && !stale) {
         const pt_target_t *t = &p->up->targets[p->target];
         if (kind == F_CONNECT || kind == F_TLS)
@@ -585,8 +588,8 @@ static void fail(pt_proxy_t *p, int kind, int err)
         pt_trace_attempt_error(c, error_type[kind]);
     if (kind == F_CLIENT_BODY) {
         pt_log_info("client sent an invalid chunked body, req=%s", c->req->reqid);
-    } else if (!stale) {
-        log_failure(p, what[kind], err); /* a stale pooled connection is no news */
+    } else if (!stale_retry) {
+        log_failure(p, what[kind], err);
     }
     attempt_over(p, -1);
     if (uc) {
@@ -621,7 +624,7 @@ static void fail(pt_proxy_t *p, int kind, int err)
     p->why[0] = '\0';
     if (kind == F_CONNECT || kind == F_CONNECT_TIMEOUT || kind == F_TLS)
         may_retry = retry_allowed(p);
-    else if (stale && p->replayable && p->stale_retries < 1 && !c->w->draining) {
+    else if (stale_retry) {
         p->stale_retries++;
         p->attempts--; /* a stale keep-alive connection is not the target's fault */
         may_retry = true;
@@ -1104,7 +1107,9 @@ static bool start_attempt(pt_proxy_t *p)
     c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     if (c->req->trace) /* a client span, whose id the head upstream now carries */
         pt_trace_attempt_start(c, t);
-    pt_upconn_t *uc = pt_pool_acquire(c->w, p->up, t);
+    /* after a stale pooled connection, a new one: the upstream may have
+     * closed the others it had with us at the same moment */
+    pt_upconn_t *uc = p->stale_retries ? pt_pool_connect(c->w, p->up, t) : pt_pool_acquire(c->w, p->up, t);
     if (!uc) {
         int err = errno;
         p->uc = NULL;
