@@ -891,6 +891,10 @@ int pt_h2_start(pt_conn_t *c)
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)lc->http2_settings.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)lc->http2_settings.initial_window_size},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)lc->max_header_size},
+        /* RFC 9218: no RFC 7540 priority tree (responses go in the order
+         * they come); nghttp2 then skips PRIORITY frames instead of keeping
+         * an idle stream for each id they name */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     c->h2 = h;

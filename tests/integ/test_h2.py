@@ -12,7 +12,7 @@ import time
 
 import hpack
 import pytest
-from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame, PriorityFrame,
                               RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 import pki
@@ -433,3 +433,32 @@ def test_responses_with_many_header_fields_reach_the_client_whole(gateway, backe
     head, body, rst = response(c.frames(ended(1)), 1)
     assert rst is None and head[':status'] == '200' and body == b'many'
     assert [head.get(f'x-h-{i}') for i in range(n)] == [f'v-{i}' for i in range(n)]
+
+
+def test_rfc7540_priorities_are_ignored_but_checked_for_size(gateway, backends):
+    """SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218): the server keeps no
+    priority tree, so PRIORITY frames for idle streams (Firefox's anchors, or
+    a hundred from a hostile client) cost no stream each, and every request
+    is still answered; a PRIORITY frame of the wrong size still ends the
+    connection (FRAME_SIZE_ERROR)."""
+    b = backends()
+    port = free_port()
+    gateway(config(port, b), workers=1)
+    c = RawH2(port)
+    got = c.frames(lambda f: isinstance(f, SettingsFrame) and 'ACK' not in f.flags)
+    assert got[-1].settings.get(0x9) == 1, got[-1].settings  # SETTINGS_NO_RFC7540_PRIORITIES
+    frames = []
+    for k in range(100):
+        p = PriorityFrame(101 + 2 * k)
+        p.depends_on, p.stream_weight = 0, k
+        frames.append(p)
+    p = PriorityFrame(1)
+    p.depends_on = 1  # on itself: an RFC 7540 error, of a signal now ignored
+    c.send(*frames, p)
+    c.request(1, '/after-priorities')
+    head, body, rst = response(c.frames(ended(1)), 1)
+    assert head[':status'] == '200' and body == b'ok /after-priorities' and rst is None
+    raw = PriorityFrame(3, depends_on=1).serialize()
+    c.s.sendall(b'\x00\x00\x04' + raw[3:13])  # a length of 4
+    got = c.frames(lambda f: f is None or isinstance(f, GoAwayFrame))
+    assert isinstance(got[-1], GoAwayFrame) and got[-1].error_code == 6, got[-3:]
