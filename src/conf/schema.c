@@ -203,7 +203,10 @@ static const pt_directive_t timeout_keys[] = {
      "How long a keep-alive connection may wait for its next request."},
     {"send", PT_T_DURATION, F(pt_listener_conf_t, timeouts.send) - F(pt_listener_conf_t, timeouts), "30s", 1,
      3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-     "Longest time without progress while writing to the client."},
+     "Longest time without progress while writing to the client. On HTTP/2 it also bounds the wait on the "
+     "client's flow-control window: a stream whose answer is still coming from upstream is reset (RST_STREAM); "
+     "a connection whose streams all wait on the window, their upstream exchanges over, is closed. Response "
+     "bytes sent restart it; PING and SETTINGS frames do not."},
     {"filters", PT_T_DURATION, F(pt_listener_conf_t, timeouts.filters) - F(pt_listener_conf_t, timeouts), "30s",
      1, 3600000, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "Longest time a request may wait on its filters (a fault-injection delay; forward auth, key sets and "
@@ -331,7 +334,12 @@ static const pt_directive_t listener_keys[] = {
     {"max_request_line", PT_T_SIZE, F(pt_listener_conf_t, max_request_line), "8k", 64, 1 << 20, NULL, NULL, NULL,
      NULL, NULL, 0, NULL, "Longest request line; longer gets 414."},
     {"max_header_size", PT_T_SIZE, F(pt_listener_conf_t, max_header_size), "32k", 256, 1 << 20, NULL, NULL,
-     NULL, NULL, NULL, 0, NULL, "Largest request head (request line and headers); larger gets 431."},
+     NULL, NULL, NULL, 0, NULL, "Largest request head (request line and headers); larger gets 431. On HTTP/2 it is the header list size "
+     "announced in SETTINGS_MAX_HEADER_LIST_SIZE, and a header block may take as many CONTINUATION frames as it "
+     "needs (one per 16 KiB, at least 8); more end the connection. Over HTTP/2 a single field may not pass 64 "
+     "KiB once encoded (nghttp2's limit): a larger one ends the connection (COMPRESSION_ERROR). A request's "
+     "working memory is bounded by twice this size plus 16 KiB (at least 64 KiB); a head that filters grow "
+     "past it (copying a long path into fields) gets 500, and a line in the error log."},
     {"max_headers", PT_T_INT, F(pt_listener_conf_t, max_headers), "100", 1, 1000, NULL, NULL, NULL, NULL, NULL,
      0, NULL, "Most header fields in a request; more gets 431."},
     {"min_body_rate", PT_T_SIZE, F(pt_listener_conf_t, min_body_rate), "1k", 0, 1 << 30, NULL, NULL, NULL, NULL,
@@ -351,7 +359,8 @@ static const pt_directive_t listener_keys[] = {
     {"http2", PT_T_BOOL, F(pt_listener_conf_t, http2), "false", 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL,
      "HTTP/2 as well as HTTP/1.1: offered by ALPN (h2) on a TLS listener, and spoken to clients that open with "
      "the HTTP/2 preface (prior knowledge) on a plain one. Its requests go through the same routes, filters "
-     "and upstream pools."},
+     "and upstream pools. Responses are sent in the order they come: the server announces "
+     "SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218) and skips PRIORITY frames, whose size is still checked."},
     {"http2_settings", PT_T_SECTION, F(pt_listener_conf_t, http2_settings), NULL, 0, 0, NULL, &h2_section, NULL,
      NULL, NULL, 0, NULL, "Limits of HTTP/2 connections."},
     END,
@@ -670,7 +679,9 @@ static const pt_directive_t upstream_keys[] = {
      "How many times a failed attempt is tried again on another target. A failed connect is retried for any "
      "request; a timeout, a reset or a status in retry_statuses only for an idempotent request (GET, HEAD, PUT, "
      "DELETE, OPTIONS, TRACE) whose body is still whole in the buffer. A retry never goes to the target just "
-     "tried while another is up."},
+     "tried while another is up. Apart from these, a kept-alive connection that turns out closed by the upstream "
+     "before any response byte came is tried again once, on a new connection, for any request whose body is "
+     "still whole, and is not logged."},
     {"retry_timeout", PT_T_DURATION, F(pt_upstream_conf_t, retry_timeout), "0s", 0, 3600000, NULL, NULL, NULL, NULL,
      NULL, 0, NULL, "No retry starts this long after the first attempt did; 0: no limit."},
     {"retry_same_target", PT_T_BOOL, F(pt_upstream_conf_t, retry_same_target), "false", 0, 0, NULL, NULL, NULL,

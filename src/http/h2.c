@@ -315,6 +315,10 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     if (st->sc && !st->sc->writable && st->body.len - st->body.pos < STREAM_BUFFER / 2) {
         st->sc->writable = true; /* room again: the stream connection may go on */
         pt_conn_reschedule(st->sc);
+    } else if (n && st->sc && !st->sc->writable && st->sc->timer_kind == PT_TM_SOURCE) {
+        /* bytes went to the client while its stream connection sleeps on
+         * a full buffer: its send timeout starts again */
+        pt_conn_timer(st->sc, PT_TM_SOURCE, st->h2->c->acc->ls->conf->timeouts.send);
     }
     relieve(st->h2);
     return (ssize_t)n;
@@ -741,6 +745,13 @@ static bool stream_id_allowed(pt_h2_t *h, int32_t id)
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *user)
 {
     pt_h2_t *h = user;
+    if (hd->type == NGHTTP2_PRIORITY && hd->stream_id == 0 && !h->c->eof) {
+        /* skipped unread (SETTINGS_NO_RFC7540_PRIORITIES), but still a
+         * connection error (RFC 9113, 6.3) */
+        nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+        h->c->eof = true; /* read no more */
+        return 0;
+    }
     if (hd->type != NGHTTP2_HEADERS || !(hd->stream_id & 1) || h->c->eof || stream_id_allowed(h, hd->stream_id))
         return 0;
     char peer[80];
@@ -909,14 +920,18 @@ size_t pt_h2_streams(const pt_conn_t *c)
     return c->h2 ? c->h2->nstreams : 0;
 }
 
-static bool waits_on_client(const pt_h2_t *h)
+/* No stream has a request under way (or none is open). */
+static bool none_under_way(const pt_h2_t *h)
 {
-    if (!h->nstreams)
-        return false;
     for (const pt_h2_stream_t *st = h->streams; st; st = st->next)
         if (st->sc)
             return false; /* a request under way: its own timers */
     return true;
+}
+
+static bool waits_on_client(const pt_h2_t *h)
+{
+    return h->nstreams && none_under_way(h);
 }
 
 bool pt_h2_waits_on_client(pt_conn_t *c, bool *moved)
@@ -1014,9 +1029,10 @@ void pt_h2_run(pt_conn_t *c)
         if (c->readable && !c->eof)
             progress |= pt_conn_read(c);
         /* A short read took the last bytes, and a reset (or end) that came
-         * on the same edge brings no new one: with every stream waiting on
-         * the client nothing else would look, so the socket is asked. */
-        if (!progress && !c->readable && !c->eof && waits_on_client(h) && pt_conn_peek_end(c))
+         * on the same edge brings no new one: with no request under way
+         * (every stream waiting on the client, or none open) nothing else
+         * would look before a timeout, so the socket is asked. */
+        if (!progress && !c->readable && !c->eof && none_under_way(h) && pt_conn_peek_end(c))
             progress = 1;
         if (!progress)
             return;

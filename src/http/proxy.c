@@ -1150,10 +1150,16 @@ void pt_proxy_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t 
         c->closing = true;
         if (c->req->fx && c->req->fx->detached)
             return; /* a refresh: its client has its answer already */
-        if (head)
+        if (head) {
             pt_req_respond(c, 431, "text/plain", "431 Request Header Fields Too Large\n", 36, NULL, false);
-        else
+        } else {
+            /* the request's working memory (twice max_header_size) ran out:
+             * filters that copy the path or the head into fields */
+            pt_log_error("the head for the upstream did not fit in the request's working memory (%zu bytes of "
+                         "head, filters' edits included), route=%s req=%s",
+                         req->head_len, r->name, c->req->reqid);
             pt_req_respond(c, 500, "text/plain", "500 Internal Server Error\n", 26, NULL, false);
+        }
         return;
     }
     p->c = c;

@@ -413,3 +413,24 @@ def test_a_head_up_to_max_header_size_1m_is_forwarded(gateway, backends, total):
         assert all(got.get(k) == v for k, v in fields), 'a field did not reach the upstream whole over HTTP/2'
     else:
         assert len(b.requests) == seen
+
+
+def test_a_head_that_filters_grow_past_the_working_memory_is_logged(gateway, backends):
+    """A path of 1,000,000 bytes (within max_request_line and
+    max_header_size: 1m) that request-headers copies into two fields: the
+    head for the upstream (about 3 MB) passes the request's working memory
+    (twice max_header_size).  It got 500 with nothing in the error log; the
+    500 stays (the configuration grew the head, not the client), logged."""
+    b = backends()
+    port = free_port()
+    g = gateway(proxy_config(port, [b.port], route='filters: { request-headers: { set: { x-a: "${path}", '
+                                                     'x-b: "${path}" } } }').replace(
+        f'address: 127.0.0.1:{port}\n', f'address: 127.0.0.1:{port}\n    max_header_size: 1m\n'
+        f'    max_request_line: 1m\n', 1), workers=1)
+    path = b'/p' + b'a' * 1000000
+    out = raw(port, b'GET ' + path + b' HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', timeout=15)
+    assert out.startswith(b'HTTP/1.1 500 '), out[:80]
+    assert b.requests == []
+    wait_for(lambda: "did not fit in the request's working memory" in g.log(), 5, what='the error line')
+    out = raw(port, b'GET /p' + b'a' * 30000 + b' HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', timeout=15)
+    assert out.startswith(b'HTTP/1.1 200 '), out[:80]  # a shorter one goes through (the backend reads 64 KiB lines)

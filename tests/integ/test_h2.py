@@ -462,3 +462,8 @@ def test_rfc7540_priorities_are_ignored_but_checked_for_size(gateway, backends):
     c.s.sendall(b'\x00\x00\x04' + raw[3:13])  # a length of 4
     got = c.frames(lambda f: f is None or isinstance(f, GoAwayFrame))
     assert isinstance(got[-1], GoAwayFrame) and got[-1].error_code == 6, got[-3:]
+    # on stream 0: a connection error (RFC 9113, 6.3), though skipped unread
+    c = RawH2(port)
+    c.s.sendall(b'\x00\x00\x05\x02\x00\x00\x00\x00\x00' + b'\x00\x00\x00\x01\x10')
+    got = c.frames(lambda f: f is None or isinstance(f, GoAwayFrame))
+    assert isinstance(got[-1], GoAwayFrame) and got[-1].error_code == 1, got[-3:]

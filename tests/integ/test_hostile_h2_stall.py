@@ -184,3 +184,53 @@ def test_a_slow_reader_that_keeps_reading_is_not_cut(gateway, backends):
     assert done and bytes(body) == want, (len(body), took)
     assert took > 1.5, f'the answer took {took:.1f} s: the test did not wait on the window'
     c.s.close()
+
+
+def test_a_slow_reader_of_an_answer_still_coming_from_upstream_is_not_reset(gateway, backends):
+    """The review of the fix: a 3 MB answer (its upstream exchange under way:
+    the stream connection sleeps on a full buffer) read 16 KiB every 0.3 s.
+    Each WINDOW_UPDATE brings a DATA frame, yet the stream was reset
+    timeouts.send after it first filled: the stream connection's timer only
+    moved when its proxy ran.  Sends must restart it."""
+    g, ports = start(gateway, backends, send='1s')
+    c = H2(ports['main'])
+    c.request(1, '/big?size=3000000')
+    c.flush()
+    got_bytes, t0 = 0, time.time()
+    while time.time() - t0 < 4:
+        got = c.frames(lambda f: f is None or isinstance(f, (GoAwayFrame, RstStreamFrame)), timeout=0.3)
+        for f in got:
+            assert f is not None and not isinstance(f, (GoAwayFrame, RstStreamFrame)), \
+                f'cut after {got_bytes} bytes, {time.time() - t0:.1f} s: {f}'
+            if isinstance(f, DataFrame):
+                got_bytes += len(f.data)
+        for sid in (0, 1):
+            w = WindowUpdateFrame(sid)
+            w.window_increment = 16384
+            c.send(w)
+        c.flush()
+    assert 65535 + 8 * 16384 <= got_bytes < 3000000, got_bytes  # it went on, and was still going
+    c.s.close()
+
+
+def test_a_reset_behind_the_last_frame_of_an_idle_session_ends_it(gateway, backends):
+    """No stream open (the last one finished), the client sends a frame
+    that needs no answer (a WINDOW_UPDATE, an RST_STREAM for the closed
+    stream) and resets the socket right behind it: the session stayed
+    until timeouts.idle (60 s)."""
+    g, ports = start(gateway, backends, send='60s')
+    base_active, _ = status(ports)
+    for i in range(20):
+        c = H2(ports['main'])
+        c.request(1, '/healthz')
+        c.frames(lambda f: isinstance(f, DataFrame) and 'END_STREAM' in f.flags, timeout=5)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        if i % 2:
+            f = WindowUpdateFrame(0)
+            f.window_increment = 1000
+        else:
+            f = RstStreamFrame(1)
+            f.error_code = 8
+        c.s.sendall(f.serialize())
+        c.s.close()
+    wait_for(lambda: status(ports)[0] <= base_active, 10, what=f'the 20 reset sessions closed: {status(ports)}')
