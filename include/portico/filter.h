@@ -45,6 +45,7 @@ enum pt_filter_id {
     PT_FILTER_PATH_REWRITE,
     PT_FILTER_REQUEST_HEADERS,
     PT_FILTER_RESPONSE_HEADERS,
+    PT_FILTER_GRPC_WEB, /* after the header edits: the upstream's Content-Type is its own */
     PT_FILTER_CACHE, /* last: a hit is answered once every other filter has let the request through */
     PT_FILTER__COUNT
 };

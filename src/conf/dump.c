@@ -301,6 +301,8 @@ static const char *type_name(const pt_directive_t *d)
 
 static void man_section(FILE *f, const pt_section_t *s)
 {
+    if (!s->keys[0].key)
+        return; /* a section without keys (grpc-web: {}) has its prose alone */
     fputs(".Bl -tag -width Ds\n", f);
     for (const pt_directive_t *d = s->keys; d->key; d++) {
         fprintf(f, ".It Ic %s Pq Vt %s\n", d->key, type_name(d));

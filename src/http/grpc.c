@@ -35,6 +35,8 @@
 #include "portico/conn.h"
 #include "portico/filter.h"
 #include "portico/grpc.h"
+#include "portico/grpc_web.h"
+#include "portico/http.h"
 #include "portico/h1_server.h"
 #include "portico/h2.h"
 #include "portico/io.h"
@@ -61,7 +63,11 @@ struct pt_grpc {
     char *rq; /* decoded request body not yet sent */
     size_t rq_len, rq_pos, rq_cap;
     bool req_done, deferred, head_sent, resp_done, counted, failed;
-    int64_t start_us;
+    bool raw_body;      /* the body comes as it is (Content-Length), not in chunks */
+    int64_t body_left;  /* of a raw body, the bytes still to come */
+    pt_grpc_web_mode_t web; /* a gRPC-Web call (grpc_web.h) */
+    pt_b64_stream_t b64;    /* its text body's decoder */
+    int64_t start_us, deadline_us; /* deadline_us: from grpc-timeout, 0 without */
     size_t unacked;
     struct event timer;
     pt_grpc_t *next; /* waiting for h, or on h */
@@ -121,11 +127,16 @@ void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char
             msg[m++] = (char)*p;
     }
     msg[m] = '\0';
-    char head[2048];
+    char head[2048], type[64] = "application/grpc";
+    pt_grpc_web_mode_t web = c->req ? pt_grpc_web_of(c->req->fx) : PT_GRPC_WEB_NONE;
+    if (web != PT_GRPC_WEB_NONE) {
+        size_t tn = pt_grpc_web_response_type(web, PT_STR("application/grpc"), type, sizeof(type) - 1);
+        type[tn] = '\0';
+    }
     int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: %d\r\n"
+                     "HTTP/1.1 200 OK\r\ncontent-type: %s\r\ngrpc-status: %d\r\n"
                      "grpc-message: %s\r\n%scontent-length: 0\r\n\r\n",
-                     code, msg, extra ? extra : "");
+                     type, code, msg, extra ? extra : "");
     if (n > 0 && (size_t)n < sizeof(head) && !pt_outq_copy(&c->out, head, (size_t)n))
         c->closing = true;
     c->req->ent.status = 200;
@@ -223,7 +234,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         pt_conn_t *c = g->c;
         if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
             int status = atoi((const char *)value);
-            g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s X\r\n", (int)vlen, value);
+            g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s %s\r\n", (int)vlen, value,
+                                           pt_http_reason(status));
             c->req->ent.upstream_status = status;
             if (g->up->passive)
                 pt_health_report(g->up, g->target,
@@ -231,6 +243,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                                  pt_worker_now_us(c->w) / 1000);
             if (c->req->fx)
                 pt_filters_response(c, c->req->fx, status, false); /* response-headers, CORS */
+        } else if (g->web && nlen == 12 && memcmp(name, "content-type", 12) == 0) {
+            char type[96];
+            size_t tn = pt_grpc_web_response_type(g->web, (pt_str_t){(const char *)value, vlen}, type, sizeof(type));
+            head_add(g, name, nlen, (const uint8_t *)type, tn);
         } else if (nlen && name[0] != ':' &&
                    !(c->req->fx && pt_fx_overrides(c->req->fx->resp, c->req->fx->nresp, (pt_str_t){(const char *)name, nlen}))) {
             head_add(g, name, nlen, value, vlen);
@@ -246,10 +262,43 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return 0;
 }
 
+/* A piece of response body as one chunk; a gRPC-Web text call's in
+ * base64, each piece padded on its own (it is readable as it arrives). */
+static void body_chunk(pt_grpc_t *g, const uint8_t *data, size_t len)
+{
+    char size[24];
+    if (g->web != PT_GRPC_WEB_TEXT) {
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        out(g, size, (size_t)n);
+        out(g, data, len);
+        out(g, "\r\n", 2);
+        return;
+    }
+    char text[4 * 4096];
+    for (size_t i = 0; i < len; i += 3 * 4096) { /* whole quanta but for the last */
+        size_t k = len - i < 3 * 4096 ? len - i : 3 * 4096, tn = pt_b64_encode(data + i, k, text);
+        int n = snprintf(size, sizeof(size), "%zx\r\n", tn);
+        out(g, size, (size_t)n);
+        out(g, text, tn);
+        out(g, "\r\n", 2);
+    }
+}
+
 static void end_response(pt_grpc_t *g)
 {
-    if (g->ntrailers)
+    if (g->web) { /* the trailers: the body's last message, flag 0x80 */
+        size_t cap = 5;
+        for (size_t i = 0; i < g->ntrailers; i++)
+            cap += g->trailers[i].namelen + g->trailers[i].valuelen + 3;
+        uint8_t *fr = pt_arena_alloc(&g->c->arena, cap);
+        size_t n = fr ? pt_grpc_web_trailers(g->trailers, g->ntrailers, fr, cap) : 0;
+        if (!n)
+            g->c->closing = true; /* cut: the client sees no status */
+        else
+            body_chunk(g, fr, n);
+    } else if (g->ntrailers) {
         pt_h2_stream_trailers(g->c, g->trailers, g->ntrailers);
+    }
     out(g, "0\r\n\r\n", 5);
     g->resp_done = true;
 }
@@ -292,11 +341,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
         nghttp2_session_consume(s, id, len);
         return 0;
     }
-    char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    out(g, size, (size_t)n);
-    out(g, data, len);
-    out(g, "\r\n", 2);
+    body_chunk(g, data, len);
     g->c->req->ent.bytes_out += len;
     g->unacked += len;
     pt_conn_reschedule(g->c);
@@ -580,40 +625,93 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
 static void on_call_timer(evutil_socket_t fd, short what, void *arg)
 {
     pt_grpc_t *g = arg;
-    call_fail(g, 4, "upstream timed out");
+    if (g->deadline_us && pt_worker_now_us(g->c->w) >= g->deadline_us - 1000)
+        call_fail(g, 4, "deadline exceeded (grpc-timeout)");
+    else
+        call_fail(g, 4, "upstream timed out");
 }
 
-/* Decodes the chunked request body that has come into c->ibuf. */
+/* grpc-timeout: 1 to 8 digits and a unit (H M S m u n); 0 when absent or
+ * not that. */
+static int64_t grpc_timeout_us(const pt_h1_req_t *req)
+{
+    const pt_h1_header_t *h = pt_h1_find(req, PT_STR("grpc-timeout"));
+    if (!h || h->value.n < 2 || h->value.n > 9)
+        return 0;
+    int64_t v = 0;
+    for (size_t i = 0; i + 1 < h->value.n; i++) {
+        if (h->value.p[i] < '0' || h->value.p[i] > '9')
+            return 0;
+        v = v * 10 + (h->value.p[i] - '0');
+    }
+    switch (h->value.p[h->value.n - 1]) {
+    case 'H': return v * 3600 * 1000000;
+    case 'M': return v * 60 * 1000000;
+    case 'S': return v * 1000000;
+    case 'm': return v * 1000;
+    case 'u': return v;
+    case 'n': return v / 1000 ? v / 1000 : 1;
+    default: return 0;
+    }
+}
+
+/* Appends n bytes of request body to what goes upstream (a gRPC-Web
+ * text body decoded first).  false when the call failed. */
+static bool body_add(pt_grpc_t *g, const char *data, size_t n)
+{
+    size_t room = g->web == PT_GRPC_WEB_TEXT ? pt_b64_stream_room(n) : n;
+    if (g->rq_len + room > g->rq_cap) {
+        size_t cap = g->rq_cap ? g->rq_cap * 2 : 16384;
+        while (cap < g->rq_len + room)
+            cap *= 2;
+        char *p = realloc(g->rq, cap);
+        if (!p) {
+            call_fail(g, 8, "out of memory");
+            return false;
+        }
+        g->rq = p;
+        g->rq_cap = cap;
+    }
+    if (g->web != PT_GRPC_WEB_TEXT) {
+        memcpy(g->rq + g->rq_len, data, n);
+        g->rq_len += n;
+        return true;
+    }
+    long d = pt_b64_stream_decode(&g->b64, data, n, (unsigned char *)g->rq + g->rq_len);
+    if (d < 0) {
+        call_fail(g, 13, "invalid base64 in the gRPC-Web text request body");
+        return false;
+    }
+    g->rq_len += (size_t)d;
+    return true;
+}
+
+/* Takes the request body that has come into c->ibuf: chunked (from an
+ * HTTP/2 stream without a length, or an HTTP/1.1 client) or as it is. */
 static void take_request_body(pt_grpc_t *g)
 {
     pt_conn_t *c = g->c;
     while (!g->req_done && c->ipos < c->ilen && g->rq_len < 1 << 20) {
-        const char *data;
-        size_t dlen;
-        long used = pt_h1_chunked_decode(&g->chunk, c->ibuf + c->ipos, c->ilen - c->ipos, &data, &dlen);
-        if (used < 0) {
+        const char *data = c->ibuf + c->ipos;
+        size_t dlen = c->ilen - c->ipos;
+        long used;
+        if (g->raw_body) {
+            dlen = (int64_t)dlen < g->body_left ? dlen : (size_t)g->body_left;
+            used = (long)dlen;
+            g->body_left -= (int64_t)dlen;
+        } else if ((used = pt_h1_chunked_decode(&g->chunk, c->ibuf + c->ipos, c->ilen - c->ipos, &data, &dlen)) < 0) {
             call_fail(g, 13, "invalid request body");
             return;
         }
-        if (dlen) {
-            if (g->rq_len + dlen > g->rq_cap) {
-                size_t cap = g->rq_cap ? g->rq_cap * 2 : 16384;
-                while (cap < g->rq_len + dlen)
-                    cap *= 2;
-                char *p = realloc(g->rq, cap);
-                if (!p) {
-                    call_fail(g, 8, "out of memory");
-                    return;
-                }
-                g->rq = p;
-                g->rq_cap = cap;
-            }
-            memcpy(g->rq + g->rq_len, data, dlen);
-            g->rq_len += dlen;
-        }
+        if (dlen && !body_add(g, data, dlen))
+            return;
         c->ipos += (size_t)used;
         c->req->ent.bytes_in += (uint64_t)used;
-        g->req_done = g->chunk.done;
+        g->req_done = g->raw_body ? g->body_left == 0 : g->chunk.done;
+    }
+    if (g->req_done && g->web == PT_GRPC_WEB_TEXT && !pt_b64_stream_whole(&g->b64) && !g->resp_done) {
+        call_fail(g, 13, "the gRPC-Web text request body ends inside a base64 quantum");
+        return;
     }
     if (g->h && g->deferred && (g->rq_len || g->req_done)) {
         g->deferred = false;
@@ -640,9 +738,23 @@ void pt_grpc_run(pt_grpc_t *g)
             g->unacked = 0;
             event_active(&g->h->ev, EV_TIMEOUT, 0);
         }
-        if (g->h) {
-            struct timeval tv = {g->up->conf->timeouts.read / 1000, (g->up->conf->timeouts.read % 1000) * 1000};
-            evtimer_add(&g->timer, &tv); /* a deadline of silence, renewed by every step */
+        if (!pt_conn_is_stream(c) && c->eof && !g->req_done) {
+            /* an HTTP/1.1 client (gRPC-Web) left before its request ended */
+            pt_log_info("client closed the connection during a gRPC-Web call, req=%s", c->req->reqid);
+            c->req->ent.status = 499;
+            c->req->ent.completion = PT_DONE_CLIENT;
+            call_free(g);
+            pt_conn_close(c);
+            return;
+        }
+        if (g->h || g->deadline_us) {
+            /* silence for timeouts.read, renewed by every step; no later than the call's deadline */
+            int64_t us = g->up->conf->timeouts.read * 1000;
+            if (g->deadline_us && g->deadline_us - pt_worker_now_us(c->w) < us)
+                us = g->deadline_us - pt_worker_now_us(c->w);
+            us = us < 1000 ? 1000 : us;
+            struct timeval tv = {us / 1000000, us % 1000000};
+            evtimer_add(&g->timer, &tv);
         }
     }
 done:
@@ -706,7 +818,8 @@ static bool upstream_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
 void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *r)
 {
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
-    if (!pt_conn_is_stream(c)) { /* gRPC is HTTP/2 only */
+    pt_grpc_web_mode_t web = pt_grpc_web_of(c->req->fx);
+    if (!pt_conn_is_stream(c) && (!web || req->minor < 1)) { /* gRPC is HTTP/2 only; gRPC-Web also HTTP/1.1 */
         c->closing = true;
         pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
         return;
@@ -727,7 +840,10 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     g->c = c;
     g->up = up;
     g->nv = nv;
+    g->web = web;
     g->start_us = pt_worker_now_us(c->w);
+    int64_t timeout = grpc_timeout_us(req);
+    g->deadline_us = timeout ? g->start_us + timeout : 0;
     pt_pick_ctx_t ctx = {PT_STR_NULL, g->start_us};
     size_t idx = pt_balancer_pick(up, NULL, &ctx);
     if (idx == PT_PICK_NONE) {
@@ -748,6 +864,8 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     c->ipos += req->head_len; /* the body follows the head */
     c->req->ent.bytes_in = req->head_len;
     pt_req_detach(c);
+    g->raw_body = !req->chunked;
+    g->body_left = req->content_length > 0 ? req->content_length : 0;
     g->req_done = !req->chunked && req->content_length <= 0;
     g->h = h;
     g->next = h->calls;
