@@ -340,6 +340,9 @@ def test_purge_by_key_and_by_prefix(cached, origin):
     for p in ('/cat/1', '/cat/2', '/dog/1'):
         origin.set(p, 200, {'Cache-Control': 'max-age=60'}, p)
         get(port, p)
+        # stored by the time the next request comes (the client may have the
+        # answer an instant before the store is done, under load)
+        wait_for(lambda: 'hit' in get(port, p)[1]['cache-status'], 5, what=f'{p} stored')
     s, _, b = request(admin, 'DELETE', '/cache/default?key=http%3A%2F%2Fexample.com%2Fdog%2F1%3F')
     assert s == 200 and b'"purged":1' in b, b
     s, _, b = request(admin, 'DELETE', '/cache/default?prefix=http://example.com/cat/')
