@@ -369,7 +369,7 @@ def test_a_request_at_max_headers_is_forwarded(gateway, backends):
     assert len(b.requests[-1].headers) >= 997
 
 
-@pytest.mark.parametrize('total', [70000, 500000, 1000000, 1048576 + 100])
+@pytest.mark.parametrize('total', [70000, 1000000, 1048576 + 100])
 def test_a_head_up_to_max_header_size_1m_is_forwarded(gateway, backends, total):
     """max_header_size: 1m (its largest).  Heads past about 64 KiB got 500
     (the request's working memory had a fixed 64 KiB bound, and the head
@@ -396,7 +396,7 @@ def test_a_head_up_to_max_header_size_1m_is_forwarded(gateway, backends, total):
     seen = len(b.requests)
     c = RawH2(port)
     block = c.enc.encode([(':method', 'GET'), (':scheme', 'http'), (':authority', 't'), (':path', '/big-head-h2'),
-                          *fields])
+                          *fields], huffman=False)  # the pure-Python Huffman coder takes seconds over 1 MB
     parts = [block[i:i + 16384] for i in range(0, len(block), 16384)]
     frames = [HeadersFrame(1)] + [ContinuationFrame(1) for _ in parts[1:]]
     for f, p in zip(frames, parts):

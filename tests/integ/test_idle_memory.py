@@ -254,6 +254,8 @@ KINDS = {'plain': (2000, 2.0), 'tls': (1000, 20.0), 'h2': (1000, 13.0), 'h2-anch
 @pytest.mark.parametrize('kind', list(KINDS))
 def test_idle_connections_hold_no_buffers(gateway, origin, certs, kind):
     n, kib_each = KINDS[kind]
+    if sanitized_build():  # RSS is not asserted there: a quarter of the connections checks the buffers as well
+        n //= 4
     o = origin()
     g, ports = start(gateway, o.port, certs)
     port = ports['tls' if kind == 'tls' else 'plain']
