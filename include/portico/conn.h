@@ -136,9 +136,9 @@ bool pt_conn_gone(pt_conn_t *c);
 /* Did the client reset the connection (not a half-close, which is
  * served)?  A peek, when the socket said it is readable; plain TCP only. */
 bool pt_conn_reset_seen(pt_conn_t *c);
-/* Has the socket ended (a FIN or a reset) although no edge said so?  A
- * peek, for a connection marked not readable by a short read; sets eof
- * (and reset).  Bytes waiting are left for their edge. */
+/* Has the socket ended (a FIN or a reset) although no edge said so?  The
+ * peek of pt_conn_gone, for a connection marked not readable by a short
+ * read; sets eof.  Bytes waiting are left for their edge. */
 bool pt_conn_peek_end(pt_conn_t *c);
 /* The client's IP address as text (formatted once per connection). */
 pt_str_t pt_conn_peer_ip(pt_conn_t *c);

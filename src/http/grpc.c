@@ -866,7 +866,7 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     pt_req_detach(c);
     g->raw_body = !req->chunked;
     g->body_left = req->content_length > 0 ? req->content_length : 0;
-    g->req_done = !req->chunked && req->content_length <= 0;
+    g->req_done = g->raw_body && !g->body_left;
     g->h = h;
     g->next = h->calls;
     h->calls = g;

@@ -113,6 +113,8 @@ size_t pt_b64_encode(const unsigned char *in, size_t n, char *out)
 
 size_t pt_grpc_web_trailers(const nghttp2_nv *nv, size_t n, unsigned char *out, size_t cap)
 {
+    if (cap < 5)
+        return 0;
     size_t len = 5;
     for (size_t i = 0; i < n; i++) {
         if (len + nv[i].namelen + nv[i].valuelen + 3 > cap)
@@ -127,8 +129,6 @@ size_t pt_grpc_web_trailers(const nghttp2_nv *nv, size_t n, unsigned char *out, 
         out[len++] = '\r';
         out[len++] = '\n';
     }
-    if (cap < 5)
-        return 0;
     size_t body = len - 5;
     out[0] = 0x80;
     out[1] = (unsigned char)(body >> 24);

@@ -929,15 +929,10 @@ static bool none_under_way(const pt_h2_t *h)
     return true;
 }
 
-static bool waits_on_client(const pt_h2_t *h)
-{
-    return h->nstreams && none_under_way(h);
-}
-
 bool pt_h2_waits_on_client(pt_conn_t *c, bool *moved)
 {
     pt_h2_t *h = c->h2;
-    if (!h || !waits_on_client(h))
+    if (!h || !h->nstreams || !none_under_way(h))
         return false;
     *moved = h->body_out != h->body_out_seen;
     h->body_out_seen = h->body_out;

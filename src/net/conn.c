@@ -335,18 +335,24 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         c->ops->run(c);
 }
 
+/* A look at the socket without reading: an end or an error is eof. */
+static bool peek_eof(pt_conn_t *c)
+{
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        c->eof = true;
+    if (n < 0)
+        c->readable = false; /* nothing there: the next edge says more */
+    /* bytes waiting (a body sent after the head) stay readable: their
+     * edge has passed, and whoever reads next must know of them */
+    return c->eof;
+}
+
 bool pt_conn_gone(pt_conn_t *c)
 {
-    if (!c->rdhup && !c->eof && c->readable && !pt_conn_is_stream(c)) {
-        char b;
-        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-            c->eof = true;
-        if (n < 0)
-            c->readable = false; /* nothing there: the next edge says more */
-        /* bytes waiting (a body sent after the head) stay readable: their
-         * edge has passed, and whoever reads next must know of them */
-    }
+    if (!c->rdhup && !c->eof && c->readable && !pt_conn_is_stream(c))
+        peek_eof(c);
     return c->rdhup || c->eof;
 }
 
@@ -369,15 +375,7 @@ bool pt_conn_reset_seen(pt_conn_t *c)
 
 bool pt_conn_peek_end(pt_conn_t *c)
 {
-    if (c->eof || pt_conn_is_stream(c))
-        return c->eof;
-    char b;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        c->eof = true;
-        c->reset = n < 0;
-    }
-    return c->eof;
+    return c->eof || (!pt_conn_is_stream(c) && peek_eof(c));
 }
 
 const char *pt_conn_peer_name(const pt_conn_t *c, char *buf, size_t size)

@@ -25,10 +25,10 @@ def server():
     s.stop()
 
 
-def config(port, target, extra_filters='', read='5s', alog='/dev/null'):
+def config(port, target, extra_filters='', read='5s', alog='/dev/null', scheme='grpc'):
     return f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true }}]
 access_log: {{ path: {alog}, format: json, buffer: 0 }}
-upstreams: [{{ name: g, scheme: grpc, targets: ["127.0.0.1:{target}"], timeouts: {{ read: {read} }} }}]
+upstreams: [{{ name: g, scheme: {scheme}, targets: ["127.0.0.1:{target}"], timeouts: {{ read: {read} }} }}]
 routes:
   - name: web
     match: {{ paths: ["/test.Echo/*"] }}
@@ -256,15 +256,7 @@ def test_grpc_web_needs_a_grpc_upstream(tmpdir_path):
     from conftest import run_portico
     conf = os.path.join(tmpdir_path, 'p.yaml')
     with open(conf, 'w') as f:
-        f.write(f'''listeners: [{{ name: main, address: 127.0.0.1:{free_port()} }}]
-upstreams: [{{ name: h, targets: ["127.0.0.1:{free_port()}"] }}]
-routes:
-  - name: web
-    match: {{ paths: ["/*"] }}
-    upstream: h
-    filters:
-      grpc-web: {{}}
-''')
+        f.write(config(free_port(), free_port(), scheme='http'))
     r = run_portico('-t', '-c', conf)
     assert r.returncode == 1 and f'{conf}:' in r.stderr and 'grpc-web needs' in r.stderr, r.stderr
 
