@@ -271,3 +271,22 @@ def test_goaway_free(gateway, server):
         assert messages(out)[0] == (0, b'echo:s%d from -' % sid)
     got = c.frames(lambda f: isinstance(f, GoAwayFrame), timeout=0.3)
     assert not any(isinstance(f, GoAwayFrame) for f in got)
+
+
+def test_an_empty_body_is_answered_at_once(gateway, server):
+    """Content-Length 0 (HTTP/1.1, binary and text) and a HEADERS frame
+    that ends the stream (HTTP/2): the call goes out with no message, and
+    the upstream's own status comes back (UNIMPLEMENTED, 12: a unary
+    method needs one message), with no wait."""
+    port = free_port()
+    gateway(config(port, server.port), workers=1)
+    t0 = time.time()
+    for ctype in ('application/grpc-web', 'application/grpc-web-text'):
+        status, hdrs, out = h1_call(port, 'Unary', b'', ctype)
+        assert status == 200 and hdrs['grpc-status'] == '12' and out == b'', (hdrs, out)
+    c = RawH2(port)
+    c.request(1, '/test.Echo/Unary', method='POST', extra=[('content-type', 'application/grpc-web')])
+    got = c.frames(ended(1), timeout=5)
+    heads = [f.headers for f in got if isinstance(f, HeadersFrame) and f.stream_id == 1]
+    assert heads and heads[0]['grpc-status'] == '12', got[-3:]
+    assert time.time() - t0 < 5
