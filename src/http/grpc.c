@@ -380,7 +380,8 @@ static ssize_t read_request(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
         return NGHTTP2_ERR_DEFERRED;
     }
     size_t n = avail < length ? avail : length;
-    memcpy(buf, g->rq + g->rq_pos, n);
+    if (n) /* an empty body has no buffer at all */
+        memcpy(buf, g->rq + g->rq_pos, n);
     g->rq_pos += n;
     if (g->rq_pos == g->rq_len)
         g->rq_pos = g->rq_len = 0;

@@ -272,8 +272,8 @@ class OneShotUpstream:
             if n == 1 or not line:
                 break
             time.sleep(0.2)  # the other requests come meanwhile: one connection each
+            self.answered += 1  # before the client can have it
             c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nok %s' % (3 + len(body), body))
-            self.answered += 1
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
         c.close()
 
