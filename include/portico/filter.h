@@ -45,6 +45,7 @@ enum pt_filter_id {
     PT_FILTER_PATH_REWRITE,
     PT_FILTER_REQUEST_HEADERS,
     PT_FILTER_RESPONSE_HEADERS,
+    PT_FILTER_GRPC_TRANSCODE, /* after the header edits, as grpc-web */
     PT_FILTER_GRPC_WEB, /* after the header edits: the upstream's Content-Type is its own */
     PT_FILTER_CACHE, /* last: a hit is answered once every other filter has let the request through */
     PT_FILTER__COUNT
@@ -143,6 +144,11 @@ typedef struct pt_filter {
      * -1 after an error */
     int (*link)(pt_conf_ctx_t *cc, const pt_config_t *c, void *conf, const char *scope);
 } pt_filter_t;
+
+/* A link hook's check that the route (scope "route:NAME") goes to a gRPC
+ * upstream: 0, or -1 after an error naming filter. */
+int pt_filter_link_grpc(pt_conf_ctx_t *cc, const pt_config_t *c, const pt_node_t *node, const char *scope,
+                        const char *filter);
 
 /* The circuit of a route with a circuit-breaker: 0 closed, 1 open, 2
  * half-open; -1 when it has none (for the metrics). */

@@ -24,7 +24,7 @@
 extern const pt_filter_t pt_filter_ip_restriction, pt_filter_circuit_breaker, pt_filter_fault_injection,
     pt_filter_request_size, pt_filter_cors, pt_filter_tls_auth, pt_filter_key_auth, pt_filter_basic_auth, pt_filter_jwt_auth, pt_filter_hmac_auth, pt_filter_forward_auth,
     pt_filter_acl, pt_filter_limit_conn, pt_filter_limit_count, pt_filter_limit_req,
-    pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers, pt_filter_grpc_web, pt_filter_cache;
+    pt_filter_redirect, pt_filter_path_rewrite, pt_filter_request_headers, pt_filter_response_headers, pt_filter_grpc_transcode, pt_filter_grpc_web, pt_filter_cache;
 
 const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_IP_RESTRICTION] = &pt_filter_ip_restriction,
@@ -46,6 +46,7 @@ const pt_filter_t *const pt_filters[PT_FILTER__COUNT] = {
     [PT_FILTER_PATH_REWRITE] = &pt_filter_path_rewrite,
     [PT_FILTER_REQUEST_HEADERS] = &pt_filter_request_headers,
     [PT_FILTER_RESPONSE_HEADERS] = &pt_filter_response_headers,
+    [PT_FILTER_GRPC_TRANSCODE] = &pt_filter_grpc_transcode,
     [PT_FILTER_GRPC_WEB] = &pt_filter_grpc_web,
     [PT_FILTER_CACHE] = &pt_filter_cache,
 };

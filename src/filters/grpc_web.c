@@ -58,10 +58,9 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
     return PT_NEXT;
 }
 
-/* On a route, the upstream must speak gRPC. */
-static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
+int pt_filter_link_grpc(pt_conf_ctx_t *cc, const pt_config_t *c, const pt_node_t *node, const char *scope,
+                        const char *filter)
 {
-    conf_t *conf = vconf;
     if (strncmp(scope, "route:", 6) != 0)
         return 0; /* global or a consumer's: it acts on the routes to gRPC upstreams only */
     for (size_t i = 0; i < c->routes.n; i++) {
@@ -70,10 +69,15 @@ static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const
             continue;
         if (r->up && (r->up->scheme == PT_SCHEME_GRPC || r->up->scheme == PT_SCHEME_GRPCS))
             return 0;
-        pt_conf_error(cc, conf->node, "%s: grpc-web needs a route to an upstream of scheme grpc or grpcs", scope);
+        pt_conf_error(cc, node, "%s: %s needs a route to an upstream of scheme grpc or grpcs", scope, filter);
         return -1;
     }
     return 0;
+}
+
+static int link_conf(pt_conf_ctx_t *cc, const pt_config_t *c, void *vconf, const char *scope)
+{
+    return pt_filter_link_grpc(cc, c, ((conf_t *)vconf)->node, scope, "grpc-web");
 }
 
 pt_grpc_web_mode_t pt_grpc_web_of(const pt_fx_t *fx)

@@ -44,6 +44,7 @@
 #include "portico/proxy.h"
 #include "portico/request.h"
 #include "portico/tls.h"
+#include "portico/transcode.h"
 #include "portico/upstream.h"
 
 #define CLIENT_HIGH (64 * 1024) /* response bytes queued for the client before upstream DATA waits (h2.c counts
@@ -67,6 +68,8 @@ struct pt_grpc {
     int64_t body_left;  /* of a raw body, the bytes still to come */
     pt_grpc_web_mode_t web; /* a gRPC-Web call (grpc_web.h) */
     pt_b64_stream_t b64;    /* its text body's decoder */
+    pt_tc_call_t *tc;       /* a REST/JSON call (transcode.h) */
+    bool hold;              /* not submitted until its JSON body is encoded */
     int64_t start_us, deadline_us; /* deadline_us: from grpc-timeout, 0 without */
     size_t unacked;
     struct event timer;
@@ -127,6 +130,10 @@ void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char
             msg[m++] = (char)*p;
     }
     msg[m] = '\0';
+    if (c->req && pt_transcode_of(c->req->fx)) { /* a REST client: JSON, and the HTTP status of the code */
+        pt_tc_error(c, code, message);
+        return;
+    }
     char head[2048], type[64] = "application/grpc";
     pt_grpc_web_mode_t web = c->req ? pt_grpc_web_of(c->req->fx) : PT_GRPC_WEB_NONE;
     if (web != PT_GRPC_WEB_NONE) {
@@ -146,6 +153,7 @@ void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char
 
 static void h2up_run(h2up_t *h);
 static void call_fail(pt_grpc_t *g, int code, const char *message);
+static void cancel_stream(pt_grpc_t *g);
 
 static void h2up_close(h2up_t *h, const char *why)
 {
@@ -243,6 +251,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                                  pt_worker_now_us(c->w) / 1000);
             if (c->req->fx)
                 pt_filters_response(c, c->req->fx, status, false); /* response-headers, CORS */
+        } else if (g->tc) {
+            if (nlen && name[0] != ':')
+                pt_tc_call_header(g->tc, name, nlen, value, vlen, false);
         } else if (g->web && nlen == 12 && memcmp(name, "content-type", 12) == 0) {
             char type[96];
             size_t tn = pt_grpc_web_response_type(g->web, (pt_str_t){(const char *)value, vlen}, type, sizeof(type));
@@ -251,6 +262,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                    !(c->req->fx && pt_fx_overrides(c->req->fx->resp, c->req->fx->nresp, (pt_str_t){(const char *)name, nlen}))) {
             head_add(g, name, nlen, value, vlen);
         }
+        return 0;
+    }
+    if (g->tc) {
+        if (nlen && name[0] != ':')
+            pt_tc_call_header(g->tc, name, nlen, value, vlen, true);
         return 0;
     }
     if (g->ntrailers < 32 && nlen && name[0] != ':') { /* trailers */
@@ -286,6 +302,11 @@ static void body_chunk(pt_grpc_t *g, const uint8_t *data, size_t len)
 
 static void end_response(pt_grpc_t *g)
 {
+    if (g->tc) { /* the JSON answer, whole (or the end of a stream) */
+        pt_tc_call_end(g->tc);
+        g->resp_done = true;
+        return;
+    }
     if (g->web) { /* the trailers: the body's last message, flag 0x80 */
         size_t cap = 5;
         for (size_t i = 0; i < g->ntrailers; i++)
@@ -309,7 +330,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (!g)
         return 0;
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
-    if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent) {
+    if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent && g->tc) {
+        g->head_sent = true; /* the client's head waits for the first message, or the status */
+        if (end)
+            end_response(g);
+        pt_conn_reschedule(g->c);
+    } else if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent) {
         if (!g->head_len)
             return 0;
         for (size_t i = 0; g->c->req->fx && i < g->c->req->fx->nresp; i++) {
@@ -341,7 +367,24 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
         nghttp2_session_consume(s, id, len);
         return 0;
     }
-    body_chunk(g, data, len);
+    if (g->tc) {
+        if (!pt_tc_call_data(g->tc, data, len) && !g->resp_done) {
+            /* not the method's messages: 502 when nothing went out yet, else the response is cut */
+            nghttp2_session_consume(s, id, len);
+            if (pt_tc_call_started(g->tc)) {
+                cancel_stream(g);
+                g->c->req->ent.completion = PT_DONE_UPSTREAM;
+                pt_conn_close(g->c);
+                return 0;
+            }
+            cancel_stream(g);
+            end_response(g);
+            pt_conn_reschedule(g->c);
+            return 0;
+        }
+    } else {
+        body_chunk(g, data, len);
+    }
     g->c->req->ent.bytes_out += len;
     g->unacked += len;
     pt_conn_reschedule(g->c);
@@ -448,7 +491,7 @@ static bool h2up_connect_step(h2up_t *h)
     h->ready = true;
     evtimer_del(&h->timer);
     for (pt_grpc_t *g = h->calls; g; g = g->next)
-        if (g->id == 0)
+        if (g->id == 0 && !g->hold)
             submit(g);
     return true;
 }
@@ -602,6 +645,8 @@ static void call_free(pt_grpc_t *g)
     }
     free(g->rq);
     g->rq = NULL;
+    pt_tc_call_free(g->tc);
+    g->tc = NULL;
 }
 
 /* The call cannot go on: a gRPC status when nothing was answered yet, else
@@ -620,6 +665,20 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
     pt_outq_reset(&c->out);
     pt_grpc_error(c, code, message);
     g->head_sent = g->resp_done = g->failed = true;
+    pt_conn_reschedule(c);
+}
+
+/* The client's request cannot be a call (a REST body that is not the
+ * method's message): its error, logged as the client's. */
+static void reject(pt_grpc_t *g, int code, const char *message)
+{
+    pt_conn_t *c = g->c;
+    cancel_stream(g);
+    pt_log_info("gRPC call refused: %s, route=%s req=%s", message, c->req->route ? c->req->route->name : "-",
+                c->req->reqid);
+    pt_outq_reset(&c->out);
+    pt_grpc_error(c, code, message);
+    g->head_sent = g->resp_done = true;
     pt_conn_reschedule(c);
 }
 
@@ -660,6 +719,13 @@ static int64_t grpc_timeout_us(const pt_h1_req_t *req)
  * text body decoded first).  false when the call failed. */
 static bool body_add(pt_grpc_t *g, const char *data, size_t n)
 {
+    if (g->tc) {
+        char err[128];
+        if (pt_tc_call_body(g->tc, data, n, err, sizeof(err)))
+            return true;
+        reject(g, 3, err);
+        return false;
+    }
     size_t room = g->web == PT_GRPC_WEB_TEXT ? pt_b64_stream_room(n) : n;
     if (g->rq_len + room > g->rq_cap) {
         size_t cap = g->rq_cap ? g->rq_cap * 2 : 16384;
@@ -713,6 +779,23 @@ static void take_request_body(pt_grpc_t *g)
     if (g->req_done && g->web == PT_GRPC_WEB_TEXT && !pt_b64_stream_whole(&g->b64) && !g->resp_done) {
         call_fail(g, 13, "the gRPC-Web text request body ends inside a base64 quantum");
         return;
+    }
+    if (g->tc && g->hold && g->req_done && !g->resp_done) { /* the JSON body, whole: the message */
+        char err[512], *msg;
+        size_t n;
+        if (!pt_tc_call_encode(g->tc, &msg, &n, err, sizeof(err))) {
+            reject(g, 3, err);
+            return;
+        }
+        free(g->rq);
+        g->rq = msg;
+        g->rq_len = g->rq_cap = n;
+        g->rq_pos = 0;
+        g->hold = false;
+        if (g->h && g->h->ready && g->id == 0)
+            submit(g);
+        if (g->h)
+            event_active(&g->h->ev, EV_TIMEOUT, 0);
     }
     if (g->h && g->deferred && (g->rq_len || g->req_done)) {
         g->deferred = false;
@@ -802,13 +885,19 @@ static bool upstream_head(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_c
     if (!len || pt_h1_parse_request(head, len, &lim, &out, &status) <= 0)
         return false;
     const char *scheme = up->conf->scheme == PT_SCHEME_GRPCS ? "https" : "http";
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)out.method.p, 7, out.method.n, 0};
+    const pt_tc_t *tc = pt_transcode_of(c->req->fx);
+    pt_str_t method = tc ? PT_STR("POST") : out.method, path = tc ? pt_str_from(tc->b->m->path) : out.target;
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)method.p, 7, method.n, 0};
     nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)scheme, 7, strlen(scheme), 0};
     nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)out.host.p, 10, out.host.n, 0};
-    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)out.target.p, 5, out.target.n, 0};
+    nv[g->nnv++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)path.p, 5, path.n, 0};
     nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0};
+    if (tc)
+        nv[g->nnv++] = (nghttp2_nv){(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0};
     for (size_t i = 0; i < out.nheaders; i++) {
-        if (hop(out.headers[i].name))
+        pt_str_t name = out.headers[i].name;
+        if (hop(name) || (tc && (PT_STR_IEQ(name, "content-type") || PT_STR_IEQ(name, "accept-encoding") ||
+                                 (name.n > 5 && strncasecmp(name.p, "grpc-", 5) == 0 && !PT_STR_IEQ(name, "grpc-timeout")))))
             continue;
         nv[g->nnv++] = (nghttp2_nv){copy_lower(&c->arena, out.headers[i].name), (uint8_t *)out.headers[i].value.p,
                                     out.headers[i].name.n, out.headers[i].value.n, 0};
@@ -820,14 +909,15 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
 {
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
     pt_grpc_web_mode_t web = pt_grpc_web_of(c->req->fx);
-    if (!pt_conn_is_stream(c) && (!web || req->minor < 1)) { /* gRPC is HTTP/2 only; gRPC-Web also HTTP/1.1 */
+    const pt_tc_t *tc = pt_transcode_of(c->req->fx);
+    if (!pt_conn_is_stream(c) && ((!web && !tc) || req->minor < 1)) { /* gRPC is HTTP/2 only; gRPC-Web and REST also HTTP/1.1 */
         c->closing = true;
         pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
         return;
     }
     pt_grpc_t *g = pt_arena_zalloc(&c->arena, sizeof(*g));
-    size_t nfields = req->nheaders + (c->req->fx ? c->req->fx->nreq : 0) + 8;
-    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (nfields + 4) * sizeof(nghttp2_nv));
+    size_t nfields = req->nheaders + (c->req->fx ? c->req->fx->nreq : 0) + 9;
+    nghttp2_nv *nv = pt_arena_alloc(&c->arena, (nfields + 6) * sizeof(nghttp2_nv));
     pt_h1_header_t *fields = pt_arena_alloc(&c->arena, nfields * sizeof(pt_h1_header_t));
     if (!g || !nv || !fields || !upstream_head(c, req, r, fields, nfields, g, nv)) {
         pt_grpc_error(c, 8, "out of memory");
@@ -857,6 +947,11 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
         pt_grpc_error(c, 14, "cannot connect to the upstream");
         return;
     }
+    if (tc && !(g->tc = pt_tc_call_new(c, tc, r->max_body_size > 0 ? r->max_body_size : 1 << 20))) {
+        pt_grpc_error(c, 8, "out of memory");
+        return;
+    }
+    g->hold = tc != NULL;
     g->target = idx;
     pt_balancer_start(up, idx);
     g->counted = true;
@@ -873,7 +968,7 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     h->calls = g;
     c->req->grpc_call = g;
     c->state = PT_CS_GRPC;
-    if (h->ready)
+    if (h->ready && !g->hold)
         submit(g);
     event_active(&h->ev, EV_TIMEOUT, 0);
     pt_conn_reschedule(c);

@@ -1,0 +1,548 @@
+/* REST/JSON to gRPC on a call of the bridge (transcode.h). */
+#include "config.h"
+
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/conn.h"
+#include "portico/filter.h"
+#include "portico/grpc_web.h"
+#include "portico/h2.h"
+#include "portico/http.h"
+#include "portico/log.h"
+#include "portico/pb.h"
+#include "portico/request.h"
+#include "portico/transcode.h"
+
+#define MAX_MSG (64u << 20) /* a response message's limit: what a 4-byte length may claim, within reason */
+
+struct pt_tc_call {
+    pt_conn_t *c;
+    const pt_tc_t *t;
+    int64_t max_body;
+    pt_sbuf_t body; /* the JSON request body */
+    /* the response */
+    pt_sbuf_t meta;     /* header lines from the upstream's head (and trailers when not streamed) */
+    int grpc_status;    /* -1: none yet */
+    pt_sbuf_t message;  /* grpc-message, decoded */
+    pt_sbuf_t details;  /* grpc-status-details-bin, as it came (base64) */
+    uint8_t prefix[5];
+    size_t nprefix;
+    pt_sbuf_t msg;      /* the message being read */
+    uint32_t want;
+    pt_sbuf_t json;     /* a unary call's response, as JSON */
+    size_t nmsgs;
+    bool started, broken;
+};
+
+int pt_tc_http_status(int code)
+{
+    static const int map[17] = {200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401};
+    return code >= 0 && code <= 16 ? map[code] : 500;
+}
+
+pt_tc_call_t *pt_tc_call_new(pt_conn_t *c, const pt_tc_t *t, int64_t max_body)
+{
+    pt_tc_call_t *k = calloc(1, sizeof(*k));
+    if (!k)
+        return NULL;
+    k->c = c;
+    k->t = t;
+    k->max_body = max_body;
+    k->grpc_status = -1;
+    return k;
+}
+
+void pt_tc_call_free(pt_tc_call_t *k)
+{
+    if (!k)
+        return;
+    free(k->body.p);
+    free(k->meta.p);
+    free(k->message.p);
+    free(k->details.p);
+    free(k->msg.p);
+    free(k->json.p);
+    free(k);
+}
+
+bool pt_tc_call_started(const pt_tc_call_t *k)
+{
+    return k->started;
+}
+
+bool pt_tc_call_body(pt_tc_call_t *k, const char *p, size_t n, char *err, size_t errlen)
+{
+    if ((int64_t)(k->body.n + n) > k->max_body) {
+        snprintf(err, errlen, "the request body is larger than %lld bytes", (long long)k->max_body);
+        return false;
+    }
+    pt_sbuf_put(&k->body, p, n);
+    if (k->body.failed) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* ---- the request ---- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A query part, percent-decoded and '+' as a space, into out (room for n
+ * and a NUL): its length, -1 for a bad escape. */
+static long form_decode(const char *p, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '+') {
+            out[o++] = ' ';
+        } else if (p[i] == '%') {
+            int h, l;
+            if (i + 2 >= n || (h = hexval(p[i + 1])) < 0 || (l = hexval(p[i + 2])) < 0)
+                return -1;
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            out[o++] = p[i];
+        }
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+/* Is the field path p the same as, or inside, one of the variables'? */
+static bool bound(const pt_http_binding_t *b, const char *p)
+{
+    for (size_t i = 0; i < b->nvars; i++) {
+        size_t n = strlen(b->vars[i].field);
+        if (strncmp(p, b->vars[i].field, n) == 0 && (p[n] == '\0' || p[n] == '.'))
+            return true;
+    }
+    return false;
+}
+
+static bool encode_query(pt_tc_call_t *k, pt_sbuf_t *out, char *err, size_t errlen)
+{
+    const pt_http_binding_t *b = k->t->b;
+    pt_str_t q = k->t->query;
+    const pt_pb_fdesc_t *fs[16];
+    for (size_t i = 0; i < q.n;) {
+        size_t j = i;
+        while (j < q.n && q.p[j] != '&')
+            j++;
+        const char *eq = memchr(q.p + i, '=', j - i);
+        size_t kn = eq ? (size_t)(eq - (q.p + i)) : j - i;
+        if (j > i) {
+            char *key = malloc(kn + 1), *val = malloc(j - i + 1);
+            long kl = key ? form_decode(q.p + i, kn, key) : -1;
+            long vl = val ? (eq ? form_decode(eq + 1, (size_t)(q.p + j - eq - 1), val) : 0) : -1;
+            bool ok = kl > 0 && vl >= 0 && strlen(key) == (size_t)kl;
+            if (!ok)
+                snprintf(err, errlen, "the query has a bad parameter name or escape");
+            if (ok && val && !eq)
+                val[0] = '\0';
+            size_t nf = ok ? pt_http_field_path(b->m->in, key, (size_t)kl, fs, 16) : 0;
+            if (ok && !nf) {
+                snprintf(err, errlen, "query parameter %.64s: no such field in %s", key, b->m->in->name);
+                ok = false;
+            } else if (ok && (b->body && (strcmp(b->body, "*") == 0 || strcmp(b->body, fs[0]->name) == 0))) {
+                snprintf(err, errlen, "query parameter %.64s: the field comes from the body", key);
+                ok = false;
+            } else if (ok && bound(b, key)) {
+                snprintf(err, errlen, "query parameter %.64s: the field comes from the path", key);
+                ok = false;
+            }
+            if (ok) {
+                char ferr[256];
+                ok = pt_text_field_to_pb(fs, nf, val, (size_t)vl, out, ferr, sizeof(ferr));
+                if (!ok)
+                    snprintf(err, errlen, "query parameter %.64s: %s", key, ferr);
+            }
+            free(key);
+            free(val);
+            if (!ok)
+                return false;
+        }
+        i = j + 1;
+    }
+    return true;
+}
+
+bool pt_tc_call_encode(pt_tc_call_t *k, char **out, size_t *outn, char *err, size_t errlen)
+{
+    const pt_http_binding_t *b = k->t->b;
+    const pt_pbjson_opts_t *o = k->t->opts;
+    pt_sbuf_t m = {0};
+    pt_sbuf_put(&m, "\0\0\0\0\0", 5); /* the prefix, filled in below */
+    bool ok = true;
+    const pt_pb_fdesc_t *fs[16];
+    size_t ws = 0;
+    while (ws < k->body.n && strchr(" \t\r\n", k->body.p[ws]))
+        ws++;
+    if (ws < k->body.n) {
+        if (!b->body) {
+            snprintf(err, errlen, "%s takes no request body", b->m->path + 1);
+            ok = false;
+        } else {
+            json_error_t je;
+            json_t *j = json_loadb(k->body.p, k->body.n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+            if (!j) {
+                snprintf(err, errlen, "the body is not JSON: %s at line %d column %d", je.text, je.line, je.column);
+                ok = false;
+            } else if (strcmp(b->body, "*") == 0) {
+                ok = pt_json_to_pb(o, b->m->in, j, &m, err, errlen);
+            } else {
+                size_t nf = pt_http_field_path(b->m->in, b->body, strlen(b->body), fs, 16);
+                ok = nf && pt_json_field_to_pb(o, fs, nf, j, &m, err, errlen);
+            }
+            json_decref(j);
+        }
+    }
+    for (size_t i = 0; ok && i < b->nvars; i++) {
+        const char *fp = b->vars[i].field;
+        size_t nf = pt_http_field_path(b->m->in, fp, strlen(fp), fs, 16);
+        char ferr[256];
+        if (!nf || !pt_text_field_to_pb(fs, nf, k->t->vals[i].p, k->t->vals[i].n, &m, ferr, sizeof(ferr))) {
+            snprintf(err, errlen, "path variable %s: %s", fp, nf ? ferr : "no such field");
+            ok = false;
+        }
+    }
+    ok = ok && encode_query(k, &m, err, errlen);
+    if (ok && (m.failed || m.n - 5 > UINT32_MAX)) {
+        snprintf(err, errlen, "out of memory");
+        ok = false;
+    }
+    if (!ok) {
+        free(m.p);
+        return false;
+    }
+    size_t len = m.n - 5;
+    m.p[1] = (char)(len >> 24);
+    m.p[2] = (char)(len >> 16);
+    m.p[3] = (char)(len >> 8);
+    m.p[4] = (char)len;
+    *out = m.p;
+    *outn = m.n;
+    free(k->body.p);
+    k->body = (pt_sbuf_t){0};
+    return true;
+}
+
+/* ---- the response ---- */
+
+static void out(pt_tc_call_t *k, const void *p, size_t n)
+{
+    if (!pt_outq_copy(&k->c->out, p, n))
+        k->c->closing = true;
+}
+
+static void chunk(pt_tc_call_t *k, const char *p, size_t n)
+{
+    char size[24];
+    int sn = snprintf(size, sizeof(size), "%zx\r\n", n);
+    out(k, size, (size_t)sn);
+    out(k, p, n);
+    out(k, "\r\n", 2);
+}
+
+static bool passes(pt_str_t name)
+{
+    return !PT_STR_IEQ(name, "content-type") && !PT_STR_IEQ(name, "content-length") &&
+           !PT_STR_IEQ(name, "transfer-encoding") && !PT_STR_IEQ(name, "connection") &&
+           !PT_STR_IEQ(name, "grpc-encoding") && !PT_STR_IEQ(name, "grpc-accept-encoding");
+}
+
+static void pct_decode_into(pt_sbuf_t *b, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (p[i] == '%' && i + 2 < n && (h = hexval((char)p[i + 1])) >= 0 && (l = hexval((char)p[i + 2])) >= 0) {
+            char ch = (char)(h * 16 + l);
+            pt_sbuf_put(b, &ch, 1);
+            i += 2;
+        } else {
+            pt_sbuf_put(b, (const char *)p + i, 1);
+        }
+    }
+}
+
+void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
+                       bool trailer)
+{
+    pt_str_t n = {(const char *)name, nlen};
+    if (PT_STR_IEQ(n, "grpc-status")) {
+        int code = 0;
+        for (size_t i = 0; i < vlen && i < 4; i++)
+            code = value[i] >= '0' && value[i] <= '9' ? code * 10 + (value[i] - '0') : 2;
+        k->grpc_status = vlen && vlen <= 3 ? code : 2;
+    } else if (PT_STR_IEQ(n, "grpc-message")) {
+        k->message.n = 0;
+        pct_decode_into(&k->message, value, vlen);
+    } else if (PT_STR_IEQ(n, "grpc-status-details-bin")) {
+        k->details.n = 0;
+        pt_sbuf_put(&k->details, (const char *)value, vlen);
+    }
+    if (!passes(n) || (trailer && k->started))
+        return;
+    const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
+    if (fx && pt_fx_overrides(fx->resp, fx->nresp, n))
+        return;
+    pt_sbuf_put(&k->meta, (const char *)name, nlen);
+    pt_sbuf_put(&k->meta, ": ", 2);
+    pt_sbuf_put(&k->meta, (const char *)value, vlen);
+    pt_sbuf_put(&k->meta, "\r\n", 2);
+}
+
+/* The head: status, application/json, metadata, the filters' edits. */
+static void write_head(pt_tc_call_t *k, int status, int64_t length)
+{
+    pt_sbuf_t h = {0};
+    char line[96];
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n", status, pt_http_reason(status));
+    pt_sbuf_puts(&h, line);
+    pt_sbuf_put(&h, k->meta.p ? k->meta.p : "", k->meta.n);
+    const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
+    for (size_t i = 0; fx && i < fx->nresp; i++) {
+        const pt_hdr_edit_t *e = &fx->resp[i];
+        if (e->op == PT_HDR_REMOVE)
+            continue;
+        pt_sbuf_put(&h, e->name.p, e->name.n);
+        pt_sbuf_put(&h, ": ", 2);
+        pt_sbuf_put(&h, e->value.p, e->value.n);
+        pt_sbuf_put(&h, "\r\n", 2);
+    }
+    if (length >= 0) {
+        snprintf(line, sizeof(line), "content-length: %lld\r\n\r\n", (long long)length);
+        pt_sbuf_puts(&h, line);
+    } else {
+        pt_sbuf_puts(&h, "transfer-encoding: chunked\r\n\r\n");
+    }
+    if (h.failed)
+        k->c->closing = true;
+    else
+        out(k, h.p, h.n);
+    free(h.p);
+    k->started = true;
+    if (k->c->req)
+        k->c->req->ent.status = status;
+}
+
+/* {"code", "message", "details"}: details from grpc-status-details-bin
+ * (a google.rpc.Status), each Any as JSON when its type is in the set. */
+static void error_body(pt_sbuf_t *b, const pt_pbjson_opts_t *o, int code, const char *msg, size_t mlen,
+                       const pt_sbuf_t *details)
+{
+    char num[24];
+    snprintf(num, sizeof(num), "%d", code);
+    pt_sbuf_puts(b, "{\"code\":");
+    pt_sbuf_puts(b, num);
+    pt_sbuf_puts(b, ",\"message\":");
+    pt_json_put_str(b, msg, mlen);
+    pt_sbuf_puts(b, ",\"details\":[");
+    uint8_t *bin = details && details->n ? malloc(details->n / 4 * 3 + 3) : NULL;
+    long bn = bin ? pt_wkt_b64_decode(details->p, details->n, bin) : -1;
+    pt_pb_reader_t r = pt_pb_reader(bin, bn > 0 ? (size_t)bn : 0);
+    pt_pb_field_t f;
+    bool first = true;
+    while (bn > 0 && pt_pb_next(&r, &f) > 0) {
+        if (f.num != 3 || f.wt != PT_PB_LEN)
+            continue;
+        if (!first)
+            pt_sbuf_put(b, ",", 1);
+        first = false;
+        size_t mark = b->n;
+        char err[128];
+        if (o && pt_pb_any_to_json(o, f.p, f.n, b, err, sizeof(err)))
+            continue;
+        b->n = mark; /* a type not in the set: its name and its bytes */
+        pt_pb_reader_t ar = pt_pb_reader(f.p, f.n);
+        pt_pb_field_t af, url = {0}, val = {0};
+        while (pt_pb_next(&ar, &af) > 0)
+            if (af.wt == PT_PB_LEN && af.num == 1)
+                url = af;
+            else if (af.wt == PT_PB_LEN && af.num == 2)
+                val = af;
+        pt_sbuf_puts(b, "{\"@type\":");
+        pt_json_put_str(b, (const char *)url.p, url.n);
+        pt_sbuf_puts(b, ",\"value\":\"");
+        char *text = malloc(4 * (val.n / 3 + 1) + 1);
+        if (text)
+            pt_sbuf_put(b, text, pt_b64_encode(val.p, val.n, text));
+        free(text);
+        pt_sbuf_puts(b, "\"}");
+    }
+    free(bin);
+    pt_sbuf_puts(b, "]}");
+}
+
+static void respond_error(pt_tc_call_t *k, int code, const char *msg, size_t mlen, const pt_sbuf_t *details)
+{
+    pt_sbuf_t body = {0};
+    error_body(&body, k->t->opts, code, msg, mlen, details);
+    write_head(k, pt_tc_http_status(code), (int64_t)body.n);
+    out(k, body.p, body.n);
+    free(body.p);
+}
+
+void pt_tc_error(pt_conn_t *c, int code, const char *message)
+{
+    const pt_tc_t *t = c->req ? pt_transcode_of(c->req->fx) : NULL;
+    pt_tc_call_t k = {.c = c, .t = t, .grpc_status = code};
+    pt_sbuf_t body = {0};
+    error_body(&body, t ? t->opts : NULL, code, message, strlen(message), NULL);
+    write_head(&k, pt_tc_http_status(code), (int64_t)body.n);
+    out(&k, body.p, body.n);
+    free(body.p);
+    free(k.meta.p);
+}
+
+/* One whole message from the upstream. */
+static bool on_message(pt_tc_call_t *k, const uint8_t *p, size_t n)
+{
+    const pt_http_binding_t *b = k->t->b;
+    pt_sbuf_t j = {0};
+    char err[256];
+    bool ok;
+    if (b->response_body) {
+        const pt_pb_fdesc_t *f = pt_pb_msg_field_named(b->m->out, b->response_body, strlen(b->response_body));
+        ok = f && pt_pb_field_to_json(k->t->opts, b->m->out, f, p, n, &j, err, sizeof(err));
+    } else {
+        ok = pt_pb_to_json(k->t->opts, b->m->out, p, n, &j, err, sizeof(err));
+    }
+    if (!ok) {
+        pt_log_error("gRPC transcoding: the upstream's %s cannot be read: %s, route=%s req=%s", b->m->out->name, err,
+                     k->c->req && k->c->req->route ? k->c->req->route->name : "-", k->c->req ? k->c->req->reqid : "-");
+        free(j.p);
+        return false;
+    }
+    k->nmsgs++;
+    if (!b->m->server_streaming) {
+        if (k->nmsgs > 1) {
+            pt_log_error("gRPC transcoding: the upstream sent more than one message for unary %s, req=%s", b->m->path,
+                         k->c->req ? k->c->req->reqid : "-");
+            free(j.p);
+            return false;
+        }
+        k->json = j;
+        return true;
+    }
+    if (!k->started) {
+        write_head(k, 200, -1);
+        pt_sbuf_put(&j, "", 0);
+        chunk(k, "[", 1);
+    } else {
+        chunk(k, ",", 1);
+    }
+    chunk(k, j.p ? j.p : "", j.n);
+    free(j.p);
+    return true;
+}
+
+bool pt_tc_call_data(pt_tc_call_t *k, const uint8_t *p, size_t n)
+{
+    if (k->broken)
+        return false;
+    while (n) {
+        if (k->nprefix < 5) {
+            size_t take = 5 - k->nprefix < n ? 5 - k->nprefix : n;
+            memcpy(k->prefix + k->nprefix, p, take);
+            k->nprefix += take;
+            p += take;
+            n -= take;
+            if (k->nprefix < 5)
+                break;
+            k->want = (uint32_t)k->prefix[1] << 24 | (uint32_t)k->prefix[2] << 16 | (uint32_t)k->prefix[3] << 8 |
+                      k->prefix[4];
+            if (k->prefix[0] != 0 || k->want > MAX_MSG) {
+                pt_log_error("gRPC transcoding: the upstream sent a %s message, req=%s",
+                             k->prefix[0] ? "compressed (or flagged)" : "too large",
+                             k->c->req ? k->c->req->reqid : "-");
+                k->broken = true;
+                return false;
+            }
+            k->msg.n = 0;
+        }
+        size_t take = k->want - k->msg.n < n ? k->want - k->msg.n : n;
+        pt_sbuf_put(&k->msg, (const char *)p, take);
+        p += take;
+        n -= take;
+        if (k->msg.failed) {
+            k->broken = true;
+            return false;
+        }
+        if (k->msg.n == k->want) {
+            k->nprefix = 0;
+            if (!on_message(k, (const uint8_t *)(k->msg.p ? k->msg.p : ""), k->msg.n)) {
+                k->broken = true;
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+void pt_tc_call_end(pt_tc_call_t *k)
+{
+    int code = k->grpc_status;
+    if (code < 0) {
+        code = 2;
+        k->message.n = 0;
+        pt_sbuf_puts(&k->message, "the upstream's answer has no grpc-status");
+    }
+    if (k->broken || (k->nprefix && code == 0)) {
+        code = 13;
+        k->message.n = 0;
+        pt_sbuf_puts(&k->message, k->broken ? "the upstream's response cannot be read" : "the upstream's response ends inside a message");
+    }
+    if (k->started) { /* a stream: closed if it ended well, else left open with the status in trailers */
+        if (code == 0) {
+            chunk(k, "]", 1);
+            out(k, "0\r\n\r\n", 5);
+            return;
+        }
+        char num[16];
+        snprintf(num, sizeof(num), "%d", code);
+        if (pt_conn_is_stream(k->c)) {
+            nghttp2_nv nv[2] = {{(uint8_t *)"grpc-status", (uint8_t *)num, 11, strlen(num), 0},
+                                {(uint8_t *)"grpc-message", (uint8_t *)(k->message.p ? k->message.p : ""), 12, k->message.n, 0}};
+            pt_h2_stream_trailers(k->c, nv, 2);
+            out(k, "0\r\n\r\n", 5);
+        } else {
+            pt_sbuf_t t = {0};
+            pt_sbuf_puts(&t, "0\r\ngrpc-status: ");
+            pt_sbuf_puts(&t, num);
+            pt_sbuf_puts(&t, "\r\ngrpc-message: ");
+            for (size_t i = 0; i < k->message.n; i++) { /* a field value: no CR, LF or NUL */
+                unsigned char ch = (unsigned char)k->message.p[i];
+                pt_sbuf_put(&t, ch < 0x20 || ch == 0x7f ? " " : k->message.p + i, 1);
+            }
+            pt_sbuf_puts(&t, "\r\n\r\n");
+            out(k, t.p, t.n);
+            free(t.p);
+        }
+        return;
+    }
+    if (code == 0 && !k->json.p && !k->t->b->m->server_streaming) {
+        code = 13;
+        k->message.n = 0;
+        pt_sbuf_puts(&k->message, "the upstream answered OK without a message");
+    }
+    if (code != 0) {
+        respond_error(k, code, k->message.p ? k->message.p : "", k->message.n, &k->details);
+        return;
+    }
+    if (k->t->b->m->server_streaming) { /* no message at all */
+        write_head(k, 200, 2);
+        out(k, "[]", 2);
+        return;
+    }
+    write_head(k, 200, (int64_t)k->json.n);
+    out(k, k->json.p, k->json.n);
+}
