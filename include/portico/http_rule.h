@@ -42,6 +42,7 @@ typedef struct pt_http_binding {
     const char *response_body; /* NULL: the whole response; else a field */
     const pt_pb_method_t *m;
     unsigned literals;         /* literal segments: the more, the more specific */
+    bool any_query;            /* the query may fill any field, even with body "*" (a route's method:) */
 } pt_http_binding_t;
 
 /* The bindings of a method's HttpRule (itself and its additional_bindings,

@@ -170,7 +170,7 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
             pt_conf_error_key(cc, n, "method", "%s", err);
             return -1;
         }
-        c->nb++;
+        c->b[c->nb++].any_query = true;
     }
     return 0;
 }

@@ -152,7 +152,7 @@ static bool encode_query(pt_tc_call_t *k, pt_sbuf_t *out, char *err, size_t errl
             if (ok && !nf) {
                 snprintf(err, errlen, "query parameter %.64s: no such field in %s", key, b->m->in->name);
                 ok = false;
-            } else if (ok && (b->body && (strcmp(b->body, "*") == 0 || strcmp(b->body, fs[0]->name) == 0))) {
+            } else if (ok && b->body && !b->any_query && (strcmp(b->body, "*") == 0 || strcmp(b->body, fs[0]->name) == 0)) {
                 snprintf(err, errlen, "query parameter %.64s: the field comes from the body", key);
                 ok = false;
             } else if (ok && bound(b, key)) {

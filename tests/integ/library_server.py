@@ -112,7 +112,8 @@ class LibraryServer:
     def list_books(self, req, ctx):
         self._seen('ListBooks', req, ctx)
         r = self.pb.ListBooksResponse(shelf=req.shelf, page_size=req.page_size, tags=req.tags, genre=req.genre)
-        r.filter.CopyFrom(req.filter)
+        if req.HasField("filter"):
+            r.filter.CopyFrom(req.filter)
         return r
 
     def stream_books(self, req, ctx):
