@@ -60,7 +60,7 @@ _Static_assert(PT_FILTER__COUNT <= PT_FILTER_SLOTS, "PT_FILTER_SLOTS is too smal
  * from a plugin ecosystem cannot guess which ones Portico has. */
 static void unknown_filter(pt_conf_ctx_t *cc, const pt_node_t *k, const char *best)
 {
-    char known[256], hint[512], mean[128] = "";
+    char known[512], hint[512], mean[128] = "";
     size_t off = 0;
     for (int f = 0; f < PT_FILTER__COUNT && off < sizeof(known); f++)
         off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s", f ? ", " : "", pt_filters[f]->name);

@@ -53,7 +53,7 @@ static bool is_literal(const char *p, size_t n)
     if (!n)
         return false;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f || strchr("/{}*=?#:", p[i]))
+        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f || strchr("/{}*=?#:%", p[i]))
             return false;
     return true;
 }
@@ -92,10 +92,6 @@ static bool seg(tparse_t *t)
         }
     } else {
         t->err = "a segment is not a literal, '*', '**' or a variable";
-        return false;
-    }
-    if (t->nsegs && t->segs[t->nsegs - 1].kind == PT_SEG_DSTAR) {
-        t->err = "'**' must be the last segment";
         return false;
     }
     t->nsegs++;
@@ -186,6 +182,11 @@ static bool parse_tmpl(tparse_t *t, pt_http_binding_t *b)
         t->err = "unexpected character";
         return false;
     }
+    for (size_t i = 0; i + 1 < t->nsegs; i++)
+        if (t->segs[i].kind == PT_SEG_DSTAR) {
+            t->err = "'**' must be the last segment";
+            return false;
+        }
     b->segs = pt_arena_alloc(t->a, t->nsegs * sizeof(*b->segs));
     b->vars = pt_arena_alloc(t->a, (t->nvars ? t->nvars : 1) * sizeof(*b->vars));
     if (!b->segs || !b->vars) {

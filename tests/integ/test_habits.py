@@ -13,7 +13,7 @@ from conftest import free_port, raw, run_portico
 
 FILTERS = ('ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, '
            'basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, '
-           'request-headers, response-headers, grpc-web, cache')
+           'request-headers, response-headers, grpc-transcode, grpc-web, cache')
 
 
 def check(tmp, text):

@@ -237,11 +237,11 @@ int main(void)
     fails("an unknown filter", L "routes:\n  - { respond: {}, filters: { cros: {} } }\n",
           "p.yaml:4:31: error: routes[0].filters: unknown filter \"cros\"; did you mean \"cors\"? (the filters are: "
           "ip-restriction, circuit-breaker, fault-injection, request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, "
-          "request-headers, response-headers, grpc-web, cache)");
+          "request-headers, response-headers, grpc-transcode, grpc-web, cache)");
     fails("a plugin of APISIX's", L "routes:\n  - { respond: {}, filters: { api-breaker: {} } }\n",
           "p.yaml:4:31: error: routes[0].filters: unknown filter \"api-breaker\": APISIX's name for what Portico "
           "calls \"circuit-breaker\" (the filters are: ip-restriction, circuit-breaker, fault-injection, "
-          "request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, request-headers, response-headers, grpc-web, cache)");
+          "request-size, cors, tls-auth, key-auth, basic-auth, jwt-auth, hmac-auth, forward-auth, acl, limit-conn, limit-count, limit-req, redirect, path-rewrite, request-headers, response-headers, grpc-transcode, grpc-web, cache)");
 
     /* names users bring from Kong, APISIX and nginx */
     fails("Kong's plugins", L "routes:\n  - { respond: {}, plugins: {} }\n",
