@@ -31,7 +31,8 @@ typedef struct pt_pb_field {
 
 static inline pt_pb_reader_t pt_pb_reader(const void *p, size_t n)
 {
-    return (pt_pb_reader_t){(const uint8_t *)p, (const uint8_t *)p + n};
+    const uint8_t *b = p ? (const uint8_t *)p : (const uint8_t *)""; /* an empty field may have no bytes at all */
+    return (pt_pb_reader_t){b, b + n};
 }
 
 /* The next field into f: 1, 0 at the end, -1 when the bytes are not

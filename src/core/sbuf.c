@@ -10,7 +10,7 @@
 
 void pt_sbuf_put(pt_sbuf_t *b, const char *s, size_t n)
 {
-    if (b->failed)
+    if (b->failed || !n) /* s may be NULL when n is 0 */
         return;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;

@@ -498,9 +498,12 @@ static const char *qualified(pt_pb_pool_t *pool, const char *tn, const char *whe
 
 static bool resolve(pt_pb_pool_t *pool)
 {
-    qsort(pool->msgs, pool->nmsgs, sizeof(*pool->msgs), cmp_msg);
-    qsort(pool->enums, pool->nenums, sizeof(*pool->enums), cmp_enum);
-    qsort(pool->svcs, pool->nsvcs, sizeof(*pool->svcs), cmp_svc);
+    if (pool->nmsgs) /* an empty list has no array at all */
+        qsort(pool->msgs, pool->nmsgs, sizeof(*pool->msgs), cmp_msg);
+    if (pool->nenums)
+        qsort(pool->enums, pool->nenums, sizeof(*pool->enums), cmp_enum);
+    if (pool->nsvcs)
+        qsort(pool->svcs, pool->nsvcs, sizeof(*pool->svcs), cmp_svc);
     for (size_t i = 0; i + 1 < pool->nmsgs; i++)
         if (strcmp(pool->msgs[i]->name, pool->msgs[i + 1]->name) == 0) {
             fail(pool, "message %s is defined twice", pool->msgs[i]->name);

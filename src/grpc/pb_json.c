@@ -57,6 +57,10 @@ static void put_double(w_t *w, double d, bool is_float)
         put(w, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
         return;
     }
+    if (d == 0 && signbit(d)) {
+        put(w, "-0.0"); /* not "-0": a reader that takes it for the integer 0 would lose the sign */
+        return;
+    }
     char buf[40];
     for (int prec = is_float ? 6 : 15; prec <= 17; prec++) { /* the shortest that reads back the same */
         snprintf(buf, sizeof(buf), "%.*g", prec, d);
@@ -140,9 +144,19 @@ static void write_default(w_t *w, const pt_pb_fdesc_t *f)
     write_value(w, f, &zero);
 }
 
+/* At its default, as the field's type reads it: a 32-bit field's varint
+ * may carry high bits that it drops. */
 static bool is_default(const pt_pb_fdesc_t *f, const pt_pb_field_t *v)
 {
-    return v->wt == PT_PB_LEN ? v->n == 0 : v->v == 0;
+    if (v->wt == PT_PB_LEN)
+        return v->n == 0;
+    switch (f->type) {
+    case PT_PB_INT32: case PT_PB_SINT32: case PT_PB_UINT32: case PT_PB_FIXED32: case PT_PB_SFIXED32: case PT_PB_ENUM:
+    case PT_PB_FLOAT:
+        return (uint32_t)v->v == 0;
+    default:
+        return v->v == 0;
+    }
 }
 
 typedef struct occ {
