@@ -399,6 +399,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
         h->nstreams--;
     if (!g)
         return 0;
+    if (g->unacked) { /* the stream is gone, its bytes are the client's: the connection's window gets them back */
+        nghttp2_session_consume_connection(s, g->unacked);
+        g->unacked = 0;
+    }
     unlink_call(h, g);
     g->h = NULL;
     if (!g->resp_done) {
@@ -621,6 +625,9 @@ static void cancel_stream(pt_grpc_t *g)
     if (!h)
         return;
     if (h->s && g->id > 0) {
+        if (g->unacked) /* what DATA the call got and did not give back */
+            nghttp2_session_consume_connection(h->s, g->unacked);
+        g->unacked = 0;
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, g->id, NGHTTP2_CANCEL);
         nghttp2_session_set_stream_user_data(h->s, g->id, NULL);
     }

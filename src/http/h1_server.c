@@ -226,6 +226,9 @@ static void arm_timer(pt_conn_t *c)
     } else if (!pt_outq_empty(&c->out)) {
         kind = TM_SEND;
         ms = lc ? lc->timeouts.send : 30000;
+    } else if (c->state == PT_CS_GRPC) {
+        pt_conn_timer(c, PT_TM_NONE, -1); /* the call has its own timer; the head's deadline is past concern */
+        return;
     } else if (c->state == PT_CS_BODY) {
         kind = TM_BODY;
         ms = lc ? lc->timeouts.body : 30000;

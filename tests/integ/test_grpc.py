@@ -246,3 +246,29 @@ def test_passive_health_counts_grpc_response_statuses(gateway):
         assert up.calls == 1
     finally:
         up.stop()
+
+
+def test_many_small_answers_on_one_upstream_connection(gateway, server):
+    """The upstream connection's receive window is given back for every
+    answer: with it kept, calls stalled after 64 KiB of answers in all
+    (some 500 small ones) on an upstream connection, and then the client's
+    head deadline freed a call still under way."""
+    port = free_port()
+    gateway(config(port, [server.port]), workers=1)
+    with channel(port) as ch:
+        call = ch.unary_unary('/test.Echo/Unary')
+        for i in range(300):  # 300 answers of 256 bytes and more: past 64 KiB
+            assert call(b'x' * 240 + str(i).encode(), timeout=5).startswith(b'echo:')
+    assert len(set(server.peers)) == 1, set(server.peers)
+
+
+def test_a_call_longer_than_the_head_timeout(gateway, server):
+    """The client connection's head deadline (timeouts.header) stops at the
+    call's start: a 2 s call with a 1 s header timeout is answered."""
+    port = free_port()
+    g = gateway(config(port, [server.port]).replace('http2: true', 'http2: true, timeouts: { header: 1s }'), workers=1)
+    with channel(port) as ch:
+        assert ch.unary_unary('/test.Echo/Slow')(b'', timeout=10) == b'late'
+        got = list(ch.unary_stream('/test.Echo/Count')(b'3', timeout=10))
+        assert got == [b'0', b'1', b'2']
+    assert 'signal' not in g.log() and 'timed out' not in g.log(), g.log()
