@@ -37,6 +37,7 @@ typedef struct pt_pb_enum {
 
 typedef struct pt_pb_fdesc {
     const char *name, *json; /* json: json_name, or lowerCamelCase of name */
+    uint16_t name_len, json_len;
     uint32_t num;
     uint8_t type;
     bool repeated, packed;

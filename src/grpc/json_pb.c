@@ -17,12 +17,23 @@
 #include "portico/pb.h"
 #include "portico/pb_json.h"
 
+/* Where the encoder is, for a message: kept as pointers and formatted
+ * only when something fails (formatting it at each field cost more than
+ * the encoding). */
+typedef struct step {
+    const char *key; /* a field's or a map's key; NULL: an index */
+    size_t n;        /* the key's length, or the index */
+    bool map;
+} step_t;
+
+#define MAX_STEPS 24 /* deeper steps are counted, not kept: a message names the first ones */
+
 typedef struct e {
     const pt_pbjson_opts_t *o;
     char *err;
     size_t errlen;
-    char path[200];
-    size_t plen;
+    step_t steps[MAX_STEPS];
+    size_t nsteps; /* may be past MAX_STEPS */
     int depth;
     bool failed;
 } e_t;
@@ -33,35 +44,81 @@ static bool fail(e_t *e, const char *fmt, ...)
     if (e->failed)
         return false;
     e->failed = true;
-    char msg[256];
+    char msg[256], path[200];
+    size_t pn = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (e->plen)
-        snprintf(e->err, e->errlen, "%s: %s", e->path[0] == '.' ? e->path + 1 : e->path, msg);
+    path[0] = '\0';
+    for (size_t i = 0; i < e->nsteps && i < MAX_STEPS && pn < sizeof(path); i++) {
+        const step_t *st = &e->steps[i];
+        int k = !st->key ? snprintf(path + pn, sizeof(path) - pn, "[%zu]", st->n)
+                : st->map ? snprintf(path + pn, sizeof(path) - pn, "[\"%.*s\"]", (int)(st->n > 40 ? 40 : st->n), st->key)
+                          : snprintf(path + pn, sizeof(path) - pn, "%s%.*s", pn ? "." : "", (int)(st->n > 40 ? 40 : st->n),
+                                     st->key);
+        pn = k > 0 && pn + (size_t)k < sizeof(path) ? pn + (size_t)k : sizeof(path) - 1;
+    }
+    if (e->nsteps > MAX_STEPS && pn + 4 < sizeof(path))
+        memcpy(path + pn, "...", 4);
+    if (e->nsteps)
+        snprintf(e->err, e->errlen, "%s: %s", path, msg);
     else
         snprintf(e->err, e->errlen, "%s", msg);
     return false;
 }
 
-/* The path for messages: ".name" or "[i]" pushed, the old length back. */
-static size_t push(e_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t push(e_t *e, const char *fmt, ...)
+static void push_key(e_t *e, const char *key, size_t n, bool map)
 {
-    size_t old = e->plen;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(e->path + e->plen, sizeof(e->path) - e->plen, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        e->plen = e->plen + (size_t)n < sizeof(e->path) ? e->plen + (size_t)n : sizeof(e->path) - 1;
-    return old;
+    if (e->nsteps < MAX_STEPS)
+        e->steps[e->nsteps] = (step_t){key, n, map};
+    e->nsteps++;
 }
-static void pop(e_t *e, size_t old)
+
+static void push_index(e_t *e, size_t i)
 {
-    e->plen = old;
-    e->path[old] = '\0';
+    if (e->nsteps < MAX_STEPS)
+        e->steps[e->nsteps] = (step_t){NULL, i, false};
+    e->nsteps++;
+}
+
+static void pop(e_t *e)
+{
+    e->nsteps--;
+}
+
+/* A LEN field written in place: its tag and five bytes for its length,
+ * which close_len shrinks to the varint it needs once the value is
+ * written (no buffer of its own for each message). */
+static size_t open_len(pt_sbuf_t *out, uint32_t num)
+{
+    pt_pb_put_tag(out, num, PT_PB_LEN);
+    size_t at = out->n;
+    pt_sbuf_put(out, "\0\0\0\0\0", 5);
+    return at;
+}
+
+static bool close_len(e_t *e, pt_sbuf_t *out, size_t at)
+{
+    if (out->failed)
+        return fail(e, "out of memory");
+    size_t len = out->n - at - 5;
+    if (len > UINT32_MAX)
+        return fail(e, "a message past 4 GiB");
+    char v[5];
+    size_t k = 0;
+    uint64_t x = len;
+    do {
+        v[k] = (char)(x & 0x7f);
+        x >>= 7;
+        if (x)
+            v[k] = (char)(v[k] | 0x80);
+        k++;
+    } while (x);
+    memmove(out->p + at + k, out->p + at + 5, len);
+    memcpy(out->p + at, v, k);
+    out->n -= 5 - k;
+    return true;
 }
 
 static const char *kind(const json_t *j)
@@ -254,17 +311,11 @@ static bool enc_scalar(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *out
 
 /* ---- fields ---- */
 
-/* A message value (sub is its encoding) as a LEN field. */
+/* A message value as a LEN field. */
 static bool enc_sub(e_t *e, uint32_t num, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out)
 {
-    pt_sbuf_t sub = {0};
-    bool ok = enc_msg(e, m, j, &sub, false);
-    if (ok && sub.failed)
-        ok = fail(e, "out of memory");
-    if (ok)
-        pt_pb_put_bytes(out, num, sub.p, sub.n);
-    free(sub.p);
-    return ok;
+    size_t at = open_len(out, num);
+    return enc_msg(e, m, j, out, false) && close_len(e, out, at);
 }
 
 /* One element of field f (a value of a singular field, or an element of
@@ -312,18 +363,13 @@ static bool enc_map(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *out)
     json_t *v;
     json_object_keylen_foreach(j, key, klen, v)
     {
-        size_t old = push(e, "[\"%.40s\"]", key);
-        pt_sbuf_t entry = {0};
-        bool ok = enc_map_key(e, kf, key, klen, &entry);
+        push_key(e, key, klen, true);
+        size_t at = open_len(out, f->num);
+        bool ok = enc_map_key(e, kf, key, klen, out);
         if (ok && json_is_null(v) && !(vf->type == PT_PB_MESSAGE && vf->msg->wkt == PT_WKT_VALUE))
             ok = fail(e, "a map value may not be null");
-        ok = ok && enc_one(e, vf, v, &entry);
-        if (ok && entry.failed)
-            ok = fail(e, "out of memory");
-        if (ok)
-            pt_pb_put_bytes(out, f->num, entry.p, entry.n);
-        free(entry.p);
-        pop(e, old);
+        ok = ok && enc_one(e, vf, v, out) && close_len(e, out, at);
+        pop(e);
         if (!ok)
             return false;
     }
@@ -334,29 +380,25 @@ static bool enc_repeated(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *o
 {
     if (!json_is_array(j))
         return fail(e, "expected an array, got %s", kind(j));
-    pt_sbuf_t packed = {0};
-    size_t i;
+    if (!json_array_size(j))
+        return true;
+    size_t i, at = f->packed ? open_len(out, f->num) : 0;
     json_t *v;
     bool ok = true;
     json_array_foreach(j, i, v)
     {
-        size_t old = push(e, "[%zu]", i);
+        push_index(e, i);
         if (json_is_null(v) && !(f->type == PT_PB_MESSAGE && f->msg->wkt == PT_WKT_VALUE))
             ok = fail(e, "an element may not be null");
         else if (f->packed)
-            ok = enc_scalar(e, f, v, &packed);
+            ok = enc_scalar(e, f, v, out);
         else
             ok = enc_one(e, f, v, out);
-        pop(e, old);
+        pop(e);
         if (!ok)
-            break;
+            return false;
     }
-    if (ok && f->packed && packed.n)
-        pt_pb_put_bytes(out, f->num, packed.p, packed.n);
-    if (ok && packed.failed)
-        ok = fail(e, "out of memory");
-    free(packed.p);
-    return ok;
+    return !f->packed || close_len(e, out, at);
 }
 
 /* Field f from j: null is its default (nothing written), but for Value
@@ -384,19 +426,12 @@ static bool enc_struct(e_t *e, json_t *j, pt_sbuf_t *out)
     json_t *v;
     json_object_keylen_foreach(j, key, klen, v)
     {
-        size_t old = push(e, ".%.40s", key);
-        pt_sbuf_t entry = {0}, val = {0};
-        pt_pb_put_bytes(&entry, 1, key, klen);
-        bool ok = enc_value(e, v, &val);
-        if (ok) {
-            pt_pb_put_bytes(&entry, 2, val.p, val.n);
-            pt_pb_put_bytes(out, 1, entry.p, entry.n);
-        }
-        if (ok && (entry.failed || val.failed))
-            ok = fail(e, "out of memory");
-        free(entry.p);
-        free(val.p);
-        pop(e, old);
+        push_key(e, key, klen, false);
+        size_t at = open_len(out, 1);
+        pt_pb_put_bytes(out, 1, key, klen);
+        size_t vat = open_len(out, 2);
+        bool ok = enc_value(e, v, out) && close_len(e, out, vat) && close_len(e, out, at);
+        pop(e);
         if (!ok)
             return false;
     }
@@ -411,13 +446,10 @@ static bool enc_list(e_t *e, json_t *j, pt_sbuf_t *out)
     json_t *v;
     json_array_foreach(j, i, v)
     {
-        size_t old = push(e, "[%zu]", i);
-        pt_sbuf_t val = {0};
-        bool ok = enc_value(e, v, &val);
-        if (ok)
-            pt_pb_put_bytes(out, 1, val.p, val.n);
-        free(val.p);
-        pop(e, old);
+        push_index(e, i);
+        size_t at = open_len(out, 1);
+        bool ok = enc_value(e, v, out) && close_len(e, out, at);
+        pop(e);
         if (!ok)
             return false;
     }
@@ -432,7 +464,7 @@ static bool enc_value(e_t *e, json_t *j, pt_sbuf_t *out)
         return fail(e, "nested more than %d deep", PT_PBJSON_MAX_DEPTH);
     }
     bool ok = true;
-    pt_sbuf_t sub = {0};
+    size_t at;
     switch (json_typeof(j)) {
     case JSON_NULL:
         pt_pb_put_tag(out, 1, PT_PB_VARINT);
@@ -456,15 +488,14 @@ static bool enc_value(e_t *e, json_t *j, pt_sbuf_t *out)
         pt_pb_put_varint(out, json_is_true(j));
         break;
     case JSON_OBJECT:
-        if ((ok = enc_struct(e, j, &sub)))
-            pt_pb_put_bytes(out, 5, sub.p, sub.n);
+        at = open_len(out, 5);
+        ok = enc_struct(e, j, out) && close_len(e, out, at);
         break;
     case JSON_ARRAY:
-        if ((ok = enc_list(e, j, &sub)))
-            pt_pb_put_bytes(out, 6, sub.p, sub.n);
+        at = open_len(out, 6);
+        ok = enc_list(e, j, out) && close_len(e, out, at);
         break;
     }
-    free(sub.p);
     e->depth--;
     return ok;
 }
@@ -529,23 +560,19 @@ static bool enc_any(e_t *e, json_t *j, pt_sbuf_t *out)
     const pt_pb_msg_t *m = slash && e->o->pool ? pt_pb_pool_msg(e->o->pool, slash + 1, strlen(slash + 1)) : NULL;
     if (!m)
         return fail(e, "an Any's type %.100s is not in the descriptor set", url);
-    pt_sbuf_t val = {0};
+    pt_pb_put_bytes(out, 1, url, strlen(url));
+    size_t at = open_len(out, 2);
     bool ok;
     if (m->wkt != PT_WKT_NONE && m->wkt != PT_WKT_ANY) {
         json_t *v = json_object_get(j, "value");
         if (!v || json_object_size(j) != 2)
             ok = fail(e, "an Any of a well-known type has \"@type\" and \"value\" only");
         else
-            ok = enc_msg(e, m, v, &val, false);
+            ok = enc_msg(e, m, v, out, false);
     } else {
-        ok = enc_msg(e, m, j, &val, true);
+        ok = enc_msg(e, m, j, out, true);
     }
-    if (ok) {
-        pt_pb_put_bytes(out, 1, url, strlen(url));
-        pt_pb_put_bytes(out, 2, val.p, val.n);
-    }
-    free(val.p);
-    return ok;
+    return ok && close_len(e, out, at);
 }
 
 static bool enc_wkt(e_t *e, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out)
@@ -592,7 +619,7 @@ static bool enc_msg(e_t *e, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out, boo
             if (any_body && strcmp(key, "@type") == 0)
                 continue;
             const pt_pb_fdesc_t *f = pt_pb_msg_field_named(m, key, klen);
-            size_t old = push(e, ".%.40s", key);
+            push_key(e, key, klen, false);
             if (!f) {
                 ok = fail(e, "no such field in %s", m->name);
             } else if (f->oneof >= 0 && f->oneof < 64 && !json_is_null(v)) {
@@ -601,7 +628,7 @@ static bool enc_msg(e_t *e, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out, boo
                 oneofs |= 1ull << f->oneof;
             }
             ok = ok && enc_field(e, f, v, out);
-            pop(e, old);
+            pop(e);
             if (!ok)
                 break;
         }
@@ -622,39 +649,29 @@ bool pt_json_to_pb(const pt_pbjson_opts_t *o, const pt_pb_msg_t *m, json_t *j, p
 static bool enc_nested(e_t *e, const pt_pb_fdesc_t *const *fs, size_t nf, json_t *j, const char *text, size_t tn,
                        pt_sbuf_t *out)
 {
-    if (nf > 1) {
-        size_t old = push(e, ".%s", fs[0]->name);
-        pt_sbuf_t sub = {0};
-        bool ok = enc_nested(e, fs + 1, nf - 1, j, text, tn, &sub);
-        if (ok)
-            pt_pb_put_bytes(out, fs[0]->num, sub.p, sub.n);
-        free(sub.p);
-        pop(e, old);
-        return ok;
-    }
     const pt_pb_fdesc_t *f = fs[0];
-    size_t old = push(e, ".%s", f->name);
+    push_key(e, f->name, strlen(f->name), false);
     bool ok;
-    if (j) {
+    if (nf > 1) {
+        size_t at = open_len(out, f->num);
+        ok = enc_nested(e, fs + 1, nf - 1, j, text, tn, out) && close_len(e, out, at);
+    } else if (j) {
         ok = enc_field(e, f, j, out);
     } else {
         /* text: a string field takes it as it is; others read it as JSON
          * would have it (a number, true, an enum's name, a time) */
-        json_t *v;
         const pt_pb_msg_t *wm = f->type == PT_PB_MESSAGE ? f->msg : NULL;
+        json_t *v;
         if (f->type == PT_PB_BOOL || (wm && wm->wkt == PT_WKT_BOOL))
-            v = tn == 4 && !memcmp(text, "true", 4) ? json_true() : tn == 5 && !memcmp(text, "false", 5) ? json_false()
-                                                                                                           : json_stringn(text, tn);
+            v = tn == 4 && !memcmp(text, "true", 4)    ? json_true()
+                : tn == 5 && !memcmp(text, "false", 5) ? json_false()
+                                                       : json_stringn(text, tn);
         else
             v = json_stringn(text, tn);
-        if (!v) {
-            pop(e, old);
-            return fail(e, "not UTF-8");
-        }
-        ok = enc_one(e, f, v, out);
+        ok = v ? enc_one(e, f, v, out) : fail(e, "not UTF-8");
         json_decref(v);
     }
-    pop(e, old);
+    pop(e);
     return ok;
 }
 

@@ -179,6 +179,12 @@ static bool read_field(pt_pb_pool_t *pool, const file_ctx_t *fc, const char *msg
     }
     if (!fd->json && !(fd->json = camel(pool, fd->name)))
         return false;
+    if (strlen(fd->name) > UINT16_MAX || strlen(fd->json) > UINT16_MAX) {
+        fail(pool, "%s: message %s: a field name past 65535 bytes", fc->file, msg);
+        return false;
+    }
+    fd->name_len = (uint16_t)strlen(fd->name);
+    fd->json_len = (uint16_t)strlen(fd->json);
     fd->repeated = label == 3;
     bool scalar = fd->type != PT_PB_STRING && fd->type != PT_PB_BYTES && fd->type != PT_PB_MESSAGE;
     fd->packed = fd->repeated && scalar && (packed == 1 || (packed == -1 && fc->proto3));
@@ -650,9 +656,12 @@ const pt_pb_fdesc_t *pt_pb_msg_field(const pt_pb_msg_t *m, uint32_t num)
 
 const pt_pb_fdesc_t *pt_pb_msg_field_named(const pt_pb_msg_t *m, const char *name, size_t len)
 {
-    for (size_t i = 0; i < m->nf; i++)
-        if (!cmpn(m->f[i].json, name, len) || !cmpn(m->f[i].name, name, len))
-            return &m->f[i];
+    for (size_t i = 0; i < m->nf; i++) { /* the lengths first: most fields differ there */
+        const pt_pb_fdesc_t *f = &m->f[i];
+        if ((f->json_len == len && memcmp(f->json, name, len) == 0) ||
+            (f->name_len == len && memcmp(f->name, name, len) == 0))
+            return f;
+    }
     return NULL;
 }
 

@@ -49,7 +49,7 @@ static const char *match(const char *t, const char *path)
         pt_arena_init(&a, 4096, 0);
         init = true;
     }
-    static pt_pb_fdesc_t fs[1] = {{.name = "x", .json = "x", .num = 1, .type = PT_PB_STRING, .oneof = -1}};
+    static pt_pb_fdesc_t fs[1] = {{.name = "x", .json = "x", .name_len = 1, .json_len = 1, .num = 1, .type = PT_PB_STRING, .oneof = -1}};
     static uint32_t by[1] = {0};
     static pt_pb_msg_t m = {.name = "t.M", .f = fs, .nf = 1, .by_num = by};
     static pt_pb_method_t md = {.name = "M", .path = "/t.S/M", .in = &m, .out = &m};
