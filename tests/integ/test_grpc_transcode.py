@@ -589,3 +589,24 @@ def test_reload_picks_up_a_new_descriptor(gateway, server, protos, tmp_path):
     g.reload(ok=False)
     assert 'library.pb' in g.log() or 'live.pb' in g.log()
     assert jcall(port, 'GET', '/v1/book/shelves/a/books/c')[0]['name'] == 'shelves/a/books/c'
+
+
+def test_clients_that_vanish(gw):
+    """Mid-body: nothing reaches the upstream. Mid-stream: the upstream
+    call is cancelled. The gateway goes on either way."""
+    port, server, alog = gw
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    s.sendall(b'POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"fInt32": ')
+    time.sleep(0.2)
+    s.close()
+    wait_for(lambda: os.path.exists(alog) and '"status":499' in open(alog).read(), 5, what='a 499 log line')
+    assert not server.calls
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    s.sendall(b'GET /v1/shelves/slow/books:stream?pageSize=3 HTTP/1.1\r\nHost: x\r\n\r\n')
+    got = b''
+    while b'shelves/slow/books/0' not in got:
+        got += s.recv(65536)
+    s.close()
+    got, _ = jcall(port, 'GET', '/v1/shelves/a/books/after')
+    assert got['name'] == 'shelves/a/books/after'
+    wait_for(lambda: open(alog).read().count('\n') >= 3, 10, what='three log lines')
