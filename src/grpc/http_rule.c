@@ -341,11 +341,6 @@ int pt_http_rule_parse(pt_arena_t *a, const pt_pb_method_t *m, const uint8_t *ru
 
 /* ---- matching ---- */
 
-static int hex(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Percent-decodes n bytes of p into out (room for n); keep_slash: "%2F"
  * stays as it is.  -1 for a bad escape. */
 static long pct_decode(const char *p, size_t n, char *out, bool keep_slash)
@@ -357,7 +352,7 @@ static long pct_decode(const char *p, size_t n, char *out, bool keep_slash)
             continue;
         }
         int h, l;
-        if (i + 2 >= n || (h = hex(p[i + 1])) < 0 || (l = hex(p[i + 2])) < 0)
+        if (i + 2 >= n || (h = pt_hexval(p[i + 1])) < 0 || (l = pt_hexval(p[i + 2])) < 0)
             return -1;
         if (keep_slash && h == 2 && (l == 15)) {
             memcpy(out + o, p + i, 3);

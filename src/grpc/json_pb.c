@@ -208,6 +208,43 @@ static bool get_double(e_t *e, json_t *j, bool is_float, double *out)
     return true;
 }
 
+static bool enc_enum(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *out)
+{
+    int32_t v;
+    uint64_t u;
+    if (json_is_null(j) && f->en->null_value) {
+        pt_pb_put_varint(out, 0);
+        return true;
+    }
+    if (json_is_string(j)) {
+        if (!pt_pb_enum_num(f->en, json_string_value(j), json_string_length(j), &v))
+            return fail(e, "\"%.64s\" is not a value of %s", json_string_value(j), f->en->name);
+    } else {
+        if (!json_is_integer(j) || !get_int(e, j, INT32_MIN, INT32_MAX, false, &u))
+            return e->failed ? false : fail(e, "expected a name of %s, got %s", f->en->name, kind(j));
+        v = (int32_t)(int64_t)u;
+    }
+    pt_pb_put_varint(out, (uint64_t)(int64_t)v);
+    return true;
+}
+
+static bool enc_bytes(e_t *e, json_t *j, pt_sbuf_t *out)
+{
+    if (!json_is_string(j))
+        return fail(e, "expected base64 in a string, got %s", kind(j));
+    size_t n = json_string_length(j);
+    uint8_t *bin = malloc(n / 4 * 3 + 3);
+    long k = bin ? pt_wkt_b64_decode(json_string_value(j), n, bin) : -1;
+    if (k < 0) {
+        free(bin);
+        return fail(e, "not base64");
+    }
+    pt_pb_put_varint(out, (uint64_t)k);
+    pt_sbuf_put(out, (const char *)bin, (size_t)k);
+    free(bin);
+    return true;
+}
+
 /* One value of a scalar field (not MESSAGE): its bytes after the tag. */
 static bool enc_scalar(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *out)
 {
@@ -266,44 +303,16 @@ static bool enc_scalar(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *out
             return fail(e, "expected true or false, got %s", kind(j));
         pt_pb_put_varint(out, json_is_true(j));
         return true;
-    case PT_PB_ENUM: {
-        int32_t v;
-        if (json_is_null(j) && f->en->null_value) {
-            pt_pb_put_varint(out, 0);
-            return true;
-        }
-        if (json_is_string(j)) {
-            if (!pt_pb_enum_num(f->en, json_string_value(j), json_string_length(j), &v))
-                return fail(e, "\"%.64s\" is not a value of %s", json_string_value(j), f->en->name);
-        } else {
-            if (!json_is_integer(j) || !get_int(e, j, INT32_MIN, INT32_MAX, false, &u))
-                return e->failed ? false : fail(e, "expected a name of %s, got %s", f->en->name, kind(j));
-            v = (int32_t)(int64_t)u;
-        }
-        pt_pb_put_varint(out, (uint64_t)(int64_t)v);
-        return true;
-    }
+    case PT_PB_ENUM:
+        return enc_enum(e, f, j, out);
     case PT_PB_STRING:
         if (!json_is_string(j))
             return fail(e, "expected a string, got %s", kind(j));
         pt_pb_put_varint(out, json_string_length(j));
         pt_sbuf_put(out, json_string_value(j), json_string_length(j));
         return true;
-    case PT_PB_BYTES: {
-        if (!json_is_string(j))
-            return fail(e, "expected base64 in a string, got %s", kind(j));
-        size_t n = json_string_length(j);
-        uint8_t *bin = malloc(n / 4 * 3 + 3);
-        long k = bin ? pt_wkt_b64_decode(json_string_value(j), n, bin) : -1;
-        if (k < 0) {
-            free(bin);
-            return fail(e, "not base64");
-        }
-        pt_pb_put_varint(out, (uint64_t)k);
-        pt_sbuf_put(out, (const char *)bin, (size_t)k);
-        free(bin);
-        return true;
-    }
+    case PT_PB_BYTES:
+        return enc_bytes(e, j, out);
     default:
         return fail(e, "a field of an unknown type");
     }

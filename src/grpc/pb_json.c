@@ -356,104 +356,112 @@ static void ungather(occ_t *o, const occ_t *local)
         free(o);
 }
 
+/* Timestamp and Duration: seconds (1) and nanos (2) as text. */
+static bool write_time(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n)
+{
+    pt_pb_reader_t r = pt_pb_reader(p, n);
+    pt_pb_field_t f, last[3] = {{0}};
+    int rc;
+    while ((rc = pt_pb_next(&r, &f)) > 0)
+        if ((f.num == 1 || f.num == 2) && f.wt == PT_PB_VARINT)
+            last[f.num] = f;
+    if (rc < 0)
+        return fail(w, "the bytes are not a %s", m->name);
+    char text[48];
+    size_t tn = m->wkt == PT_WKT_TIMESTAMP ? pt_wkt_timestamp_fmt((int64_t)last[1].v, (int32_t)(uint32_t)last[2].v, text)
+                                           : pt_wkt_duration_fmt((int64_t)last[1].v, (int32_t)(uint32_t)last[2].v, text);
+    if (!tn)
+        return fail(w, "a %s out of range", m->name);
+    pt_json_put_str(w->b, text, tn);
+    return true;
+}
+
+/* FieldMask: its paths (1) in lowerCamelCase, joined by commas. */
+static bool write_mask(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n)
+{
+    pt_pb_reader_t r = pt_pb_reader(p, n);
+    pt_pb_field_t f;
+    int rc;
+    pt_sbuf_t mask = {0};
+    while ((rc = pt_pb_next(&r, &f)) > 0) {
+        if (f.num != 1 || f.wt != PT_PB_LEN)
+            continue;
+        char *c = malloc(2 * f.n + 1);
+        if (!c || !pt_wkt_mask_to_json((const char *)f.p, f.n, c)) {
+            free(c);
+            free(mask.p);
+            return fail(w, "a FieldMask path cannot be written in lowerCamelCase");
+        }
+        if (mask.n)
+            pt_sbuf_put(&mask, ",", 1);
+        pt_sbuf_puts(&mask, c);
+        free(c);
+    }
+    if (rc >= 0)
+        pt_json_put_str(w->b, mask.p ? mask.p : "", mask.n);
+    free(mask.p);
+    return rc >= 0 ? true : fail(w, "the bytes are not a %s", m->name);
+}
+
+/* Value: whichever of its kinds (1 to 6) came last; none is null. */
+static bool write_value_wkt(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n)
+{
+    pt_pb_reader_t r = pt_pb_reader(p, n);
+    pt_pb_field_t f, last = {0};
+    int rc, kind = 0;
+    while ((rc = pt_pb_next(&r, &f)) > 0)
+        if (f.num >= 1 && f.num <= 6) {
+            last = f;
+            kind = (int)f.num;
+        }
+    if (rc < 0)
+        return fail(w, "the bytes are not a %s", m->name);
+    if (kind == 2 && last.wt == PT_PB_I64) {
+        double d;
+        memcpy(&d, &last.v, 8);
+        if (!isfinite(d))
+            return fail(w, "a Value holds %s, which JSON cannot", isnan(d) ? "NaN" : "an infinity");
+    }
+    if (!kind || kind == 1) {
+        put(w, "null");
+        return true;
+    }
+    const pt_pb_fdesc_t *fd = pt_pb_msg_field(m, (uint32_t)kind);
+    return fd ? write_value(w, fd, &last) : fail(w, "google.protobuf.Value has no field %d", kind);
+}
+
+/* A message of one field (1) whose JSON is that field's: Struct (a map),
+ * ListValue (a repeated), the wrappers (a scalar). */
+static bool write_field1(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n)
+{
+    const pt_pb_fdesc_t *fd = pt_pb_msg_field(m, 1);
+    if (!fd)
+        return fail(w, "%s has no field 1", m->name);
+    occ_t *o, local[16];
+    long k = gather(w, m, p, n, &o, local, 16);
+    if (k < 0)
+        return false;
+    bool ok = true;
+    if (k)
+        ok = write_field(w, fd, o, (size_t)k);
+    else if (m->wkt == PT_WKT_STRUCT || m->wkt == PT_WKT_LISTVALUE)
+        pt_sbuf_puts(w->b, m->wkt == PT_WKT_STRUCT ? "{}" : "[]");
+    else
+        write_default(w, fd), ok = !w->failed;
+    ungather(o, local);
+    return ok;
+}
+
 /* The well-known types with their own JSON. */
 static bool write_wkt(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n)
 {
-    pt_pb_reader_t r = pt_pb_reader(p, n);
-    pt_pb_field_t f, last[7] = {{0}};
-    bool seen[7] = {false};
-    int rc, kind = 0;
-    char text[48];
     switch (m->wkt) {
     case PT_WKT_TIMESTAMP:
-    case PT_WKT_DURATION:
-        while ((rc = pt_pb_next(&r, &f)) > 0)
-            if ((f.num == 1 || f.num == 2) && f.wt == PT_PB_VARINT)
-                last[f.num] = f;
-        if (rc < 0)
-            return fail(w, "the bytes are not a %s", m->name);
-        {
-            size_t tn = m->wkt == PT_WKT_TIMESTAMP
-                            ? pt_wkt_timestamp_fmt((int64_t)last[1].v, (int32_t)(uint32_t)last[2].v, text)
-                            : pt_wkt_duration_fmt((int64_t)last[1].v, (int32_t)(uint32_t)last[2].v, text);
-            if (!tn)
-                return fail(w, "a %s out of range", m->name);
-            pt_json_put_str(w->b, text, tn);
-        }
-        return true;
-    case PT_WKT_FIELDMASK: {
-        pt_sbuf_t mask = {0};
-        while ((rc = pt_pb_next(&r, &f)) > 0) {
-            if (f.num != 1 || f.wt != PT_PB_LEN)
-                continue;
-            char *c = malloc(2 * f.n + 1);
-            if (!c || !pt_wkt_mask_to_json((const char *)f.p, f.n, c)) {
-                free(c);
-                free(mask.p);
-                return fail(w, "a FieldMask path cannot be written in lowerCamelCase");
-            }
-            if (mask.n)
-                pt_sbuf_put(&mask, ",", 1);
-            pt_sbuf_puts(&mask, c);
-            free(c);
-        }
-        if (rc >= 0)
-            pt_json_put_str(w->b, mask.p ? mask.p : "", mask.n);
-        free(mask.p);
-        return rc >= 0 ? true : fail(w, "the bytes are not a %s", m->name);
-    }
-    case PT_WKT_VALUE:
-        while ((rc = pt_pb_next(&r, &f)) > 0)
-            if (f.num >= 1 && f.num <= 6) {
-                last[f.num] = f;
-                seen[f.num] = true;
-                kind = (int)f.num;
-            }
-        if (rc < 0)
-            return fail(w, "the bytes are not a %s", m->name);
-        if (kind == 2 && last[2].wt == PT_PB_I64) {
-            double d;
-            memcpy(&d, &last[2].v, 8);
-            if (!isfinite(d))
-                return fail(w, "a Value holds %s, which JSON cannot", isnan(d) ? "NaN" : "an infinity");
-        }
-        if (!kind || kind == 1) {
-            put(w, "null");
-            return true;
-        }
-        {
-            const pt_pb_fdesc_t *fd = pt_pb_msg_field(m, (uint32_t)kind);
-            (void)seen;
-            return fd ? write_value(w, fd, &last[kind]) : fail(w, "google.protobuf.Value has no field %d", kind);
-        }
-    case PT_WKT_STRUCT:
-    case PT_WKT_LISTVALUE: {
-        const pt_pb_fdesc_t *fd = pt_pb_msg_field(m, 1);
-        if (!fd)
-            return fail(w, "%s has no field 1", m->name);
-        occ_t *o, local[16];
-        long k = gather(w, m, p, n, &o, local, 16);
-        if (k < 0)
-            return false;
-        bool ok = k ? write_field(w, fd, o, (size_t)k) : (pt_sbuf_puts(w->b, m->wkt == PT_WKT_STRUCT ? "{}" : "[]"), true);
-        ungather(o, local);
-        return ok;
-    }
-    case PT_WKT_EMPTY:
-        put(w, "{}");
-        return true;
-    default: { /* the wrappers: their value (1) alone */
-        const pt_pb_fdesc_t *fd = pt_pb_msg_field(m, 1);
-        if (!fd)
-            return fail(w, "%s has no field 1", m->name);
-        occ_t *o, local[4];
-        long k = gather(w, m, p, n, &o, local, 4);
-        if (k < 0)
-            return false;
-        bool ok = k ? write_field(w, fd, o, (size_t)k) : (write_default(w, fd), !w->failed);
-        ungather(o, local);
-        return ok;
-    }
+    case PT_WKT_DURATION: return write_time(w, m, p, n);
+    case PT_WKT_FIELDMASK: return write_mask(w, m, p, n);
+    case PT_WKT_VALUE: return write_value_wkt(w, m, p, n);
+    case PT_WKT_EMPTY: put(w, "{}"); return true;
+    default: return write_field1(w, m, p, n); /* Struct, ListValue, the wrappers */
     }
 }
 

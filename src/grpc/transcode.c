@@ -90,11 +90,6 @@ bool pt_tc_call_body(pt_tc_call_t *k, const char *p, size_t n, char *err, size_t
 
 /* ---- the request ---- */
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* A query part, percent-decoded and '+' as a space, into out (room for n
  * and a NUL): its length, -1 for a bad escape. */
 static long form_decode(const char *p, size_t n, char *out)
@@ -105,7 +100,7 @@ static long form_decode(const char *p, size_t n, char *out)
             out[o++] = ' ';
         } else if (p[i] == '%') {
             int h, l;
-            if (i + 2 >= n || (h = hexval(p[i + 1])) < 0 || (l = hexval(p[i + 2])) < 0)
+            if (i + 2 >= n || (h = pt_hexval(p[i + 1])) < 0 || (l = pt_hexval(p[i + 2])) < 0)
                 return -1;
             out[o++] = (char)(h * 16 + l);
             i += 2;
@@ -263,7 +258,7 @@ static void pct_decode_into(pt_sbuf_t *b, const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int h, l;
-        if (p[i] == '%' && i + 2 < n && (h = hexval((char)p[i + 1])) >= 0 && (l = hexval((char)p[i + 2])) >= 0) {
+        if (p[i] == '%' && i + 2 < n && (h = pt_hexval((char)p[i + 1])) >= 0 && (l = pt_hexval((char)p[i + 2])) >= 0) {
             char ch = (char)(h * 16 + l);
             pt_sbuf_put(b, &ch, 1);
             i += 2;
