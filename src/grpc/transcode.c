@@ -28,6 +28,7 @@ struct pt_tc_call {
     pt_sbuf_t meta;     /* header lines from the upstream's head (and trailers when not streamed) */
     int grpc_status;    /* -1: none yet */
     pt_sbuf_t message;  /* grpc-message, decoded */
+    pt_sbuf_t message_raw; /* as it came (percent-encoded): for trailers */
     pt_sbuf_t details;  /* grpc-status-details-bin, as it came (base64) */
     uint8_t prefix[5];
     size_t nprefix;
@@ -63,6 +64,7 @@ void pt_tc_call_free(pt_tc_call_t *k)
     free(k->body.p);
     free(k->meta.p);
     free(k->message.p);
+    free(k->message_raw.p);
     free(k->details.p);
     free(k->msg.p);
     free(k->json.p);
@@ -278,8 +280,9 @@ void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const 
             code = value[i] >= '0' && value[i] <= '9' ? code * 10 + (value[i] - '0') : 2;
         k->grpc_status = vlen && vlen <= 3 ? code : 2;
     } else if (PT_STR_IEQ(n, "grpc-message")) {
-        k->message.n = 0;
+        k->message.n = k->message_raw.n = 0;
         pct_decode_into(&k->message, value, vlen);
+        pt_sbuf_put(&k->message_raw, (const char *)value, vlen);
     } else if (PT_STR_IEQ(n, "grpc-status-details-bin")) {
         k->details.n = 0;
         pt_sbuf_put(&k->details, (const char *)value, vlen);
@@ -504,9 +507,24 @@ void pt_tc_call_end(pt_tc_call_t *k)
         }
         char num[16];
         snprintf(num, sizeof(num), "%d", code);
+        /* grpc-message as the upstream wrote it (percent-encoded), or ours, encoded the same way */
+        pt_sbuf_t m = {0};
+        if (k->message_raw.n)
+            pt_sbuf_put(&m, k->message_raw.p, k->message_raw.n);
+        for (size_t i = 0; !k->message_raw.n && i < k->message.n; i++) {
+            unsigned char ch = (unsigned char)k->message.p[i];
+            char esc[4];
+            if (ch < 0x20 || ch > 0x7e || ch == '%')
+                pt_sbuf_put(&m, esc, (size_t)snprintf(esc, sizeof(esc), "%%%02X", ch));
+            else
+                pt_sbuf_put(&m, (const char *)&ch, 1);
+        }
+        for (size_t i = 0; i < m.n; i++) /* a field value: no control characters, whatever came */
+            if ((unsigned char)m.p[i] < 0x20 || m.p[i] == 0x7f)
+                m.p[i] = ' ';
         if (pt_conn_is_stream(k->c)) {
             nghttp2_nv nv[2] = {{(uint8_t *)"grpc-status", (uint8_t *)num, 11, strlen(num), 0},
-                                {(uint8_t *)"grpc-message", (uint8_t *)(k->message.p ? k->message.p : ""), 12, k->message.n, 0}};
+                                {(uint8_t *)"grpc-message", (uint8_t *)(m.p ? m.p : ""), 12, m.n, 0}};
             pt_h2_stream_trailers(k->c, nv, 2);
             out(k, "0\r\n\r\n", 5);
         } else {
@@ -514,14 +532,12 @@ void pt_tc_call_end(pt_tc_call_t *k)
             pt_sbuf_puts(&t, "0\r\ngrpc-status: ");
             pt_sbuf_puts(&t, num);
             pt_sbuf_puts(&t, "\r\ngrpc-message: ");
-            for (size_t i = 0; i < k->message.n; i++) { /* a field value: no CR, LF or NUL */
-                unsigned char ch = (unsigned char)k->message.p[i];
-                pt_sbuf_put(&t, ch < 0x20 || ch == 0x7f ? " " : k->message.p + i, 1);
-            }
+            pt_sbuf_put(&t, m.p, m.n);
             pt_sbuf_puts(&t, "\r\n\r\n");
             out(k, t.p, t.n);
             free(t.p);
         }
+        free(m.p);
         return;
     }
     if (code == 0 && !k->json.p && !k->t->b->m->server_streaming) {
