@@ -223,7 +223,10 @@ static const pt_section_t schema = {
     "DATA_LOSS 500, UNAUTHENTICATED 401, others 500) with {\"code\", \"message\", \"details\"}, details decoded "
     "from grpc-status-details-bin (types not in the set as {\"@type\", \"value\": base64}). A stream that fails "
     "after its first message is left unclosed (no ]), with grpc-status and grpc-message as trailers. gRPC and "
-    "gRPC-Web clients (Content-Type application/grpc...) pass as they are."};
+    "gRPC-Web clients (Content-Type application/grpc...) pass as they are, and so does every request of a route "
+    "that is not to a gRPC upstream when the filter is set in global_filters. A field may be named once, by its "
+    "JSON name or its proto name, not both; messages nest at most 64 deep (Value, Struct and ListValue count as "
+    "theirs do on the wire)."};
 
 typedef struct state {
     pt_tc_t tc;
@@ -257,6 +260,9 @@ static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void 
 {
     const conf_t *conf = vconf;
     state_t *st = vst;
+    const pt_route_conf_t *route = c->req ? c->req->route : NULL;
+    if (!route || !route->up || (route->up->scheme != PT_SCHEME_GRPC && route->up->scheme != PT_SCHEME_GRPCS))
+        return PT_NEXT; /* a global setting, on a route that is not gRPC's */
     const pt_h1_header_t *ct = pt_h1_find(req, PT_STR("content-type"));
     if (ct && ct->value.n >= 16 && strncasecmp(ct->value.p, "application/grpc", 16) == 0)
         return PT_NEXT; /* a gRPC or gRPC-Web client */

@@ -46,6 +46,9 @@ typedef struct state {
 static pt_verdict_t on_request(pt_conn_t *c, const pt_h1_req_t *req, const void *vconf, pt_fx_t *fx, void *vst)
 {
     state_t *st = vst;
+    const pt_route_conf_t *route = c->req ? c->req->route : NULL;
+    if (!route || !route->up || (route->up->scheme != PT_SCHEME_GRPC && route->up->scheme != PT_SCHEME_GRPCS))
+        return PT_NEXT; /* a global setting, on a route that is not gRPC's */
     const pt_h1_header_t *ct = pt_h1_find(req, PT_STR("content-type"));
     char up[64];
     pt_grpc_web_mode_t mode = ct ? pt_grpc_web_mode(ct->value, up, sizeof(up)) : PT_GRPC_WEB_NONE;

@@ -160,7 +160,7 @@ static bool get_int(e_t *e, json_t *j, int64_t min, uint64_t max, bool is_unsign
         return fail(e, "expected a number, got %s", kind(j));
     const char *s = json_string_value(j);
     size_t n = json_string_length(j);
-    if (!n || n > 40 || strlen(s) != n || s[0] == '+' || s[0] == ' ' || (s[0] == '-' && is_unsigned))
+    if (!n || n > 40 || strlen(s) != n || !(s[0] == '-' ? !is_unsigned && s[1] >= '0' && s[1] <= '9' : s[0] >= '0' && s[0] <= '9'))
         return fail(e, "\"%.40s\" is not a whole number", s);
     char *end;
     errno = 0;
@@ -426,10 +426,22 @@ static bool enc_field(e_t *e, const pt_pb_fdesc_t *f, json_t *j, pt_sbuf_t *out)
 
 static bool enc_value(e_t *e, json_t *j, pt_sbuf_t *out);
 
+/* Messages nested: Value, Struct, a map's entry and ListValue count as
+ * the writer counts them, so that what is encoded can be written back. */
+static bool deeper(e_t *e, int by)
+{
+    e->depth += by;
+    return e->depth <= PT_PBJSON_MAX_DEPTH || fail(e, "nested more than %d deep", PT_PBJSON_MAX_DEPTH);
+}
+
 static bool enc_struct(e_t *e, json_t *j, pt_sbuf_t *out)
 {
     if (!json_is_object(j))
         return fail(e, "expected an object (a Struct), got %s", kind(j));
+    if (!deeper(e, 2)) { /* the Struct, and its entries */
+        e->depth -= 2;
+        return false;
+    }
     const char *key;
     size_t klen;
     json_t *v;
@@ -441,9 +453,12 @@ static bool enc_struct(e_t *e, json_t *j, pt_sbuf_t *out)
         size_t vat = open_len(out, 2);
         bool ok = enc_value(e, v, out) && close_len(e, out, vat) && close_len(e, out, at);
         pop(e);
-        if (!ok)
+        if (!ok) {
+            e->depth -= 2;
             return false;
+        }
     }
+    e->depth -= 2;
     return true;
 }
 
@@ -451,6 +466,10 @@ static bool enc_list(e_t *e, json_t *j, pt_sbuf_t *out)
 {
     if (!json_is_array(j))
         return fail(e, "expected an array (a ListValue), got %s", kind(j));
+    if (!deeper(e, 1)) {
+        e->depth--;
+        return false;
+    }
     size_t i;
     json_t *v;
     json_array_foreach(j, i, v)
@@ -459,9 +478,12 @@ static bool enc_list(e_t *e, json_t *j, pt_sbuf_t *out)
         size_t at = open_len(out, 1);
         bool ok = enc_value(e, v, out) && close_len(e, out, at);
         pop(e);
-        if (!ok)
+        if (!ok) {
+            e->depth--;
             return false;
+        }
     }
+    e->depth--;
     return true;
 }
 
@@ -572,7 +594,7 @@ static bool enc_any(e_t *e, json_t *j, pt_sbuf_t *out)
     pt_pb_put_bytes(out, 1, url, strlen(url));
     size_t at = open_len(out, 2);
     bool ok;
-    if (m->wkt != PT_WKT_NONE && m->wkt != PT_WKT_ANY) {
+    if (m->wkt != PT_WKT_NONE) { /* a well-known type, an Any too: its JSON under "value" */
         json_t *v = json_object_get(j, "value");
         if (!v || json_object_size(j) != 2)
             ok = fail(e, "an Any of a well-known type has \"@type\" and \"value\" only");
@@ -622,20 +644,25 @@ static bool enc_msg(e_t *e, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out, boo
         const char *key;
         size_t klen;
         json_t *v;
-        uint64_t oneofs = 0;
+        uint64_t oneofs = 0, seen[8] = {0}; /* fields past the 512th are not checked for twice */
         json_object_keylen_foreach(j, key, klen, v)
         {
             if (any_body && strcmp(key, "@type") == 0)
                 continue;
             const pt_pb_fdesc_t *f = pt_pb_msg_field_named(m, key, klen);
+            size_t fi = f ? (size_t)(f - m->f) : 0;
             push_key(e, key, klen, false);
             if (!f) {
                 ok = fail(e, "no such field in %s", m->name);
+            } else if (fi < 512 && (seen[fi / 64] & (1ull << (fi % 64)))) {
+                ok = fail(e, "the field is given twice (by its JSON name and its proto name)");
             } else if (f->oneof >= 0 && f->oneof < 64 && !json_is_null(v)) {
                 if (oneofs & (1ull << f->oneof))
                     ok = fail(e, "a second field of the same oneof");
                 oneofs |= 1ull << f->oneof;
             }
+            if (ok && fi < 512)
+                seen[fi / 64] |= 1ull << (fi % 64);
             ok = ok && enc_field(e, f, v, out);
             pop(e);
             if (!ok)
@@ -671,7 +698,11 @@ static bool enc_nested(e_t *e, const pt_pb_fdesc_t *const *fs, size_t nf, json_t
          * would have it (a number, true, an enum's name, a time) */
         const pt_pb_msg_t *wm = f->type == PT_PB_MESSAGE ? f->msg : NULL;
         json_t *v;
-        if (f->type == PT_PB_BOOL || (wm && wm->wkt == PT_WKT_BOOL))
+        char *end = NULL;
+        long long num = tn && tn < 12 && (text[0] == '-' || (text[0] >= '0' && text[0] <= '9')) ? strtoll(text, &end, 10) : 0;
+        if (f->type == PT_PB_ENUM && tn && tn < 12 && end == text + tn)
+            v = json_integer(num); /* an enum by its number */
+        else if (f->type == PT_PB_BOOL || (wm && wm->wkt == PT_WKT_BOOL))
             v = tn == 4 && !memcmp(text, "true", 4)    ? json_true()
                 : tn == 5 && !memcmp(text, "false", 5) ? json_false()
                                                        : json_stringn(text, tn);

@@ -493,7 +493,7 @@ static bool write_any(w_t *w, const uint8_t *p, size_t n)
         return fail(w, "an Any's type URL holds a NUL byte");
     }
     bool ok;
-    if (t->wkt != PT_WKT_NONE && t->wkt != PT_WKT_ANY) {
+    if (t->wkt != PT_WKT_NONE) { /* a well-known type, an Any too: its JSON under "value" */
         put(w, "{\"@type\":");
         pt_json_put_str(w->b, tu, url.n);
         put(w, ",\"value\":");

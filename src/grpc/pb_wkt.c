@@ -198,8 +198,8 @@ bool pt_wkt_mask_from_json(const char *p, size_t n, char *out)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
-        if (c == '_' || c == '\0')
-            return false;
+        if (c == '_' || c == '\0' || (c == '.' && (i == 0 || i + 1 == n || p[i + 1] == '.')))
+            return false; /* no empty name between dots */
         if (c >= 'A' && c <= 'Z') {
             out[o++] = '_';
             out[o++] = (char)(c + 32);

@@ -9,6 +9,7 @@
 
 #include "portico/conn.h"
 #include "portico/filter.h"
+#include "portico/grpc.h"
 #include "portico/grpc_web.h"
 #include "portico/h2.h"
 #include "portico/http.h"
@@ -114,12 +115,17 @@ static long form_decode(const char *p, size_t n, char *out)
     return (long)o;
 }
 
-/* Is the field path p the same as, or inside, one of the variables'? */
-static bool bound(const pt_http_binding_t *b, const char *p)
+/* Do the fields fs[0..nf) (a query parameter's, resolved: it may name
+ * them by their JSON names) meet a variable's: the same field, one inside
+ * it, or one that holds it? */
+static bool bound(const pt_http_binding_t *b, const pt_pb_fdesc_t *const *fs, size_t nf)
 {
+    const pt_pb_fdesc_t *vs[16];
     for (size_t i = 0; i < b->nvars; i++) {
-        size_t n = strlen(b->vars[i].field);
-        if (strncmp(p, b->vars[i].field, n) == 0 && (p[n] == '\0' || p[n] == '.'))
+        size_t nv = pt_http_field_path(b->m->in, b->vars[i].field, strlen(b->vars[i].field), vs, 16), k = 0;
+        while (k < nv && k < nf && vs[k] == fs[k])
+            k++;
+        if (nv && (k == nv || k == nf))
             return true;
     }
     return false;
@@ -152,7 +158,7 @@ static bool encode_query(pt_tc_call_t *k, pt_sbuf_t *out, char *err, size_t errl
             } else if (ok && b->body && !b->any_query && (strcmp(b->body, "*") == 0 || strcmp(b->body, fs[0]->name) == 0)) {
                 snprintf(err, errlen, "query parameter %.64s: the field comes from the body", key);
                 ok = false;
-            } else if (ok && bound(b, key)) {
+            } else if (ok && bound(b, fs, nf)) {
                 snprintf(err, errlen, "query parameter %.64s: the field comes from the path", key);
                 ok = false;
             }
@@ -276,9 +282,9 @@ void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const 
     pt_str_t n = {(const char *)name, nlen};
     if (PT_STR_IEQ(n, "grpc-status")) {
         int code = 0;
-        for (size_t i = 0; i < vlen && i < 4; i++)
-            code = value[i] >= '0' && value[i] <= '9' ? code * 10 + (value[i] - '0') : 2;
-        k->grpc_status = vlen && vlen <= 3 ? code : 2;
+        for (size_t i = 0; i < vlen && code >= 0; i++)
+            code = value[i] >= '0' && value[i] <= '9' && i < 2 ? code * 10 + (value[i] - '0') : -1;
+        k->grpc_status = vlen && code >= 0 && code <= 16 ? code : 2; /* anything else is UNKNOWN */
     } else if (PT_STR_IEQ(n, "grpc-message")) {
         k->message.n = k->message_raw.n = 0;
         pct_decode_into(&k->message, value, vlen);
@@ -332,6 +338,17 @@ static void write_head(pt_tc_call_t *k, int status, int64_t length)
         k->c->req->ent.status = status;
 }
 
+static bool any_has_type(const uint8_t *p, size_t n)
+{
+    pt_pb_reader_t r = pt_pb_reader(p, n);
+    pt_pb_field_t f;
+    int rc;
+    bool url = false;
+    while ((rc = pt_pb_next(&r, &f)) > 0)
+        url |= f.num == 1 && f.wt == PT_PB_LEN && f.n > 0;
+    return rc == 0 && url;
+}
+
 /* {"code", "message", "details"}: details from grpc-status-details-bin
  * (a google.rpc.Status), each Any as JSON when its type is in the set. */
 static void error_body(pt_sbuf_t *b, const pt_pbjson_opts_t *o, int code, const char *msg, size_t mlen,
@@ -350,7 +367,7 @@ static void error_body(pt_sbuf_t *b, const pt_pbjson_opts_t *o, int code, const 
     pt_pb_field_t f;
     bool first = true;
     while (bn > 0 && pt_pb_next(&r, &f) > 0) {
-        if (f.num != 3 || f.wt != PT_PB_LEN)
+        if (f.num != 3 || f.wt != PT_PB_LEN || !any_has_type(f.p, f.n))
             continue;
         if (!first)
             pt_sbuf_put(b, ",", 1);
@@ -447,6 +464,8 @@ bool pt_tc_call_data(pt_tc_call_t *k, const uint8_t *p, size_t n)
 {
     if (k->broken)
         return false;
+    if (k->c->req && k->c->req->ent.upstream_status != 200)
+        return true; /* not a gRPC answer (an error page): its status speaks, not its body */
     while (n) {
         if (k->nprefix < 5) {
             size_t take = 5 - k->nprefix < n ? 5 - k->nprefix : n;
@@ -489,8 +508,9 @@ bool pt_tc_call_data(pt_tc_call_t *k, const uint8_t *p, size_t n)
 void pt_tc_call_end(pt_tc_call_t *k)
 {
     int code = k->grpc_status;
-    if (code < 0) {
-        code = 2;
+    if (code < 0) { /* not a gRPC answer: its HTTP status says what it can (gRPC's own mapping) */
+        int up = k->c->req ? k->c->req->ent.upstream_status : 0;
+        code = up && up != 200 ? pt_grpc_status_of(up) : 2;
         k->message.n = 0;
         pt_sbuf_puts(&k->message, "the upstream's answer has no grpc-status");
     }

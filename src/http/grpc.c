@@ -664,7 +664,7 @@ static void call_fail(pt_grpc_t *g, int code, const char *message)
     cancel_stream(g);
     pt_log_error("gRPC call failed: %s, route=%s upstream=%s req=%s", message, c->req->route ? c->req->route->name : "-",
                  g->up->conf->name, c->req->reqid);
-    if (g->head_sent) {
+    if (g->tc ? pt_tc_call_started(g->tc) : g->head_sent) { /* the client has a head: only a cut tells it */
         c->req->ent.completion = PT_DONE_UPSTREAM;
         pt_conn_close(c);
         return;
@@ -850,7 +850,11 @@ void pt_grpc_run(pt_grpc_t *g)
     }
 done:
     if (!c->dead && g->resp_done && pt_outq_empty(&c->out)) {
-        c->ipos = c->ilen; /* what is left of the request is not needed */
+        if (!g->req_done) { /* what is left of the body is not needed, and where it ends is unknown */
+            c->ipos = c->ilen;
+            if (!pt_conn_is_stream(c))
+                c->closing = true;
+        } /* else a pipelined request may follow it in the buffer */
         call_free(g);
         c->req->grpc_call = NULL;
         pt_h1_source_done(c);
@@ -965,6 +969,9 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     c->req->ent.upstream_addr = t->log_name ? t->log_name : t->name;
     evtimer_assign(&g->timer, c->w->base, on_call_timer, g);
     c->ipos += req->head_len; /* the body follows the head */
+    if (req->expect_continue && !pt_conn_is_stream(c) && (req->chunked || req->content_length > 0) &&
+        !pt_outq_copy(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25))
+        c->closing = true;
     c->req->ent.bytes_in = req->head_len;
     pt_req_detach(c);
     g->raw_body = !req->chunked;

@@ -106,6 +106,8 @@ class LibraryServer:
     def get_book(self, req, ctx):
         self._seen('GetBook', req, ctx)
         ctx.send_initial_metadata((('x-meta', 'head'),))
+        if 'slowhead' in req.name:  # the head at once, the answer past the gateway's read timeout
+            time.sleep(2.5)
         ctx.set_trailing_metadata((('x-trailer', 'tail'),))
         return self.book(req.name)
 
@@ -151,7 +153,7 @@ class LibraryServer:
 
     def file_verb(self, req, ctx):
         self._seen('FileVerb', req, ctx)
-        return self.pb.FileResponse(path=req.path, version=req.version, verb='touch')
+        return self.pb.FileResponse(path=req.file_id, version=req.version, verb='touch')
 
     def get_title(self, req, ctx):
         self._seen('GetTitle', req, ctx)

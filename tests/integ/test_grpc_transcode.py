@@ -181,6 +181,7 @@ def test_a_verb(gw):
     port, server, _ = gw
     got, _ = jcall(port, 'POST', '/v1/files/f1:touch')
     assert got == {'path': 'f1', 'verb': 'touch'}
+    assert server.last('FileVerb')[1].file_id == 'f1'
     # another verb is a path of GetFile's, which takes GET
     st, hdrs, _ = call(port, 'POST', '/v1/files/f1:other')
     assert st == 405 and hdrs['allow'] == 'GET, SEARCH', hdrs
@@ -282,6 +283,13 @@ def test_input_forms_that_are_accepted(gw):
                    'fDouble': 2.5}, got
     got, _ = jcall(port, 'POST', '/v1/echo', '')  # no body: an empty message
     assert got == {}
+    # an enum by its number in the query; an Any of an Any; an empty field mask
+    got, _ = jcall(port, 'GET', '/v1/shelves/s/books?genre=2')
+    assert got['genre'] == 'POETRY'
+    nested = {'wAny': {'@type': 'type.googleapis.com/google.protobuf.Any',
+                       'value': {'@type': 'type.googleapis.com/library.v1.Book', 'name': 'inner'}}, 'wMask': ''}
+    got, _ = jcall(port, 'POST', '/v1/echo', nested)
+    assert got == {'wAny': nested['wAny'], 'wMask': ''}, got
 
 
 def test_output_options(gateway, server, protos):
@@ -329,6 +337,12 @@ BAD = [
     ('{"wInt32": "x"}', 'wInt32: "x" is not a whole number'),
     ('[1]', 'expected an object (library.v1.Everything), got an array'),
     ('{"fNested": ' + '{"child": ' * 70 + '{}' + '}' * 71, 'nested more than 64 deep'),
+    ('{"wValue": ' + '[' * 40 + ']' * 40 + '}', 'nested more than 64 deep'),
+    ('{"wStruct": ' + '{"a": ' * 30 + '{}' + '}' * 31, 'nested more than 64 deep'),
+    ('{"fString": "a", "f_string": "b"}', 'f_string: the field is given twice'),
+    ('{"fInt32": " 5"}', 'fInt32: " 5" is not a whole number'),
+    ('{"fInt64": "\\t5"}', 'fInt64: "\t5" is not a whole number'),
+    ('{"wMask": "a..b"}', 'wMask: "a..b" is not a list of lowerCamelCase paths'),
 ]
 
 
@@ -349,6 +363,9 @@ def test_bad_json_is_400_naming_the_field_and_never_reaches_the_upstream(gw, bod
     ('POST', '/v1/echo?fInt32=1', '{}', 'query parameter fInt32: the field comes from the body'),
     ('GET', '/v1/shelves/a/books/b', 'x', 'takes no request body'),
     ('POST', '/v1/shelves/s/books?book.title=x', '{}', 'the field comes from the body'),
+    # a path-bound field named by its JSON name (file_id is fileId)
+    ('POST', '/v1/files/f1:touch?fileId=other', None, 'query parameter fileId: the field comes from the path'),
+    ('POST', '/v1/files/f1:touch?file_id=other', None, 'query parameter file_id: the field comes from the path'),
 ])
 def test_bad_requests_outside_the_body(gw, method, path, body, message):
     port, server, _ = gw
@@ -611,3 +628,68 @@ def test_clients_that_vanish(gw):
     got, _ = jcall(port, 'GET', '/v1/shelves/a/books/after')
     assert got['name'] == 'shelves/a/books/after'
     wait_for(lambda: open(alog).read().count('\n') >= 3, 10, what='three log lines')
+
+
+@pytest.mark.parametrize('pieces', [1, 2, 5])
+def test_a_body_in_pieces(gw, pieces):
+    """The head first, then the body in pieces a little apart."""
+    port, server, _ = gw
+    body = json.dumps({'fString': 'a' * 3000}).encode()
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    s.sendall(b'POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n'
+              % len(body))
+    step = len(body) // pieces + 1
+    for i in range(0, len(body), step):
+        time.sleep(0.1)
+        s.sendall(body[i:i + step])
+    got = b''
+    while b'\r\n\r\n' not in got or not got.endswith(b'}'):
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b'HTTP/1.1 200'), got[:200]
+    assert json.loads(got.split(b'\r\n\r\n', 1)[1]) == {'fString': 'a' * 3000}
+    s.close()
+    # over HTTP/2, 50 KB at 100 KB/s
+    big = json.dumps({'fString': 'b' * 50000})
+    r = subprocess.run(['curl', '-s', '--http2-prior-knowledge', '--limit-rate', '100k', '--data-binary', '@-',
+                        f'http://127.0.0.1:{port}/v1/echo'], input=big.encode(), capture_output=True, timeout=20)
+    assert json.loads(r.stdout) == {'fString': 'b' * 50000}
+
+
+def test_pipelined_requests_after_a_transcoded_one(gw):
+    port, server, _ = gw
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    one = b'POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{"fInt32": %d}'
+    s.sendall(one % 1 + one % 2 + b'GET /v1/shelves/a/books/b HTTP/1.1\r\nHost: x\r\n\r\n')
+    got = b''
+    while got.count(b'HTTP/1.1 200') < 3 or not got.endswith(b'}'):
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert b'{"fInt32":1}' in got and b'{"fInt32":2}' in got and b'shelves/a/books/b' in got, got
+    s.close()
+    assert [c[0] for c in server.calls] == ['Echo', 'Echo', 'GetBook']
+
+
+def test_a_global_setting_leaves_other_routes_alone(gateway, server, protos):
+    port = free_port()
+    gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port} }}]
+upstreams: [{{ name: g, scheme: grpc, targets: ["127.0.0.1:{server.port}"] }}]
+global_filters:
+  grpc-transcode: {{ descriptor: {protos[1]}, services: [library.v1.Library] }}
+routes:
+  - {{ name: rest, match: {{ paths: ["/v1/*"] }}, upstream: g }}
+  - {{ name: other, match: {{ paths: ["/other"] }}, respond: {{ status: 200, body: "plain" }} }}
+''', workers=1)
+    st, _, out = call(port, 'GET', '/other')
+    assert (st, out) == (200, b'plain')
+    assert jcall(port, 'GET', '/v1/shelves/a/books/b')[0]['name'] == 'shelves/a/books/b'
+
+
+def test_an_upstream_that_fails_after_its_head_gets_a_json_error(gateway, server, protos):
+    port = free_port()
+    gateway(config(port, server.port, protos[1]).replace('timeouts: { read: 5s }', 'timeouts: { read: 1s }'),
+            workers=1)
+    got, _ = jcall(port, 'GET', '/v1/shelves/slowhead/books/b', status=504)
+    assert got['code'] == 4 and got['message'], got
