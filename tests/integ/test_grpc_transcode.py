@@ -693,3 +693,20 @@ def test_an_upstream_that_fails_after_its_head_gets_a_json_error(gateway, server
             workers=1)
     got, _ = jcall(port, 'GET', '/v1/shelves/slowhead/books/b', status=504)
     assert got['code'] == 4 and got['message'], got
+
+
+def test_expect_100_continue(gw):
+    port, server, _ = gw
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    body = b'{"fInt32": 7}'
+    s.sendall(b'POST /v1/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n' % len(body))
+    got = s.recv(65536)
+    assert got.startswith(b'HTTP/1.1 100 Continue\r\n\r\n'), got
+    s.sendall(body)
+    got = got[25:]
+    while not got.endswith(b'}'):
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b'HTTP/1.1 200') and got.endswith(b'{"fInt32":7}'), got
+    s.close()
