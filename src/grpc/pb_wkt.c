@@ -177,9 +177,11 @@ bool pt_wkt_duration_parse(const char *s, size_t n, int64_t *secs, int32_t *nano
 bool pt_wkt_mask_to_json(const char *p, size_t n, char *out)
 {
     size_t o = 0;
+    if (!n)
+        return false; /* an empty path: "a,,b" would not read back */
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
-        if (c >= 'A' && c <= 'Z')
+        if ((c >= 'A' && c <= 'Z') || c == ',' || c == '\0' || (c == '.' && (i == 0 || i + 1 == n || p[i + 1] == '.')))
             return false;
         if (c == '_') {
             if (i + 1 == n || p[i + 1] < 'a' || p[i + 1] > 'z')

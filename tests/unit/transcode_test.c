@@ -117,6 +117,9 @@ int main(void)
     ok(pt_wkt_mask_to_json("user.display_name", 17, m) && strcmp(m, "user.displayName") == 0, "mask to JSON");
     ok(!pt_wkt_mask_to_json("a__b", 4, m) && !pt_wkt_mask_to_json("aB", 2, m) && !pt_wkt_mask_to_json("a_", 2, m),
        "masks that cannot go back and forth");
+    ok(!pt_wkt_mask_to_json("a,b", 3, m) && !pt_wkt_mask_to_json("a\0b", 3, m) && !pt_wkt_mask_to_json("", 0, m) &&
+           !pt_wkt_mask_to_json("a..b", 4, m) && !pt_wkt_mask_from_json("a..b", 4, m) && !pt_wkt_mask_from_json(".a", 2, m),
+       "mask paths with a comma, a NUL, nothing, or an empty name (the fuzzer found the NUL)");
     ok(pt_wkt_mask_from_json("fooBar.bazQux", 13, m) && strcmp(m, "foo_bar.baz_qux") == 0, "mask from JSON");
     ok(!pt_wkt_mask_from_json("foo_bar", 7, m), "an underscore in a JSON mask");
     uint8_t b[16];
