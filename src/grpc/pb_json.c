@@ -506,6 +506,17 @@ static bool write_any(w_t *w, const uint8_t *p, size_t n)
     return ok;
 }
 
+/* Occurrences of a packed scalar field that hold no element at all. */
+static bool no_elements(const pt_pb_fdesc_t *f, const occ_t *o, size_t k)
+{
+    if (pt_pb_wire_type(f->type) == PT_PB_LEN)
+        return false;
+    for (size_t i = 0; i < k; i++)
+        if (o[i].v.wt != PT_PB_LEN || o[i].v.n)
+            return false;
+    return true;
+}
+
 static bool write_msg(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n, const char *type_url)
 {
     if (++w->depth > PT_PBJSON_MAX_DEPTH) {
@@ -528,6 +539,15 @@ static bool write_msg(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n, 
             pt_json_put_str(w->b, type_url, strlen(type_url));
             first = false;
         }
+        /* a oneof's members: the one last on the wire is the one set */
+        int64_t latest[64];
+        for (size_t i = 0; i < 64; i++)
+            latest[i] = -1;
+        for (long i = 0; ok && i < k; i++) {
+            int32_t of = m->f[o[i].fi].oneof;
+            if (of >= 0 && of < 64 && (int64_t)o[i].seq > latest[of])
+                latest[of] = o[i].seq;
+        }
         size_t at = 0;
         for (size_t fi = 0; ok && fi < m->nf; fi++) {
             const pt_pb_fdesc_t *f = &m->f[fi];
@@ -545,6 +565,10 @@ static bool write_msg(w_t *w, const pt_pb_msg_t *m, const uint8_t *p, size_t n, 
             if (!f->repeated && !f->presence && !w->o->emit_defaults && f->type != PT_PB_MESSAGE &&
                 o[at - 1].v.wt == pt_pb_wire_type(f->type) && is_default(f, &o[at - 1].v))
                 continue;
+            if (f->repeated && !w->o->emit_defaults && no_elements(f, o + start, cnt))
+                continue; /* empty packed runs only: as absent */
+            if (f->oneof >= 0 && f->oneof < 64 && (int64_t)o[at - 1].seq != latest[f->oneof])
+                continue; /* another member of its oneof came later */
             put_key(w, f, &first);
             ok = write_field(w, f, o + start, cnt);
         }
