@@ -25,6 +25,10 @@ void pt_grpc_close_target(pt_target_t *t);
 void pt_grpc_error(pt_conn_t *c, int code, const char *message);
 /* The same with more header lines ("name: value\r\n"...), or NULL. */
 void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char *extra);
+/* grpc-message as the protocol has it: '%' and every byte outside
+ * printable ASCII percent-encoded, into out (cap bytes, NUL-terminated,
+ * cut to fit): its length. */
+size_t pt_grpc_message_encode(const char *s, size_t n, char *out, size_t cap);
 /* The gRPC status for an HTTP status Portico would have answered. */
 int pt_grpc_status_of(int http_status);
 

@@ -28,6 +28,8 @@ typedef struct pt_tmpl_seg {
 typedef struct pt_tmpl_var {
     const char *field; /* "book.name": proto names, dotted */
     uint16_t first, last; /* its segments: [first, last) */
+    const pt_pb_fdesc_t **fs; /* the fields along it, resolved at load */
+    size_t nfs;
 } pt_tmpl_var_t;
 
 typedef struct pt_http_binding {
@@ -40,6 +42,7 @@ typedef struct pt_http_binding {
     const char *verb;          /* or NULL */
     const char *body;          /* NULL: none; "*": the whole message; else a field */
     const char *response_body; /* NULL: the whole response; else a field */
+    const pt_pb_fdesc_t *body_f, *response_f; /* those fields, resolved at load (NULL for none or "*") */
     const pt_pb_method_t *m;
     unsigned literals;         /* literal segments: the more, the more specific */
     bool any_query;            /* the query may fill any field, even with body "*" (a route's method:) */

@@ -52,6 +52,8 @@ static inline uint64_t pt_pb_zigzag(int64_t v)
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
+/* v as a varint into out: its length (1 to 10). */
+size_t pt_pb_varint_enc(uint8_t out[10], uint64_t v);
 void pt_pb_put_varint(pt_sbuf_t *b, uint64_t v);
 void pt_pb_put_tag(pt_sbuf_t *b, uint32_t num, int wt);
 void pt_pb_put_fixed(pt_sbuf_t *b, uint64_t v, int bytes); /* 4 or 8, little-endian */

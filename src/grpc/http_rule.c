@@ -235,12 +235,19 @@ int pt_http_binding_make(pt_arena_t *a, const pt_pb_method_t *m, const char *htt
                 snprintf(err, errlen, "%s: template \"%s\": variable %s is there twice", m->path + 1, tmpl, fp);
                 return -1;
             }
+        if (!(b->vars[i].fs = pt_arena_alloc(a, k * sizeof(*fs)))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(b->vars[i].fs, fs, k * sizeof(*fs));
+        b->vars[i].nfs = k;
     }
     if (body && *body && strcmp(body, "*") != 0) {
         if (pt_http_field_path(m->in, body, strlen(body), fs, MAX_DEPTH) != 1) {
             snprintf(err, errlen, "%s: body \"%s\" is not a field of %s", m->path + 1, body, m->in->name);
             return -1;
         }
+        b->body_f = fs[0];
     }
     b->body = body && *body ? body : NULL;
     if (response_body && *response_body) {
@@ -250,6 +257,7 @@ int pt_http_binding_make(pt_arena_t *a, const pt_pb_method_t *m, const char *htt
             return -1;
         }
         b->response_body = response_body;
+        b->response_f = fs[0];
     }
     return 0;
 }

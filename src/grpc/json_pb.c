@@ -105,16 +105,8 @@ static bool close_len(e_t *e, pt_sbuf_t *out, size_t at)
     size_t len = out->n - at - 5;
     if (len > UINT32_MAX)
         return fail(e, "a message past 4 GiB");
-    char v[5];
-    size_t k = 0;
-    uint64_t x = len;
-    do {
-        v[k] = (char)(x & 0x7f);
-        x >>= 7;
-        if (x)
-            v[k] = (char)(v[k] | 0x80);
-        k++;
-    } while (x);
+    uint8_t v[10];
+    size_t k = pt_pb_varint_enc(v, len); /* at most 5 bytes: len fits 32 bits */
     memmove(out->p + at + k, out->p + at + 5, len);
     memcpy(out->p + at, v, k);
     out->n -= 5 - k;
@@ -430,18 +422,18 @@ static bool enc_value(e_t *e, json_t *j, pt_sbuf_t *out);
  * the writer counts them, so that what is encoded can be written back. */
 static bool deeper(e_t *e, int by)
 {
-    e->depth += by;
-    return e->depth <= PT_PBJSON_MAX_DEPTH || fail(e, "nested more than %d deep", PT_PBJSON_MAX_DEPTH);
+    if (e->depth + by > PT_PBJSON_MAX_DEPTH)
+        return fail(e, "nested more than %d deep", PT_PBJSON_MAX_DEPTH);
+    e->depth += by; /* the caller takes it back when it returns */
+    return true;
 }
 
 static bool enc_struct(e_t *e, json_t *j, pt_sbuf_t *out)
 {
     if (!json_is_object(j))
         return fail(e, "expected an object (a Struct), got %s", kind(j));
-    if (!deeper(e, 2)) { /* the Struct, and its entries */
-        e->depth -= 2;
+    if (!deeper(e, 2)) /* the Struct, and its entries */
         return false;
-    }
     const char *key;
     size_t klen;
     json_t *v;
@@ -466,10 +458,8 @@ static bool enc_list(e_t *e, json_t *j, pt_sbuf_t *out)
 {
     if (!json_is_array(j))
         return fail(e, "expected an array (a ListValue), got %s", kind(j));
-    if (!deeper(e, 1)) {
-        e->depth--;
+    if (!deeper(e, 1))
         return false;
-    }
     size_t i;
     json_t *v;
     json_array_foreach(j, i, v)
@@ -490,10 +480,8 @@ static bool enc_list(e_t *e, json_t *j, pt_sbuf_t *out)
 /* google.protobuf.Value: any JSON. */
 static bool enc_value(e_t *e, json_t *j, pt_sbuf_t *out)
 {
-    if (++e->depth > PT_PBJSON_MAX_DEPTH) {
-        e->depth--;
-        return fail(e, "nested more than %d deep", PT_PBJSON_MAX_DEPTH);
-    }
+    if (!deeper(e, 1))
+        return false;
     bool ok = true;
     size_t at;
     switch (json_typeof(j)) {
@@ -631,10 +619,8 @@ static bool enc_wkt(e_t *e, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out)
 
 static bool enc_msg(e_t *e, const pt_pb_msg_t *m, json_t *j, pt_sbuf_t *out, bool any_body)
 {
-    if (++e->depth > PT_PBJSON_MAX_DEPTH) {
-        e->depth--;
-        return fail(e, "nested more than %d deep", PT_PBJSON_MAX_DEPTH);
-    }
+    if (!deeper(e, 1))
+        return false;
     bool ok = true;
     if (m->wkt != PT_WKT_NONE && !any_body) {
         ok = enc_wkt(e, m, j, out);

@@ -62,18 +62,23 @@ int pt_pb_next(pt_pb_reader_t *r, pt_pb_field_t *f)
     }
 }
 
-void pt_pb_put_varint(pt_sbuf_t *b, uint64_t v)
+size_t pt_pb_varint_enc(uint8_t out[10], uint64_t v)
 {
-    char d[10];
     size_t n = 0;
     do {
-        d[n] = (char)(v & 0x7f);
+        out[n] = (uint8_t)(v & 0x7f);
         v >>= 7;
         if (v)
-            d[n] = (char)(d[n] | 0x80);
+            out[n] |= 0x80;
         n++;
     } while (v);
-    pt_sbuf_put(b, d, n);
+    return n;
+}
+
+void pt_pb_put_varint(pt_sbuf_t *b, uint64_t v)
+{
+    uint8_t d[10];
+    pt_sbuf_put(b, (const char *)d, pt_pb_varint_enc(d, v));
 }
 
 void pt_pb_put_tag(pt_sbuf_t *b, uint32_t num, int wt)

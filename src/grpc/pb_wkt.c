@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "portico/pb_json.h"
+#include "portico/str.h"
 
 #define TS_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
 #define TS_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
@@ -213,44 +214,18 @@ bool pt_wkt_mask_from_json(const char *p, size_t n, char *out)
     return true;
 }
 
-static int b64v(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
 long pt_wkt_b64_decode(const char *s, size_t n, uint8_t *out)
 {
-    while (n && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64v((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    if (bits && (acc & ((1u << bits) - 1)))
-        return -1; /* bits left over that are not zero: not what an encoder writes */
-    return (long)o;
+    bool url = memchr(s, '-', n) || memchr(s, '_', n); /* one alphabet or the other, not both */
+    long k = pt_base64_decode((pt_str_t){s, n}, out, n / 4 * 3 + 3, url);
+    size_t body = n;
+    while (body && s[body - 1] == '=')
+        body--;
+    if (k < 0 || !body || body % 4 == 0)
+        return k;
+    /* the bits of the last digit past the last byte are zero, as an encoder writes them */
+    int last = pt_base64_value((unsigned char)s[body - 1], url), spare = body % 4 == 2 ? 0x0f : 0x03;
+    return last & spare ? -1 : k;
 }
 
 /* The length of the UTF-8 sequence at p (at most n bytes), 0 if it is not

@@ -120,9 +120,9 @@ static long form_decode(const char *p, size_t n, char *out)
  * it, or one that holds it? */
 static bool bound(const pt_http_binding_t *b, const pt_pb_fdesc_t *const *fs, size_t nf)
 {
-    const pt_pb_fdesc_t *vs[16];
     for (size_t i = 0; i < b->nvars; i++) {
-        size_t nv = pt_http_field_path(b->m->in, b->vars[i].field, strlen(b->vars[i].field), vs, 16), k = 0;
+        const pt_pb_fdesc_t *const *vs = b->vars[i].fs;
+        size_t nv = b->vars[i].nfs, k = 0;
         while (k < nv && k < nf && vs[k] == fs[k])
             k++;
         if (nv && (k == nv || k == nf))
@@ -155,7 +155,7 @@ static bool encode_query(pt_tc_call_t *k, pt_sbuf_t *out, char *err, size_t errl
             if (ok && !nf) {
                 snprintf(err, errlen, "query parameter %.64s: no such field in %s", key, b->m->in->name);
                 ok = false;
-            } else if (ok && b->body && !b->any_query && (strcmp(b->body, "*") == 0 || strcmp(b->body, fs[0]->name) == 0)) {
+            } else if (ok && b->body && !b->any_query && (!b->body_f || b->body_f == fs[0])) {
                 snprintf(err, errlen, "query parameter %.64s: the field comes from the body", key);
                 ok = false;
             } else if (ok && bound(b, fs, nf)) {
@@ -185,7 +185,6 @@ bool pt_tc_call_encode(pt_tc_call_t *k, char **out, size_t *outn, char *err, siz
     pt_sbuf_t m = {0};
     pt_sbuf_put(&m, "\0\0\0\0\0", 5); /* the prefix, filled in below */
     bool ok = true;
-    const pt_pb_fdesc_t *fs[16];
     size_t ws = 0;
     while (ws < k->body.n && strchr(" \t\r\n", k->body.p[ws]))
         ws++;
@@ -199,21 +198,19 @@ bool pt_tc_call_encode(pt_tc_call_t *k, char **out, size_t *outn, char *err, siz
             if (!j) {
                 snprintf(err, errlen, "the body is not JSON: %s at line %d column %d", je.text, je.line, je.column);
                 ok = false;
-            } else if (strcmp(b->body, "*") == 0) {
+            } else if (!b->body_f) { /* "*" */
                 ok = pt_json_to_pb(o, b->m->in, j, &m, err, errlen);
             } else {
-                size_t nf = pt_http_field_path(b->m->in, b->body, strlen(b->body), fs, 16);
-                ok = nf && pt_json_field_to_pb(o, fs, nf, j, &m, err, errlen);
+                ok = pt_json_field_to_pb(o, &b->body_f, 1, j, &m, err, errlen);
             }
             json_decref(j);
         }
     }
     for (size_t i = 0; ok && i < b->nvars; i++) {
-        const char *fp = b->vars[i].field;
-        size_t nf = pt_http_field_path(b->m->in, fp, strlen(fp), fs, 16);
         char ferr[256];
-        if (!nf || !pt_text_field_to_pb(fs, nf, k->t->vals[i].p, k->t->vals[i].n, &m, ferr, sizeof(ferr))) {
-            snprintf(err, errlen, "path variable %s: %s", fp, nf ? ferr : "no such field");
+        if (!pt_text_field_to_pb(b->vars[i].fs, b->vars[i].nfs, k->t->vals[i].p, k->t->vals[i].n, &m, ferr,
+                                 sizeof(ferr))) {
+            snprintf(err, errlen, "path variable %s: %s", b->vars[i].field, ferr);
             ok = false;
         }
     }
@@ -425,9 +422,8 @@ static bool on_message(pt_tc_call_t *k, const uint8_t *p, size_t n)
     pt_sbuf_t j = {0};
     char err[256];
     bool ok;
-    if (b->response_body) {
-        const pt_pb_fdesc_t *f = pt_pb_msg_field_named(b->m->out, b->response_body, strlen(b->response_body));
-        ok = f && pt_pb_field_to_json(k->t->opts, b->m->out, f, p, n, &j, err, sizeof(err));
+    if (b->response_f) {
+        ok = pt_pb_field_to_json(k->t->opts, b->m->out, b->response_f, p, n, &j, err, sizeof(err));
     } else {
         ok = pt_pb_to_json(k->t->opts, b->m->out, p, n, &j, err, sizeof(err));
     }
@@ -450,7 +446,6 @@ static bool on_message(pt_tc_call_t *k, const uint8_t *p, size_t n)
     }
     if (!k->started) {
         write_head(k, 200, -1);
-        pt_sbuf_put(&j, "", 0);
         chunk(k, "[", 1);
     } else {
         chunk(k, ",", 1);
@@ -529,15 +524,11 @@ void pt_tc_call_end(pt_tc_call_t *k)
         snprintf(num, sizeof(num), "%d", code);
         /* grpc-message as the upstream wrote it (percent-encoded), or ours, encoded the same way */
         pt_sbuf_t m = {0};
-        if (k->message_raw.n)
+        if (k->message_raw.n) {
             pt_sbuf_put(&m, k->message_raw.p, k->message_raw.n);
-        for (size_t i = 0; !k->message_raw.n && i < k->message.n; i++) {
-            unsigned char ch = (unsigned char)k->message.p[i];
-            char esc[4];
-            if (ch < 0x20 || ch > 0x7e || ch == '%')
-                pt_sbuf_put(&m, esc, (size_t)snprintf(esc, sizeof(esc), "%%%02X", ch));
-            else
-                pt_sbuf_put(&m, (const char *)&ch, 1);
+        } else if (k->message.n && (m.p = malloc(3 * k->message.n + 1))) {
+            m.cap = 3 * k->message.n + 1;
+            m.n = pt_grpc_message_encode(k->message.p, k->message.n, m.p, m.cap);
         }
         for (size_t i = 0; i < m.n; i++) /* a field value: no control characters, whatever came */
             if ((unsigned char)m.p[i] < 0x20 || m.p[i] == 0x7f)

@@ -117,23 +117,28 @@ void pt_grpc_error(pt_conn_t *c, int code, const char *message)
     pt_grpc_error_extra(c, code, message, NULL);
 }
 
+size_t pt_grpc_message_encode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n && m + 3 < cap; i++) { /* room for an escape and the NUL */
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch > 0x7e || ch == '%')
+            m += (size_t)snprintf(out + m, cap - m, "%%%02X", ch);
+        else
+            out[m++] = (char)ch;
+    }
+    out[m] = '\0';
+    return m;
+}
+
 void pt_grpc_error_extra(pt_conn_t *c, int code, const char *message, const char *extra)
 {
-    /* grpc-message is percent-encoded (the gRPC HTTP/2 protocol): '%' and
-     * every byte outside printable ASCII */
-    char msg[3 * 128 + 1];
-    size_t m = 0;
-    for (const unsigned char *p = (const unsigned char *)message; *p && m + 4 < sizeof(msg); p++) {
-        if (*p < 0x20 || *p > 0x7e || *p == '%')
-            m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%%%02X", *p);
-        else
-            msg[m++] = (char)*p;
-    }
-    msg[m] = '\0';
     if (c->req && pt_transcode_of(c->req->fx)) { /* a REST client: JSON, and the HTTP status of the code */
         pt_tc_error(c, code, message);
         return;
     }
+    char msg[3 * 128 + 1];
+    pt_grpc_message_encode(message, strlen(message), msg, sizeof(msg));
     char head[2048], type[64] = "application/grpc";
     pt_grpc_web_mode_t web = c->req ? pt_grpc_web_of(c->req->fx) : PT_GRPC_WEB_NONE;
     if (web != PT_GRPC_WEB_NONE) {
