@@ -50,9 +50,24 @@ def cases(xml):
     return out
 
 
+
+
+def parallel():
+    """pytest-xdist's arguments, one process per CPU up to 4, when it is
+    there: most tests wait on sockets and timers, so two run in the time
+    of one; each starts its own servers on free ports."""
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return []
+    n = min(len(os.sched_getaffinity(0)), 4)
+    return ['-n', str(n)] if n > 1 else []
+
+
 with tempfile.TemporaryDirectory() as tmp:
     xml = os.path.join(tmp, 'junit.xml')
-    args = [sys.executable, '-m', 'pytest', '-q', '-rfEs', '-p', 'no:cacheprovider', f'--junitxml={xml}', here]
+    args = [sys.executable, '-m', 'pytest', '-q', '-rfEs', '-p', 'no:cacheprovider', f'--junitxml={xml}']
+    args += parallel() + ['--durations=15', here]
     args += sys.argv[1:]
     proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout.splitlines():

@@ -315,9 +315,9 @@ def test_shutdown_timeout_is_a_hard_stop(gateway):
                                 r'past its shutdown_timeout: killing it', 1, BOUND)
                 assert await closed(ws)
                 await asyncio.to_thread(wait_for, lambda: is_gone(victim), BOUND, 0.05, 'the stopped worker reaped')
-            log = g.log()
-            assert f'worker 0 (pid {victim}, generation 1) killed after shutdown_timeout' in log
-            assert 'reload ok: generation 6' in log  # once the stopped worker no longer held it back
+            assert f'worker 0 (pid {victim}, generation 1) killed after shutdown_timeout' in g.log()
+            # once the stopped worker no longer holds it back (logged just after the reaping)
+            await asyncio.to_thread(g.wait_log, r'reload ok: generation 6', 1, BOUND)
             assert [w['generation'] for w in status(admin)['workers']] == [6]
 
     asyncio.run(asyncio.wait_for(main(), 120))
