@@ -904,6 +904,13 @@ static int upstream_step(pt_proxy_t *p, pt_upconn_t *uc)
         }
         progress |= r;
     }
+    if (p->resp_done && p->tap) {
+        /* the cache's copy is whole: committed now, before the client can
+         * have the last byte, so that its next request finds it whichever
+         * worker takes it */
+        p->tap->end(c, p->tap);
+        p->tap = NULL;
+    }
     return progress;
 }
 
