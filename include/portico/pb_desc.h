@@ -38,6 +38,8 @@ typedef struct pt_pb_enum {
 typedef struct pt_pb_fdesc {
     const char *name, *json; /* json: json_name, or lowerCamelCase of name */
     uint16_t name_len, json_len;
+    const char *qname, *qjson; /* as a JSON object's key: `"fString":`, escaped as needed */
+    uint16_t qname_len, qjson_len;
     uint32_t num;
     uint8_t type;
     bool repeated, packed;
@@ -53,6 +55,8 @@ struct pt_pb_msg {
     pt_pb_fdesc_t *f; /* in declaration order */
     size_t nf;
     uint32_t *by_num; /* indices into f, by field number */
+    uint32_t *by_name; /* open addressing over both names of each field: index into f + 1, 0 empty */
+    uint32_t name_mask; /* slots - 1 */
     bool map_entry;
     pt_wkt_t wkt;
 };

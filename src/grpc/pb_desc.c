@@ -14,6 +14,8 @@
 
 #include "portico/pb.h"
 #include "portico/pb_desc.h"
+#include "portico/pb_json.h"
+#include "portico/sbuf.h"
 
 #define MAX_NESTING 32
 
@@ -133,6 +135,24 @@ static int field_packed(const pt_pb_field_t *opt)
     return k < 0 ? -2 : packed;
 }
 
+/* A name as the key the JSON writer puts before a value, made once here
+ * rather than escaped for every field of every message written. */
+static bool json_key(pt_pb_pool_t *pool, const char *name, size_t n, const char **out, uint16_t *len)
+{
+    pt_sbuf_t b = {0};
+    pt_json_put_str(&b, name, n);
+    pt_sbuf_put(&b, ":", 1);
+    if (b.failed || b.n > UINT16_MAX) {
+        free(b.p);
+        fail(pool, "out of memory");
+        return false;
+    }
+    *out = pt_arena_strndup(&pool->arena, b.p, b.n);
+    *len = (uint16_t)b.n;
+    free(b.p);
+    return true;
+}
+
 static bool read_field(pt_pb_pool_t *pool, const file_ctx_t *fc, const char *msg, const uint8_t *p, size_t n,
                        pt_pb_fdesc_t *fd)
 {
@@ -185,6 +205,9 @@ static bool read_field(pt_pb_pool_t *pool, const file_ctx_t *fc, const char *msg
     }
     fd->name_len = (uint16_t)strlen(fd->name);
     fd->json_len = (uint16_t)strlen(fd->json);
+    if (!json_key(pool, fd->name, fd->name_len, &fd->qname, &fd->qname_len) ||
+        !json_key(pool, fd->json, fd->json_len, &fd->qjson, &fd->qjson_len))
+        return false;
     fd->repeated = label == 3;
     bool scalar = fd->type != PT_PB_STRING && fd->type != PT_PB_BYTES && fd->type != PT_PB_MESSAGE;
     fd->packed = fd->repeated && scalar && (packed == 1 || (packed == -1 && fc->proto3));
@@ -258,6 +281,45 @@ static int cmp_by_num(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* FNV-1a: names are short, and come from the descriptor or a client. */
+static uint32_t name_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+static void index_name(pt_pb_msg_t *m, const char *name, size_t len, uint32_t at)
+{
+    uint32_t h = name_hash(name, len) & m->name_mask;
+    while (m->by_name[h] && m->by_name[h] != at)
+        h = (h + 1) & m->name_mask;
+    m->by_name[h] = at;
+}
+
+/* Both names of every field, in a table at most a quarter full: a JSON
+ * key is found in a probe or two, however many fields the message has. */
+static bool index_names(pt_pb_pool_t *pool, pt_pb_msg_t *m)
+{
+    if (!m->nf)
+        return true;
+    size_t slots = 8;
+    while (slots < 4 * 2 * m->nf)
+        slots *= 2;
+    m->by_name = pt_arena_zalloc(&pool->arena, slots * sizeof(*m->by_name));
+    if (!m->by_name) {
+        fail(pool, "out of memory");
+        return false;
+    }
+    m->name_mask = (uint32_t)(slots - 1);
+    for (size_t i = 0; i < m->nf; i++) {
+        index_name(m, m->f[i].json, m->f[i].json_len, (uint32_t)i + 1);
+        index_name(m, m->f[i].name, m->f[i].name_len, (uint32_t)i + 1);
+    }
+    return true;
+}
+
 static bool read_msg(pt_pb_pool_t *pool, const file_ctx_t *fc, const char *scope, const uint8_t *p, size_t n,
                      int depth)
 {
@@ -321,6 +383,8 @@ static bool read_msg(pt_pb_pool_t *pool, const file_ctx_t *fc, const char *scope
     }
     sort_msg = m;
     qsort(m->by_num, m->nf, sizeof(*m->by_num), cmp_by_num);
+    if (!index_names(pool, m))
+        return false;
     for (size_t i = 0; i < sizeof(wkts) / sizeof(wkts[0]); i++)
         if (strcmp(m->name, wkts[i].name) == 0)
             m->wkt = wkts[i].wkt;
@@ -656,13 +720,22 @@ const pt_pb_fdesc_t *pt_pb_msg_field(const pt_pb_msg_t *m, uint32_t num)
 
 const pt_pb_fdesc_t *pt_pb_msg_field_named(const pt_pb_msg_t *m, const char *name, size_t len)
 {
-    for (size_t i = 0; i < m->nf; i++) { /* the lengths first: most fields differ there */
-        const pt_pb_fdesc_t *f = &m->f[i];
+    if (!m->by_name) { /* a message made by hand, not by the pool (the unit tests) */
+        for (size_t i = 0; i < m->nf; i++)
+            if ((m->f[i].json_len == len && memcmp(m->f[i].json, name, len) == 0) ||
+                (m->f[i].name_len == len && memcmp(m->f[i].name, name, len) == 0))
+                return &m->f[i];
+        return NULL;
+    }
+    for (uint32_t h = name_hash(name, len) & m->name_mask;; h = (h + 1) & m->name_mask) {
+        uint32_t at = m->by_name[h];
+        if (!at)
+            return NULL;
+        const pt_pb_fdesc_t *f = &m->f[at - 1];
         if ((f->json_len == len && memcmp(f->json, name, len) == 0) ||
             (f->name_len == len && memcmp(f->name, name, len) == 0))
             return f;
     }
-    return NULL;
 }
 
 const char *pt_pb_enum_name(const pt_pb_enum_t *e, int32_t num)
