@@ -290,8 +290,9 @@ void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const 
         k->details.n = 0;
         pt_sbuf_put(&k->details, (const char *)value, vlen);
     }
-    if (!passes(n) || (trailer && k->started))
-        return;
+    if (!passes(n) || (trailer && k->started) || PT_STR_IEQ(n, "grpc-status") || PT_STR_IEQ(n, "grpc-message") ||
+        PT_STR_IEQ(n, "grpc-status-details-bin"))
+        return; /* the status fields: written by write_head with the call's final code */
     const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
     if (fx && pt_fx_overrides(fx->resp, fx->nresp, n))
         return;
@@ -301,14 +302,42 @@ void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const 
     pt_sbuf_put(&k->meta, "\r\n", 2);
 }
 
-/* The head: status, application/json, metadata, the filters' edits. */
-static void write_head(pt_tc_call_t *k, int status, int64_t length)
+/* The status fields of an answer that is not streamed: its final code
+ * (which is not the upstream's when the answer could not be read), with
+ * the upstream's grpc-message and details only when the code is its own. */
+static void put_status_fields(pt_tc_call_t *k, pt_sbuf_t *h, int code)
+{
+    const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
+    if (!(fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from("grpc-status")))) {
+        char line[32];
+        snprintf(line, sizeof(line), "grpc-status: %d\r\n", code);
+        pt_sbuf_puts(h, line);
+    }
+    if (code != k->grpc_status)
+        return;
+    if (k->message_raw.n && !(fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from("grpc-message")))) {
+        pt_sbuf_puts(h, "grpc-message: ");
+        pt_sbuf_put(h, k->message_raw.p, k->message_raw.n);
+        pt_sbuf_puts(h, "\r\n");
+    }
+    if (k->details.n && !(fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from("grpc-status-details-bin")))) {
+        pt_sbuf_puts(h, "grpc-status-details-bin: ");
+        pt_sbuf_put(h, k->details.p, k->details.n);
+        pt_sbuf_puts(h, "\r\n");
+    }
+}
+
+/* The head: status, application/json, metadata, the status fields (code
+ * >= 0: not a stream), the filters' edits. */
+static void write_head(pt_tc_call_t *k, int status, int64_t length, int code)
 {
     pt_sbuf_t h = {0};
     char line[96];
     snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n", status, pt_http_reason(status));
     pt_sbuf_puts(&h, line);
     pt_sbuf_put(&h, k->meta.p ? k->meta.p : "", k->meta.n);
+    if (code >= 0)
+        put_status_fields(k, &h, code);
     const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
     for (size_t i = 0; fx && i < fx->nresp; i++) {
         const pt_hdr_edit_t *e = &fx->resp[i];
@@ -398,7 +427,7 @@ static void respond_error(pt_tc_call_t *k, int code, const char *msg, size_t mle
 {
     pt_sbuf_t body = {0};
     error_body(&body, k->t->opts, code, msg, mlen, details);
-    write_head(k, pt_tc_http_status(code), (int64_t)body.n);
+    write_head(k, pt_tc_http_status(code), (int64_t)body.n, code);
     out(k, body.p, body.n);
     free(body.p);
 }
@@ -409,7 +438,7 @@ void pt_tc_error(pt_conn_t *c, int code, const char *message)
     pt_tc_call_t k = {.c = c, .t = t, .grpc_status = code};
     pt_sbuf_t body = {0};
     error_body(&body, t ? t->opts : NULL, code, message, strlen(message), NULL);
-    write_head(&k, pt_tc_http_status(code), (int64_t)body.n);
+    write_head(&k, pt_tc_http_status(code), (int64_t)body.n, code);
     out(&k, body.p, body.n);
     free(body.p);
     free(k.meta.p);
@@ -445,7 +474,7 @@ static bool on_message(pt_tc_call_t *k, const uint8_t *p, size_t n)
         return true;
     }
     if (!k->started) {
-        write_head(k, 200, -1);
+        write_head(k, 200, -1, -1);
         chunk(k, "[", 1);
     } else {
         chunk(k, ",", 1);
@@ -561,10 +590,10 @@ void pt_tc_call_end(pt_tc_call_t *k)
         return;
     }
     if (k->t->b->m->server_streaming) { /* no message at all */
-        write_head(k, 200, 2);
+        write_head(k, 200, 2, 0);
         out(k, "[]", 2);
         return;
     }
-    write_head(k, 200, (int64_t)k->json.n);
+    write_head(k, 200, (int64_t)k->json.n, 0);
     out(k, k->json.p, k->json.n);
 }

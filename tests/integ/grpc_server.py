@@ -88,14 +88,16 @@ class RawEarlyUpstream:
     answered at once (HEADERS, one message, trailers with END_STREAM) while
     the request stream is still open, and the stream is reset (NO_ERROR)
     only `reset_after` seconds later, or never (None).  With `status` other
-    than 200, the answer is that :status alone.  The request heads it got
-    are in .heads (dicts)."""
+    than 200, the answer is that :status alone.  `data`, when given, is
+    the DATA frame's payload as it is (framed or not) instead of one framed
+    message "early".  The request heads it got are in .heads (dicts)."""
 
-    def __init__(self, reset_after=None, status='200'):
+    def __init__(self, reset_after=None, status='200', data=None):
         import socket
         import threading
         self.reset_after = reset_after
         self.status = status
+        self.data = data
         self.heads = []
         self.calls = 0
         self.ls = socket.socket()
@@ -173,7 +175,7 @@ class RawEarlyUpstream:
                         head.flags.add('END_HEADERS')
                         msg = b'early'
                         data = DataFrame(sid)
-                        data.data = b'\0' + len(msg).to_bytes(4, 'big') + msg
+                        data.data = b'\0' + len(msg).to_bytes(4, 'big') + msg if self.data is None else self.data
                         tr = HeadersFrame(sid)
                         tr.data = enc.encode([('grpc-status', '0'), ('x-early', 'yes')])
                         tr.flags.add('END_HEADERS')

@@ -729,3 +729,41 @@ def test_expect_100_continue(gw):
         got += chunk
     assert got.startswith(b'HTTP/1.1 200') and got.endswith(b'{"fInt32":7}'), got
     s.close()
+
+
+def framed(msg, flag=0):
+    return bytes([flag]) + len(msg).to_bytes(4, 'big') + msg
+
+
+@pytest.mark.parametrize('data, status, code', [
+    (framed(b''), 200, 0),                                   # an empty Everything: {}
+    (framed(b'\x18\x07'), 200, 0),                           # fInt32: 7
+    (framed(b'\x18\x07')[:6], 500, 13),                      # the upstream's message cut short, then grpc-status 0
+    (framed(b'\x18\x07', flag=1), 500, 13),                  # compressed, which was never offered
+    (framed(b'\x18\x07') + framed(b'\x18\x08'), 500, 13),    # two messages for a unary method
+    (framed(b'\x18'), 500, 13),                              # not an Everything: a tag without its value
+], ids=['empty', 'one', 'cut', 'compressed', 'two', 'not-protobuf'])
+def test_what_the_upstream_sent_decides_the_status_fields(gateway, protos, data, status, code):
+    """The answer's grpc-status header is the code of its JSON body, not the
+    upstream's grpc-status: 0 trailer when the answer could not be read
+    (the hostile review found the upstream's passed on next to a 500)."""
+    from grpc_server import RawEarlyUpstream
+    up = RawEarlyUpstream(data=data)
+    try:
+        port = free_port()
+        gateway(config(port, up.port, protos[1]), workers=1)
+        for h2 in (False, True):
+            st, hdrs, out = call(port, 'POST', '/v1/echo', body='{}', h2=h2,
+                                 headers={'content-type': 'application/json'})
+            assert st == status, (st, out)
+            assert hdrs['grpc-status'] == str(code), hdrs
+            if code == 0 or data == framed(b'\x18\x07')[:6]:  # the trailers were read: the others pass
+                assert hdrs['x-early'] == 'yes', hdrs
+            got = json.loads(out)
+            if code:
+                assert got['code'] == code and 'grpc-message' not in hdrs, (got, hdrs)
+            else:
+                assert got == ({} if data == framed(b'') else {'fInt32': 7}), got
+        assert up.calls == 2
+    finally:
+        up.stop()
