@@ -132,6 +132,11 @@ static int check(pt_conf_ctx_t *cc, const pt_node_t *n, void *obj)
     c->opts.pool = pool;
     size_t cap = 0;
     for (size_t i = 0; i < c->services.n; i++) {
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->services.v[j], c->services.v[i]) == 0) { /* its rules would be bound twice */
+                pt_conf_error_key(cc, n, "services", "service %s is listed twice", c->services.v[i]);
+                return -1;
+            }
         const pt_pb_service_t *s = pt_pb_pool_service(pool, c->services.v[i]);
         if (!s) {
             pt_conf_error_key(cc, n, "services", "service %s is not in %s (full names: package.Service)",

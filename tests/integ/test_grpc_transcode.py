@@ -557,6 +557,9 @@ def test_load_errors(tmp_path, protos):
     err = load_error(tmp_path, config(port, 1, protos[1]).replace('services: [library.v1.Library]',
                                                                    'services: [library.v1.Nope]'))
     assert 'service library.v1.Nope is not in' in err, err
+    err = load_error(tmp_path, config(port, 1, protos[1]).replace(
+        'services: [library.v1.Library]', 'services: [library.v1.Library, library.v1.Library]'))
+    assert 'service library.v1.Library is listed twice' in err, err
     err = load_error(tmp_path, config(port, 1, protos[1]).replace('library.v1.Library]', 'library.v1.Plain]'))
     assert 'method library.v1.Plain/Echo has no google.api.http rule' in err, err
     err = load_error(tmp_path, config(port, 1, protos[1]).replace('library.v1.Library]', 'library.v1.Bad]'))
