@@ -28,6 +28,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,7 +75,8 @@ struct pt_grpc {
     size_t unacked;
     struct event timer;
     pt_grpc_t *next; /* waiting for h, or on h */
-    /* the response head, as HTTP/1.1 */
+    /* the response head, as HTTP/1.1; from here on, not zeroed by
+     * pt_grpc_start: keep other members above */
     char head[8192];
     size_t head_len;
     nghttp2_nv trailers[32];
@@ -931,7 +933,13 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
         pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
         return;
     }
-    pt_grpc_t *g = pt_arena_zalloc(&c->arena, sizeof(*g));
+    /* the response head's and the trailers' room (some 9 KiB) is not
+     * zeroed: head_len and ntrailers say what of it holds anything */
+    pt_grpc_t *g = pt_arena_alloc(&c->arena, sizeof(*g));
+    if (g) {
+        memset(g, 0, offsetof(pt_grpc_t, head));
+        g->head_len = g->ntrailers = 0;
+    }
     size_t nfields = req->nheaders + (c->req->fx ? c->req->fx->nreq : 0) + 9;
     nghttp2_nv *nv = pt_arena_alloc(&c->arena, (nfields + 6) * sizeof(nghttp2_nv));
     pt_h1_header_t *fields = pt_arena_alloc(&c->arena, nfields * sizeof(pt_h1_header_t));
