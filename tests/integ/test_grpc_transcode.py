@@ -770,3 +770,34 @@ def test_what_the_upstream_sent_decides_the_status_fields(gateway, protos, data,
         assert up.calls == 2
     finally:
         up.stop()
+
+
+def test_http10_clients_get_unary_answers_and_the_connection_closed(gw):
+    """An HTTP/1.0 client may call a method whose answer is one message (a
+    Content-Length, then the close: no chunks for it); a streamed answer
+    needs chunks, so a streaming method is 505 over HTTP/1.0."""
+    port, server, alog = gw
+
+    def raw(req):
+        s = socket.create_connection(('127.0.0.1', port), timeout=10)
+        s.sendall(req)
+        out = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # the gateway closed: the answer is whole
+            out += chunk
+        s.close()
+        return out
+
+    body = b'{"fInt32": 7, "fString": "x"}'
+    for extra in (b'', b'Connection: keep-alive\r\n'):
+        out = raw(b'POST /v1/echo HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n' + extra +
+                  b'Content-Length: %d\r\n\r\n' % len(body) + body)
+        head, _, got = out.partition(b'\r\n\r\n')
+        assert head.startswith(b'HTTP/1.1 200 ') and b'transfer-encoding' not in head.lower(), out
+        assert b'content-length: %d' % len(got) in head.lower() and json.loads(got) == {'fInt32': 7, 'fString': 'x'}
+    assert [c[0] for c in server.calls] == ['Echo', 'Echo']
+    out = raw(b'GET /v1/shelves/s1/books:stream HTTP/1.0\r\nHost: x\r\n\r\n')
+    assert out.startswith(b'HTTP/1.1 505 '), out[:80]
+    assert [c[0] for c in server.calls] == ['Echo', 'Echo']  # the streaming call never reached the upstream
