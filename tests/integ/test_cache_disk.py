@@ -62,7 +62,12 @@ class Disk:
         return self.cache()['disk']
 
     def written(self, n):
-        wait_for(lambda: self.disk()['writes'] >= n, what=f'{n} files written')
+        # the disk process writes behind the answers: 40 files of 50 kB took
+        # past 10 s under ASan beside another test; a drop shows in the figures
+        try:
+            wait_for(lambda: self.disk()['writes'] >= n, 30, what=f'{n} files written')
+        except AssertionError as e:
+            raise AssertionError(f'{e}: {self.disk()}') from None
 
     def indexed(self):
         wait_for(lambda: self.disk()['pid'] and not self.disk()['indexing'], what='the index made')
