@@ -831,6 +831,8 @@ void pt_grpc_run(pt_grpc_t *g)
         take_request_body(g);
         if (c->dead || g->resp_done)
             goto done;
+        if (g->hold && !g->req_done && c->readable && c->ipos == c->ilen)
+            pt_conn_reschedule(c); /* a JSON body is taken whole before the call: nothing else asks for more */
         if (g->h && g->unacked && c->out.pending < CLIENT_HIGH) { /* the client took it: more may come */
             nghttp2_session_consume(g->h->s, g->id, g->unacked);
             g->unacked = 0;

@@ -801,3 +801,30 @@ def test_http10_clients_get_unary_answers_and_the_connection_closed(gw):
     out = raw(b'GET /v1/shelves/s1/books:stream HTTP/1.0\r\nHost: x\r\n\r\n')
     assert out.startswith(b'HTTP/1.1 505 '), out[:80]
     assert [c[0] for c in server.calls] == ['Echo', 'Echo']  # the streaming call never reached the upstream
+
+
+@pytest.mark.parametrize('size', [16 * 1024, 200 * 1024, 1000 * 1024])
+def test_large_bodies_sent_at_once(gw, size):
+    """A JSON body is taken whole before the call starts: one sent in a
+    single burst, larger than a read, is read to its end (over HTTP/1.1 and
+    HTTP/1.0 it waited for an event that never came, then got 504)."""
+    port, server, _ = gw
+    text = 'c' * (size - 20)
+    body = json.dumps({'fString': text}).encode()
+    for version in (b'1.1', b'1.0'):
+        s = socket.create_connection(('127.0.0.1', port), timeout=20)
+        s.sendall(b'POST /v1/echo HTTP/' + version + b'\r\nHost: x\r\nContent-Type: application/json\r\n'
+                  b'Connection: close\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+        got = b''
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        head, _, out = got.partition(b'\r\n\r\n')
+        assert head.startswith(b'HTTP/1.1 200 '), got[:300]
+        assert json.loads(out) == {'fString': text}
+    st, _, out = call(port, 'POST', '/v1/echo', body=body, h2=True)
+    assert st == 200 and json.loads(out) == {'fString': text}
+    assert [c[0] for c in server.calls] == ['Echo'] * 3
