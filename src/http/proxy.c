@@ -502,10 +502,28 @@ static bool retry_allowed(pt_proxy_t *p)
     return pt_budget_retry(p->up, now_us(c) / 1000);
 }
 
+/* Nothing of the last attempt's answer carries over to the next one (it
+ * may have come whole, or in part while a filter held its head).  A store
+ * it fed (the cache's) is not fed the next one's body: the filter drops it
+ * at the end of the exchange, and the next answer is passed on unstored. */
+static void reset_response(pt_proxy_t *p)
+{
+    p->tap = NULL;
+    p->head_done = false;
+    p->status = 0;
+    p->resp_mode = BODY_NONE;
+    p->resp_no_body = p->resp_keep_alive = p->client_chunked = p->close_client = false;
+    p->resp_left = 0;
+    memset(&p->resp_chunk, 0, sizeof(p->resp_chunk));
+    p->rcur = 0;
+    p->resp_done = false;
+}
+
 /* The next attempt, after the last one was closed. */
 static void retry(pt_proxy_t *p)
 {
     reset_request(p);
+    reset_response(p);
     p->head_seen = false; /* a new attempt, a new response */
     if (start_attempt(p))
         pt_proxy_run(p);
