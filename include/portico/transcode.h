@@ -55,6 +55,9 @@ bool pt_tc_call_started(const pt_tc_call_t *k);
 
 /* A JSON error response of Portico's own for a gRPC status. */
 void pt_tc_error(pt_conn_t *c, int code, const char *message);
+/* The same with an HTTP status of the caller's (505 for a streamed answer
+ * asked for over HTTP/1.0). */
+void pt_tc_error_status(pt_conn_t *c, int status, int code, const char *message);
 /* Google's HTTP status for a gRPC status code. */
 int pt_tc_http_status(int code);
 

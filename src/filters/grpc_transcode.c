@@ -260,7 +260,9 @@ static pt_verdict_t respond(pt_conn_t *c, int status, int code, const char *what
         free(b.p);
         return PT_FAIL;
     }
-    pt_req_respond(c, status, "application/json", b.p, b.n, extra, false);
+    char fields[224]; /* grpc-status as every transcoded answer has it, and Allow */
+    snprintf(fields, sizeof(fields), "grpc-status: %d\r\n%s", code, extra ? extra : "");
+    pt_req_respond(c, status, "application/json", b.p, b.n, fields, false);
     free(b.p);
     return PT_RESPOND;
 }

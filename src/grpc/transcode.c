@@ -434,11 +434,16 @@ static void respond_error(pt_tc_call_t *k, int code, const char *msg, size_t mle
 
 void pt_tc_error(pt_conn_t *c, int code, const char *message)
 {
+    pt_tc_error_status(c, pt_tc_http_status(code), code, message);
+}
+
+void pt_tc_error_status(pt_conn_t *c, int status, int code, const char *message)
+{
     const pt_tc_t *t = c->req ? pt_transcode_of(c->req->fx) : NULL;
     pt_tc_call_t k = {.c = c, .t = t, .grpc_status = code};
     pt_sbuf_t body = {0};
     error_body(&body, t ? t->opts : NULL, code, message, strlen(message), NULL);
-    write_head(&k, pt_tc_http_status(code), (int64_t)body.n, code);
+    write_head(&k, status, (int64_t)body.n, code);
     out(&k, body.p, body.n);
     free(body.p);
     free(k.meta.p);
@@ -585,8 +590,9 @@ void pt_tc_call_end(pt_tc_call_t *k)
         k->message.n = 0;
         pt_sbuf_puts(&k->message, "the upstream answered OK without a message");
     }
-    if (code != 0) {
-        respond_error(k, code, k->message.p ? k->message.p : "", k->message.n, &k->details);
+    if (code != 0) { /* the upstream's details only with its own code */
+        respond_error(k, code, k->message.p ? k->message.p : "", k->message.n,
+                      code == k->grpc_status ? &k->details : NULL);
         return;
     }
     if (k->t->b->m->server_streaming) { /* no message at all */

@@ -935,7 +935,10 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     bool rest10 = tc && !pt_conn_is_stream(c) && req->minor < 1 && !tc->b->m->server_streaming;
     if (!pt_conn_is_stream(c) && ((!web && !tc) || (req->minor < 1 && !rest10))) {
         c->closing = true;
-        pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
+        if (tc)
+            pt_tc_error_status(c, 505, 12, "this method's answer is streamed, which needs HTTP/1.1 or HTTP/2");
+        else
+            pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
         return;
     }
     if (rest10)

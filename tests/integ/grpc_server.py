@@ -90,14 +90,16 @@ class RawEarlyUpstream:
     only `reset_after` seconds later, or never (None).  With `status` other
     than 200, the answer is that :status alone.  `data`, when given, is
     the DATA frame's payload as it is (framed or not) instead of one framed
-    message "early".  The request heads it got are in .heads (dicts)."""
+    message "early"; `trailers`, the trailer fields instead of grpc-status 0
+    and x-early: yes.  The request heads it got are in .heads (dicts)."""
 
-    def __init__(self, reset_after=None, status='200', data=None):
+    def __init__(self, reset_after=None, status='200', data=None, trailers=None):
         import socket
         import threading
         self.reset_after = reset_after
         self.status = status
         self.data = data
+        self.trailers = trailers or [('grpc-status', '0'), ('x-early', 'yes')]
         self.heads = []
         self.calls = 0
         self.ls = socket.socket()
@@ -177,7 +179,7 @@ class RawEarlyUpstream:
                         data = DataFrame(sid)
                         data.data = b'\0' + len(msg).to_bytes(4, 'big') + msg if self.data is None else self.data
                         tr = HeadersFrame(sid)
-                        tr.data = enc.encode([('grpc-status', '0'), ('x-early', 'yes')])
+                        tr.data = enc.encode(self.trailers)
                         tr.flags.add('END_HEADERS')
                         tr.flags.add('END_STREAM')
                         send(head, data, tr)

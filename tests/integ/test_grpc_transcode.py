@@ -212,11 +212,11 @@ def test_response_body(gw):
 
 def test_no_match_is_404_and_another_method_405(gw):
     port, server, _ = gw
-    got, _ = jcall(port, 'GET', '/v1/nothing/here', status=404)
-    assert got['code'] == 5 and 'GET /v1/nothing/here' in got['message']
+    got, hdrs = jcall(port, 'GET', '/v1/nothing/here', status=404)
+    assert got['code'] == 5 and 'GET /v1/nothing/here' in got['message'] and hdrs['grpc-status'] == '5'
     st, hdrs, out = call(port, 'PUT', '/v1/shelves/a/books/b')
     assert st == 405 and set(hdrs['allow'].split(', ')) == {'GET', 'PATCH', 'DELETE'}, (st, hdrs, out)
-    assert json.loads(out)['code'] == 12
+    assert json.loads(out)['code'] == 12 and hdrs['grpc-status'] == '12'
     assert not server.calls
 
 
@@ -750,8 +750,13 @@ def test_what_the_upstream_sent_decides_the_status_fields(gateway, protos, data,
     """The answer's grpc-status header is the code of its JSON body, not the
     upstream's grpc-status: 0 trailer when the answer could not be read
     (the hostile review found the upstream's passed on next to a 500)."""
+    import base64
     from grpc_server import RawEarlyUpstream
-    up = RawEarlyUpstream(data=data)
+    from library_server import status_details
+    # details the upstream sends with its grpc-status 0: never the details of an error of Portico's
+    details = base64.b64encode(status_details(0, 'fine', [('type.googleapis.com/library.v1.Book', b'\x0a\x01x')]))
+    up = RawEarlyUpstream(data=data, trailers=[('grpc-status', '0'), ('x-early', 'yes'),
+                                               ('grpc-status-details-bin', details.decode().rstrip('='))])
     try:
         port = free_port()
         gateway(config(port, up.port, protos[1]), workers=1)
@@ -765,7 +770,9 @@ def test_what_the_upstream_sent_decides_the_status_fields(gateway, protos, data,
             got = json.loads(out)
             if code:
                 assert got['code'] == code and 'grpc-message' not in hdrs, (got, hdrs)
+                assert got['details'] == [] and 'grpc-status-details-bin' not in hdrs, (got, hdrs)
             else:
+                assert 'grpc-status-details-bin' in hdrs, hdrs
                 assert got == ({} if data == framed(b'') else {'fInt32': 7}), got
         assert up.calls == 2
     finally:
@@ -799,7 +806,9 @@ def test_http10_clients_get_unary_answers_and_the_connection_closed(gw):
         assert b'content-length: %d' % len(got) in head.lower() and json.loads(got) == {'fInt32': 7, 'fString': 'x'}
     assert [c[0] for c in server.calls] == ['Echo', 'Echo']
     out = raw(b'GET /v1/shelves/s1/books:stream HTTP/1.0\r\nHost: x\r\n\r\n')
-    assert out.startswith(b'HTTP/1.1 505 '), out[:80]
+    head, _, got = out.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 505 ') and b'content-type: application/json' in head.lower(), out
+    assert b'grpc-status: 12' in head.lower() and json.loads(got)['code'] == 12, out
     assert [c[0] for c in server.calls] == ['Echo', 'Echo']  # the streaming call never reached the upstream
 
 
