@@ -19,6 +19,12 @@ SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime e
 _handed_out = set()
 
 
+def pytest_configure(config):
+    # run_pytest.py runs with pytest-xdist's --dist loadgroup: a module of
+    # this group shares one worker, and its module fixtures run once
+    config.addinivalue_line('markers', 'xdist_group(name): tests that must share one pytest-xdist worker')
+
+
 class Stopped:
     """SIGSTOPs a process; SIGCONT on the way out, whatever happened, so a
     failing test leaves nothing frozen (the gateway fixture then kills it)."""
@@ -60,12 +66,19 @@ def free_port():
     below the kernel's ephemeral range: a port from bind(0) is one the
     kernel may also give any outgoing connection as its source port before
     the gateway binds it (a test failed on "address already in use (by
-    another process)" that way)."""
+    another process)" that way).  Under pytest-xdist each worker takes the
+    ports of its own residue modulo the workers, so that no two hand out
+    the same one (a test's port that nothing may listen on stays so)."""
     import random
     lo, _ = _ephemeral()
     top = min(lo, 65536) - 1
+    worker = os.environ.get('PYTEST_XDIST_WORKER', '')
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1') or 1)
+    mine = int(worker[2:]) % workers if worker.startswith('gw') and worker[2:].isdigit() else 0
     while True:
         port = random.randint(20000, top) if top > 21000 else 0
+        if port and port % workers != mine:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(('127.0.0.1', port))

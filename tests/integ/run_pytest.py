@@ -2,6 +2,7 @@
 """Runs the integration tests with pytest and reports each test as TAP,
 so that Automake counts every test and `make check` shows them."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ def cases(xml):
         return out
     for case in ET.parse(xml).getroot().iter('testcase'):
         cls, name = case.get('classname', ''), case.get('name')
+        name = re.sub(r'@[A-Za-z0-9_-]+$', '', name)  # pytest-xdist's @group of loadgroup
         parts = cls.split('.')
         # classname is the module's dotted path, then its classes: the node id's file and classes
         node = None
@@ -61,7 +63,10 @@ def parallel():
     except ImportError:
         return []
     n = min(len(os.sched_getaffinity(0)), 4)
-    return ['-n', str(n)] if n > 1 else []
+    # loadgroup: tests spread one at a time, but those of an xdist_group
+    # mark (test_deb.py and test_packaging.py, which run make in the build
+    # tree) share one worker
+    return ['-n', str(n), '--dist', 'loadgroup'] if n > 1 else []
 
 
 with tempfile.TemporaryDirectory() as tmp:

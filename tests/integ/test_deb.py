@@ -17,6 +17,10 @@ import pytest
 from conftest import free_port, http_get, read_text, wait_for
 from test_packaging import make, need
 
+# one pytest-xdist worker for this and test_packaging.py: the package is
+# built once, and no other test runs make in the build tree meanwhile
+pytestmark = pytest.mark.xdist_group('build-tree')
+
 # Every file the package holds (directories aside), with its mode.
 FILES = {
     '/etc/logrotate.d/portico': '-rw-r--r--',

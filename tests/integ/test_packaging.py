@@ -9,6 +9,10 @@ import pytest
 
 from conftest import BIN, SRCDIR
 
+# one pytest-xdist worker for this and test_deb.py: make install in the
+# build tree, never beside test_deb.py's make distdir
+pytestmark = pytest.mark.xdist_group('build-tree')
+
 BUILDDIR = os.environ.get('PORTICO_BUILDDIR', os.path.dirname(BIN))
 
 
