@@ -71,6 +71,7 @@ struct pt_grpc {
     pt_b64_stream_t b64;    /* its text body's decoder */
     pt_tc_call_t *tc;       /* a REST/JSON call (transcode.h) */
     bool hold;              /* not submitted until its JSON body is encoded */
+    bool interim;           /* the HEADERS frame being read is a 1xx response: not the head, skipped */
     int64_t start_us, deadline_us; /* deadline_us: from grpc-timeout, 0 without */
     size_t unacked;
     struct event timer;
@@ -247,8 +248,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0;
     if (!g->head_sent) { /* the response head */
         pt_conn_t *c = g->c;
+        if (g->interim)
+            return 0;
         if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
             int status = atoi((const char *)value);
+            if (status >= 100 && status < 200) { /* 103 Early Hints and friends: the head is still to come */
+                g->interim = true;
+                return 0;
+            }
             g->head_len = (size_t)snprintf(g->head, sizeof(g->head), "HTTP/1.1 %.*s %s\r\n", (int)vlen, value,
                                            pt_http_reason(status));
             c->req->ent.upstream_status = status;
@@ -337,6 +344,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (!g)
         return 0;
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent && g->interim) {
+        g->interim = false; /* a 1xx response, passed over (nghttp2 refuses one that ends the stream) */
+        return 0;
+    }
     if (f->hd.type == NGHTTP2_HEADERS && !g->head_sent && g->tc) {
         g->head_sent = true; /* the client's head waits for the first message, or the status */
         if (end)

@@ -93,9 +93,10 @@ class RawEarlyUpstream:
     message "early"; `trailers`, the trailer fields instead of grpc-status 0
     and x-early: yes.  The request heads it got are in .heads (dicts)."""
 
-    def __init__(self, reset_after=None, status='200', data=None, trailers=None):
+    def __init__(self, reset_after=None, status='200', data=None, trailers=None, interim=None):
         import socket
         import threading
+        self.interim = interim  # a 1xx status sent in a HEADERS frame of its own before the head
         self.reset_after = reset_after
         self.status = status
         self.data = data
@@ -172,6 +173,11 @@ class RawEarlyUpstream:
                             head.flags.add('END_STREAM')
                             send(head)
                             continue
+                        if self.interim:
+                            early = HeadersFrame(sid)
+                            early.data = enc.encode([(':status', self.interim), ('link', '</x>; rel=preload')])
+                            early.flags.add('END_HEADERS')
+                            send(early)
                         head = HeadersFrame(sid)
                         head.data = enc.encode([(':status', '200'), ('content-type', 'application/grpc')])
                         head.flags.add('END_HEADERS')

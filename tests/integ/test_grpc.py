@@ -272,3 +272,35 @@ def test_a_call_longer_than_the_head_timeout(gateway, server):
         got = list(ch.unary_stream('/test.Echo/Count')(b'3', timeout=10))
         assert got == [b'0', b'1', b'2']
     assert 'signal' not in g.log() and 'timed out' not in g.log(), g.log()
+
+
+@pytest.mark.parametrize('interim', ['100', '103'])
+def test_an_interim_response_before_the_head_is_passed_over(gateway, interim):
+    """An upstream's 1xx (103 Early Hints, 100 Continue) comes in a HEADERS
+    frame of its own before the response head: it is not the head (it was
+    taken for one: RST_STREAM for gRPC, a malformed head for gRPC-Web)."""
+    import http.client
+    up = RawEarlyUpstream(interim=interim)
+    try:
+        port = free_port()
+        gateway(f'''listeners: [{{ name: main, address: 127.0.0.1:{port}, http2: true }}]
+upstreams: [{{ name: g, scheme: grpc, targets: ["127.0.0.1:{up.port}"], timeouts: {{ read: 5s }} }}]
+routes:
+  - {{ name: native, match: {{ paths: ["/test.Echo/*"] }}, upstream: g }}
+  - {{ name: web, match: {{ paths: ["/web/*"] }}, upstream: g, strip_prefix: /web, filters: {{ grpc-web: {{}} }} }}
+''', workers=1)
+        with channel(port) as ch:
+            resp, info = ch.unary_unary('/test.Echo/Unary').with_call(b'x', timeout=5)
+            assert resp == b'early' and info.code() == grpc.StatusCode.OK
+            assert 'link' not in dict(info.initial_metadata())
+        c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+        c.request('POST', '/web/test.Echo/Unary', body=b'\0\0\0\0\x01x',
+                  headers={'content-type': 'application/grpc-web+proto'})
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == 200 and r.getheader('content-type') == 'application/grpc-web+proto', r.getheaders()
+        assert body.startswith(b'\0\0\0\0\x05early') and b'grpc-status:0' in body.replace(b' ', b''), body
+        c.close()
+        assert up.calls == 2
+    finally:
+        up.stop()

@@ -837,3 +837,15 @@ def test_large_bodies_sent_at_once(gw, size):
     st, _, out = call(port, 'POST', '/v1/echo', body=body, h2=True)
     assert st == 200 and json.loads(out) == {'fString': text}
     assert [c[0] for c in server.calls] == ['Echo'] * 3
+
+
+def test_an_interim_response_before_the_head_is_passed_over(gateway, protos):
+    from grpc_server import RawEarlyUpstream
+    up = RawEarlyUpstream(data=framed(b'\x18\x07'), interim='103')
+    try:
+        port = free_port()
+        gateway(config(port, up.port, protos[1]), workers=1)
+        got, hdrs = jcall(port, 'POST', '/v1/echo', {})
+        assert got == {'fInt32': 7} and hdrs['grpc-status'] == '0' and 'link' not in hdrs, (got, hdrs)
+    finally:
+        up.stop()
