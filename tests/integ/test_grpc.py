@@ -68,7 +68,8 @@ def test_deadlines_pass_through(gateway, server):
         t0 = time.time()
         with pytest.raises(grpc.RpcError) as e:
             ch.unary_unary('/test.Echo/Slow')(b'', timeout=0.5)
-        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.time() - t0 < 1.5
+        # the handler sleeps 2 s: the deadline ended the call well before
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.time() - t0 < 1.8
         # the connection and the gateway go on
         assert ch.unary_unary('/test.Echo/Unary')(b'again', timeout=5) == b'echo:again from -'
 

@@ -59,7 +59,8 @@ def test_retry_timeout_bounds_retries_in_time(gateway, backends):
     assert http_get(port, '/slow-everywhere')[0] == 504
     took = time.time() - t0
     # attempts at 0, 250 and 500 ms; at 750 ms the retry_timeout has passed
-    assert len(attempts(bs, '/slow-everywhere')) == 3 and 0.7 < took < 1.5, took
+    # (the count is the bound: without retry_timeout there would be 6)
+    assert len(attempts(bs, '/slow-everywhere')) == 3 and 0.7 < took < 3, took
     g.wait_log('retry_timeout of upstream "up" passed: no retry')
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import free_port, http_get, raw, request, wait_for
 
 
-def config(port, bport, log, admin, on, duration='400ms', filters_timeout='30s'):
+def config(port, bport, log, admin, on, duration='1s', filters_timeout='30s'):
     return f'''listeners:
   - name: main
     address: 127.0.0.1:{port}
@@ -64,17 +64,17 @@ def test_a_response_held_by_a_filter(gateway, backends, tmpdir_path):
         s.sendall(f'GET {path} HTTP/1.1\r\nHost: t\r\n\r\n'.encode())
         wait_for(lambda: len(b.requests) == i + 1, what='the upstream got it')
         asked = time.monotonic()
-        assert asked - t0 < 0.3  # the request went upstream at once: the response is what waits
+        assert asked - t0 < 0.8  # the request went upstream at once: the response is what waits
         status, hdrs = read_head(f)
         answered = time.monotonic()
         body = f.read(int(hdrs['content-length']))
         assert status.startswith(b'HTTP/1.1 200') and body == f'ok {path}'.encode()
         assert hdrs['x-after'] == 'yes'  # the hooks before it in the reverse order ran after the wait
-        assert answered - asked > 0.35, answered - asked
+        assert answered - asked > 0.9, answered - asked
     s.close()
     # Portico's own answers are never held (nothing to hold them for)
     t0 = time.monotonic()
-    assert request(port, 'GET', '/fixed')[2] == b'fixed\n' and time.monotonic() - t0 < 0.3
+    assert request(port, 'GET', '/fixed')[2] == b'fixed\n' and time.monotonic() - t0 < 0.8
     assert log_lines(log, 3) == ['200 GET /held/a', '200 GET /held/b', '200 GET /fixed']
     assert b.connections == 1  # the upstream connection was reused after each held response
     wait_for(lambda: inflight(admin) == 0, what='in-flight back to 0')
@@ -145,12 +145,12 @@ def test_the_end_of_a_body_held_by_a_filter(gateway, backends, tmpdir_path, fram
             f.readline()
     assert status.startswith(b'HTTP/1.1 200') and got == b'ok /held/echo'
     r = b.requests[-1]
-    assert r.t - t0 > 0.35  # the upstream had the whole body only after the delay
+    assert r.t - t0 > 0.9  # the upstream had the whole body only after the delay
     assert r.body == body and r.chunked == (framing == 'chunked')
     # a request without a body is not held
     t0 = time.monotonic()
     s.sendall(b'GET /held/nobody HTTP/1.1\r\nHost: t\r\n\r\n')
-    assert f.readline().startswith(b'HTTP/1.1 200') and time.monotonic() - t0 < 0.3
+    assert f.readline().startswith(b'HTTP/1.1 200') and time.monotonic() - t0 < 0.8
     s.close()
     assert log_lines(log, 2) == ['200 POST /held/echo', '200 GET /held/nobody']
 
