@@ -20,6 +20,9 @@ is chosen by the request path:
   /location?loc=L[&cloc=C][&st=N][&n=K]   status N (302) with Location: L
                      (K times, 1 by default) and Content-Location: C;
                      {self} in them is the backend's own host:port
+  /cut-first?n=N     cacheable; the first request for its target gets a head
+                     with Content-Length N and N/2 bytes 'A', then the close;
+                     the next ones N bytes 'B'
   anything else      200 "ok <path>"
 """
 import hashlib
@@ -250,6 +253,15 @@ class Backend:
             if 'cloc' in q:
                 fields.append(('Content-Location', q['cloc'].replace('{self}', me)))
             self._send(c, int(q.get('st', 302)), b'moved', fields, reason='Found')
+        elif path == '/cut-first':
+            n = int(q['n'])
+            with self.lock:
+                first = sum(r.target == req.target for r in self.requests) == 1
+            c.sendall(b'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: %d\r\n\r\n' % n +
+                      (b'A' * (n // 2) if first else b'B' * n))
+            if first:
+                time.sleep(0.1)
+                return False
         elif path == '/stale':
             self._send(c, 200, b'stale-ok')
             time.sleep(0.05)
