@@ -88,6 +88,10 @@ const pt_pb_service_t *pt_pb_pool_service(const pt_pb_pool_t *pool, const char *
 
 /* A message's field by number, or by JSON or proto name; NULL. */
 const pt_pb_fdesc_t *pt_pb_msg_field(const pt_pb_msg_t *m, uint32_t num);
+/* Builds m's table of field names (by_name), in a: the pool does it for
+ * every message it reads; a message made by hand needs it before
+ * pt_pb_msg_field_named.  false when out of memory. */
+bool pt_pb_msg_index(pt_arena_t *a, pt_pb_msg_t *m);
 const pt_pb_fdesc_t *pt_pb_msg_field_named(const pt_pb_msg_t *m, const char *name, size_t len);
 /* An enum value's name, or NULL; a name's number (false when none). */
 const char *pt_pb_enum_name(const pt_pb_enum_t *e, int32_t num);

@@ -298,20 +298,14 @@ static void index_name(pt_pb_msg_t *m, const char *name, size_t len, uint32_t at
     m->by_name[h] = at;
 }
 
-/* Both names of every field, in a table at most a quarter full: a JSON
- * key is found in a probe or two, however many fields the message has. */
-static bool index_names(pt_pb_pool_t *pool, pt_pb_msg_t *m)
+bool pt_pb_msg_index(pt_arena_t *a, pt_pb_msg_t *m)
 {
-    if (!m->nf)
-        return true;
     size_t slots = 8;
     while (slots < 4 * 2 * m->nf)
         slots *= 2;
-    m->by_name = pt_arena_zalloc(&pool->arena, slots * sizeof(*m->by_name));
-    if (!m->by_name) {
-        fail(pool, "out of memory");
+    m->by_name = pt_arena_zalloc(a, slots * sizeof(*m->by_name));
+    if (!m->by_name)
         return false;
-    }
     m->name_mask = (uint32_t)(slots - 1);
     for (size_t i = 0; i < m->nf; i++) {
         index_name(m, m->f[i].json, m->f[i].json_len, (uint32_t)i + 1);
@@ -383,8 +377,10 @@ static bool read_msg(pt_pb_pool_t *pool, const file_ctx_t *fc, const char *scope
     }
     sort_msg = m;
     qsort(m->by_num, m->nf, sizeof(*m->by_num), cmp_by_num);
-    if (!index_names(pool, m))
+    if (!pt_pb_msg_index(&pool->arena, m)) {
+        fail(pool, "out of memory");
         return false;
+    }
     for (size_t i = 0; i < sizeof(wkts) / sizeof(wkts[0]); i++)
         if (strcmp(m->name, wkts[i].name) == 0)
             m->wkt = wkts[i].wkt;
@@ -720,13 +716,6 @@ const pt_pb_fdesc_t *pt_pb_msg_field(const pt_pb_msg_t *m, uint32_t num)
 
 const pt_pb_fdesc_t *pt_pb_msg_field_named(const pt_pb_msg_t *m, const char *name, size_t len)
 {
-    if (!m->by_name) { /* a message made by hand, not by the pool (the unit tests) */
-        for (size_t i = 0; i < m->nf; i++)
-            if ((m->f[i].json_len == len && memcmp(m->f[i].json, name, len) == 0) ||
-                (m->f[i].name_len == len && memcmp(m->f[i].name, name, len) == 0))
-                return &m->f[i];
-        return NULL;
-    }
     for (uint32_t h = name_hash(name, len) & m->name_mask;; h = (h + 1) & m->name_mask) {
         uint32_t at = m->by_name[h];
         if (!at)

@@ -282,15 +282,10 @@ static void put_key(w_t *w, const pt_pb_fdesc_t *f, bool *first)
     if (!*first)
         put(w, ",");
     *first = false;
-    if (!f->qjson) { /* a field made by hand, not by the pool */
-        const char *name = w->o->proto_names ? f->name : f->json;
-        pt_json_put_str(w->b, name, strlen(name));
-        put(w, ":");
-    } else if (w->o->proto_names) {
+    if (w->o->proto_names)
         pt_sbuf_put(w->b, f->qname, f->qname_len);
-    } else {
+    else
         pt_sbuf_put(w->b, f->qjson, f->qjson_len);
-    }
 }
 
 /* A field's occurrences o[0..k) (k > 0) as its JSON value. */

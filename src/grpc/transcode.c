@@ -252,11 +252,15 @@ static void chunk(pt_tc_call_t *k, const char *p, size_t n)
     out(k, "\r\n", 2);
 }
 
+/* The upstream's fields that reach the client as they are; the status
+ * fields do not: write_head writes them with the call's final code. */
 static bool passes(pt_str_t name)
 {
     return !PT_STR_IEQ(name, "content-type") && !PT_STR_IEQ(name, "content-length") &&
            !PT_STR_IEQ(name, "transfer-encoding") && !PT_STR_IEQ(name, "connection") &&
-           !PT_STR_IEQ(name, "grpc-encoding") && !PT_STR_IEQ(name, "grpc-accept-encoding");
+           !PT_STR_IEQ(name, "grpc-encoding") && !PT_STR_IEQ(name, "grpc-accept-encoding") &&
+           !PT_STR_IEQ(name, "grpc-status") && !PT_STR_IEQ(name, "grpc-message") &&
+           !PT_STR_IEQ(name, "grpc-status-details-bin");
 }
 
 static void pct_decode_into(pt_sbuf_t *b, const uint8_t *p, size_t n)
@@ -290,9 +294,8 @@ void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const 
         k->details.n = 0;
         pt_sbuf_put(&k->details, (const char *)value, vlen);
     }
-    if (!passes(n) || (trailer && k->started) || PT_STR_IEQ(n, "grpc-status") || PT_STR_IEQ(n, "grpc-message") ||
-        PT_STR_IEQ(n, "grpc-status-details-bin"))
-        return; /* the status fields: written by write_head with the call's final code */
+    if (!passes(n) || (trailer && k->started))
+        return;
     const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
     if (fx && pt_fx_overrides(fx->resp, fx->nresp, n))
         return;
@@ -302,29 +305,31 @@ void pt_tc_call_header(pt_tc_call_t *k, const uint8_t *name, size_t nlen, const 
     pt_sbuf_put(&k->meta, "\r\n", 2);
 }
 
+/* name: value, unless a filter sets or removes the field. */
+static void put_field(pt_tc_call_t *k, pt_sbuf_t *h, const char *name, const char *value, size_t vlen)
+{
+    const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
+    if (fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from(name)))
+        return;
+    pt_sbuf_puts(h, name);
+    pt_sbuf_put(h, ": ", 2);
+    pt_sbuf_put(h, value, vlen);
+    pt_sbuf_put(h, "\r\n", 2);
+}
+
 /* The status fields of an answer that is not streamed: its final code
  * (which is not the upstream's when the answer could not be read), with
  * the upstream's grpc-message and details only when the code is its own. */
 static void put_status_fields(pt_tc_call_t *k, pt_sbuf_t *h, int code)
 {
-    const pt_fx_t *fx = k->c->req ? k->c->req->fx : NULL;
-    if (!(fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from("grpc-status")))) {
-        char line[32];
-        snprintf(line, sizeof(line), "grpc-status: %d\r\n", code);
-        pt_sbuf_puts(h, line);
-    }
+    char num[16];
+    put_field(k, h, "grpc-status", num, (size_t)snprintf(num, sizeof(num), "%d", code));
     if (code != k->grpc_status)
         return;
-    if (k->message_raw.n && !(fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from("grpc-message")))) {
-        pt_sbuf_puts(h, "grpc-message: ");
-        pt_sbuf_put(h, k->message_raw.p, k->message_raw.n);
-        pt_sbuf_puts(h, "\r\n");
-    }
-    if (k->details.n && !(fx && pt_fx_overrides(fx->resp, fx->nresp, pt_str_from("grpc-status-details-bin")))) {
-        pt_sbuf_puts(h, "grpc-status-details-bin: ");
-        pt_sbuf_put(h, k->details.p, k->details.n);
-        pt_sbuf_puts(h, "\r\n");
-    }
+    if (k->message_raw.n)
+        put_field(k, h, "grpc-message", k->message_raw.p, k->message_raw.n);
+    if (k->details.n)
+        put_field(k, h, "grpc-status-details-bin", k->details.p, k->details.n);
 }
 
 /* The head: status, application/json, metadata, the status fields (code

@@ -941,19 +941,21 @@ void pt_grpc_start(pt_conn_t *c, const pt_h1_req_t *req, const pt_route_conf_t *
     pt_upstream_t *up = pt_worker_upstream(c->w, r->up);
     pt_grpc_web_mode_t web = pt_grpc_web_of(c->req->fx);
     const pt_tc_t *tc = pt_transcode_of(c->req->fx);
-    /* gRPC is HTTP/2 only; gRPC-Web and REST also HTTP/1.1; a REST call
-     * whose answer is not streamed also HTTP/1.0 (no chunks), closed after */
-    bool rest10 = tc && !pt_conn_is_stream(c) && req->minor < 1 && !tc->b->m->server_streaming;
-    if (!pt_conn_is_stream(c) && ((!web && !tc) || (req->minor < 1 && !rest10))) {
-        c->closing = true;
-        if (tc)
+    if (!pt_conn_is_stream(c)) {
+        /* gRPC is HTTP/2 only; gRPC-Web and REST also HTTP/1.1; a REST call
+         * whose answer is not streamed also HTTP/1.0 (no chunks), closed after */
+        bool ok = req->minor >= 1 ? web || tc : tc && !tc->b->m->server_streaming;
+        if (req->minor < 1 || !ok)
+            c->closing = true;
+        if (!ok && tc) {
             pt_tc_error_status(c, 505, 12, "this method's answer is streamed, which needs HTTP/1.1 or HTTP/2");
-        else
+            return;
+        }
+        if (!ok) {
             pt_req_respond(c, 505, "text/plain", "505 HTTP Version Not Supported: gRPC needs HTTP/2\n", 50, NULL, false);
-        return;
+            return;
+        }
     }
-    if (rest10)
-        c->closing = true;
     /* the response head's and the trailers' room (some 9 KiB) is not
      * zeroed: head_len and ntrailers say what of it holds anything */
     pt_grpc_t *g = pt_arena_alloc(&c->arena, sizeof(*g));

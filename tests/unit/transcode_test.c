@@ -45,13 +45,13 @@ static const char *match(const char *t, const char *path)
 {
     static pt_arena_t a;
     static bool init;
-    if (!init) {
-        pt_arena_init(&a, 4096, 0);
-        init = true;
-    }
     static pt_pb_fdesc_t fs[1] = {{.name = "x", .json = "x", .name_len = 1, .json_len = 1, .num = 1, .type = PT_PB_STRING, .oneof = -1}};
     static uint32_t by[1] = {0};
     static pt_pb_msg_t m = {.name = "t.M", .f = fs, .nf = 1, .by_num = by};
+    if (!init) {
+        pt_arena_init(&a, 4096, 0);
+        init = pt_pb_msg_index(&a, &m);
+    }
     static pt_pb_method_t md = {.name = "M", .path = "/t.S/M", .in = &m, .out = &m};
     pt_http_binding_t b;
     char err[256];
